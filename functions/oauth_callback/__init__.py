@@ -1,0 +1,1 @@
+"""Consent duty: /connect, /login, /callback and the /done outcome page."""

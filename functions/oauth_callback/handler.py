@@ -1,0 +1,214 @@
+"""Lambda entry for the consent routes: parse the event, call the service, shape the response.
+
+Errors are mapped to pages in one place (`_error_page`). Nothing from the request is logged.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
+
+from oauth_callback import pages
+from oauth_callback.models import HttpRequest, HttpResponse
+from oauth_callback.pages import Link
+from oauth_callback.service import BINDING_COOKIE, ConsentService, Redirect, opaque_seller_key
+from oauth_callback.settings import ConsentSettings
+from seller_insights import aws
+from seller_insights.credentials import SecretsManagerCredentials
+from seller_insights.endpoints import amazon_url
+from seller_insights.errors import (
+    AlreadyConnected,
+    AuthorizationCancelled,
+    BadRequest,
+    BrowserMismatch,
+    ConfigurationError,
+    ConnectionInProgress,
+    LwaError,
+    LwaInvalidGrant,
+    LwaUnavailable,
+    SellerMismatch,
+    StateExpired,
+    StateNotFound,
+    UnknownMarketplace,
+    UntrustedCallbackUri,
+    VaultError,
+)
+from seller_insights.lwa import LwaClient
+from seller_insights.marketplaces import LWA_TOKEN_URL, MARKETPLACES, Region, marketplace_codes
+from seller_insights.observability import get_logger, get_metrics, get_tracer
+from seller_insights.repositories import ConnectionsRepository, OAuthStateRepository, OneTimeClaims
+from seller_insights.vault import Vault
+
+logger = get_logger()
+tracer = get_tracer()
+metrics = get_metrics()
+
+REGION_NAMES = {Region.NA.value: "North America", Region.EU.value: "Europe", Region.FE.value: "Far East"}
+
+
+@cache
+def settings() -> ConsentSettings:
+    return ConsentSettings.from_env()
+
+
+@cache
+def service() -> ConsentService:
+    config = settings()
+    credentials = SecretsManagerCredentials(config.lwa_client_secret_id)
+    return ConsentService(
+        config,
+        states=OAuthStateRepository(aws.table(config.oauth_state_table)),
+        connections=ConnectionsRepository(aws.table(config.connections_table)),
+        claims=OneTimeClaims(aws.table(config.idempotency_table)),
+        vault=Vault(aws.client("kms"), config.token_key_id),
+        lwa=LwaClient(amazon_url(LWA_TOKEN_URL, config.amazon_endpoint_override), credentials),
+        credentials=credentials,
+    )
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return handle(event).to_event()
+
+
+def handle(event: dict[str, Any]) -> HttpResponse:
+    try:
+        request = HttpRequest.from_event(event)
+        route = _ROUTES.get(request.path.rstrip("/") or "/")
+        if route is None:
+            return pages.page(404, "Page not found", "There is nothing at this address.",
+                              action=pages.start_again())
+        if request.method != "GET":
+            response = pages.page(405, "Method not allowed", "This address only answers GET requests.")
+            response.headers["Allow"] = "GET"
+            return response
+        return route(request)
+    except Exception as exc:  # every failure becomes a page; unknown ones are logged for operators
+        return _error_page(exc)
+
+
+def _connect(request: HttpRequest) -> HttpResponse:
+    redirect = service().start_website_flow(request.query, request.cookies.get(BINDING_COOKIE))
+    _count("ConsentStarted")
+    logger.info("consent started", extra={"flow": "website"})
+    return _redirect_with_binding(redirect)
+
+
+def _login(request: HttpRequest) -> HttpResponse:
+    redirect = service().start_login_flow(request.query, request.cookies.get(BINDING_COOKIE))
+    _count("ConsentStarted")
+    logger.info("consent started", extra={"flow": "login"})
+    return _redirect_with_binding(redirect)
+
+
+def _callback(request: HttpRequest) -> HttpResponse:
+    completion = service().complete(request.query, request.cookies.get(BINDING_COOKIE))
+    _count("ConsentCompleted")
+    logger.info("seller connected", extra={"seller_key": opaque_seller_key(completion.seller_id),
+                                           "region": completion.region,
+                                           "first_connection": completion.first_connection})
+    # A clean URL: nothing of the code or state survives in history or a Referer.
+    return pages.redirect(f"done?outcome=connected&region={completion.region}", status=303)
+
+
+def _done(request: HttpRequest) -> HttpResponse:
+    outcome = request.query.get("outcome")
+    if outcome == "connected":
+        region = REGION_NAMES.get(request.query.get("region", ""), "your region")
+        return pages.page(200, "Your Amazon account is connected",
+                          f"Seller Insights can now read your reports for {region}.",
+                          "You can close this page. To connect another region, start again.",
+                          action=Link("connect", "Connect another region"))
+    if outcome == "already_connected":
+        return pages.page(200, "Already connected",
+                          "This authorization was already completed. Nothing else is needed.")
+    return pages.page(404, "Page not found", "There is nothing at this address.", action=pages.start_again())
+
+
+def _redirect_with_binding(redirect: Redirect) -> HttpResponse:
+    cookie = (f"{BINDING_COOKIE}={redirect.binding}; Path=/; Max-Age={settings().state_ttl_seconds}; "
+              "Secure; HttpOnly; SameSite=Lax")
+    return pages.redirect(redirect.location, status=302, cookies=[cookie])
+
+
+_ROUTES = {"/connect": _connect, "/login": _login, "/callback": _callback, "/done": _done}
+
+
+def _error_page(exc: Exception) -> HttpResponse:
+    """The single place where errors become pages. Texts are fixed; nothing is reflected."""
+    _count(f"ConsentFailed{type(exc).__name__}")
+    again = pages.start_again()
+    match exc:
+        case UnknownMarketplace():
+            choices = [Link(f"connect?marketplace={code}", f"{code} · {MARKETPLACES[code].country}")
+                       for code in marketplace_codes()]
+            return pages.page(400, "Unknown marketplace",
+                              "Choose the marketplace where you sell; we send you to its Seller Central.",
+                              choices=choices)
+        case AuthorizationCancelled():
+            return pages.page(400, "Authorization was cancelled",
+                              "You did not authorize Seller Insights on Amazon, so nothing was connected.",
+                              "If that was a mistake, start again.", action=again)
+        case AlreadyConnected():
+            return pages.redirect("done?outcome=already_connected", status=303)
+        case ConnectionInProgress():
+            return pages.page(409, "Still connecting",
+                              "This authorization is being completed in another tab or request. "
+                              "Wait a moment, then open Seller Insights again.")
+        case StateExpired():
+            return pages.page(400, "This link has expired",
+                              "The authorization took longer than 10 minutes. Start again to get a fresh link.",
+                              action=again)
+        case StateNotFound():
+            return pages.page(400, "This link cannot be used",
+                              "It was already used, has expired, or was not issued by us. Start again.",
+                              action=again)
+        case BrowserMismatch():
+            return pages.page(400, "Start again in this browser",
+                              "The authorization was started in another browser or the session cookie is "
+                              "missing. Start again here, in one browser, with cookies enabled.", action=again)
+        case SellerMismatch():
+            return pages.page(400, "A different seller account answered",
+                              "Amazon returned another seller account than the one that started the "
+                              "authorization. Sign in to Seller Central with the right account and start again.",
+                              action=again)
+        case UntrustedCallbackUri():
+            return pages.page(400, "Untrusted return address",
+                              "This sign-in link does not come from Seller Central or Vendor Central. "
+                              "Open Seller Insights from the Selling Partner Appstore and try again.")
+        case BadRequest():
+            return pages.page(400, "This request is incomplete",
+                              "Some information from Amazon is missing or malformed. Start again.", action=again)
+        case LwaInvalidGrant():
+            return pages.page(400, "The authorization expired",
+                              "Amazon's authorization code is valid for only 5 minutes and works once. "
+                              "Start again to authorize Seller Insights.", action=again)
+        case LwaUnavailable():
+            logger.warning("LWA unavailable during the code exchange", extra={"lwa_error": exc.code})
+            return pages.page(502, "Amazon did not answer",
+                              "Amazon's sign-in service did not answer in time. Nothing was stored. "
+                              "Please try again in a minute.", action=Link("connect", "Try again"))
+        case LwaError():
+            logger.error("LWA refused the code exchange", extra={"lwa_error": exc.code})
+            return pages.page(502, "We could not finish connecting",
+                              "Amazon refused our application's credentials. Nothing was stored. Our team "
+                              "has been alerted; please try again later.", action=Link("connect", "Try again"))
+        case ConfigurationError() | VaultError() | ClientError() | BotoCoreError():
+            logger.exception("consent could not complete")
+            return pages.page(503, "Temporarily unavailable",
+                              "We could not complete this step. Nothing was stored. Please try again shortly.",
+                              action=Link("connect", "Try again"))
+        case _:
+            logger.exception("unexpected consent failure")
+            return pages.page(500, "Something went wrong",
+                              "Nothing was stored. Please start again.", action=again)
+
+
+def _count(name: str) -> None:
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)

@@ -1,0 +1,81 @@
+"""The HTTP shapes the consent function reads and writes (API Gateway HTTP API payload 2.0)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+from seller_insights.errors import BadRequest
+
+MAX_QUERY_LENGTH = 4096
+MAX_PARAMETERS = 20
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    method: str
+    path: str
+    query: dict[str, str]
+    cookies: dict[str, str]
+
+    @classmethod
+    def from_event(cls, event: dict[str, Any]) -> HttpRequest:
+        http = event.get("requestContext", {}).get("http", {})
+        method = str(http.get("method", "GET")).upper()
+        path = str(event.get("rawPath") or http.get("path") or "/")
+        return cls(method=method, path=path, query=parse_query(event.get("rawQueryString") or ""),
+                   cookies=parse_cookies(event.get("cookies") or []))
+
+
+def parse_query(raw: str) -> dict[str, str]:
+    """Single-valued query parameters from the raw query string.
+
+    `queryStringParameters` joins repeated keys with commas, which would hide `state=a&state=b`;
+    the raw string does not. Any repeated key is refused.
+    """
+    if len(raw) > MAX_QUERY_LENGTH:
+        raise BadRequest("query string too long")
+    try:
+        pairs = parse_qsl(raw, keep_blank_values=True, max_num_fields=MAX_PARAMETERS)
+    except ValueError:
+        raise BadRequest("too many query parameters") from None
+    query: dict[str, str] = {}
+    for key, value in pairs:
+        if key in query:
+            raise BadRequest("a query parameter appears more than once")
+        query[key] = value
+    return query
+
+
+def parse_cookies(cookies: list[str]) -> dict[str, str]:
+    """Cookie name -> value. A name sent twice counts as absent: we cannot tell which is ours."""
+    seen: dict[str, str] = {}
+    repeated: set[str] = set()
+    for cookie in cookies:
+        name, sep, value = cookie.strip().partition("=")
+        if not sep:
+            continue
+        if name in seen:
+            repeated.add(name)
+        seen[name] = value
+    return {k: v for k, v in seen.items() if k not in repeated}
+
+
+@dataclass
+class HttpResponse:
+    status: int
+    body: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    cookies: list[str] = field(default_factory=list)
+
+    def to_event(self) -> dict[str, Any]:
+        response: dict[str, Any] = {
+            "statusCode": self.status,
+            "headers": self.headers,
+            "body": self.body,
+            "isBase64Encoded": False,
+        }
+        if self.cookies:
+            response["cookies"] = self.cookies
+        return response

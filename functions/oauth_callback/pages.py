@@ -1,0 +1,79 @@
+"""Server-rendered pages with autoescaping and the security headers every response carries.
+
+Page texts come from this module only; no request value is ever echoed into a page.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from oauth_callback.models import HttpResponse
+from seller_insights.marketplaces import MARKETPLACES
+
+_TEMPLATES = Path(__file__).parent / "templates"
+
+
+@dataclass(frozen=True)
+class Link:
+    href: str
+    label: str
+
+
+@cache
+def _environment() -> Environment:
+    return Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=select_autoescape(default=True))
+
+
+@cache
+def _css() -> tuple[str, str]:
+    css = (_TEMPLATES / "page.css").read_text().strip()
+    digest = base64.b64encode(hashlib.sha256(css.encode()).digest()).decode()
+    return css, f"'sha256-{digest}'"
+
+
+def security_headers() -> dict[str, str]:
+    _, style_hash = _css()
+    return {
+        "Content-Type": "text/html; charset=utf-8",
+        "Cache-Control": "no-store",
+        "Pragma": "no-cache",
+        "Referrer-Policy": "no-referrer",
+        "Strict-Transport-Security": "max-age=63072000; includeSubDomains",
+        "Content-Security-Policy": (
+            f"default-src 'none'; style-src {style_hash}; img-src 'none'; form-action 'none'; "
+            "base-uri 'none'; frame-ancestors 'none'"
+        ),
+        "X-Frame-Options": "DENY",
+        "X-Content-Type-Options": "nosniff",
+    }
+
+
+def page(
+    status: int,
+    heading: str,
+    *paragraphs: str,
+    action: Link | None = None,
+    choices: list[Link] | None = None,
+) -> HttpResponse:
+    css, _ = _css()
+    body = _environment().get_template("base.html").render(
+        heading=heading, paragraphs=paragraphs, action=action, choices=choices or [], css=css
+    )
+    return HttpResponse(status=status, body=body, headers=security_headers())
+
+
+def redirect(location: str, status: int = 302, cookies: list[str] | None = None) -> HttpResponse:
+    headers = security_headers()
+    headers["Location"] = location
+    return HttpResponse(status=status, body="", headers=headers, cookies=cookies or [])
+
+
+def start_again(marketplace: str | None = None) -> Link:
+    query = f"?marketplace={marketplace}" if marketplace in MARKETPLACES else ""
+    return Link(f"connect{query}", "Start again")

@@ -1,0 +1,258 @@
+"""The consent flows: website (/connect), Log-in URI (/login) and the final callback.
+
+The rules (security.md §2): state is 256-bit random, stored only as a hash, bound to this browser by
+a cookie, at most STATE_TTL_SECONDS old and consumed with a conditional delete before anything else;
+the code is exchanged at LWA at most once; the region comes from the stored state, never from the
+callback; the refresh token is sealed before it is written, in one item update.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import string
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from oauth_callback.settings import ConsentSettings
+from seller_insights import clock
+from seller_insights.credentials import LwaClientCredentials
+from seller_insights.endpoints import amazon_url, emulated_host
+from seller_insights.errors import (
+    AlreadyConnected,
+    AuthorizationCancelled,
+    BadRequest,
+    BrowserMismatch,
+    ConnectionInProgress,
+    LwaError,
+    SellerMismatch,
+    StateExpired,
+    StateNotFound,
+    UntrustedCallbackUri,
+)
+from seller_insights.lwa import LwaClient
+from seller_insights.marketplaces import CONSENT_PATH, Region, central_host_regions, marketplace
+from seller_insights.redaction import register_secret
+from seller_insights.repositories import (
+    ClaimStatus,
+    ConnectionsRepository,
+    OAuthStateRepository,
+    OneTimeClaims,
+    PendingState,
+)
+from seller_insights.vault import Purpose, SecretContext, Vault
+
+BINDING_COOKIE = "__Host-si_consent"
+REAUTHORIZATION_PERIOD = timedelta(days=365)
+CODE_CLAIM_TTL_SECONDS = 24 * 3600
+
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
+_SELLER_ID = re.compile(r"[A-Z0-9]{8,20}")
+_CODE = re.compile(r"[A-Za-z0-9._~+/=-]{8,512}")
+_PRINTABLE = set(string.ascii_letters + string.digits + string.punctuation)
+MAX_AMAZON_STATE = 2048
+MAX_CALLBACK_URI = 2048
+
+
+@dataclass(frozen=True)
+class Redirect:
+    location: str
+    binding: str  # the browser-binding cookie value to (re)set
+
+
+@dataclass(frozen=True)
+class Completion:
+    seller_id: str
+    region: str
+    marketplace: str | None
+    first_connection: bool
+
+
+def digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def opaque_seller_key(seller_id: str) -> str:
+    """What logs and metrics may carry instead of the seller id (logs outlive deletions)."""
+    return digest(f"seller:{seller_id}")[:16]
+
+
+class ConsentService:
+    def __init__(
+        self,
+        settings: ConsentSettings,
+        *,
+        states: OAuthStateRepository,
+        connections: ConnectionsRepository,
+        claims: OneTimeClaims,
+        vault: Vault,
+        lwa: LwaClient,
+        credentials: Callable[[], LwaClientCredentials],
+    ) -> None:
+        self._settings = settings
+        self._states = states
+        self._connections = connections
+        self._claims = claims
+        self._vault = vault
+        self._lwa = lwa
+        self._credentials = credentials
+
+    # --- /connect ---------------------------------------------------------------------------------
+
+    def start_website_flow(self, query: Mapping[str, str], binding: str | None) -> Redirect:
+        chosen = marketplace(query.get("marketplace") or self._settings.default_marketplace)
+        application_id = self._credentials().application_id
+        state, binding = self._issue_state(binding, flow="website", region=chosen.region,
+                                           marketplace=chosen.code)
+        params = {"application_id": application_id, "state": state, "redirect_uri": self._settings.redirect_uri}
+        if self._settings.app_draft:
+            params["version"] = "beta"
+        consent = f"{chosen.consent_base()}{CONSENT_PATH}?{urlencode(params)}"
+        return Redirect(amazon_url(consent, self._settings.amazon_endpoint_override), binding)
+
+    # --- /login (Appstore authorization and yearly re-authorization) ------------------------------
+
+    def start_login_flow(self, query: Mapping[str, str], binding: str | None) -> Redirect:
+        callback_uri = query.get("amazon_callback_uri") or ""
+        amazon_state = query.get("amazon_state") or ""
+        if not callback_uri or not amazon_state:
+            raise BadRequest("amazon_callback_uri and amazon_state are required")
+        if len(amazon_state) > MAX_AMAZON_STATE or not set(amazon_state) <= _PRINTABLE:
+            raise BadRequest("amazon_state is malformed")
+        register_secret(amazon_state)
+        region = self.trusted_callback_region(callback_uri)
+        seller_id = query.get("selling_partner_id") or None
+        if seller_id is not None and not _SELLER_ID.fullmatch(seller_id):
+            raise BadRequest("selling_partner_id is malformed")
+        state, binding = self._issue_state(binding, flow="login", region=region, marketplace=None,
+                                           selling_partner_id=seller_id)
+        params = {"amazon_state": amazon_state, "state": state, "redirect_uri": self._settings.redirect_uri}
+        if self._settings.app_draft:
+            params["version"] = "beta"
+        parts = urlsplit(callback_uri)
+        joined = f"{parts.query}&{urlencode(params)}" if parts.query else urlencode(params)
+        return Redirect(urlunsplit((parts.scheme, parts.netloc, parts.path, joined, "")), binding)
+
+    def trusted_callback_region(self, uri: str) -> Region:
+        """The region of an allowlisted Seller/Vendor Central callback URI, or UntrustedCallbackUri.
+
+        Exact host match on https without port, user info or fragment; in the local stage, also the
+        Amazon emulator's own origin standing in for an allowlisted host.
+        """
+        if len(uri) > MAX_CALLBACK_URI or any(c in uri for c in "\\ \t\r\n\x00") or not uri.isascii():
+            raise UntrustedCallbackUri("amazon_callback_uri has forbidden characters")
+        parts = urlsplit(uri)
+        if parts.fragment or "@" in parts.netloc:
+            raise UntrustedCallbackUri("amazon_callback_uri has a fragment or user info")
+        emulated = emulated_host(uri, self._settings.amazon_endpoint_override)
+        if emulated is not None:
+            host = emulated[0]
+        else:
+            host = parts.netloc.lower()
+            if parts.scheme != "https" or host != (parts.hostname or ""):
+                raise UntrustedCallbackUri("amazon_callback_uri must be https on a bare host name")
+        regions = central_host_regions()
+        if host not in regions:
+            raise UntrustedCallbackUri("amazon_callback_uri is not a Seller Central or Vendor Central host")
+        return regions[host]
+
+    # --- /callback --------------------------------------------------------------------------------
+
+    def complete(self, query: Mapping[str, str], binding: str | None) -> Completion:
+        state = query.get("state") or ""
+        code = query.get("spapi_oauth_code") or ""
+        register_secret(state, code)
+        if not _TOKEN.fullmatch(state):
+            raise BadRequest("state is missing or malformed")
+        # Consumed first, whatever follows: a state works once, even if the rest of the request fails.
+        pending = self._states.consume(digest(state))
+        if pending is None:
+            self._raise_for_reused_code(code, binding)
+        if clock.epoch_seconds() - pending.created_at > self._settings.state_ttl_seconds:
+            raise StateExpired()
+        if not binding or not hmac.compare_digest(digest(binding), pending.binding_hash):
+            raise BrowserMismatch()
+        if "error" in query:
+            raise AuthorizationCancelled()
+
+        seller_id = query.get("selling_partner_id") or ""
+        if not _SELLER_ID.fullmatch(seller_id):
+            raise BadRequest("selling_partner_id is missing or malformed")
+        if not _CODE.fullmatch(code):
+            raise BadRequest("spapi_oauth_code is missing or malformed")
+        if pending.selling_partner_id and pending.selling_partner_id != seller_id:
+            raise SellerMismatch()
+
+        claim_id = f"authcode#{digest(code)}"
+        if not self._claims.claim(claim_id, owner=pending.binding_hash, now=clock.epoch_seconds(),
+                                  ttl_seconds=CODE_CLAIM_TTL_SECONDS):
+            self._raise_for_reused_code(code, binding)
+        try:
+            completion = self._exchange_and_store(code, seller_id, pending)
+        except Exception:
+            self._claims.finish(claim_id, ClaimStatus.FAILED)
+            raise
+        self._claims.finish(claim_id, ClaimStatus.COMPLETED)
+        return completion
+
+    def _exchange_and_store(self, code: str, seller_id: str, pending: PendingState) -> Completion:
+        grant = self._lwa.exchange_code(code, self._settings.redirect_uri)
+        if grant.refresh_token is None:  # exchange_code guarantees it; kept for the type checker
+            raise LwaError("missing_refresh_token")
+        sealed = self._vault.seal(
+            grant.refresh_token, SecretContext(Purpose.REFRESH_TOKEN, seller_id, pending.region)
+        )
+        consented_at = clock.now()
+        first = self._connections.record_authorization(
+            seller_id=seller_id,
+            region=pending.region,
+            sealed_refresh_token=sealed,
+            consented_at=consented_at,
+            reauthorization_due_at=consented_at + REAUTHORIZATION_PERIOD,
+            marketplace=pending.marketplace,
+            flow=pending.flow,
+        )
+        return Completion(seller_id, pending.region, pending.marketplace, first)
+
+    def _raise_for_reused_code(self, code: str, binding: str | None) -> None:
+        """The same browser bringing back a code we already took: say how that went; else StateNotFound."""
+        if code and binding and _CODE.fullmatch(code):
+            claim = self._claims.get(f"authcode#{digest(code)}", now=clock.epoch_seconds())
+            if claim is not None and hmac.compare_digest(claim.owner, digest(binding)):
+                if claim.status is ClaimStatus.COMPLETED:
+                    raise AlreadyConnected()
+                if claim.status is ClaimStatus.IN_PROGRESS:
+                    raise ConnectionInProgress()
+        raise StateNotFound()
+
+    # --- state ------------------------------------------------------------------------------------
+
+    def _issue_state(
+        self,
+        binding: str | None,
+        *,
+        flow: str,
+        region: Region,
+        marketplace: str | None,
+        selling_partner_id: str | None = None,
+    ) -> tuple[str, str]:
+        if not binding or not _TOKEN.fullmatch(binding):
+            binding = secrets.token_urlsafe(32)
+        state = secrets.token_urlsafe(32)
+        register_secret(state, binding)
+        now = clock.epoch_seconds()
+        self._states.create(PendingState(
+            state_hash=digest(state),
+            binding_hash=digest(binding),
+            flow=flow,
+            region=region.value,
+            marketplace=marketplace,
+            created_at=now,
+            expires_at=now + self._settings.state_ttl_seconds,
+            selling_partner_id=selling_partner_id,
+        ))
+        return state, binding

@@ -1,0 +1,1 @@
+"""Code every Seller Insights function shares (the shared Lambda layer)."""

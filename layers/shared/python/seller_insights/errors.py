@@ -1,0 +1,106 @@
+"""Typed errors. Callers branch on the type, never on message text.
+
+Messages never carry secrets: no tokens, codes, state values, client secrets or URLs with queries.
+"""
+
+from __future__ import annotations
+
+
+class SellerInsightsError(Exception):
+    """Base of every error the product raises on purpose."""
+
+
+class ConfigurationError(SellerInsightsError):
+    """The function's environment or a stored setting is missing or wrong; an operator must act."""
+
+
+# --- Login with Amazon ---------------------------------------------------------------------------
+
+
+class LwaError(SellerInsightsError):
+    """The LWA token endpoint refused or failed. `code` is LWA's `error` value (or ours)."""
+
+    def __init__(self, code: str, http_status: int | None = None) -> None:
+        self.code = code
+        self.http_status = http_status
+        super().__init__(f"LWA token request failed: {code} (HTTP {http_status})")
+
+
+class LwaInvalidGrant(LwaError):
+    """The code or refresh token is expired, used, revoked or unknown. Never retried."""
+
+
+class LwaInvalidClient(LwaError):
+    """Our client id or secret is wrong or expired. Not the seller's fault; an operator must act."""
+
+
+class LwaRejected(LwaError):
+    """Any other refusal (invalid_request, unauthorized_client, invalid_scope, access_denied...)."""
+
+
+class LwaUnavailable(LwaError):
+    """server_error, temporarily_unavailable, 5xx, timeouts: still failing after bounded retries."""
+
+
+# --- Vault ---------------------------------------------------------------------------------------
+
+
+class VaultError(SellerInsightsError):
+    """Encryption or decryption could not be done. The vault never falls back to plaintext."""
+
+
+class SealedDataInvalid(VaultError):
+    """A ciphertext does not open under this context: tampered, swapped between sellers, or corrupt."""
+
+
+class KeyUnavailable(VaultError):
+    """KMS refused (access denied, key disabled or pending deletion) or stayed unreachable."""
+
+
+# --- Consent -------------------------------------------------------------------------------------
+
+
+class ConsentError(SellerInsightsError):
+    """A consent request that cannot go on. Each subclass maps to one page in the consent function."""
+
+
+class BadRequest(ConsentError):
+    """Malformed input: repeated, missing, oversized or ill-shaped parameters."""
+
+
+class UnknownMarketplace(ConsentError):
+    def __init__(self, code: str) -> None:
+        self.code = code
+        super().__init__("unknown marketplace code")
+
+
+class UntrustedCallbackUri(ConsentError):
+    """amazon_callback_uri is not https on an allowlisted Seller/Vendor Central host."""
+
+
+class StateNotFound(ConsentError):
+    """Never issued, already used, or already removed: the link cannot be used again."""
+
+
+class StateExpired(ConsentError):
+    """Issued more than the state lifetime ago."""
+
+
+class BrowserMismatch(ConsentError):
+    """The state belongs to another browser (missing or different binding cookie)."""
+
+
+class SellerMismatch(ConsentError):
+    """The callback names a different seller than the one Amazon named at the Log-in URI."""
+
+
+class AuthorizationCancelled(ConsentError):
+    """Amazon returned error=... (the seller cancelled or Amazon refused)."""
+
+
+class AlreadyConnected(ConsentError):
+    """The same authorization code came back a second time after it was used successfully."""
+
+
+class ConnectionInProgress(ConsentError):
+    """The same authorization code is being exchanged by another request of this browser right now."""

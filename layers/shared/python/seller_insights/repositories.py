@@ -1,0 +1,232 @@
+"""DynamoDB access for connections, OAuth state and one-time claims. Keys per internal-contracts.md.
+
+Every write that must happen once is conditional; every "replace" is a single-item update, so a
+reader sees the old token or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from boto3.dynamodb.conditions import Attr
+from botocore.exceptions import ClientError
+
+from seller_insights.vault import Sealed
+
+
+class ConnectionStatus(StrEnum):
+    ACTIVE = "ACTIVE"
+    REVOKED = "REVOKED"
+    TOKENS_REMOVED = "TOKENS_REMOVED"
+    DELETION_REQUESTED = "DELETION_REQUESTED"
+
+
+def connection_key(seller_id: str, region: str) -> dict[str, str]:
+    return {"pk": f"SELLER#{seller_id}", "sk": f"CONN#{region}"}
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Connection:
+    seller_id: str
+    region: str
+    status: ConnectionStatus
+    consented_at: str
+    reauthorization_due_at: str
+    marketplace: str | None
+    created_at: str
+    updated_at: str
+    has_refresh_token: bool
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> Connection:
+        return cls(
+            seller_id=item["seller_id"],
+            region=item["region"],
+            status=ConnectionStatus(item["status"]),
+            consented_at=item["consented_at"],
+            reauthorization_due_at=item["reauthorization_due_at"],
+            marketplace=item.get("marketplace"),
+            created_at=item["created_at"],
+            updated_at=item["updated_at"],
+            has_refresh_token="refresh_token" in item,
+        )
+
+
+class ConnectionsRepository:
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def record_authorization(
+        self,
+        *,
+        seller_id: str,
+        region: str,
+        sealed_refresh_token: Sealed,
+        consented_at: datetime,
+        reauthorization_due_at: datetime,
+        marketplace: str | None,
+        flow: str,
+    ) -> bool:
+        """Store (or atomically replace) the seller's refresh token for a region. True if new."""
+        now = iso(consented_at)
+        response = self._table.update_item(
+            Key=connection_key(seller_id, region),
+            UpdateExpression=(
+                "SET seller_id = :seller, #region = :region, #status = :active, refresh_token = :token, "
+                "consented_at = :now, reauthorization_due_at = :due, updated_at = :now, "
+                "consent_flow = :flow, created_at = if_not_exists(created_at, :now), "
+                "marketplace = if_not_exists(marketplace, :marketplace) "
+                "REMOVE purge_after"
+            ),
+            ExpressionAttributeNames={"#region": "region", "#status": "status"},
+            ExpressionAttributeValues={
+                ":seller": seller_id,
+                ":region": region,
+                ":active": ConnectionStatus.ACTIVE.value,
+                ":token": sealed_refresh_token.to_item(),
+                ":now": now,
+                ":due": iso(reauthorization_due_at),
+                ":flow": flow,
+                ":marketplace": marketplace,
+            },
+            ReturnValues="UPDATED_OLD",
+        )
+        return "created_at" not in response.get("Attributes", {})
+
+    def get(self, seller_id: str, region: str) -> Connection | None:
+        item = self._table.get_item(Key=connection_key(seller_id, region), ConsistentRead=True).get("Item")
+        return Connection.from_item(item) if item else None
+
+    def sealed_refresh_token(self, seller_id: str, region: str) -> Sealed | None:
+        item = self._table.get_item(
+            Key=connection_key(seller_id, region),
+            ProjectionExpression="refresh_token",
+            ConsistentRead=True,
+        ).get("Item")
+        if not item or "refresh_token" not in item:
+            return None
+        return Sealed.from_item(item["refresh_token"])
+
+
+@dataclass(frozen=True)
+class PendingState:
+    """An issued OAuth state, as stored (the state itself is only kept as a hash)."""
+
+    state_hash: str
+    binding_hash: str
+    flow: str  # "website" or "login"
+    region: str
+    marketplace: str | None
+    created_at: int  # epoch seconds
+    expires_at: int
+    selling_partner_id: str | None = None  # named by Amazon at the Log-in URI
+
+    def to_item(self) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "state_hash": self.state_hash,
+            "binding_hash": self.binding_hash,
+            "flow": self.flow,
+            "region": self.region,
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+        }
+        if self.marketplace:
+            item["marketplace"] = self.marketplace
+        if self.selling_partner_id:
+            item["selling_partner_id"] = self.selling_partner_id
+        return item
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> PendingState:
+        return cls(
+            state_hash=item["state_hash"],
+            binding_hash=item["binding_hash"],
+            flow=item["flow"],
+            region=item["region"],
+            marketplace=item.get("marketplace"),
+            created_at=int(item["created_at"]),
+            expires_at=int(item["expires_at"]),
+            selling_partner_id=item.get("selling_partner_id"),
+        )
+
+
+class OAuthStateRepository:
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def create(self, state: PendingState) -> None:
+        self._table.put_item(Item=state.to_item(), ConditionExpression=Attr("state_hash").not_exists())
+
+    def consume(self, state_hash: str) -> PendingState | None:
+        """Delete the state if it exists and return it; None if it was never issued or is gone.
+
+        The conditional delete makes consumption single-use even under concurrent callbacks.
+        """
+        try:
+            response = self._table.delete_item(
+                Key={"state_hash": state_hash},
+                ConditionExpression=Attr("state_hash").exists(),
+                ReturnValues="ALL_OLD",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return None
+            raise
+        return PendingState.from_item(response["Attributes"])
+
+
+class ClaimStatus(StrEnum):
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True)
+class Claim:
+    status: ClaimStatus
+    owner: str
+
+
+class OneTimeClaims:
+    """Claims in the idempotency table (Powertools' schema: `id`, TTL `expiration`).
+
+    Used so that one authorization code is exchanged at LWA at most once, whatever the callbacks do.
+    The id is a hash of the secret; the secret itself is never stored.
+    """
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def claim(self, claim_id: str, owner: str, now: int, ttl_seconds: int) -> bool:
+        try:
+            self._table.put_item(
+                Item={"id": claim_id, "status": ClaimStatus.IN_PROGRESS.value, "owner": owner,
+                      "expiration": now + ttl_seconds},
+                ConditionExpression=Attr("id").not_exists() | Attr("expiration").lt(now),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def finish(self, claim_id: str, status: ClaimStatus) -> None:
+        self._table.update_item(
+            Key={"id": claim_id},
+            UpdateExpression="SET #status = :status",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":status": status.value},
+        )
+
+    def get(self, claim_id: str, now: int) -> Claim | None:
+        item = self._table.get_item(Key={"id": claim_id}, ConsistentRead=True).get("Item")
+        if not item or int(item.get("expiration", 0)) < now:
+            return None
+        return Claim(ClaimStatus(item["status"]), item["owner"])

@@ -1,0 +1,92 @@
+"""Typed settings read from the environment, validated once, with errors that name the variable.
+
+A function declares a frozen dataclass that extends `BaseSettings`; every field is read from the
+environment variable of the same name in upper case (or `env_field(name=...)`). Supported types:
+str, int, bool, and `str | None` for optional values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+from seller_insights.errors import ConfigurationError
+
+LOCAL_STAGE = "local"
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+
+
+def env_field(name: str | None = None, default: Any = dataclasses.MISSING) -> Any:
+    """A settings field read from `name` (default: the field name upper-cased)."""
+    return field(default=default, metadata={"env": name})
+
+
+@dataclass(frozen=True, kw_only=True)
+class BaseSettings:
+    stage: str
+    # Set only by the local stack: Amazon's hosts are then served by the Amazon emulator.
+    amazon_endpoint_override: str | None = env_field(default=None)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        environ = os.environ if environ is None else environ
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for f in dataclasses.fields(cls):
+            name = f.metadata.get("env") or f.name.upper()
+            raw = environ.get(name)
+            if raw is None or raw == "":
+                if f.default is dataclasses.MISSING:
+                    problems.append(f"{name} is not set")
+                continue
+            try:
+                values[f.name] = _convert(raw, hints[f.name])
+            except ValueError as exc:
+                problems.append(f"{name}: {exc}")
+        if problems:
+            raise ConfigurationError(
+                f"{cls.__name__}: " + "; ".join(problems)
+                + ". Set these in the function's environment (see docs/internal-contracts.md)."
+            )
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    @property
+    def is_local(self) -> bool:
+        return self.stage == LOCAL_STAGE
+
+    def validate(self) -> None:
+        """Cross-field rules; subclasses extend and call super()."""
+        if self.amazon_endpoint_override and not self.is_local:
+            raise ConfigurationError(
+                "AMAZON_ENDPOINT_OVERRIDE is only allowed when STAGE=local; remove it from this stage"
+            )
+
+
+def _convert(raw: str, annotation: Any) -> Any:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(annotation) if a is not type(None)]
+        annotation = options[0]
+    if annotation is bool:
+        lowered = raw.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise ValueError(f"expected true or false, got {raw!r}")
+    if annotation is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"expected a whole number, got {raw!r}") from None
+    if annotation is str:
+        return raw
+    raise TypeError(f"unsupported settings type {annotation!r}")

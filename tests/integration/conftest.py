@@ -1,0 +1,72 @@
+"""Real handlers against moto (in-process) and the Amazon emulator over HTTP on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+from aws_lambda_powertools.utilities.parameters.base import clear_caches
+from moto import mock_aws
+
+from local.amazon import AmazonEmulator
+from seller_insights import aws, clock
+from seller_insights.clock import FixedClock
+from tests.support.resources import Resources, create_resources
+
+REDIRECT_URI = "https://seller-insights.example.com/callback"
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[AmazonEmulator]:
+    with AmazonEmulator(redirect_uris=[REDIRECT_URI], login_uri="https://seller-insights.example.com/login",
+                        draft=True) as emu:
+        yield emu
+
+
+@pytest.fixture
+def product_clock() -> Iterator[FixedClock]:
+    fixed = FixedClock(datetime(2026, 11, 29, 12, 0, tzinfo=UTC))
+    clock.set_clock(fixed)
+    yield fixed
+    clock.set_clock(clock.SystemClock())
+
+
+@pytest.fixture
+def consent_env(monkeypatch: pytest.MonkeyPatch, emulator: AmazonEmulator,
+                product_clock: FixedClock, log_guard: Any) -> Iterator[Resources]:
+    """moto with the contract's resources, the consent function's environment, a fresh emulator."""
+    emulator.reset()
+    emulator.configure(draft=True, redirect_uris=[REDIRECT_URI])
+    log_guard.watch(emulator.client_secret)
+    with mock_aws():
+        resources = create_resources(boto3.session.Session(), emulator.credentials())
+        env = {
+            "STAGE": "local",
+            "AMAZON_ENDPOINT_OVERRIDE": emulator.base_url,
+            "CONNECTIONS_TABLE": resources.tables["connections"],
+            "OAUTH_STATE_TABLE": resources.tables["oauth_state"],
+            "IDEMPOTENCY_TABLE": resources.tables["idempotency"],
+            "TOKEN_KEY_ID": resources.key_arn,
+            "LWA_CLIENT_SECRET_ID": resources.secret_arn,
+            "APP_DRAFT": "true",
+            "REDIRECT_URI": REDIRECT_URI,
+            "DEFAULT_MARKETPLACE": "US",
+            "STATE_TTL_SECONDS": "600",
+        }
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        _reset_caches()
+        yield resources
+        _reset_caches()
+
+
+def _reset_caches() -> None:
+    from oauth_callback import handler
+
+    handler.settings.cache_clear()
+    handler.service.cache_clear()
+    aws.reset()
+    clear_caches()

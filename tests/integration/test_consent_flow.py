@@ -1,0 +1,165 @@
+"""The consent duty end to end through the real handler, moto and the Amazon emulator."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import boto3
+import requests
+
+from seller_insights.repositories import ConnectionsRepository
+from seller_insights.vault import Purpose, SecretContext, Vault
+from tests.support.api import ConsentClient
+from tests.support.flows import callback_query, connect, emulator_consent, params
+
+SELLER = "A1B2C3D4E5F6G7"
+
+
+def _table(resources, purpose):
+    return boto3.resource("dynamodb").Table(resources.tables[purpose])
+
+
+def _open_refresh_token(resources, seller, region):
+    sealed = ConnectionsRepository(_table(resources, "connections")).sealed_refresh_token(seller, region)
+    assert sealed is not None
+    vault = Vault(boto3.client("kms"), resources.key_arn)
+    return vault.open(sealed, SecretContext(Purpose.REFRESH_TOKEN, seller, region))
+
+
+def _refresh_works(emulator, refresh_token):
+    answer = requests.post(f"{emulator.base_url}/_hosts/api.amazon.com/auth/o2/token", data={
+        "grant_type": "refresh_token", "refresh_token": refresh_token,
+        "client_id": emulator.client_id, "client_secret": emulator.client_secret}, timeout=5)
+    return answer.status_code == 200
+
+
+def test_connect_builds_consent_url_for_the_marketplace(consent_env, emulator):
+    client = ConsentClient()
+    r = client.get("/connect?marketplace=JP")
+    assert r.status == 302
+    assert r.location.startswith(f"{emulator.base_url}/_hosts/sellercentral.amazon.co.jp/apps/authorize/consent?")
+    query = params(r.location)
+    assert query["application_id"] == emulator.application_id
+    assert query["redirect_uri"] == "https://seller-insights.example.com/callback"
+    assert query["version"] == "beta"
+    assert len(query["state"]) == 43
+    cookie = next(c for c in r.cookies if c.startswith("__Host-si_consent="))
+    for attribute in ("Secure", "HttpOnly", "SameSite=Lax", "Path=/"):
+        assert attribute in cookie
+
+
+def test_connect_without_marketplace_uses_the_default(consent_env, emulator):
+    r = ConsentClient().get("/connect")
+    assert "/_hosts/sellercentral.amazon.com/apps/authorize/consent" in r.location
+
+
+def test_published_app_omits_version_beta(consent_env, emulator, monkeypatch):
+    from oauth_callback import handler
+
+    monkeypatch.setenv("APP_DRAFT", "false")
+    handler.settings.cache_clear()
+    handler.service.cache_clear()
+    emulator.configure(draft=False)
+    client = ConsentClient()
+    r = client.get("/connect?marketplace=US")
+    assert "version" not in params(r.location)
+    done = client.get(f"/callback?{callback_query(emulator_consent(emulator.base_url, r.location, SELLER))}")
+    assert done.status == 303
+
+
+def test_unknown_marketplace_lists_valid_codes(consent_env):
+    r = ConsentClient().get("/connect?marketplace=XX")
+    assert r.status == 400
+    assert "Unknown marketplace" in r.body
+    for code in ("US", "DE", "JP", "SG", "ZA"):
+        assert f"connect?marketplace={code}" in r.body
+    assert "XX" not in r.body
+
+
+def test_full_consent_stores_the_token_encrypted(consent_env, emulator, log_guard):
+    client = ConsentClient()
+    done = connect(client, emulator.base_url, SELLER, "DE")
+    assert done.status == 303
+    assert done.location == "done?outcome=connected&region=EU"
+    page = client.get(done.location)
+    assert page.status == 200 and "connected" in page.body
+
+    item = _table(consent_env, "connections").get_item(Key={"pk": f"SELLER#{SELLER}", "sk": "CONN#EU"})["Item"]
+    assert item["status"] == "ACTIVE"
+    assert item["marketplace"] == "DE"
+    assert item["consented_at"] == "2026-11-29T12:00:00Z"
+    assert item["reauthorization_due_at"] == "2027-11-29T12:00:00Z"
+    assert "Atzr|" not in repr(item)
+    token = _open_refresh_token(consent_env, SELLER, "EU")
+    log_guard.watch(token)
+    assert token.startswith("Atzr|")
+    assert _refresh_works(emulator, token)
+
+
+def test_success_redirect_carries_no_code_or_state(consent_env, emulator):
+    done = connect(ConsentClient(), emulator.base_url, SELLER)
+    assert "state" not in done.location and "code" not in done.location
+    assert done.headers["Referrer-Policy"] == "no-referrer"
+    assert done.headers["Cache-Control"] == "no-store"
+
+
+def test_two_regions_are_two_connections(consent_env, emulator):
+    assert connect(ConsentClient(), emulator.base_url, SELLER, "US").status == 303
+    assert connect(ConsentClient(), emulator.base_url, SELLER, "JP").status == 303
+    items = _table(consent_env, "connections").query(
+        KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": f"SELLER#{SELLER}"})["Items"]
+    assert sorted(i["region"] for i in items) == ["FE", "NA"]
+
+
+def test_reauthorization_replaces_the_token(consent_env, emulator, product_clock, log_guard):
+    assert connect(ConsentClient(), emulator.base_url, SELLER).status == 303
+    first = _open_refresh_token(consent_env, SELLER, "NA")
+    product_clock.advance(timedelta(days=300).total_seconds())
+    assert connect(ConsentClient(), emulator.base_url, SELLER).status == 303
+    second = _open_refresh_token(consent_env, SELLER, "NA")
+    log_guard.watch(first, second)
+    assert first != second
+    item = _table(consent_env, "connections").get_item(Key={"pk": f"SELLER#{SELLER}", "sk": "CONN#NA"})["Item"]
+    assert item["created_at"] == "2026-11-29T12:00:00Z"
+    assert item["consented_at"] == "2027-09-25T12:00:00Z"
+
+
+def test_appstore_login_hop(consent_env, emulator):
+    emulator.configure(login_uri="https://seller-insights.example.com/login")
+    login_url = requests.post(f"{emulator.base_url}/_emulator/appstore",
+                              json={"selling_partner_id": SELLER, "region": "EU"}, timeout=5).json()["login_url"]
+    client = ConsentClient()
+    hop = client.get("/login?" + login_url.split("?", 1)[1])
+    assert hop.status == 302, hop.body
+    back = params(hop.location)
+    assert hop.location.startswith(f"{emulator.base_url}/_hosts/sellercentral-europe.amazon.com/apps/authorize/confirm/")
+    assert back["redirect_uri"] == "https://seller-insights.example.com/callback"
+    assert back["version"] == "beta"
+    assert back["amazon_state"] == params(login_url)["amazon_state"]
+    amazon = requests.get(hop.location, allow_redirects=False, timeout=5)
+    assert amazon.status_code == 302
+    done = client.get(f"/callback?{callback_query(amazon.headers['Location'])}")
+    assert done.status == 303 and done.location.endswith("region=EU")
+
+
+def test_seller_cancelled(consent_env, emulator):
+    client = ConsentClient()
+    start = client.get("/connect")
+    state = params(start.location)["state"]
+    r = client.get(f"/callback?error=access_denied&error_description=%3Cscript%3Ealert(1)%3C/script%3E&state={state}")
+    assert r.status == 400
+    assert "cancelled" in r.body
+    assert "<script>" not in r.body
+    # the state is consumed: the same link cannot be used again
+    again = client.get(f"/callback?error=access_denied&state={state}")
+    assert "cannot be used" in again.body
+
+
+def test_expired_code_means_start_again(consent_env, emulator):
+    client = ConsentClient()
+    start = client.get("/connect")
+    redirect = emulator_consent(emulator.base_url, start.location, SELLER)
+    emulator.advance_clock(301)  # codes live 5 minutes on Amazon's side
+    r = client.get(f"/callback?{callback_query(redirect)}")
+    assert r.status == 400 and "expired" in r.body
+    assert _table(consent_env, "connections").scan()["Count"] == 0

@@ -1,0 +1,33 @@
+"""Drive a seller through consent: our routes via the real handler, Amazon via the emulator."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+
+from tests.support.api import ConsentClient, Response
+
+
+def emulator_consent(emulator_url: str, consent_url: str, seller_id: str) -> str:
+    """Press Confirm on the emulated consent page; return where Amazon sends the browser."""
+    answer = requests.post(f"{emulator_url}/_emulator/consent",
+                           json={"consent_url": consent_url, "selling_partner_id": seller_id}, timeout=5)
+    answer.raise_for_status()
+    return str(answer.json()["redirect"])
+
+
+def callback_query(redirect: str) -> str:
+    return urlsplit(redirect).query
+
+
+def params(url: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query, keep_blank_values=True).items()}
+
+
+def connect(client: ConsentClient, emulator_url: str, seller_id: str, marketplace: str = "US") -> Response:
+    """The whole website flow; returns our callback's response."""
+    start = client.get(f"/connect?marketplace={marketplace}")
+    assert start.status == 302, start.body
+    redirect = emulator_consent(emulator_url, start.location, seller_id)
+    return client.get(f"/callback?{callback_query(redirect)}")

@@ -1,0 +1,59 @@
+"""The stateful resources of docs/internal-contracts.md, created in moto for in-process tests.
+
+tests/infra checks that these definitions match the synthesized template, so they cannot drift.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+TABLES: dict[str, dict[str, Any]] = {
+    "connections": {
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"},
+                                 {"AttributeName": "sk", "AttributeType": "S"}],
+        "ttl": "expires_at",
+    },
+    "oauth_state": {
+        "KeySchema": [{"AttributeName": "state_hash", "KeyType": "HASH"}],
+        "AttributeDefinitions": [{"AttributeName": "state_hash", "AttributeType": "S"}],
+        "ttl": "expires_at",
+    },
+    "idempotency": {
+        "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+        "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
+        "ttl": "expiration",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Resources:
+    tables: dict[str, str]
+    key_arn: str
+    secret_arn: str
+
+
+def create_resources(session: Any, lwa_client: dict[str, str], prefix: str = "test") -> Resources:
+    dynamodb = session.client("dynamodb")
+    kms = session.client("kms")
+    key_arn = kms.create_key(Description="token key")["KeyMetadata"]["Arn"]
+    tables = {}
+    for purpose, spec in TABLES.items():
+        name = f"{prefix}-{purpose}"
+        dynamodb.create_table(
+            TableName=name,
+            KeySchema=spec["KeySchema"],
+            AttributeDefinitions=spec["AttributeDefinitions"],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        dynamodb.update_time_to_live(
+            TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": spec["ttl"]}
+        )
+        tables[purpose] = name
+    secret_arn = session.client("secretsmanager").create_secret(
+        Name=f"{prefix}-lwa-client", SecretString=json.dumps(lwa_client)
+    )["ARN"]
+    return Resources(tables=tables, key_arn=key_arn, secret_arn=secret_arn)
