@@ -1,0 +1,80 @@
+import pytest
+
+from oauth_callback.settings import ConsentSettings
+from seller_insights.endpoints import amazon_url, emulated_host
+from seller_insights.errors import ConfigurationError, UnknownMarketplace
+from seller_insights.marketplaces import (
+    MARKETPLACES,
+    Region,
+    central_host_regions,
+    main_seller_central,
+    marketplace,
+)
+
+ENV = {
+    "STAGE": "dev",
+    "CONNECTIONS_TABLE": "c", "OAUTH_STATE_TABLE": "s", "IDEMPOTENCY_TABLE": "i",
+    "TOKEN_KEY_ID": "arn:aws:kms:us-east-1:1:key/x", "LWA_CLIENT_SECRET_ID": "arn:secret",
+    "APP_DRAFT": "false", "REDIRECT_URI": "https://api.example.com/callback",
+}
+
+
+def test_settings_read_and_typed():
+    settings = ConsentSettings.from_env({**ENV, "STATE_TTL_SECONDS": "300"})
+    assert settings.app_draft is False
+    assert settings.state_ttl_seconds == 300
+    assert settings.default_marketplace == "US"
+
+
+def test_missing_variables_are_all_named():
+    with pytest.raises(ConfigurationError) as err:
+        ConsentSettings.from_env({"STAGE": "dev"})
+    for name in ("CONNECTIONS_TABLE", "TOKEN_KEY_ID", "REDIRECT_URI", "APP_DRAFT"):
+        assert name in str(err.value)
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("APP_DRAFT", "maybe"), ("STATE_TTL_SECONDS", "ten"), ("STATE_TTL_SECONDS", "3600"),
+    ("REDIRECT_URI", "http://api.example.com/callback"), ("REDIRECT_URI", "https://api.example.com/cb?x=1"),
+    ("DEFAULT_MARKETPLACE", "XX"), ("AMAZON_ENDPOINT_OVERRIDE", "http://127.0.0.1:1"),
+])
+def test_bad_values_are_refused(key, value):
+    with pytest.raises(ConfigurationError):
+        ConsentSettings.from_env({**ENV, key: value})
+
+
+def test_local_stage_allows_loopback_and_the_override():
+    settings = ConsentSettings.from_env({**ENV, "STAGE": "local", "REDIRECT_URI": "http://127.0.0.1:9/callback",
+                                         "AMAZON_ENDPOINT_OVERRIDE": "http://127.0.0.1:1"})
+    assert settings.is_local
+
+
+def test_every_marketplace_of_the_reference_is_present():
+    codes = {"US", "CA", "MX", "BR", "UK", "DE", "FR", "IT", "ES", "NL", "SE", "PL", "BE", "IE", "TR", "AE", "SA",
+             "EG", "IN", "ZA", "JP", "AU", "SG"}
+    assert set(MARKETPLACES) == codes
+    assert marketplace("gb").code == "UK"
+    assert marketplace("jp").marketplace_id == "A1VC38T7YXB528"
+    assert marketplace("DE").seller_central == "https://sellercentral-europe.amazon.com"
+    with pytest.raises(UnknownMarketplace):
+        marketplace("XX")
+
+
+def test_central_hosts_map_to_their_region():
+    hosts = central_host_regions()
+    assert hosts["sellercentral.amazon.com"] is Region.NA
+    assert hosts["sellercentral-europe.amazon.com"] is Region.EU
+    assert hosts["vendorcentral.amazon.me"] is Region.EU
+    assert hosts["sellercentral.amazon.co.jp"] is Region.FE
+    assert main_seller_central(Region.FE) == "https://sellercentral.amazon.co.jp"
+
+
+def test_amazon_url_rewrites_only_the_origin():
+    url = "https://sellercentral.amazon.de/apps/authorize/consent?a=1&b=2"
+    assert amazon_url(url, None) == url
+    assert amazon_url(url, "http://127.0.0.1:5000/") == (
+        "http://127.0.0.1:5000/_hosts/sellercentral.amazon.de/apps/authorize/consent?a=1&b=2")
+    assert emulated_host("http://127.0.0.1:5000/_hosts/sellercentral.amazon.de/x", "http://127.0.0.1:5000") == (
+        "sellercentral.amazon.de", "/x")
+    assert emulated_host("http://127.0.0.1:5001/_hosts/sellercentral.amazon.de/x", "http://127.0.0.1:5000") is None
+    assert emulated_host("http://127.0.0.1:5000/other/x", "http://127.0.0.1:5000") is None
