@@ -28,7 +28,7 @@ os.environ.update({
 })
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
-from seller_insights import redaction  # noqa: E402
+from seller_insights import redaction
 
 DETECTORS = {
     "LWA refresh token": re.compile(r"Atzr(\||%7C)[A-Za-z0-9\-_=+/.%]{20,}"),

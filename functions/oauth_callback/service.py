@@ -16,6 +16,7 @@ import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import NoReturn
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from oauth_callback.settings import ConsentSettings
@@ -218,7 +219,7 @@ class ConsentService:
         )
         return Completion(seller_id, pending.region, pending.marketplace, first)
 
-    def _raise_for_reused_code(self, code: str, binding: str | None) -> None:
+    def _raise_for_reused_code(self, code: str, binding: str | None) -> NoReturn:
         """The same browser bringing back a code we already took: say how that went; else StateNotFound."""
         if code and binding and _CODE.fullmatch(code):
             claim = self._claims.get(f"authcode#{digest(code)}", now=clock.epoch_seconds())

@@ -3,6 +3,8 @@ no half-stored connection, no token in logs, the seller can start again."""
 
 from __future__ import annotations
 
+import json
+
 import boto3
 import pytest
 import requests
@@ -74,9 +76,9 @@ def test_lwa_outage_gives_502_with_retry_and_stores_nothing(consent_env, emulato
 def test_invalid_client_is_not_retried_and_stores_nothing(consent_env, emulator, naps):
     secrets = boto3.client("secretsmanager")
     client, path = callback(emulator)
-    secrets.put_secret_value(SecretId=consent_env.secret_arn, SecretString=(
-        '{"client_id": "%s", "client_secret": "amzn1.oa2-cs.v1.%s", "application_id": "%s"}'
-        % (emulator.client_id, "0" * 64, emulator.application_id)))
+    secrets.put_secret_value(SecretId=consent_env.secret_arn, SecretString=json.dumps({
+        "client_id": emulator.client_id, "client_secret": "amzn1.oa2-cs.v1." + "0" * 64,
+        "application_id": emulator.application_id}))
     from aws_lambda_powertools.utilities.parameters.base import clear_caches
     clear_caches()
     r = client.get(path)

@@ -132,7 +132,8 @@ def test_appstore_login_hop(consent_env, emulator):
     hop = client.get("/login?" + login_url.split("?", 1)[1])
     assert hop.status == 302, hop.body
     back = params(hop.location)
-    assert hop.location.startswith(f"{emulator.base_url}/_hosts/sellercentral-europe.amazon.com/apps/authorize/confirm/")
+    confirm = f"{emulator.base_url}/_hosts/sellercentral-europe.amazon.com/apps/authorize/confirm/"
+    assert hop.location.startswith(confirm)
     assert back["redirect_uri"] == "https://seller-insights.example.com/callback"
     assert back["version"] == "beta"
     assert back["amazon_state"] == params(login_url)["amazon_state"]

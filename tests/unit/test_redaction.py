@@ -54,8 +54,8 @@ def test_powertools_logger_output_is_redacted(capfd):
 
 
 def test_root_filter_redacts_standard_logging_records():
-    record = logging.LogRecord("x", logging.INFO, __file__, 1, "refresh %s\nforged", ("Atzr|IwEBIExampleToken0123456789",),
-                               None)
+    token = "Atzr|IwEBIExampleToken0123456789"
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "refresh %s\nforged", (token,), None)
     observability.RedactingFilter().filter(record)
     assert record.getMessage() == f"refresh {REDACTED}\\nforged"
 

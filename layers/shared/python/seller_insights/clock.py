@@ -59,7 +59,7 @@ _clock: Clock = SystemClock()
 
 
 def set_clock(clock: Clock) -> None:
-    global _clock
+    global _clock  # noqa: PLW0603 - the installed clock is process-wide on purpose
     _clock = clock
 
 

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from seller_insights.errors import UnknownMarketplace
 
-LWA_TOKEN_URL = "https://api.amazon.com/auth/o2/token"
+LWA_TOKEN_URL = "https://api.amazon.com/auth/o2/token"  # noqa: S105 - a URL, not a password
 CONSENT_PATH = "/apps/authorize/consent"
 
 

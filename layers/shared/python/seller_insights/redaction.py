@@ -14,7 +14,7 @@ from collections import OrderedDict
 
 REDACTED = "[REDACTED]"
 
-_SECRET_PARAMS = (
+_SENSITIVE_PARAMS = (
     "spapi_oauth_code|code|state|amazon_state|client_secret|refresh_token|access_token|"
     "newClientSecret|new_client_secret|client_assertion|password|X-Amz-Signature|"
     "X-Amz-Credential|X-Amz-Security-Token|Signature|restrictedDataToken"
@@ -25,11 +25,11 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"Atc(?:\||%7C)[^\s\"'&,;<>]+", re.IGNORECASE), REDACTED),
     (re.compile(r"amzn1\.oa2-cs\.v1\.[0-9A-Za-z]+"), REDACTED),
     # key=value in query strings and form bodies
-    (re.compile(rf"(?i)\b({_SECRET_PARAMS})=[^&\s\"'<>]*"), rf"\1={REDACTED}"),
+    (re.compile(rf"(?i)\b({_SENSITIVE_PARAMS})=[^&\s\"'<>]*"), rf"\1={REDACTED}"),
     # "key": "value" in JSON
-    (re.compile(rf"(?i)\"({_SECRET_PARAMS})\"\s*:\s*\"[^\"]*\""), rf'"\1": "{REDACTED}"'),
+    (re.compile(rf"(?i)\"({_SENSITIVE_PARAMS})\"\s*:\s*\"[^\"]*\""), rf'"\1": "{REDACTED}"'),
     # 'key': 'value' in Python reprs
-    (re.compile(rf"(?i)'({_SECRET_PARAMS})'\s*:\s*'[^']*'"), rf"'\1': '{REDACTED}'"),
+    (re.compile(rf"(?i)'({_SENSITIVE_PARAMS})'\s*:\s*'[^']*'"), rf"'\1': '{REDACTED}'"),
     (re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), REDACTED),
     (re.compile(r"(?i)(authorization|x-amz-access-token|cookie|set-cookie)(\"?\s*[:=]\s*\"?)[^\"\n]+"),
      rf"\1\2{REDACTED}"),

@@ -27,8 +27,8 @@ _INVALID_CIPHERTEXT = {"InvalidCiphertextException", "IncorrectKeyException"}
 
 
 class Purpose(StrEnum):
-    REFRESH_TOKEN = "refresh_token"
-    ACCESS_TOKEN = "access_token"
+    REFRESH_TOKEN = "refresh_token"  # noqa: S105 - a purpose label
+    ACCESS_TOKEN = "access_token"  # noqa: S105 - a purpose label
 
 
 @dataclass(frozen=True)
