@@ -1,0 +1,161 @@
+"""Typed per-stage configuration, parsed from the ``stages`` entry of the cdk.json context."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Literal, cast
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_logs as logs
+
+DEFAULT_STAGE = "dev"
+Removal = Literal["retain", "destroy"]
+
+# CloudWatch Logs accepts only these retention periods (>= 365 days, the DPP's 12 months).
+_RETENTION: dict[int, logs.RetentionDays] = {
+    365: logs.RetentionDays.ONE_YEAR,
+    400: logs.RetentionDays.THIRTEEN_MONTHS,
+    545: logs.RetentionDays.EIGHTEEN_MONTHS,
+    731: logs.RetentionDays.TWO_YEARS,
+    1096: logs.RetentionDays.THREE_YEARS,
+    1827: logs.RetentionDays.FIVE_YEARS,
+}
+# A sweep runs daily, so a purge can lag its due date by up to a day.
+SWEEP_LAG_DAYS = 1
+
+
+class ConfigError(ValueError):
+    """cdk.json context is missing a stage or holds a bad value; the message names the key."""
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """Settings of one deployment stage (``cdk.json`` → ``context.stages.<name>``)."""
+
+    name: str
+    # Draft apps need ``version=beta`` on the consent URL.
+    app_draft: bool
+    # Fixed, registered OAuth redirect URI; None = the HTTP API's execute-api URL + "/callback".
+    redirect_uri: str | None
+    # Country code used by /connect without ?marketplace= (e.g. "US").
+    default_marketplace: str
+    # Lambda and API access-log retention; the DPP asks for >= 12 months.
+    log_retention_days: int
+    # The deletion promise: every trace of a seller is gone this many days after the request.
+    retention_days: int
+    # Life of a pending OAuth state (OA-04: at most 10 minutes).
+    state_ttl_seconds: int
+    # DynamoDB PITR window. Deleted items stay restorable this long, so the sweeper must purge at
+    # retention_days - pitr_recovery_days - SWEEP_LAG_DAYS at the latest (see ``purge_after_days``).
+    pitr_recovery_days: int
+    # "retain" keeps stateful resources (and turns on deletion protection) when the stack goes.
+    removal: Removal
+    api_throttle_rate: float
+    api_throttle_burst: int
+    function_memory_mb: int
+    function_timeout_seconds: int
+    # Optional cap on concurrent executions per function; None leaves the account pool shared.
+    reserved_concurrency: int | None = None
+
+    @property
+    def retain(self) -> bool:
+        return self.removal == "retain"
+
+    @property
+    def removal_policy(self) -> RemovalPolicy:
+        return RemovalPolicy.RETAIN if self.retain else RemovalPolicy.DESTROY
+
+    @property
+    def log_retention(self) -> logs.RetentionDays:
+        return _RETENTION[self.log_retention_days]
+
+    @property
+    def purge_after_days(self) -> int:
+        """Latest day after a deletion request at which the sweeper must purge a seller."""
+        return self.retention_days - self.pitr_recovery_days - SWEEP_LAG_DAYS
+
+    @classmethod
+    def from_context(cls, stage: str, stages: object) -> StageConfig:
+        if not isinstance(stages, Mapping):
+            raise ConfigError("cdk.json context 'stages' must be an object keyed by stage name")
+        if stage not in stages:
+            known = ", ".join(sorted(str(key) for key in stages))
+            raise ConfigError(f"unknown stage {stage!r}: cdk.json context 'stages' has {known}")
+        raw = stages[stage]
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"cdk.json context 'stages.{stage}' must be an object")
+        return _parse(stage, raw)
+
+
+def _parse(stage: str, raw: Mapping[str, Any]) -> StageConfig:
+    prefix = f"stages.{stage}"
+    expected = {field.name for field in fields(StageConfig)} - {"name"}
+    unknown = sorted(set(raw) - expected)
+    if unknown:
+        raise ConfigError(f"cdk.json context '{prefix}' has unknown key(s): {', '.join(unknown)}")
+
+    def value(key: str, kind: type | tuple[type, ...], *, optional: bool = False) -> Any:
+        path = f"{prefix}.{key}"
+        if key not in raw:
+            if optional:
+                return None
+            raise ConfigError(f"cdk.json context '{path}' is missing")
+        item = raw[key]
+        if item is None and optional:
+            return None
+        # bool is an int subclass; a flag where a number belongs (or the reverse) is a typo.
+        if isinstance(item, bool) != (kind is bool) or not isinstance(item, kind):
+            names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+            raise ConfigError(f"cdk.json context '{path}' must be {names}, got {item!r}")
+        return item
+
+    def bounded(key: str, low: int, high: int, kind: type | tuple[type, ...] = int) -> Any:
+        item = value(key, kind)
+        if not low <= item <= high:
+            raise ConfigError(f"cdk.json context '{prefix}.{key}' must be in {low}..{high}, got {item!r}")
+        return item
+
+    redirect_uri = value("redirect_uri", str, optional=True)
+    if redirect_uri is not None and not re.fullmatch(r"https://[^\s?#]+/callback", redirect_uri):
+        raise ConfigError(
+            f"cdk.json context '{prefix}.redirect_uri' must be null or an https URL ending in /callback "
+            f"without query or fragment, got {redirect_uri!r}"
+        )
+    marketplace = value("default_marketplace", str)
+    if not re.fullmatch(r"[A-Z]{2}", marketplace):
+        raise ConfigError(f"cdk.json context '{prefix}.default_marketplace' must be a country code like 'US'")
+    log_retention_days = value("log_retention_days", int)
+    if log_retention_days not in _RETENTION:
+        allowed = ", ".join(str(days) for days in _RETENTION)
+        raise ConfigError(f"cdk.json context '{prefix}.log_retention_days' must be one of {allowed}")
+    removal = value("removal", str)
+    if removal not in ("retain", "destroy"):
+        raise ConfigError(f"cdk.json context '{prefix}.removal' must be 'retain' or 'destroy', got {removal!r}")
+    reserved = value("reserved_concurrency", int, optional=True)
+    if reserved is not None and reserved < 1:
+        raise ConfigError(f"cdk.json context '{prefix}.reserved_concurrency' must be null or >= 1")
+
+    config = StageConfig(
+        name=stage,
+        app_draft=value("app_draft", bool),
+        redirect_uri=redirect_uri,
+        default_marketplace=marketplace,
+        log_retention_days=log_retention_days,
+        retention_days=bounded("retention_days", 2, 366),
+        state_ttl_seconds=bounded("state_ttl_seconds", 60, 600),
+        pitr_recovery_days=bounded("pitr_recovery_days", 1, 35),
+        removal=cast(Removal, removal),
+        api_throttle_rate=float(bounded("api_throttle_rate", 1, 10_000, (int, float))),
+        api_throttle_burst=bounded("api_throttle_burst", 1, 5_000),
+        function_memory_mb=bounded("function_memory_mb", 128, 10_240),
+        function_timeout_seconds=bounded("function_timeout_seconds", 1, 900),
+        reserved_concurrency=reserved,
+    )
+    if config.purge_after_days < 1:
+        raise ConfigError(
+            f"cdk.json context '{prefix}.pitr_recovery_days' ({config.pitr_recovery_days}) leaves no time to purge "
+            f"within retention_days ({config.retention_days}): restorable backups would outlive the deletion promise"
+        )
+    return config

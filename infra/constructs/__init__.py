@@ -1,0 +1,21 @@
+"""One construct per duty; ``infra/stack.py`` composes them."""
+
+from aws_cdk import CfnResource, Tags
+from constructs import IConstruct
+
+PURPOSE_TAG = "seller-insights:purpose"
+
+
+def tag_purpose(construct: IConstruct, purpose: str) -> None:
+    """Mark a stateful resource with its contract purpose (the local stack finds it by this tag)."""
+    Tags.of(construct).add(PURPOSE_TAG, purpose)
+
+
+def checkov_skip(construct: IConstruct, check_id: str, comment: str) -> None:
+    """Skip one checkov check on this construct's CloudFormation resource only, with the reason."""
+    resource = construct if isinstance(construct, CfnResource) else construct.node.default_child
+    if not isinstance(resource, CfnResource):
+        raise TypeError(f"{construct.node.path} has no CloudFormation resource to annotate")
+    metadata = resource.get_metadata("checkov") or {"skip": []}
+    metadata["skip"].append({"id": check_id, "comment": comment})
+    resource.add_metadata("checkov", metadata)

@@ -1,0 +1,80 @@
+"""Observability: the alarm topic and the alarms every duty gets."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_apigatewayv2 as apigwv2
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from infra.constructs import tag_purpose
+from infra.constructs.service_function import ServiceFunction
+
+PERIOD = Duration.minutes(5)
+CLOUDWATCH = iam.ServicePrincipal("cloudwatch.amazonaws.com")
+
+
+class Observability(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, key: kms.Key) -> None:
+        super().__init__(scope, construct_id)
+        account = Stack.of(self).account
+        self.topic = sns.Topic(
+            self,
+            "AlarmTopic",
+            display_name="Seller Insights alarms",
+            master_key=key,
+            enforce_ssl=True,
+        )
+        tag_purpose(self.topic, "alarms")
+        same_account = {"StringEquals": {"aws:SourceAccount": account}}
+        # CloudWatch publishes alarm notifications as a service: it needs the topic and the key.
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[CLOUDWATCH],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions=same_account,
+            )
+        )
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[CLOUDWATCH],
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=["*"],  # in a key policy "*" means this key
+                conditions=same_account,
+            )
+        )
+        self._action = cw_actions.SnsAction(self.topic)
+
+    def watch_function(self, service: ServiceFunction) -> cloudwatch.Alarm:
+        """Alarm as soon as the function reports an error (a failed invocation) in a period."""
+        return self._alarm(
+            f"{service.node.id}Errors",
+            service.function.metric_errors(period=PERIOD, statistic=cloudwatch.Stats.SUM),
+            f"{service.duty}: function errors",
+        )
+
+    def watch_http_api(self, name: str, api: apigwv2.HttpApi) -> cloudwatch.Alarm:
+        return self._alarm(
+            f"{name}ServerErrors",
+            api.metric_server_error(period=PERIOD, statistic=cloudwatch.Stats.SUM),
+            f"{name}: HTTP 5xx responses",
+        )
+
+    def _alarm(self, construct_id: str, metric: cloudwatch.IMetric, description: str) -> cloudwatch.Alarm:
+        alarm = cloudwatch.Alarm(
+            self,
+            construct_id,
+            alarm_description=description,
+            metric=metric,
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        alarm.add_alarm_action(self._action)
+        return alarm

@@ -1,0 +1,195 @@
+"""ServiceFunction: the only place a Lambda function is created.
+
+Every function gets the same shape (docs/internal-contracts.md, architecture §4): Python 3.13 on
+arm64, the ``functions/`` folder as code with every other duty left out, the shared and deps
+layers, an explicit log group with the stage's retention, JSON logging, active X-Ray tracing,
+explicit memory and timeout, the common environment, and its own role without managed policies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import jsii
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct, IConstruct
+
+from infra import REPO_ROOT
+from infra.config import StageConfig
+from infra.constructs import checkov_skip
+from infra.constructs.log_groups import stage_log_group
+from infra.nag import acknowledge
+
+FUNCTIONS_DIR = REPO_ROOT / "functions"
+SHARED_LAYER_DIR = REPO_ROOT / "layers" / "shared"
+DEPS_LAYER_DIR = REPO_ROOT / "build" / "layers" / "deps"
+METRICS_NAMESPACE = "SellerInsights"
+RUNTIME = lambda_.Runtime.PYTHON_3_13
+ARCHITECTURE = lambda_.Architecture.ARM_64
+_BYTECODE = ["**/__pycache__", "**/*.pyc"]
+
+
+class AssetMissingError(RuntimeError):
+    """A folder that synthesis packages into an asset does not exist."""
+
+
+def _require_dir(path: Path, hint: str) -> Path:
+    if not path.is_dir():
+        shown = path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path
+        raise AssetMissingError(f"{shown} is missing: {hint}")
+    return path
+
+
+class FunctionLayers(Construct):
+    """The shared-code layer and the third-party layer, created once per stack."""
+
+    _ID = "FunctionLayers"
+
+    def __init__(self, scope: Construct, construct_id: str) -> None:
+        super().__init__(scope, construct_id)
+        _require_dir(SHARED_LAYER_DIR / "python", "the shared layer must hold python/seller_insights")
+        _require_dir(
+            DEPS_LAYER_DIR / "python",
+            "build the third-party layer first with `make layer` (python -m layers.deps.build)",
+        )
+        self.shared = self._layer(
+            "Shared",
+            SHARED_LAYER_DIR,
+            "seller_insights: code every function shares",
+            exclude=_BYTECODE,
+        )
+        # Keeps its .pyc files: compiled by the build for the same Python 3.13 as the runtime.
+        self.deps = self._layer(
+            "Deps",
+            DEPS_LAYER_DIR,
+            "third-party packages of requirements.txt (manylinux2014_aarch64, CPython 3.13)",
+        )
+
+    def _layer(
+        self, construct_id: str, path: Path, description: str, exclude: list[str] | None = None
+    ) -> lambda_.LayerVersion:
+        return lambda_.LayerVersion(
+            self,
+            construct_id,
+            code=lambda_.Code.from_asset(str(path), exclude=exclude),
+            description=description,
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
+        )
+
+    @classmethod
+    def of(cls, scope: IConstruct) -> FunctionLayers:
+        stack = Stack.of(scope)
+        existing = stack.node.try_find_child(cls._ID)
+        if isinstance(existing, FunctionLayers):
+            return existing
+        return cls(stack, cls._ID)
+
+    @property
+    def all(self) -> list[lambda_.ILayerVersion]:
+        return [self.shared, self.deps]
+
+
+def function_code(duty: str) -> lambda_.Code:
+    """The ``functions/`` folder with every other duty (and any other top-level entry) excluded."""
+    _require_dir(FUNCTIONS_DIR / duty, f"no package functions/{duty}/ for the duty {duty!r}")
+    others = sorted(entry.name for entry in FUNCTIONS_DIR.iterdir() if entry.name != duty)
+    return lambda_.Code.from_asset(str(FUNCTIONS_DIR), exclude=[*others, *_BYTECODE])
+
+
+def common_environment(duty: str, config: StageConfig) -> dict[str, str]:
+    return {
+        "STAGE": config.name,
+        "POWERTOOLS_SERVICE_NAME": duty,
+        "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+        "LOG_LEVEL": "INFO",
+    }
+
+
+@jsii.implements(iam.IGrantable)
+class ServiceFunction(Construct):
+    """A duty's Lambda function with its log group and execution role; grants go to its role."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        duty: str,
+        config: StageConfig,
+        description: str,
+        environment: Mapping[str, str] | None = None,
+        memory_mb: int | None = None,
+        timeout: Duration | None = None,
+        reserved_concurrency: int | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.duty = duty
+        env = common_environment(duty, config)
+        clashes = sorted(set(env) & set(environment or {}))
+        if clashes:
+            raise ValueError(f"ServiceFunction {duty!r} may not override common variables: {', '.join(clashes)}")
+        env.update(environment or {})
+
+        self.log_group = stage_log_group(self, "LogGroup", config)
+        # An own role instead of AWSLambdaBasicExecutionRole: write access to this log group only.
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Execution role of the {duty} function",
+        )
+        self.log_group.grant_write(self.role)
+
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            description=description,
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler=f"{duty}.handler.lambda_handler",
+            code=function_code(duty),
+            layers=FunctionLayers.of(self).all,
+            role=self.role,
+            environment=env,
+            memory_size=memory_mb or config.function_memory_mb,
+            timeout=timeout or Duration.seconds(config.function_timeout_seconds),
+            reserved_concurrent_executions=reserved_concurrency or config.reserved_concurrency,
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=self.log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
+            application_log_level_v2=lambda_.ApplicationLogLevel.INFO,
+            system_log_level_v2=lambda_.SystemLogLevel.WARN,
+        )
+        runtime_reason = (
+            "Python 3.13 on purpose: the deps layer's wheels and .pyc files are built for CPython 3.13 "
+            "by the repository's interpreter (.python-version); a runtime upgrade moves toolchain, layer "
+            "and functions together."
+        )
+        acknowledge(self.function, "AwsSolutions-L1", runtime_reason)
+        acknowledge(self.function, "Serverless-LambdaLatestVersion", runtime_reason)
+        acknowledge(
+            self.role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "X-Ray active tracing needs xray:PutTraceSegments and xray:PutTelemetryRecords, "
+            "which support no resource-level permissions (AWS requires Resource '*').",
+        )
+
+    def acknowledge_synchronous_only(self, invoker: str) -> None:
+        """For functions that are never invoked asynchronously, where a DLQ would never be used."""
+        acknowledge(
+            self.function,
+            "Serverless-LambdaDLQ",
+            f"Invoked only synchronously by {invoker}: the caller receives the error, Lambda never "
+            "queues an event that could fail later, so a dead-letter target would stay empty.",
+        )
+        checkov_skip(
+            self.function, "CKV_AWS_116", f"invoked only synchronously by {invoker}; no async events to dead-letter"
+        )
+
+    @property
+    def grant_principal(self) -> iam.IPrincipal:
+        return self.role

@@ -1,0 +1,228 @@
+"""TokenVault: the customer key and every stateful resource that holds seller data or secrets.
+
+One customer-managed KMS key (rotation on) encrypts the tables, the data bucket, the LWA client
+secret and the refresh tokens themselves (envelope encryption in the functions, with the
+encryption context ``purpose``). Access is granted per duty through the ``grant_*`` methods, which
+keep the key usable only through DynamoDB/Secrets Manager or for the one token purpose asked for.
+"""
+
+from __future__ import annotations
+
+import json
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from infra.config import StageConfig
+from infra.constructs import checkov_skip, tag_purpose
+from infra.nag import acknowledge
+
+# The encryption-context value the functions use for refresh tokens (not a credential).
+REFRESH_TOKEN_PURPOSE = "refresh_token"  # noqa: S105
+EXPORTS_PREFIX = "exports/"
+# Item-level access for the duties; no Scan (hot paths use keys, architecture §3).
+TABLE_READ_WRITE_ACTIONS = (
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:Query",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:DescribeTable",
+)
+# What DynamoDB needs from the caller to read and write a table under a customer key.
+TABLE_KEY_ACTIONS = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey")
+TOKEN_CRYPTO_ACTIONS = ("kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey")
+
+
+class TokenVault(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig) -> None:
+        super().__init__(scope, construct_id)
+        self._config = config
+
+        self.key = kms.Key(
+            self,
+            "TokenKey",
+            description="Seller Insights: refresh tokens, tables, data bucket and LWA client secret",
+            enable_key_rotation=True,
+            removal_policy=config.removal_policy,
+            pending_window=Duration.days(30 if config.retain else 7),
+        )
+        tag_purpose(self.key, "token_key")
+
+        self.connections = self._table(
+            "Connections",
+            purpose="connections",
+            partition_key="pk",
+            sort_key="sk",
+            ttl_attribute="expires_at",
+        )
+        self.oauth_state = self._table(
+            "OAuthState", purpose="oauth_state", partition_key="state_hash", ttl_attribute="expires_at"
+        )
+        # Powertools idempotency schema: "id" partition key, "expiration" TTL attribute.
+        self.idempotency = self._table(
+            "Idempotency", purpose="idempotency", partition_key="id", ttl_attribute="expiration"
+        )
+
+        # Created with a generated placeholder client_secret so no real secret ever passes through
+        # the template; operators write the real JSON with
+        #   aws secretsmanager put-secret-value --secret-id <LwaClientSecretArn> --secret-string file://lwa.json
+        # ({"client_id": ..., "client_secret": ..., "application_id": ...}).
+        self.lwa_client_secret = secretsmanager.Secret(
+            self,
+            "LwaClientSecret",
+            description="Login with Amazon client credentials of the SP-API application (JSON)",
+            encryption_key=self.key,
+            removal_policy=config.removal_policy,
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                secret_string_template=json.dumps({"client_id": "REPLACE_ME", "application_id": "REPLACE_ME"}),
+                generate_string_key="client_secret",
+                exclude_punctuation=True,
+                password_length=64,
+            ),
+        )
+        tag_purpose(self.lwa_client_secret, "lwa_client")
+        acknowledge(
+            self.lwa_client_secret,
+            "AwsSolutions-SMG4",
+            "The LWA client secret is rotated through the SP-API Application Management API "
+            "(rotateApplicationClientSecret delivers the new value by notification, 180-day rule), "
+            "not by a Secrets Manager rotation Lambda.",
+        )
+
+        self.access_logs_bucket = self._access_logs_bucket()
+        self.data_bucket = self._data_bucket()
+
+    # ---------------------------------------------------------------- resources
+
+    def _table(
+        self,
+        construct_id: str,
+        *,
+        purpose: str,
+        partition_key: str,
+        ttl_attribute: str,
+        sort_key: str | None = None,
+    ) -> dynamodb.Table:
+        config = self._config
+        table = dynamodb.Table(
+            self,
+            construct_id,
+            partition_key=dynamodb.Attribute(name=partition_key, type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name=sort_key, type=dynamodb.AttributeType.STRING) if sort_key else None,
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=self.key,
+            # The window is part of the deletion promise, see StageConfig.pitr_recovery_days.
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True,
+                recovery_period_in_days=config.pitr_recovery_days,
+            ),
+            time_to_live_attribute=ttl_attribute,
+            deletion_protection=config.retain,
+            removal_policy=config.removal_policy,
+        )
+        tag_purpose(table, purpose)
+        return table
+
+    def _access_logs_bucket(self) -> s3.Bucket:
+        config = self._config
+        bucket = s3.Bucket(
+            self,
+            "AccessLogsBucket",
+            # S3 server access logging cannot deliver to an SSE-KMS bucket, hence S3-managed keys.
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            minimum_tls_version=1.2,
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            removal_policy=config.removal_policy,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="keep-logs-one-year",
+                    expiration=Duration.days(config.log_retention_days),
+                    noncurrent_version_expiration=Duration.days(1),
+                    abort_incomplete_multipart_upload_after=Duration.days(1),
+                ),
+                s3.LifecycleRule(id="remove-expired-delete-markers", expired_object_delete_marker=True),
+            ],
+        )
+        tag_purpose(bucket, "access_logs")
+        acknowledge(
+            bucket,
+            "AwsSolutions-S1",
+            "This is the server access log target of the data bucket; logging it into itself or a "
+            "further bucket would only log the log deliveries.",
+        )
+        checkov_skip(
+            bucket, "CKV_AWS_18", "the access-log target bucket itself; logging it would only log log deliveries"
+        )
+        return bucket
+
+    def _data_bucket(self) -> s3.Bucket:
+        config = self._config
+        bucket = s3.Bucket(
+            self,
+            "DataBucket",
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=self.key,
+            bucket_key_enabled=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            minimum_tls_version=1.2,
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=self.access_logs_bucket,
+            server_access_logs_prefix="data-bucket/",
+            removal_policy=config.removal_policy,
+            # A safety net only: the retention sweeper deletes every version itself (lifecycle lags).
+            lifecycle_rules=[
+                s3.LifecycleRule(id="expire-exports", prefix=EXPORTS_PREFIX, expiration=Duration.days(7)),
+                s3.LifecycleRule(
+                    id="clean-versions-and-uploads",
+                    noncurrent_version_expiration=Duration.days(1),
+                    expired_object_delete_marker=True,
+                    abort_incomplete_multipart_upload_after=Duration.days(1),
+                ),
+            ],
+        )
+        tag_purpose(bucket, "data")
+        return bucket
+
+    # ------------------------------------------------------------------- grants
+
+    def grant_tables_read_write(self, grantee: iam.IGrantable, *tables: dynamodb.Table) -> None:
+        """Item read/write on ``tables``; the key only through DynamoDB, never for direct decrypts."""
+        for table in tables:
+            table.grant(grantee, *TABLE_READ_WRITE_ACTIONS)
+        self._grant_key_via_service(grantee, "dynamodb", TABLE_KEY_ACTIONS)
+
+    def grant_refresh_token_crypto(self, grantee: iam.IGrantable) -> None:
+        """Envelope encryption of refresh tokens: only under the encryption context purpose=refresh_token."""
+        iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=list(TOKEN_CRYPTO_ACTIONS),
+            resource_arns=[self.key.key_arn],
+            conditions={"StringEquals": {"kms:EncryptionContext:purpose": REFRESH_TOKEN_PURPOSE}},
+        )
+
+    def grant_lwa_client_read(self, grantee: iam.IGrantable) -> None:
+        # Adds GetSecretValue/DescribeSecret and kms:Decrypt restricted to Secrets Manager.
+        self.lwa_client_secret.grant_read(grantee)
+
+    def _grant_key_via_service(self, grantee: iam.IGrantable, service: str, actions: tuple[str, ...]) -> None:
+        iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=list(actions),
+            resource_arns=[self.key.key_arn],
+            conditions={"StringEquals": {"kms:ViaService": f"{service}.{Stack.of(self).region}.amazonaws.com"}},
+        )

@@ -1,0 +1,40 @@
+"""SellerInsightsStack: composition only; the constructs hold the decisions."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Stack
+from constructs import Construct
+
+from infra.config import StageConfig
+from infra.constructs.consent_api import ConsentApi
+from infra.constructs.observability import Observability
+from infra.constructs.token_vault import TokenVault
+
+
+class SellerInsightsStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            description=f"Seller Insights backend ({config.name})",
+        )
+        self.config = config
+        vault = TokenVault(self, "Vault", config=config)
+        consent = ConsentApi(self, "Consent", config=config, vault=vault)
+        observability = Observability(self, "Observability", key=vault.key)
+        observability.watch_function(consent.handler)
+        observability.watch_http_api("ConsentApi", consent.api)
+
+        # Names and ARNs only: secret values never leave Secrets Manager.
+        outputs = {
+            "ApiUrl": consent.url,
+            "RedirectUri": consent.redirect_uri,
+            "ConnectionsTableName": vault.connections.table_name,
+            "OAuthStateTableName": vault.oauth_state.table_name,
+            "IdempotencyTableName": vault.idempotency.table_name,
+            "DataBucketName": vault.data_bucket.bucket_name,
+            "LwaClientSecretArn": vault.lwa_client_secret.secret_arn,
+            "AlarmTopicArn": observability.topic.topic_arn,
+        }
+        for name, value in outputs.items():
+            CfnOutput(self, name, value=value)

@@ -1,0 +1,69 @@
+"""Stage configuration parsing and the clear errors of a bad setup."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.app import build_app, load_cdk_context
+from infra.config import ConfigError, StageConfig
+from infra.constructs import service_function
+
+
+def _stages() -> dict[str, Any]:
+    stages: dict[str, Any] = load_cdk_context()["stages"]
+    return stages
+
+
+def test_cdk_json_defines_local_dev_and_prod() -> None:
+    stages = _stages()
+    assert {"local", "dev", "prod"} <= set(stages)
+    for name in stages:
+        config = StageConfig.from_context(name, stages)
+        assert config.log_retention_days >= 365
+        # Restorable PITR copies must not outlive the deletion promise.
+        assert config.purge_after_days + config.pitr_recovery_days < config.retention_days
+    assert StageConfig.from_context("prod", stages).retain
+    assert not StageConfig.from_context("dev", stages).retain
+
+
+def test_unknown_stage_names_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match=r"unknown stage 'qa'.*dev"):
+        StageConfig.from_context("qa", _stages())
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("log_retention_days", 30, "stages.dev.log_retention_days"),
+        ("app_draft", "yes", "stages.dev.app_draft' must be bool"),
+        ("function_memory_mb", True, "stages.dev.function_memory_mb' must be int"),
+        ("removal", "keep", "stages.dev.removal"),
+        ("redirect_uri", "http://example.com/callback", "stages.dev.redirect_uri"),
+        ("pitr_recovery_days", 35, "stages.dev.pitr_recovery_days"),
+        ("state_ttl_seconds", 3600, "stages.dev.state_ttl_seconds"),
+    ],
+)
+def test_bad_values_name_the_key(key: str, value: object, message: str) -> None:
+    stages = _stages()
+    stages["dev"] = {**stages["dev"], key: value}
+    with pytest.raises(ConfigError, match=message):
+        StageConfig.from_context("dev", stages)
+
+
+def test_missing_and_unknown_keys_are_named() -> None:
+    stages = _stages()
+    dev = dict(stages["dev"])
+    del dev["retention_days"]
+    with pytest.raises(ConfigError, match=r"stages\.dev\.retention_days' is missing"):
+        StageConfig.from_context("dev", {"dev": dev})
+    with pytest.raises(ConfigError, match=r"unknown key.*log_retention"):
+        StageConfig.from_context("dev", {"dev": {**stages["dev"], "log_retention": 365}})
+
+
+def test_missing_deps_layer_asks_for_make_layer(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(service_function, "DEPS_LAYER_DIR", tmp_path / "missing")
+    with pytest.raises(service_function.AssetMissingError, match="make layer"):
+        build_app("dev", outdir=str(tmp_path / "out"))

@@ -1,0 +1,65 @@
+"""The template and the code agree: every function's environment satisfies its settings model, and
+the tables the tests create in moto have the template's keys (docs/internal-contracts.md)."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any
+
+from infra.app import function_environments
+from seller_insights.settings import BaseSettings
+from tests.infra.conftest import by_purpose
+from tests.support.resources import TABLES
+
+# What CloudFormation would put in place of each intrinsic: shaped like the real values.
+FAKE_ATTRIBUTES = {
+    "Arn": "arn:aws:service:us-east-1:123456789012:resource/{0}",
+    "ApiEndpoint": "https://{0}.execute-api.us-east-1.amazonaws.com",
+}
+
+
+def resolve(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if "Ref" in value:
+        return f"ref-{value['Ref']}"
+    if "Fn::GetAtt" in value:
+        logical_id, attribute = value["Fn::GetAtt"]
+        return FAKE_ATTRIBUTES[attribute].format(logical_id.lower())
+    if "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return str(separator).join(resolve(part) for part in parts)
+    raise AssertionError(f"unexpected intrinsic in a function environment: {value}")
+
+
+def settings_class(handler: str) -> type[BaseSettings]:
+    duty = handler.split(".", 1)[0]
+    module = importlib.import_module(f"{duty}.settings")
+    classes = [obj for obj in vars(module).values()
+               if isinstance(obj, type) and issubclass(obj, BaseSettings) and obj is not BaseSettings]
+    assert len(classes) == 1, f"{duty}.settings must define exactly one settings model"
+    return classes[0]
+
+
+def test_every_function_environment_satisfies_its_settings(raw: dict[str, Any]) -> None:
+    environments = function_environments(raw)
+    assert environments, "the template has no functions"
+    for handler, variables in environments.items():
+        environment = {name: resolve(value) for name, value in variables.items()}
+        settings = settings_class(handler).from_env(environment)
+        assert settings.stage == environment["STAGE"]
+        assert settings.amazon_endpoint_override is None
+        declared = {f.metadata.get("env") or f.name.upper() for f in dataclasses.fields(settings)}
+        unused = set(environment) - declared - {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE",
+                                                "LOG_LEVEL"}
+        assert not unused, f"{handler} receives variables its settings never read: {sorted(unused)}"
+
+
+def test_test_tables_match_the_template(raw: dict[str, Any]) -> None:
+    for purpose, spec in TABLES.items():
+        _, table = by_purpose(raw, purpose)
+        properties = table["Properties"]
+        assert properties["KeySchema"] == spec["KeySchema"]
+        assert sorted(properties["AttributeDefinitions"], key=str) == sorted(spec["AttributeDefinitions"], key=str)
+        assert properties["TimeToLiveSpecification"] == {"AttributeName": spec["ttl"], "Enabled": True}
