@@ -28,7 +28,8 @@ os.environ.update({
 })
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
-from seller_insights import redaction
+from seller_insights import redaction  # noqa: E402 - after the environment above
+from seller_insights.observability import pin_noisy_loggers  # noqa: E402
 
 DETECTORS = {
     "LWA refresh token": re.compile(r"Atzr(\||%7C)[A-Za-z0-9\-_=+/.%]{20,}"),
@@ -60,9 +61,12 @@ class LogGuard:
 def log_guard(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture):  # type: ignore[no-untyped-def]
     guard = LogGuard()
     caplog.set_level("DEBUG")
+    # As in every function: HTTP client libraries never log below WARNING (they print full URLs).
+    pin_noisy_loggers()
     yield guard
     out, err = capfd.readouterr()
-    records = "\n".join(caplog.handler.format(r) for r in caplog.records)
+    phases = caplog.get_records("setup") + caplog.get_records("call")
+    records = "\n".join(caplog.handler.format(r) for r in phases)
     findings = guard.findings("\n".join((out, err, records)))
     # Give the output back to pytest so failures still show it.
     print(out, end="")

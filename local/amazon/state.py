@@ -1,0 +1,281 @@
+"""Everything the emulator remembers, in memory, behind one lock.
+
+Handlers never touch the dictionaries directly: they call the methods below, which read the
+emulator clock and enforce lifetimes (authorization code 5 min, amazon_state 10 min, access
+token 1 h) the way Amazon does.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from .clock import EmulatorClock, VirtualClock
+from .faults import FaultBook
+from .marketplaces import Region
+from .registration import EmulatorApp
+
+CODE_LIFETIME = timedelta(minutes=5)
+AMAZON_STATE_LIFETIME = timedelta(minutes=10)
+ACCESS_TOKEN_SECONDS = 3600
+GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+
+_CODE_ALPHABET = string.ascii_letters
+
+
+def _code() -> str:
+    # spapi_oauth_code values look like "ANDGXVQqJbwXvxjIvWYW": 20 letters.
+    return "".join(secrets.choice(_CODE_ALPHABET) for _ in range(20))
+
+
+def _token(prefix: str, random_bytes: int) -> str:
+    # Real LWA tokens are a few hundred characters, well under the 2048-byte limit.
+    return prefix + secrets.token_urlsafe(random_bytes)
+
+
+class GrantError(Exception):
+    """The grant presented is not usable; `parameter` names the one at fault (LWA's wording)."""
+
+    def __init__(self, parameter: str) -> None:
+        super().__init__(parameter)
+        self.parameter = parameter
+
+
+class AmazonStateError(Exception):
+    """An amazon_state that cannot be used (the message is safe to show)."""
+
+
+@dataclass
+class AuthorizationCode:
+    client_id: str
+    selling_partner_id: str
+    region: Region
+    redirect_uri: str
+    expires_at: datetime
+    used: bool = False
+
+
+@dataclass
+class PendingAmazonState:
+    application_id: str
+    selling_partner_id: str
+    region: Region
+    expires_at: datetime
+    used: bool = False
+
+
+@dataclass(frozen=True)
+class Authorization:
+    """A seller's consent to the app in one region (what a revocation will remove)."""
+
+    selling_partner_id: str
+    region: Region
+
+
+@dataclass
+class RefreshToken:
+    client_id: str
+    authorization: Authorization
+    issued_at: datetime
+    revoked: bool = False
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    client_id: str
+    expires_at: datetime
+    # None for a grantless (client_credentials) token
+    authorization: Authorization | None = None
+    scopes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    access_token: str
+    refresh_token: str
+
+
+@dataclass
+class Seller:
+    selling_partner_id: str
+    region: Region
+
+
+class EmulatorState:
+    def __init__(self, app: EmulatorApp, clock: EmulatorClock | None = None) -> None:
+        self._lock = threading.RLock()
+        self._app = app
+        self.clock: EmulatorClock = clock or VirtualClock()
+        self.faults = FaultBook()
+        self._init_stores()
+
+    def _init_stores(self) -> None:
+        self._codes: dict[str, AuthorizationCode] = {}
+        self._amazon_states: dict[str, PendingAmazonState] = {}
+        self._refresh_tokens: dict[str, RefreshToken] = {}
+        self._access_tokens: dict[str, AccessToken] = {}
+        self._sellers: dict[tuple[str, Region], Seller] = {}
+        self._lwa_calls: Counter[str] = Counter()
+        self._lwa_errors: Counter[str] = Counter()
+
+    def reset(self) -> None:
+        """Forget every code, state, token, seller, fault and count; keep the app and the clock."""
+        with self._lock:
+            self._init_stores()
+        self.faults.clear()
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    # -- the registered application -------------------------------------------------------
+
+    @property
+    def app(self) -> EmulatorApp:
+        with self._lock:
+            return self._app
+
+    def configure(
+        self,
+        *,
+        redirect_uris: Sequence[str] | None = None,
+        login_uri: str | None = None,
+        draft: bool | None = None,
+        name: str | None = None,
+    ) -> EmulatorApp:
+        with self._lock:
+            self._app = self._app.with_changes(redirect_uris=redirect_uris, login_uri=login_uri, draft=draft, name=name)
+            return self._app
+
+    # -- sellers ----------------------------------------------------------------------------
+
+    def register_seller(self, selling_partner_id: str, region: Region) -> Seller:
+        with self._lock:
+            key = (selling_partner_id, region)
+            return self._sellers.setdefault(key, Seller(selling_partner_id, region))
+
+    def sellers(self) -> list[Seller]:
+        with self._lock:
+            return list(self._sellers.values())
+
+    # -- consent: authorization codes and the Log-in URI hop ----------------------------------
+
+    def issue_code(self, selling_partner_id: str, region: Region, redirect_uri: str) -> str:
+        with self._lock:
+            self.register_seller(selling_partner_id, region)
+            code = _code()
+            self._codes[code] = AuthorizationCode(
+                client_id=self._app.client.client_id,
+                selling_partner_id=selling_partner_id,
+                region=region,
+                redirect_uri=redirect_uri,
+                expires_at=self.now() + CODE_LIFETIME,
+            )
+            return code
+
+    def issue_amazon_state(self, selling_partner_id: str, region: Region) -> str:
+        with self._lock:
+            self.register_seller(selling_partner_id, region)
+            value = secrets.token_urlsafe(32)
+            self._amazon_states[value] = PendingAmazonState(
+                application_id=self._app.application_id,
+                selling_partner_id=selling_partner_id,
+                region=region,
+                expires_at=self.now() + AMAZON_STATE_LIFETIME,
+            )
+            return value
+
+    def consume_amazon_state(self, value: str, application_id: str, region: Region) -> PendingAmazonState:
+        """Use an amazon_state once; raises AmazonStateError with a reason fit for the page."""
+        with self._lock:
+            pending = self._amazon_states.get(value)
+            if pending is None:
+                raise AmazonStateError("amazon_state is unknown: it was not issued by Amazon")
+            if pending.used:
+                raise AmazonStateError("amazon_state has already been used")
+            if self.now() >= pending.expires_at:
+                raise AmazonStateError("amazon_state has expired")
+            if pending.application_id != application_id:
+                raise AmazonStateError("amazon_state was issued for another application")
+            if pending.region != region:
+                raise AmazonStateError(f"amazon_state was issued for region {pending.region}, not {region}")
+            pending.used = True
+            return pending
+
+    # -- LWA --------------------------------------------------------------------------------
+
+    def redeem_code(self, code: str, client_id: str, redirect_uri: str) -> TokenGrant:
+        """Exchange an authorization code once. Any presentation of a known code uses it up."""
+        with self._lock:
+            issued = self._codes.get(code)
+            if issued is None or issued.used or self.now() >= issued.expires_at:
+                raise GrantError("code")
+            issued.used = True
+            if issued.client_id != client_id:
+                raise GrantError("code")
+            if issued.redirect_uri != redirect_uri:
+                raise GrantError("redirect_uri")
+            authorization = Authorization(issued.selling_partner_id, issued.region)
+            refresh_token = _token("Atzr|", 330)
+            self._refresh_tokens[refresh_token] = RefreshToken(client_id, authorization, self.now())
+            return TokenGrant(self._new_access_token(client_id, authorization), refresh_token)
+
+    def refresh(self, refresh_token: str, client_id: str) -> TokenGrant:
+        with self._lock:
+            record = self._refresh_tokens.get(refresh_token)
+            if record is None or record.revoked or record.client_id != client_id:
+                raise GrantError("refresh_token")
+            return TokenGrant(self._new_access_token(client_id, record.authorization), refresh_token)
+
+    def issue_grantless(self, client_id: str, scopes: tuple[str, ...]) -> str:
+        with self._lock:
+            token = _token("Atc|", 280)
+            self._access_tokens[token] = AccessToken(
+                client_id=client_id,
+                expires_at=self.now() + timedelta(seconds=ACCESS_TOKEN_SECONDS),
+                scopes=scopes,
+            )
+            return token
+
+    def _new_access_token(self, client_id: str, authorization: Authorization) -> str:
+        token = _token("Atza|", 280)
+        self._access_tokens[token] = AccessToken(
+            client_id=client_id,
+            expires_at=self.now() + timedelta(seconds=ACCESS_TOKEN_SECONDS),
+            authorization=authorization,
+        )
+        return token
+
+    def access_token(self, token: str) -> AccessToken | None:
+        """The live access token with this value (for the SP-API side), or None."""
+        with self._lock:
+            record = self._access_tokens.get(token)
+            if record is None or self.now() >= record.expires_at:
+                return None
+            return record
+
+    # -- statistics -------------------------------------------------------------------------
+
+    def count_lwa_call(self, grant_type: str) -> None:
+        if grant_type in GRANT_TYPES:
+            with self._lock:
+                self._lwa_calls[grant_type] += 1
+
+    def count_lwa_error(self, error: str) -> None:
+        with self._lock:
+            self._lwa_errors[error] += 1
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "lwa": {grant: self._lwa_calls[grant] for grant in GRANT_TYPES},
+                "lwa_errors": dict(self._lwa_errors),
+                "spapi": {},
+                "throttled": 0,
+                "documents_served": 0,
+            }

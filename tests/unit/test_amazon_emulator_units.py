@@ -1,0 +1,182 @@
+"""The Amazon emulator's pieces without a server: host table, client secrets, faults, state, clock."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from werkzeug.datastructures import MultiDict
+
+from local.amazon import AmazonEmulator, ClientSecret, EmulatorApp, LwaClient, Region
+from local.amazon.clock import VirtualClock
+from local.amazon.consent import decide, example_seller_id, parse_consent
+from local.amazon.faults import FaultBook, FaultError
+from local.amazon.marketplaces import CENTRAL_HOSTS, MAIN_SELLER_CENTRAL, MARKETPLACES, central_host
+from local.amazon.state import EmulatorState, GrantError
+from local.amazon.web import HttpError
+
+CALLBACK = "https://app.example.test/callback"
+
+
+def _state() -> EmulatorState:
+    return EmulatorState(EmulatorApp.create(redirect_uris=[CALLBACK]))
+
+
+def test_main_seller_central_of_each_region_is_a_seller_host_of_that_region() -> None:
+    for region, host in MAIN_SELLER_CENTRAL.items():
+        central = central_host(host)
+        assert central is not None
+        assert (central.region, central.kind) == (region, "seller")
+
+
+def test_host_lookup_is_case_insensitive_and_exact() -> None:
+    assert central_host("SellerCentral.Amazon.CO.JP") is CENTRAL_HOSTS["sellercentral.amazon.co.jp"]
+    assert central_host("sellercentral.amazon.com.evil.example") is None
+
+
+def test_every_marketplace_country_has_a_seller_central_in_its_region() -> None:
+    assert len(MARKETPLACES) == 23
+    for country, marketplace in MARKETPLACES.items():
+        hosts = [h for h in CENTRAL_HOSTS.values() if h.kind == "seller" and country in h.countries]
+        assert hosts, country
+        assert all(h.region == marketplace.region for h in hosts), country
+
+
+def test_example_seller_ids_are_well_formed() -> None:
+    assert [example_seller_id(r) for r in Region] == ["A1EXAMPLESELLERN", "A1EXAMPLESELLERE", "A1EXAMPLESELLERF"]
+
+
+def test_generated_credentials_have_amazons_shapes() -> None:
+    app = EmulatorApp.create()
+    assert app.application_id.startswith("amzn1.sp.solution.")
+    assert app.client.client_id.startswith("amzn1.application-oa2-client.")
+    assert len(app.client.client_id.rsplit(".", 1)[1]) == 32
+    assert app.client.current_secret.startswith("amzn1.oa2-cs.v1.")
+    assert len(app.client.current_secret.rsplit(".", 1)[1]) == 64
+    assert EmulatorApp.create().client.current_secret != app.client.current_secret
+    assert app.client.current_secret not in repr(app)
+
+
+def test_previous_secret_is_valid_until_it_expires() -> None:
+    clock = VirtualClock()
+    now = clock.now()
+    client = LwaClient("cid", (ClientSecret("new"), ClientSecret("old", expires_at=now + timedelta(days=7))))
+
+    assert client.authenticates("cid", "new", now)
+    assert client.authenticates("cid", "old", now)
+    assert not client.authenticates("cid", "old", now + timedelta(days=7))
+    assert not client.authenticates("other", "new", now)
+    assert not client.authenticates("cid", "", now)
+
+
+def test_faults_are_taken_in_order_and_validated() -> None:
+    book = FaultBook()
+    book.arm("lwa_token", 500, 1)
+    book.arm("lwa_token", "timeout", 2, 0.5)
+
+    assert book.pending() == {"lwa_token": 3}
+    taken = [book.take("lwa_token") for _ in range(4)]
+    assert [(f.kind, f.hold_seconds) if f else None for f in taken] == [
+        (500, 0.0),
+        ("timeout", 0.5),
+        ("timeout", 0.5),
+        None,
+    ]
+    for bad in (("nope", 500, 1), ("lwa_token", True, 1), ("lwa_token", 500, 1.5), ("lwa_token", 503, -1)):
+        with pytest.raises(FaultError):
+            book.arm(*bad)
+    with pytest.raises(FaultError):
+        book.arm("lwa_token", "timeout", 1, math.nan)
+
+
+def test_clock_only_moves_forward() -> None:
+    clock = VirtualClock()
+    before = clock.now()
+    assert clock.advance(60) - before >= timedelta(seconds=60)
+    for bad in (-1, math.inf, math.nan):
+        with pytest.raises(ValueError, match="forward"):
+            clock.advance(bad)
+
+
+def test_code_expires_exactly_at_five_minutes() -> None:
+    state = _state()
+    code = state.issue_code("A1EXAMPLESELLERN", Region.NA, CALLBACK)
+    client_id = state.app.client.client_id
+
+    state.clock.advance(300)
+    with pytest.raises(GrantError):
+        state.redeem_code(code, client_id, CALLBACK)
+
+
+def test_a_code_presented_with_the_wrong_redirect_uri_is_used_up() -> None:
+    state = _state()
+    code = state.issue_code("A1EXAMPLESELLERN", Region.NA, CALLBACK)
+    client_id = state.app.client.client_id
+
+    with pytest.raises(GrantError) as first:
+        state.redeem_code(code, client_id, CALLBACK + "/")
+    assert first.value.parameter == "redirect_uri"
+    with pytest.raises(GrantError) as second:
+        state.redeem_code(code, client_id, CALLBACK)
+    assert second.value.parameter == "code"
+
+
+def test_refresh_token_is_bound_to_its_client_and_remembers_the_seller() -> None:
+    state = _state()
+    client_id = state.app.client.client_id
+    grant = state.redeem_code(state.issue_code("A7SELLERJP01", Region.FE, CALLBACK), client_id, CALLBACK)
+
+    with pytest.raises(GrantError):
+        state.refresh(grant.refresh_token, "another-client")
+    refreshed = state.refresh(grant.refresh_token, client_id)
+    access = state.access_token(refreshed.access_token)
+    assert access is not None and access.authorization is not None
+    assert (access.authorization.selling_partner_id, access.authorization.region) == ("A7SELLERJP01", Region.FE)
+
+
+def test_reset_forgets_tokens_but_keeps_the_app() -> None:
+    state = _state()
+    app = state.app
+    client_id = app.client.client_id
+    grant = state.redeem_code(state.issue_code("A1EXAMPLESELLERN", Region.NA, CALLBACK), client_id, CALLBACK)
+
+    state.reset()
+
+    assert state.app is app
+    assert state.access_token(grant.access_token) is None
+    with pytest.raises(GrantError):
+        state.refresh(grant.refresh_token, client_id)
+
+
+def test_repeated_consent_parameters_are_rejected() -> None:
+    state = _state()
+    args = MultiDict(
+        [("application_id", state.app.application_id), ("version", "beta"), ("state", "a"), ("state", "b")]
+    )
+
+    with pytest.raises(HttpError, match="more than once"):
+        parse_consent(state.app, "sellercentral.amazon.com", args)
+
+
+# Lone surrogates cannot travel in a URL (nor come out of a decoded one), so they are left out.
+@given(st.text(st.characters(codec="utf-8"), min_size=1, max_size=200))
+def test_any_state_comes_back_exactly(value: str) -> None:
+    state = _state()
+    args = MultiDict([("application_id", state.app.application_id), ("version", "beta"), ("state", value)])
+    request = parse_consent(state.app, "sellercentral.amazon.com", args)
+
+    for confirm in (True, False):
+        location = decide(state, request, "A1EXAMPLESELLERN", confirm=confirm)
+        assert location.startswith(CALLBACK + "?")
+        assert parse_qs(urlsplit(location).query, keep_blank_values=True)["state"] == [value]
+
+
+def test_several_emulators_live_in_one_process() -> None:
+    first, second = AmazonEmulator(), AmazonEmulator()
+
+    assert first.wsgi_app.control.url_map is not second.wsgi_app.control.url_map
+    assert first.application_id != second.application_id
