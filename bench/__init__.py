@@ -1,0 +1,1 @@
+"""Benchmarks with committed results (bench/results/). Run with `python -m bench.<name>`."""
