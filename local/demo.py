@@ -1,0 +1,221 @@
+"""`python -m local demo`: a stack of its own, the scenario played through the same HTTP interfaces a
+browser, Amazon and an operator use, the story on stderr and one JSON summary line on stdout.
+
+Scenario (first slice): two sellers connect through the website flow, one in North America and one in
+Europe; both refresh tokens are stored encrypted and open to live tokens; then the first seller
+re-authorizes from the Appstore, which replaces the token without adding a connection.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+import time
+from typing import Any, TextIO
+from urllib.parse import urljoin
+
+import boto3
+import requests
+
+from local.browser import browser_session
+from local.stack import LocalStack, StackOptions
+
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+_REGION_OF = {"US": "NA", "DE": "EU"}
+_TIMEOUT = 30
+
+
+class DemoFailure(RuntimeError):
+    pass
+
+
+def say(message: str) -> None:
+    print(f"[demo] {message}", file=sys.stderr, flush=True)
+
+
+def expect(condition: bool, failure: str) -> None:
+    if not condition:
+        raise DemoFailure(failure)
+
+
+def run_demo(options: StackOptions, out: TextIO) -> int:
+    started = time.monotonic()
+    stack = LocalStack(options)
+    try:
+        stack.start()
+        summary = Demo(stack).play()
+    except DemoFailure as exc:
+        say(f"FAILED: {exc}")
+        return 1
+    except Exception as exc:
+        say(f"FAILED: {type(exc).__name__}: {exc}")
+        return 1
+    finally:
+        stack.stop()
+    summary["seconds"] = round(time.monotonic() - started, 1)
+    out.write(json.dumps(summary) + "\n")
+    out.flush()
+    say(f"done in {summary['seconds']} s")
+    return 0
+
+
+def seller_id() -> str:
+    """A selling partner id in Amazon's shape (A + 13 upper-case letters and digits)."""
+    return "A" + "".join(secrets.choice(_ALPHABET) for _ in range(13))
+
+
+class Demo:
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+        self.api = stack.api_url
+        self.amazon = stack.amazon_url
+        self.table = boto3.resource("dynamodb").Table(stack.resources["tables"]["connections"])
+
+    def play(self) -> dict[str, Any]:
+        say(f"stack up: api {self.api}, Amazon emulator {self.amazon}, AWS emulator {self.stack.aws_url}")
+        sellers = [(seller_id(), "US"), (seller_id(), "DE")]
+        connections = []
+        for seller, marketplace in sellers:
+            region = _REGION_OF[marketplace]
+            say(f"seller {seller} connects from the website for marketplace {marketplace} ({region})")
+            self.connect_from_website(seller, marketplace)
+            connections.append(self.check_connection(seller, region))
+
+        first, _ = sellers[0]
+        say(f"seller {first} re-authorizes from the Appstore (NA)")
+        before = self.sealed_token(first, "NA")
+        self.authorize_from_appstore(first, "NA")
+        after = self.sealed_token(first, "NA")
+        expect(after is not None and after != before, "re-authorization did not replace the sealed token")
+        count = self.connection_count()
+        expect(count == len(sellers), f"expected {len(sellers)} connections after re-authorization, found {count}")
+        replaced = self.check_connection(first, "NA")
+        connections[0] = replaced
+        say(f"the token was replaced in place: still {count} connections, the new token is live")
+
+        stats = requests.get(f"{self.amazon}/_emulator/stats", timeout=_TIMEOUT).json()
+        return {
+            "sellers_connected": len(sellers),
+            "connections": connections,
+            "reauthorized": 1,
+            "lwa_calls": stats.get("lwa", stats),
+        }
+
+    # --- the browser's part ---------------------------------------------------------------------
+
+    def connect_from_website(self, seller: str, marketplace: str) -> None:
+        browser = browser_session()
+        start = browser.get(
+            f"{self.api}/connect", params={"marketplace": marketplace}, allow_redirects=False, timeout=_TIMEOUT
+        )
+        consent_url = self._redirect(start, 302, "/connect")
+        expect(consent_url.startswith(self.amazon), f"/connect sent the browser to {consent_url}, not to Amazon")
+        say("  /connect answered 302 to the Seller Central consent page")
+        answer = requests.post(
+            f"{self.amazon}/_emulator/consent",
+            json={"consent_url": consent_url, "selling_partner_id": seller},
+            timeout=_TIMEOUT,
+        )
+        expect(answer.status_code == 200, f"the emulator refused the consent: {answer.status_code} {answer.text[:200]}")
+        say("  the seller confirmed on the consent page; Amazon redirects to our /callback")
+        self._finish_at_callback(browser, answer.json()["redirect"])
+
+    def authorize_from_appstore(self, seller: str, region: str) -> None:
+        answer = requests.post(
+            f"{self.amazon}/_emulator/appstore", json={"selling_partner_id": seller, "region": region}, timeout=_TIMEOUT
+        )
+        expect(answer.status_code == 200, f"the emulator refused the Appstore authorization: {answer.status_code}")
+        browser = browser_session()
+        login = browser.get(answer.json()["login_url"], allow_redirects=False, timeout=_TIMEOUT)
+        amazon_callback = self._redirect(login, 302, "/login")
+        expect(amazon_callback.startswith(self.amazon), "/login did not send the browser back to Amazon")
+        say("  our Log-in URI answered 302 to amazon_callback_uri")
+        confirm = browser.get(amazon_callback, allow_redirects=False, timeout=_TIMEOUT)
+        self._finish_at_callback(browser, self._redirect(confirm, 302, "amazon_callback_uri"))
+
+    def _finish_at_callback(self, browser: requests.Session, callback_url: str) -> None:
+        expect(callback_url.startswith(f"{self.api}/callback"), "Amazon did not redirect to our /callback")
+        callback = browser.get(callback_url, allow_redirects=False, timeout=_TIMEOUT)
+        success = urljoin(callback_url, self._redirect(callback, 303, "/callback"))
+        page = browser.get(success, allow_redirects=False, timeout=_TIMEOUT)
+        expect(page.status_code == 200, f"the success page {success} answered {page.status_code}")
+        say("  /callback exchanged the code and answered 303 to the success page (200)")
+
+    @staticmethod
+    def _redirect(response: requests.Response, status: int, step: str) -> str:
+        expect(
+            response.status_code == status and "Location" in response.headers,
+            f"{step} answered {response.status_code} instead of a {status} redirect",
+        )
+        return response.headers["Location"]
+
+    # --- what is stored -------------------------------------------------------------------------
+
+    def item(self, seller: str, region: str) -> dict[str, Any] | None:
+        key = {"pk": f"SELLER#{seller}", "sk": f"CONN#{region}"}
+        item: dict[str, Any] | None = self.table.get_item(Key=key, ConsistentRead=True).get("Item")
+        return item
+
+    def connection_count(self) -> int:
+        # A demo may scan a table it just filled; the product never does.
+        items = self.table.scan(ProjectionExpression="sk")["Items"]
+        return sum(1 for item in items if str(item["sk"]).startswith("CONN#"))
+
+    def check_connection(self, seller: str, region: str) -> dict[str, Any]:
+        item = self.item(seller, region)
+        expect(item is not None, f"no connection stored for {seller} in {region}")
+        assert item is not None
+        expect(item.get("status") == "ACTIVE", f"the connection of {seller} in {region} is {item.get('status')}")
+        encrypted = not _contains(item, b"Atzr|")
+        expect(encrypted, f"the stored connection of {seller} in {region} holds a plaintext refresh token")
+        live = self.token_is_live(seller, region)
+        expect(live, f"the stored refresh token of {seller} in {region} does not refresh at LWA")
+        say(f"  stored: {seller} {region} ACTIVE, token encrypted, decrypts through the vault to a live token")
+        return {
+            "seller": seller,
+            "region": region,
+            "status": "ACTIVE",
+            "token_encrypted": encrypted,
+            "token_live": live,
+        }
+
+    def sealed_token(self, seller: str, region: str) -> Any:
+        """The stored ciphertext, read through the product's own repository."""
+        # The shared layer's path is set by the stack at start, as Lambda sets it.
+        from seller_insights.repositories import ConnectionsRepository  # noqa: PLC0415
+
+        return ConnectionsRepository(self.table).sealed_refresh_token(seller, region)
+
+    def token_is_live(self, seller: str, region: str) -> bool:
+        """Open the sealed token through the product's own vault and use it once at LWA (never shown)."""
+        from seller_insights.vault import Purpose, SecretContext, Vault  # noqa: PLC0415
+
+        sealed = self.sealed_token(seller, region)
+        expect(sealed is not None, f"no sealed refresh token for {seller} in {region}")
+        assert sealed is not None
+        vault = Vault(boto3.client("kms"), os.environ["TOKEN_KEY_ID"])
+        refresh_token = vault.open(sealed, SecretContext(Purpose.REFRESH_TOKEN, seller, region))
+        answer = requests.post(
+            f"{self.amazon}/_hosts/api.amazon.com/auth/o2/token",
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": refresh_token,
+                "client_id": self.stack.amazon.client_id,
+                "client_secret": self.stack.amazon.client_secret,
+            },
+            timeout=_TIMEOUT,
+        )
+        return answer.status_code == 200 and bool(answer.json().get("access_token"))
+
+
+def _contains(value: Any, needle: bytes) -> bool:
+    if isinstance(value, dict):
+        return any(_contains(v, needle) for v in value.values())
+    if isinstance(value, list | set | tuple):
+        return any(_contains(v, needle) for v in value)
+    if isinstance(value, str):
+        return needle.decode() in value
+    raw = getattr(value, "value", value)  # boto3's Binary wraps bytes
+    return isinstance(raw, bytes | bytearray) and needle in raw

@@ -1,0 +1,437 @@
+"""The local API gateway: the template's HTTP API routes as API Gateway HTTP API payload 2.0 events
+for the real handlers, IAM (SigV4) authorization for `/admin/...`, and the `/_local/...` control
+endpoints that exist only here.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
+
+import boto3
+import requests
+from werkzeug.datastructures import Headers
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request, Response
+
+from local import sigv4
+from local.aws import API_ID
+from local.functions import FunctionRuntime
+from local.poller import QueuePoller
+from local.scheduler import Schedule
+from local.template import ACCOUNT_ID, REGION, Template, dependencies, props, resources
+
+log = logging.getLogger("local.gateway")
+
+_TEXT_TYPES = re.compile(r"^(text/.*|application/(.+\+)?(json|xml)|application/javascript)(;.*)?$", re.IGNORECASE)
+
+
+class VirtualClock(Protocol):
+    def now(self) -> datetime: ...
+    def advance(self, seconds: float) -> datetime: ...
+
+
+@dataclass(frozen=True)
+class AdminCredentials:
+    access_key_id: str
+    secret_access_key: str
+
+    @classmethod
+    def generate(cls) -> AdminCredentials:
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+        key = "AKIA" + "".join(secrets.choice(alphabet) for _ in range(16))
+        return cls(key, secrets.token_urlsafe(30)[:40])
+
+
+# --- routes -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Route:
+    key: str  # "ANY /connect", "GET /admin/sellers/{id}", "$default"
+    function_id: str
+    authorization: str = "NONE"
+
+    @property
+    def iam(self) -> bool:
+        """IAM-authorized in the template, or under /admin/ (which must never be open, whatever it says)."""
+        return self.authorization == "AWS_IAM" or self.segments[:1] == ["admin"]
+
+    @property
+    def method(self) -> str:
+        return self.key.split(" ", 1)[0] if self.key != "$default" else "ANY"
+
+    @property
+    def segments(self) -> list[str]:
+        return [s for s in self.key.split(" ", 1)[1].split("/") if s] if self.key != "$default" else []
+
+    def match(self, method: str, segments: list[str]) -> dict[str, str] | None:
+        if self.method not in ("ANY", method):
+            return None
+        params: dict[str, str] = {}
+        pattern = self.segments
+        for i, part in enumerate(pattern):
+            if part.startswith("{") and part.endswith("+}"):
+                if i >= len(segments):
+                    return None
+                params[part[1:-2]] = "/".join(segments[i:])
+                return params
+            if i >= len(segments):
+                return None
+            if part.startswith("{") and part.endswith("}"):
+                params[part[1:-1]] = segments[i]
+            elif part != segments[i]:
+                return None
+        return params if len(pattern) == len(segments) else None
+
+    def specificity(self) -> tuple[int, int, int]:
+        """API Gateway prefers literal segments, then non-greedy routes, then a method over ANY."""
+        static = sum(1 for s in self.segments if not s.startswith("{"))
+        greedy = any(s.endswith("+}") for s in self.segments)
+        return (static, 0 if greedy else 1, 0 if self.method == "ANY" else 1)
+
+
+def routes_from(template: Template) -> list[Route]:
+    functions = {lid for lid, _ in resources(template, "AWS::Lambda::Function")}
+    integrations = {}
+    for logical_id, resource in resources(template, "AWS::ApiGatewayV2::Integration"):
+        targets = dependencies(props(resource).get("IntegrationUri")) & functions
+        if len(targets) == 1:
+            integrations[logical_id] = targets.pop()
+    found = []
+    for logical_id, resource in resources(template, "AWS::ApiGatewayV2::Route"):
+        p = props(resource)
+        integration = dependencies(p.get("Target")) & integrations.keys()
+        if len(integration) != 1:
+            log.warning("%s (%s) has no Lambda integration; not served locally", logical_id, p.get("RouteKey"))
+            continue
+        found.append(Route(p["RouteKey"], integrations[integration.pop()], p.get("AuthorizationType", "NONE")))
+    return found
+
+
+# --- events and responses -----------------------------------------------------------------------
+
+
+def build_event(
+    request: Request, route: Route, path_params: dict[str, str], now: datetime, request_id: str
+) -> dict[str, Any]:
+    """An API Gateway HTTP API payload 2.0 event, as AWS builds it."""
+    raw_path, _, raw_query = _raw_target(request).partition("?")
+    headers: dict[str, str] = {}
+    for name, value in request.headers.items():
+        lname = name.lower()
+        # The dev server has already comma-joined repeated headers, as API Gateway does.
+        headers[lname] = f"{headers[lname]},{value}" if lname in headers else value
+    cookie_header = headers.pop("cookie", "")
+    cookies = [c.strip() for c in cookie_header.split(";") if c.strip()]
+    source_ip = request.remote_addr or "127.0.0.1"
+    headers.setdefault("x-forwarded-for", source_ip)
+    headers.setdefault("x-forwarded-proto", request.scheme)
+    headers.setdefault("x-forwarded-port", str(request.environ.get("SERVER_PORT", "")))
+    headers.setdefault("x-amzn-trace-id", f"Root=1-{int(now.timestamp()):08x}-{secrets.token_hex(12)}")
+    query: dict[str, str] = {}
+    for pair in raw_query.split("&") if raw_query else []:
+        key, _, value = pair.partition("=")
+        key, value = unquote(key.replace("+", " ")), unquote(value.replace("+", " "))
+        query[key] = f"{query[key]},{value}" if key in query else value
+    domain = request.host
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": route.key,
+        "rawPath": raw_path,
+        "rawQueryString": raw_query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": ACCOUNT_ID,
+            "apiId": API_ID,
+            "domainName": domain,
+            "domainPrefix": domain.split(".", 1)[0].split(":", 1)[0],
+            "http": {
+                "method": request.method,
+                "path": raw_path,
+                "protocol": request.environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
+                "sourceIp": source_ip,
+                "userAgent": headers.get("user-agent", ""),
+            },
+            "requestId": request_id,
+            "routeKey": route.key,
+            "stage": "$default",
+            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(now.timestamp() * 1000),
+        },
+        "isBase64Encoded": False,
+    }
+    if cookies:
+        event["cookies"] = cookies
+    if query:
+        event["queryStringParameters"] = query
+    if path_params:
+        event["pathParameters"] = path_params
+    body = request.get_data()
+    if body:
+        if _TEXT_TYPES.match(headers.get("content-type", "")):
+            event["body"] = body.decode("utf-8", errors="replace")
+        else:
+            event["body"] = base64.b64encode(body).decode()
+            event["isBase64Encoded"] = True
+    return event
+
+
+def _raw_target(request: Request) -> str:
+    """The request target exactly as the client sent it (path and query, not re-encoded)."""
+    raw = request.environ.get("RAW_URI") or request.full_path
+    raw = raw.encode("latin-1").decode("utf-8", errors="replace")  # undo the WSGI encoding dance
+    if raw.startswith(("http://", "https://")):
+        parts = urlsplit(raw)
+        raw = parts.path + (f"?{parts.query}" if parts.query else "")
+    return str(raw)
+
+
+class _Raw(Response):
+    default_mimetype = None  # no Content-Type unless the handler set one, as in API Gateway
+
+
+def to_response(result: Any) -> Response:
+    """The payload 2.0 response mapping: a structured response, or anything else as 200 JSON."""
+    if not (isinstance(result, dict) and "statusCode" in result):
+        text = result if isinstance(result, str) else json.dumps(result)
+        return _Raw(text, status=200, headers={"content-type": "application/json"})
+    headers = Headers()
+    for name, value in (result.get("headers") or {}).items():
+        headers.add(name, str(value))
+    for name, values in (result.get("multiValueHeaders") or {}).items():
+        for value in values:
+            headers.add(name, str(value))
+    for cookie in result.get("cookies") or []:
+        headers.add("Set-Cookie", cookie)
+    raw_body = str(result.get("body") or "")
+    body = base64.b64decode(raw_body) if result.get("isBase64Encoded") else raw_body.encode()
+    return _Raw(body, status=int(result["statusCode"]), headers=headers)
+
+
+def _json(status: int, payload: Any) -> Response:
+    return _Raw(json.dumps(payload, default=str), status=status, headers={"content-type": "application/json"})
+
+
+# --- the gateway --------------------------------------------------------------------------------
+
+
+class Gateway:
+    def __init__(
+        self,
+        *,
+        routes: list[Route],
+        runtime: FunctionRuntime,
+        schedules: dict[str, Schedule],
+        poller: QueuePoller,
+        clock: VirtualClock,
+        admin: AdminCredentials,
+        amazon_url: str,
+        queue_urls: dict[str, str],
+    ) -> None:
+        self.routes = sorted(routes, key=lambda r: r.specificity(), reverse=True)
+        self.runtime = runtime
+        self.schedules = schedules
+        self.poller = poller
+        self.clock = clock
+        self.admin = admin
+        self._amazon_url = amazon_url
+        self._queue_urls = queue_urls  # logical id -> url, for schedules that target a queue
+        self._clock_lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        try:
+            if request.path == "/_local" or request.path.startswith("/_local/"):
+                response = self._control(request)
+            else:
+                response = self._product(request)
+        except Exception:
+            log.exception("%s %s failed", request.method, request.path)
+            response = _json(500, {"message": "Internal Server Error"})
+        return response(environ, start_response)
+
+    # product routes
+
+    def _product(self, request: Request) -> Response:
+        request_id = base64.b64encode(secrets.token_bytes(10)).decode()
+        segments = [unquote(s) for s in _raw_target(request).partition("?")[0].split("/") if s]
+        route, params = self._match(request.method, segments)
+        if route is None:
+            return _json(404, {"message": "Not Found"})
+        if route.iam:
+            outcome = self._verify_sigv4(request)
+            if outcome.verdict is sigv4.Verdict.MISSING:
+                return _json(401, {"message": "Unauthorized"})
+            if outcome.verdict is not sigv4.Verdict.OK:
+                log.info("rejected a signed request to %s: %s", route.key, outcome.reason)
+                return _json(403, {"message": "Forbidden"})
+        event = build_event(request, route, params, self.clock.now(), request_id)
+        if route.iam:
+            event["requestContext"]["authorizer"] = {"iam": self._iam_identity()}
+        started = time.monotonic()
+        try:
+            result = self.runtime.invoke(route.function_id, event)
+            response = to_response(result)
+        except Exception:
+            # The traceback, never the event: tokens and codes travel in it.
+            log.exception("%s raised on %s", route.function_id, route.key)
+            response = _json(500, {"message": "Internal Server Error"})
+        response.headers["apigw-requestid"] = request_id
+        elapsed = (time.monotonic() - started) * 1000
+        log.info("%s %s -> %d (%.0f ms)", request.method, request.path, response.status_code, elapsed)
+        return response
+
+    def _match(self, method: str, segments: list[str]) -> tuple[Route | None, dict[str, str]]:
+        default = None
+        for route in self.routes:
+            if route.key == "$default":
+                default = route
+                continue
+            params = route.match(method, segments)
+            if params is not None:
+                return route, params
+        return default, {}
+
+    def _verify_sigv4(self, request: Request) -> sigv4.Outcome:
+        return sigv4.verify(
+            method=request.method,
+            url=f"{request.scheme}://{request.host}{_raw_target(request)}",
+            headers=dict(request.headers.items()),
+            body=request.get_data(),
+            access_key=self.admin.access_key_id,
+            secret_key=self.admin.secret_access_key,
+            region=REGION,
+            service="execute-api",
+            now=self.clock.now(),
+        )
+
+    def _iam_identity(self) -> dict[str, Any]:
+        return {
+            "accessKey": self.admin.access_key_id,
+            "accountId": ACCOUNT_ID,
+            "callerId": "AIDALOCALADMIN",
+            "cognitoIdentity": None,
+            "principalOrgId": None,
+            "userArn": f"arn:aws:iam::{ACCOUNT_ID}:user/local-admin",
+            "userId": "AIDALOCALADMIN",
+        }
+
+    # local control
+
+    def _control(self, request: Request) -> Response:
+        path, method = request.path.rstrip("/"), request.method
+        if path == "/_local/clock" and method == "GET":
+            return _json(200, {"now": _iso(self.clock.now())})
+        if path == "/_local/clock" and method == "POST":
+            return self._advance_clock(request)
+        if path == "/_local/fire" and method == "GET":
+            return _json(200, {"schedules": sorted(self.schedules)})
+        if path.startswith("/_local/fire/") and method == "POST":
+            return self._fire(path.removeprefix("/_local/fire/"))
+        if path == "/_local/drain" and method == "POST":
+            return self._drain(request)
+        if path in ("/_local/clock", "/_local/fire", "/_local/drain") or path.startswith("/_local/fire/"):
+            return _json(405, {"message": "Method Not Allowed"})
+        return _json(404, {"message": "Not Found"})
+
+    def _advance_clock(self, request: Request) -> Response:
+        seconds = _number(request, "advance_seconds")
+        if seconds is None or seconds < 0:
+            return _json(400, {"message": "advance_seconds must be a number >= 0"})
+        with self._clock_lock:
+            # The Amazon emulator first: if it refuses, neither clock has moved.
+            answer = requests.post(f"{self._amazon_url}/_emulator/clock", json={"advance_seconds": seconds}, timeout=10)
+            if answer.status_code != 200:
+                return _json(502, {"message": f"the Amazon emulator refused to move its clock ({answer.status_code})"})
+            now = self.clock.advance(seconds)
+        log.info("virtual clock advanced by %ss to %s", seconds, _iso(now))
+        return _json(200, {"now": _iso(now)})
+
+    def _fire(self, name: str) -> Response:
+        schedule = self.schedules.get(name)
+        if schedule is None:
+            return _json(404, {"message": f"no schedule named {name!r}", "schedules": sorted(self.schedules)})
+        results = []
+        for target in schedule.targets:
+            scheduled = schedule.event(self.clock.now(), target)
+            if target.logical_id in self._queue_urls:
+                queue_url = self._queue_urls[target.logical_id]
+                sent = boto3.client("sqs").send_message(QueueUrl=queue_url, MessageBody=json.dumps(scheduled))
+                results.append({"MessageId": sent["MessageId"]})
+                continue
+            try:
+                results.append(self.runtime.invoke(target.logical_id, scheduled))
+            except Exception as exc:
+                log.exception("schedule %s: %s raised", name, target.logical_id)
+                return _json(500, {"message": "Internal Server Error", "error": type(exc).__name__})
+        log.info("fired schedule %s", name)
+        return _json(200, results[0] if len(results) == 1 else results)
+
+    def _drain(self, request: Request) -> Response:
+        seconds = _number(request, "max_seconds", default=30)
+        if seconds is None or seconds <= 0:
+            return _json(400, {"message": "max_seconds must be a number > 0"})
+        return _json(200, self.poller.drain(seconds).as_json())
+
+
+def _number(request: Request, field: str, default: float | None = None) -> float | None:
+    """A finite number from the JSON body, the default when the body or field is absent, else None."""
+    try:
+        body = json.loads(request.get_data() or b"{}")
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    value = body.get(field, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return value
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """The gateway logs its own line per request; the dev server's access log would be a second."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
+class GatewayServer:
+    """A threaded werkzeug server bound at construction, so its URL is known before it serves."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._server: BaseWSGIServer = make_server(
+            host, port, _NotReady(), threaded=True, request_handler=_QuietHandler
+        )
+        self.url = f"http://{host}:{self._server.server_port}"
+        self._thread: threading.Thread | None = None
+
+    def serve(self, app: Gateway) -> None:
+        self._server.app = app
+        self._thread = threading.Thread(target=self._server.serve_forever, name="local-gateway", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join()
+        self._server.server_close()
+
+
+class _NotReady:
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        return _json(503, {"message": "Service Unavailable"})(environ, start_response)

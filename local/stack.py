@@ -1,0 +1,151 @@
+"""The whole product on one machine: the AWS emulator with the template's resources, the Amazon
+emulator, and the real handlers behind the local API gateway. Used by `serve`, `demo` and tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from local.amazon import AmazonEmulator
+from local.aws import AwsEmulator, create_resources
+from local.functions import FunctionRuntime, function_specs, merged_environment
+from local.gateway import AdminCredentials, Gateway, GatewayServer, routes_from
+from local.poller import QueuePoller, mappings
+from local.scheduler import schedules
+from local.template import REGION, load_template, repo_root
+
+log = logging.getLogger("local.stack")
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    host: str = "127.0.0.1"
+    api_port: int = 0
+    amazon_port: int = 0
+    aws_port: int = 0
+    template_file: Path | None = None  # a synthesized template instead of synthesizing
+
+
+def add_code_paths(root: Path) -> None:
+    """The same imports as inside Lambda: functions/ (handler modules) and the shared layer."""
+    for path in (root / "layers" / "shared" / "python", root / "functions", root):
+        if str(path) not in sys.path:
+            sys.path.insert(0, str(path))
+
+
+class LocalStack:
+    def __init__(self, options: StackOptions | None = None) -> None:
+        self.options = options or StackOptions()
+        self._stoppers: list[Any] = []
+        self.api_url = self.amazon_url = self.aws_url = ""
+        self.resources: dict[str, dict[str, str]] = {}
+
+    def start(self) -> LocalStack:
+        started = time.monotonic()
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        log.info("local stack ready in %.1f s", time.monotonic() - started)
+        return self
+
+    def _start(self) -> None:
+        root = repo_root()
+        add_code_paths(root)
+        # The shared layer is importable only once its path is set, as in Lambda.
+        from seller_insights.clock import OffsetClock, set_clock  # noqa: PLC0415
+
+        opts = self.options
+        template = load_template(root, opts.template_file)
+
+        aws = AwsEmulator(opts.host, opts.aws_port)
+        self.aws_url = aws.start()
+        self._stoppers.append(aws)
+
+        # Bound now, served last: the Amazon emulator and the functions need the API's URL.
+        server = GatewayServer(opts.host, opts.api_port)
+        self._stoppers.append(server)
+        self.api_url = server.url
+
+        self.amazon = AmazonEmulator(
+            redirect_uris=[f"{self.api_url}/callback"],
+            login_uri=f"{self.api_url}/login",
+            draft=True,
+            host=opts.host,
+            port=opts.amazon_port,
+        )
+        self.amazon.start()
+        self._stoppers.append(self.amazon)
+        self.amazon_url = self.amazon.base_url
+
+        created = create_resources(template, self.amazon.credentials(), self.api_url)
+        self.created = created
+        self.resources = created.public()
+
+        specs = function_specs(template, created.resolver)
+        os.environ.update(
+            merged_environment(
+                specs,
+                {
+                    "STAGE": "local",
+                    "AMAZON_ENDPOINT_OVERRIDE": self.amazon_url,
+                    "REDIRECT_URI": f"{self.api_url}/callback",
+                    # X-Ray has no daemon here; Powertools' Tracer would only warn.
+                    "POWERTOOLS_TRACE_DISABLED": "true",
+                },
+            )
+        )
+        self.clock = OffsetClock()
+        set_clock(self.clock)
+        runtime = FunctionRuntime(specs)
+        self.runtime = runtime
+        self.admin = AdminCredentials.generate()
+        queue_purposes = dict(created.queues)
+        self.poller = QueuePoller(mappings(template, created), runtime, queue_purposes, self.clock.now)
+        self.gateway = Gateway(
+            routes=routes_from(template),
+            runtime=runtime,
+            schedules=schedules(template),
+            poller=self.poller,
+            clock=self.clock,
+            admin=self.admin,
+            amazon_url=self.amazon_url,
+            queue_urls=created.queue_urls,
+        )
+        server.serve(self.gateway)
+        log.info("local API on %s (routes: %s)", self.api_url, ", ".join(r.key for r in self.gateway.routes))
+
+    def info(self) -> dict[str, Any]:
+        """The one JSON line of `serve` (docs/local-stack.md)."""
+        return {
+            "api": self.api_url,
+            "amazon": self.amazon_url,
+            "aws": self.aws_url,
+            "region": REGION,
+            "admin": {
+                "access_key_id": self.admin.access_key_id,
+                "secret_access_key": self.admin.secret_access_key,
+            },
+            "resources": self.resources,
+        }
+
+    def stop(self) -> None:
+        while self._stoppers:
+            stoppable = self._stoppers.pop()
+            try:
+                stoppable.stop()
+            except Exception:
+                log.exception("stopping %s failed", type(stoppable).__name__)
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
