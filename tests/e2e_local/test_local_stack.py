@@ -13,8 +13,8 @@ import requests
 from boto3.dynamodb.types import Binary
 
 from local.browser import browser_session
-from tests.e2e_local.conftest import REPO, launch, secret_findings
 from tests.support.flows import emulator_consent
+from tests.support.local_stack import REPO, launch, secret_findings
 
 pytestmark = pytest.mark.slow
 TIMEOUT = 30

@@ -12,7 +12,7 @@ import boto3
 import pytest
 import requests
 
-from tests.e2e_local.conftest import Serve, launch
+from tests.support.local_stack import Serve, launch
 
 pytestmark = pytest.mark.slow
 TIMEOUT = 30

@@ -1,0 +1,94 @@
+"""The local stack as a user runs it: `python -m local serve` in a subprocess, driven over HTTP only.
+
+Shared by tests/e2e_local and tests/browser through tests/conftest.py, so one serve process
+serves the whole session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.log_guard import LogGuard
+
+REPO = Path(__file__).resolve().parents[2]
+# The first start synthesizes the CDK app; later starts read the cached template.
+READY_TIMEOUT = 240
+
+
+@dataclass
+class Serve:
+    process: subprocess.Popen[str]
+    info: dict[str, Any]
+    stderr_path: Path
+
+    def terminate(self, timeout: float = 30) -> tuple[int, str]:
+        """SIGTERM; the exit code and whatever else reached stdout."""
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=timeout)
+        assert self.process.stdout is not None
+        return code, self.process.stdout.read()
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+
+def launch(stderr_path: Path, args: tuple[str, ...] = (), env_extra: dict[str, str] | None = None) -> Serve:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env_extra or {})}
+    for name in ("AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        env.pop(name, None)
+    with stderr_path.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "local", "serve", *args],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+    assert process.stdout is not None
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([process.stdout], [], [], 0.5)
+        if ready:
+            line = process.stdout.readline()
+            if line:
+                return Serve(process, json.loads(line), stderr_path)
+        if process.poll() is not None:
+            break
+    process.kill()
+    process.wait()
+    tail = stderr_path.read_text(errors="replace")[-3000:]
+    pytest.fail(f"`python -m local serve` did not print its JSON line:\n{tail}")
+
+
+def secret_findings(text: str) -> list[str]:
+    """The root log guard's detectors, applied to the serve process's own log."""
+    return LogGuard().findings(text)
+
+
+@pytest.fixture(scope="session")
+def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
+    started = launch(tmp_path_factory.mktemp("serve") / "stderr.log")
+    yield started
+    code, rest = started.terminate()
+    assert code == 0, started.stderr()[-3000:]
+    assert rest == "", f"serve wrote more than its JSON line on stdout: {rest[:500]!r}"
+    findings = secret_findings(started.stderr())
+    assert not findings, f"secret material in the serve log: {findings}"
+
+
+@pytest.fixture(scope="session")
+def info(serve: Serve) -> dict[str, Any]:
+    return serve.info
