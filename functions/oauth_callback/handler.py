@@ -37,7 +37,7 @@ from seller_insights.errors import (
     UntrustedCallbackUri,
     VaultError,
 )
-from seller_insights.lwa import LwaClient
+from seller_insights.lwa import LwaClient, RetryPolicy
 from seller_insights.marketplaces import LWA_TOKEN_URL, MARKETPLACES, Region, marketplace_codes
 from seller_insights.observability import get_logger, get_metrics, get_tracer
 from seller_insights.repositories import ConnectionsRepository, OAuthStateRepository, OneTimeClaims
@@ -46,6 +46,10 @@ from seller_insights.vault import Vault
 logger = get_logger()
 tracer = get_tracer()
 metrics = get_metrics()
+
+# The code exchange runs inside an API request: worst case (3 attempts, backoff) stays near 11 s,
+# inside the function's 15-second timeout and far inside API Gateway's 29 seconds.
+CALLBACK_LWA_POLICY = RetryPolicy(max_attempts=3, connect_timeout=2.0, read_timeout=4.0, deadline=9.0)
 
 REGION_NAMES = {Region.NA.value: "North America", Region.EU.value: "Europe", Region.FE.value: "Far East"}
 
@@ -65,7 +69,8 @@ def service() -> ConsentService:
         connections=ConnectionsRepository(aws.table(config.connections_table)),
         claims=OneTimeClaims(aws.table(config.idempotency_table)),
         vault=Vault(aws.client("kms"), config.token_key_id),
-        lwa=LwaClient(amazon_url(LWA_TOKEN_URL, config.amazon_endpoint_override), credentials),
+        lwa=LwaClient(amazon_url(LWA_TOKEN_URL, config.amazon_endpoint_override), credentials,
+                      policy=CALLBACK_LWA_POLICY),
         credentials=credentials,
     )
 

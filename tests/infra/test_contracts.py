@@ -63,3 +63,16 @@ def test_test_tables_match_the_template(raw: dict[str, Any]) -> None:
         assert properties["KeySchema"] == spec["KeySchema"]
         assert sorted(properties["AttributeDefinitions"], key=str) == sorted(spec["AttributeDefinitions"], key=str)
         assert properties["TimeToLiveSpecification"] == {"AttributeName": spec["ttl"], "Enabled": True}
+
+
+def test_callback_exchange_fits_inside_the_function_timeout(raw: dict[str, Any]) -> None:
+    from oauth_callback.handler import CALLBACK_LWA_POLICY
+
+    timeouts = [f["Properties"]["Timeout"] for f in raw["Resources"].values()
+                if f["Type"] == "AWS::Lambda::Function"
+                and f["Properties"].get("Handler") == "oauth_callback.handler.lambda_handler"]
+    assert len(timeouts) == 1
+    # The retry loop stops when less than a second is left; one more connect may overrun the
+    # deadline. Two seconds stay for Secrets Manager, KMS and DynamoDB.
+    worst = CALLBACK_LWA_POLICY.deadline + CALLBACK_LWA_POLICY.connect_timeout + 2
+    assert worst <= timeouts[0] < 29
