@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from tests.support.api import ConsentClient
-from tests.support.flows import callback_query, connect, emulator_consent, params
+from tests.support.flows import appstore_login_query, callback_query, connect, emulator_consent, params
 
 SELLER = "A1B2C3D4E5F6G7"
 
@@ -151,11 +151,8 @@ def test_bad_seller_ids(consent_env, emulator, seller):
 
 
 def test_seller_swap_after_login_hop_is_refused(consent_env, emulator):
-    emulator.configure(login_uri="https://seller-insights.example.com/login")
-    login_url = requests.post(f"{emulator.base_url}/_emulator/appstore",
-                              json={"selling_partner_id": SELLER, "region": "NA"}, timeout=5).json()["login_url"]
     client = ConsentClient()
-    hop = client.get("/login?" + login_url.split("?", 1)[1])
+    hop = client.get("/login?" + appstore_login_query(emulator.base_url, SELLER, "NA"))
     amazon = requests.get(hop.location, allow_redirects=False, timeout=5).headers["Location"]
     swapped = callback_query(amazon).replace(SELLER, "AOTHERSELLER99")
     r = client.get(f"/callback?{swapped}")

@@ -10,7 +10,7 @@ import requests
 from seller_insights.repositories import ConnectionsRepository
 from seller_insights.vault import Purpose, SecretContext, Vault
 from tests.support.api import ConsentClient
-from tests.support.flows import callback_query, connect, emulator_consent, params
+from tests.support.flows import appstore_login_query, callback_query, connect, emulator_consent, params
 
 SELLER = "A1B2C3D4E5F6G7"
 
@@ -125,18 +125,16 @@ def test_reauthorization_replaces_the_token(consent_env, emulator, product_clock
 
 
 def test_appstore_login_hop(consent_env, emulator):
-    emulator.configure(login_uri="https://seller-insights.example.com/login")
-    login_url = requests.post(f"{emulator.base_url}/_emulator/appstore",
-                              json={"selling_partner_id": SELLER, "region": "EU"}, timeout=5).json()["login_url"]
+    query = appstore_login_query(emulator.base_url, SELLER, "EU")
     client = ConsentClient()
-    hop = client.get("/login?" + login_url.split("?", 1)[1])
+    hop = client.get(f"/login?{query}")
     assert hop.status == 302, hop.body
     back = params(hop.location)
     confirm = f"{emulator.base_url}/_hosts/sellercentral-europe.amazon.com/apps/authorize/confirm/"
     assert hop.location.startswith(confirm)
     assert back["redirect_uri"] == "https://seller-insights.example.com/callback"
     assert back["version"] == "beta"
-    assert back["amazon_state"] == params(login_url)["amazon_state"]
+    assert back["amazon_state"] == params(f"?{query}")["amazon_state"]
     amazon = requests.get(hop.location, allow_redirects=False, timeout=5)
     assert amazon.status_code == 302
     done = client.get(f"/callback?{callback_query(amazon.headers['Location'])}")

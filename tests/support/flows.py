@@ -31,3 +31,11 @@ def connect(client: ConsentClient, emulator_url: str, seller_id: str, marketplac
     assert start.status == 302, start.body
     redirect = emulator_consent(emulator_url, start.location, seller_id)
     return client.get(f"/callback?{callback_query(redirect)}")
+
+
+def appstore_login_query(emulator_url: str, seller_id: str, region: str) -> str:
+    """The seller clicks Authorize in the Appstore: the query Amazon sends to our Log-in URI."""
+    answer = requests.post(f"{emulator_url}/_emulator/appstore",
+                           json={"selling_partner_id": seller_id, "region": region}, timeout=5)
+    answer.raise_for_status()
+    return urlsplit(str(answer.json()["login_url"])).query
