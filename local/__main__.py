@@ -27,10 +27,10 @@ def _claim_stdout() -> TextIO:
     return ours
 
 
-def _configure_logging() -> None:
+def _configure_logging(level: int) -> None:
     logging.basicConfig(
         stream=sys.stderr,
-        level=logging.INFO,
+        level=level,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
     # Request lines of moto and werkzeug, and botocore's chatter, would drown the story.
@@ -51,15 +51,18 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument(
             "--template", type=Path, default=None, help="a synthesized template to use instead of synthesizing"
         )
+    demo.add_argument("--verbose", action="store_true", help="also show the stack's and the functions' logs")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     out = _claim_stdout()
-    _configure_logging()
+    quiet = args.command == "demo" and not args.verbose
+    _configure_logging(logging.WARNING if quiet else logging.INFO)
 
-    options = StackOptions(args.host, args.api_port, args.amazon_port, args.aws_port, args.template)
+    options = StackOptions(args.host, args.api_port, args.amazon_port, args.aws_port, args.template,
+                           quiet_functions=quiet)
     if args.command == "demo":
         return run_demo(options, out)
 

@@ -30,6 +30,8 @@ class StackOptions:
     amazon_port: int = 0
     aws_port: int = 0
     template_file: Path | None = None  # a synthesized template instead of synthesizing
+    # The functions log at WARNING and publish no metrics: for the demo, whose story is on stderr.
+    quiet_functions: bool = False
 
 
 def add_code_paths(root: Path) -> None:
@@ -99,6 +101,8 @@ class LocalStack:
                     "REDIRECT_URI": f"{self.api_url}/callback",
                     # X-Ray has no daemon here; Powertools' Tracer would only warn.
                     "POWERTOOLS_TRACE_DISABLED": "true",
+                    **({"LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"}
+                       if opts.quiet_functions else {}),
                 },
             )
         )
