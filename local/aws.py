@@ -16,6 +16,7 @@ import boto3
 from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
+from local.moto_fixes import make_dynamodb_writes_atomic
 from local.template import (
     ACCOUNT_ID,
     PURPOSE_TAG,
@@ -61,6 +62,7 @@ class AwsEmulator:
         self.endpoint = ""
 
     def start(self) -> str:
+        make_dynamodb_writes_atomic()
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"

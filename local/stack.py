@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from local.amazon import AmazonEmulator
-from local.aws import AwsEmulator, create_resources
+from local.aws import AwsEmulator, CreatedResources, create_resources
 from local.functions import FunctionRuntime, function_specs, merged_environment
 from local.gateway import AdminCredentials, Gateway, GatewayServer, routes_from
 from local.poller import QueuePoller, mappings
@@ -39,6 +39,19 @@ def add_code_paths(root: Path) -> None:
     for path in (root / "layers" / "shared" / "python", root / "functions", root):
         if str(path) not in sys.path:
             sys.path.insert(0, str(path))
+
+
+# The queue Amazon's application notifications go to (Developer Console → notification preferences).
+NOTIFICATIONS_PURPOSE = "notifications"
+
+
+def register_notification_queue(amazon: AmazonEmulator, created: CreatedResources, sqs_endpoint: str) -> str | None:
+    """Registers the template's `notifications` queue with the Amazon emulator; its URL, or None."""
+    queue_url = created.queues.get(NOTIFICATIONS_PURPOSE)
+    if queue_url:
+        amazon.configure(notification_queue_url=queue_url, sqs_endpoint=sqs_endpoint)
+        log.info("Amazon emulator sends application notifications to the %s queue", NOTIFICATIONS_PURPOSE)
+    return queue_url
 
 
 class LocalStack:
@@ -90,6 +103,7 @@ class LocalStack:
         created = create_resources(template, self.amazon.credentials(), self.api_url)
         self.created = created
         self.resources = created.public()
+        register_notification_queue(self.amazon, created, self.aws_url)
 
         specs = function_specs(template, created.resolver)
         os.environ.update(

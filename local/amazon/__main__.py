@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
         "--credentials-out",
         help="write the LWA credentials JSON to this file (mode 0600)",
     )
+    parser.add_argument("--notification-queue-url", help="the SQS queue for application notifications")
+    parser.add_argument("--sqs-endpoint", help="where to send them (default: boto3's endpoint for SQS)")
     parser.add_argument("--log-level", default="INFO")
     return parser
 
@@ -49,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
+    # botocore logs request bodies at DEBUG, and a NEW_SECRET notification carries a client secret.
+    for name in ("botocore", "boto3", "urllib3"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger(name).getEffectiveLevel()))
     emulator = AmazonEmulator(
         args.application_id,
         args.client_id,
@@ -58,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         draft=not args.published,
         host=args.host,
         port=args.port,
+        notification_queue_url=args.notification_queue_url,
+        sqs_endpoint=args.sqs_endpoint,
     )
     if args.credentials_out:
         fd = os.open(args.credentials_out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -2,8 +2,8 @@
 `/_emulator/...` to the control API.
 
 A service is a werkzeug `Map` whose rule endpoints are the handler functions, plus the format its
-errors take (an HTML page on Seller Central, JSON elsewhere). Adding an Amazon API later means one
-more `HostRoute` (e.g. the SP-API regional hosts) and, for its control calls, more control rules.
+errors take (an HTML page on Seller Central, LWA's or SP-API's JSON elsewhere). Adding an Amazon API
+means one more `HostRoute` and, for its control calls, more control rules.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Response
 
-from . import consent, control, lwa
-from .marketplaces import LWA_HOST, central_host
+from . import consent, control, lifecycle, lwa, spapi
+from .marketplaces import LWA_HOST, SPAPI_HOSTS, central_host
 from .state import EmulatorState
 from .web import Call, EmulatorRequest, HttpError, html_error, json_error, json_response
 
@@ -69,6 +69,7 @@ def default_host_routes() -> list[HostRoute]:
             service("central", consent.RULES, _html_error),
         ),
         HostRoute(lambda host: host.lower() == LWA_HOST, service("lwa", lwa.RULES, _lwa_error)),
+        HostRoute(lambda host: host.lower() in SPAPI_HOSTS, service("spapi", spapi.RULES, spapi.render_error)),
     ]
 
 
@@ -83,7 +84,7 @@ class EmulatorWsgi:
         self.host_routes = list(default_host_routes() if host_routes is None else host_routes)
         self.control = service(
             "control",
-            control.RULES if control_rules is None else control_rules,
+            [*control.RULES, *lifecycle.RULES] if control_rules is None else control_rules,
             _json_error,
         )
 

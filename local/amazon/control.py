@@ -1,8 +1,8 @@
 """The control API, `/_emulator/...` (design/local-contract.md): JSON in, JSON out.
 
 What a person would do in Seller Central (confirm a consent, click Authorize in the Appstore) and
-what a test needs (clock, faults, stats, reset). Later issues add revoke, reports and
-notifications as more rules in their own modules.
+what a test needs (clock, faults, stats, reset). Revocation and notifications are in
+`lifecycle.py`; later issues add reports as more rules in their own modules.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from .web import (
 )
 
 
-def _region(body: dict[str, Any]) -> Region:
+def region_field(body: dict[str, Any]) -> Region:
     value = body.get("region")
     if not isinstance(value, str) or value not in Region.__members__:
         raise HttpError(400, "invalid_request", "region must be one of NA, EU, FE")
@@ -56,7 +56,7 @@ def appstore(call: Call) -> Response:
     """The seller clicks Authorize in the Appstore: Amazon sends the browser to our Log-in URI."""
     body = json_object(call.request)
     seller = check_seller_id(body.get("selling_partner_id"))
-    region = _region(body)
+    region = region_field(body)
     app = call.state.app
     if not app.login_uri:
         raise HttpError(
@@ -110,7 +110,7 @@ def clock(call: Call) -> Response:
 def sellers(call: Call) -> Response:
     if call.request.method == "POST":
         body = json_object(call.request)
-        seller = call.state.register_seller(check_seller_id(body.get("selling_partner_id")), _region(body))
+        seller = call.state.register_seller(check_seller_id(body.get("selling_partner_id")), region_field(body))
         return json_response(
             {
                 "selling_partner_id": seller.selling_partner_id,
@@ -124,6 +124,7 @@ def sellers(call: Call) -> Response:
 def app_info(call: Call) -> Response:
     """The registered application, without its client secret."""
     app = call.state.app
+    expires_at = app.client.current_expires_at
     return json_response(
         {
             "application_id": app.application_id,
@@ -132,6 +133,8 @@ def app_info(call: Call) -> Response:
             "draft": app.draft,
             "redirect_uris": list(app.redirect_uris),
             "login_uri": app.login_uri,
+            "client_secret_expires_at": iso(expires_at) if expires_at else None,
+            "notification_queue_url": call.state.notifier.queue_url,
         }
     )
 

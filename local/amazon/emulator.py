@@ -13,6 +13,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from .app import EmulatorWsgi
 from .clock import EmulatorClock
+from .notifications import Notifier
 from .registration import EmulatorApp
 from .state import EmulatorState
 
@@ -31,11 +32,12 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class AmazonEmulator:
-    """Seller Central consent, the Log-in URI hop and the LWA token endpoint over real HTTP.
+    """Seller Central consent, the Log-in URI hop, LWA and a few SP-API operations over real HTTP.
 
-    Credentials not given are generated at random in Amazon's shapes. `redirect_uris` and
-    `login_uri` can be set later with `configure()` (the API's port is often known only then).
-    Pass `clock` to share a clock object; otherwise the emulator has its own virtual clock.
+    Credentials not given are generated at random in Amazon's shapes. `redirect_uris`,
+    `login_uri` and the notification queue can be set later with `configure()` (the API's port
+    or the queue's URL is often known only then). Pass `clock` to share a clock object; otherwise
+    the emulator has its own virtual clock.
     """
 
     def __init__(
@@ -51,6 +53,8 @@ class AmazonEmulator:
         host: str = "127.0.0.1",
         port: int = 0,
         clock: EmulatorClock | None = None,
+        notification_queue_url: str | None = None,
+        sqs_endpoint: str | None = None,
     ) -> None:
         app = EmulatorApp.create(
             application_id,
@@ -61,7 +65,7 @@ class AmazonEmulator:
             draft=draft,
             name=app_name,
         )
-        self.state = EmulatorState(app, clock)
+        self.state = EmulatorState(app, clock, Notifier(notification_queue_url, sqs_endpoint))
         self.wsgi_app = EmulatorWsgi(self.state)
         self._host = host
         self._port = port
@@ -151,9 +155,21 @@ class AmazonEmulator:
         login_uri: str | None = None,
         draft: bool | None = None,
         app_name: str | None = None,
+        notification_queue_url: str | None = None,
+        sqs_endpoint: str | None = None,
     ) -> EmulatorApp:
-        """Change the app's registration; arguments left as None keep their value."""
+        """Change the app's registration; arguments left as None keep their value.
+
+        `notification_queue_url` is the SQS queue registered for the application notifications
+        (`""` unregisters it); `sqs_endpoint` is where the emulator's SQS client sends (e.g. moto's
+        server; `""` is boto3's default).
+        """
+        self.state.notifier.configure(notification_queue_url, sqs_endpoint)
         return self.state.configure(redirect_uris=redirect_uris, login_uri=login_uri, draft=draft, name=app_name)
+
+    @property
+    def notification_queue_url(self) -> str | None:
+        return self.state.notifier.queue_url
 
     # -- helpers for tests and the local stack ------------------------------------------------
 

@@ -107,7 +107,7 @@ MAIN_SELLER_CENTRAL: dict[Region, str] = {
 
 LWA_HOST = "api.amazon.com"
 
-# Later: the Reports API is served on these hosts.
+# The SP-API's regional hosts (Sellers, Application Management; later the Reports API).
 SPAPI_HOSTS: dict[str, Region] = {
     "sellingpartnerapi-na.amazon.com": Region.NA,
     "sellingpartnerapi-eu.amazon.com": Region.EU,
@@ -165,3 +165,34 @@ MARKETPLACES_BY_ID: dict[str, Marketplace] = {m.marketplace_id: m for m in MARKE
 def central_host(host: str) -> CentralHost | None:
     """The Seller/Vendor Central behind a host name (case-insensitive), or None."""
     return CENTRAL_HOSTS.get(host.lower())
+
+
+@dataclass(frozen=True)
+class Storefront:
+    """What getMarketplaceParticipations says about a marketplace (sellers.json `Marketplace`)."""
+
+    name: str
+    country_code: str  # ISO 3166-1: GB for the UK marketplace
+    currency: str
+    language: str
+    domain: str
+
+
+STOREFRONTS: dict[str, Storefront] = {
+    "US": Storefront("Amazon.com", "US", "USD", "en_US", "www.amazon.com"),
+    "CA": Storefront("Amazon.ca", "CA", "CAD", "en_CA", "www.amazon.ca"),
+    "MX": Storefront("Amazon.com.mx", "MX", "MXN", "es_MX", "www.amazon.com.mx"),
+    "UK": Storefront("Amazon.co.uk", "GB", "GBP", "en_GB", "www.amazon.co.uk"),
+    "DE": Storefront("Amazon.de", "DE", "EUR", "de_DE", "www.amazon.de"),
+    "FR": Storefront("Amazon.fr", "FR", "EUR", "fr_FR", "www.amazon.fr"),
+    "IT": Storefront("Amazon.it", "IT", "EUR", "it_IT", "www.amazon.it"),
+    "ES": Storefront("Amazon.es", "ES", "EUR", "es_ES", "www.amazon.es"),
+    "JP": Storefront("Amazon.co.jp", "JP", "JPY", "ja_JP", "www.amazon.co.jp"),
+}
+
+# The marketplaces every emulated seller of a region participates in: a plausible subset.
+PARTICIPATIONS: dict[Region, tuple[str, ...]] = {
+    Region.NA: ("US", "CA", "MX"),
+    Region.EU: ("UK", "DE", "FR", "IT", "ES"),
+    Region.FE: ("JP",),
+}

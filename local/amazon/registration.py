@@ -12,7 +12,11 @@ import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
+
+# After a rotation (spapi-protocol.md §3.1): the new secret lives 180 days, the old one 7 more days.
+NEW_SECRET_LIFETIME = timedelta(days=180)
+OLD_SECRET_GRACE = timedelta(days=7)
 
 
 def new_application_id() -> str:
@@ -44,6 +48,27 @@ class LwaClient:
     @property
     def current_secret(self) -> str:
         return self.secrets[0].value
+
+    @property
+    def current_expires_at(self) -> datetime | None:
+        return self.secrets[0].expires_at
+
+    def rotated(self, new_secret: str, now: datetime) -> LwaClient:
+        """`new_secret` becomes current; the previous one stays valid for the grace period."""
+        current, *older = self.secrets
+        grace = now + OLD_SECRET_GRACE
+        old_expiry = grace if current.expires_at is None else min(current.expires_at, grace)
+        kept = tuple(s for s in older if s.valid_at(now))  # long-dead secrets need not be remembered
+        new = ClientSecret(new_secret, now + NEW_SECRET_LIFETIME)
+        return replace(self, secrets=(new, replace(current, expires_at=old_expiry), *kept))
+
+    def with_current_expiry(self, expires_at: datetime) -> LwaClient:
+        current, *older = self.secrets
+        return replace(self, secrets=(replace(current, expires_at=expires_at), *older))
+
+    def fresh(self) -> LwaClient:
+        """Only the current secret, without expiry (what `reset()` leaves)."""
+        return replace(self, secrets=(ClientSecret(self.current_secret),))
 
     def authenticates(self, client_id: str, client_secret: str, now: datetime) -> bool:
         # Compare every candidate in constant time; no early exit on the client id either.
@@ -91,6 +116,9 @@ class EmulatorApp:
             draft=draft,
             name=name,
         )
+
+    def with_client(self, client: LwaClient) -> EmulatorApp:
+        return replace(self, client=client)
 
     def with_changes(
         self,

@@ -2,7 +2,7 @@
 
 Handlers never touch the dictionaries directly: they call the methods below, which read the
 emulator clock and enforce lifetimes (authorization code 5 min, amazon_state 10 min, access
-token 1 h) the way Amazon does.
+token 1 h, authorization 365 days, client secrets) the way Amazon does.
 """
 
 from __future__ import annotations
@@ -12,19 +12,25 @@ import string
 import threading
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from .clock import EmulatorClock, VirtualClock
 from .faults import FaultBook
 from .marketplaces import Region
-from .registration import EmulatorApp
+from .notifications import Notifier
+from .registration import EmulatorApp, LwaClient, new_client_secret
 
 CODE_LIFETIME = timedelta(minutes=5)
 AMAZON_STATE_LIFETIME = timedelta(minutes=10)
 ACCESS_TOKEN_SECONDS = 3600
+# A seller's consent lapses a year after it was given (re-authorization renews it).
+AUTHORIZATION_LIFETIME = timedelta(days=365)
+# rotateApplicationClientSecret: rate 0.0167/s, burst 1, i.e. one call per minute.
+ROTATION_INTERVAL = timedelta(seconds=60)
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+SPAPI_OPERATIONS = ("getMarketplaceParticipations", "rotateApplicationClientSecret")
 
 _CODE_ALPHABET = string.ascii_letters
 
@@ -58,6 +64,7 @@ class AuthorizationCode:
     region: Region
     redirect_uri: str
     expires_at: datetime
+    consented_at: datetime
     used: bool = False
 
 
@@ -83,6 +90,7 @@ class RefreshToken:
     client_id: str
     authorization: Authorization
     issued_at: datetime
+    consented_at: datetime
     revoked: bool = False
 
 
@@ -93,6 +101,7 @@ class AccessToken:
     # None for a grantless (client_credentials) token
     authorization: Authorization | None = None
     scopes: tuple[str, ...] = ()
+    revoked: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,12 +116,26 @@ class Seller:
     region: Region
 
 
+@dataclass(frozen=True)
+class Rotation:
+    """A client secret rotation as done, with what it replaced (to undo it if delivery fails)."""
+
+    previous: LwaClient
+    client: LwaClient
+    new_secret: str = field(repr=False)
+    rotated_at: datetime
+    new_expires_at: datetime
+    old_expires_at: datetime
+
+
 class EmulatorState:
-    def __init__(self, app: EmulatorApp, clock: EmulatorClock | None = None) -> None:
+    def __init__(self, app: EmulatorApp, clock: EmulatorClock | None = None, notifier: Notifier | None = None) -> None:
         self._lock = threading.RLock()
         self._app = app
         self.clock: EmulatorClock = clock or VirtualClock()
         self.faults = FaultBook()
+        # Part of the app's registration (Developer Console notification preferences): reset() keeps it.
+        self.notifier = notifier or Notifier()
         self._init_stores()
 
     def _init_stores(self) -> None:
@@ -123,11 +146,22 @@ class EmulatorState:
         self._sellers: dict[tuple[str, Region], Seller] = {}
         self._lwa_calls: Counter[str] = Counter()
         self._lwa_errors: Counter[str] = Counter()
+        self._spapi_calls: Counter[str] = Counter()
+        self._spapi_denied: Counter[str] = Counter()
+        self._notifications: Counter[str] = Counter()
+        self._throttled = 0
+        self._last_rotation_call: datetime | None = None
 
     def reset(self) -> None:
-        """Forget every code, state, token, seller, fault and count; keep the app and the clock."""
+        """Forget every code, state, token, seller, fault and count; keep the app and the clock.
+
+        The app keeps its current client secret, without expiry; older secrets are forgotten.
+        """
         with self._lock:
             self._init_stores()
+            fresh = self._app.client.fresh()
+            if fresh != self._app.client:
+                self._app = self._app.with_client(fresh)
         self.faults.clear()
 
     def now(self) -> datetime:
@@ -175,6 +209,7 @@ class EmulatorState:
                 region=region,
                 redirect_uri=redirect_uri,
                 expires_at=self.now() + CODE_LIFETIME,
+                consented_at=self.now(),
             )
             return code
 
@@ -222,7 +257,9 @@ class EmulatorState:
                 raise GrantError("redirect_uri")
             authorization = Authorization(issued.selling_partner_id, issued.region)
             refresh_token = _token("Atzr|", 330)
-            self._refresh_tokens[refresh_token] = RefreshToken(client_id, authorization, self.now())
+            self._refresh_tokens[refresh_token] = RefreshToken(
+                client_id, authorization, self.now(), consented_at=issued.consented_at
+            )
             return TokenGrant(self._new_access_token(client_id, authorization), refresh_token)
 
     def refresh(self, refresh_token: str, client_id: str) -> TokenGrant:
@@ -230,7 +267,29 @@ class EmulatorState:
             record = self._refresh_tokens.get(refresh_token)
             if record is None or record.revoked or record.client_id != client_id:
                 raise GrantError("refresh_token")
+            if self.now() - record.consented_at > AUTHORIZATION_LIFETIME:
+                raise GrantError("refresh_token")
             return TokenGrant(self._new_access_token(client_id, record.authorization), refresh_token)
+
+    def revoke(self, selling_partner_id: str, region: Region) -> int:
+        """The seller removed the app: its refresh tokens, access tokens and pending codes die.
+
+        Returns how many refresh tokens were revoked. A later consent issues new, working tokens.
+        """
+        authorization = Authorization(selling_partner_id, region)
+        with self._lock:
+            revoked = 0
+            for record in self._refresh_tokens.values():
+                if record.authorization == authorization and not record.revoked:
+                    record.revoked = True
+                    revoked += 1
+            for value, access in self._access_tokens.items():
+                if access.authorization == authorization:
+                    self._access_tokens[value] = replace(access, revoked=True)
+            for code in self._codes.values():
+                if (code.selling_partner_id, code.region) == (selling_partner_id, region):
+                    code.used = True
+            return revoked
 
     def issue_grantless(self, client_id: str, scopes: tuple[str, ...]) -> str:
         with self._lock:
@@ -255,9 +314,44 @@ class EmulatorState:
         """The live access token with this value (for the SP-API side), or None."""
         with self._lock:
             record = self._access_tokens.get(token)
-            if record is None or self.now() >= record.expires_at:
+            if record is None or record.revoked or self.now() >= record.expires_at:
                 return None
             return record
+
+    # -- the client secret: rotation and expiry ----------------------------------------------
+
+    def take_rotation_slot(self) -> bool:
+        """The rotation operation's throttle: False if the last accepted call is under a minute old."""
+        with self._lock:
+            now = self.now()
+            last = self._last_rotation_call
+            if last is not None and now - last < ROTATION_INTERVAL:
+                self._throttled += 1
+                return False
+            self._last_rotation_call = now
+            return True
+
+    def rotate_client_secret(self) -> Rotation:
+        with self._lock:
+            now = self.now()
+            previous = self._app.client
+            new_secret = new_client_secret()
+            client = previous.rotated(new_secret, now)
+            self._app = self._app.with_client(client)
+            old_expires_at = client.secrets[1].expires_at
+            new_expires_at = client.current_expires_at
+            assert old_expires_at is not None and new_expires_at is not None
+            return Rotation(previous, client, new_secret, now, new_expires_at, old_expires_at)
+
+    def undo_rotation(self, rotation: Rotation) -> None:
+        with self._lock:
+            if self._app.client == rotation.client:
+                self._app = self._app.with_client(rotation.previous)
+
+    def expire_current_secret(self, expires_at: datetime) -> None:
+        """The current client secret stops authenticating at `expires_at` (emulator clock)."""
+        with self._lock:
+            self._app = self._app.with_client(self._app.client.with_current_expiry(expires_at))
 
     # -- statistics -------------------------------------------------------------------------
 
@@ -270,12 +364,26 @@ class EmulatorState:
         with self._lock:
             self._lwa_errors[error] += 1
 
+    def count_spapi_call(self, operation: str) -> None:
+        with self._lock:
+            self._spapi_calls[operation] += 1
+
+    def count_spapi_denied(self, operation: str) -> None:
+        with self._lock:
+            self._spapi_denied[operation] += 1
+
+    def count_notification(self, notification_type: str) -> None:
+        with self._lock:
+            self._notifications[notification_type] += 1
+
     def stats(self) -> dict[str, Any]:
         with self._lock:
             return {
                 "lwa": {grant: self._lwa_calls[grant] for grant in GRANT_TYPES},
                 "lwa_errors": dict(self._lwa_errors),
-                "spapi": {},
-                "throttled": 0,
+                "spapi": {op: self._spapi_calls[op] for op in SPAPI_OPERATIONS},
+                "spapi_denied": {op: self._spapi_denied[op] for op in SPAPI_OPERATIONS},
+                "throttled": self._throttled,
+                "notifications": dict(self._notifications),
                 "documents_served": 0,
             }

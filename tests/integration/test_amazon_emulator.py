@@ -526,8 +526,10 @@ def test_stats_count_every_token_call_by_grant(http: requests.Session, emu: Amaz
     assert control(http, emu, "stats") == {
         "lwa": {"authorization_code": 2, "refresh_token": 2, "client_credentials": 1},
         "lwa_errors": {"invalid_grant": 1, "invalid_client": 1},
-        "spapi": {},
+        "spapi": {"getMarketplaceParticipations": 0, "rotateApplicationClientSecret": 0},
+        "spapi_denied": {"getMarketplaceParticipations": 0, "rotateApplicationClientSecret": 0},
         "throttled": 0,
+        "notifications": {},
         "documents_served": 0,
     }
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -16,6 +16,13 @@ from local.amazon.clock import VirtualClock
 from local.amazon.consent import decide, example_seller_id, parse_consent
 from local.amazon.faults import FaultBook, FaultError
 from local.amazon.marketplaces import CENTRAL_HOSTS, MAIN_SELLER_CENTRAL, MARKETPLACES, central_host
+from local.amazon.notifications import (
+    NotificationError,
+    Notifier,
+    envelope,
+    new_secret_payload,
+    secret_expiry_payload,
+)
 from local.amazon.state import EmulatorState, GrantError
 from local.amazon.web import HttpError
 
@@ -180,3 +187,167 @@ def test_several_emulators_live_in_one_process() -> None:
 
     assert first.wsgi_app.control.url_map is not second.wsgi_app.control.url_map
     assert first.application_id != second.application_id
+
+
+# -- token lifecycle: rotation, expiry, revocation, the yearly lapse ---------------------------------
+
+
+def test_rotation_makes_the_new_secret_current_and_gives_the_old_one_a_week() -> None:
+    now = VirtualClock().now()
+    client = LwaClient("cid", (ClientSecret("first"),))
+
+    once = client.rotated("second", now)
+    twice = once.rotated("third", now + timedelta(days=1))
+
+    assert once.current_secret == "second"
+    assert once.current_expires_at == now + timedelta(days=180)
+    assert once.secrets[1] == ClientSecret("first", now + timedelta(days=7))
+    assert twice.current_secret == "third"
+    # "first" keeps its earlier expiry; "second" gets a week from the second rotation.
+    assert [s.expires_at for s in twice.secrets[1:]] == [now + timedelta(days=8), now + timedelta(days=7)]
+
+
+def test_expired_secrets_are_dropped_at_the_next_rotation() -> None:
+    now = VirtualClock().now()
+    client = LwaClient("cid", (ClientSecret("a"),)).rotated("b", now).rotated("c", now + timedelta(days=8))
+
+    assert [s.value for s in client.secrets] == ["c", "b"]
+
+
+def test_current_expiry_and_fresh() -> None:
+    now = VirtualClock().now()
+    client = LwaClient("cid", (ClientSecret("a"),)).rotated("b", now).with_current_expiry(now + timedelta(days=2))
+
+    assert client.authenticates("cid", "b", now + timedelta(days=1))
+    assert not client.authenticates("cid", "b", now + timedelta(days=2))
+    assert client.fresh().secrets == (ClientSecret("b"),)
+
+
+def test_reset_keeps_the_current_secret_without_expiry() -> None:
+    state = _state()
+    state.rotate_client_secret()
+    state.expire_current_secret(state.now())
+    current = state.app.client.current_secret
+
+    state.reset()
+
+    assert state.app.client.secrets == (ClientSecret(current),)
+    assert state.take_rotation_slot()
+
+
+def test_undo_rotation_restores_the_previous_client() -> None:
+    state = _state()
+    before = state.app.client
+
+    state.undo_rotation(state.rotate_client_secret())
+
+    assert state.app.client == before
+
+
+def test_rotation_slot_is_one_call_a_minute() -> None:
+    state = _state()
+
+    assert state.take_rotation_slot()
+    state.clock.advance(59.9)
+    assert not state.take_rotation_slot()
+    state.clock.advance(0.1)
+    assert state.take_rotation_slot()
+    assert state.stats()["throttled"] == 1
+
+
+def test_revoke_hits_only_that_seller_and_region() -> None:
+    state = _state()
+    client_id = state.app.client.client_id
+    na = state.redeem_code(state.issue_code("A1EXAMPLESELLERN", Region.NA, CALLBACK), client_id, CALLBACK)
+    eu = state.redeem_code(state.issue_code("A1EXAMPLESELLERN", Region.EU, CALLBACK), client_id, CALLBACK)
+    pending = state.issue_code("A1EXAMPLESELLERN", Region.NA, CALLBACK)
+
+    assert state.revoke("A1EXAMPLESELLERN", Region.NA) == 1
+
+    assert state.access_token(na.access_token) is None
+    with pytest.raises(GrantError):
+        state.refresh(na.refresh_token, client_id)
+    with pytest.raises(GrantError):
+        state.redeem_code(pending, client_id, CALLBACK)
+    assert state.access_token(eu.access_token) is not None
+    state.refresh(eu.refresh_token, client_id)
+
+
+def test_consent_lapses_after_365_days_counted_from_consent() -> None:
+    state = _state()
+    client_id = state.app.client.client_id
+    code = state.issue_code("A1EXAMPLESELLERN", Region.NA, CALLBACK)
+    state.clock.advance(240)  # the code is redeemed 4 minutes after consent
+    grant = state.redeem_code(code, client_id, CALLBACK)
+
+    state.clock.advance(timedelta(days=365).total_seconds() - 241)
+    state.refresh(grant.refresh_token, client_id)
+    state.clock.advance(2)
+    with pytest.raises(GrantError) as lapsed:
+        state.refresh(grant.refresh_token, client_id)
+    assert lapsed.value.parameter == "refresh_token"
+
+
+def test_notification_payloads_have_amazons_shape() -> None:
+    now = datetime(2024, 1, 10, 20, 8, 39, 529000, tzinfo=UTC)
+    secret = "amzn1.oa2-cs.v1." + "0" * 64
+
+    note = envelope(
+        "APPLICATION_OAUTH_CLIENT_NEW_SECRET",
+        new_secret_payload("cid", secret, now + timedelta(days=180), now + timedelta(days=7)),
+        now=now,
+        application_id="amzn1.sp.solution.x",
+        subscription_id="sub",
+    )
+
+    metadata = note.pop("notificationMetadata")
+    assert note == {
+        "notificationVersion": "1.0",
+        "notificationType": "APPLICATION_OAUTH_CLIENT_NEW_SECRET",
+        "payloadVersion": "2023-11-30",
+        "eventTime": "2024-01-10T20:08:39.529Z",
+        "payload": {
+            "applicationOAuthClientNewSecret": {
+                "clientId": "cid",
+                "newClientSecret": secret,
+                "newClientSecretExpiryTime": "2024-07-08T20:08:39.529Z",
+                "oldClientSecretExpiryTime": "2024-01-17T20:08:39.529Z",
+            }
+        },
+    }
+    assert metadata["publishTime"] == "2024-01-10T20:08:39.529Z"
+    assert (metadata["applicationId"], metadata["subscriptionId"]) == ("amzn1.sp.solution.x", "sub")
+    assert secret_expiry_payload("cid", now) == {
+        "applicationOAuthClientSecretExpiry": {
+            "clientId": "cid",
+            "clientSecretExpiryTime": "2024-01-10T20:08:39.529Z",
+            "clientSecretExpiryReason": "PERIODIC_ROTATION",
+        }
+    }
+
+
+def test_notifier_registration() -> None:
+    notifier = Notifier()
+    assert not notifier.enrolled
+    with pytest.raises(NotificationError):
+        notifier.send({"notificationType": "X"})
+
+    notifier.configure(queue_url="http://127.0.0.1:1/123456789012/q", sqs_endpoint="http://127.0.0.1:1")
+    assert notifier.enrolled
+    assert notifier.subscription_id("A") == notifier.subscription_id("A") != notifier.subscription_id("B")
+    notifier.configure(sqs_endpoint="")
+    assert notifier.queue_url == "http://127.0.0.1:1/123456789012/q"
+    notifier.configure(queue_url="")
+    assert not notifier.enrolled
+
+
+def test_notifier_reports_an_unreachable_endpoint_without_the_body() -> None:
+    notifier = Notifier("http://127.0.0.1:1/123456789012/q", "http://127.0.0.1:1")
+    secret = "amzn1.oa2-cs.v1." + "1" * 64
+    note = envelope("APPLICATION_OAUTH_CLIENT_NEW_SECRET", {"newClientSecret": secret}, now=VirtualClock().now(),
+                    application_id="a", subscription_id="s")
+
+    with pytest.raises(NotificationError) as failed:
+        notifier.send(note)
+
+    assert secret not in str(failed.value)
