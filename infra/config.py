@@ -47,6 +47,10 @@ class StageConfig:
     retention_days: int
     # Life of a pending OAuth state (OA-04: at most 10 minutes).
     state_ttl_seconds: int
+    # ReauthorizationDue is announced this many days before a seller's 365-day authorization ends.
+    reauth_notice_days: int
+    # The LWA client secret is rotated when it expires within this many days.
+    rotate_when_days_left: int
     # DynamoDB PITR window. Deleted items stay restorable this long, so the sweeper must purge at
     # retention_days - pitr_recovery_days - SWEEP_LAG_DAYS at the latest (see ``purge_after_days``).
     pitr_recovery_days: int
@@ -145,6 +149,9 @@ def _parse(stage: str, raw: Mapping[str, Any]) -> StageConfig:
         log_retention_days=log_retention_days,
         retention_days=bounded("retention_days", 2, 366),
         state_ttl_seconds=bounded("state_ttl_seconds", 60, 600),
+        reauth_notice_days=bounded("reauth_notice_days", 1, 364),
+        # Amazon warns 90 days ahead; the settings of token_refresher accept 1..89.
+        rotate_when_days_left=bounded("rotate_when_days_left", 1, 89),
         pitr_recovery_days=bounded("pitr_recovery_days", 1, 35),
         removal=cast(Removal, removal),
         api_throttle_rate=float(bounded("api_throttle_rate", 1, 10_000, (int, float))),

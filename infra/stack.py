@@ -8,6 +8,7 @@ from constructs import Construct
 from infra.config import StageConfig
 from infra.constructs.consent_api import ConsentApi
 from infra.constructs.observability import Observability
+from infra.constructs.token_lifecycle import TokenLifecycle
 from infra.constructs.token_vault import TokenVault
 
 
@@ -24,6 +25,21 @@ class SellerInsightsStack(Stack):
         observability = Observability(self, "Observability", key=vault.key)
         observability.watch_function(consent.handler)
         observability.watch_http_api("ConsentApi", consent.api)
+        tokens = TokenLifecycle(self, "Tokens", config=config, vault=vault)
+        observability.watch_function(tokens.handler)
+        observability.watch_dead_letter_queue(
+            "NotificationsDlqDepth", tokens.notifications_dlq, "token_refresher: notifications it gave up on"
+        )
+        observability.watch_dead_letter_queue(
+            "FailedEventsDepth",
+            tokens.failed_events,
+            "token_refresher: schedule runs or operator notices that were not delivered, or failed invocations",
+        )
+        observability.watch_metric(
+            "LwaInvalidClient",
+            tokens.invalid_client_metric,
+            "token_refresher: LWA rejected the client secret (invalid_client); rotate or restore it",
+        )
 
         # Names and ARNs only: secret values never leave Secrets Manager.
         outputs = {
@@ -35,6 +51,9 @@ class SellerInsightsStack(Stack):
             "DataBucketName": vault.data_bucket.bucket_name,
             "LwaClientSecretArn": vault.lwa_client_secret.secret_arn,
             "AlarmTopicArn": observability.topic.topic_arn,
+            "NotificationsQueueUrl": tokens.notifications.queue_url,
+            "NotificationsQueueArn": tokens.notifications.queue_arn,
+            "OperatorNoticesTopicArn": tokens.operator_notices.topic_arn,
         }
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)

@@ -9,6 +9,7 @@ from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.constructs import tag_purpose
@@ -65,15 +66,28 @@ class Observability(Construct):
             f"{name}: HTTP 5xx responses",
         )
 
+    def watch_dead_letter_queue(self, construct_id: str, queue: sqs.IQueue, description: str) -> cloudwatch.Alarm:
+        """Alarm as soon as a dead-letter queue holds a message: something was given up on."""
+        return self._alarm(
+            construct_id,
+            queue.metric_approximate_number_of_messages_visible(period=PERIOD, statistic=cloudwatch.Stats.MAXIMUM),
+            description,
+        )
+
+    def watch_metric(self, construct_id: str, metric: cloudwatch.IMetric, description: str) -> cloudwatch.Alarm:
+        """Alarm on any value above zero of an application metric (EMF, namespace SellerInsights)."""
+        return self._alarm(construct_id, metric, description)
+
     def _alarm(self, construct_id: str, metric: cloudwatch.IMetric, description: str) -> cloudwatch.Alarm:
+        # Every alarm here means "any occurrence": counts and depths above zero.
         alarm = cloudwatch.Alarm(
             self,
             construct_id,
             alarm_description=description,
             metric=metric,
-            threshold=1,
+            threshold=0,
             evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         alarm.add_alarm_action(self._action)

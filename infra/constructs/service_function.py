@@ -15,6 +15,7 @@ import jsii
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct, IConstruct
 
 from infra import REPO_ROOT
@@ -125,7 +126,9 @@ class ServiceFunction(Construct):
         memory_mb: int | None = None,
         timeout: Duration | None = None,
         reserved_concurrency: int | None = None,
+        dead_letter_queue: sqs.IQueue | None = None,
     ) -> None:
+        """``dead_letter_queue``: where Lambda puts asynchronous events that failed every retry."""
         super().__init__(scope, construct_id)
         self.duty = duty
         env = common_environment(duty, config)
@@ -158,12 +161,21 @@ class ServiceFunction(Construct):
             memory_size=memory_mb or config.function_memory_mb,
             timeout=timeout or Duration.seconds(config.function_timeout_seconds),
             reserved_concurrent_executions=reserved_concurrency or config.reserved_concurrency,
+            dead_letter_queue=dead_letter_queue,
             tracing=lambda_.Tracing.ACTIVE,
             log_group=self.log_group,
             logging_format=lambda_.LoggingFormat.JSON,
             application_log_level_v2=lambda_.ApplicationLogLevel.INFO,
             system_log_level_v2=lambda_.SystemLogLevel.WARN,
         )
+        if dead_letter_queue is not None and dead_letter_queue.encryption_master_key is not None:
+            # Function grants only sqs:SendMessage; sending to an SSE-KMS queue also needs its key.
+            iam.Grant.add_to_principal(
+                grantee=self.role,
+                actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                resource_arns=[dead_letter_queue.encryption_master_key.key_arn],
+                conditions={"StringEquals": {"kms:ViaService": f"sqs.{Stack.of(self).region}.amazonaws.com"}},
+            )
         runtime_reason = (
             "Python 3.13 on purpose: the deps layer's wheels and .pyc files are built for CPython 3.13 "
             "by the repository's interpreter (.python-version); a runtime upgrade moves toolchain, layer "

@@ -1,9 +1,9 @@
 """TokenVault: the customer key and every stateful resource that holds seller data or secrets.
 
 One customer-managed KMS key (rotation on) encrypts the tables, the data bucket, the LWA client
-secret and the refresh tokens themselves (envelope encryption in the functions, with the
-encryption context ``purpose``). Access is granted per duty through the ``grant_*`` methods, which
-keep the key usable only through DynamoDB/Secrets Manager or for the one token purpose asked for.
+secret and the tokens themselves (envelope encryption in the functions, with the encryption
+context ``purpose``). Access is granted per duty through the ``grant_*`` methods, which keep the key
+usable only through DynamoDB/Secrets Manager or for the one token purpose asked for.
 """
 
 from __future__ import annotations
@@ -22,8 +22,12 @@ from infra.config import StageConfig
 from infra.constructs import checkov_skip, tag_purpose
 from infra.nag import acknowledge
 
-# The encryption-context value the functions use for refresh tokens (not a credential).
+# The encryption-context values the functions use for tokens (not credentials).
 REFRESH_TOKEN_PURPOSE = "refresh_token"  # noqa: S105
+ACCESS_TOKEN_PURPOSE = "access_token"  # noqa: S105
+# Sparse indexes of the connections table (docs/internal-contracts.md, "Token lifecycle").
+REFRESH_DUE_INDEX = "by_refresh_due"
+REAUTHORIZATION_DUE_INDEX = "by_reauthorization_due"
 EXPORTS_PREFIX = "exports/"
 # Item-level access for the duties; no Scan (hot paths use keys, architecture §3).
 TABLE_READ_WRITE_ACTIONS = (
@@ -40,6 +44,8 @@ TABLE_READ_WRITE_ACTIONS = (
 # What DynamoDB needs from the caller to read and write a table under a customer key.
 TABLE_KEY_ACTIONS = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey")
 TOKEN_CRYPTO_ACTIONS = ("kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey")
+# What Secrets Manager needs from the caller to store a new secret version under a customer key.
+SECRET_WRITE_KEY_ACTIONS = ("kms:Encrypt", "kms:GenerateDataKey")
 
 
 class TokenVault(Construct):
@@ -64,6 +70,20 @@ class TokenVault(Construct):
             sort_key="sk",
             ttl_attribute="expires_at",
         )
+        # KEYS_ONLY: the refresher reads the item itself under its lease anyway.
+        self.connections.add_global_secondary_index(
+            index_name=REFRESH_DUE_INDEX,
+            partition_key=dynamodb.Attribute(name="refresh_shard", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="refresh_due_at", type=dynamodb.AttributeType.NUMBER),
+            projection_type=dynamodb.ProjectionType.KEYS_ONLY,
+        )
+        self.connections.add_global_secondary_index(
+            index_name=REAUTHORIZATION_DUE_INDEX,
+            partition_key=dynamodb.Attribute(name="reauth_shard", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="reauthorization_due_at", type=dynamodb.AttributeType.STRING),
+            projection_type=dynamodb.ProjectionType.KEYS_ONLY,
+        )
+        self.connection_indexes = (REFRESH_DUE_INDEX, REAUTHORIZATION_DUE_INDEX)
         self.oauth_state = self._table(
             "OAuthState", purpose="oauth_state", partition_key="state_hash", ttl_attribute="expires_at"
         )
@@ -201,23 +221,58 @@ class TokenVault(Construct):
     # ------------------------------------------------------------------- grants
 
     def grant_tables_read_write(self, grantee: iam.IGrantable, *tables: dynamodb.Table) -> None:
-        """Item read/write on ``tables``; the key only through DynamoDB, never for direct decrypts."""
-        for table in tables:
-            table.grant(grantee, *TABLE_READ_WRITE_ACTIONS)
+        """Item read/write on ``tables``; the key only through DynamoDB, never for direct decrypts.
+
+        The table ARNs only: ``Table.grant`` would add ``<table>/index/*`` as soon as a table has an
+        index, and index access is granted per index (``grant_connection_index_query``).
+        """
+        iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=list(TABLE_READ_WRITE_ACTIONS),
+            resource_arns=[table.table_arn for table in tables],
+        )
         self._grant_key_via_service(grantee, "dynamodb", TABLE_KEY_ACTIONS)
+
+    def grant_connection_index_query(self, grantee: iam.IGrantable) -> None:
+        """Query on the connections table's due-date indexes, each named (no ``index/*``)."""
+        iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=["dynamodb:Query"],
+            resource_arns=[f"{self.connections.table_arn}/index/{name}" for name in self.connection_indexes],
+        )
 
     def grant_refresh_token_crypto(self, grantee: iam.IGrantable) -> None:
         """Envelope encryption of refresh tokens: only under the encryption context purpose=refresh_token."""
-        iam.Grant.add_to_principal(
-            grantee=grantee,
-            actions=list(TOKEN_CRYPTO_ACTIONS),
-            resource_arns=[self.key.key_arn],
-            conditions={"StringEquals": {"kms:EncryptionContext:purpose": REFRESH_TOKEN_PURPOSE}},
-        )
+        self._grant_token_crypto(grantee, REFRESH_TOKEN_PURPOSE)
+
+    def grant_access_token_crypto(self, grantee: iam.IGrantable) -> None:
+        """Envelope encryption of cached access tokens: only under purpose=access_token."""
+        self._grant_token_crypto(grantee, ACCESS_TOKEN_PURPOSE)
 
     def grant_lwa_client_read(self, grantee: iam.IGrantable) -> None:
         # Adds GetSecretValue/DescribeSecret and kms:Decrypt restricted to Secrets Manager.
         self.lwa_client_secret.grant_read(grantee)
+
+    def grant_lwa_client_store(self, grantee: iam.IGrantable) -> None:
+        """Store a new version of the LWA client secret (the rotated secret Amazon sends).
+
+        PutSecretValue only (not UpdateSecret: no changing the key or description), and the key only
+        through Secrets Manager.
+        """
+        iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=["secretsmanager:PutSecretValue"],
+            resource_arns=[self.lwa_client_secret.secret_arn],
+        )
+        self._grant_key_via_service(grantee, "secretsmanager", SECRET_WRITE_KEY_ACTIONS)
+
+    def _grant_token_crypto(self, grantee: iam.IGrantable, purpose: str) -> None:
+        iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=list(TOKEN_CRYPTO_ACTIONS),
+            resource_arns=[self.key.key_arn],
+            conditions={"StringEquals": {"kms:EncryptionContext:purpose": purpose}},
+        )
 
     def _grant_key_via_service(self, grantee: iam.IGrantable, service: str, actions: tuple[str, ...]) -> None:
         iam.Grant.add_to_principal(

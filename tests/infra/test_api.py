@@ -85,6 +85,7 @@ def test_alarms_on_every_function_and_the_api(raw: dict[str, Any]) -> None:
 
 def test_outputs_carry_no_secret_values(raw: dict[str, Any]) -> None:
     outputs = raw["Outputs"]
-    assert {"ApiUrl", "DataBucketName", "LwaClientSecretArn", "AlarmTopicArn", "ConnectionsTableName"} <= set(outputs)
+    assert {"ApiUrl", "DataBucketName", "LwaClientSecretArn", "AlarmTopicArn", "ConnectionsTableName",
+            "NotificationsQueueUrl", "NotificationsQueueArn", "OperatorNoticesTopicArn"} <= set(outputs)
     assert "SecretString" not in json.dumps(outputs)
     assert "resolve:secretsmanager" not in json.dumps(raw)

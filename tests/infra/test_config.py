@@ -25,6 +25,8 @@ def test_cdk_json_defines_local_dev_and_prod() -> None:
         assert config.log_retention_days >= 365
         # Restorable PITR copies must not outlive the deletion promise.
         assert config.purge_after_days + config.pitr_recovery_days < config.retention_days
+        # The token lifecycle defaults of docs/internal-contracts.md.
+        assert (config.retention_days, config.reauth_notice_days, config.rotate_when_days_left) == (30, 30, 7)
     assert StageConfig.from_context("prod", stages).retain
     assert not StageConfig.from_context("dev", stages).retain
 
@@ -44,6 +46,9 @@ def test_unknown_stage_names_the_known_ones() -> None:
         ("redirect_uri", "http://example.com/callback", "stages.dev.redirect_uri"),
         ("pitr_recovery_days", 35, "stages.dev.pitr_recovery_days"),
         ("state_ttl_seconds", 3600, "stages.dev.state_ttl_seconds"),
+        ("reauth_notice_days", 0, "stages.dev.reauth_notice_days"),
+        ("rotate_when_days_left", 180, "stages.dev.rotate_when_days_left"),
+        ("rotate_when_days_left", "7", "stages.dev.rotate_when_days_left' must be int"),
     ],
 )
 def test_bad_values_name_the_key(key: str, value: object, message: str) -> None:

@@ -35,7 +35,14 @@ def resolve(value: Any) -> str:
 
 def settings_class(handler: str) -> type[BaseSettings]:
     duty = handler.split(".", 1)[0]
-    module = importlib.import_module(f"{duty}.settings")
+    try:
+        module = importlib.import_module(f"{duty}.settings")
+    except ModuleNotFoundError as missing:
+        # Fail loudly: a template function without its settings model is a broken contract.
+        raise AssertionError(
+            f"the template has a function {handler!r}, but functions/{duty}/settings.py "
+            f"(module {duty}.settings) cannot be imported: {missing}"
+        ) from missing
     classes = [obj for obj in vars(module).values()
                if isinstance(obj, type) and issubclass(obj, BaseSettings) and obj is not BaseSettings]
     assert len(classes) == 1, f"{duty}.settings must define exactly one settings model"
@@ -63,6 +70,9 @@ def test_test_tables_match_the_template(raw: dict[str, Any]) -> None:
         assert properties["KeySchema"] == spec["KeySchema"]
         assert sorted(properties["AttributeDefinitions"], key=str) == sorted(spec["AttributeDefinitions"], key=str)
         assert properties["TimeToLiveSpecification"] == {"AttributeName": spec["ttl"], "Enabled": True}
+        template_indexes = sorted(properties.get("GlobalSecondaryIndexes", []), key=lambda index: index["IndexName"])
+        test_indexes = sorted(spec.get("GlobalSecondaryIndexes", []), key=lambda index: index["IndexName"])
+        assert template_indexes == test_indexes, purpose
 
 
 def test_callback_exchange_fits_inside_the_function_timeout(raw: dict[str, Any]) -> None:

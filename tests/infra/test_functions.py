@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 import pytest
 
 from infra.app import function_environments
-from tests.infra.conftest import resources
+from tests.infra.conftest import by_purpose, resources
 
 pytestmark = pytest.mark.slow
 
@@ -33,6 +34,25 @@ CONSENT_ENV = {
     "DEFAULT_MARKETPLACE",
     "STATE_TTL_SECONDS",
 }
+
+
+CONSENT_HANDLER = "oauth_callback.handler.lambda_handler"
+TOKEN_HANDLER = "token_refresher.handler.lambda_handler"
+TOKEN_ENV = {
+    "STAGE",
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_METRICS_NAMESPACE",
+    "LOG_LEVEL",
+    "CONNECTIONS_TABLE",
+    "IDEMPOTENCY_TABLE",
+    "TOKEN_KEY_ID",
+    "LWA_CLIENT_SECRET_ID",
+    "RETENTION_DAYS",
+    "REAUTH_NOTICE_DAYS",
+    "ROTATE_WHEN_DAYS_LEFT",
+    "EVENT_BUS_NAME",
+}
+REFRESH_TOKEN_CONDITION = ("kms:EncryptionContext:purpose", "refresh_token")
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -102,16 +122,126 @@ def test_no_wildcard_permissions(raw: dict[str, Any]) -> None:
                 assert set(actions) <= RESOURCE_STAR_ALLOWED, statement
 
 
-def test_refresh_token_crypto_is_bound_to_its_purpose(raw: dict[str, Any]) -> None:
-    statements = [
-        statement
-        for policy in resources(raw, "AWS::IAM::Policy").values()
-        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
-        if any(action.startswith("kms:") for action in _as_list(statement["Action"]))
+def _function_policies(raw: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Each function's handler mapped to the statements of the inline policies on its role."""
+    role_to_handler = {
+        function["Properties"]["Role"]["Fn::GetAtt"][0]: function["Properties"]["Handler"]
+        for function in resources(raw, "AWS::Lambda::Function").values()
+    }
+    statements: dict[str, list[dict[str, Any]]] = {handler: [] for handler in role_to_handler.values()}
+    for policy in resources(raw, "AWS::IAM::Policy").values():
+        for role in policy["Properties"]["Roles"]:
+            if role["Ref"] in role_to_handler:
+                statements[role_to_handler[role["Ref"]]] += policy["Properties"]["PolicyDocument"]["Statement"]
+    return statements
+
+
+def _on_token_key(raw: dict[str, Any], statement: dict[str, Any]) -> bool:
+    key_id, _ = by_purpose(raw, "token_key")
+    return key_id in json.dumps(statement["Resource"])
+
+
+def test_only_consent_and_token_functions_touch_refresh_tokens(raw: dict[str, Any]) -> None:
+    touching = {
+        handler
+        for handler, statements in _function_policies(raw).items()
+        if any(REFRESH_TOKEN_CONDITION in s.get("Condition", {}).get("StringEquals", {}).items() for s in statements)
+    }
+    assert touching == {CONSENT_HANDLER, TOKEN_HANDLER}
+    # Nor may anything else (another role's policy, a key policy) name the purpose.
+    allowed_roles = {
+        f["Properties"]["Role"]["Fn::GetAtt"][0]
+        for f in resources(raw, "AWS::Lambda::Function").values()
+        if f["Properties"]["Handler"] in (CONSENT_HANDLER, TOKEN_HANDLER)
+    }
+    for name, resource in raw["Resources"].items():
+        if "refresh_token" not in json.dumps(resource.get("Properties", {})):
+            continue
+        assert resource["Type"] == "AWS::IAM::Policy", name
+        assert {role["Ref"] for role in resource["Properties"]["Roles"]} <= allowed_roles, name
+
+
+def test_token_key_is_never_granted_without_purpose_or_service(raw: dict[str, Any]) -> None:
+    statements = [s for policy in _function_policies(raw).values() for s in policy]
+    kms_on_token_key = [
+        s for s in statements
+        if _on_token_key(raw, s) and any(action.startswith("kms:") for action in _as_list(s["Action"]))
     ]
-    assert statements
+    assert kms_on_token_key
+    for statement in kms_on_token_key:
+        assert statement["Effect"] == "Allow"
+        condition = statement["Condition"]
+        assert set(condition) == {"StringEquals"}, statement
+        equals = condition["StringEquals"]
+        # Either one token purpose, or only through a service (DynamoDB, Secrets Manager) that uses the key.
+        assert set(equals) in ({"kms:EncryptionContext:purpose"}, {"kms:ViaService"}), statement
+    # The token key's own policy: function roles appear there only through a service.
+    _, key = by_purpose(raw, "token_key")
+    role_ids = {f["Properties"]["Role"]["Fn::GetAtt"][0] for f in resources(raw, "AWS::Lambda::Function").values()}
+    for statement in key["Properties"]["KeyPolicy"]["Statement"]:
+        if any(role_id in json.dumps(statement["Principal"]) for role_id in role_ids):
+            assert set(statement["Condition"]["StringEquals"]) == {"kms:ViaService"}, statement
+
+
+def test_token_function_gets_exactly_its_purposes(raw: dict[str, Any]) -> None:
+    purposes = {
+        s["Condition"]["StringEquals"]["kms:EncryptionContext:purpose"]
+        for s in _function_policies(raw)[TOKEN_HANDLER]
+        if "kms:EncryptionContext:purpose" in s.get("Condition", {}).get("StringEquals", {})
+    }
+    assert purposes == {"refresh_token", "access_token"}
+    consent = {
+        s["Condition"]["StringEquals"]["kms:EncryptionContext:purpose"]
+        for s in _function_policies(raw)[CONSENT_HANDLER]
+        if "kms:EncryptionContext:purpose" in s.get("Condition", {}).get("StringEquals", {})
+    }
+    assert consent == {"refresh_token"}
+
+
+def test_token_function_permissions_are_scoped(raw: dict[str, Any]) -> None:
+    statements = _function_policies(raw)[TOKEN_HANDLER]
+    by_action: dict[str, list[Any]] = {}
     for statement in statements:
-        condition = statement["Condition"]["StringEquals"]
-        # Either the token purpose, or only through a service (DynamoDB) that uses the key itself.
-        assert condition.get("kms:EncryptionContext:purpose") == "refresh_token" or "kms:ViaService" in condition
-    assert any("kms:EncryptionContext:purpose" in s["Condition"]["StringEquals"] for s in statements)
+        for action in _as_list(statement["Action"]):
+            by_action.setdefault(action, []).append(statement["Resource"])
+    connections_id, _ = by_purpose(raw, "connections")
+    idempotency_id, _ = by_purpose(raw, "idempotency")
+    secret_id, _ = by_purpose(raw, "lwa_client")
+    # Items of its two tables, no Scan, and Query on the two named indexes only.
+    assert "dynamodb:Scan" not in by_action
+    item_resources = json.dumps(by_action["dynamodb:PutItem"])
+    assert connections_id in item_resources and idempotency_id in item_resources
+    assert "index" not in item_resources
+    index_arns = [r for rs in by_action["dynamodb:Query"] for r in _as_list(rs) if "Fn::Join" in r]
+    index_suffixes = sorted(r["Fn::Join"][1][-1] for r in index_arns)
+    assert index_suffixes == ["/index/by_reauthorization_due", "/index/by_refresh_due"]
+    # Reads the LWA client secret and stores new versions of it, nothing else in Secrets Manager.
+    secret_actions = {a for a in by_action if a.startswith("secretsmanager:")}
+    assert secret_actions == {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret",
+                              "secretsmanager:PutSecretValue"}
+    assert by_action["secretsmanager:PutSecretValue"] == [{"Ref": secret_id}]
+    # Events only to the default bus; metrics go through EMF (logs), not PutMetricData.
+    (bus,) = by_action["events:PutEvents"]
+    assert bus["Fn::Join"][1][-1] == ":event-bus/default"
+    assert "cloudwatch:PutMetricData" not in by_action
+
+
+def test_token_environment_follows_the_contract(raw: dict[str, Any], stage: str) -> None:
+    variables = function_environments(raw)[TOKEN_HANDLER]
+    assert set(variables) == TOKEN_ENV
+    assert variables["STAGE"] == stage
+    assert variables["POWERTOOLS_SERVICE_NAME"] == "token_refresher"
+    assert (variables["RETENTION_DAYS"], variables["REAUTH_NOTICE_DAYS"], variables["ROTATE_WHEN_DAYS_LEFT"]) == (
+        "30", "30", "7"
+    )
+    assert variables["EVENT_BUS_NAME"] == "default"
+    consent = function_environments(raw)[CONSENT_HANDLER]
+    for shared in ("CONNECTIONS_TABLE", "IDEMPOTENCY_TABLE", "TOKEN_KEY_ID", "LWA_CLIENT_SECRET_ID"):
+        assert variables[shared] == consent[shared], shared
+
+
+def test_token_function_dead_letters_failed_async_invocations(raw: dict[str, Any]) -> None:
+    function = next(f for f in resources(raw, "AWS::Lambda::Function").values()
+                    if f["Properties"]["Handler"] == TOKEN_HANDLER)
+    dlq_id, _ = by_purpose(raw, "token_events_dlq")
+    assert function["Properties"]["DeadLetterConfig"] == {"TargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]}}

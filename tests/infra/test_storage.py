@@ -114,7 +114,9 @@ def _key_statements(key: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_stateful_resources_are_retained_in_prod(templates: dict[str, dict[str, Any]]) -> None:
-    for purpose in ("token_key", "connections", "oauth_state", "idempotency", "data", "lwa_client"):
+    stateful = ("token_key", "notifications_key", "events_key", "connections", "oauth_state", "idempotency", "data",
+                "lwa_client")
+    for purpose in stateful:
         assert by_purpose(templates["prod"], purpose)[1]["DeletionPolicy"] == "Retain", purpose
         assert by_purpose(templates["dev"], purpose)[1]["DeletionPolicy"] == "Delete", purpose
 
@@ -139,6 +141,12 @@ def test_every_contract_purpose_is_tagged_once(raw: dict[str, Any]) -> None:
         "token_key": "AWS::KMS::Key",
         "lwa_client": "AWS::SecretsManager::Secret",
         "alarms": "AWS::SNS::Topic",
+        "notifications": "AWS::SQS::Queue",
+        "notifications_dlq": "AWS::SQS::Queue",
+        "notifications_key": "AWS::KMS::Key",
+        "token_events_dlq": "AWS::SQS::Queue",
+        "events_key": "AWS::KMS::Key",
+        "operator_notices": "AWS::SNS::Topic",
     }
     for purpose, resource_type in expected.items():
         assert by_purpose(raw, purpose)[1]["Type"] == resource_type, purpose

@@ -9,11 +9,29 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+
+def _keys_only_index(name: str, partition: str, sort: str) -> dict[str, Any]:
+    return {
+        "IndexName": name,
+        "KeySchema": [{"AttributeName": partition, "KeyType": "HASH"}, {"AttributeName": sort, "KeyType": "RANGE"}],
+        "Projection": {"ProjectionType": "KEYS_ONLY"},
+    }
+
+
 TABLES: dict[str, dict[str, Any]] = {
     "connections": {
         "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
         "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"},
-                                 {"AttributeName": "sk", "AttributeType": "S"}],
+                                 {"AttributeName": "sk", "AttributeType": "S"},
+                                 {"AttributeName": "refresh_shard", "AttributeType": "S"},
+                                 {"AttributeName": "refresh_due_at", "AttributeType": "N"},
+                                 {"AttributeName": "reauth_shard", "AttributeType": "S"},
+                                 {"AttributeName": "reauthorization_due_at", "AttributeType": "S"}],
+        # Sparse indexes of the token lifecycle (docs/internal-contracts.md).
+        "GlobalSecondaryIndexes": [
+            _keys_only_index("by_refresh_due", "refresh_shard", "refresh_due_at"),
+            _keys_only_index("by_reauthorization_due", "reauth_shard", "reauthorization_due_at"),
+        ],
         "ttl": "expires_at",
     },
     "oauth_state": {
@@ -43,11 +61,13 @@ def create_resources(session: Any, lwa_client: dict[str, str], prefix: str = "te
     tables = {}
     for purpose, spec in TABLES.items():
         name = f"{prefix}-{purpose}"
+        indexes = {"GlobalSecondaryIndexes": spec["GlobalSecondaryIndexes"]} if "GlobalSecondaryIndexes" in spec else {}
         dynamodb.create_table(
             TableName=name,
             KeySchema=spec["KeySchema"],
             AttributeDefinitions=spec["AttributeDefinitions"],
             BillingMode="PAY_PER_REQUEST",
+            **indexes,
         )
         dynamodb.update_time_to_live(
             TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": spec["ttl"]}

@@ -1,0 +1,267 @@
+"""The token lifecycle: schedules, the notifications queue, operator notices, alarms and the grants."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import aws_iam as iam
+from aws_cdk.assertions import Template
+
+from infra.app import load_cdk_context
+from infra.config import StageConfig
+from infra.constructs.token_vault import TokenVault
+from tests.infra.conftest import by_purpose, resources
+
+pytestmark = pytest.mark.slow
+
+TOKEN_HANDLER = "token_refresher.handler.lambda_handler"
+AMAZON = "arn:aws:iam::437568002678:root"
+SCHEDULES = {"refresh-tokens": "rate(5 minutes)", "check-reauthorization": "rate(1 day)"}
+SSL_DENY = {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def _arn(logical_id: str) -> dict[str, Any]:
+    return {"Fn::GetAtt": [logical_id, "Arn"]}
+
+
+def _token_function(raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    (found,) = [(k, f) for k, f in resources(raw, "AWS::Lambda::Function").items()
+                if f["Properties"]["Handler"] == TOKEN_HANDLER]
+    return found
+
+
+def _tag(resource: dict[str, Any], key: str) -> str | None:
+    return next((t["Value"] for t in resource["Properties"].get("Tags", []) if t["Key"] == key), None)
+
+
+def _queue_policy(raw: dict[str, Any], queue_id: str) -> list[dict[str, Any]]:
+    (policy,) = [p for p in resources(raw, "AWS::SQS::QueuePolicy").values()
+                 if {"Ref": queue_id} in p["Properties"]["Queues"]]
+    statements: list[dict[str, Any]] = policy["Properties"]["PolicyDocument"]["Statement"]
+    return statements
+
+
+# ----------------------------------------------------------------------------------------- schedules
+
+def test_schedules_drive_the_function_with_constant_inputs(raw: dict[str, Any]) -> None:
+    function_id, _ = _token_function(raw)
+    dlq_id, _ = by_purpose(raw, "token_events_dlq")
+    rules = {
+        _tag(rule, "seller-insights:schedule"): rule["Properties"]
+        for rule in resources(raw, "AWS::Events::Rule").values()
+        if "ScheduleExpression" in rule["Properties"]
+    }
+    assert {name: rule["ScheduleExpression"] for name, rule in rules.items()} == SCHEDULES
+    for name, rule in rules.items():
+        assert rule["State"] == "ENABLED"
+        (target,) = rule["Targets"]
+        assert target["Arn"] == _arn(function_id), name
+        assert json.loads(target["Input"]) == {"task": name}
+        assert target["DeadLetterConfig"] == {"Arn": _arn(dlq_id)}, name
+        assert target["RetryPolicy"]["MaximumRetryAttempts"] >= 1, name
+        assert 60 <= target["RetryPolicy"]["MaximumEventAgeInSeconds"] <= 3600, name
+
+
+def test_event_targets_may_dead_letter_only_from_their_rules(raw: dict[str, Any]) -> None:
+    dlq_id, _ = by_purpose(raw, "token_events_dlq")
+    rule_ids = set(resources(raw, "AWS::Events::Rule"))
+    allows = [s for s in _queue_policy(raw, dlq_id) if s["Effect"] == "Allow"]
+    assert allows
+    for statement in allows:
+        assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+        assert statement["Action"] == "sqs:SendMessage"
+        assert statement["Condition"]["ArnEquals"]["aws:SourceArn"]["Fn::GetAtt"][0] in rule_ids
+
+
+# ------------------------------------------------------------------------------------ notifications
+
+def test_notifications_queue_is_encrypted_with_its_own_rotating_key(raw: dict[str, Any]) -> None:
+    key_id, key = by_purpose(raw, "notifications_key")
+    token_key_id, _ = by_purpose(raw, "token_key")
+    assert key_id != token_key_id
+    assert key["Properties"]["EnableKeyRotation"] is True
+    dlq_id, dlq = by_purpose(raw, "notifications_dlq")
+    _, queue = by_purpose(raw, "notifications")
+    for props in (queue["Properties"], dlq["Properties"]):
+        assert props["KmsMasterKeyId"] == _arn(key_id)
+    assert queue["Properties"]["RedrivePolicy"] == {"deadLetterTargetArn": _arn(dlq_id), "maxReceiveCount": 5}
+    assert queue["Properties"]["MessageRetentionPeriod"] <= 4 * 86400
+    assert dlq["Properties"]["MessageRetentionPeriod"] == 14 * 86400
+
+
+def test_amazon_may_use_the_notifications_key_only_through_sqs(raw: dict[str, Any]) -> None:
+    _, key = by_purpose(raw, "notifications_key")
+    (statement,) = [s for s in key["Properties"]["KeyPolicy"]["Statement"] if s["Principal"] == {"AWS": AMAZON}]
+    assert sorted(statement["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert statement["Condition"] == {
+        "StringEquals": {"kms:ViaService": {"Fn::Join": ["", ["sqs.", {"Ref": "AWS::Region"}, ".amazonaws.com"]]}}
+    }
+    # No other key names Amazon's account.
+    for key_id, other in resources(raw, "AWS::KMS::Key").items():
+        if other is not key:
+            assert "437568002678" not in json.dumps(other), key_id
+
+
+def test_notifications_queue_policy_admits_only_amazon_to_send(raw: dict[str, Any]) -> None:
+    queue_id, _ = by_purpose(raw, "notifications")
+    statements = _queue_policy(raw, queue_id)
+    allows = [s for s in statements if s["Effect"] == "Allow"]
+    denies = [s for s in statements if s["Effect"] == "Deny"]
+    assert len(allows) == 1 and len(denies) == 1 and len(statements) == 2
+    (allow,) = allows
+    assert allow["Principal"] == {"AWS": AMAZON}
+    assert sorted(allow["Action"]) == ["sqs:GetQueueAttributes", "sqs:SendMessage"]
+    assert allow["Resource"] == _arn(queue_id)
+    assert "Condition" not in allow
+    (deny,) = denies
+    assert deny["Principal"] == {"AWS": "*"} and deny["Condition"] == SSL_DENY
+
+
+def test_notifications_feed_the_function_in_bounded_partial_batches(raw: dict[str, Any]) -> None:
+    function_id, function = _token_function(raw)
+    queue_id, queue = by_purpose(raw, "notifications")
+    (mapping,) = resources(raw, "AWS::Lambda::EventSourceMapping").values()
+    props = mapping["Properties"]
+    assert props["EventSourceArn"] == _arn(queue_id)
+    assert props["FunctionName"] == {"Ref": function_id}
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert props["BatchSize"] == 10
+    assert props["ScalingConfig"] == {"MaximumConcurrency": 2}
+    assert queue["Properties"]["VisibilityTimeout"] >= 6 * function["Properties"]["Timeout"]
+
+
+def test_every_queue_is_encrypted_tls_only_and_dead_lettered(raw: dict[str, Any]) -> None:
+    queues = resources(raw, "AWS::SQS::Queue")
+    alarmed = {
+        dimension["Value"]["Fn::GetAtt"][0]
+        for alarm in resources(raw, "AWS::CloudWatch::Alarm").values()
+        for dimension in alarm["Properties"].get("Dimensions", [])
+        if dimension["Name"] == "QueueName"
+    }
+    dead_letter_ids = {
+        q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        for q in queues.values() if "RedrivePolicy" in q["Properties"]
+    }
+    dead_letter_ids |= {
+        f["Properties"]["DeadLetterConfig"]["TargetArn"]["Fn::GetAtt"][0]
+        for f in resources(raw, "AWS::Lambda::Function").values() if "DeadLetterConfig" in f["Properties"]
+    }
+    for queue_id, queue in queues.items():
+        props = queue["Properties"]
+        assert "KmsMasterKeyId" in props, queue_id
+        assert any(s["Effect"] == "Deny" and s["Condition"] == SSL_DENY for s in _queue_policy(raw, queue_id))
+        if queue_id in dead_letter_ids:
+            assert props["MessageRetentionPeriod"] >= 14 * 86400, queue_id
+            assert queue_id in alarmed, f"{queue_id}: a dead-letter queue without a depth alarm"
+        else:
+            assert 3 <= props["RedrivePolicy"]["maxReceiveCount"] <= 5, queue_id
+
+
+# --------------------------------------------------------------------------------- operator notices
+
+def test_reauthorization_due_events_reach_the_operator_notices(raw: dict[str, Any]) -> None:
+    topic_id, topic = by_purpose(raw, "operator_notices")
+    events_key_id, _ = by_purpose(raw, "events_key")
+    token_key_id, _ = by_purpose(raw, "token_key")
+    assert topic["Properties"]["KmsMasterKeyId"] == _arn(events_key_id) != _arn(token_key_id)
+    rules = resources(raw, "AWS::Events::Rule").values()
+    (rule,) = [r["Properties"] for r in rules if "EventPattern" in r["Properties"]]
+    assert rule["EventPattern"] == {"source": ["seller-insights.tokens"], "detail-type": ["ReauthorizationDue"]}
+    assert rule.get("EventBusName", "default") == "default"
+    (target,) = rule["Targets"]
+    assert target["Arn"] == {"Ref": topic_id}
+    assert "Arn" in target["DeadLetterConfig"]
+    assert "RoleArn" in target  # publishes through a role, not a key-policy grant to all of EventBridge
+    (policy,) = [p for p in resources(raw, "AWS::SNS::TopicPolicy").values()
+                 if p["Properties"]["Topics"] == [{"Ref": topic_id}]]
+    assert any(s["Effect"] == "Deny" and s["Condition"] == SSL_DENY
+               for s in policy["Properties"]["PolicyDocument"]["Statement"])
+
+
+def test_eventbridge_uses_the_events_key_only_for_this_account(raw: dict[str, Any]) -> None:
+    _, key = by_purpose(raw, "events_key")
+    service = [s for s in key["Properties"]["KeyPolicy"]["Statement"] if "Service" in s["Principal"]]
+    assert service
+    for statement in service:
+        assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+        assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+
+
+# ---------------------------------------------------------------------------------- table and alarms
+
+def test_connections_table_has_the_due_date_indexes(raw: dict[str, Any]) -> None:
+    _, table = by_purpose(raw, "connections")
+    indexes = {index["IndexName"]: index for index in table["Properties"]["GlobalSecondaryIndexes"]}
+    expected = {
+        "by_refresh_due": (("refresh_shard", "S"), ("refresh_due_at", "N")),
+        "by_reauthorization_due": (("reauth_shard", "S"), ("reauthorization_due_at", "S")),
+    }
+    assert set(indexes) == set(expected)
+    types = {a["AttributeName"]: a["AttributeType"] for a in table["Properties"]["AttributeDefinitions"]}
+    for name, ((partition, partition_type), (sort, sort_type)) in expected.items():
+        assert indexes[name]["KeySchema"] == [
+            {"AttributeName": partition, "KeyType": "HASH"},
+            {"AttributeName": sort, "KeyType": "RANGE"},
+        ]
+        assert indexes[name]["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+        assert (types[partition], types[sort]) == (partition_type, sort_type)
+
+
+def test_token_lifecycle_alarms(raw: dict[str, Any]) -> None:
+    topic_id, _ = by_purpose(raw, "alarms")
+    alarms = list(resources(raw, "AWS::CloudWatch::Alarm").values())
+    for purpose in ("notifications_dlq", "token_events_dlq"):
+        queue_id, _ = by_purpose(raw, purpose)
+        (depth,) = [a["Properties"] for a in alarms
+                    if {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue_id, "QueueName"]}}
+                    in a["Properties"].get("Dimensions", [])]
+        assert depth["MetricName"] == "ApproximateNumberOfMessagesVisible"
+        assert (depth["ComparisonOperator"], depth["Threshold"]) == ("GreaterThanThreshold", 0)
+        assert depth["AlarmActions"] == [{"Ref": topic_id}]
+    (invalid_client,) = [a["Properties"] for a in alarms if a["Properties"]["MetricName"] == "LwaInvalidClient"]
+    assert invalid_client["Namespace"] == "SellerInsights"
+    assert invalid_client["Dimensions"] == [{"Name": "service", "Value": "token_refresher"}]
+    assert (invalid_client["Statistic"], invalid_client["Period"]) == ("Sum", 300)
+    assert (invalid_client["ComparisonOperator"], invalid_client["Threshold"]) == ("GreaterThanThreshold", 0)
+    assert invalid_client["AlarmActions"] == [{"Ref": topic_id}]
+
+
+def test_outputs_name_the_queue_and_the_notices_topic(raw: dict[str, Any]) -> None:
+    queue_id, _ = by_purpose(raw, "notifications")
+    topic_id, _ = by_purpose(raw, "operator_notices")
+    outputs = raw["Outputs"]
+    assert outputs["NotificationsQueueUrl"]["Value"] == {"Ref": queue_id}
+    assert outputs["NotificationsQueueArn"]["Value"] == _arn(queue_id)
+    assert outputs["OperatorNoticesTopicArn"]["Value"] == {"Ref": topic_id}
+
+
+# ------------------------------------------------------------------------------------------- grants
+
+def test_access_token_grant_is_bound_to_its_purpose_only() -> None:
+    # A role that gets nothing but grant_access_token_crypto, as the report fetcher will.
+    context = load_cdk_context()  # the feature flags the real app runs with
+    app = cdk.App(context=context)
+    stack = cdk.Stack(app, "GrantProbe")
+    config = StageConfig.from_context("dev", context["stages"])
+    vault = TokenVault(stack, "Vault", config=config)
+    role = iam.Role(stack, "Probe", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
+    vault.grant_access_token_crypto(role)
+    raw = Template.from_stack(stack).to_json()
+
+    role_id = next(k for k, r in resources(raw, "AWS::IAM::Role").items() if k.startswith("Probe"))
+    statements = [
+        statement
+        for policy in resources(raw, "AWS::IAM::Policy").values()
+        if {"Ref": role_id} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    key_id, _ = by_purpose(raw, "token_key")
+    (statement,) = statements
+    assert sorted(statement["Action"]) == ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]
+    assert statement["Resource"] == _arn(key_id)
+    assert statement["Condition"] == {"StringEquals": {"kms:EncryptionContext:purpose": "access_token"}}
+    # Nor did the grant slip the role into the key policy.
+    assert role_id not in json.dumps(by_purpose(raw, "token_key")[1]["Properties"]["KeyPolicy"])
