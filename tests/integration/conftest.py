@@ -63,10 +63,25 @@ def consent_env(monkeypatch: pytest.MonkeyPatch, emulator: AmazonEmulator,
         _reset_caches()
 
 
+@pytest.fixture
+def token_env(consent_env: Resources, monkeypatch: pytest.MonkeyPatch) -> Resources:
+    """consent_env plus the token refresher's environment (the same tables, key and secret)."""
+    for key, value in {"RETENTION_DAYS": "30", "REAUTH_NOTICE_DAYS": "30", "ROTATE_WHEN_DAYS_LEFT": "7",
+                       "EVENT_BUS_NAME": "default"}.items():
+        monkeypatch.setenv(key, value)
+    _reset_caches()
+    return consent_env
+
+
 def _reset_caches() -> None:
+    from token_refresher import handler as refresher
+
     from oauth_callback import handler
 
     handler.settings.cache_clear()
     handler.service.cache_clear()
+    for factory in (refresher.settings, refresher.credentials, refresher.lwa, refresher.connections,
+                    refresher.tokens, refresher.rotation):
+        factory.cache_clear()
     aws.reset()
     clear_caches()

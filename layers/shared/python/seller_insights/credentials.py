@@ -8,7 +8,8 @@ empty default.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
@@ -26,9 +27,24 @@ class LwaClientCredentials:
     application_id: str
     # During a rotation overlap the old secret still works until it expires.
     previous_client_secret: str | None = None
+    previous_client_secret_expires_at: str | None = None  # ISO-8601
+
+    def previous_secret_valid_at(self, moment: datetime) -> str | None:
+        """The previous secret if it is still inside its overlap window at `moment`."""
+        if not self.previous_client_secret or not self.previous_client_secret_expires_at:
+            return None
+        try:
+            expires = datetime.fromisoformat(self.previous_client_secret_expires_at.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return self.previous_client_secret if moment < expires else None
 
     def __repr__(self) -> str:  # never print the secret, even in a debugger dump
         return f"LwaClientCredentials(client_id={self.client_id!r}, application_id={self.application_id!r})"
+
+
+class CredentialsSource(Protocol):
+    def __call__(self, force_fetch: bool = False) -> LwaClientCredentials: ...
 
 
 class SecretsManagerCredentials:
@@ -67,4 +83,5 @@ def parse_credentials(value: Any) -> LwaClientCredentials:
         client_secret=str(value["client_secret"]),
         application_id=str(value["application_id"]),
         previous_client_secret=str(previous) if previous else None,
+        previous_client_secret_expires_at=value.get("previous_client_secret_expires_at") or None,
     )

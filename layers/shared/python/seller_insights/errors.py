@@ -42,6 +42,30 @@ class LwaUnavailable(LwaError):
     """server_error, temporarily_unavailable, 5xx, timeouts: still failing after bounded retries."""
 
 
+# --- Access tokens ---------------------------------------------------------------------------------
+
+
+class ConnectionNotActive(SellerInsightsError):
+    """The connection is missing or not ACTIVE (revoked, tokens removed, deletion requested)."""
+
+
+class AuthorizationRevoked(SellerInsightsError):
+    """LWA said invalid_grant for the refresh token: the connection is now REVOKED."""
+
+
+class TokenUnavailable(SellerInsightsError):
+    """Another caller held the refresh lease longer than we could wait; try again later."""
+
+
+class SpApiError(SellerInsightsError):
+    """SP-API answered with an error status. Carries the status and Amazon's error code only."""
+
+    def __init__(self, status: int, code: str | None) -> None:
+        self.status = status
+        self.code = code
+        super().__init__(f"SP-API answered {status} ({code or 'no error code'})")
+
+
 # --- Vault ---------------------------------------------------------------------------------------
 
 

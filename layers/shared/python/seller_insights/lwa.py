@@ -17,7 +17,8 @@ from typing import Any
 
 import requests
 
-from seller_insights.credentials import LwaClientCredentials
+from seller_insights import clock
+from seller_insights.credentials import CredentialsSource
 from seller_insights.errors import (
     LwaError,
     LwaInvalidClient,
@@ -59,7 +60,7 @@ class LwaClient:
     def __init__(
         self,
         token_url: str,
-        credentials: Callable[[], LwaClientCredentials],
+        credentials: CredentialsSource,
         *,
         policy: RetryPolicy | None = None,
         session: requests.Session | None = None,
@@ -88,8 +89,24 @@ class LwaClient:
         return self._request({"grant_type": "client_credentials", "scope": scope})
 
     def _request(self, fields: dict[str, str]) -> TokenGrant:
+        """Ask with the current secret; on invalid_client, with a re-read secret (it may have just
+        rotated), then with the previous secret while its 7-day overlap lasts."""
         creds = self._credentials()
-        body = {**fields, "client_id": creds.client_id, "client_secret": creds.client_secret}
+        tried = {creds.client_secret}
+        try:
+            return self._with_retries({**fields, "client_id": creds.client_id, "client_secret": creds.client_secret})
+        except LwaInvalidClient:
+            fresh = self._credentials(force_fetch=True)
+            for secret in (fresh.client_secret, fresh.previous_secret_valid_at(clock.now())):
+                if secret and secret not in tried:
+                    tried.add(secret)
+                    try:
+                        return self._with_retries({**fields, "client_id": fresh.client_id, "client_secret": secret})
+                    except LwaInvalidClient:
+                        continue
+            raise
+
+    def _with_retries(self, body: dict[str, str]) -> TokenGrant:
         started = self._monotonic()
         attempt = 0
         while True:

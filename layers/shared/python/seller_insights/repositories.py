@@ -6,12 +6,14 @@ reader sees the old token or the new one, never a mix.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from boto3.dynamodb.conditions import Attr
+from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from seller_insights.vault import Sealed
@@ -24,8 +26,27 @@ class ConnectionStatus(StrEnum):
     DELETION_REQUESTED = "DELETION_REQUESTED"
 
 
+SHARDS = 8
+REFRESH_DUE_INDEX = "by_refresh_due"
+REAUTHORIZATION_DUE_INDEX = "by_reauthorization_due"
+
+
 def connection_key(seller_id: str, region: str) -> dict[str, str]:
     return {"pk": f"SELLER#{seller_id}", "sk": f"CONN#{region}"}
+
+
+def access_token_key(seller_id: str, region: str) -> dict[str, str]:
+    return {"pk": f"SELLER#{seller_id}", "sk": f"TOKEN#{region}"}
+
+
+def shard(seller_id: str, region: str) -> str:
+    """Spreads the sparse indexes over SHARDS partitions (docs/internal-contracts.md)."""
+    return str(int(hashlib.sha256(f"{seller_id}#{region}".encode()).hexdigest()[:8], 16) % SHARDS)
+
+
+def parse_key(item: dict[str, Any]) -> tuple[str, str]:
+    """(seller, region) from an item's keys (the sparse indexes project keys only)."""
+    return item["pk"].removeprefix("SELLER#"), item["sk"].split("#", 1)[1]
 
 
 def iso(moment: datetime) -> str:
@@ -43,6 +64,8 @@ class Connection:
     created_at: str
     updated_at: str
     has_refresh_token: bool
+    purge_after: str | None = None
+    revoked_at: str | None = None
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Connection:
@@ -56,6 +79,8 @@ class Connection:
             created_at=item["created_at"],
             updated_at=item["updated_at"],
             has_refresh_token="refresh_token" in item,
+            purge_after=item.get("purge_after"),
+            revoked_at=item.get("revoked_at"),
         )
 
 
@@ -82,8 +107,10 @@ class ConnectionsRepository:
                 "SET seller_id = :seller, #region = :region, #status = :active, refresh_token = :token, "
                 "consented_at = :now, reauthorization_due_at = :due, updated_at = :now, "
                 "consent_flow = :flow, created_at = if_not_exists(created_at, :now), "
-                "marketplace = if_not_exists(marketplace, :marketplace) "
-                "REMOVE purge_after"
+                "marketplace = if_not_exists(marketplace, :marketplace), "
+                # Due for a first access token now; in both sparse indexes while ACTIVE.
+                "refresh_shard = :shard, refresh_due_at = :due_now, reauth_shard = :shard "
+                "REMOVE purge_after, revoked_at"
             ),
             ExpressionAttributeNames={"#region": "region", "#status": "status"},
             ExpressionAttributeValues={
@@ -95,6 +122,8 @@ class ConnectionsRepository:
                 ":due": iso(reauthorization_due_at),
                 ":flow": flow,
                 ":marketplace": marketplace,
+                ":shard": shard(seller_id, region),
+                ":due_now": int(consented_at.timestamp()),
             },
             ReturnValues="UPDATED_OLD",
         )
@@ -103,6 +132,90 @@ class ConnectionsRepository:
     def get(self, seller_id: str, region: str) -> Connection | None:
         item = self._table.get_item(Key=connection_key(seller_id, region), ConsistentRead=True).get("Item")
         return Connection.from_item(item) if item else None
+
+    def mark_revoked(self, seller_id: str, region: str, *, now: datetime, purge_after: datetime) -> bool:
+        """The authorization is gone: REVOKED, refresh and cached access token deleted, purge date set.
+
+        One transaction, so no reader sees a REVOKED connection that still holds a token. False if the
+        connection was not ACTIVE (already revoked, removed or never there): nothing changes then.
+        """
+        client = self._table.meta.client
+        try:
+            client.transact_write_items(TransactItems=[
+                {"Update": {
+                    "TableName": self._table.name,
+                    "Key": {k: {"S": v} for k, v in connection_key(seller_id, region).items()},
+                    "UpdateExpression": (
+                        "SET #status = :revoked, revoked_at = :now, purge_after = :purge, updated_at = :now "
+                        "REMOVE refresh_token, refresh_shard, refresh_due_at, reauth_shard"
+                    ),
+                    "ConditionExpression": "#status = :active",
+                    "ExpressionAttributeNames": {"#status": "status"},
+                    "ExpressionAttributeValues": {
+                        ":revoked": {"S": ConnectionStatus.REVOKED.value},
+                        ":active": {"S": ConnectionStatus.ACTIVE.value},
+                        ":now": {"S": iso(now)},
+                        ":purge": {"S": iso(purge_after)},
+                    },
+                }},
+                {"Delete": {
+                    "TableName": self._table.name,
+                    "Key": {k: {"S": v} for k, v in access_token_key(seller_id, region).items()},
+                }},
+            ])
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "TransactionCanceledException":
+                return False
+            raise
+        return True
+
+    def schedule_refresh(self, seller_id: str, region: str, due_epoch: int) -> None:
+        """Move an ACTIVE connection's next refresh; a connection that left ACTIVE is left alone."""
+        try:
+            self._table.update_item(
+                Key=connection_key(seller_id, region),
+                UpdateExpression="SET refresh_due_at = :due",
+                ConditionExpression=Attr("refresh_shard").exists(),
+                ExpressionAttributeValues={":due": due_epoch},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+    def refresh_due(self, until_epoch: int) -> Iterator[tuple[str, str]]:
+        """(seller, region) of ACTIVE connections whose refresh is due by `until_epoch`; no Scan."""
+        for number in range(SHARDS):
+            yield from self._query(REFRESH_DUE_INDEX,
+                                   Key("refresh_shard").eq(str(number)) & Key("refresh_due_at").lte(until_epoch))
+
+    def reauthorization_due(self, until: datetime) -> Iterator[tuple[str, str]]:
+        """(seller, region) of ACTIVE connections whose yearly re-authorization is due by `until`."""
+        for number in range(SHARDS):
+            yield from self._query(REAUTHORIZATION_DUE_INDEX,
+                                   Key("reauth_shard").eq(str(number)) & Key("reauthorization_due_at").lte(iso(until)))
+
+    def _query(self, index: str, condition: Any) -> Iterator[tuple[str, str]]:
+        kwargs: dict[str, Any] = {"IndexName": index, "KeyConditionExpression": condition}
+        while True:
+            page = self._table.query(**kwargs)
+            for item in page.get("Items", []):
+                yield parse_key(item)
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def replace_refresh_token(self, seller_id: str, region: str, sealed: Sealed) -> None:
+        """LWA answered a refresh with a different refresh token: keep the new one (ACTIVE only)."""
+        try:
+            self._table.update_item(
+                Key=connection_key(seller_id, region),
+                UpdateExpression="SET refresh_token = :token",
+                ConditionExpression=Attr("status").eq(ConnectionStatus.ACTIVE.value),
+                ExpressionAttributeValues={":token": sealed.to_item()},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
 
     def sealed_refresh_token(self, seller_id: str, region: str) -> Sealed | None:
         item = self._table.get_item(
@@ -204,12 +317,16 @@ class OneTimeClaims:
     def __init__(self, table: Any) -> None:
         self._table = table
 
-    def claim(self, claim_id: str, owner: str, now: int, ttl_seconds: int) -> bool:
+    def claim(self, claim_id: str, owner: str, now: int, ttl_seconds: int, *, retry_failed: bool = False) -> bool:
+        """Take the claim if nobody holds it (or it expired, or, with `retry_failed`, it failed)."""
+        condition = Attr("id").not_exists() | Attr("expiration").lt(now)
+        if retry_failed:
+            condition = condition | Attr("status").eq(ClaimStatus.FAILED.value)
         try:
             self._table.put_item(
                 Item={"id": claim_id, "status": ClaimStatus.IN_PROGRESS.value, "owner": owner,
                       "expiration": now + ttl_seconds},
-                ConditionExpression=Attr("id").not_exists() | Attr("expiration").lt(now),
+                ConditionExpression=condition,
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":

@@ -1,0 +1,1 @@
+"""Token lifecycle duty: fresh access tokens, revocation, re-authorization notices, secret rotation."""

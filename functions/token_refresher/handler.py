@@ -1,0 +1,109 @@
+"""Lambda entry of the token lifecycle: scheduled tasks and the application notifications queue."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from seller_insights import aws
+from seller_insights.credentials import SecretsManagerCredentials
+from seller_insights.endpoints import amazon_url
+from seller_insights.events import EventPublisher
+from seller_insights.lwa import LwaClient
+from seller_insights.marketplaces import LWA_TOKEN_URL
+from seller_insights.observability import get_logger, get_metrics, get_tracer
+from seller_insights.repositories import ConnectionsRepository, OneTimeClaims
+from seller_insights.tokens import AccessTokenCache, AccessTokenProvider, TokenPolicy
+from seller_insights.vault import Vault
+from token_refresher.models import MalformedNotification, Notification, RetryLater
+from token_refresher.service import ReauthorizationCheck, RefreshSweep, SecretRotation, SecretStore
+from token_refresher.settings import TokenRefresherSettings
+
+logger = get_logger()
+tracer = get_tracer()
+metrics = get_metrics()
+
+EVENT_SOURCE = "seller-insights.tokens"
+TOKEN_POLICY = TokenPolicy()
+
+
+@cache
+def settings() -> TokenRefresherSettings:
+    return TokenRefresherSettings.from_env()
+
+
+@cache
+def credentials() -> SecretsManagerCredentials:
+    return SecretsManagerCredentials(settings().lwa_client_secret_id)
+
+
+@cache
+def lwa() -> LwaClient:
+    return LwaClient(amazon_url(LWA_TOKEN_URL, settings().amazon_endpoint_override), credentials())
+
+
+@cache
+def connections() -> ConnectionsRepository:
+    return ConnectionsRepository(aws.table(settings().connections_table))
+
+
+@cache
+def tokens() -> AccessTokenProvider:
+    config = settings()
+    return AccessTokenProvider(
+        connections=connections(),
+        cache=AccessTokenCache(aws.table(config.connections_table)),
+        vault=Vault(aws.client("kms"), config.token_key_id),
+        lwa=lwa(),
+        retention_days=config.retention_days,
+        policy=TOKEN_POLICY,
+    )
+
+
+@cache
+def rotation() -> SecretRotation:
+    config = settings()
+    return SecretRotation(
+        store=SecretStore(aws.client("secretsmanager"), config.lwa_client_secret_id),
+        claims=OneTimeClaims(aws.table(config.idempotency_table)),
+        lwa=lwa(),
+        credentials=credentials(),
+        rotate_when_days_left=config.rotate_when_days_left,
+        endpoint_override=config.amazon_endpoint_override,
+    )
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if "Records" in event:
+        return _notifications(event["Records"])
+    task = event.get("task")
+    if task == "refresh-tokens":
+        return RefreshSweep(connections(), tokens(), TOKEN_POLICY).run(context.get_remaining_time_in_millis).as_dict()
+    if task == "check-reauthorization":
+        publisher = EventPublisher(aws.client("events"), settings().event_bus_name, EVENT_SOURCE)
+        return ReauthorizationCheck(connections(), publisher, settings().reauth_notice_days).run().as_dict()
+    raise ValueError("unknown event: expected SQS records or a task of refresh-tokens or check-reauthorization")
+
+
+def _notifications(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Partial batch response: only the failed messages return to the queue. Bodies are never logged."""
+    failures = []
+    for record in records:
+        try:
+            rotation().handle(Notification.parse(record["body"]))
+        except MalformedNotification as exc:
+            # Retrying cannot fix it; after maxReceiveCount it rests in the DLQ (alarmed) for a human.
+            logger.error("unreadable notification", extra={"reason": str(exc), "message_id": record["messageId"]})
+            failures.append({"itemIdentifier": record["messageId"]})
+        except RetryLater as exc:
+            logger.info("notification deferred", extra={"reason": str(exc), "message_id": record["messageId"]})
+            failures.append({"itemIdentifier": record["messageId"]})
+        except Exception:
+            logger.exception("notification failed", extra={"message_id": record["messageId"]})
+            failures.append({"itemIdentifier": record["messageId"]})
+    return {"batchItemFailures": failures}

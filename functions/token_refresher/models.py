@@ -1,0 +1,78 @@
+"""What the token refresher receives and reports."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from seller_insights.errors import SellerInsightsError
+
+SECRET_EXPIRY_TYPE = "APPLICATION_OAUTH_CLIENT_SECRET_EXPIRY"  # noqa: S105 - a notification type name
+NEW_SECRET_TYPE = "APPLICATION_OAUTH_CLIENT_NEW_SECRET"  # noqa: S105 - a notification type name
+
+
+class MalformedNotification(SellerInsightsError):
+    """A message on the notifications queue that is not one of Amazon's application notifications."""
+
+
+class RetryLater(SellerInsightsError):
+    """Not now (rate limit, another worker on it): the message goes back to the queue."""
+
+
+@dataclass(frozen=True)
+class Notification:
+    notification_id: str
+    notification_type: str
+    payload: dict[str, Any]
+
+    @classmethod
+    def parse(cls, body: str) -> Notification:
+        try:
+            message = json.loads(body)
+            metadata = message["notificationMetadata"]
+            notification_type = message["notificationType"]
+            payload = message["payload"]
+            notification_id = str(metadata["notificationId"])
+        except (ValueError, KeyError, TypeError):
+            raise MalformedNotification("not an Amazon application notification") from None
+        if notification_type not in (SECRET_EXPIRY_TYPE, NEW_SECRET_TYPE) or not isinstance(payload, dict):
+            raise MalformedNotification(f"unsupported notification type {str(notification_type)[:64]!r}")
+        return cls(notification_id, notification_type, payload)
+
+    def field(self, section: str, name: str) -> str:
+        try:
+            return str(self.payload[section][name])
+        except (KeyError, TypeError):
+            raise MalformedNotification(f"{self.notification_type} without {section}.{name}") from None
+
+    def time(self, section: str, name: str) -> datetime:
+        try:
+            return datetime.fromisoformat(self.field(section, name).replace("Z", "+00:00"))
+        except ValueError:
+            raise MalformedNotification(f"{section}.{name} is not an ISO-8601 time") from None
+
+
+@dataclass
+class RefreshReport:
+    due: int = 0
+    refreshed: int = 0
+    revoked: int = 0
+    skipped: int = 0
+    failed: int = 0
+    stopped: str | None = None  # why the sweep ended early (e.g. "invalid_client")
+    left: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+@dataclass
+class ReauthorizationReport:
+    due: int = 0
+    published: int = 0
+    days_left: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"due": self.due, "published": self.published}

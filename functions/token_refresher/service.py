@@ -1,0 +1,226 @@
+"""The token lifecycle: the refresh sweep, the re-authorization notices, the LWA secret rotation."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import requests
+from aws_lambda_powertools.metrics import MetricUnit
+
+from seller_insights import clock
+from seller_insights.credentials import CredentialsSource
+from seller_insights.endpoints import amazon_url
+from seller_insights.errors import (
+    AuthorizationRevoked,
+    ConnectionNotActive,
+    LwaInvalidClient,
+    LwaUnavailable,
+    TokenUnavailable,
+)
+from seller_insights.events import EventPublisher
+from seller_insights.lwa import LwaClient
+from seller_insights.marketplaces import SPAPI_ENDPOINTS, Region
+from seller_insights.observability import get_logger, get_metrics
+from seller_insights.redaction import register_secret
+from seller_insights.repositories import ClaimStatus, ConnectionsRepository, OneTimeClaims, iso
+from seller_insights.tokens import AccessTokenProvider, TokenPolicy
+from token_refresher.models import (
+    NEW_SECRET_TYPE,
+    SECRET_EXPIRY_TYPE,
+    Notification,
+    ReauthorizationReport,
+    RefreshReport,
+    RetryLater,
+)
+
+ROTATION_SCOPE = "sellingpartnerapi::client_credential:rotation"
+ROTATE_PATH = "/applications/2023-11-30/clientSecret"
+ROTATION_INTERVAL_SECONDS = 60  # rotateApplicationClientSecret: rate 0.0167/s, burst 1
+NOTIFICATION_CLAIM_SECONDS = 14 * 24 * 3600  # longer than SQS keeps a message
+# Stop taking new connections when the invocation has less than this left.
+SAFETY_MILLIS = 10_000
+
+
+def count(name: str, value: float = 1) -> None:
+    get_metrics().add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+class RefreshSweep:
+    """Renews the access tokens that are due (sparse index, no Scan). Every refresh also proves the
+    refresh token still works, so a revocation is seen within one token lifetime even for idle sellers."""
+
+    def __init__(self, connections: ConnectionsRepository, tokens: AccessTokenProvider, policy: TokenPolicy) -> None:
+        self._connections = connections
+        self._tokens = tokens
+        self._policy = policy
+
+    def run(self, remaining_millis: Callable[[], int]) -> RefreshReport:
+        report = RefreshReport()
+        due = list(self._connections.refresh_due(clock.epoch_seconds() + self._policy.refresh_ahead_seconds))
+        report.due = len(due)
+        for position, (seller, region) in enumerate(due):
+            if remaining_millis() < SAFETY_MILLIS:
+                report.left = report.due - position
+                report.stopped = "time"
+                break
+            try:
+                refreshed = self._tokens.refresh(seller, region)
+            except AuthorizationRevoked:
+                report.revoked += 1
+            except ConnectionNotActive:
+                report.skipped += 1
+            except LwaInvalidClient:
+                # Our credentials, not the seller's: touch no connection, alarm, retry on the next run.
+                count("LwaInvalidClient")
+                get_logger().error("LWA rejected our client credentials; rotation or configuration needed")
+                report.stopped = "invalid_client"
+                report.left = report.due - position
+                break
+            except (LwaUnavailable, TokenUnavailable) as exc:
+                get_logger().warning("token refresh deferred", extra={"reason": type(exc).__name__})
+                report.failed += 1
+            else:
+                if refreshed is None:
+                    report.skipped += 1  # another caller is refreshing it right now
+                else:
+                    report.refreshed += 1
+        return report
+
+
+class ReauthorizationCheck:
+    """Daily: a ReauthorizationDue event for each connection due within the notice period."""
+
+    def __init__(self, connections: ConnectionsRepository, publisher: EventPublisher, notice_days: int) -> None:
+        self._connections = connections
+        self._publisher = publisher
+        self._notice = timedelta(days=notice_days)
+
+    def run(self) -> ReauthorizationReport:
+        now = clock.now()
+        report = ReauthorizationReport()
+        details = []
+        for seller, region in self._connections.reauthorization_due(now + self._notice):
+            connection = self._connections.get(seller, region)
+            if connection is None:
+                continue
+            due_at = datetime.fromisoformat(connection.reauthorization_due_at.replace("Z", "+00:00"))
+            days_left = (due_at - now).days
+            details.append({"seller_id": seller, "region": region,
+                            "reauthorization_due_at": connection.reauthorization_due_at, "days_left": days_left})
+        report.due = len(details)
+        report.published = self._publisher.publish("ReauthorizationDue", details)
+        count("ReauthorizationDue", report.due)
+        return report
+
+
+class SecretStore:
+    """The LWA client secret in Secrets Manager, read without a cache (rotation needs the truth)."""
+
+    def __init__(self, secrets_client: Any, secret_id: str) -> None:
+        self._client = secrets_client
+        self._secret_id = secret_id
+
+    def read(self) -> dict[str, Any]:
+        value: dict[str, Any] = json.loads(self._client.get_secret_value(SecretId=self._secret_id)["SecretString"])
+        return value
+
+    def write(self, value: dict[str, Any]) -> None:
+        self._client.put_secret_value(SecretId=self._secret_id, SecretString=json.dumps(value))
+
+
+class SecretRotation:
+    """APPLICATION_OAUTH_CLIENT_SECRET_EXPIRY → rotate when few days are left;
+    APPLICATION_OAUTH_CLIENT_NEW_SECRET → store the new secret, keep the old one for its overlap."""
+
+    def __init__(
+        self,
+        *,
+        store: SecretStore,
+        claims: OneTimeClaims,
+        lwa: LwaClient,
+        credentials: CredentialsSource,
+        rotate_when_days_left: int,
+        endpoint_override: str | None,
+        session: requests.Session | None = None,
+    ) -> None:
+        self._store = store
+        self._claims = claims
+        self._lwa = lwa
+        self._credentials = credentials
+        self._rotate_when = timedelta(days=rotate_when_days_left)
+        self._override = endpoint_override
+        self._session = session or requests.Session()
+
+    def handle(self, notification: Notification) -> str:
+        """What was done: "rotated", "stored", "not yet", "duplicate", "other client"."""
+        claim_id = f"notification#{notification.notification_id}"
+        now = clock.epoch_seconds()
+        if not self._claims.claim(claim_id, owner="token_refresher", now=now,
+                                  ttl_seconds=NOTIFICATION_CLAIM_SECONDS, retry_failed=True):
+            claim = self._claims.get(claim_id, now)
+            if claim is not None and claim.status is ClaimStatus.IN_PROGRESS:
+                raise RetryLater("another worker is handling this notification")
+            return "duplicate"
+        try:
+            outcome = self._dispatch(notification)
+        except Exception:
+            self._claims.finish(claim_id, ClaimStatus.FAILED)
+            raise
+        self._claims.finish(claim_id, ClaimStatus.COMPLETED)
+        get_logger().info("application notification handled",
+                          extra={"notification_type": notification.notification_type, "outcome": outcome})
+        return outcome
+
+    def _dispatch(self, notification: Notification) -> str:
+        section = ("applicationOAuthClientSecretExpiry" if notification.notification_type == SECRET_EXPIRY_TYPE
+                   else "applicationOAuthClientNewSecret")
+        if notification.field(section, "clientId") != self._credentials().client_id:
+            return "other client"
+        if notification.notification_type == SECRET_EXPIRY_TYPE:
+            return self._maybe_rotate(notification.time(section, "clientSecretExpiryTime"))
+        assert notification.notification_type == NEW_SECRET_TYPE
+        return self._store_new_secret(notification)
+
+    def _maybe_rotate(self, expires_at: datetime) -> str:
+        if expires_at - clock.now() >= self._rotate_when:
+            return "not yet"
+        # One call per minute across every container: a claim that expires after the interval.
+        if not self._claims.claim("rotation-call", owner="token_refresher", now=clock.epoch_seconds(),
+                                  ttl_seconds=ROTATION_INTERVAL_SECONDS):
+            raise RetryLater("rotateApplicationClientSecret was called less than a minute ago")
+        grant = self._lwa.client_credentials(ROTATION_SCOPE)
+        url = amazon_url(SPAPI_ENDPOINTS[Region.NA] + ROTATE_PATH, self._override)
+        response = self._session.post(url, headers={"x-amz-access-token": grant.access_token}, timeout=(3.05, 20))
+        if response.status_code == 429:
+            raise RetryLater("rotateApplicationClientSecret is throttled")
+        if response.status_code != 204:
+            raise RotationFailed(response.status_code)
+        count("ClientSecretRotated")
+        return "rotated"
+
+    def _store_new_secret(self, notification: Notification) -> str:
+        section = "applicationOAuthClientNewSecret"
+        new_secret = notification.field(section, "newClientSecret")
+        register_secret(new_secret)
+        current = self._store.read()
+        if current.get("client_secret") == new_secret:
+            return "duplicate"
+        self._store.write({
+            "client_id": current["client_id"],
+            "application_id": current["application_id"],
+            "client_secret": new_secret,
+            "previous_client_secret": current["client_secret"],
+            "previous_client_secret_expires_at": iso(notification.time(section, "oldClientSecretExpiryTime")),
+        })
+        self._credentials(force_fetch=True)  # this container switches at once
+        count("ClientSecretStored")
+        return "stored"
+
+
+class RotationFailed(Exception):
+    def __init__(self, status: int) -> None:
+        self.status = status
+        super().__init__(f"rotateApplicationClientSecret answered HTTP {status}")

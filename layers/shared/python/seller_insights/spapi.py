@@ -1,0 +1,77 @@
+"""A small SP-API client: the regional endpoint, the shared access token, and the 403 rule.
+
+A 403 that says the access token is unauthorized (expired, revoked, malformed) drops the cached
+token, refreshes once and retries once. A second refusal is the caller's to handle. Responses and URLs
+are never logged; errors carry the HTTP status and Amazon's error code only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from seller_insights.endpoints import amazon_url
+from seller_insights.errors import SpApiError
+from seller_insights.marketplaces import SPAPI_ENDPOINTS, Region
+from seller_insights.tokens import AccessTokenProvider
+
+USER_AGENT = "SellerInsights/0.1 (Language=Python/3.13; Platform=AWS Lambda)"
+_TOKEN_REFUSED = {"Unauthorized", "MissingAuthenticationToken", "InvalidAccessToken"}
+
+
+@dataclass(frozen=True)
+class SpApiTimeouts:
+    connect: float = 3.05
+    read: float = 20.0
+
+
+class SpApiClient:
+    def __init__(
+        self,
+        tokens: AccessTokenProvider,
+        *,
+        endpoint_override: str | None = None,
+        session: requests.Session | None = None,
+        timeouts: SpApiTimeouts | None = None,
+    ) -> None:
+        self._tokens = tokens
+        self._override = endpoint_override
+        self._session = session or requests.Session()
+        self._timeouts = timeouts or SpApiTimeouts()
+
+    def get_marketplace_participations(self, seller: str, region: str) -> dict[str, Any]:
+        """Sellers API getMarketplaceParticipations: the marketplaces this seller sells in."""
+        return self.request(seller, region, "GET", "/sellers/v1/marketplaceParticipations")
+
+    def request(self, seller: str, region: str, method: str, path: str, *,
+                params: dict[str, Any] | None = None, json: dict[str, Any] | None = None) -> dict[str, Any]:
+        url = amazon_url(SPAPI_ENDPOINTS[Region(region)] + path, self._override)
+        token = self._tokens.get(seller, region)
+        response = self._send(method, url, token.value, params, json)
+        if response.status_code == 403 and _error_code(response) in _TOKEN_REFUSED:
+            self._tokens.invalidate(seller, region, token)
+            token = self._tokens.get(seller, region)
+            response = self._send(method, url, token.value, params, json)
+        if response.status_code >= 400:
+            raise SpApiError(response.status_code, _error_code(response))
+        return response.json() if response.content else {}
+
+    def _send(self, method: str, url: str, access_token: str, params: dict[str, Any] | None,
+              json: dict[str, Any] | None) -> requests.Response:
+        return self._session.request(
+            method, url, params=params, json=json,
+            headers={"x-amz-access-token": access_token, "user-agent": USER_AGENT, "accept": "application/json"},
+            timeout=(self._timeouts.connect, self._timeouts.read),
+        )
+
+
+def _error_code(response: requests.Response) -> str | None:
+    try:
+        errors = response.json().get("errors") or []
+    except ValueError:
+        return None
+    first = errors[0] if errors and isinstance(errors[0], dict) else {}
+    code = first.get("code")
+    return str(code) if code else None

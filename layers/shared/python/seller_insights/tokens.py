@@ -1,0 +1,261 @@
+"""Access tokens for any duty: one shared, encrypted cache and one refresh per token lifetime.
+
+`AccessTokenProvider.get(seller, region)` answers from, in order:
+1. this container's memory (until the token is within `margin` of expiry);
+2. the tokens table, where the token is stored as vault ciphertext under `purpose=access_token` with a
+   TTL at its expiry (so every container and every duty shares it);
+3. a refresh at LWA, done by exactly one caller: the one that wins a conditional-write lease on the
+   token item. Everyone else polls the item until the new token appears or the lease lapses.
+
+`invalid_grant` on refresh means the seller revoked the app or the authorization lapsed: the
+connection is marked REVOKED (tokens deleted, purge date set) and `AuthorizationRevoked` is raised;
+it is never retried.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from boto3.dynamodb.conditions import Attr
+from botocore.exceptions import ClientError
+
+from seller_insights import clock
+from seller_insights.errors import AuthorizationRevoked, ConnectionNotActive, LwaInvalidGrant, TokenUnavailable
+from seller_insights.lwa import LwaClient
+from seller_insights.observability import get_logger, get_metrics
+from seller_insights.redaction import register_secret
+from seller_insights.repositories import ConnectionsRepository, ConnectionStatus, access_token_key
+from seller_insights.vault import Purpose, Sealed, SecretContext, Vault
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    value: str
+    expires_at: int  # epoch seconds
+
+    def __repr__(self) -> str:
+        return f"AccessToken(expires_at={self.expires_at})"
+
+
+@dataclass(frozen=True)
+class TokenPolicy:
+    margin_seconds: int = 120  # a token this close to expiry counts as expired
+    refresh_ahead_seconds: int = 300  # the refresher renews tokens this long before expiry
+    lease_seconds: int = 30  # a refresh that takes longer loses its lease
+    wait_seconds: float = 20.0  # how long a caller waits for another caller's refresh
+    poll_seconds: float = 0.2
+
+
+class AccessTokenCache:
+    """The TOKEN#{region} items of the tokens table."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def read(self, seller: str, region: str) -> dict[str, Any] | None:
+        item: dict[str, Any] | None = self._table.get_item(
+            Key=access_token_key(seller, region), ConsistentRead=True).get("Item")
+        return item
+
+    def try_lease(self, seller: str, region: str, owner: str, *, now: int, lease_seconds: int,
+                  stale_before: int) -> bool:
+        """Take the refresh lease, atomically, if nobody holds it AND the stored token (if any)
+        expires before `stale_before`: a caller that lost the race to a refresh that just finished
+        must not refresh again."""
+        free = Attr("lease_until").not_exists() | Attr("lease_until").lt(now)
+        stale = Attr("token_expires_at").not_exists() | Attr("token_expires_at").lt(stale_before)
+        try:
+            self._table.update_item(
+                Key=access_token_key(seller, region),
+                UpdateExpression="SET lease_owner = :owner, lease_until = :until, "
+                                 "expires_at = if_not_exists(expires_at, :until)",
+                ConditionExpression=free & stale,
+                ExpressionAttributeValues={":owner": owner, ":until": now + lease_seconds},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def store(self, seller: str, region: str, owner: str, sealed: Sealed, token_expires_at: int) -> bool:
+        """Publish the new token and end the lease; False if the lease was lost (or the item deleted)."""
+        try:
+            self._table.update_item(
+                Key=access_token_key(seller, region),
+                UpdateExpression="SET #token = :token, token_expires_at = :exp, expires_at = :exp "
+                                 "REMOVE lease_owner, lease_until",
+                ConditionExpression=Attr("lease_owner").eq(owner),
+                ExpressionAttributeNames={"#token": "token"},
+                ExpressionAttributeValues={":token": sealed.to_item(), ":exp": token_expires_at},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def release(self, seller: str, region: str, owner: str) -> None:
+        self._conditional(
+            UpdateExpression="REMOVE lease_owner, lease_until",
+            ConditionExpression=Attr("lease_owner").eq(owner),
+            Key=access_token_key(seller, region),
+        )
+
+    def abandon(self, seller: str, region: str, owner: str) -> None:
+        """The connection is not ACTIVE: leave no token item behind (only if we still hold the lease)."""
+        try:
+            self._table.delete_item(Key=access_token_key(seller, region),
+                                    ConditionExpression=Attr("lease_owner").eq(owner))
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+    def drop(self, seller: str, region: str, token_expires_at: int) -> None:
+        """Forget a token SP-API refused, unless a newer one replaced it meanwhile."""
+        self._conditional(
+            UpdateExpression="REMOVE #token, token_expires_at",
+            ConditionExpression=Attr("token_expires_at").eq(token_expires_at),
+            ExpressionAttributeNames={"#token": "token"},
+            Key=access_token_key(seller, region),
+        )
+
+    def _conditional(self, **kwargs: Any) -> None:
+        try:
+            self._table.update_item(**kwargs)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+
+class AccessTokenProvider:
+    def __init__(
+        self,
+        *,
+        connections: ConnectionsRepository,
+        cache: AccessTokenCache,
+        vault: Vault,
+        lwa: LwaClient,
+        retention_days: int,
+        policy: TokenPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._connections = connections
+        self._cache = cache
+        self._vault = vault
+        self._lwa = lwa
+        self._retention = timedelta(days=retention_days)
+        self._policy = policy or TokenPolicy()
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._owner = f"{uuid.uuid4()}"
+        self._memory: dict[tuple[str, str], AccessToken] = {}
+        self._memory_lock = threading.Lock()
+
+    def get(self, seller: str, region: str) -> AccessToken:
+        remembered = self._remembered(seller, region)
+        if remembered is not None:
+            return remembered
+        deadline = self._monotonic() + self._policy.wait_seconds
+        while True:
+            shared = self._from_table(seller, region)
+            if shared is not None:
+                return self._remember(seller, region, shared)
+            if self._lease(seller, region, stale_within=self._policy.margin_seconds):
+                return self._refresh_under_lease(seller, region)
+            if self._monotonic() >= deadline:
+                raise TokenUnavailable("another caller is still refreshing this token")
+            self._sleep(self._policy.poll_seconds)
+
+    def refresh(self, seller: str, region: str) -> AccessToken | None:
+        """Renew now if nobody else is (the scheduled refresher). None if another caller holds the lease."""
+        if not self._lease(seller, region, stale_within=self._policy.refresh_ahead_seconds):
+            return None
+        return self._refresh_under_lease(seller, region)
+
+    def _lease(self, seller: str, region: str, *, stale_within: int) -> bool:
+        now = clock.epoch_seconds()
+        return self._cache.try_lease(seller, region, self._owner, now=now, lease_seconds=self._policy.lease_seconds,
+                                     stale_before=now + stale_within)
+
+    def invalidate(self, seller: str, region: str, token: AccessToken) -> None:
+        """SP-API refused this token (expired or invalid): never hand it out again."""
+        with self._memory_lock:
+            if self._memory.get((seller, region)) == token:
+                del self._memory[(seller, region)]
+        self._cache.drop(seller, region, token.expires_at)
+
+    def _refresh_under_lease(self, seller: str, region: str) -> AccessToken:
+        try:
+            token = self._refresh(seller, region)
+        except (ConnectionNotActive, AuthorizationRevoked):
+            self._cache.abandon(seller, region, self._owner)
+            raise
+        except BaseException:
+            self._cache.release(seller, region, self._owner)
+            raise
+        return self._remember(seller, region, token)
+
+    def _refresh(self, seller: str, region: str) -> AccessToken:
+        connection = self._connections.get(seller, region)
+        sealed_refresh = self._connections.sealed_refresh_token(seller, region)
+        if connection is None or connection.status is not ConnectionStatus.ACTIVE or sealed_refresh is None:
+            raise ConnectionNotActive(f"no active connection for this seller in {region}")
+        refresh_context = SecretContext(Purpose.REFRESH_TOKEN, seller, region)
+        refresh_token = self._vault.open(sealed_refresh, refresh_context)
+        register_secret(refresh_token)
+        try:
+            grant = self._lwa.refresh(refresh_token)
+        except LwaInvalidGrant:
+            self._revoke(seller, region)
+            raise AuthorizationRevoked(f"LWA refused the refresh token for region {region}") from None
+        if grant.refresh_token and grant.refresh_token != refresh_token:
+            renewed = self._vault.seal(grant.refresh_token, refresh_context)
+            self._connections.replace_refresh_token(seller, region, renewed)
+        expires_at = clock.epoch_seconds() + grant.expires_in
+        token = AccessToken(grant.access_token, expires_at)
+        sealed = self._vault.seal(token.value, SecretContext(Purpose.ACCESS_TOKEN, seller, region))
+        if self._cache.store(seller, region, self._owner, sealed, expires_at):
+            self._connections.schedule_refresh(seller, region, expires_at - self._policy.refresh_ahead_seconds)
+        get_metrics().add_metric(name="AccessTokenRefreshed", unit=MetricUnit.Count, value=1)
+        return token
+
+    def _revoke(self, seller: str, region: str) -> None:
+        now = clock.now()
+        if self._connections.mark_revoked(seller, region, now=now, purge_after=now + self._retention):
+            get_metrics().add_metric(name="ConnectionsRevoked", unit=MetricUnit.Count, value=1)
+            get_logger().warning("authorization revoked; connection marked REVOKED", extra={"region": region})
+        with self._memory_lock:
+            self._memory.pop((seller, region), None)
+
+    def _from_table(self, seller: str, region: str) -> AccessToken | None:
+        item = self._cache.read(seller, region)
+        if not item or "token" not in item:
+            return None
+        expires_at = int(item["token_expires_at"])
+        if not self._fresh(expires_at):
+            return None
+        value = self._vault.open(Sealed.from_item(item["token"]), SecretContext(Purpose.ACCESS_TOKEN, seller, region))
+        register_secret(value)
+        return AccessToken(value, expires_at)
+
+    def _remembered(self, seller: str, region: str) -> AccessToken | None:
+        with self._memory_lock:
+            token = self._memory.get((seller, region))
+        return token if token is not None and self._fresh(token.expires_at) else None
+
+    def _remember(self, seller: str, region: str, token: AccessToken) -> AccessToken:
+        with self._memory_lock:
+            self._memory[(seller, region)] = token
+        return token
+
+    def _fresh(self, expires_at: int) -> bool:
+        return expires_at - self._policy.margin_seconds > clock.epoch_seconds()

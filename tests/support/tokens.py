@@ -1,0 +1,50 @@
+"""Product objects wired to the test environment (moto in-process, the Amazon emulator)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import boto3
+import requests
+
+from seller_insights.credentials import SecretsManagerCredentials
+from seller_insights.lwa import LwaClient, RetryPolicy
+from seller_insights.repositories import ConnectionsRepository
+from seller_insights.tokens import AccessTokenCache, AccessTokenProvider, TokenPolicy
+from seller_insights.vault import Vault
+from tests.support.resources import Resources
+
+
+def yield_cpu(_seconds: float) -> None:
+    """Polling without waiting on the wall clock: give the other threads the CPU."""
+    os.sched_yield()
+
+
+def provider(resources: Resources, emulator_url: str, *, retention_days: int = 30,
+             sleep: Callable[[float], None] = yield_cpu) -> AccessTokenProvider:
+    """A fresh provider, as a new Lambda container would build it (empty memory cache)."""
+    table = boto3.resource("dynamodb").Table(resources.tables["connections"])
+    lwa = LwaClient(f"{emulator_url}/_hosts/api.amazon.com/auth/o2/token",
+                    SecretsManagerCredentials(resources.secret_arn),
+                    policy=RetryPolicy(read_timeout=2.0, deadline=5.0), sleep=lambda _: None)
+    return AccessTokenProvider(connections=ConnectionsRepository(table), cache=AccessTokenCache(table),
+                               vault=Vault(boto3.client("kms"), resources.key_arn), lwa=lwa,
+                               retention_days=retention_days, policy=TokenPolicy(), sleep=sleep)
+
+
+def lwa_stats(emulator_url: str) -> dict[str, int]:
+    answer: dict[str, int] = requests.get(f"{emulator_url}/_emulator/stats", timeout=5).json()["lwa"]
+    return answer
+
+
+def connection_item(resources: Resources, seller: str, region: str) -> dict[str, object] | None:
+    table = boto3.resource("dynamodb").Table(resources.tables["connections"])
+    item: dict[str, object] | None = table.get_item(Key={"pk": f"SELLER#{seller}", "sk": f"CONN#{region}"}).get("Item")
+    return item
+
+
+def token_item(resources: Resources, seller: str, region: str) -> dict[str, object] | None:
+    table = boto3.resource("dynamodb").Table(resources.tables["connections"])
+    item: dict[str, object] | None = table.get_item(Key={"pk": f"SELLER#{seller}", "sk": f"TOKEN#{region}"}).get("Item")
+    return item
