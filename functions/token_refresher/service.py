@@ -25,7 +25,7 @@ from seller_insights.lwa import LwaClient
 from seller_insights.marketplaces import SPAPI_ENDPOINTS, Region
 from seller_insights.observability import get_logger, get_metrics
 from seller_insights.redaction import register_secret
-from seller_insights.repositories import ClaimStatus, ConnectionsRepository, OneTimeClaims, iso
+from seller_insights.repositories import ClaimStatus, ConnectionsRepository, OneTimeClaims
 from seller_insights.tokens import AccessTokenProvider, TokenPolicy
 from token_refresher.models import (
     NEW_SECRET_TYPE,
@@ -59,7 +59,8 @@ class RefreshSweep:
 
     def run(self, remaining_millis: Callable[[], int]) -> RefreshReport:
         report = RefreshReport()
-        due = list(self._connections.refresh_due(clock.epoch_seconds() + self._policy.refresh_ahead_seconds))
+        # refresh_due_at is already set refresh_ahead_seconds before each token's expiry.
+        due = list(self._connections.refresh_due(clock.epoch_seconds()))
         report.due = len(due)
         for position, (seller, region) in enumerate(due):
             if remaining_millis() < SAFETY_MILLIS:
@@ -213,11 +214,15 @@ class SecretRotation:
             "application_id": current["application_id"],
             "client_secret": new_secret,
             "previous_client_secret": current["client_secret"],
-            "previous_client_secret_expires_at": iso(notification.time(section, "oldClientSecretExpiryTime")),
+            "previous_client_secret_expires_at": iso_millis(notification.time(section, "oldClientSecretExpiryTime")),
         })
         self._credentials(force_fetch=True)  # this container switches at once
         count("ClientSecretStored")
         return "stored"
+
+
+def iso_millis(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class RotationFailed(Exception):

@@ -139,12 +139,13 @@ class ConnectionsRepository:
         One transaction, so no reader sees a REVOKED connection that still holds a token. False if the
         connection was not ACTIVE (already revoked, removed or never there): nothing changes then.
         """
+        # The resource's client serialises plain Python values, like Table does.
         client = self._table.meta.client
         try:
             client.transact_write_items(TransactItems=[
                 {"Update": {
                     "TableName": self._table.name,
-                    "Key": {k: {"S": v} for k, v in connection_key(seller_id, region).items()},
+                    "Key": connection_key(seller_id, region),
                     "UpdateExpression": (
                         "SET #status = :revoked, revoked_at = :now, purge_after = :purge, updated_at = :now "
                         "REMOVE refresh_token, refresh_shard, refresh_due_at, reauth_shard"
@@ -152,19 +153,17 @@ class ConnectionsRepository:
                     "ConditionExpression": "#status = :active",
                     "ExpressionAttributeNames": {"#status": "status"},
                     "ExpressionAttributeValues": {
-                        ":revoked": {"S": ConnectionStatus.REVOKED.value},
-                        ":active": {"S": ConnectionStatus.ACTIVE.value},
-                        ":now": {"S": iso(now)},
-                        ":purge": {"S": iso(purge_after)},
+                        ":revoked": ConnectionStatus.REVOKED.value,
+                        ":active": ConnectionStatus.ACTIVE.value,
+                        ":now": iso(now),
+                        ":purge": iso(purge_after),
                     },
                 }},
-                {"Delete": {
-                    "TableName": self._table.name,
-                    "Key": {k: {"S": v} for k, v in access_token_key(seller_id, region).items()},
-                }},
+                {"Delete": {"TableName": self._table.name, "Key": access_token_key(seller_id, region)}},
             ])
         except ClientError as exc:
-            if exc.response["Error"]["Code"] == "TransactionCanceledException":
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+            if exc.response["Error"]["Code"] == "TransactionCanceledException" and "ConditionalCheckFailed" in reasons:
                 return False
             raise
         return True

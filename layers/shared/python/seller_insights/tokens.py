@@ -67,10 +67,10 @@ class AccessTokenCache:
     def try_lease(self, seller: str, region: str, owner: str, *, now: int, lease_seconds: int,
                   stale_before: int) -> bool:
         """Take the refresh lease, atomically, if nobody holds it AND the stored token (if any)
-        expires before `stale_before`: a caller that lost the race to a refresh that just finished
+        expires by `stale_before`: a caller that lost the race to a refresh that just finished
         must not refresh again."""
         free = Attr("lease_until").not_exists() | Attr("lease_until").lt(now)
-        stale = Attr("token_expires_at").not_exists() | Attr("token_expires_at").lt(stale_before)
+        stale = Attr("token_expires_at").not_exists() | Attr("token_expires_at").lte(stale_before)
         try:
             self._table.update_item(
                 Key=access_token_key(seller, region),

@@ -1,0 +1,214 @@
+"""Revocation, the 403 rule, LWA faults on refresh, the refresh sweep and re-authorization notices,
+each with its "nothing lost" oracle (security.md §7.3-7.4)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import boto3
+import pytest
+import requests
+from aws_lambda_powertools.utilities.parameters.base import clear_caches
+
+from seller_insights.errors import AuthorizationRevoked, ConnectionNotActive, LwaUnavailable
+from seller_insights.spapi import SpApiClient
+from tests.support.api import ConsentClient, FakeContext
+from tests.support.flows import appstore_login_query, callback_query, connect
+from tests.support.tokens import connection_item, lwa_stats, provider, token_item
+
+SELLER = "A1LIFECYCLE0001"
+OTHER = "A2LIFECYCLE0002"
+
+
+@pytest.fixture
+def connected(token_env, emulator):
+    assert connect(ConsentClient(), emulator.base_url, SELLER, "US").status == 303
+    return token_env
+
+
+def revoke(emulator, seller=SELLER, region="NA"):
+    requests.post(f"{emulator.base_url}/_emulator/revoke",
+                  json={"selling_partner_id": seller, "region": region}, timeout=5).raise_for_status()
+
+
+def fault(emulator, status, count, **extra):
+    requests.post(f"{emulator.base_url}/_emulator/faults",
+                  json={"operation": "lwa_token", "status": status, "count": count, **extra},
+                  timeout=5).raise_for_status()
+
+
+def every_item(resources):
+    dynamodb = boto3.resource("dynamodb")
+    return [item for name in resources.tables.values() for item in dynamodb.Table(name).scan()["Items"]]
+
+
+def refresher(task):
+    from token_refresher.handler import lambda_handler
+
+    return lambda_handler({"task": task}, FakeContext(function_name="token_refresher"))
+
+
+# --- revocation -----------------------------------------------------------------------------------
+
+def test_invalid_grant_revokes_once_and_deletes_every_token(connected, emulator, product_clock):
+    tokens = provider(connected, emulator.base_url)
+    tokens.get(SELLER, "NA")
+    revoke(emulator)
+    product_clock.advance(3600)
+    before = lwa_stats(emulator.base_url)["refresh_token"]
+    with pytest.raises(AuthorizationRevoked):
+        provider(connected, emulator.base_url).get(SELLER, "NA")
+    assert lwa_stats(emulator.base_url)["refresh_token"] == before + 1  # no retry storm
+    item = connection_item(connected, SELLER, "NA")
+    assert item["status"] == "REVOKED"
+    assert item["purge_after"] == "2026-12-29T13:00:00Z"  # now + 30 days
+    for gone in ("refresh_token", "refresh_shard", "refresh_due_at", "reauth_shard"):
+        assert gone not in item
+    assert token_item(connected, SELLER, "NA") is None
+    assert not any("Atz" in repr(i) for i in every_item(connected))
+    # Afterwards: no LWA call at all for this connection.
+    with pytest.raises(ConnectionNotActive):
+        provider(connected, emulator.base_url).get(SELLER, "NA")
+    assert lwa_stats(emulator.base_url)["refresh_token"] == before + 1
+
+
+def test_reauthorization_before_purge_makes_it_active_again(connected, emulator, product_clock):
+    revoke(emulator)
+    with pytest.raises(AuthorizationRevoked):
+        provider(connected, emulator.base_url).get(SELLER, "NA")
+    product_clock.advance(timedelta(days=3).total_seconds())
+    client = ConsentClient()
+    hop = client.get(f"/login?{appstore_login_query(emulator.base_url, SELLER, 'NA')}")
+    amazon = requests.get(hop.location, allow_redirects=False, timeout=5).headers["Location"]
+    assert client.get(f"/callback?{callback_query(amazon)}").status == 303
+    item = connection_item(connected, SELLER, "NA")
+    assert item["status"] == "ACTIVE" and "purge_after" not in item and "revoked_at" not in item
+    assert provider(connected, emulator.base_url).get(SELLER, "NA").value.startswith("Atza|")
+
+
+def test_authorization_lapses_after_365_days(connected, emulator, product_clock):
+    product_clock.advance(timedelta(days=366).total_seconds())
+    emulator.advance_clock(timedelta(days=366).total_seconds())
+    with pytest.raises(AuthorizationRevoked):
+        provider(connected, emulator.base_url).get(SELLER, "NA")
+    assert connection_item(connected, SELLER, "NA")["status"] == "REVOKED"
+
+
+# --- the 403 rule ---------------------------------------------------------------------------------
+
+def test_a_403_for_an_expired_token_refreshes_once_and_retries_once(connected, emulator):
+    tokens = provider(connected, emulator.base_url)
+    client = SpApiClient(tokens, endpoint_override=emulator.base_url)
+    assert client.get_marketplace_participations(SELLER, "NA")["payload"]
+    emulator.advance_clock(3601)  # Amazon's clock says the cached token is dead; ours does not yet
+    assert client.get_marketplace_participations(SELLER, "NA")["payload"]
+    assert lwa_stats(emulator.base_url)["refresh_token"] == 2
+    stats = requests.get(f"{emulator.base_url}/_emulator/stats", timeout=5).json()
+    assert stats["spapi"]["getMarketplaceParticipations"] == 3
+    assert stats["spapi_denied"]["getMarketplaceParticipations"] == 1
+
+
+def test_a_403_after_revocation_ends_in_the_revocation_path(connected, emulator):
+    client = SpApiClient(provider(connected, emulator.base_url), endpoint_override=emulator.base_url)
+    client.get_marketplace_participations(SELLER, "NA")
+    revoke(emulator)
+    with pytest.raises(AuthorizationRevoked):
+        client.get_marketplace_participations(SELLER, "NA")
+    assert connection_item(connected, SELLER, "NA")["status"] == "REVOKED"
+    stats = requests.get(f"{emulator.base_url}/_emulator/stats", timeout=5).json()
+    assert stats["spapi"]["getMarketplaceParticipations"] == 2  # no retry once the refresh failed
+    assert lwa_stats(emulator.base_url)["refresh_token"] == 2
+
+
+# --- LWA faults on refresh ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("status", [500, 503, "timeout"])
+def test_lwa_outage_on_refresh_keeps_everything(connected, emulator, status):
+    fault(emulator, status, 10, **({"hold_seconds": 3.0} if status == "timeout" else {}))
+    due_before = connection_item(connected, SELLER, "NA")["refresh_due_at"]
+    with pytest.raises(LwaUnavailable):
+        provider(connected, emulator.base_url).get(SELLER, "NA")
+    item = connection_item(connected, SELLER, "NA")
+    assert item["status"] == "ACTIVE" and "refresh_token" in item
+    assert item["refresh_due_at"] == due_before  # still due: the next sweep tries again
+    leftover = token_item(connected, SELLER, "NA")
+    assert leftover is None or ("lease_owner" not in leftover and "token" not in leftover)
+
+
+def test_transient_lwa_errors_are_retried_within_the_call(connected, emulator):
+    fault(emulator, 503, 2)
+    assert provider(connected, emulator.base_url).get(SELLER, "NA").value.startswith("Atza|")
+    assert lwa_stats(emulator.base_url)["refresh_token"] == 3
+
+
+# --- the scheduled sweep --------------------------------------------------------------------------
+
+def test_sweep_refreshes_due_connections_and_detects_revocations(connected, emulator, product_clock):
+    assert connect(ConsentClient(), emulator.base_url, OTHER, "DE").status == 303
+    first = refresher("refresh-tokens")
+    assert first == {"due": 2, "refreshed": 2, "revoked": 0, "skipped": 0, "failed": 0, "stopped": None, "left": 0}
+    assert refresher("refresh-tokens")["due"] == 0  # nothing due until five minutes before expiry
+    revoke(emulator, OTHER, "EU")
+    product_clock.advance(3600 - 300)
+    second = refresher("refresh-tokens")
+    assert (second["due"], second["refreshed"], second["revoked"]) == (2, 1, 1)
+    assert connection_item(connected, OTHER, "EU")["status"] == "REVOKED"
+    assert refresher("refresh-tokens")["due"] == 0  # a revoked connection leaves the index
+
+
+def test_invalid_client_touches_no_connection(connected, emulator, capfd):
+    boto3.client("secretsmanager").put_secret_value(SecretId=connected.secret_arn, SecretString=json.dumps({
+        "client_id": emulator.client_id, "client_secret": "amzn1.oa2-cs.v1." + "0" * 64,
+        "application_id": emulator.application_id}))
+    clear_caches()  # as a container would after its 5-minute max age
+    report = refresher("refresh-tokens")
+    assert report["stopped"] == "invalid_client" and report["refreshed"] == 0
+    item = connection_item(connected, SELLER, "NA")
+    assert item["status"] == "ACTIVE" and "refresh_token" in item
+    assert '"LwaInvalidClient":[1.0]' in capfd.readouterr().out  # the alarm's metric
+
+
+def test_previous_secret_works_during_the_rotation_overlap(connected, emulator, product_clock):
+    good = emulator.client_secret
+    def secret(expires):
+        return json.dumps({"client_id": emulator.client_id, "application_id": emulator.application_id,
+                           "client_secret": "amzn1.oa2-cs.v1." + "1" * 64,
+                           "previous_client_secret": good, "previous_client_secret_expires_at": expires})
+
+    boto3.client("secretsmanager").put_secret_value(SecretId=connected.secret_arn,
+                                                    SecretString=secret("2026-12-06T12:00:00Z"))
+    clear_caches()
+    assert provider(connected, emulator.base_url).get(SELLER, "NA").value.startswith("Atza|")
+    boto3.client("secretsmanager").put_secret_value(SecretId=connected.secret_arn,
+                                                    SecretString=secret("2026-11-29T11:00:00Z"))
+    clear_caches()
+    from seller_insights.errors import LwaInvalidClient
+
+    product_clock.advance(3600)
+    with pytest.raises(LwaInvalidClient):
+        provider(connected, emulator.base_url).get(SELLER, "NA")
+
+
+# --- re-authorization notices ---------------------------------------------------------------------
+
+def test_reauthorization_due_within_30_days_is_published(connected, emulator, product_clock):
+    events = boto3.client("events")
+    sqs = boto3.client("sqs")
+    queue = sqs.create_queue(QueueName="notices")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="notices", EventPattern=json.dumps({"source": ["seller-insights.tokens"],
+                                                               "detail-type": ["ReauthorizationDue"]}))
+    events.put_targets(Rule="notices", Targets=[{"Id": "q", "Arn": arn}])
+
+    assert refresher("check-reauthorization") == {"due": 0, "published": 0}
+    product_clock.advance(timedelta(days=340).total_seconds())
+    assert refresher("check-reauthorization") == {"due": 1, "published": 1}
+    body = json.loads(sqs.receive_message(QueueUrl=queue)["Messages"][0]["Body"])
+    assert body["detail"] == {"seller_id": SELLER, "region": "NA",
+                              "reauthorization_due_at": "2027-11-29T12:00:00Z", "days_left": 25}
+
+
+def test_unknown_events_are_refused(token_env):
+    with pytest.raises(ValueError, match="unknown event"):
+        refresher("something-else")
