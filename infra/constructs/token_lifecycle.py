@@ -40,6 +40,7 @@ REAUTHORIZATION_DUE = "ReauthorizationDue"
 DEFAULT_EVENT_BUS = "default"
 INVALID_CLIENT_METRIC = "LwaInvalidClient"
 
+SWEEP_TIMEOUT_SECONDS = 120
 # Architecture §4: visibility timeout at least six times the consumer's timeout.
 VISIBILITY_TIMEOUT_FACTOR = 6
 NOTIFICATIONS_BATCH_SIZE = 10
@@ -88,6 +89,9 @@ class TokenLifecycle(Construct):
             "TokenRefresher",
             duty=DUTY,
             config=config,
+            # The refresh sweep works through due connections until 10 s are left, so a longer timeout
+            # means more connections per run; the notifications queue's visibility follows (x6).
+            timeout=Duration.seconds(SWEEP_TIMEOUT_SECONDS),
             description="Token lifecycle: access-token refresh, re-authorization notices, LWA client-secret rotation",
             environment={
                 "CONNECTIONS_TABLE": vault.connections.table_name,
