@@ -58,8 +58,8 @@ dev: install  ## run the local stack until Ctrl-C (prints its endpoints as one J
 lint: $(VENV)/.installed  ## ruff
 	@$(VENV)/bin/ruff check .
 
-typecheck: $(VENV)/.installed  ## mypy on the deployed code and the infrastructure
-	@$(VENV)/bin/mypy layers functions infra app.py
+typecheck: $(VENV)/.installed  ## mypy on the deployed code, the infrastructure, the local stack and the benchmarks
+	@$(VENV)/bin/mypy layers functions infra app.py local bench
 
 unit: $(VENV)/.installed
 	@$(PY) -m pytest tests/unit -q

@@ -16,7 +16,7 @@ from local.demo import run_demo
 from local.stack import LocalStack, StackOptions
 
 
-def _claim_stdout() -> TextIO:
+def claim_stdout() -> TextIO:
     """Keep the real stdout for our one JSON line; everything else that writes to stdout (Powertools'
     logger and metrics, jsii's relay of Node output, stray prints) lands on stderr, even at fd level.
     """
@@ -27,7 +27,7 @@ def _claim_stdout() -> TextIO:
     return ours
 
 
-def _configure_logging(level: int) -> None:
+def configure_logging(level: int) -> None:
     logging.basicConfig(
         stream=sys.stderr,
         level=level,
@@ -57,9 +57,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    out = _claim_stdout()
+    out = claim_stdout()
     quiet = args.command == "demo" and not args.verbose
-    _configure_logging(logging.WARNING if quiet else logging.INFO)
+    configure_logging(logging.WARNING if quiet else logging.INFO)
 
     options = StackOptions(args.host, args.api_port, args.amazon_port, args.aws_port, args.template,
                            quiet_functions=quiet)

@@ -50,7 +50,7 @@ class TokenPolicy:
     refresh_ahead_seconds: int = 300  # the refresher renews tokens this long before expiry
     lease_seconds: int = 30  # a refresh that takes longer loses its lease
     wait_seconds: float = 20.0  # how long a caller waits for another caller's refresh
-    poll_seconds: float = 0.2
+    poll_seconds: float = 0.1
 
 
 class AccessTokenCache:
@@ -159,11 +159,21 @@ class AccessTokenProvider:
         self._owner = f"{uuid.uuid4()}"
         self._memory: dict[tuple[str, str], AccessToken] = {}
         self._memory_lock = threading.Lock()
+        self._key_locks: dict[tuple[str, str], threading.Lock] = {}
 
     def get(self, seller: str, region: str) -> AccessToken:
         remembered = self._remembered(seller, region)
         if remembered is not None:
             return remembered
+        # One caller per container goes to the table (and maybe LWA); its threads wait here and then
+        # find the token in memory, instead of each reading, leasing and decrypting on its own.
+        with self._key_lock(seller, region):
+            remembered = self._remembered(seller, region)
+            if remembered is not None:
+                return remembered
+            return self._get_shared(seller, region)
+
+    def _get_shared(self, seller: str, region: str) -> AccessToken:
         deadline = self._monotonic() + self._policy.wait_seconds
         while True:
             shared = self._from_table(seller, region)
@@ -246,6 +256,10 @@ class AccessTokenProvider:
         value = self._vault.open(Sealed.from_item(item["token"]), SecretContext(Purpose.ACCESS_TOKEN, seller, region))
         register_secret(value)
         return AccessToken(value, expires_at)
+
+    def _key_lock(self, seller: str, region: str) -> threading.Lock:
+        with self._memory_lock:
+            return self._key_locks.setdefault((seller, region), threading.Lock())
 
     def _remembered(self, seller: str, region: str) -> AccessToken | None:
         with self._memory_lock:
