@@ -1,9 +1,12 @@
 """`python -m local demo`: a stack of its own, the scenario played through the same HTTP interfaces a
 browser, Amazon and an operator use, the story on stderr and one JSON summary line on stdout.
 
-Scenario (first slice): two sellers connect through the website flow, one in North America and one in
-Europe; both refresh tokens are stored encrypted and open to live tokens; then the first seller
-re-authorizes from the Appstore, which replaces the token without adding a connection.
+Scenario: two sellers connect through the website flow, one in North America and one in Europe; both
+refresh tokens are stored encrypted and open to live tokens; then the first seller re-authorizes from
+the Appstore, which replaces the token without adding a connection. Then the token lifecycle: the
+scheduled refresh sweep fills the shared, encrypted access-token cache; the first seller removes the app
+in Seller Central; an hour later the sweep meets `invalid_grant` and marks the connection REVOKED
+(tokens deleted, purge date set); the seller authorizes again from the Appstore and is ACTIVE again.
 """
 
 from __future__ import annotations
@@ -95,13 +98,83 @@ class Demo:
         connections[0] = replaced
         say(f"the token was replaced in place: still {count} connections, the new token is live")
 
+        tokens_refreshed = self.refresh_sweep(sellers)
+        revocation = self.revocation(first, "NA")
+
         stats = requests.get(f"{self.amazon}/_emulator/stats", timeout=_TIMEOUT).json()
         return {
             "sellers_connected": len(sellers),
             "connections": connections,
             "reauthorized": 1,
+            "tokens_refreshed": tokens_refreshed,
+            "revocation": revocation,
             "lwa_calls": stats.get("lwa", stats),
         }
+
+    # --- the token lifecycle --------------------------------------------------------------------
+
+    def refresh_sweep(self, sellers: list[tuple[str, str]]) -> int:
+        say("the refresh-tokens schedule fires (every 5 minutes in AWS)")
+        report = self.fire("refresh-tokens")
+        refreshed = int(report.get("refreshed", 0))
+        expect(
+            refreshed == len(sellers) and report.get("stopped") is None,
+            f"refresh-tokens should have refreshed {len(sellers)} connections: {_report(report)}",
+        )
+        for seller, marketplace in sellers:
+            region = _REGION_OF[marketplace]
+            cached = self.item(seller, region, "TOKEN")
+            expect(cached is not None and bool(cached.get("token")), f"no cached access token for {seller} {region}")
+            expect(not _contains(cached, b"Atza|"), f"the cached access token of {seller} {region} is plaintext")
+        say(f"  {refreshed} access tokens refreshed into the shared cache, stored encrypted (no Atza| anywhere)")
+        return refreshed
+
+    def revocation(self, seller: str, region: str) -> dict[str, Any]:
+        say(f"seller {seller} removes the app in Seller Central ({region})")
+        answer = requests.post(
+            f"{self.amazon}/_emulator/revoke", json={"selling_partner_id": seller, "region": region}, timeout=_TIMEOUT
+        )
+        expect(answer.status_code == 200, f"the emulator refused the revocation: {answer.status_code}")
+        clock = requests.post(f"{self.api}/_local/clock", json={"advance_seconds": 3600}, timeout=_TIMEOUT)
+        expect(clock.status_code == 200, f"/_local/clock answered {clock.status_code}")
+        say(f"one hour passes (virtual clock now {clock.json()['now']}); the access tokens are due again")
+        report = self.fire("refresh-tokens")
+        expect(report.get("revoked") == 1, f"refresh-tokens should have found 1 revoked connection: {_report(report)}")
+        item = self.item(seller, region)
+        expect(
+            item is not None and item.get("status") == "REVOKED",
+            f"the connection of {seller} in {region} is {item and item.get('status')}, not REVOKED",
+        )
+        assert item is not None
+        tokens_left = int("refresh_token" in item) + int(self.item(seller, region, "TOKEN") is not None)
+        expect(tokens_left == 0, f"{tokens_left} tokens of {seller} in {region} survived the revocation")
+        purge_after = str(item.get("purge_after", ""))
+        expect(bool(purge_after), "the REVOKED connection has no purge date")
+        say(
+            f"  LWA answered invalid_grant: {seller} {region} REVOKED, refresh and access tokens deleted, "
+            f"the seller's data is purged after {purge_after}"
+        )
+        others = int(report.get("refreshed", 0))
+        say(f"  ({others} other connection{'' if others == 1 else 's'} refreshed in the same sweep)")
+
+        say(f"seller {seller} authorizes the app again from the Appstore ({region})")
+        self.authorize_from_appstore(seller, region)
+        again = self.check_connection(seller, region)
+        item = self.item(seller, region)
+        expect(item is not None and "purge_after" not in item, "the purge date survived the new authorization")
+        say(f"  {seller} {region} is ACTIVE again, purge date cleared")
+        return {
+            "detected": True,
+            "purge_after": purge_after,
+            "tokens_left": tokens_left,
+            "reauthorized": again["status"] == "ACTIVE",
+        }
+
+    def fire(self, schedule: str) -> dict[str, Any]:
+        answer = requests.post(f"{self.api}/_local/fire/{schedule}", timeout=_TIMEOUT)
+        expect(answer.status_code == 200, f"/_local/fire/{schedule} answered {answer.status_code}")
+        report: dict[str, Any] = answer.json()
+        return report
 
     # --- the browser's part ---------------------------------------------------------------------
 
@@ -153,8 +226,8 @@ class Demo:
 
     # --- what is stored -------------------------------------------------------------------------
 
-    def item(self, seller: str, region: str) -> dict[str, Any] | None:
-        key = {"pk": f"SELLER#{seller}", "sk": f"CONN#{region}"}
+    def item(self, seller: str, region: str, kind: str = "CONN") -> dict[str, Any] | None:
+        key = {"pk": f"SELLER#{seller}", "sk": f"{kind}#{region}"}
         item: dict[str, Any] | None = self.table.get_item(Key=key, ConsistentRead=True).get("Item")
         return item
 
@@ -208,6 +281,10 @@ class Demo:
             timeout=_TIMEOUT,
         )
         return answer.status_code == 200 and bool(answer.json().get("access_token"))
+
+
+def _report(report: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in report.items() if v not in (None, 0))
 
 
 def _contains(value: Any, needle: bytes) -> bool:

@@ -26,6 +26,7 @@ class Notification:
     notification_id: str
     notification_type: str
     payload: dict[str, Any]
+    event_time: str = ""
 
     @classmethod
     def parse(cls, body: str) -> Notification:
@@ -39,7 +40,7 @@ class Notification:
             raise MalformedNotification("not an Amazon application notification") from None
         if notification_type not in (SECRET_EXPIRY_TYPE, NEW_SECRET_TYPE) or not isinstance(payload, dict):
             raise MalformedNotification(f"unsupported notification type {str(notification_type)[:64]!r}")
-        return cls(notification_id, notification_type, payload)
+        return cls(notification_id, notification_type, payload, str(message.get("eventTime") or ""))
 
     def field(self, section: str, name: str) -> str:
         try:

@@ -181,6 +181,8 @@ class SecretRotation:
         if notification.field(section, "clientId") != self._credentials().client_id:
             return "other client"
         if notification.notification_type == SECRET_EXPIRY_TYPE:
+            if self._secret_replaced_after(notification.event_time):
+                return "already rotated"
             return self._maybe_rotate(notification.time(section, "clientSecretExpiryTime"))
         assert notification.notification_type == NEW_SECRET_TYPE
         return self._store_new_secret(notification)
@@ -202,6 +204,16 @@ class SecretRotation:
         count("ClientSecretRotated")
         return "rotated"
 
+    def _secret_replaced_after(self, event_time: str) -> bool:
+        """A late or repeated expiry notice about a secret we have already replaced."""
+        stored_at = self._store.read().get("stored_at")
+        if not stored_at or not event_time:
+            return False
+        try:
+            return _parse(event_time) < _parse(str(stored_at))
+        except ValueError:
+            return False
+
     def _store_new_secret(self, notification: Notification) -> str:
         section = "applicationOAuthClientNewSecret"
         new_secret = notification.field(section, "newClientSecret")
@@ -215,10 +227,15 @@ class SecretRotation:
             "client_secret": new_secret,
             "previous_client_secret": current["client_secret"],
             "previous_client_secret_expires_at": iso_millis(notification.time(section, "oldClientSecretExpiryTime")),
+            "stored_at": iso_millis(clock.now()),
         })
         self._credentials(force_fetch=True)  # this container switches at once
         count("ClientSecretStored")
         return "stored"
+
+
+def _parse(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def iso_millis(moment: datetime) -> str:

@@ -9,6 +9,8 @@ import pytest
 import requests
 from aws_lambda_powertools.utilities.parameters.base import clear_caches
 
+from seller_insights import clock
+from seller_insights.clock import FixedClock
 from tests.support.api import FakeContext
 
 SELLER = "A1ROTATION00001"
@@ -16,6 +18,8 @@ SELLER = "A1ROTATION00001"
 
 @pytest.fixture
 def queue(token_env, emulator):
+    # Amazon's notices carry Amazon's time; the product must live in the same time for them.
+    clock.set_clock(FixedClock(emulator.now()))
     url = boto3.client("sqs").create_queue(QueueName="notifications")["QueueUrl"]
     emulator.configure(notification_queue_url=url)
     yield url
@@ -103,3 +107,16 @@ def test_malformed_message_fails_alone_and_is_not_logged(queue, token_env, emula
     records = [*receive(queue), {"messageId": "bad-1", "body": '{"canary": "c4n4ry-v4lu3-xyz"}'}]
     assert consume(records) == {"batchItemFailures": [{"itemIdentifier": "bad-1"}]}
     assert "c4n4ry-v4lu3-xyz" not in "".join(capfd.readouterr())
+
+
+def test_a_late_expiry_notice_about_a_replaced_secret_does_not_rotate_again(queue, token_env, emulator):
+    expiry_notice(emulator, 5)
+    first_notice = receive(queue)
+    consume(first_notice)
+    clock.get_clock().advance(30)  # our clock stands still otherwise; Amazon's runs
+    consume(receive(queue))  # the new secret is stored
+    clock.get_clock().advance(120)  # past the one-call-a-minute window
+    late = json.loads(first_notice[0]["body"])
+    late["notificationMetadata"]["notificationId"] = "another-delivery-of-the-old-notice"
+    assert consume([{"messageId": "late", "body": json.dumps(late)}]) == {"batchItemFailures": []}
+    assert rotations(emulator) == 1

@@ -225,7 +225,9 @@ class AccessTokenProvider:
         try:
             grant = self._lwa.refresh(refresh_token)
         except LwaInvalidGrant:
-            self._revoke(seller, region)
+            if not self._revoke(seller, region):
+                # Someone else changed the connection meanwhile (revoked it, removed its tokens).
+                raise ConnectionNotActive(f"the connection in {region} is no longer active") from None
             raise AuthorizationRevoked(f"LWA refused the refresh token for region {region}") from None
         if grant.refresh_token and grant.refresh_token != refresh_token:
             renewed = self._vault.seal(grant.refresh_token, refresh_context)
@@ -238,13 +240,15 @@ class AccessTokenProvider:
         get_metrics().add_metric(name="AccessTokenRefreshed", unit=MetricUnit.Count, value=1)
         return token
 
-    def _revoke(self, seller: str, region: str) -> None:
+    def _revoke(self, seller: str, region: str) -> bool:
         now = clock.now()
-        if self._connections.mark_revoked(seller, region, now=now, purge_after=now + self._retention):
-            get_metrics().add_metric(name="ConnectionsRevoked", unit=MetricUnit.Count, value=1)
-            get_logger().warning("authorization revoked; connection marked REVOKED", extra={"region": region})
         with self._memory_lock:
             self._memory.pop((seller, region), None)
+        if not self._connections.mark_revoked(seller, region, now=now, purge_after=now + self._retention):
+            return False
+        get_metrics().add_metric(name="ConnectionsRevoked", unit=MetricUnit.Count, value=1)
+        get_logger().warning("authorization revoked; connection marked REVOKED", extra={"region": region})
+        return True
 
     def _from_table(self, seller: str, region: str) -> AccessToken | None:
         item = self._cache.read(seller, region)

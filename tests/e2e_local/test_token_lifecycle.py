@@ -1,0 +1,333 @@
+"""The token lifecycle through `python -m local serve` (docs/internal-contracts.md, "Token lifecycle"):
+the scheduled refresh sweep and revocation, the re-authorization notice, the LWA client secret rotation.
+
+Driven over HTTP only (our API, the Amazon emulator's control calls); boto3 against the printed AWS
+endpoint only to verify what is stored. These tests move the virtual clock by months and rotate the
+application's client secret, so they run against a serve process of their own, not the session one.
+Secret values (tokens, client secrets) are compared, never shown: no assertion puts one in its message.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urljoin
+
+import boto3
+import pytest
+import requests
+from boto3.dynamodb.types import Binary
+
+from local.browser import browser_session
+from tests.support.local_stack import Serve, launch, secret_findings
+
+pytestmark = pytest.mark.slow
+TIMEOUT = 30
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+PURPOSE_TAG = "seller-insights:purpose"
+PLAINTEXT_MARKERS = ("Atzr|", "Atza|")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
+    started = launch(tmp_path_factory.mktemp("token-lifecycle") / "stderr.log")
+    yield started
+    code, rest = started.terminate()
+    assert code == 0, started.stderr()[-3000:]
+    assert rest == "", "serve wrote more than its JSON line on stdout"
+    findings = secret_findings(started.stderr())
+    assert not findings, f"secret material in the serve log: {findings}"
+
+
+@pytest.fixture(scope="module")
+def info(stack: Serve) -> dict[str, Any]:
+    return stack.info
+
+
+# --- helpers: HTTP ------------------------------------------------------------------------------
+
+
+def new_seller() -> str:
+    return "A" + "".join(secrets.choice(ALPHABET) for _ in range(13))
+
+
+def when(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def post(url: str, body: Any = None) -> dict[str, Any]:
+    answer = requests.post(url, json=body, timeout=TIMEOUT)
+    assert answer.status_code == 200, f"POST {url.split('/', 3)[-1]}: {answer.status_code} {answer.text[:300]}"
+    result: dict[str, Any] = answer.json()
+    return result
+
+
+def fire(info: dict[str, Any], schedule: str) -> dict[str, Any]:
+    return post(f"{info['api']}/_local/fire/{schedule}")
+
+
+def advance(info: dict[str, Any], seconds: int) -> datetime:
+    return when(post(f"{info['api']}/_local/clock", {"advance_seconds": seconds})["now"])
+
+
+def virtual_now(info: dict[str, Any]) -> datetime:
+    return when(requests.get(f"{info['api']}/_local/clock", timeout=TIMEOUT).json()["now"])
+
+
+def drain(info: dict[str, Any], max_seconds: int = 30) -> dict[str, Any]:
+    return post(f"{info['api']}/_local/drain", {"max_seconds": max_seconds})
+
+
+def stats(info: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = requests.get(f"{info['amazon']}/_emulator/stats", timeout=TIMEOUT).json()
+    return result
+
+
+def redirect(response: requests.Response, status: int) -> str:
+    assert response.status_code == status, f"{response.url.split('?')[0]}: {response.status_code}"
+    return response.headers["Location"]
+
+
+def finish_at_callback(info: dict[str, Any], browser: requests.Session, callback_url: str) -> None:
+    assert callback_url.startswith(f"{info['api']}/callback?")
+    callback = browser.get(callback_url, allow_redirects=False, timeout=TIMEOUT)
+    success = urljoin(callback_url, redirect(callback, 303))
+    assert browser.get(success, allow_redirects=False, timeout=TIMEOUT).status_code == 200
+
+
+def connect(info: dict[str, Any], seller: str, marketplace: str = "US") -> None:
+    """The website flow: /connect → Amazon's consent page → /callback."""
+    browser = browser_session()
+    start = browser.get(
+        f"{info['api']}/connect", params={"marketplace": marketplace}, allow_redirects=False, timeout=TIMEOUT
+    )
+    consent_url = redirect(start, 302)
+    assert consent_url.startswith(info["amazon"])
+    answer = post(f"{info['amazon']}/_emulator/consent", {"consent_url": consent_url, "selling_partner_id": seller})
+    finish_at_callback(info, browser, answer["redirect"])
+
+
+def authorize_from_appstore(info: dict[str, Any], seller: str, region: str) -> None:
+    """The Appstore flow: Amazon → our Log-in URI → Amazon's confirm hop → /callback."""
+    login_url = post(f"{info['amazon']}/_emulator/appstore", {"selling_partner_id": seller, "region": region})[
+        "login_url"
+    ]
+    assert login_url.startswith(f"{info['api']}/login?")
+    browser = browser_session()
+    confirm_url = redirect(browser.get(login_url, allow_redirects=False, timeout=TIMEOUT), 302)
+    assert confirm_url.startswith(info["amazon"])
+    callback_url = redirect(browser.get(confirm_url, allow_redirects=False, timeout=TIMEOUT), 302)
+    finish_at_callback(info, browser, callback_url)
+
+
+# --- helpers: what is stored --------------------------------------------------------------------
+
+
+def dynamodb(info: dict[str, Any]) -> Any:
+    return boto3.resource("dynamodb", endpoint_url=info["aws"], region_name=info["region"])
+
+
+def connections(info: dict[str, Any]) -> Any:
+    return dynamodb(info).Table(info["resources"]["tables"]["connections"])
+
+
+def stored(info: dict[str, Any], seller: str, sort_key: str) -> dict[str, Any] | None:
+    item: dict[str, Any] | None = (
+        connections(info).get_item(Key={"pk": f"SELLER#{seller}", "sk": sort_key}, ConsistentRead=True).get("Item")
+    )
+    return item
+
+
+def scan_all(table: Any) -> list[dict[str, Any]]:
+    # Scanning is fine in a test; the product never scans.
+    page = table.scan(ConsistentRead=True)
+    items: list[dict[str, Any]] = page["Items"]
+    while "LastEvaluatedKey" in page:
+        page = table.scan(ConsistentRead=True, ExclusiveStartKey=page["LastEvaluatedKey"])
+        items += page["Items"]
+    return items
+
+
+def holds_plaintext(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(holds_plaintext(v) for v in value.values())
+    if isinstance(value, list | set | tuple):
+        return any(holds_plaintext(v) for v in value)
+    if isinstance(value, str):
+        return any(marker in value for marker in PLAINTEXT_MARKERS)
+    if isinstance(value, Binary | bytes | bytearray):
+        raw = bytes(value.value if isinstance(value, Binary) else value)
+        return any(marker.encode() in raw for marker in PLAINTEXT_MARKERS)
+    return False
+
+
+def lwa_client_secret(info: dict[str, Any]) -> dict[str, Any]:
+    client = boto3.client("secretsmanager", endpoint_url=info["aws"], region_name=info["region"])
+    found = [
+        entry["ARN"]
+        for entry in client.list_secrets()["SecretList"]
+        if {"Key": PURPOSE_TAG, "Value": "lwa_client"} in entry.get("Tags", [])
+    ]
+    assert len(found) == 1, f"expected one secret tagged {PURPOSE_TAG}=lwa_client, found {len(found)}"
+    value: dict[str, Any] = json.loads(client.get_secret_value(SecretId=found[0])["SecretString"])
+    return value
+
+
+# --- the tests ----------------------------------------------------------------------------------
+
+
+def test_a_connection_due_for_reauthorization_is_announced(info: dict[str, Any]) -> None:
+    seller = new_seller()
+    connect(info, seller)
+    events = boto3.client("events", endpoint_url=info["aws"], region_name=info["region"])
+    sqs = boto3.client("sqs", endpoint_url=info["aws"], region_name=info["region"])
+    # A listener of our own on the product's events (the deployed rule targets the operators' topic).
+    queue_url = sqs.create_queue(QueueName=f"e2e-reauthorization-{secrets.token_hex(4)}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    rule = f"e2e-reauthorization-{secrets.token_hex(4)}"
+    events.put_rule(
+        Name=rule,
+        EventPattern=json.dumps({"source": ["seller-insights.tokens"], "detail-type": ["ReauthorizationDue"]}),
+    )
+    events.put_targets(Rule=rule, Targets=[{"Id": "queue", "Arn": queue_arn}])
+
+    not_yet = fire(info, "check-reauthorization")
+    advance(info, 340 * 86_400)
+    result = fire(info, "check-reauthorization")
+
+    assert not_yet["due"] == 0
+    assert result["due"] >= 1 and result["published"] == result["due"], result
+    announced: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not any(e["detail"]["seller_id"] == seller for e in announced):
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        announced += [json.loads(m["Body"]) for m in messages.get("Messages", [])]
+    mine = [e for e in announced if e["detail"]["seller_id"] == seller]
+    assert len(mine) == 1, f"no ReauthorizationDue event for the seller among {len(announced)} events"
+    event = mine[0]
+    assert event["source"] == "seller-insights.tokens" and event["detail-type"] == "ReauthorizationDue"
+    assert event["detail"]["region"] == "NA"
+    assert event["detail"]["days_left"] in (24, 25)
+    item = stored(info, seller, "CONN#NA")
+    assert item is not None and event["detail"]["reauthorization_due_at"] == item["reauthorization_due_at"]
+
+
+def test_a_revoked_authorization_is_detected_cleaned_up_and_can_be_granted_again(info: dict[str, Any]) -> None:
+    seller = new_seller()
+    connect(info, seller)
+
+    # Due at once after consent: the sweep fetches the first access token into the shared cache.
+    first = fire(info, "refresh-tokens")
+    assert first["refreshed"] >= 1 and first["revoked"] == 0 and first["stopped"] is None, first
+    token = stored(info, seller, "TOKEN#NA")
+    assert token is not None and isinstance(token.get("token"), dict) and token["token"], "no cached access token"
+    assert not holds_plaintext(token), "the cached access token is stored in plaintext"
+    assert int(token["token_expires_at"]) > virtual_now(info).timestamp()
+
+    # The seller removes the app in Seller Central; an hour later the token is due again.
+    assert post(f"{info['amazon']}/_emulator/revoke", {"selling_partner_id": seller, "region": "NA"}) == {}
+    advance(info, 3600)
+    second = fire(info, "refresh-tokens")
+    now = virtual_now(info)
+
+    assert second["revoked"] == 1 and second["stopped"] is None, second
+    connection = stored(info, seller, "CONN#NA")
+    assert connection is not None
+    assert connection["status"] == "REVOKED", connection["status"]
+    assert abs((when(connection["purge_after"]) - (now + timedelta(days=30))).total_seconds()) < 120
+    assert abs((when(connection["revoked_at"]) - now).total_seconds()) < 120
+    for gone in ("refresh_token", "refresh_shard", "refresh_due_at", "reauth_shard"):
+        assert gone not in connection, f"{gone} left on a REVOKED connection"
+    assert stored(info, seller, "TOKEN#NA") is None, "the cached access token survived the revocation"
+    tables = info["resources"]["tables"]
+    for purpose in ("connections", "oauth_state", "idempotency"):
+        table = dynamodb(info).Table(tables[purpose])
+        leaking = [item["pk"] for item in scan_all(table) if holds_plaintext(item)]
+        assert not leaking, f"plaintext LWA tokens in the {purpose} table ({len(leaking)} items)"
+    assert stats(info)["lwa_errors"].get("invalid_grant", 0) >= 1
+
+    # The sweep does not come back to a revoked connection.
+    assert fire(info, "refresh-tokens")["revoked"] == 0
+
+    # The seller authorizes again from the Appstore: ACTIVE, purge date gone, refreshed by the next sweep.
+    authorize_from_appstore(info, seller, "NA")
+    again = stored(info, seller, "CONN#NA")
+    assert again is not None and again["status"] == "ACTIVE"
+    assert "purge_after" not in again and "revoked_at" not in again
+    assert "refresh_token" in again and "refresh_shard" in again and not holds_plaintext(again)
+    third = fire(info, "refresh-tokens")
+    assert third["refreshed"] >= 1 and third["revoked"] == 0, third
+    assert stored(info, seller, "TOKEN#NA") is not None
+
+
+def test_secret_expiry_notices_rotate_the_client_secret_at_most_once_a_minute(info: dict[str, Any]) -> None:
+    seller = new_seller()
+    connect(info, seller, "DE")
+    assert fire(info, "refresh-tokens")["stopped"] is None
+    before = lwa_client_secret(info)
+    rotations_before = stats(info)["spapi"].get("rotateApplicationClientSecret", 0)
+
+    assert post(f"{info['amazon']}/_emulator/notifications/secret-expiry", {"days_left": 5}) == {}
+    # The expiry notice makes the refresher rotate; Amazon then sends NEW_SECRET to the same queue.
+    delivered = 0
+    for _ in range(3):
+        drained = drain(info)
+        delivered += drained["delivered"].get("notifications", 0)
+        assert drained["failed"].get("notifications", 0) == 0, drained
+        if delivered >= 2:
+            break
+    after = lwa_client_secret(info)
+
+    assert delivered == 2
+    rotated = after["client_secret"] != before["client_secret"]
+    kept = after.get("previous_client_secret") == before["client_secret"]
+    assert rotated, "the client secret was not replaced"
+    assert kept, "the previous client secret was not kept for the overlap"
+    assert (after["client_id"], after["application_id"]) == (before["client_id"], before["application_id"])
+    # Amazon keeps the old secret for 7 days, but never past its own expiry (5 days, per the notice).
+    overlap = when(after["previous_client_secret_expires_at"]) - virtual_now(info)
+    assert timedelta(days=4, hours=23) < overlap <= timedelta(days=5), overlap
+    amazon = stats(info)
+    assert amazon["spapi"]["rotateApplicationClientSecret"] == rotations_before + 1
+    assert amazon["notifications"]["APPLICATION_OAUTH_CLIENT_NEW_SECRET"] == 1
+
+    # A second expiry notice within the minute: rotateApplicationClientSecret allows one call a minute,
+    # so the refresher defers it (the message goes back to the queue) and rotates nothing.
+    assert post(f"{info['amazon']}/_emulator/notifications/secret-expiry", {"days_left": 5}) == {}
+    deferred = drain(info, 5)
+    assert deferred["failed"] == {"notifications": 1} and deferred["left"]["notifications"] == 1, deferred
+    assert stats(info)["spapi"]["rotateApplicationClientSecret"] == rotations_before + 1
+    unchanged = lwa_client_secret(info)["client_secret"] == after["client_secret"]
+    assert unchanged, "the deferred notice replaced the client secret"
+    assert stats(info)["throttled"] == 0, "the refresher called the rotation within Amazon's minute"
+
+    # Once the queue's visibility timeout has passed the notice comes back; the minute is over and the
+    # (new) secret expires in 5 days per that notice, so the refresher rotates again.
+    sqs = boto3.client("sqs", endpoint_url=info["aws"], region_name=info["region"])
+    visibility = int(
+        sqs.get_queue_attributes(
+            QueueUrl=info["resources"]["queues"]["notifications"], AttributeNames=["VisibilityTimeout"]
+        )["Attributes"]["VisibilityTimeout"]
+    )
+    advance(info, visibility + 1)
+    retried = drain(info)
+    assert retried["failed"].get("notifications", 0) == 0 and retried["delivered"]["notifications"] == 2, retried
+    final = lwa_client_secret(info)
+    assert stats(info)["spapi"]["rotateApplicationClientSecret"] == rotations_before + 2
+    second_rotation = final["client_secret"] not in (after["client_secret"], before["client_secret"])
+    chained = final["previous_client_secret"] == after["client_secret"]
+    assert second_rotation and chained, "the retried notice did not rotate from the first new secret"
+
+    # Refreshes go on with the newest secret.
+    token_before = stored(info, seller, "TOKEN#EU")
+    advance(info, 3600)
+    refreshed = fire(info, "refresh-tokens")
+    assert refreshed["refreshed"] >= 1 and refreshed["stopped"] is None and refreshed["failed"] == 0, refreshed
+    assert "invalid_client" not in stats(info)["lwa_errors"]
+    token_after = stored(info, seller, "TOKEN#EU")
+    assert token_before is not None and token_after is not None
+    assert token_after["token_expires_at"] > token_before["token_expires_at"]
