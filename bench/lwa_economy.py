@@ -137,9 +137,9 @@ def _describe(exc: BaseException) -> str:
 
 def _shared_caller(job: Job) -> Callable[[], dict[str, Any]]:
     """The product: one provider and one SP-API client per container, shared by its threads."""
-    from token_refresher.handler import settings, tokens  # noqa: PLC0415
+    from token_refresher.handler import settings, tokens
 
-    from seller_insights.spapi import SpApiClient  # noqa: PLC0415 - importable once the paths are set
+    from seller_insights.spapi import SpApiClient
 
     client = SpApiClient(tokens(), endpoint_override=settings().amazon_endpoint_override)
     return lambda: client.get_marketplace_participations(job.seller, job.region)
@@ -157,8 +157,8 @@ class BaselineCallFailed(RuntimeError):
 
 def _baseline_caller(job: Job) -> Callable[[], dict[str, Any]]:
     """The per-process way: check this process's dict; on a miss, refresh at LWA and store."""
-    from seller_insights.endpoints import amazon_url  # noqa: PLC0415 - importable once the paths are set
-    from seller_insights.marketplaces import LWA_TOKEN_URL, SPAPI_ENDPOINTS, Region  # noqa: PLC0415
+    from seller_insights.endpoints import amazon_url
+    from seller_insights.marketplaces import LWA_TOKEN_URL, SPAPI_ENDPOINTS, Region
 
     override = os.environ["AMAZON_ENDPOINT_OVERRIDE"]
     lwa_url = amazon_url(LWA_TOKEN_URL, override)
@@ -322,15 +322,15 @@ def check_calls(name: str, run: RunResult, expected: int) -> None:
 
 def run(processes: int, threads: int, calls: int) -> dict[str, Any]:
     # The stack puts the shared layer on sys.path; these imports need it.
-    from local.amazon.state import ACCESS_TOKEN_SECONDS  # noqa: PLC0415
-    from local.demo import Demo, DemoFailure, seller_id  # noqa: PLC0415
-    from local.stack import LocalStack, StackOptions  # noqa: PLC0415
+    from local.amazon.state import ACCESS_TOKEN_SECONDS
+    from local.demo import Demo, DemoFailure, seller_id
+    from local.stack import LocalStack, StackOptions
 
     workers = processes * threads
     expected = workers * calls
     with LocalStack(StackOptions(quiet_functions=True)) as stack:
-        from seller_insights.repositories import access_token_key  # noqa: PLC0415
-        from seller_insights.vault import Purpose, SecretContext, Vault  # noqa: PLC0415
+        from seller_insights.repositories import access_token_key
+        from seller_insights.vault import Purpose, SecretContext, Vault
 
         demo = Demo(stack)
         seller = seller_id()
@@ -400,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--processes, --threads and --calls must be at least 1")
     # Stdout is for the one JSON line, as for `python -m local demo`: everything else goes to stderr.
     # Imported here, not at the top, so that worker processes never import the stack.
-    from local.__main__ import claim_stdout, configure_logging  # noqa: PLC0415
+    from local.__main__ import claim_stdout, configure_logging
 
     out = claim_stdout()
     configure_logging(logging.WARNING)  # also quiets moto's and werkzeug's request lines

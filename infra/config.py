@@ -24,6 +24,16 @@ _RETENTION: dict[int, logs.RetentionDays] = {
 }
 # A sweep runs daily, so a purge can lag its due date by up to a day.
 SWEEP_LAG_DAYS = 1
+# The report types planned for a connection that chose none (seller_insights.report_catalog names them).
+DEFAULT_REPORT_TYPES: tuple[str, ...] = (
+    "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_LAST_UPDATE_GENERAL",
+    "GET_MERCHANT_LISTINGS_ALL_DATA",
+    "GET_FBA_MYI_UNSUPPRESSED_INVENTORY_DATA",
+    "GET_FBA_FULFILLMENT_CUSTOMER_RETURNS_DATA",
+    "GET_SALES_AND_TRAFFIC_REPORT",
+    "GET_V2_SETTLEMENT_REPORT_DATA_FLAT_FILE_V2",
+)
+_REPORT_TYPE = re.compile(r"GET_[A-Z0-9_]+")
 
 
 class ConfigError(ValueError):
@@ -62,6 +72,9 @@ class StageConfig:
     function_timeout_seconds: int
     # Optional cap on concurrent executions per function; None leaves the account pool shared.
     reserved_concurrency: int | None = None
+    # Report types the planner requests for a connection without its own choice (DEFAULT_REPORT_TYPES
+    # environment variable of report_fetcher, comma-separated).
+    default_report_types: tuple[str, ...] = DEFAULT_REPORT_TYPES
 
     @property
     def retain(self) -> bool:
@@ -141,6 +154,8 @@ def _parse(stage: str, raw: Mapping[str, Any]) -> StageConfig:
     if reserved is not None and reserved < 1:
         raise ConfigError(f"cdk.json context '{prefix}.reserved_concurrency' must be null or >= 1")
 
+    report_types = _report_types(prefix, raw)
+
     config = StageConfig(
         name=stage,
         app_draft=value("app_draft", bool),
@@ -159,6 +174,7 @@ def _parse(stage: str, raw: Mapping[str, Any]) -> StageConfig:
         function_memory_mb=bounded("function_memory_mb", 128, 10_240),
         function_timeout_seconds=bounded("function_timeout_seconds", 1, 900),
         reserved_concurrency=reserved,
+        default_report_types=report_types,
     )
     if config.purge_after_days < 1:
         raise ConfigError(
@@ -166,3 +182,21 @@ def _parse(stage: str, raw: Mapping[str, Any]) -> StageConfig:
             f"within retention_days ({config.retention_days}): restorable backups would outlive the deletion promise"
         )
     return config
+
+
+def _report_types(prefix: str, raw: Mapping[str, Any]) -> tuple[str, ...]:
+    """``default_report_types``: a non-empty list of distinct SP-API report type names (absent = the six)."""
+    if "default_report_types" not in raw:
+        return DEFAULT_REPORT_TYPES
+    items = raw["default_report_types"]
+    path = f"cdk.json context '{prefix}.default_report_types'"
+    if not isinstance(items, list) or not items:
+        raise ConfigError(f"{path} must be a non-empty list of report types, got {items!r}")
+    bad = [item for item in items if not isinstance(item, str) or not _REPORT_TYPE.fullmatch(item)]
+    if bad:
+        raise ConfigError(
+            f"{path} holds values that are not report types like 'GET_MERCHANT_LISTINGS_ALL_DATA': {bad!r}"
+        )
+    if len(set(items)) != len(items):
+        raise ConfigError(f"{path} lists a report type twice")
+    return tuple(items)

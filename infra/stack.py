@@ -8,6 +8,7 @@ from constructs import Construct
 from infra.config import StageConfig
 from infra.constructs.consent_api import ConsentApi
 from infra.constructs.observability import Observability
+from infra.constructs.report_pipeline import ReportPipeline
 from infra.constructs.token_lifecycle import TokenLifecycle
 from infra.constructs.token_vault import TokenVault
 
@@ -40,6 +41,28 @@ class SellerInsightsStack(Stack):
             tokens.invalid_client_metric,
             "token_refresher: LWA rejected the client secret (invalid_client); rotate or restore it",
         )
+        reports = ReportPipeline(
+            self,
+            "Reports",
+            config=config,
+            vault=vault,
+            events_key=tokens.events_key,
+            notifications_key=tokens.notifications_key,
+        )
+        observability.watch_function(reports.handler)
+        for alarm_id, (queue, description) in reports.dead_letter_queues.items():
+            observability.watch_dead_letter_queue(alarm_id, queue, description)
+        observability.watch_metric(
+            "ReportFailed",
+            reports.report_failed_metric,
+            "report_fetcher: a report ended FATAL or CANCELLED, or its document could not be stored",
+        )
+        observability.watch_metric(
+            "PiiColumnsDropped",
+            reports.pii_columns_dropped_metric,
+            "report_fetcher: a report arrived with columns outside the catalog's allowlist (dropped before "
+            "storage); check whether Amazon changed the report's layout",
+        )
 
         # Names and ARNs only: secret values never leave Secrets Manager.
         outputs = {
@@ -54,6 +77,10 @@ class SellerInsightsStack(Stack):
             "NotificationsQueueUrl": tokens.notifications.queue_url,
             "NotificationsQueueArn": tokens.notifications.queue_arn,
             "OperatorNoticesTopicArn": tokens.operator_notices.topic_arn,
+            "ReportJobsQueueUrl": reports.jobs.queue_url,
+            "ReportNotificationsQueueUrl": reports.notifications.queue_url,
+            # What createDestination needs to send REPORT_PROCESSING_FINISHED here.
+            "ReportNotificationsQueueArn": reports.notifications.queue_arn,
         }
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)

@@ -54,6 +54,21 @@ def register_notification_queue(amazon: AmazonEmulator, created: CreatedResource
     return queue_url
 
 
+# The queue REPORT_PROCESSING_FINISHED goes to (a Notifications API subscription on Amazon's side).
+REPORT_NOTIFICATIONS_PURPOSE = "report_notifications"
+
+
+def register_report_notification_queue(
+    amazon: AmazonEmulator, created: CreatedResources, sqs_endpoint: str
+) -> str | None:
+    """Registers the template's `report_notifications` queue, if it has one; its URL, or None."""
+    queue_url = created.queues.get(REPORT_NOTIFICATIONS_PURPOSE)
+    if queue_url:
+        amazon.configure(report_notification_queue_url=queue_url, sqs_endpoint=sqs_endpoint)
+        log.info("Amazon emulator sends REPORT_PROCESSING_FINISHED to the %s queue", REPORT_NOTIFICATIONS_PURPOSE)
+    return queue_url
+
+
 class LocalStack:
     def __init__(self, options: StackOptions | None = None) -> None:
         self.options = options or StackOptions()
@@ -104,6 +119,7 @@ class LocalStack:
         self.created = created
         self.resources = created.public()
         register_notification_queue(self.amazon, created, self.aws_url)
+        register_report_notification_queue(self.amazon, created, self.aws_url)
 
         specs = function_specs(template, created.resolver)
         os.environ.update(

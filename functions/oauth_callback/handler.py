@@ -40,6 +40,7 @@ from seller_insights.errors import (
 from seller_insights.lwa import LwaClient, RetryPolicy
 from seller_insights.marketplaces import LWA_TOKEN_URL, MARKETPLACES, Region, marketplace_codes
 from seller_insights.observability import get_logger, get_metrics, get_tracer
+from seller_insights.report_jobs import PlanRepository
 from seller_insights.repositories import ConnectionsRepository, OAuthStateRepository, OneTimeClaims
 from seller_insights.vault import Vault
 
@@ -68,6 +69,7 @@ def service() -> ConsentService:
         states=OAuthStateRepository(aws.table(config.oauth_state_table)),
         connections=ConnectionsRepository(aws.table(config.connections_table)),
         claims=OneTimeClaims(aws.table(config.idempotency_table)),
+        plans=PlanRepository(aws.table(config.connections_table)),
         vault=Vault(aws.client("kms"), config.token_key_id),
         lwa=LwaClient(amazon_url(LWA_TOKEN_URL, config.amazon_endpoint_override), credentials,
                       policy=CALLBACK_LWA_POLICY),

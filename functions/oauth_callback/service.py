@@ -36,8 +36,9 @@ from seller_insights.errors import (
     UntrustedCallbackUri,
 )
 from seller_insights.lwa import LwaClient
-from seller_insights.marketplaces import CONSENT_PATH, Region, central_host_regions, marketplace
+from seller_insights.marketplaces import CONSENT_PATH, MARKETPLACES, Region, central_host_regions, marketplace
 from seller_insights.redaction import register_secret
+from seller_insights.report_jobs import PlanRepository
 from seller_insights.repositories import (
     ClaimStatus,
     ConnectionsRepository,
@@ -90,6 +91,7 @@ class ConsentService:
         states: OAuthStateRepository,
         connections: ConnectionsRepository,
         claims: OneTimeClaims,
+        plans: PlanRepository,
         vault: Vault,
         lwa: LwaClient,
         credentials: Callable[[], LwaClientCredentials],
@@ -98,6 +100,7 @@ class ConsentService:
         self._states = states
         self._connections = connections
         self._claims = claims
+        self._plans = plans
         self._vault = vault
         self._lwa = lwa
         self._credentials = credentials
@@ -208,6 +211,10 @@ class ConsentService:
             grant.refresh_token, SecretContext(Purpose.REFRESH_TOKEN, seller_id, pending.region)
         )
         consented_at = clock.now()
+        # The planning cursor first: a cursor without a connection is harmless (its jobs end without
+        # calling Amazon); a connection without a cursor would never get reports.
+        self._plans.ensure(seller_id, pending.region, self._marketplace_ids(pending),
+                           now=int(consented_at.timestamp()))
         first = self._connections.record_authorization(
             seller_id=seller_id,
             region=pending.region,
@@ -218,6 +225,14 @@ class ConsentService:
             flow=pending.flow,
         )
         return Completion(seller_id, pending.region, pending.marketplace, first)
+
+    @staticmethod
+    def _marketplace_ids(pending: PendingState) -> list[str]:
+        """Reports are requested for the marketplace the seller connected from (else the region's main one)."""
+        if pending.marketplace:
+            return [marketplace(pending.marketplace).marketplace_id]
+        main = next(m for m in MARKETPLACES.values() if m.region.value == pending.region)
+        return [main.marketplace_id]
 
     def _raise_for_reused_code(self, code: str, binding: str | None) -> NoReturn:
         """The same browser bringing back a code we already took: say how that went; else StateNotFound."""

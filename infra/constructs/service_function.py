@@ -131,6 +131,7 @@ class ServiceFunction(Construct):
         """``dead_letter_queue``: where Lambda puts asynchronous events that failed every retry."""
         super().__init__(scope, construct_id)
         self.duty = duty
+        self._config = config
         env = common_environment(duty, config)
         clashes = sorted(set(env) & set(environment or {}))
         if clashes:
@@ -189,6 +190,12 @@ class ServiceFunction(Construct):
             "X-Ray active tracing needs xray:PutTraceSegments and xray:PutTelemetryRecords, "
             "which support no resource-level permissions (AWS requires Resource '*').",
         )
+
+    def add_environment(self, name: str, value: str) -> None:
+        """One more variable, for values that exist only after the function (e.g. a queue sized from its timeout)."""
+        if name in common_environment(self.duty, self._config):
+            raise ValueError(f"ServiceFunction {self.duty!r} may not override the common variable {name}")
+        self.function.add_environment(name, value)
 
     def acknowledge_synchronous_only(self, invoker: str) -> None:
         """For functions that are never invoked asynchronously, where a DLQ would never be used."""

@@ -6,51 +6,42 @@ to (the new secret itself arrives in such a message). Output: ``ReauthorizationD
 default bus, routed to the operator-notices topic.
 
 Two keys of its own, so that neither Amazon nor EventBridge ever gets a say over the token key:
-``notifications_key`` (the notifications queue and its DLQ; Amazon's account may use it only
-through SQS) and ``events_key`` (what EventBridge delivers into: the operator-notices topic and the
-failed-events queue).
+``notifications_key`` (the notifications queue and its DLQ, and the report pipeline's
+report_notifications queues; Amazon's account may use it only through SQS) and ``events_key`` (what
+EventBridge delivers into: the operator-notices topic and the failed-events queues of both duties).
+Queue, schedule and consumer shapes come from ``infra.constructs.messaging``.
 """
 
 from __future__ import annotations
 
-from aws_cdk import Duration, Stack, Tags
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.config import StageConfig
-from infra.constructs import tag_purpose
+from infra.constructs import messaging, tag_purpose
+from infra.constructs.messaging import TARGET_RETRY_ATTEMPTS
 from infra.constructs.service_function import METRICS_NAMESPACE, ServiceFunction
-from infra.constructs.token_vault import TokenVault
+from infra.constructs.token_vault import REAUTHORIZATION_DUE_INDEX, REFRESH_DUE_INDEX, TokenVault
 from infra.nag import acknowledge
 
 DUTY = "token_refresher"
-SCHEDULE_TAG = "seller-insights:schedule"
-# Amazon's Selling Partner notifications account (spapi-protocol §3.3); aws partition only.
-AMAZON_NOTIFICATIONS_PRINCIPAL = "arn:aws:iam::437568002678:root"
-AMAZON_NOTIFICATIONS_ACTIONS = ("sqs:SendMessage", "sqs:GetQueueAttributes")
 EVENT_SOURCE = "seller-insights.tokens"
 REAUTHORIZATION_DUE = "ReauthorizationDue"
 DEFAULT_EVENT_BUS = "default"
 INVALID_CLIENT_METRIC = "LwaInvalidClient"
 
 SWEEP_TIMEOUT_SECONDS = 120
-# Architecture §4: visibility timeout at least six times the consumer's timeout.
-VISIBILITY_TIMEOUT_FACTOR = 6
 NOTIFICATIONS_BATCH_SIZE = 10
 # Bounded: rotation calls are rate-limited by Amazon (one per minute).
 NOTIFICATIONS_MAX_CONCURRENCY = 2
-MAX_RECEIVE_COUNT = 5
 # A new client secret travels in a notification: it should not linger in the queue.
 NOTIFICATIONS_RETENTION = Duration.days(4)
-DLQ_RETENTION = Duration.days(14)
-TARGET_RETRY_ATTEMPTS = 3
 
 # name (tag seller-insights:schedule, and the constant {"task": name}), rate, and how long a missed
 # run stays worth delivering (a later run does the same work).
@@ -80,9 +71,8 @@ class TokenLifecycle(Construct):
         )
         # One dead-letter queue for everything given up on: schedule and notice deliveries that
         # EventBridge could not make, and asynchronous invocations that failed every retry.
-        self.failed_events = self._queue("FailedEvents", key=self.events_key, retention=DLQ_RETENTION)
+        self.failed_events = messaging.dead_letter_queue(self, "FailedEvents", key=self.events_key)
         tag_purpose(self.failed_events, "token_events_dlq")
-        self._acknowledge_dead_letter_queue(self.failed_events)
 
         self.handler = ServiceFunction(
             self,
@@ -125,7 +115,7 @@ class TokenLifecycle(Construct):
     def _grant_vault(self, vault: TokenVault) -> None:
         fn = self.handler
         vault.grant_tables_read_write(fn, vault.connections, vault.idempotency)
-        vault.grant_connection_index_query(fn)
+        vault.grant_connection_index_query(fn, REFRESH_DUE_INDEX, REAUTHORIZATION_DUE_INDEX)
         vault.grant_refresh_token_crypto(fn)
         vault.grant_access_token_crypto(fn)
         vault.grant_lwa_client_read(fn)
@@ -133,96 +123,43 @@ class TokenLifecycle(Construct):
 
     def _notifications(self) -> None:
         """The queue Amazon sends application notifications to, consumed by the function."""
-        region = Stack.of(self).region
-        amazon = iam.ArnPrincipal(AMAZON_NOTIFICATIONS_PRINCIPAL)
         self.notifications_key = self._key("NotificationsKey", "SP-API application notifications (SQS)")
         tag_purpose(self.notifications_key, "notifications_key")
         # A sender to a KMS-encrypted queue needs the key; Amazon's account gets it only through SQS.
-        self.notifications_key.add_to_resource_policy(
-            iam.PolicyStatement(
-                principals=[amazon],
-                actions=["kms:GenerateDataKey", "kms:Decrypt"],
-                resources=["*"],  # in a key policy "*" means this key
-                conditions={"StringEquals": {"kms:ViaService": f"sqs.{region}.amazonaws.com"}},
-            )
-        )
+        messaging.allow_amazon_via_sqs(self.notifications_key)
 
-        self.notifications_dlq = self._queue("NotificationsDlq", key=self.notifications_key, retention=DLQ_RETENTION)
+        self.notifications_dlq = messaging.dead_letter_queue(self, "NotificationsDlq", key=self.notifications_key)
         tag_purpose(self.notifications_dlq, "notifications_dlq")
-        self._acknowledge_dead_letter_queue(self.notifications_dlq)
-
-        timeout = self.handler.function.timeout
-        assert timeout is not None  # ServiceFunction always sets one
-        self.notifications = self._queue(
+        self.notifications = messaging.consumed_queue(
+            self,
             "Notifications",
+            consumer=self.handler,
             key=self.notifications_key,
             retention=NOTIFICATIONS_RETENTION,
-            visibility_timeout=Duration.seconds(timeout.to_seconds() * VISIBILITY_TIMEOUT_FACTOR),
-            dead_letter_queue=sqs.DeadLetterQueue(queue=self.notifications_dlq, max_receive_count=MAX_RECEIVE_COUNT),
+            dead_letters=self.notifications_dlq,
         )
         tag_purpose(self.notifications, "notifications")
-        self.notifications.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="AmazonSellingPartnerNotifications",
-                principals=[amazon],
-                actions=list(AMAZON_NOTIFICATIONS_ACTIONS),
-                resources=[self.notifications.queue_arn],
-            )
-        )
-
-        # A plain mapping instead of SqsEventSource, whose grant would allow kms:Decrypt on the
-        # key without the kms:ViaService condition.
-        mapping = lambda_.EventSourceMapping(
+        messaging.admit_amazon_notifications(self.notifications)
+        messaging.consume(
             self,
             "NotificationsSource",
-            target=self.handler.function,
-            event_source_arn=self.notifications.queue_arn,
+            consumer=self.handler,
+            queue=self.notifications,
             batch_size=NOTIFICATIONS_BATCH_SIZE,
             max_concurrency=NOTIFICATIONS_MAX_CONCURRENCY,
-            report_batch_item_failures=True,
-        )
-        self.notifications.grant(
-            self.handler,
-            "sqs:ReceiveMessage",
-            "sqs:DeleteMessage",
-            "sqs:ChangeMessageVisibility",
-            "sqs:GetQueueAttributes",
-        )
-        iam.Grant.add_to_principal(
-            grantee=self.handler,
-            actions=["kms:Decrypt"],
-            resource_arns=[self.notifications_key.key_arn],
-            conditions={"StringEquals": {"kms:ViaService": f"sqs.{region}.amazonaws.com"}},
-        )
-        # Lambda checks the role's permissions when it creates the mapping.
-        mapping.node.add_dependency(self.handler.role)
-        acknowledge(
-            mapping,
-            "Serverless-LambdaEventSourceMappingDestination",
-            "SQS event sources take no on-failure destination: a message that keeps failing moves to "
-            f"notifications_dlq through the queue's redrive policy (maxReceiveCount {MAX_RECEIVE_COUNT}), "
-            "which is alarmed.",
+            dead_letter_purpose="notifications_dlq",
         )
 
     def _schedules(self) -> None:
         for name, rate, max_event_age in SCHEDULES:
-            rule = events.Rule(
+            messaging.scheduled_task(
                 self,
-                "".join(part.title() for part in name.split("-")) + "Schedule",
-                description=f"token_refresher task {name}",
-                schedule=events.Schedule.rate(rate),
+                name=name,
+                rate=rate,
+                max_event_age=max_event_age,
+                consumer=self.handler,
+                dead_letters=self.failed_events,
             )
-            rule.add_target(
-                targets.LambdaFunction(
-                    self.handler.function,
-                    event=events.RuleTargetInput.from_object({"task": name}),
-                    dead_letter_queue=self.failed_events,
-                    retry_attempts=TARGET_RETRY_ATTEMPTS,
-                    max_event_age=max_event_age,
-                )
-            )
-            # The local stack fires schedules by this name (POST /_local/fire/{name}).
-            Tags.of(rule).add(SCHEDULE_TAG, name)
 
     def _operator_notices(self) -> None:
         """ReauthorizationDue events to a topic operators subscribe e-mail or chat to."""
@@ -260,43 +197,4 @@ class TokenLifecycle(Construct):
     # ---------------------------------------------------------------- helpers
 
     def _key(self, construct_id: str, use: str) -> kms.Key:
-        config = self._config
-        return kms.Key(
-            self,
-            construct_id,
-            description=f"Seller Insights: {use}",
-            enable_key_rotation=True,
-            removal_policy=config.removal_policy,
-            pending_window=Duration.days(30 if config.retain else 7),
-        )
-
-    def _queue(
-        self,
-        construct_id: str,
-        *,
-        key: kms.IKey,
-        retention: Duration,
-        visibility_timeout: Duration | None = None,
-        dead_letter_queue: sqs.DeadLetterQueue | None = None,
-    ) -> sqs.Queue:
-        return sqs.Queue(
-            self,
-            construct_id,
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=key,
-            # Reuse data keys for 5 minutes (the default) to keep KMS calls down.
-            data_key_reuse=Duration.minutes(5),
-            enforce_ssl=True,
-            retention_period=retention,
-            visibility_timeout=visibility_timeout,
-            dead_letter_queue=dead_letter_queue,
-        )
-
-    @staticmethod
-    def _acknowledge_dead_letter_queue(queue: sqs.Queue) -> None:
-        acknowledge(
-            queue,
-            "Serverless-SQSRedrivePolicy",
-            "This queue is itself a dead-letter queue (alarmed when not empty); operators inspect and "
-            "redrive its messages, a further DLQ behind it would only move the problem.",
-        )
+        return messaging.customer_key(self, construct_id, config=self._config, use=use)

@@ -28,7 +28,15 @@ ACCESS_TOKEN_PURPOSE = "access_token"  # noqa: S105
 # Sparse indexes of the connections table (docs/internal-contracts.md, "Token lifecycle").
 REFRESH_DUE_INDEX = "by_refresh_due"
 REAUTHORIZATION_DUE_INDEX = "by_reauthorization_due"
+# The report planner's cursors (docs/internal-contracts.md, "Report pipeline").
+PLAN_DUE_INDEX = "by_plan_due"
 EXPORTS_PREFIX = "exports/"
+# Everything stored about a seller lives under sellers/{id}/{region}/ (architecture §3).
+SELLERS_PREFIX = "sellers/"
+# Stream report documents into the bucket (multipart for large ones) and read stored ones back.
+SELLER_OBJECT_ACTIONS = ("s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts", "s3:GetObject")
+# What S3 needs from the caller to write (GenerateDataKey; Decrypt for multipart) and read SSE-KMS objects.
+BUCKET_KEY_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
 # Item-level access for the duties; no Scan (hot paths use keys, architecture §3).
 TABLE_READ_WRITE_ACTIONS = (
     "dynamodb:GetItem",
@@ -83,7 +91,14 @@ class TokenVault(Construct):
             sort_key=dynamodb.Attribute(name="reauthorization_due_at", type=dynamodb.AttributeType.STRING),
             projection_type=dynamodb.ProjectionType.KEYS_ONLY,
         )
-        self.connection_indexes = (REFRESH_DUE_INDEX, REAUTHORIZATION_DUE_INDEX)
+        # ALL: the planner needs the whole cursor (due map, enabled types, marketplaces) per hit.
+        self.connections.add_global_secondary_index(
+            index_name=PLAN_DUE_INDEX,
+            partition_key=dynamodb.Attribute(name="plan_shard", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="next_plan_at", type=dynamodb.AttributeType.NUMBER),
+            projection_type=dynamodb.ProjectionType.ALL,
+        )
+        self.connection_indexes = (REFRESH_DUE_INDEX, REAUTHORIZATION_DUE_INDEX, PLAN_DUE_INDEX)
         self.oauth_state = self._table(
             "OAuthState", purpose="oauth_state", partition_key="state_hash", ttl_attribute="expires_at"
         )
@@ -233,13 +248,31 @@ class TokenVault(Construct):
         )
         self._grant_key_via_service(grantee, "dynamodb", TABLE_KEY_ACTIONS)
 
-    def grant_connection_index_query(self, grantee: iam.IGrantable) -> None:
-        """Query on the connections table's due-date indexes, each named (no ``index/*``)."""
+    def grant_connection_index_query(self, grantee: iam.IGrantable, *indexes: str) -> None:
+        """Query on the named indexes of the connections table only (no ``index/*``)."""
+        unknown = sorted(set(indexes) - set(self.connection_indexes))
+        if not indexes or unknown:
+            raise ValueError(
+                f"grant_connection_index_query needs index names of the connections table "
+                f"({', '.join(self.connection_indexes)}), got {list(indexes)!r}"
+            )
         iam.Grant.add_to_principal(
             grantee=grantee,
             actions=["dynamodb:Query"],
-            resource_arns=[f"{self.connections.table_arn}/index/{name}" for name in self.connection_indexes],
+            resource_arns=[f"{self.connections.table_arn}/index/{name}" for name in indexes],
         )
+
+    def grant_seller_objects_read_write(self, grantee: iam.IGrantable) -> None:
+        """Put (also multipart) and get objects under ``sellers/`` of the data bucket; no list, no delete.
+
+        The bucket's key only through S3. Exports and anything else in the bucket stay out of reach.
+        """
+        iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=list(SELLER_OBJECT_ACTIONS),
+            resource_arns=[self.data_bucket.arn_for_objects(f"{SELLERS_PREFIX}*")],
+        )
+        self._grant_key_via_service(grantee, "s3", BUCKET_KEY_ACTIONS)
 
     def grant_refresh_token_crypto(self, grantee: iam.IGrantable) -> None:
         """Envelope encryption of refresh tokens: only under the encryption context purpose=refresh_token."""

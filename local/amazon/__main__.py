@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
         help="write the LWA credentials JSON to this file (mode 0600)",
     )
     parser.add_argument("--notification-queue-url", help="the SQS queue for application notifications")
+    parser.add_argument("--report-notification-queue-url", help="the SQS queue for REPORT_PROCESSING_FINISHED")
     parser.add_argument("--sqs-endpoint", help="where to send them (default: boto3's endpoint for SQS)")
     parser.add_argument("--log-level", default="INFO")
     return parser
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
         notification_queue_url=args.notification_queue_url,
         sqs_endpoint=args.sqs_endpoint,
+        report_notification_queue_url=args.report_notification_queue_url,
     )
     if args.credentials_out:
         fd = os.open(args.credentials_out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

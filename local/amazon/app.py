@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Response
 
-from . import consent, control, lifecycle, lwa, spapi
+from . import consent, control, downloads, lifecycle, lwa, reports, reports_control, spapi
 from .marketplaces import LWA_HOST, SPAPI_HOSTS, central_host
 from .state import EmulatorState
 from .web import Call, EmulatorRequest, HttpError, html_error, json_error, json_response
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 HOSTS_PREFIX = "/_hosts/"
+# Pre-signed report document URLs (they stand for Amazon's S3 or CloudFront document hosts).
+DOCUMENTS_PREFIX = "/_documents/"
 
 
 def _json_error(error: HttpError) -> Response:
@@ -69,7 +71,10 @@ def default_host_routes() -> list[HostRoute]:
             service("central", consent.RULES, _html_error),
         ),
         HostRoute(lambda host: host.lower() == LWA_HOST, service("lwa", lwa.RULES, _lwa_error)),
-        HostRoute(lambda host: host.lower() in SPAPI_HOSTS, service("spapi", spapi.RULES, spapi.render_error)),
+        HostRoute(
+            lambda host: host.lower() in SPAPI_HOSTS,
+            service("spapi", [*spapi.RULES, *reports.RULES], spapi.render_error),
+        ),
     ]
 
 
@@ -84,9 +89,10 @@ class EmulatorWsgi:
         self.host_routes = list(default_host_routes() if host_routes is None else host_routes)
         self.control = service(
             "control",
-            [*control.RULES, *lifecycle.RULES] if control_rules is None else control_rules,
+            [*control.RULES, *lifecycle.RULES, *reports_control.RULES] if control_rules is None else control_rules,
             _json_error,
         )
+        self.documents = service("documents", downloads.RULES, downloads.render_error)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         request = EmulatorRequest(environ)
@@ -107,9 +113,11 @@ class EmulatorWsgi:
                         Call(request, self.state, base_url, host.lower()),
                     )
             return json_error(404, "unknown_host", f"the emulator does not serve the host {host!r}")
+        if path.startswith(DOCUMENTS_PREFIX):
+            return self._run(self.documents, path, Call(request, self.state, base_url))
         if path.startswith("/_emulator/"):
             return self._run(self.control, path, Call(request, self.state, base_url))
-        return json_error(404, "not_found", "use /_hosts/{amazon host}/... or /_emulator/...")
+        return json_error(404, "not_found", "use /_hosts/{amazon host}/..., /_documents/... or /_emulator/...")
 
     def _run(self, svc: Service, path: str, call: Call) -> Response:
         try:

@@ -101,7 +101,7 @@ def clock(call: Call) -> Response:
         if seconds is None:
             raise HttpError(400, "invalid_request", "advance_seconds is required")
         try:
-            call.state.clock.advance(seconds)
+            call.state.advance_clock(seconds)
         except ValueError as exc:
             raise HttpError(400, "invalid_request", str(exc)) from None
     return json_response({"now": iso(call.state.now())})

@@ -55,6 +55,7 @@ class AmazonEmulator:
         clock: EmulatorClock | None = None,
         notification_queue_url: str | None = None,
         sqs_endpoint: str | None = None,
+        report_notification_queue_url: str | None = None,
     ) -> None:
         app = EmulatorApp.create(
             application_id,
@@ -65,7 +66,12 @@ class AmazonEmulator:
             draft=draft,
             name=app_name,
         )
-        self.state = EmulatorState(app, clock, Notifier(notification_queue_url, sqs_endpoint))
+        self.state = EmulatorState(
+            app,
+            clock,
+            Notifier(notification_queue_url, sqs_endpoint),
+            Notifier(report_notification_queue_url, sqs_endpoint, group_id="report-processing-finished"),
+        )
         self.wsgi_app = EmulatorWsgi(self.state)
         self._host = host
         self._port = port
@@ -157,19 +163,26 @@ class AmazonEmulator:
         app_name: str | None = None,
         notification_queue_url: str | None = None,
         sqs_endpoint: str | None = None,
+        report_notification_queue_url: str | None = None,
     ) -> EmulatorApp:
         """Change the app's registration; arguments left as None keep their value.
 
         `notification_queue_url` is the SQS queue registered for the application notifications
-        (`""` unregisters it); `sqs_endpoint` is where the emulator's SQS client sends (e.g. moto's
+        (`""` unregisters it); `report_notification_queue_url` the one REPORT_PROCESSING_FINISHED goes to
+        (the same way); `sqs_endpoint` is where the emulator's SQS client sends, for both (e.g. moto's
         server; `""` is boto3's default).
         """
         self.state.notifier.configure(notification_queue_url, sqs_endpoint)
+        self.state.reports.notifier.configure(report_notification_queue_url, sqs_endpoint)
         return self.state.configure(redirect_uris=redirect_uris, login_uri=login_uri, draft=draft, name=app_name)
 
     @property
     def notification_queue_url(self) -> str | None:
         return self.state.notifier.queue_url
+
+    @property
+    def report_notification_queue_url(self) -> str | None:
+        return self.state.reports.notifier.queue_url
 
     # -- helpers for tests and the local stack ------------------------------------------------
 
@@ -185,4 +198,4 @@ class AmazonEmulator:
         return self.state.now()
 
     def advance_clock(self, seconds: float) -> datetime:
-        return self.state.clock.advance(seconds)
+        return self.state.advance_clock(seconds)

@@ -15,8 +15,16 @@ DEFAULT_HOLD_SECONDS = 2.0
 MAX_HOLD_SECONDS = 120.0
 MAX_COUNT = 10_000
 
+_SPAPI_FAULTS: frozenset[int | str] = frozenset({429, 500, 503, "timeout"})
+
 SUPPORTED: dict[str, frozenset[int | str]] = {
     "lwa_token": frozenset({500, 503, "timeout"}),
+    **{
+        op: _SPAPI_FAULTS
+        for op in ("createReport", "getReports", "getReport", "cancelReport", "getReportDocument")
+    },
+    # the download of a report document: "truncated" cuts its stream half way
+    "document": frozenset({500, 503, "timeout", "truncated"}),
 }
 
 
@@ -26,7 +34,7 @@ class FaultError(ValueError):
 
 @dataclass(frozen=True)
 class Fault:
-    kind: int | str  # an HTTP status, or "timeout"
+    kind: int | str  # an HTTP status, "timeout" or "truncated"
     hold_seconds: float = 0.0
 
 

@@ -27,7 +27,9 @@ logger = logging.getLogger(__name__)
 # Notification type names, not secrets.
 NEW_SECRET = "APPLICATION_OAUTH_CLIENT_NEW_SECRET"  # noqa: S105
 SECRET_EXPIRY = "APPLICATION_OAUTH_CLIENT_SECRET_EXPIRY"  # noqa: S105
+REPORT_FINISHED = "REPORT_PROCESSING_FINISHED"
 PAYLOAD_VERSION = "2023-11-30"
+REPORT_PAYLOAD_VERSION = "2020-09-04"
 EXPIRY_REASON = "PERIODIC_ROTATION"
 SQS_REGION = "us-east-1"
 
@@ -43,13 +45,16 @@ def envelope(
     now: datetime,
     application_id: str,
     subscription_id: str,
+    notification_version: str = "1.0",
+    payload_version: str = PAYLOAD_VERSION,
+    event_time: datetime | None = None,
 ) -> dict[str, Any]:
     """The common notification shape around a type's payload."""
     return {
-        "notificationVersion": "1.0",
+        "notificationVersion": notification_version,
         "notificationType": notification_type,
-        "payloadVersion": PAYLOAD_VERSION,
-        "eventTime": iso(now),
+        "payloadVersion": payload_version,
+        "eventTime": iso(event_time or now),
         "payload": payload,
         "notificationMetadata": {
             "applicationId": application_id,
@@ -73,6 +78,22 @@ def new_secret_payload(
     }
 
 
+def report_finished_payload(
+    seller_id: str, report_id: str, report_type: str, status: str, document_id: str | None
+) -> dict[str, Any]:
+    """REPORT_PROCESSING_FINISHED (spapi-protocol.md §4.6); `reportDocumentId` only when there is one."""
+    body: dict[str, Any] = {
+        "sellerId": seller_id,
+        "accountId": f"amzn1.merchant.o.{seller_id}",
+        "reportId": report_id,
+        "reportType": report_type,
+        "processingStatus": status,
+    }
+    if document_id is not None:
+        body["reportDocumentId"] = document_id
+    return {"reportProcessingFinishedNotification": body}
+
+
 def secret_expiry_payload(client_id: str, expires_at: datetime) -> dict[str, Any]:
     return {
         "applicationOAuthClientSecretExpiry": {
@@ -86,8 +107,11 @@ def secret_expiry_payload(client_id: str, expires_at: datetime) -> dict[str, Any
 class Notifier:
     """The registered notification queue and the SQS client that reaches it."""
 
-    def __init__(self, queue_url: str | None = None, sqs_endpoint: str | None = None) -> None:
+    def __init__(
+        self, queue_url: str | None = None, sqs_endpoint: str | None = None, group_id: str = "application-oauth-client"
+    ) -> None:
         self._lock = threading.Lock()
+        self._group_id = group_id
         self._queue_url = queue_url or None
         self._endpoint = sqs_endpoint or None
         self._client: Any = None  # a boto3 SQS client, built on first use
@@ -132,7 +156,7 @@ class Notifier:
         extra: dict[str, str] = {}
         if queue_url.endswith(".fifo"):
             extra = {
-                "MessageGroupId": "application-oauth-client",
+                "MessageGroupId": self._group_id,
                 "MessageDeduplicationId": str(notification["notificationMetadata"]["notificationId"]),
             }
         try:

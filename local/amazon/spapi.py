@@ -19,7 +19,7 @@ from werkzeug.wrappers import Response
 
 from .marketplaces import MARKETPLACES, PARTICIPATIONS, SPAPI_HOSTS, STOREFRONTS
 from .notifications import NEW_SECRET, NotificationError, envelope, new_secret_payload
-from .state import AccessToken
+from .state import AccessToken, Authorization
 from .web import Call, HttpError
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class SpapiError(HttpError):
         self.headers = dict(headers or {})
 
 
-def _response(body: Mapping[str, Any] | None, status: int, headers: Mapping[str, str] | None = None) -> Response:
+def response(body: Mapping[str, Any] | None, status: int, headers: Mapping[str, str] | None = None) -> Response:
     all_headers = {"x-amzn-RequestId": str(uuid.uuid4()), **(headers or {})}
     if body is None:
         return Response(status=status, headers=all_headers)
@@ -73,9 +73,9 @@ def render_error(error: HttpError) -> Response:
         entry: dict[str, str] = {"code": error.code, "message": error.message}
         if error.details is not None:
             entry["details"] = error.details
-        return _response({"errors": [entry]}, error.status, error.headers)
+        return response({"errors": [entry]}, error.status, error.headers)
     code = _ROUTING_CODES.get(error.status, "InvalidInput")
-    return _response({"errors": [{"code": code, "message": error.message}]}, error.status)
+    return response({"errors": [{"code": code, "message": error.message}]}, error.status)
 
 
 def _unauthorized() -> SpapiError:
@@ -99,18 +99,26 @@ def authorize(call: Call, operation: str) -> AccessToken:
     return token
 
 
+def authorize_seller(call: Call, operation: str) -> Authorization:
+    """The seller (and region) of a seller's live access token for this host's region; else a 403.
+
+    A grantless token has no seller; a seller's token works only on its own region's host.
+    """
+    token = authorize(call, operation)
+    if token.authorization is None or token.authorization.region != SPAPI_HOSTS[call.host]:
+        call.state.count_spapi_denied(operation)
+        raise _unauthorized()
+    return token.authorization
+
+
 def get_marketplace_participations(call: Call) -> Response:
     state = call.state
     state.count_spapi_call(PARTICIPATIONS_OPERATION)
-    token = authorize(call, PARTICIPATIONS_OPERATION)
-    region = SPAPI_HOSTS[call.host]
-    # A grantless token has no seller; a seller's token works only on its own region's host.
-    if token.authorization is None or token.authorization.region != region:
-        state.count_spapi_denied(PARTICIPATIONS_OPERATION)
-        raise _unauthorized()
-    seller = token.authorization.selling_partner_id
+    authorization = authorize_seller(call, PARTICIPATIONS_OPERATION)
+    region = authorization.region
+    seller = authorization.selling_partner_id
     payload = [_participation(country, seller) for country in PARTICIPATIONS[region]]
-    return _response({"payload": payload}, 200, {"x-amzn-RateLimit-Limit": PARTICIPATIONS_RATE})
+    return response({"payload": payload}, 200, {"x-amzn-RateLimit-Limit": PARTICIPATIONS_RATE})
 
 
 def _participation(country: str, seller: str) -> dict[str, Any]:
@@ -161,7 +169,7 @@ def rotate_application_client_secret(call: Call) -> Response:
         logger.warning("client secret rotation undone: %s", exc)
         raise SpapiError(500, "InternalFailure", "The notification with the new secret could not be sent.") from None
     state.count_notification(NEW_SECRET)
-    return _response(None, 204, rate)
+    return response(None, 204, rate)
 
 
 RULES = [

@@ -11,26 +11,39 @@ import secrets
 import string
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from .buckets import BucketBook, WindowLimit, WindowQuota
 from .clock import EmulatorClock, VirtualClock
+from .documents import DocumentStore
 from .faults import FaultBook
 from .marketplaces import Region
 from .notifications import Notifier
 from .registration import EmulatorApp, LwaClient, new_client_secret
+from .reportstore import ReportStore
 
 CODE_LIFETIME = timedelta(minutes=5)
 AMAZON_STATE_LIFETIME = timedelta(minutes=10)
 ACCESS_TOKEN_SECONDS = 3600
 # A seller's consent lapses a year after it was given (re-authorization renews it).
 AUTHORIZATION_LIFETIME = timedelta(days=365)
+# GET_SALES_AND_TRAFFIC_REPORT createReport, app-wide (field-lessons.md §7).
+SALES_AND_TRAFFIC_LIMITS = (WindowLimit(1, timedelta(minutes=15)), WindowLimit(96, timedelta(days=1)))
 # rotateApplicationClientSecret: rate 0.0167/s, burst 1, i.e. one call per minute.
 ROTATION_INTERVAL = timedelta(seconds=60)
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
-SPAPI_OPERATIONS = ("getMarketplaceParticipations", "rotateApplicationClientSecret")
+SPAPI_OPERATIONS = (
+    "getMarketplaceParticipations",
+    "rotateApplicationClientSecret",
+    "createReport",
+    "getReports",
+    "getReport",
+    "cancelReport",
+    "getReportDocument",
+)
 
 _CODE_ALPHABET = string.ascii_letters
 
@@ -129,13 +142,31 @@ class Rotation:
 
 
 class EmulatorState:
-    def __init__(self, app: EmulatorApp, clock: EmulatorClock | None = None, notifier: Notifier | None = None) -> None:
+    def __init__(
+        self,
+        app: EmulatorApp,
+        clock: EmulatorClock | None = None,
+        notifier: Notifier | None = None,
+        report_notifier: Notifier | None = None,
+    ) -> None:
         self._lock = threading.RLock()
         self._app = app
         self.clock: EmulatorClock = clock or VirtualClock()
         self.faults = FaultBook()
         # Part of the app's registration (Developer Console notification preferences): reset() keeps it.
         self.notifier = notifier or Notifier()
+        self.buckets = BucketBook()
+        self.sales_and_traffic_quota = WindowQuota(SALES_AND_TRAFFIC_LIMITS)
+        self.documents = DocumentStore()
+        # The REPORT_PROCESSING_FINISHED destination (Notifications API subscription): reset() keeps it.
+        self.reports = ReportStore(
+            self.now,
+            self.documents,
+            report_notifier or Notifier(group_id="report-processing-finished"),
+            lambda: self.app.application_id,
+            self.count_notification,
+        )
+        self._clock_listeners: list[Callable[[], None]] = [self.reports.process_due]
         self._init_stores()
 
     def _init_stores(self) -> None:
@@ -150,6 +181,8 @@ class EmulatorState:
         self._spapi_denied: Counter[str] = Counter()
         self._notifications: Counter[str] = Counter()
         self._throttled = 0
+        self._throttled_by_operation: Counter[str] = Counter()
+        self._documents_served = 0
         self._last_rotation_call: datetime | None = None
 
     def reset(self) -> None:
@@ -163,9 +196,23 @@ class EmulatorState:
             if fresh != self._app.client:
                 self._app = self._app.with_client(fresh)
         self.faults.clear()
+        self.buckets.clear()
+        self.sales_and_traffic_quota.clear()
+        self.reports.clear()
+        self.documents.clear()
 
     def now(self) -> datetime:
         return self.clock.now()
+
+    def advance_clock(self, seconds: float) -> datetime:
+        """Moves the emulator clock, then lets what is due happen (reports finish and notify)."""
+        now = self.clock.advance(seconds)
+        for listener in list(self._clock_listeners):
+            listener()
+        return now
+
+    def add_clock_listener(self, listener: Callable[[], None]) -> None:
+        self._clock_listeners.append(listener)
 
     # -- the registered application -------------------------------------------------------
 
@@ -327,6 +374,7 @@ class EmulatorState:
             last = self._last_rotation_call
             if last is not None and now - last < ROTATION_INTERVAL:
                 self._throttled += 1
+                self._throttled_by_operation["rotateApplicationClientSecret"] += 1
                 return False
             self._last_rotation_call = now
             return True
@@ -372,6 +420,15 @@ class EmulatorState:
         with self._lock:
             self._spapi_denied[operation] += 1
 
+    def count_throttled(self, operation: str) -> None:
+        with self._lock:
+            self._throttled += 1
+            self._throttled_by_operation[operation] += 1
+
+    def count_document_served(self) -> None:
+        with self._lock:
+            self._documents_served += 1
+
     def count_notification(self, notification_type: str) -> None:
         with self._lock:
             self._notifications[notification_type] += 1
@@ -384,6 +441,7 @@ class EmulatorState:
                 "spapi": {op: self._spapi_calls[op] for op in SPAPI_OPERATIONS},
                 "spapi_denied": {op: self._spapi_denied[op] for op in SPAPI_OPERATIONS},
                 "throttled": self._throttled,
+                "throttled_by_operation": dict(self._throttled_by_operation),
                 "notifications": dict(self._notifications),
-                "documents_served": 0,
+                "documents_served": self._documents_served,
             }

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from infra.app import build_app, load_cdk_context
-from infra.config import ConfigError, StageConfig
+from infra.config import DEFAULT_REPORT_TYPES, ConfigError, StageConfig
 from infra.constructs import service_function
 
 
@@ -49,6 +49,10 @@ def test_unknown_stage_names_the_known_ones() -> None:
         ("reauth_notice_days", 0, "stages.dev.reauth_notice_days"),
         ("rotate_when_days_left", 180, "stages.dev.rotate_when_days_left"),
         ("rotate_when_days_left", "7", "stages.dev.rotate_when_days_left' must be int"),
+        ("default_report_types", [], "stages.dev.default_report_types' must be a non-empty list"),
+        ("default_report_types", "GET_MERCHANT_LISTINGS_ALL_DATA", "stages.dev.default_report_types' must be"),
+        ("default_report_types", ["get_orders"], "stages.dev.default_report_types' holds values"),
+        ("default_report_types", ["GET_X", "GET_X"], "stages.dev.default_report_types' lists a report type twice"),
     ],
 )
 def test_bad_values_name_the_key(key: str, value: object, message: str) -> None:
@@ -72,3 +76,13 @@ def test_missing_deps_layer_asks_for_make_layer(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(service_function, "DEPS_LAYER_DIR", tmp_path / "missing")
     with pytest.raises(service_function.AssetMissingError, match="make layer"):
         build_app("dev", outdir=str(tmp_path / "out"))
+
+
+def test_default_report_types_default_to_the_six_catalog_types() -> None:
+    stages = _stages()
+    for name in stages:
+        assert StageConfig.from_context(name, stages).default_report_types == DEFAULT_REPORT_TYPES
+    dev = {key: value for key, value in stages["dev"].items() if key != "default_report_types"}
+    assert StageConfig.from_context("dev", {"dev": dev}).default_report_types == DEFAULT_REPORT_TYPES
+    chosen = {**stages["dev"], "default_report_types": ["GET_MERCHANT_LISTINGS_ALL_DATA"]}
+    assert StageConfig.from_context("dev", {"dev": chosen}).default_report_types == ("GET_MERCHANT_LISTINGS_ALL_DATA",)

@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from local.amazon import AmazonEmulator
+from local.amazon.state import SPAPI_OPERATIONS
 
 CALLBACK = "https://app.example.test/callback"
 OTHER_CALLBACK = "https://app.example.test/other-callback"
@@ -500,7 +501,7 @@ def test_timeout_fault_holds_the_answer(http: requests.Session, emu: AmazonEmula
 @pytest.mark.parametrize(
     "body",
     [
-        {"operation": "getReport", "status": 500, "count": 1},
+        {"operation": "getOrders", "status": 500, "count": 1},
         {"operation": "lwa_token", "status": 429, "count": 1},
         {"operation": "lwa_token", "status": 500, "count": 0},
         {"operation": "lwa_token", "status": 500, "count": 1, "hold_seconds": 1},
@@ -526,9 +527,10 @@ def test_stats_count_every_token_call_by_grant(http: requests.Session, emu: Amaz
     assert control(http, emu, "stats") == {
         "lwa": {"authorization_code": 2, "refresh_token": 2, "client_credentials": 1},
         "lwa_errors": {"invalid_grant": 1, "invalid_client": 1},
-        "spapi": {"getMarketplaceParticipations": 0, "rotateApplicationClientSecret": 0},
-        "spapi_denied": {"getMarketplaceParticipations": 0, "rotateApplicationClientSecret": 0},
+        "spapi": dict.fromkeys(SPAPI_OPERATIONS, 0),
+        "spapi_denied": dict.fromkeys(SPAPI_OPERATIONS, 0),
         "throttled": 0,
+        "throttled_by_operation": {},
         "notifications": {},
         "documents_served": 0,
     }

@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from local.amazon import AmazonEmulator
+from local.amazon.state import SPAPI_OPERATIONS
 
 MODELS = Path(__file__).resolve().parents[2] / "local" / "amazon" / "models"
 CALLBACK = "https://app.example.test/callback"
@@ -224,8 +225,10 @@ def test_stats_count_spapi_calls_and_denials(http: requests.Session, emu: Amazon
 
     stats = control(http, emu, "stats")
 
-    assert stats["spapi"] == {"getMarketplaceParticipations": 4, "rotateApplicationClientSecret": 1}
-    assert stats["spapi_denied"] == {"getMarketplaceParticipations": 2, "rotateApplicationClientSecret": 1}
+    assert stats["spapi"] == {**dict.fromkeys(SPAPI_OPERATIONS, 0),
+                              "getMarketplaceParticipations": 4, "rotateApplicationClientSecret": 1}
+    assert stats["spapi_denied"] == {**dict.fromkeys(SPAPI_OPERATIONS, 0),
+                                     "getMarketplaceParticipations": 2, "rotateApplicationClientSecret": 1}
     assert stats["throttled"] == 0
 
 

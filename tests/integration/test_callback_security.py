@@ -20,7 +20,8 @@ def lwa_calls(emulator, grant="authorization_code"):
 
 
 def connections(resources):
-    return boto3.resource("dynamodb").Table(resources.tables["connections"]).scan()["Count"]
+    items = boto3.resource("dynamodb").Table(resources.tables["connections"]).scan()["Items"]
+    return sum(1 for item in items if item["sk"].startswith("CONN#"))
 
 
 def states(resources):

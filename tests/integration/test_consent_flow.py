@@ -108,7 +108,9 @@ def test_two_regions_are_two_connections(consent_env, emulator):
     assert connect(ConsentClient(), emulator.base_url, SELLER, "JP").status == 303
     items = _table(consent_env, "connections").query(
         KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": f"SELLER#{SELLER}"})["Items"]
-    assert sorted(i["region"] for i in items) == ["FE", "NA"]
+    assert sorted(i["sk"] for i in items) == ["CONN#FE", "CONN#NA", "PLAN#FE", "PLAN#NA"]
+    plan = next(i for i in items if i["sk"] == "PLAN#FE")
+    assert plan["marketplace_ids"] == ["A1VC38T7YXB528"]  # reports are requested for Japan
 
 
 def test_reauthorization_replaces_the_token(consent_env, emulator, product_clock, log_guard):

@@ -66,6 +66,7 @@ def test_invalid_grant_revokes_once_and_deletes_every_token(connected, emulator,
     for gone in ("refresh_token", "refresh_shard", "refresh_due_at", "reauth_shard"):
         assert gone not in item
     assert token_item(connected, SELLER, "NA") is None
+    assert not any(i["sk"] == "PLAN#NA" for i in every_item(connected) if "sk" in i)  # no more report planning
     assert not any("Atz" in repr(i) for i in every_item(connected))
     # Afterwards: no LWA call at all for this connection.
     with pytest.raises(ConnectionNotActive):

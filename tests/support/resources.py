@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 
 
-def _keys_only_index(name: str, partition: str, sort: str) -> dict[str, Any]:
+def _index(name: str, partition: str, sort: str, projection: str = "KEYS_ONLY") -> dict[str, Any]:
     return {
         "IndexName": name,
         "KeySchema": [{"AttributeName": partition, "KeyType": "HASH"}, {"AttributeName": sort, "KeyType": "RANGE"}],
-        "Projection": {"ProjectionType": "KEYS_ONLY"},
+        "Projection": {"ProjectionType": projection},
     }
 
 
@@ -26,11 +26,14 @@ TABLES: dict[str, dict[str, Any]] = {
                                  {"AttributeName": "refresh_shard", "AttributeType": "S"},
                                  {"AttributeName": "refresh_due_at", "AttributeType": "N"},
                                  {"AttributeName": "reauth_shard", "AttributeType": "S"},
-                                 {"AttributeName": "reauthorization_due_at", "AttributeType": "S"}],
-        # Sparse indexes of the token lifecycle (docs/internal-contracts.md).
+                                 {"AttributeName": "reauthorization_due_at", "AttributeType": "S"},
+                                 {"AttributeName": "plan_shard", "AttributeType": "S"},
+                                 {"AttributeName": "next_plan_at", "AttributeType": "N"}],
+        # Sparse indexes of the token lifecycle and the report planner (docs/internal-contracts.md).
         "GlobalSecondaryIndexes": [
-            _keys_only_index("by_refresh_due", "refresh_shard", "refresh_due_at"),
-            _keys_only_index("by_reauthorization_due", "reauth_shard", "reauthorization_due_at"),
+            _index("by_refresh_due", "refresh_shard", "refresh_due_at"),
+            _index("by_reauthorization_due", "reauth_shard", "reauthorization_due_at"),
+            _index("by_plan_due", "plan_shard", "next_plan_at", projection="ALL"),
         ],
         "ttl": "expires_at",
     },

@@ -26,8 +26,8 @@ def test_states_have_256_bits_and_never_collide():
         "TOKEN_KEY_ID": "k", "LWA_CLIENT_SECRET_ID": "x", "APP_DRAFT": "true",
         "REDIRECT_URI": "https://api.example.com/callback"})
     states = RecordingStates()
-    service = ConsentService(settings, states=states, connections=None, claims=None, vault=None, lwa=None,
-                             credentials=None)  # type: ignore[arg-type]
+    service = ConsentService(settings, states=states, connections=None, claims=None, plans=None, vault=None,
+                             lwa=None, credentials=None)  # type: ignore[arg-type]
     issued = [service._issue_state(None, flow="website", region=Region.NA, marketplace="US")[0]
               for _ in range(SAMPLES)]
     assert len(set(issued)) == SAMPLES

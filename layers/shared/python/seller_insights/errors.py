@@ -128,3 +128,43 @@ class AlreadyConnected(ConsentError):
 
 class ConnectionInProgress(ConsentError):
     """The same authorization code is being exchanged by another request of this browser right now."""
+
+
+# --- Report documents (report_stream) ------------------------------------------------------------
+
+
+class ReportDocumentError(SellerInsightsError):
+    """A report document could not be stored. Any multipart upload was aborted first."""
+
+
+class DocumentDownloadFailed(ReportDocumentError):
+    """The document URL answered an error status (403: expired or bad URL) or the connection failed.
+
+    `reason` is "http" (see `http_status`), "connection" or "timeout". Fetch a fresh URL and retry.
+    """
+
+    def __init__(self, reason: str, http_status: int | None = None) -> None:
+        self.reason = reason
+        self.http_status = http_status
+        super().__init__(f"report document download failed: {reason} (HTTP {http_status})")
+
+    @property
+    def url_expired(self) -> bool:
+        return self.http_status == 403
+
+
+class DocumentCorrupt(ReportDocumentError):
+    """The body is not what it claims: a truncated or invalid gzip stream, or an absurdly long line."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"report document is corrupt: {reason}")
+
+
+class StorageFailed(ReportDocumentError):
+    """S3 refused or failed (`operation`, S3's error `code`); nothing partial is left behind."""
+
+    def __init__(self, operation: str, code: str | None) -> None:
+        self.operation = operation
+        self.code = code
+        super().__init__(f"S3 {operation} failed ({code or 'no error code'})")

@@ -160,6 +160,9 @@ class ConnectionsRepository:
                     },
                 }},
                 {"Delete": {"TableName": self._table.name, "Key": access_token_key(seller_id, region)}},
+                # No more report planning: the planning cursor goes with the tokens.
+                {"Delete": {"TableName": self._table.name,
+                            "Key": {"pk": f"SELLER#{seller_id}", "sk": f"PLAN#{region}"}}},
             ])
         except ClientError as exc:
             reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]

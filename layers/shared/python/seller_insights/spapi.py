@@ -8,14 +8,23 @@ are never logged; errors carry the HTTP status and Amazon's error code only.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 
 from seller_insights.endpoints import amazon_url
 from seller_insights.errors import SpApiError
 from seller_insights.marketplaces import SPAPI_ENDPOINTS, Region
-from seller_insights.tokens import AccessTokenProvider
+from seller_insights.redaction import register_secret
+from seller_insights.tokens import AccessToken
+
+REPORTS = "/reports/2021-06-30"
+
+
+class TokenSource(Protocol):
+    def get(self, seller: str, region: str) -> AccessToken: ...
+
+    def invalidate(self, seller: str, region: str, token: AccessToken) -> None: ...
 
 USER_AGENT = "SellerInsights/0.1 (Language=Python/3.13; Platform=AWS Lambda)"
 _TOKEN_REFUSED = {"Unauthorized", "MissingAuthenticationToken", "InvalidAccessToken"}
@@ -30,7 +39,7 @@ class SpApiTimeouts:
 class SpApiClient:
     def __init__(
         self,
-        tokens: AccessTokenProvider,
+        tokens: TokenSource,
         *,
         endpoint_override: str | None = None,
         session: requests.Session | None = None,
@@ -44,6 +53,22 @@ class SpApiClient:
     def get_marketplace_participations(self, seller: str, region: str) -> dict[str, Any]:
         """Sellers API getMarketplaceParticipations: the marketplaces this seller sells in."""
         return self.request(seller, region, "GET", "/sellers/v1/marketplaceParticipations")
+
+    # --- Reports API 2021-06-30 ------------------------------------------------------------------
+
+    def create_report(self, seller: str, region: str, body: dict[str, Any]) -> str:
+        return str(self.request(seller, region, "POST", f"{REPORTS}/reports", json=body)["reportId"])
+
+    def get_reports(self, seller: str, region: str, params: dict[str, Any]) -> dict[str, Any]:
+        return self.request(seller, region, "GET", f"{REPORTS}/reports", params=params)
+
+    def get_report(self, seller: str, region: str, report_id: str) -> dict[str, Any]:
+        return self.request(seller, region, "GET", f"{REPORTS}/reports/{report_id}")
+
+    def get_report_document(self, seller: str, region: str, document_id: str) -> dict[str, Any]:
+        document = self.request(seller, region, "GET", f"{REPORTS}/documents/{document_id}")
+        register_secret(str(document.get("url", "")))  # a presigned URL: never in a log
+        return document
 
     def request(self, seller: str, region: str, method: str, path: str, *,
                 params: dict[str, Any] | None = None, json: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -185,6 +185,15 @@ class AccessTokenProvider:
                 raise TokenUnavailable("another caller is still refreshing this token")
             self._sleep(self._policy.poll_seconds)
 
+    def cached(self, seller: str, region: str) -> AccessToken | None:
+        """A fresh token from memory or the shared table, never from LWA (for duties that may not
+        decrypt refresh tokens)."""
+        remembered = self._remembered(seller, region)
+        if remembered is not None:
+            return remembered
+        shared = self._from_table(seller, region)
+        return self._remember(seller, region, shared) if shared is not None else None
+
     def refresh(self, seller: str, region: str) -> AccessToken | None:
         """Renew now if nobody else is (the scheduled refresher). None if another caller holds the lease."""
         if not self._lease(seller, region, stale_within=self._policy.refresh_ahead_seconds):
@@ -277,3 +286,23 @@ class AccessTokenProvider:
 
     def _fresh(self, expires_at: int) -> bool:
         return expires_at - self._policy.margin_seconds > clock.epoch_seconds()
+
+
+class CachedTokensOnly:
+    """The token source of a duty that may only decrypt access tokens (the report fetcher): it takes
+    what the token refresher keeps warm, and when there is nothing fresh it asks for a refresh by
+    making the connection due now, then raises TokenUnavailable so the caller re-queues its work."""
+
+    def __init__(self, provider: AccessTokenProvider, connections: ConnectionsRepository) -> None:
+        self._provider = provider
+        self._connections = connections
+
+    def get(self, seller: str, region: str) -> AccessToken:
+        token = self._provider.cached(seller, region)
+        if token is None:
+            self._connections.schedule_refresh(seller, region, clock.epoch_seconds())
+            raise TokenUnavailable("no fresh access token yet; the token refresher was asked for one")
+        return token
+
+    def invalidate(self, seller: str, region: str, token: AccessToken) -> None:
+        self._provider.invalidate(seller, region, token)

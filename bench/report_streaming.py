@@ -1,0 +1,373 @@
+"""Report streaming: peak memory and throughput of `stream_document_to_s3` against a peer and gzip -dc.
+
+Usage: python -m bench.report_streaming [--sizes 64M,256M,1G]
+
+Method. For each size N this process writes an orders report (GET_FLAT_FILE_ALL_ORDERS_DATA_BY_LAST_UPDATE
+columns, cp1252, about one product name in five with umlauts or a euro sign; rows drawn from a pool of
+4096 random rows, each with its own order id and dates) of at least N bytes uncompressed, gzipping it
+ONCE, streamed, into a temporary file under /tmp (level 6, gzip's default). A small HTTP server in this
+process serves that file from disk in 1 MiB reads, as Amazon does: `Content-Type: text/plain;
+charset=Cp1252`, gzip bytes labelled identity. moto runs in server mode in this process too
+(`ThreadedMotoServer`); it keeps every uploaded part in memory, so nothing is measured here. Each
+contender runs in a fresh child interpreter that imports everything it needs, resets the peak RSS
+(`/proc/self/clear_refs` 5, so that the imports' transient peak does not hide a smaller run), reads
+its peak RSS (`VmHWM` of /proc/self/status: `ru_maxrss` would carry the parent's peak over the exec,
+and this parent holds moto's data), runs once, and reads it again: `rss_growth_mib` is the growth of
+the child's peak RSS, `seconds` the wall time of the run, `mib_per_s` the UNCOMPRESSED size over it.
+
+Contenders:
+- `ours`: `stream_document_to_s3` with the orders column allowlist (ship-city, ship-postal-code and url
+  dropped, as the catalog does) into the moto server: download, gunzip, decode, filter, UTF-8, sha256,
+  multipart upload.
+- `ours_no_filter`: the same with `keep_columns=None` (JSON/XML path: transcode only).
+- `peer_download`: python-amazon-sp-api 2.1.35, `ReportsV2().get_report_document(id, download=True)`,
+  the library's own code, with only the metadata call (`_request`) replaced by the answer Amazon would
+  give (`{"url": <our local URL>, "compressionAlgorithm": "GZIP"}`), so no credentials are needed. Its
+  download path is `httpx.get(url).content` -> `zlib.decompress` -> `bytes.decode`, all in memory. It
+  does less work than ours: no filtering, no UTF-8 encoding, no hashing, no upload.
+- `peer_stream_to_file`: the same library with `stream=True, file=<path in /tmp>` (its streaming
+  option, 8 KiB reads, writes the text back in the source charset to a local file; no upload).
+- `gzip_dc`: `gzip -dc file > /dev/null`, the speed limit (one run, wall time).
+
+Results go to bench/results/report_streaming.json and, as one JSON line, to stdout; progress to
+stderr. Every temporary file is removed at the end, also on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gzip
+import json
+import logging
+import os
+import platform
+import random
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results" / "report_streaming.json"
+MiB = 1024 * 1024
+BUCKET = "bench-report-streaming"
+REGION = "us-east-1"
+CHARSET_HEADER = "text/plain; charset=Cp1252"
+HEADER = (
+    "amazon-order-id", "merchant-order-id", "purchase-date", "last-updated-date", "order-status",
+    "fulfillment-channel", "sales-channel", "order-channel", "url", "ship-service-level", "product-name", "sku",
+    "asin", "item-status", "quantity", "currency", "item-price", "item-tax", "shipping-price", "shipping-tax",
+    "gift-wrap-price", "gift-wrap-tax", "item-promotion-discount", "ship-promotion-discount", "ship-city",
+    "ship-state", "ship-postal-code", "ship-country", "promotion-ids", "is-business-order",
+    "purchase-order-number", "price-designation",
+)
+# The orders allowlist of seller_insights.report_catalog at the time of writing (address parts dropped).
+KEEP = tuple(name for name in HEADER if name not in {"url", "ship-city", "ship-postal-code"})
+WORDS = ("Edelstahl", "Küchenwaage", "Größe", "Brotdose", "Öko", "Kaffeebecher", "Thermosflasche", "Schürze",
+         "Set", "Premium", "für", "Kinder", "Damen", "Herren", "Garten", "Bürste", "Lampe", "LED", "Kabel",
+         "USB-C", "2er-Pack", "Geschenk", "wasserdicht", "Rucksack", "Tasche", "Zubehör", "€-Gutschein")
+CITIES = ("München", "Köln", "Düsseldorf", "Berlin", "Hamburg", "Nürnberg", "Frankfurt am Main", "Lübeck")
+
+
+def parse_size(text: str) -> int:
+    units = {"K": 1024, "M": MiB, "G": 1024 * MiB}
+    text = text.strip().upper().removesuffix("B").removesuffix("I")
+    return int(float(text[:-1]) * units[text[-1]]) if text[-1] in units else int(text)
+
+
+# --- the document ----------------------------------------------------------------------------------
+
+
+def _pool(rng: random.Random) -> list[list[str]]:
+    rows = []
+    for _ in range(4096):
+        words = rng.sample(WORDS[:-1], rng.randint(3, 9))
+        if rng.random() < 0.2:
+            words.append(rng.choice(("€", "Größe XL", "Schürze", "2 Stück à 5 €")))
+        price = rng.randint(199, 19999)
+        rows.append([
+            "", "", "", "", rng.choice(("Shipped", "Pending", "Unshipped")), rng.choice(("Amazon", "Merchant")),
+            "Amazon.de", "", f"https://www.amazon.de/dp/B0{rng.randrange(10**8):08d}",
+            rng.choice(("Standard", "Expedited")), " ".join(words), f"SKU-{rng.randrange(10**6):06d}",
+            f"B0{rng.randrange(10**8):08d}", "Shipped", str(rng.randint(1, 3)), "EUR", f"{price / 100:.2f}",
+            f"{price * 19 / 10000:.2f}", "4.99", "0.95", "", "", "", "", rng.choice(CITIES), "",
+            f"{rng.randrange(10**5):05d}", "DE", "", rng.choice(("true", "false")), "", "",
+        ])
+    return rows
+
+
+def write_document(path: Path, size: int, seed: int = 7) -> tuple[int, int]:
+    """Gzip (level 6, streamed) an orders TSV of at least `size` cp1252 bytes; (bytes, data rows)."""
+    rng = random.Random(seed)
+    pool = _pool(rng)
+    written = rows = 0
+    with gzip.open(path, "wb", compresslevel=6) as out:
+        block = ["\t".join(HEADER) + "\r\n"]
+        pending = len(block[0])
+        while written + pending < size:
+            row = pool[rng.randrange(len(pool))]
+            day, second = 1 + rows % 28, rows % 86400
+            stamp = f"2026-11-{day:02d}T{second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d}+00:00"
+            row[0] = row[1] = f"302-{rows:07d}-{rng.randrange(10**7):07d}"
+            row[2] = row[3] = stamp
+            line = "\t".join(row) + "\r\n"
+            block.append(line)
+            pending += len(line)
+            rows += 1
+            if pending >= MiB:
+                data = "".join(block).encode("cp1252")
+                out.write(data)
+                written += len(data)
+                block, pending = [], 0
+        data = "".join(block).encode("cp1252")
+        out.write(data)
+        written += len(data)
+    return written, rows
+
+
+# --- servers in this process -----------------------------------------------------------------------
+
+
+class _FileHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: Any
+
+    def do_GET(self) -> None:
+        path: Path = self.server.document
+        self.send_response(200)
+        self.send_header("Content-Type", CHARSET_HEADER)
+        self.send_header("Content-Length", str(path.stat().st_size))
+        self.end_headers()
+        with path.open("rb") as source, contextlib.suppress(ConnectionError):
+            shutil.copyfileobj(source, self.wfile, MiB)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def document_server(path: Path) -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _FileHandler)
+    httpd.document = path  # type: ignore[attr-defined]
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/_documents/bench?X-Amz-Expires=300&X-Amz-Signature=00"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- children --------------------------------------------------------------------------------------
+
+
+def child_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION,
+                "POWERTOOLS_SERVICE_NAME": "bench", "LOG_LEVEL": "WARNING",
+                "PYTHONPATH": os.pathsep.join([str(REPO / "layers" / "shared" / "python"), str(REPO)])})
+    return env
+
+
+def run_child(spec: dict[str, Any]) -> dict[str, Any]:
+    out = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "bench.report_streaming", "--child", json.dumps(spec)],
+        capture_output=True, text=True, env=child_env(), cwd=REPO, timeout=3600, check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"{spec['kind']} failed: {out.stderr[-2000:]}")
+    answer: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return answer
+
+
+def _maxrss_kib() -> int:
+    """Peak RSS of this process's memory (VmHWM), in KiB.
+
+    Not `getrusage(RUSAGE_SELF).ru_maxrss`: on Linux that is at least the peak the process had before
+    its exec(), i.e. the PARENT's RSS at fork time (this parent holds moto's uploads), so it stays flat.
+    VmHWM is the peak of the current address space only; ru_maxrss is the fallback elsewhere.
+    """
+    with contextlib.suppress(OSError), open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def _reset_peak_rss() -> None:
+    """Linux: forget the peak so far (imports' transient peaks), so ru_maxrss restarts from the RSS now."""
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+
+
+def child_main(spec: dict[str, Any]) -> None:
+    kind = spec["kind"]
+    if kind.startswith("ours"):
+        # Imported here, not at the top: each child loads only its own contender.
+        import boto3
+        from botocore.config import Config
+
+        from seller_insights.report_stream import stream_document_to_s3
+        s3 = boto3.client("s3", endpoint_url=spec["endpoint"], region_name=REGION,
+                          config=Config(retries={"max_attempts": 4, "mode": "standard"}, read_timeout=120))
+        s3.list_buckets()  # the client is fully built before the baseline
+        _reset_peak_rss()
+        start_rss, started = _maxrss_kib(), time.perf_counter()
+        stored = stream_document_to_s3(
+            url=spec["url"], compression_label=None, s3_client=s3, bucket=BUCKET, key=spec["key"],
+            fallback_charset="cp1252", keep_columns=tuple(spec["keep"]) if spec["keep"] else None,
+        )
+        seconds, end_rss = time.perf_counter() - started, _maxrss_kib()
+        detail = {"bytes_out": stored.bytes_out, "rows": stored.rows, "parts": stored.parts,
+                  "dropped_columns": list(stored.dropped_columns), "undecodable": stored.undecodable,
+                  "sha256": stored.sha256}
+    else:
+        from sp_api.api import ReportsV2  # type: ignore[import-untyped]
+        from sp_api.base import ApiResponse  # type: ignore[import-untyped]
+
+        class LocalReports(ReportsV2):  # type: ignore[misc]
+            def _request(self, path: str, **kwargs: Any) -> Any:  # getReportDocument's answer, no network
+                return ApiResponse(payload={"reportDocumentId": "bench", "url": spec["url"],
+                                            "compressionAlgorithm": "GZIP"})
+
+        reports = LocalReports(credentials={"refresh_token": "Atzr|bench-not-a-token", "lwa_app_id": "bench",
+                                            "lwa_client_secret": "bench"})
+        _reset_peak_rss()
+        start_rss, started = _maxrss_kib(), time.perf_counter()
+        if kind == "peer_download":
+            res = reports.get_report_document("bench", download=True, timeout=600)
+            document = res.payload["document"]
+            detail = {"chars": len(document), "character_code": res.character_code}
+            del document
+        else:
+            res = reports.get_report_document("bench", stream=True, file=spec["file"], timeout=600)
+            detail = {"file_bytes": os.path.getsize(spec["file"]), "character_code": res.character_code}
+        seconds, end_rss = time.perf_counter() - started, _maxrss_kib()
+    print(json.dumps({"seconds": seconds, "rss_start_kib": start_rss, "rss_end_kib": end_rss, **detail}))
+
+
+# --- the run ---------------------------------------------------------------------------------------
+
+
+def gzip_dc(path: Path) -> float:
+    started = time.perf_counter()
+    with open(os.devnull, "wb") as sink:
+        subprocess.run(["gzip", "-dc", str(path)], stdout=sink, check=True)  # noqa: S603, S607
+    return time.perf_counter() - started
+
+
+def row(uncompressed: int, seconds: float, rss_growth_kib: int | None, **extra: Any) -> dict[str, Any]:
+    return {
+        "rss_growth_mib": None if rss_growth_kib is None else round(rss_growth_kib / 1024, 1),
+        "seconds": round(seconds, 2),
+        "mib_per_s": round(uncompressed / MiB / seconds, 1),
+        **extra,
+    }
+
+
+def measure_size(label: str, size: int, workdir: Path, endpoint: str, s3: Any) -> dict[str, Any]:
+    gz = workdir / f"orders-{label}.tsv.gz"
+    log(f"[{label}] writing and gzipping the document")
+    uncompressed, rows = write_document(gz, size)
+    result: dict[str, Any] = {"uncompressed_bytes": uncompressed, "gzip_bytes": gz.stat().st_size, "rows": rows}
+    log(f"[{label}] gzip -dc")
+    result["gzip_dc"] = row(uncompressed, gzip_dc(gz), None)
+    with document_server(gz) as url:
+        for kind, keep in (("ours", KEEP), ("ours_no_filter", None)):
+            log(f"[{label}] {kind}")
+            key = f"bench/{label}/{kind}.tsv"
+            out = run_child({"kind": kind, "url": url, "endpoint": endpoint, "key": key, "keep": keep})
+            head = s3.head_object(Bucket=BUCKET, Key=key)
+            assert head["ContentLength"] == out["bytes_out"], "stored size differs"
+            assert out["rows"] == rows, "row count differs"
+            assert not s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads"), "an upload was left open"
+            s3.delete_object(Bucket=BUCKET, Key=key)
+            result[kind] = row(uncompressed, out["seconds"], out["rss_end_kib"] - out["rss_start_kib"],
+                               bytes_out=out["bytes_out"], parts=out["parts"],
+                               dropped_columns=out["dropped_columns"], undecodable=out["undecodable"])
+        log(f"[{label}] peer_download")
+        out = run_child({"kind": "peer_download", "url": url})
+        result["peer_download"] = row(uncompressed, out["seconds"], out["rss_end_kib"] - out["rss_start_kib"],
+                                      chars=out["chars"], character_code=out["character_code"])
+        log(f"[{label}] peer_stream_to_file")
+        target = workdir / f"peer-{label}.tsv"
+        out = run_child({"kind": "peer_stream_to_file", "url": url, "file": str(target)})
+        target.unlink(missing_ok=True)
+        result["peer_stream_to_file"] = row(uncompressed, out["seconds"],
+                                            out["rss_end_kib"] - out["rss_start_kib"],
+                                            file_bytes=out["file_bytes"], character_code=out["character_code"])
+    gz.unlink()
+    ours, limit = result["ours"], result["gzip_dc"]
+    result["ours_vs_gzip_dc"] = round(ours["mib_per_s"] / limit["mib_per_s"], 2)
+    log(f"[{label}] {json.dumps(result)}")
+    return result
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="64M,256M,1G")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child_main(json.loads(args.child))
+        return
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
+    os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
+    port = free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    workdir = Path(tempfile.mkdtemp(prefix="report-streaming-", dir="/tmp"))
+    started = time.perf_counter()
+    try:
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
+        s3.create_bucket(Bucket=BUCKET)
+        sizes = {label.strip(): measure_size(label.strip(), parse_size(label), workdir, endpoint, s3)
+                 for label in args.sizes.split(",")}
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        moto.stop()
+    growth = [s["ours"]["rss_growth_mib"] for s in sizes.values()]
+    result = {
+        "sizes": sizes,
+        "targets": {
+            "rss_growth_under_100_mib_at_1g": all(s["ours"]["rss_growth_mib"] < 100 for s in sizes.values()),
+            "rss_flat_across_sizes_mib": [min(growth), max(growth)],
+            "throughput_at_least_half_gzip_dc": all(s["ours_vs_gzip_dc"] >= 0.5 for s in sizes.values()),
+        },
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "total_seconds": round(time.perf_counter() - started, 1),
+        "note": ("one run per contender and size; moto server and the document server share this process and "
+                 "the machine's cores with the measured child; mib_per_s is uncompressed MiB per second"),
+    }
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Lambda entry of the report pipeline: the plan schedule, the job queue and Amazon's
+REPORT_PROCESSING_FINISHED notifications. Bodies of messages are never logged."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from report_fetcher.planner import Planner
+from report_fetcher.service import JobRunner
+from report_fetcher.settings import ReportFetcherSettings
+from seller_insights import aws
+from seller_insights.observability import get_logger, get_metrics, get_tracer
+from seller_insights.quotas import QuotaBuckets
+from seller_insights.report_jobs import Job, JobRepository, PlanRepository, ReportRepository
+from seller_insights.repositories import ConnectionsRepository
+from seller_insights.spapi import SpApiClient
+from seller_insights.tokens import AccessTokenCache, AccessTokenProvider, CachedTokensOnly
+from seller_insights.vault import Vault
+
+logger = get_logger()
+tracer = get_tracer()
+metrics = get_metrics()
+
+
+class _NoLwa:
+    """The fetcher never calls LWA (it may not open refresh tokens); CachedTokensOnly never asks."""
+
+    def refresh(self, refresh_token: str) -> Any:
+        raise AssertionError("the report fetcher must not refresh tokens")
+
+
+@cache
+def settings() -> ReportFetcherSettings:
+    return ReportFetcherSettings.from_env()
+
+
+@cache
+def table() -> Any:
+    return aws.table(settings().connections_table)
+
+
+@cache
+def runner() -> JobRunner:
+    config = settings()
+    connections = ConnectionsRepository(table())
+    provider = AccessTokenProvider(connections=connections, cache=AccessTokenCache(table()),
+                                   vault=Vault(aws.client("kms"), config.token_key_id), lwa=_NoLwa(),  # type: ignore[arg-type]
+                                   retention_days=config.retention_days)
+    return JobRunner(
+        jobs=JobRepository(table()),
+        reports=ReportRepository(table()),
+        plans=PlanRepository(table()),
+        connections=connections,
+        spapi=SpApiClient(CachedTokensOnly(provider, connections), endpoint_override=config.amazon_endpoint_override),
+        quotas=QuotaBuckets(table()),
+        s3=aws.client("s3"),
+        bucket=config.data_bucket,
+    )
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if event.get("task") == "plan-reports":
+        config = settings()
+        planner = Planner(PlanRepository(table()), aws.client("sqs"), config.report_jobs_queue_url,
+                          config.enabled_by_default)
+        return planner.run().as_dict()
+    if "Records" in event:
+        return _records(event["Records"])
+    raise ValueError("unknown event: expected SQS records or the plan-reports task")
+
+
+def _records(records: list[dict[str, Any]]) -> dict[str, Any]:
+    failures = []
+    for record in records:
+        try:
+            body = json.loads(record["body"])
+            if "jobs" in body:
+                _run_jobs(body["jobs"])
+            elif body.get("notificationType") == "REPORT_PROCESSING_FINISHED":
+                _resume(body)
+            else:
+                raise ValueError("neither a job message nor a REPORT_PROCESSING_FINISHED notification")
+        except Exception:
+            logger.exception("report message failed", extra={"message_id": record["messageId"]})
+            failures.append({"itemIdentifier": record["messageId"]})
+    return {"batchItemFailures": failures}
+
+
+def _run_jobs(messages: list[dict[str, Any]]) -> None:
+    """Each job one step; a job that must wait goes back alone, delayed. Every job of the message is
+    tried; if any failed, the message fails (the others are idempotent by job id)."""
+    failed = 0
+    for message in messages:
+        job = Job.from_message(message)
+        try:
+            step = runner().run(job, message.get("version"))
+        except Exception:
+            logger.exception("report job step failed", extra={"report_type": job.report_type})
+            failed += 1
+            continue
+        if step.again:
+            _enqueue(job, step.delay or 0, step.version)
+    if failed:
+        raise RuntimeError(f"{failed} of {len(messages)} jobs failed; the message is retried")
+
+
+def _resume(notification: dict[str, Any]) -> None:
+    """Amazon says a report finished: look at its job now instead of at the next poll."""
+    payload = notification["payload"]["reportProcessingFinishedNotification"]
+    seller = payload.get("sellerId")
+    if not seller:
+        return  # vendor groups have no seller id; we connect sellers only
+    job = JobRepository(table()).find_by_report_id(str(seller), str(payload["reportId"]))
+    if job is None or job.status.terminal:
+        return
+    job.next_check_at = 0
+    if JobRepository(table()).save(job):  # the delayed poll message is now stale and will be dropped
+        _enqueue(job, 0, job.version)
+
+
+def _enqueue(job: Job, delay: int, version: int | None) -> None:
+    body = {"jobs": [{**job.message(), "version": version}]}
+    aws.client("sqs").send_message(QueueUrl=settings().report_jobs_queue_url,
+                                   MessageBody=json.dumps(body), DelaySeconds=delay)

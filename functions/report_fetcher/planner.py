@@ -1,0 +1,93 @@
+"""The plan: due connections (sparse index, no Scan) → one message per connection's due jobs.
+
+AWS calls grow with the due connections, not with the table: a Query page per shard, one
+SendMessageBatch per 10 messages, one BatchWriteItem per 25 cursors. Job ids are deterministic, so a
+plan that runs twice produces the same jobs, which the fetcher recognises as done or in flight.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from seller_insights import clock
+from seller_insights.report_catalog import CATALOG, align
+from seller_insights.report_jobs import Job, Plan, PlanRepository, job_id
+from seller_insights.repositories import iso
+
+_SQS_BATCH = 10
+MAX_JOBS_PER_MESSAGE = 10
+
+
+@dataclass
+class PlanReport:
+    connections: int = 0
+    jobs: int = 0
+    messages: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
+class Planner:
+    def __init__(self, plans: PlanRepository, sqs: Any, queue_url: str, default_types: tuple[str, ...]) -> None:
+        self._plans = plans
+        self._sqs = sqs
+        self._queue_url = queue_url
+        self._default_types = default_types
+
+    def run(self) -> PlanReport:
+        report = PlanReport()
+        epoch = clock.epoch_seconds()
+        bodies: list[str] = []
+        batch: list[dict[str, Any]] = []
+        updated: list[Plan] = []
+        for plan in self._plans.due(epoch):
+            jobs = self._due_jobs(plan, epoch)
+            report.connections += 1
+            report.jobs += len(jobs)
+            updated.append(plan)
+            # Several connections share a message (fewer SQS calls); one connection is never split.
+            if batch and len(batch) + len(jobs) > MAX_JOBS_PER_MESSAGE:
+                bodies.append(json.dumps({"jobs": batch}))
+                batch = []
+            batch.extend(job.message() for job in jobs)
+        if batch:
+            bodies.append(json.dumps({"jobs": batch}))
+        self._send(bodies)
+        report.messages = len(bodies)
+        # Cursors move only after their jobs are on the queue: a crash in between re-plans the same
+        # (deterministic) jobs, which the fetcher skips.
+        self._plans.save_all(updated)
+        return report
+
+    def _due_jobs(self, plan: Plan, epoch: int) -> list[Job]:
+        jobs = []
+        now = clock.now()
+        for report_type in plan.enabled or self._default_types:
+            spec = CATALOG[report_type]
+            if plan.due.get(report_type, 0) > epoch:
+                continue
+            start, end = spec.window_for(now)
+            window_start, window_end = iso(start), iso(end)
+            jobs.append(Job(job_id(plan.seller, plan.region, report_type, window_start, window_end),
+                            plan.seller, plan.region, report_type, window_start, window_end,
+                            plan.marketplace_ids))
+            plan.due[report_type] = int((align(now, spec.cadence) + spec.cadence).timestamp())
+        enabled = plan.enabled or self._default_types
+        plan.next_plan_at = min(plan.due.get(t, epoch) for t in enabled)
+        return jobs
+
+    def _send(self, bodies: list[str]) -> None:
+        for start in range(0, len(bodies), _SQS_BATCH):
+            entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies[start:start + _SQS_BATCH])]
+            answer = self._sqs.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
+            failed = answer.get("Failed") or []
+            if failed:
+                # Nothing is half-planned: the cursors are not moved, the next run sends them again.
+                raise PlanningFailed(f"SQS refused {len(failed)} of {len(entries)} job messages")
+
+
+class PlanningFailed(Exception):
+    pass

@@ -1,0 +1,190 @@
+"""ReportPipeline: the report_fetcher function, its schedule and its two queues.
+
+Triggers (docs/internal-contracts.md, "Report pipeline"): the ``plan-reports`` schedule with a
+constant input; the ``report_jobs`` queue the planner fills (one message per connection) and the
+fetcher re-queues waiting jobs to; the ``report_notifications`` queue Amazon's Selling Partner
+notifications account sends REPORT_PROCESSING_FINISHED to. Output: report documents under
+``sellers/`` of the data bucket and their metadata in the connections table.
+
+Keys: ``report_notifications`` (and its DLQ) share the notifications key of the token lifecycle,
+the one key Amazon's account may use (through SQS only); ``report_jobs`` gets a key of its own that
+no one outside this account and the fetcher's role (through SQS) ever uses. The fetcher holds the
+token key only for ``purpose=access_token``: it reads the shared access-token cache and can neither
+decrypt nor refresh refresh tokens, and it never reads the LWA client secret.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import CfnElement, Duration, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.config import StageConfig
+from infra.constructs import messaging, tag_purpose
+from infra.constructs.service_function import METRICS_NAMESPACE, ServiceFunction
+from infra.constructs.token_vault import PLAN_DUE_INDEX, SELLERS_PREFIX, TokenVault
+from infra.nag import acknowledge
+
+DUTY = "report_fetcher"
+# Streams report documents (up to hundreds of MB) from Amazon into S3; queue visibility follows (x6).
+FETCH_TIMEOUT_SECONDS = 300
+FETCH_MEMORY_MB = 1024
+PLAN_SCHEDULE = ("plan-reports", Duration.minutes(15))
+JOBS_BATCH_SIZE = 10
+# SP-API quotas are per seller and per application: few concurrent fetchers, the planner spreads the rest.
+JOBS_MAX_CONCURRENCY = 2
+NOTIFICATIONS_BATCH_SIZE = 10
+NOTIFICATIONS_MAX_CONCURRENCY = 2
+# A waiting job is re-queued with DelaySeconds; a job not done within 4 days is planned again anyway.
+QUEUE_RETENTION = Duration.days(4)
+METRIC_PERIOD = Duration.hours(1)
+REPORT_FAILED_METRIC = "ReportFailed"
+PII_COLUMNS_DROPPED_METRIC = "PiiColumnsDropped"
+
+
+class ReportPipeline(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StageConfig,
+        vault: TokenVault,
+        events_key: kms.IKey,
+        notifications_key: kms.IKey,
+    ) -> None:
+        """``events_key``: what EventBridge may deliver into (the failed-events queue of this duty);
+        ``notifications_key``: the key Amazon's notifications account may use through SQS."""
+        super().__init__(scope, construct_id)
+
+        # Schedule runs EventBridge could not deliver, and asynchronous invocations that failed every
+        # retry, of this duty only (the token lifecycle keeps its own).
+        self.failed_events = messaging.dead_letter_queue(self, "FailedEvents", key=events_key)
+        tag_purpose(self.failed_events, "report_events_dlq")
+
+        self.handler = ServiceFunction(
+            self,
+            "ReportFetcher",
+            duty=DUTY,
+            config=config,
+            description="Report pipeline: plans report jobs, requests, polls and stores SP-API reports",
+            memory_mb=FETCH_MEMORY_MB,
+            timeout=Duration.seconds(FETCH_TIMEOUT_SECONDS),
+            dead_letter_queue=self.failed_events,
+        )
+        fn = self.handler
+
+        self.jobs_key = messaging.customer_key(self, "JobsKey", config=config, use="report job messages (SQS)")
+        tag_purpose(self.jobs_key, "report_jobs_key")
+        self.jobs_dlq = messaging.dead_letter_queue(self, "JobsDlq", key=self.jobs_key)
+        tag_purpose(self.jobs_dlq, "report_jobs_dlq")
+        self.jobs = messaging.consumed_queue(
+            self, "Jobs", consumer=fn, key=self.jobs_key, retention=QUEUE_RETENTION, dead_letters=self.jobs_dlq
+        )
+        tag_purpose(self.jobs, "report_jobs")
+
+        self.notifications_dlq = messaging.dead_letter_queue(self, "NotificationsDlq", key=notifications_key)
+        tag_purpose(self.notifications_dlq, "report_notifications_dlq")
+        self.notifications = messaging.consumed_queue(
+            self,
+            "Notifications",
+            consumer=fn,
+            key=notifications_key,
+            retention=QUEUE_RETENTION,
+            dead_letters=self.notifications_dlq,
+        )
+        tag_purpose(self.notifications, "report_notifications")
+        messaging.admit_amazon_notifications(self.notifications)
+
+        # The jobs queue's visibility follows the function's timeout, so its URL joins the environment last.
+        for name, value in {
+            "CONNECTIONS_TABLE": vault.connections.table_name,
+            "TOKEN_KEY_ID": vault.key.key_arn,
+            "DATA_BUCKET": vault.data_bucket.bucket_name,
+            "REPORT_JOBS_QUEUE_URL": self.jobs.queue_url,
+            "DEFAULT_REPORT_TYPES": ",".join(config.default_report_types),
+            "RETENTION_DAYS": str(config.retention_days),
+        }.items():
+            fn.add_environment(name, value)
+
+        self._grant(vault)
+        messaging.consume(
+            self,
+            "JobsSource",
+            consumer=fn,
+            queue=self.jobs,
+            batch_size=JOBS_BATCH_SIZE,
+            max_concurrency=JOBS_MAX_CONCURRENCY,
+            dead_letter_purpose="report_jobs_dlq",
+        )
+        messaging.consume(
+            self,
+            "NotificationsSource",
+            consumer=fn,
+            queue=self.notifications,
+            batch_size=NOTIFICATIONS_BATCH_SIZE,
+            max_concurrency=NOTIFICATIONS_MAX_CONCURRENCY,
+            dead_letter_purpose="report_notifications_dlq",
+        )
+        name, rate = PLAN_SCHEDULE
+        messaging.scheduled_task(
+            self, name=name, rate=rate, max_event_age=rate, consumer=fn, dead_letters=self.failed_events
+        )
+
+        self.report_failed_metric = self._metric(REPORT_FAILED_METRIC)
+        self.pii_columns_dropped_metric = self._metric(PII_COLUMNS_DROPPED_METRIC)
+
+    def _grant(self, vault: TokenVault) -> None:
+        fn = self.handler
+        vault.grant_tables_read_write(fn, vault.connections)
+        vault.grant_connection_index_query(fn, PLAN_DUE_INDEX)
+        # The shared access-token cache only: no refresh tokens, no LWA client secret.
+        vault.grant_access_token_crypto(fn)
+        vault.grant_seller_objects_read_write(fn)
+        acknowledge(
+            fn.role,
+            f"AwsSolutions-IAM5[Resource::<{_logical_ref(vault.data_bucket.node.default_child)}.Arn>"
+            f"/{SELLERS_PREFIX}*]",
+            f"Report documents are written to and read from keys that carry seller, region, type and window "
+            f"({SELLERS_PREFIX}{{seller}}/{{region}}/reports/...), unknown at deploy time; the grant is limited "
+            "to the sellers/ prefix of the data bucket and to put, get and multipart-upload actions.",
+        )
+        # Waiting jobs go back to report_jobs alone, with a delay; sending needs the queue's key via SQS.
+        self.jobs.grant(fn, "sqs:SendMessage")
+        messaging.grant_queue_key_via_sqs(fn, self.jobs_key, "kms:GenerateDataKey", "kms:Decrypt")
+
+    def _metric(self, name: str) -> cloudwatch.Metric:
+        return cloudwatch.Metric(
+            namespace=METRICS_NAMESPACE,
+            metric_name=name,
+            dimensions_map={"service": DUTY},
+            statistic=cloudwatch.Stats.SUM,
+            period=METRIC_PERIOD,
+        )
+
+    @property
+    def dead_letter_queues(self) -> dict[str, tuple[sqs.IQueue, str]]:
+        """Alarm name → (queue, description), for Observability.watch_dead_letter_queue."""
+        return {
+            "ReportJobsDlqDepth": (
+                self.jobs_dlq,
+                f"{DUTY}: report jobs given up on after {messaging.MAX_RECEIVE_COUNT} receives",
+            ),
+            "ReportNotificationsDlqDepth": (
+                self.notifications_dlq,
+                f"{DUTY}: REPORT_PROCESSING_FINISHED notifications it gave up on",
+            ),
+            "ReportFailedEventsDepth": (
+                self.failed_events,
+                f"{DUTY}: plan-reports runs that were not delivered, or failed invocations",
+            ),
+        }
+
+
+def _logical_ref(resource: object) -> str:
+    """The token cdk-nag uses for a resource in IAM5 finding ids: its logical id as synthesized."""
+    if not isinstance(resource, CfnElement):
+        raise TypeError(f"{resource!r} is not a CloudFormation element")
+    return Stack.of(resource).resolve(resource.logical_id)  # type: ignore[no-any-return]

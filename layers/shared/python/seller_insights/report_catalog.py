@@ -1,0 +1,159 @@
+"""Every report type the product pulls, declared once. Planning, fetching and storage read this.
+
+Columns: for TSV reports only the columns listed in `kept_columns` are stored (an allowlist), so a
+buyer's name, e-mail, phone or address never lands in S3, even if Amazon adds such a column later.
+Cooldowns after FATAL follow Airbyte's experience (30 minutes; 4 hours for daily FBA reports).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from seller_insights.errors import ConfigurationError
+
+
+class ReportFormat(StrEnum):
+    TSV = "tsv"
+    XML = "xml"
+    JSON = "json"
+
+
+class WindowKind(StrEnum):
+    UPDATED = "updated"  # rows changed in [start, end): windowed, with a lookback overlap
+    SNAPSHOT = "snapshot"  # the state now; the window only names the run
+    DAY = "day"  # one whole UTC day, requested once it is over
+    DISCOVERED = "discovered"  # cannot be requested: found with getReports (settlement)
+
+
+@dataclass(frozen=True)
+class AppQuota:
+    """A limit Amazon applies per application, across every seller."""
+
+    min_interval: timedelta
+    max_per_day: int
+
+
+@dataclass(frozen=True)
+class ReportSpec:
+    report_type: str
+    format: ReportFormat
+    window: WindowKind
+    cadence: timedelta
+    lookback: timedelta = timedelta()
+    max_window: timedelta | None = None
+    fatal_cooldown: timedelta = timedelta(minutes=30)
+    max_attempts: int = 3
+    app_quota: AppQuota | None = None
+    kept_columns: tuple[str, ...] | None = None
+
+    @property
+    def requestable(self) -> bool:
+        return self.window is not WindowKind.DISCOVERED
+
+    def window_for(self, due_at: datetime) -> tuple[datetime, datetime]:
+        """The data window of the run due at `due_at` (aligned, so the same run gets the same id)."""
+        end = align(due_at, self.cadence)
+        if self.window is WindowKind.DAY:
+            day = end.replace(hour=0, minute=0, second=0, microsecond=0)
+            return day - timedelta(days=1), day
+        start = end - self.cadence - self.lookback
+        if self.max_window is not None and end - start > self.max_window:
+            start = end - self.max_window
+        return start, end
+
+
+def align(moment: datetime, step: timedelta) -> datetime:
+    """The latest multiple of `step` since the epoch at or before `moment` (UTC)."""
+    seconds = int(step.total_seconds())
+    epoch = int(moment.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % seconds, tz=moment.tzinfo)
+
+
+ORDERS = "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_LAST_UPDATE_GENERAL"
+LISTINGS = "GET_MERCHANT_LISTINGS_ALL_DATA"
+FBA_INVENTORY = "GET_FBA_MYI_UNSUPPRESSED_INVENTORY_DATA"
+FBA_RETURNS = "GET_FBA_FULFILLMENT_CUSTOMER_RETURNS_DATA"
+SALES_AND_TRAFFIC = "GET_SALES_AND_TRAFFIC_REPORT"
+SETTLEMENT = "GET_V2_SETTLEMENT_REPORT_DATA_FLAT_FILE_V2"
+
+CATALOG: dict[str, ReportSpec] = {spec.report_type: spec for spec in (
+    ReportSpec(
+        ORDERS, ReportFormat.TSV, WindowKind.UPDATED, cadence=timedelta(hours=1),
+        lookback=timedelta(hours=1), max_window=timedelta(days=30),
+        # ship-city and ship-postal-code are address parts: never stored. State and country are kept.
+        kept_columns=(
+            "amazon-order-id", "merchant-order-id", "purchase-date", "last-updated-date", "order-status",
+            "fulfillment-channel", "sales-channel", "order-channel", "ship-service-level", "product-name",
+            "sku", "asin", "item-status", "quantity", "currency", "item-price", "item-tax", "shipping-price",
+            "shipping-tax", "gift-wrap-price", "gift-wrap-tax", "item-promotion-discount",
+            "ship-promotion-discount", "ship-state", "ship-country", "promotion-ids", "is-business-order",
+            "purchase-order-number", "price-designation", "number-of-items",
+        ),
+    ),
+    ReportSpec(
+        LISTINGS, ReportFormat.TSV, WindowKind.SNAPSHOT, cadence=timedelta(days=1),
+        kept_columns=(
+            "item-name", "item-description", "listing-id", "seller-sku", "price", "quantity", "open-date",
+            "image-url", "item-is-marketplace", "product-id-type", "item-note", "item-condition", "asin1",
+            "asin2", "asin3", "will-ship-internationally", "expedited-shipping", "product-id",
+            "pending-quantity", "fulfillment-channel", "merchant-shipping-group", "status",
+        ),
+    ),
+    ReportSpec(
+        # Near-real-time FBA report: Amazon regenerates it at most every 30 minutes.
+        FBA_INVENTORY, ReportFormat.TSV, WindowKind.SNAPSHOT, cadence=timedelta(hours=4),
+        kept_columns=(
+            "sku", "fnsku", "asin", "product-name", "condition", "your-price", "mfn-listing-exists",
+            "mfn-fulfillable-quantity", "afn-listing-exists", "afn-warehouse-quantity",
+            "afn-fulfillable-quantity", "afn-unsellable-quantity", "afn-reserved-quantity",
+            "afn-total-quantity", "per-unit-volume", "afn-inbound-working-quantity",
+            "afn-inbound-shipped-quantity", "afn-inbound-receiving-quantity", "afn-researching-quantity",
+            "afn-reserved-future-supply", "afn-future-supply-buyable",
+        ),
+    ),
+    ReportSpec(
+        # Daily FBA report (regenerated at most every 4 hours): 4-hour cooldown after FATAL.
+        # customer-comments is free text written by buyers: never stored.
+        FBA_RETURNS, ReportFormat.TSV, WindowKind.DAY, cadence=timedelta(days=1),
+        fatal_cooldown=timedelta(hours=4),
+        kept_columns=(
+            "return-date", "order-id", "sku", "asin", "fnsku", "product-name", "quantity",
+            "fulfillment-center-id", "detailed-disposition", "reason", "status", "license-plate-number",
+        ),
+    ),
+    ReportSpec(
+        # App-wide quota since 2026-04-24: one request per 15 minutes per application, 96 a day.
+        SALES_AND_TRAFFIC, ReportFormat.JSON, WindowKind.DAY, cadence=timedelta(days=1),
+        app_quota=AppQuota(min_interval=timedelta(minutes=15), max_per_day=96),
+    ),
+    ReportSpec(
+        # Settlement reports cannot be requested: Amazon generates them; we discover them twice a day.
+        SETTLEMENT, ReportFormat.TSV, WindowKind.DISCOVERED, cadence=timedelta(hours=12),
+        lookback=timedelta(days=3),
+        kept_columns=(
+            "settlement-id", "settlement-start-date", "settlement-end-date", "deposit-date", "total-amount",
+            "currency", "transaction-type", "order-id", "merchant-order-id", "adjustment-id", "shipment-id",
+            "marketplace-name", "amount-type", "amount-description", "amount", "fulfillment-id",
+            "posted-date", "posted-date-time", "order-item-code", "merchant-order-item-id",
+            "merchant-adjustment-item-id", "sku", "quantity-purchased", "promotion-id",
+        ),
+    ),
+)}
+
+
+def spec(report_type: str) -> ReportSpec:
+    try:
+        return CATALOG[report_type]
+    except KeyError:
+        raise ConfigurationError(f"report type {report_type} is not in the catalog") from None
+
+
+def parse_enabled(value: str) -> tuple[str, ...]:
+    """A comma-separated list of catalog report types (DEFAULT_REPORT_TYPES)."""
+    types = tuple(t.strip() for t in value.split(",") if t.strip())
+    unknown = [t for t in types if t not in CATALOG]
+    if unknown:
+        raise ConfigurationError(f"unknown report types: {', '.join(unknown)}; known: {', '.join(CATALOG)}")
+    return types

@@ -1,0 +1,265 @@
+"""Planning cursors, job states, report-id lookups and stored-report rows (internal-contracts.md).
+
+All of a seller's items share `pk=SELLER#{id}`, so the retention sweep finds everything with one
+Query per seller.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from boto3.dynamodb.conditions import Attr, Key
+from botocore.exceptions import ClientError
+
+from seller_insights import clock
+from seller_insights.repositories import SHARDS, iso, shard
+
+PLAN_DUE_INDEX = "by_plan_due"
+JOB_TTL_SECONDS = 35 * 24 * 3600
+_BATCH_WRITE = 25
+
+
+def plan_key(seller: str, region: str) -> dict[str, str]:
+    return {"pk": f"SELLER#{seller}", "sk": f"PLAN#{region}"}
+
+
+def job_key(seller: str, job_id: str) -> dict[str, str]:
+    return {"pk": f"SELLER#{seller}", "sk": f"JOB#{job_id}"}
+
+
+def job_id(seller: str, region: str, report_type: str, window_start: str, window_end: str) -> str:
+    return hashlib.sha256(f"{seller}|{region}|{report_type}|{window_start}|{window_end}".encode()).hexdigest()[:32]
+
+
+@dataclass
+class Plan:
+    seller: str
+    region: str
+    next_plan_at: int
+    due: dict[str, int]
+    enabled: list[str] | None
+    marketplace_ids: list[str]
+
+    def to_item(self) -> dict[str, Any]:
+        item: dict[str, Any] = {**plan_key(self.seller, self.region), "seller_id": self.seller,
+                                "region": self.region, "plan_shard": shard(self.seller, self.region),
+                                "next_plan_at": self.next_plan_at, "due": self.due,
+                                "marketplace_ids": self.marketplace_ids}
+        if self.enabled is not None:
+            item["enabled"] = self.enabled
+        return item
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> Plan:
+        return cls(seller=item["seller_id"], region=item["region"], next_plan_at=int(item["next_plan_at"]),
+                   due={k: int(v) for k, v in item.get("due", {}).items()},
+                   enabled=list(item["enabled"]) if "enabled" in item else None,
+                   marketplace_ids=list(item.get("marketplace_ids", [])))
+
+
+class PlanRepository:
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def ensure(self, seller: str, region: str, marketplace_ids: list[str], now: int) -> None:
+        """Create the cursor of a newly ACTIVE connection (due at once); keep an existing one."""
+        try:
+            self._table.put_item(Item=Plan(seller, region, now, {}, None, marketplace_ids).to_item(),
+                                 ConditionExpression=Attr("pk").not_exists())
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+    def due(self, now: int) -> Iterator[Plan]:
+        for number in range(SHARDS):
+            kwargs: dict[str, Any] = {"IndexName": PLAN_DUE_INDEX,
+                                      "KeyConditionExpression": Key("plan_shard").eq(str(number))
+                                      & Key("next_plan_at").lte(now)}
+            while True:
+                page = self._table.query(**kwargs)
+                for item in page.get("Items", []):
+                    yield Plan.from_item(item)
+                if "LastEvaluatedKey" not in page:
+                    break
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def save_all(self, plans: list[Plan]) -> None:
+        """BatchWriteItem, 25 at a time, until nothing is left unprocessed."""
+        client = self._table.meta.client
+        for start in range(0, len(plans), _BATCH_WRITE):
+            pending: dict[str, Any] = {self._table.name: [{"PutRequest": {"Item": p.to_item()}}
+                                                           for p in plans[start:start + _BATCH_WRITE]]}
+            delay = 0.05
+            while pending:
+                answer = client.batch_write_item(RequestItems=pending)
+                pending = answer.get("UnprocessedItems") or {}
+                if pending:
+                    time.sleep(delay)  # DynamoDB asks us to slow down: back off, then retry the rest
+                    delay = min(delay * 2, 1.0)
+
+    def delete(self, seller: str, region: str) -> None:
+        self._table.delete_item(Key=plan_key(seller, region))
+
+
+class JobStatus(StrEnum):
+    NEW = "NEW"
+    WAITING = "WAITING"  # a report was requested (or reused); polling / waiting for the notification
+    COOLDOWN = "COOLDOWN"  # FATAL: wait the type's cooldown, then request again
+    DONE = "DONE"
+    NO_DATA = "NO_DATA"  # CANCELLED by Amazon (no data), or DONE without a document
+    FAILED = "FAILED"  # FATAL too often
+    ENDED = "ENDED"  # the connection is no longer ACTIVE: ended without calling Amazon
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobStatus.DONE, JobStatus.NO_DATA, JobStatus.FAILED, JobStatus.ENDED)
+
+
+@dataclass
+class Job:
+    job_id: str
+    seller: str
+    region: str
+    report_type: str
+    window_start: str
+    window_end: str
+    marketplace_ids: list[str]
+    status: JobStatus = JobStatus.NEW
+    report_id: str | None = None
+    attempts: int = 0
+    polls: int = 0
+    next_check_at: int = 0
+    error: str | None = None
+    version: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def message(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "seller": self.seller, "region": self.region,
+                "report_type": self.report_type, "window_start": self.window_start,
+                "window_end": self.window_end, "marketplace_ids": self.marketplace_ids}
+
+    @classmethod
+    def from_message(cls, body: dict[str, Any]) -> Job:
+        job = cls(job_id=str(body["job_id"]), seller=str(body["seller"]), region=str(body["region"]),
+                  report_type=str(body["report_type"]), window_start=str(body["window_start"]),
+                  window_end=str(body["window_end"]), marketplace_ids=[str(m) for m in body["marketplace_ids"]])
+        if job.job_id != job_id(job.seller, job.region, job.report_type, job.window_start, job.window_end):
+            raise ValueError("job id does not match the job")
+        return job
+
+
+class JobRepository:
+    """Job states with optimistic versions: a duplicate delivery that lost the race stops cleanly."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def load_or_create(self, job: Job) -> Job:
+        item = self._table.get_item(Key=job_key(job.seller, job.job_id), ConsistentRead=True).get("Item")
+        if item is None:
+            try:
+                self._table.put_item(Item=self._item(job), ConditionExpression=Attr("pk").not_exists())
+                return job
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
+                item = self._table.get_item(Key=job_key(job.seller, job.job_id), ConsistentRead=True)["Item"]
+        return self._from_item(item)
+
+    def save(self, job: Job) -> bool:
+        """Write the job if nobody else changed it since we read it; False otherwise."""
+        expected = job.version
+        job.version += 1
+        try:
+            self._table.put_item(Item=self._item(job), ConditionExpression=Attr("version").eq(expected))
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def remember_report_id(self, job: Job) -> None:
+        assert job.report_id is not None
+        self._table.put_item(Item={"pk": f"SELLER#{job.seller}", "sk": f"REPORTID#{job.report_id}",
+                                   "job_id": job.job_id, "region": job.region,
+                                   "expires_at": clock.epoch_seconds() + JOB_TTL_SECONDS})
+
+    def find_by_report_id(self, seller: str, report_id: str) -> Job | None:
+        pointer = self._table.get_item(Key={"pk": f"SELLER#{seller}", "sk": f"REPORTID#{report_id}"},
+                                       ConsistentRead=True).get("Item")
+        if pointer is None:
+            return None
+        item = self._table.get_item(Key=job_key(seller, pointer["job_id"]), ConsistentRead=True).get("Item")
+        return self._from_item(item) if item else None
+
+    @staticmethod
+    def _item(job: Job) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            **job_key(job.seller, job.job_id), **job.message(), "status": job.status.value,
+            "attempts": job.attempts, "polls": job.polls, "next_check_at": job.next_check_at,
+            "version": job.version, "updated_at": iso(clock.now()),
+            "expires_at": clock.epoch_seconds() + JOB_TTL_SECONDS,
+        }
+        for name in ("report_id", "error"):
+            if getattr(job, name) is not None:
+                item[name] = getattr(job, name)
+        if job.extra:
+            item["extra"] = job.extra
+        return item
+
+    @staticmethod
+    def _from_item(item: dict[str, Any]) -> Job:
+        return Job(job_id=item["job_id"], seller=item["seller"], region=item["region"],
+                   report_type=item["report_type"], window_start=item["window_start"],
+                   window_end=item["window_end"], marketplace_ids=list(item["marketplace_ids"]),
+                   status=JobStatus(item["status"]), report_id=item.get("report_id"),
+                   attempts=int(item["attempts"]), polls=int(item["polls"]),
+                   next_check_at=int(item["next_check_at"]), error=item.get("error"),
+                   version=int(item["version"]), extra=dict(item.get("extra", {})))
+
+
+@dataclass(frozen=True)
+class StoredReport:
+    seller: str
+    region: str
+    report_type: str
+    name: str  # "{window_start}#{window_end}" or the report id (settlement)
+    report_id: str
+    document_id: str
+    s3_key: str
+    bytes: int
+    rows: int
+    sha256: str
+    source_charset: str
+    undecodable: int
+    dropped_columns: tuple[str, ...]
+    window_start: str | None = None
+    window_end: str | None = None
+
+
+class ReportRepository:
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def put(self, report: StoredReport, stored_at: datetime) -> None:
+        item: dict[str, Any] = {
+            "pk": f"SELLER#{report.seller}", "sk": f"REPORT#{report.region}#{report.report_type}#{report.name}",
+            "region": report.region, "report_type": report.report_type, "report_id": report.report_id,
+            "document_id": report.document_id, "s3_key": report.s3_key, "bytes": report.bytes,
+            "rows": report.rows, "sha256": report.sha256, "source_charset": report.source_charset,
+            "undecodable": report.undecodable, "dropped_columns": list(report.dropped_columns),
+            "stored_at": iso(stored_at),
+        }
+        if report.window_start:
+            item.update(window_start=report.window_start, window_end=report.window_end)
+        self._table.put_item(Item=item)
+
+    def exists(self, seller: str, region: str, report_type: str, name: str) -> bool:
+        key = {"pk": f"SELLER#{seller}", "sk": f"REPORT#{region}#{report_type}#{name}"}
+        return "Item" in self._table.get_item(Key=key, ProjectionExpression="pk")

@@ -1,0 +1,57 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from seller_insights.errors import ConfigurationError
+from seller_insights.report_catalog import (
+    CATALOG,
+    FBA_RETURNS,
+    ORDERS,
+    SETTLEMENT,
+    WindowKind,
+    align,
+    parse_enabled,
+)
+
+PII = ("buyer-name", "buyer-email", "buyer-phone-number", "ship-address-1", "ship-address-2", "ship-city",
+       "ship-postal-code", "recipient-name", "customer-comments")
+
+
+def test_the_six_report_types_of_the_issue_are_declared():
+    assert set(CATALOG) == {
+        "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_LAST_UPDATE_GENERAL", "GET_MERCHANT_LISTINGS_ALL_DATA",
+        "GET_FBA_MYI_UNSUPPRESSED_INVENTORY_DATA", "GET_FBA_FULFILLMENT_CUSTOMER_RETURNS_DATA",
+        "GET_SALES_AND_TRAFFIC_REPORT", "GET_V2_SETTLEMENT_REPORT_DATA_FLAT_FILE_V2"}
+
+
+@pytest.mark.parametrize("report_type", [t for t, s in CATALOG.items() if s.kept_columns])
+def test_no_allowlist_keeps_buyer_identity_or_addresses(report_type):
+    assert not set(CATALOG[report_type].kept_columns or ()) & set(PII)
+
+
+def test_orders_windows_are_hourly_with_a_lookback_and_stable_ids():
+    spec = CATALOG[ORDERS]
+    start, end = spec.window_for(datetime(2026, 11, 29, 10, 37, 12, tzinfo=UTC))
+    assert (start, end) == (datetime(2026, 11, 29, 8, tzinfo=UTC), datetime(2026, 11, 29, 10, tzinfo=UTC))
+    assert spec.window_for(datetime(2026, 11, 29, 10, 59, tzinfo=UTC)) == (start, end)
+    assert spec.max_window == timedelta(days=30)
+
+
+def test_daily_reports_ask_for_the_finished_day():
+    start, end = CATALOG[FBA_RETURNS].window_for(datetime(2026, 11, 29, 3, 0, tzinfo=UTC))
+    assert (start, end) == (datetime(2026, 11, 28, tzinfo=UTC), datetime(2026, 11, 29, tzinfo=UTC))
+    assert CATALOG[FBA_RETURNS].fatal_cooldown == timedelta(hours=4)
+
+
+def test_settlement_cannot_be_requested_and_sales_and_traffic_has_an_app_quota():
+    assert CATALOG[SETTLEMENT].window is WindowKind.DISCOVERED and not CATALOG[SETTLEMENT].requestable
+    quota = CATALOG["GET_SALES_AND_TRAFFIC_REPORT"].app_quota
+    assert quota is not None and quota.min_interval == timedelta(minutes=15) and quota.max_per_day == 96
+
+
+def test_align_and_parse():
+    four_hours = timedelta(hours=4)
+    assert align(datetime(2026, 11, 29, 10, 37, tzinfo=UTC), four_hours) == datetime(2026, 11, 29, 8, tzinfo=UTC)
+    assert parse_enabled(f" {ORDERS} ,{SETTLEMENT}") == (ORDERS, SETTLEMENT)
+    with pytest.raises(ConfigurationError, match="GET_NOT_A_REPORT"):
+        parse_enabled("GET_NOT_A_REPORT")
