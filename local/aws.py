@@ -16,7 +16,7 @@ import boto3
 from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
-from local.moto_fixes import make_dynamodb_writes_atomic
+from local.moto_fixes import make_dynamodb_writes_atomic, make_sqs_follow_the_product_clock
 from local.template import (
     ACCOUNT_ID,
     PURPOSE_TAG,
@@ -63,6 +63,7 @@ class AwsEmulator:
 
     def start(self) -> str:
         make_dynamodb_writes_atomic()
+        make_sqs_follow_the_product_clock()
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"

@@ -7,6 +7,9 @@ the Appstore, which replaces the token without adding a connection. Then the tok
 scheduled refresh sweep fills the shared, encrypted access-token cache; the first seller removes the app
 in Seller Central; an hour later the sweep meets `invalid_grant` and marks the connection REVOKED
 (tokens deleted, purge date set); the seller authorizes again from the Appstore and is ACTIVE again.
+Then reports arrive: Amazon closes a settlement period for the first seller, the refresh sweep warms the
+token cache, the plan puts every due report job on the queue, drains request the reports, the clock
+moves (Amazon finishes them and says so), and drains stream the documents into S3.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ import os
 import secrets
 import sys
 import time
+from datetime import datetime
 from typing import Any, TextIO
 from urllib.parse import urljoin
 
 import boto3
 import requests
+from boto3.dynamodb.conditions import Key
 
 from local.browser import browser_session
 from local.stack import LocalStack, StackOptions
@@ -28,6 +33,11 @@ from local.stack import LocalStack, StackOptions
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 _REGION_OF = {"US": "NA", "DE": "EU"}
 _TIMEOUT = 30
+_MARKETPLACE_ID = {"US": "ATVPDKIKX0DER", "DE": "A1PA6795UKMFR9"}
+_SETTLEMENT = "GET_V2_SETTLEMENT_REPORT_DATA_FLAT_FILE_V2"
+_TERMINAL = ("DONE", "NO_DATA", "FAILED", "ENDED")
+_REPORT_STEP_SECONDS = 120  # the emulator finishes a report 90 s after it was requested
+_MAX_REPORT_ROUNDS = 12
 
 
 class DemoFailure(RuntimeError):
@@ -100,14 +110,18 @@ class Demo:
 
         tokens_refreshed = self.refresh_sweep(sellers)
         revocation = self.revocation(first, "NA")
+        reports = self.reports(sellers)
 
         stats = requests.get(f"{self.amazon}/_emulator/stats", timeout=_TIMEOUT).json()
+        reports["throttled"] = int(stats.get("throttled", 0))
+        expect(reports["throttled"] == 0, f"the emulator throttled {reports['throttled']} SP-API calls")
         return {
             "sellers_connected": len(sellers),
             "connections": connections,
             "reauthorized": 1,
             "tokens_refreshed": tokens_refreshed,
             "revocation": revocation,
+            "reports": reports,
             "lwa_calls": stats.get("lwa", stats),
         }
 
@@ -169,6 +183,94 @@ class Demo:
             "tokens_left": tokens_left,
             "reauthorized": again["status"] == "ACTIVE",
         }
+
+    # --- reports ----------------------------------------------------------------------------------
+
+    def reports(self, sellers: list[tuple[str, str]]) -> dict[str, Any]:
+        first, marketplace = sellers[0]
+        say(f"Amazon closes a settlement period for {first} (settlement reports are found, never requested)")
+        answer = requests.post(
+            f"{self.amazon}/_emulator/reports/documents",
+            json={"selling_partner_id": first, "report_type": _SETTLEMENT, "outcome": "DONE",
+                  "marketplace_ids": [_MARKETPLACE_ID[marketplace]]},
+            timeout=_TIMEOUT,
+        )
+        expect(answer.status_code == 200, f"the emulator refused the settlement report: {answer.status_code}")
+
+        say("the refresh-tokens schedule fires: the report fetcher only reads the shared token cache")
+        refreshed = self.fire("refresh-tokens")
+        expect(refreshed.get("failed") == 0 and refreshed.get("stopped") is None,
+               f"refresh-tokens failed before the reports: {_report(refreshed)}")
+        say("the plan-reports schedule fires (every 15 minutes in AWS)")
+        plan = self.fire("plan-reports")
+        expect(plan.get("connections") == len(sellers) and int(plan.get("jobs", 0)) > 0,
+               f"plan-reports should have planned jobs for {len(sellers)} connections: {_report(plan)}")
+        say(f"  {plan['jobs']} report jobs for {plan['connections']} connections, in {plan['messages']} message(s)")
+
+        drained = self.drain()
+        say(f"  drain: {_delivered(drained)}; the jobs requested their reports (createReport) and went back on "
+            f"the queue with a delay ({drained['left'].get('report_jobs', 0)} waiting)")
+        for _ in range(_MAX_REPORT_ROUNDS):
+            pending = self.pending_jobs(sellers)
+            if not pending:
+                break
+            step = max(_REPORT_STEP_SECONDS, min(due for _, _, due in pending) - self.epoch_now())
+            clock = requests.post(f"{self.api}/_local/clock", json={"advance_seconds": step}, timeout=_TIMEOUT)
+            expect(clock.status_code == 200, f"/_local/clock answered {clock.status_code}")
+            say(f"{_duration(step)} pass (Amazon finishes what is due and notifies); {_waiting(pending)}")
+            drained = self.drain()
+            say(f"  drain: {_delivered(drained)}")
+        pending = self.pending_jobs(sellers)
+        expect(not pending, f"report jobs still not finished after {_MAX_REPORT_ROUNDS} rounds: "
+                            f"{_waiting(pending)}")
+
+        summary = {"stored": 0, "bytes": 0, "no_data": 0}
+        s3 = boto3.client("s3")
+        bucket = self.stack.resources["buckets"]["data"]
+        for seller, marketplace in sellers:
+            region = _REGION_OF[marketplace]
+            say(f"reports stored for {seller} ({region}):")
+            for row in self.items_of(seller, f"REPORT#{region}#"):
+                head = s3.head_object(Bucket=bucket, Key=row["s3_key"])
+                expect(int(head["ContentLength"]) == int(row["bytes"]), f"{row['s3_key']} differs from its row")
+                summary["stored"] += 1
+                summary["bytes"] += int(row["bytes"])
+                say(f"  {row['report_type']}: {_contents(row)}")
+            no_data = [job for job in self.items_of(seller, "JOB#") if job["status"] == "NO_DATA"]
+            summary["no_data"] += len(no_data)
+            for job in no_data:
+                say(f"  {job['report_type']}: no data ({job.get('error', '')})")
+        expect(summary["stored"] > 0, "no report was stored")
+        uploads = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+        expect(not uploads, f"{len(uploads)} multipart uploads were left open")
+        say(f"  {summary['stored']} reports, {summary['bytes']} bytes in S3 (UTF-8, buyer addresses and comments "
+            f"never kept), every job finished, no multipart upload left open")
+        return summary
+
+    def drain(self) -> dict[str, Any]:
+        answer = requests.post(f"{self.api}/_local/drain", json={"max_seconds": 30}, timeout=_TIMEOUT + 10)
+        expect(answer.status_code == 200, f"/_local/drain answered {answer.status_code}")
+        result: dict[str, Any] = answer.json()
+        failed = {queue: n for queue, n in result["failed"].items() if n}
+        expect(not failed, f"messages failed in the drain: {failed}")
+        return result
+
+    def pending_jobs(self, sellers: list[tuple[str, str]]) -> list[tuple[str, str, int]]:
+        """(report type, status, next check as epoch seconds) of every job not finished yet."""
+        return [(str(job["report_type"]), str(job["status"]), int(job["next_check_at"]))
+                for seller, _ in sellers for job in self.items_of(seller, "JOB#")
+                if job["status"] not in _TERMINAL]
+
+    def epoch_now(self) -> int:
+        now = requests.get(f"{self.api}/_local/clock", timeout=_TIMEOUT).json()["now"]
+        return int(datetime.fromisoformat(now.replace("Z", "+00:00")).timestamp())
+
+    def items_of(self, seller: str, prefix: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.table.query(
+            KeyConditionExpression=Key("pk").eq(f"SELLER#{seller}") & Key("sk").begins_with(prefix),
+            ConsistentRead=True,
+        )["Items"]
+        return items
 
     def fire(self, schedule: str) -> dict[str, Any]:
         answer = requests.post(f"{self.api}/_local/fire/{schedule}", timeout=_TIMEOUT)
@@ -281,6 +383,39 @@ class Demo:
             timeout=_TIMEOUT,
         )
         return answer.status_code == 200 and bool(answer.json().get("access_token"))
+
+
+def _delivered(drained: dict[str, Any]) -> str:
+    delivered = {queue: n for queue, n in drained["delivered"].items() if n}
+    if not delivered:
+        return "nothing to deliver"
+    return ", ".join(f"{n} from {queue}" for queue, n in delivered.items())
+
+
+_WAITING_FOR = {"WAITING": "at Amazon", "NEW": "waiting for a quota or a token", "COOLDOWN": "cooling down after FATAL"}
+
+
+def _waiting(pending: list[tuple[str, str, int]]) -> str:
+    """'3 reports at Amazon; 1 waiting for a quota or a token (SALES_AND_TRAFFIC_REPORT)'"""
+    parts = []
+    for status, meaning in _WAITING_FOR.items():
+        types = sorted({t.removeprefix("GET_") for t, s, _ in pending if s == status})
+        n = sum(1 for _, s, _ in pending if s == status)
+        if n:
+            parts.append(f"{n} {meaning} ({', '.join(types)})" if status != "WAITING" else f"{n} {meaning}")
+    return "; ".join(parts)
+
+
+def _contents(row: dict[str, Any]) -> str:
+    if str(row["s3_key"]).endswith(".tsv"):
+        dropped = len(row.get("dropped_columns") or [])
+        kept = f", {dropped} column{'' if dropped == 1 else 's'} not kept" if dropped else ""
+        return f"{row['rows']} rows, {row['bytes']} bytes{kept}"
+    return f"{row['bytes']} bytes of {str(row['s3_key']).rsplit('.', 1)[-1].upper()}"
+
+
+def _duration(seconds: int) -> str:
+    return f"{seconds // 60} minutes" if seconds % 60 == 0 else f"{seconds} seconds"
 
 
 def _report(report: dict[str, Any]) -> str:

@@ -97,13 +97,17 @@ class FunctionRuntime:
         self.specs = specs
         self._handlers: dict[str, Handler] = {}
         self._lock = threading.Lock()
+        # One warm container per function: it serves one invocation at a time, as in Lambda. (Powertools'
+        # Logger and Metrics are per-process singletons that assume exactly that.)
+        self._containers = {logical_id: threading.Lock() for logical_id in specs}
 
     def invoke(self, logical_id: str, event: Any) -> Any:
         spec = self.specs[logical_id]
         handler = self._handler(spec)
         started = time.monotonic()
         try:
-            return handler(event, LambdaContext(spec))
+            with self._containers[logical_id]:
+                return handler(event, LambdaContext(spec))
         finally:
             log.info("invoked %s in %.0f ms", spec.logical_id, (time.monotonic() - started) * 1000)
 

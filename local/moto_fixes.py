@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from moto.dynamodb.models import DynamoDBBackend
+from moto.sqs import models as sqs_models
 
 _WRITES = ("put_item", "update_item", "delete_item", "transact_write_items", "get_item")
 _lock = threading.RLock()
@@ -39,3 +40,17 @@ def make_dynamodb_writes_atomic() -> None:
     for name in _WRITES:
         setattr(DynamoDBBackend, name, _serialised(getattr(DynamoDBBackend, name)))
     _applied = True
+
+
+def make_sqs_follow_the_product_clock() -> None:
+    """moto counts SQS delays and visibility timeouts in real time, so moving the virtual clock (the
+    demo's hour, the tests' fixed clock) would not make a delayed or in-flight message visible. Read
+    SQS's time from the product clock instead, as AWS would if that were the time."""
+    # Imported here: the shared layer is importable only once the local stack has set sys.path.
+    from seller_insights import clock  # noqa: PLC0415
+
+    if getattr(sqs_models, "_follows_product_clock", False):
+        return
+    sqs_models.unix_time = lambda *_: clock.now().timestamp()  # type: ignore[attr-defined]
+    sqs_models.unix_time_millis = lambda *_: clock.now().timestamp() * 1000  # type: ignore[attr-defined]
+    sqs_models._follows_product_clock = True  # type: ignore[attr-defined]

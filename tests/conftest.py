@@ -27,13 +27,14 @@ os.environ.update({
 })
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
-from local.moto_fixes import make_dynamodb_writes_atomic
+from local.moto_fixes import make_dynamodb_writes_atomic, make_sqs_follow_the_product_clock
 from seller_insights.observability import pin_noisy_loggers
 from tests.support.local_stack import info, serve  # noqa: F401 - session fixtures for e2e and browser
 from tests.support.log_guard import LogGuard
 
 # DynamoDB's conditional writes are atomic; moto's are not without this (local/moto_fixes.py).
 make_dynamodb_writes_atomic()
+make_sqs_follow_the_product_clock()
 
 
 @pytest.fixture(autouse=True)

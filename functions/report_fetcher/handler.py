@@ -15,7 +15,7 @@ from report_fetcher.settings import ReportFetcherSettings
 from seller_insights import aws
 from seller_insights.observability import get_logger, get_metrics, get_tracer
 from seller_insights.quotas import QuotaBuckets
-from seller_insights.report_jobs import Job, JobRepository, PlanRepository, ReportRepository
+from seller_insights.report_jobs import Job, JobRepository, JobStatus, PlanRepository, ReportRepository
 from seller_insights.repositories import ConnectionsRepository
 from seller_insights.spapi import SpApiClient
 from seller_insights.tokens import AccessTokenCache, AccessTokenProvider, CachedTokensOnly
@@ -117,8 +117,12 @@ def _resume(notification: dict[str, Any]) -> None:
     seller = payload.get("sellerId")
     if not seller:
         return  # vendor groups have no seller id; we connect sellers only
-    job = JobRepository(table()).find_by_report_id(str(seller), str(payload["reportId"]))
-    if job is None or job.status.terminal:
+    report_id = str(payload["reportId"])
+    job = JobRepository(table()).find_by_report_id(str(seller), report_id)
+    # Only a job still waiting on this very report is hurried. A job cooling down after FATAL (the
+    # notification of that FATAL arrives after the poll saw it) or already waiting on a newer report
+    # keeps its schedule: resuming it would skip the cooldown and request again at once.
+    if job is None or job.status is not JobStatus.WAITING or job.report_id != report_id:
         return
     job.next_check_at = 0
     if JobRepository(table()).save(job):  # the delayed poll message is now stale and will be dropped

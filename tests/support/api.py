@@ -68,16 +68,20 @@ class Response:
 class ConsentClient:
     """Calls oauth_callback.handler.lambda_handler like API Gateway would, keeping a cookie jar."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, concurrent: bool = False) -> None:
         self.jar: dict[str, str] = {}
+        # Threads of one test process stand for separate Lambda containers; Powertools' per-process
+        # metrics would be shared between them, so concurrent callers skip the handler's decorators.
+        self._concurrent = concurrent
 
     def get(self, path_and_query: str, method: str = "GET") -> Response:
-        from oauth_callback.handler import lambda_handler
+        from oauth_callback.handler import handle, lambda_handler
 
         parts = urlsplit(path_and_query)
         path = parts.path if parts.path.startswith("/") else "/" + parts.path
         cookies = [f"{k}={v}" for k, v in self.jar.items()]
-        raw = lambda_handler(http_event(method, path, parts.query, cookies), FakeContext())
+        event = http_event(method, path, parts.query, cookies)
+        raw = handle(event).to_event() if self._concurrent else lambda_handler(event, FakeContext())
         response = Response(raw["statusCode"], raw.get("headers", {}), raw.get("cookies", []), raw.get("body", ""))
         for cookie in response.cookies:
             pair, _, attributes = cookie.partition(";")

@@ -1,0 +1,263 @@
+"""The report fetcher through its handler: moto in-process, the Amazon emulator's Reports API over HTTP.
+
+Each test ends with the "nothing lost" oracle of security.md §7.4: every job in a recorded terminal
+state (or knowingly waiting), one object and one row per report, no orphan multipart upload.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+
+import boto3
+import pytest
+import requests
+
+from seller_insights import clock
+from seller_insights.clock import FixedClock
+from seller_insights.report_catalog import ORDERS, SETTLEMENT
+from tests.support.api import ConsentClient, FakeContext
+from tests.support.flows import connect
+from tests.support.tokens import provider
+
+SELLER = "A1REPORTS000001"
+
+
+@pytest.fixture
+def reports_env(token_env, emulator, monkeypatch):
+    clock.set_clock(FixedClock(emulator.now()))  # Amazon refuses windows in its future
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="data")
+    queue = boto3.client("sqs").create_queue(QueueName="report-jobs")["QueueUrl"]
+    for key, value in {"DATA_BUCKET": "data", "REPORT_JOBS_QUEUE_URL": queue,
+                       "DEFAULT_REPORT_TYPES": ORDERS}.items():
+        monkeypatch.setenv(key, value)
+    from report_fetcher import handler
+
+    handler.settings.cache_clear()
+    handler.table.cache_clear()
+    handler.runner.cache_clear()
+    assert connect(ConsentClient(), emulator.base_url, SELLER, "US").status == 303
+    provider(token_env, emulator.base_url).get(SELLER, "NA")  # the token refresher keeps one warm
+    yield queue
+    for factory in (handler.settings, handler.table, handler.runner):
+        factory.cache_clear()
+
+
+def invoke(event):
+    from report_fetcher.handler import lambda_handler
+
+    return lambda_handler(event, FakeContext(function_name="report_fetcher"))
+
+
+def deliver(queue):
+    """One poll of the job queue, as the event source mapping would do it; the failed stay."""
+    sqs = boto3.client("sqs")
+    messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+    if not messages:
+        return 0
+    result = invoke({"Records": [{"messageId": m["MessageId"], "body": m["Body"]} for m in messages]})
+    failed = {f["itemIdentifier"] for f in result["batchItemFailures"]}
+    for message in messages:
+        if message["MessageId"] not in failed:
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+    return len(messages)
+
+
+def advance(emulator, seconds):
+    clock.get_clock().advance(seconds)
+    emulator.advance_clock(seconds)
+
+
+def run_until_settled(queue, emulator, rounds=8, step=120):
+    for _ in range(rounds):
+        while deliver(queue):
+            pass
+        advance(emulator, step)
+
+
+def items(prefix):
+    table = boto3.resource("dynamodb").Table("test-connections")
+    return [i for i in table.query(KeyConditionExpression="pk = :pk",
+                                   ExpressionAttributeValues={":pk": f"SELLER#{SELLER}"})["Items"]
+            if i["sk"].startswith(prefix)]
+
+
+def objects():
+    listing = boto3.client("s3").list_objects_v2(Bucket="data", Prefix=f"sellers/{SELLER}/")
+    return {o["Key"]: o for o in listing.get("Contents", [])}
+
+
+def stats(emulator):
+    return requests.get(f"{emulator.base_url}/_emulator/stats", timeout=5).json()
+
+
+def seed(emulator, report_type, outcome, content=None, *, content_type="text/plain; charset=Cp1252", gzip=True):
+    body = {"selling_partner_id": SELLER, "report_type": report_type, "marketplace_ids": ["ATVPDKIKX0DER"],
+            "outcome": outcome, "content_type": content_type, "gzip": gzip}
+    if content is not None:
+        body["content_base64"] = base64.b64encode(content).decode()
+    answer = requests.post(f"{emulator.base_url}/_emulator/reports/documents", json=body, timeout=5)
+    assert answer.status_code == 200, answer.text
+
+
+def fault(emulator, operation, status, count=1):
+    requests.post(f"{emulator.base_url}/_emulator/faults",
+                  json={"operation": operation, "status": status, "count": count}, timeout=5).raise_for_status()
+
+
+def assert_nothing_lost():
+    stored = objects()
+    rows = items("REPORT#")
+    assert len(rows) == len(stored)
+    for row in rows:
+        body = boto3.client("s3").get_object(Bucket="data", Key=row["s3_key"])["Body"].read()
+        assert hashlib.sha256(body).hexdigest() == row["sha256"] and len(body) == row["bytes"]
+        body.decode("utf-8")
+    assert boto3.client("s3").list_multipart_uploads(Bucket="data").get("Uploads", []) == []
+
+
+def test_plan_fetch_store(reports_env, emulator):
+    assert invoke({"task": "plan-reports"}) == {"connections": 1, "jobs": 1, "messages": 1}
+    run_until_settled(reports_env, emulator)
+    (job,) = items("JOB#")
+    assert job["status"] == "DONE"
+    (row,) = items("REPORT#")
+    assert row["rows"] > 0 and row["source_charset"] == "cp1252" and row["undecodable"] == 0
+    assert "ship-city" in row["dropped_columns"] and "ship-postal-code" in row["dropped_columns"]
+    key = row["s3_key"]
+    assert key == f"sellers/{SELLER}/NA/reports/{ORDERS}/{job['window_start']}_{job['window_end']}.tsv"
+    header = boto3.client("s3").get_object(Bucket="data", Key=key)["Body"].read().decode().splitlines()[0]
+    assert "ship-city" not in header and "amazon-order-id" in header
+    assert stats(emulator)["throttled"] == 0
+    assert_nothing_lost()
+
+
+def test_a_plan_that_runs_twice_requests_once(reports_env, emulator):
+    invoke({"task": "plan-reports"})
+    from report_fetcher import handler
+
+    handler._enqueue(handler.Job.from_message(json.loads(
+        boto3.client("sqs").receive_message(QueueUrl=reports_env, VisibilityTimeout=0)["Messages"][0]["Body"]
+    )["jobs"][0]), 0, None)  # the same planner message delivered twice
+    run_until_settled(reports_env, emulator)
+    assert stats(emulator)["spapi"]["createReport"] == 1
+    assert len(objects()) == 1
+    assert_nothing_lost()
+
+
+def test_throttling_requeues_without_looping(reports_env, emulator):
+    fault(emulator, "createReport", 429, 2)
+    invoke({"task": "plan-reports"})
+    deliver(reports_env)
+    assert items("JOB#")[0]["status"] == "NEW"  # not requested yet: back on the queue, delayed
+    run_until_settled(reports_env, emulator)
+    assert items("JOB#")[0]["status"] == "DONE"
+    assert stats(emulator)["spapi"]["createReport"] == 3
+    assert_nothing_lost()
+
+
+def test_server_errors_while_polling_are_retried(reports_env, emulator):
+    fault(emulator, "getReport", 503, 2)
+    invoke({"task": "plan-reports"})
+    run_until_settled(reports_env, emulator)
+    assert items("JOB#")[0]["status"] == "DONE"
+    assert_nothing_lost()
+
+
+def test_cancelled_means_no_data(reports_env, emulator):
+    seed(emulator, ORDERS, "CANCELLED")
+    invoke({"task": "plan-reports"})
+    run_until_settled(reports_env, emulator)
+    assert items("JOB#")[0]["status"] == "NO_DATA"
+    assert objects() == {} and items("REPORT#") == []
+
+
+def test_fatal_keeps_the_error_document_cools_down_and_retries(reports_env, emulator):
+    seed(emulator, ORDERS, "FATAL", b'{"errorDetails": "bad window"}', content_type="application/json", gzip=False)
+    invoke({"task": "plan-reports"})
+    run_until_settled(reports_env, emulator, rounds=3)
+    (job,) = items("JOB#")
+    assert job["status"] == "COOLDOWN" and job["attempts"] == 1
+    assert [k for k in objects() if "/errors/" in k]  # the error document is kept
+    run_until_settled(reports_env, emulator, rounds=6, step=600)  # 30-minute cooldown, then a new request
+    assert items("JOB#")[0]["status"] == "DONE"
+    assert stats(emulator)["spapi"]["createReport"] == 2
+
+
+def test_truncated_document_is_fetched_again_with_a_fresh_url(reports_env, emulator):
+    fault(emulator, "document", "truncated")
+    invoke({"task": "plan-reports"})
+    run_until_settled(reports_env, emulator)
+    assert items("JOB#")[0]["status"] == "DONE"
+    assert stats(emulator)["spapi"]["getReportDocument"] == 2
+    assert_nothing_lost()
+
+
+def test_metadata_write_failure_after_upload_ends_with_one_object_and_one_row(reports_env, emulator, monkeypatch):
+    from seller_insights.report_jobs import ReportRepository
+
+    real_put = ReportRepository.put
+    failures = iter([RuntimeError("DynamoDB unavailable")])
+
+    def flaky(self, report, stored_at):
+        for error in failures:
+            raise error
+        return real_put(self, report, stored_at)
+
+    monkeypatch.setattr(ReportRepository, "put", flaky)
+    invoke({"task": "plan-reports"})
+    run_until_settled(reports_env, emulator)
+    assert items("JOB#")[0]["status"] == "DONE"
+    assert len(objects()) == 1 and len(items("REPORT#")) == 1  # the retry overwrote the same key
+    assert_nothing_lost()
+
+
+def test_settlement_reports_are_discovered_not_requested(reports_env, emulator, monkeypatch):
+    monkeypatch.setenv("DEFAULT_REPORT_TYPES", SETTLEMENT)
+    from report_fetcher import handler
+
+    handler.settings.cache_clear()
+    seed(emulator, SETTLEMENT, "DONE", "settlement-id\ttotal-amount\tcurrency\n1\t10,00 €\tEUR\n".encode("cp1252"))
+    invoke({"task": "plan-reports"})
+    run_until_settled(reports_env, emulator, rounds=2)
+    assert stats(emulator)["spapi"]["createReport"] == 0
+    (row,) = items("REPORT#")
+    assert row["s3_key"].endswith(f"/{row['report_id']}.tsv")
+    body = boto3.client("s3").get_object(Bucket="data", Key=row["s3_key"])["Body"].read().decode()
+    assert "10,00 €" in body
+    assert_nothing_lost()
+
+
+def test_a_revoked_connection_ends_its_jobs_without_calling_amazon(reports_env, emulator, token_env):
+    invoke({"task": "plan-reports"})
+    from seller_insights.repositories import ConnectionsRepository
+
+    table = boto3.resource("dynamodb").Table("test-connections")
+    now = clock.now()
+    assert ConnectionsRepository(table).mark_revoked(SELLER, "NA", now=now, purge_after=now)
+    before = stats(emulator)["spapi"]
+    run_until_settled(reports_env, emulator, rounds=1)
+    assert items("JOB#")[0]["status"] == "ENDED"
+    assert stats(emulator)["spapi"] == before
+
+
+def test_without_a_cached_token_the_job_waits_and_asks_for_a_refresh(reports_env, emulator):
+    table = boto3.resource("dynamodb").Table("test-connections")
+    table.delete_item(Key={"pk": f"SELLER#{SELLER}", "sk": "TOKEN#NA"})
+    from report_fetcher import handler
+
+    handler.runner.cache_clear()  # a new container: nothing in memory either
+    invoke({"task": "plan-reports"})
+    deliver(reports_env)
+    assert items("JOB#")[0]["status"] == "NEW"
+    connection = table.get_item(Key={"pk": f"SELLER#{SELLER}", "sk": "CONN#NA"})["Item"]
+    assert connection["refresh_due_at"] <= clock.epoch_seconds()
+    assert stats(emulator)["lwa"]["refresh_token"] == 1  # the fetcher itself never refreshed
+
+
+def test_a_malformed_message_fails_alone(reports_env):
+    result = invoke({"Records": [{"messageId": "bad", "body": "{not json"},
+                                 {"messageId": "odd", "body": json.dumps({"something": "else"})}]})
+    assert result == {"batchItemFailures": [{"itemIdentifier": "bad"}, {"itemIdentifier": "odd"}]}
