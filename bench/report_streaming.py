@@ -20,6 +20,10 @@ Contenders:
   dropped, as the catalog does) into the moto server: download, gunzip, decode, filter, UTF-8, sha256,
   multipart upload.
 - `ours_no_filter`: the same with `keep_columns=None` (JSON/XML path: transcode only).
+- `ours_null_sink`: `ours` with an S3 client that discards each part instead of sending it to moto. On
+  this 2-core machine moto's server (in the parent) competes with the pipeline for the CPU; in Lambda the
+  parts go over the network to S3. This isolates the product's own work (download, gunzip, decode,
+  filter, UTF-8, sha256, part assembly).
 - `peer_download`: python-amazon-sp-api 2.1.35, `ReportsV2().get_report_document(id, download=True)`,
   the library's own code, with only the metadata call (`_request`) replaced by the answer Amazon would
   give (`{"url": <our local URL>, "compressionAlgorithm": "GZIP"}`), so no credentials are needed. Its
@@ -224,9 +228,11 @@ def child_main(spec: dict[str, Any]) -> None:
         from botocore.config import Config
 
         from seller_insights.report_stream import stream_document_to_s3
-        s3 = boto3.client("s3", endpoint_url=spec["endpoint"], region_name=REGION,
-                          config=Config(retries={"max_attempts": 4, "mode": "standard"}, read_timeout=120))
+        s3: Any = boto3.client("s3", endpoint_url=spec["endpoint"], region_name=REGION,
+                               config=Config(retries={"max_attempts": 4, "mode": "standard"}, read_timeout=120))
         s3.list_buckets()  # the client is fully built before the baseline
+        if kind == "ours_null_sink":
+            s3 = NullSink()
         _reset_peak_rss()
         start_rss, started = _maxrss_kib(), time.perf_counter()
         stored = stream_document_to_s3(
@@ -281,6 +287,22 @@ def row(uncompressed: int, seconds: float, rss_growth_kib: int | None, **extra: 
     }
 
 
+class NullSink:
+    """The S3 calls of a multipart upload, answered at once; the bytes are dropped."""
+
+    def create_multipart_upload(self, **_: Any) -> dict[str, str]:
+        return {"UploadId": "null"}
+
+    def upload_part(self, *, PartNumber: int, **_: Any) -> dict[str, str]:  # noqa: N803 - boto3's names
+        return {"ETag": f'"{PartNumber}"'}
+
+    def complete_multipart_upload(self, **_: Any) -> dict[str, str]:
+        return {}
+
+    def abort_multipart_upload(self, **_: Any) -> dict[str, str]:
+        return {}
+
+
 def measure_size(label: str, size: int, workdir: Path, endpoint: str, s3: Any) -> dict[str, Any]:
     gz = workdir / f"orders-{label}.tsv.gz"
     log(f"[{label}] writing and gzipping the document")
@@ -298,9 +320,17 @@ def measure_size(label: str, size: int, workdir: Path, endpoint: str, s3: Any) -
             assert out["rows"] == rows, "row count differs"
             assert not s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads"), "an upload was left open"
             s3.delete_object(Bucket=BUCKET, Key=key)
+            if kind == "ours":
+                filtered_sha256 = out["sha256"]
             result[kind] = row(uncompressed, out["seconds"], out["rss_end_kib"] - out["rss_start_kib"],
                                bytes_out=out["bytes_out"], parts=out["parts"],
                                dropped_columns=out["dropped_columns"], undecodable=out["undecodable"])
+        log(f"[{label}] ours_null_sink")
+        out = run_child({"kind": "ours_null_sink", "url": url, "endpoint": endpoint, "key": "null", "keep": KEEP})
+        assert out["rows"] == rows, "row count differs"
+        assert out["sha256"] == filtered_sha256, "the null sink stored different bytes"
+        result["ours_null_sink"] = row(uncompressed, out["seconds"], out["rss_end_kib"] - out["rss_start_kib"],
+                                       bytes_out=out["bytes_out"], parts=out["parts"])
         log(f"[{label}] peer_download")
         out = run_child({"kind": "peer_download", "url": url})
         result["peer_download"] = row(uncompressed, out["seconds"], out["rss_end_kib"] - out["rss_start_kib"],
@@ -315,6 +345,7 @@ def measure_size(label: str, size: int, workdir: Path, endpoint: str, s3: Any) -
     gz.unlink()
     ours, limit = result["ours"], result["gzip_dc"]
     result["ours_vs_gzip_dc"] = round(ours["mib_per_s"] / limit["mib_per_s"], 2)
+    result["ours_null_sink_vs_gzip_dc"] = round(result["ours_null_sink"]["mib_per_s"] / limit["mib_per_s"], 2)
     log(f"[{label}] {json.dumps(result)}")
     return result
 

@@ -62,6 +62,7 @@ PART_SIZE = 8 * MiB
 MIN_PART_SIZE = 5 * MiB  # S3's minimum for every part but the last
 READ_CHUNK = 1 * MiB  # compressed bytes per read from the socket
 INFLATE_CHUNK = 1 * MiB  # at most this much decompressed output per zlib call
+PREFETCH_CHUNKS = 4  # decompressed chunks that may wait between the download thread and the decoder
 MAX_LINE = 8 * MiB  # a TSV line longer than this is not a report row
 GZIP_MAGIC = b"\x1f\x8b"
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
@@ -370,6 +371,8 @@ class _PartUploader:
         self._queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=1)
         self._parts: list[dict[str, Any]] = []
         self._error: BaseException | None = None
+        # Hashed here, in part order, off the decoding thread's critical path.
+        self.sha256 = hashlib.sha256()
         self._thread = threading.Thread(target=self._run, name="report-part-uploader", daemon=True)
         self._thread.start()
 
@@ -396,6 +399,7 @@ class _PartUploader:
             if self._error is not None:
                 continue  # drain, so that submit() never blocks for ever
             number, body = item
+            self.sha256.update(body)
             try:
                 answer = self._s3.upload_part(
                     Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number,
@@ -422,14 +426,12 @@ class _MultipartWriter:
         self._upload_id: str = created["UploadId"]
         self._uploader = _PartUploader(s3, bucket, key, self._upload_id)
         self._buffer = bytearray()
-        self._sha256 = hashlib.sha256()
         self.parts = 0
         self.bytes_out = 0
 
     def write(self, data: bytes) -> None:
         if not data:
             return
-        self._sha256.update(data)
         self.bytes_out += len(data)
         self._buffer += data
         while len(self._buffer) >= self._part_size:
@@ -445,7 +447,7 @@ class _MultipartWriter:
             )
         except Exception as exc:
             raise _storage_error("CompleteMultipartUpload", exc) from None
-        return self._sha256.hexdigest()
+        return self._uploader.sha256.hexdigest()
 
     def abort(self) -> None:
         self._uploader.stop()
@@ -550,14 +552,8 @@ def _pump(response: requests.Response, writer: _MultipartWriter, *, charset: str
                 writer.write(text.encode("utf-8"))
 
         gunzip = _Gunzip() if gzipped else None
-        for chunk in _chain(head, body):
-            if gunzip is None:
-                emit(chunk)
-            else:
-                for plain in gunzip.feed(chunk):
-                    emit(plain)
-        if gunzip is not None:
-            gunzip.finish()
+        for plain in _prefetched(_plain_chunks(_chain(head, body), gunzip)):
+            emit(plain)
         tail = shape(decoder.feed(b"", final=True))
         if tsv_filter is not None:
             tail += tsv_filter.finish()
@@ -592,6 +588,57 @@ class _Received:
                 return
             self.bytes_in += len(chunk)
             yield chunk
+
+
+def _plain_chunks(chunks: Iterator[bytes], gunzip: _Gunzip | None) -> Iterator[bytes]:
+    for chunk in chunks:
+        if gunzip is None:
+            yield chunk
+        else:
+            yield from gunzip.feed(chunk)
+    if gunzip is not None:
+        gunzip.finish()
+
+
+_DONE = object()
+
+
+def _prefetched(source: Iterator[bytes], depth: int = PREFETCH_CHUNKS) -> Iterator[bytes]:
+    """Runs `source` (socket reads and zlib, which both release the GIL) on a thread of its own, so
+    it overlaps with decoding and filtering here. At most `depth` chunks wait: memory stays bounded.
+    An error in `source` is raised here; stopping early here stops the thread."""
+    handoff: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in source:
+                if not _offer(handoff, item, stop):
+                    return
+            _offer(handoff, _DONE, stop)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            _offer(handoff, exc, stop)
+
+    thread = threading.Thread(target=produce, name="report-download", daemon=True)
+    thread.start()
+    try:
+        while (item := handoff.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _offer(handoff: queue.Queue[object], item: object, stop: threading.Event) -> bool:
+    while not stop.is_set():
+        try:
+            handoff.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
 
 
 def _chain(head: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
