@@ -55,13 +55,13 @@ class SellerInsightsStack(Stack):
         observability.watch_metric(
             "ReportFailed",
             reports.report_failed_metric,
-            "report_fetcher: a report ended FATAL or CANCELLED, or its document could not be stored",
+            "report_fetcher: a report was FATAL on every attempt, or its document could not be stored",
         )
         observability.watch_metric(
-            "PiiColumnsDropped",
+            "UnexpectedColumnsDropped",
             reports.pii_columns_dropped_metric,
-            "report_fetcher: a report arrived with columns outside the catalog's allowlist (dropped before "
-            "storage); check whether Amazon changed the report's layout",
+            "report_fetcher: a report arrived with columns the catalog neither keeps nor knows (dropped "
+            "before storage); check whether Amazon added a column, possibly with buyer data",
         )
 
         # Names and ARNs only: secret values never leave Secrets Manager.

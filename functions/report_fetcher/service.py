@@ -239,8 +239,11 @@ class JobRunner:
             return self._again(job, RETRY_SECONDS)
         row = _stored_report(job, report_id=report_id, document_id=document_id, name=name, key=key, stored=stored)
         self._reports.put(row, clock.now())
-        if stored.dropped_columns:
-            count("PiiColumnsDropped", len(stored.dropped_columns))
+        unexpected = [c for c in stored.dropped_columns if c.strip() not in report_spec.known_dropped]
+        if unexpected:
+            count("UnexpectedColumnsDropped", len(unexpected))
+            get_logger().warning("report has columns the catalog does not know; they were not stored",
+                                 extra={"report_type": job.report_type, "columns": unexpected})
         count("ReportsStored")
         count("ReportBytes", stored.bytes_out)
         return None

@@ -41,7 +41,7 @@ NOTIFICATIONS_MAX_CONCURRENCY = 2
 QUEUE_RETENTION = Duration.days(4)
 METRIC_PERIOD = Duration.hours(1)
 REPORT_FAILED_METRIC = "ReportFailed"
-PII_COLUMNS_DROPPED_METRIC = "PiiColumnsDropped"
+PII_COLUMNS_DROPPED_METRIC = "UnexpectedColumnsDropped"
 
 
 class ReportPipeline(Construct):

@@ -318,7 +318,7 @@ def test_report_pipeline_alarms(raw: dict[str, Any]) -> None:
         assert depth["MetricName"] == "ApproximateNumberOfMessagesVisible"
         assert (depth["ComparisonOperator"], depth["Threshold"]) == ("GreaterThanThreshold", 0), purpose
         assert depth["AlarmActions"] == [{"Ref": topic_id}]
-    for metric in ("ReportFailed", "PiiColumnsDropped"):
+    for metric in ("ReportFailed", "UnexpectedColumnsDropped"):
         (alarm,) = [a for a in alarms if a.get("MetricName") == metric]
         assert alarm["Namespace"] == "SellerInsights"
         assert alarm["Dimensions"] == [{"Name": "service", "Value": "report_fetcher"}]

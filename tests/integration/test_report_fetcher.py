@@ -261,3 +261,16 @@ def test_a_malformed_message_fails_alone(reports_env):
     result = invoke({"Records": [{"messageId": "bad", "body": "{not json"},
                                  {"messageId": "odd", "body": json.dumps({"something": "else"})}]})
     assert result == {"batchItemFailures": [{"itemIdentifier": "bad"}, {"itemIdentifier": "odd"}]}
+
+
+def test_an_unknown_column_is_dropped_and_counted(reports_env, emulator, capfd):
+    header = "amazon-order-id\tship-city\tgift-message-text\tquantity"
+    seed(emulator, ORDERS, "DONE", f"{header}\n111-1\tBerlin\tHappy birthday, Jane\t2\n".encode("cp1252"))
+    invoke({"task": "plan-reports"})
+    run_until_settled(reports_env, emulator)
+    (row,) = items("REPORT#")
+    assert row["dropped_columns"] == ["ship-city", "gift-message-text"]
+    body = boto3.client("s3").get_object(Bucket="data", Key=row["s3_key"])["Body"].read().decode()
+    assert body == "amazon-order-id\tquantity\n111-1\t2\n"
+    output = "".join(capfd.readouterr())
+    assert '"UnexpectedColumnsDropped":[1.0]' in output  # ship-city is expected; the new column is not

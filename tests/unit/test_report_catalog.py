@@ -55,3 +55,9 @@ def test_align_and_parse():
     assert parse_enabled(f" {ORDERS} ,{SETTLEMENT}") == (ORDERS, SETTLEMENT)
     with pytest.raises(ConfigurationError, match="GET_NOT_A_REPORT"):
         parse_enabled("GET_NOT_A_REPORT")
+
+
+@pytest.mark.parametrize("report_type", [t for t, s in CATALOG.items() if s.kept_columns])
+def test_known_dropped_columns_are_never_kept(report_type):
+    report_spec = CATALOG[report_type]
+    assert not set(report_spec.known_dropped) & set(report_spec.kept_columns or ())
