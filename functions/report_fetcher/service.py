@@ -36,6 +36,7 @@ FIRST_CHECK_SECONDS = 30
 MAX_DELAY_SECONDS = 900  # SQS's longest message delay
 RETRY_SECONDS = 60
 MAX_DOCUMENT_ATTEMPTS = 5
+ORPHANED_AFTER_SECONDS = 2 * MAX_DELAY_SECONDS
 IN_FLIGHT = ("IN_QUEUE", "IN_PROGRESS")
 
 
@@ -85,7 +86,8 @@ class JobRunner:
         job = self._jobs.load_or_create(message)
         if job.status.terminal:
             return Step(job.status)
-        if (version is None and job.status is not JobStatus.NEW) or (version is not None and version != job.version):
+        expected = 0 if version is None else version  # the planner's message can only start a job
+        if expected != job.version and not self._orphaned(job):
             return Step(job.status)
         connection = self._connections.get(job.seller, job.region)
         if connection is None or connection.status is not ConnectionStatus.ACTIVE:
@@ -112,6 +114,13 @@ class JobRunner:
             if exc.status >= 500:
                 return self._again(job, RETRY_SECONDS)
             raise
+
+    @staticmethod
+    def _orphaned(job: Job) -> bool:
+        """No message carries this job any more: a step saved it and then crashed before re-queueing.
+        Every live message is due within SQS's 15-minute delay of its check time, so a job this far
+        overdue is adopted by whichever copy arrives (the optimistic save keeps twins from both going on)."""
+        return clock.epoch_seconds() - job.next_check_at > ORPHANED_AFTER_SECONDS
 
     # --- requesting ---------------------------------------------------------------------------
 

@@ -274,3 +274,28 @@ def test_an_unknown_column_is_dropped_and_counted(reports_env, emulator, capfd):
     assert body == "amazon-order-id\tquantity\n111-1\t2\n"
     output = "".join(capfd.readouterr())
     assert '"UnexpectedColumnsDropped":[1.0]' in output  # ship-city is expected; the new column is not
+
+
+def test_a_late_planner_copy_after_a_quota_wait_is_dropped(reports_env, emulator):
+    fault(emulator, "createReport", 429, 1)
+    invoke({"task": "plan-reports"})
+    planner_message = boto3.client("sqs").receive_message(QueueUrl=reports_env, VisibilityTimeout=0)["Messages"][0]
+    deliver(reports_env)  # 429: the job waits, NEW, at version 1
+    invoke({"Records": [{"messageId": "copy", "body": planner_message["Body"]}]})  # a duplicate delivery
+    run_until_settled(reports_env, emulator)
+    assert stats(emulator)["spapi"]["createReport"] == 2  # the throttled call and one more: no twin
+    assert_nothing_lost()
+
+
+def test_an_orphaned_job_is_adopted(reports_env, emulator):
+    invoke({"task": "plan-reports"})
+    body = boto3.client("sqs").receive_message(QueueUrl=reports_env)["Messages"][0]["Body"]
+    deliver_result = invoke({"Records": [{"messageId": "m", "body": body}]})
+    assert deliver_result == {"batchItemFailures": []}
+    boto3.client("sqs").purge_queue(QueueUrl=reports_env)  # the step's re-queued message is lost
+    advance(emulator, 1900)
+    invoke({"Records": [{"messageId": "m", "body": body}]})  # SQS delivers the old message again
+    run_until_settled(reports_env, emulator)
+    assert items("JOB#")[0]["status"] == "DONE"
+    assert stats(emulator)["spapi"]["createReport"] == 1
+    assert_nothing_lost()
