@@ -45,6 +45,7 @@ from seller_insights.repositories import (
     OAuthStateRepository,
     OneTimeClaims,
     PendingState,
+    seller_key,
 )
 from seller_insights.vault import Purpose, SecretContext, Vault
 
@@ -79,8 +80,7 @@ def digest(value: str) -> str:
 
 
 def opaque_seller_key(seller_id: str) -> str:
-    """What logs and metrics may carry instead of the seller id (logs outlive deletions)."""
-    return digest(f"seller:{seller_id}")[:16]
+    return seller_key(seller_id)
 
 
 class ConsentService:

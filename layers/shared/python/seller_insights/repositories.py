@@ -44,6 +44,12 @@ def shard(seller_id: str, region: str) -> str:
     return str(int(hashlib.sha256(f"{seller_id}#{region}".encode()).hexdigest()[:8], 16) % SHARDS)
 
 
+def seller_key(seller_id: str) -> str:
+    """What logs, metrics, audit records and receipts carry instead of the seller id: they outlive the
+    seller's data, so they must not hold it (a one-way digest; seller ids are not secret, only personal)."""
+    return hashlib.sha256(f"seller:{seller_id}".encode()).hexdigest()[:16]
+
+
 def parse_key(item: dict[str, Any]) -> tuple[str, str]:
     """(seller, region) from an item's keys (the sparse indexes project keys only)."""
     return item["pk"].removeprefix("SELLER#"), item["sk"].split("#", 1)[1]
@@ -110,7 +116,7 @@ class ConnectionsRepository:
                 "marketplace = if_not_exists(marketplace, :marketplace), "
                 # Due for a first access token now; in both sparse indexes while ACTIVE.
                 "refresh_shard = :shard, refresh_due_at = :due_now, reauth_shard = :shard "
-                "REMOVE purge_after, revoked_at"
+                "REMOVE purge_after, purge_shard, revoked_at"
             ),
             ExpressionAttributeNames={"#region": "region", "#status": "status"},
             ExpressionAttributeValues={
@@ -147,7 +153,8 @@ class ConnectionsRepository:
                     "TableName": self._table.name,
                     "Key": connection_key(seller_id, region),
                     "UpdateExpression": (
-                        "SET #status = :revoked, revoked_at = :now, purge_after = :purge, updated_at = :now "
+                        "SET #status = :revoked, revoked_at = :now, purge_after = :purge, purge_shard = :shard, "
+                        "updated_at = :now "
                         "REMOVE refresh_token, refresh_shard, refresh_due_at, reauth_shard"
                     ),
                     "ConditionExpression": "#status = :active",
@@ -157,6 +164,7 @@ class ConnectionsRepository:
                         ":active": ConnectionStatus.ACTIVE.value,
                         ":now": iso(now),
                         ":purge": iso(purge_after),
+                        ":shard": shard(seller_id, region),
                     },
                 }},
                 {"Delete": {"TableName": self._table.name, "Key": access_token_key(seller_id, region)}},
