@@ -137,9 +137,8 @@ def _describe(exc: BaseException) -> str:
 
 def _shared_caller(job: Job) -> Callable[[], dict[str, Any]]:
     """The product: one provider and one SP-API client per container, shared by its threads."""
-    from token_refresher.handler import settings, tokens
-
     from seller_insights.spapi import SpApiClient
+    from token_refresher.handler import settings, tokens
 
     client = SpApiClient(tokens(), endpoint_override=settings().amazon_endpoint_override)
     return lambda: client.get_marketplace_participations(job.seller, job.region)

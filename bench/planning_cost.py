@@ -37,8 +37,8 @@ def _setup_paths() -> None:
 def measure(size: int) -> dict[str, Any]:
     import boto3
     from moto import mock_aws
-    from report_fetcher.planner import Planner
 
+    from report_fetcher.planner import Planner
     from seller_insights import clock
     from seller_insights.clock import FixedClock
     from seller_insights.report_catalog import CATALOG

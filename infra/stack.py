@@ -7,8 +7,10 @@ from constructs import Construct
 
 from infra.config import StageConfig
 from infra.constructs.consent_api import ConsentApi
+from infra.constructs.data_requests import DataRequests
 from infra.constructs.observability import Observability
 from infra.constructs.report_pipeline import ReportPipeline
+from infra.constructs.retention import Retention
 from infra.constructs.token_lifecycle import TokenLifecycle
 from infra.constructs.token_vault import TokenVault
 
@@ -63,6 +65,18 @@ class SellerInsightsStack(Stack):
             "report_fetcher: a report arrived with columns the catalog neither keeps nor knows (dropped "
             "before storage); check whether Amazon added a column, possibly with buyer data",
         )
+        retention = Retention(self, "Retention", config=config, vault=vault, events_key=tokens.events_key)
+        observability.watch_function(retention.handler)
+        observability.watch_metric(
+            "PurgeFailed",
+            retention.purge_failed_metric,
+            "retention_sweeper: a seller's purge failed and waits for the next daily run; the deletion "
+            "promise is at stake if it keeps failing",
+        )
+        for alarm_id, (queue, description) in retention.dead_letter_queues.items():
+            observability.watch_dead_letter_queue(alarm_id, queue, description)
+        data_requests = DataRequests(self, "DataRequests", config=config, vault=vault, api=consent.api)
+        observability.watch_function(data_requests.handler)
 
         # Names and ARNs only: secret values never leave Secrets Manager.
         outputs = {
@@ -71,6 +85,7 @@ class SellerInsightsStack(Stack):
             "ConnectionsTableName": vault.connections.table_name,
             "OAuthStateTableName": vault.oauth_state.table_name,
             "IdempotencyTableName": vault.idempotency.table_name,
+            "AuditTableName": vault.audit.table_name,
             "DataBucketName": vault.data_bucket.bucket_name,
             "LwaClientSecretArn": vault.lwa_client_secret.secret_arn,
             "AlarmTopicArn": observability.topic.topic_arn,
@@ -81,6 +96,8 @@ class SellerInsightsStack(Stack):
             "ReportNotificationsQueueUrl": reports.notifications.queue_url,
             # What createDestination needs to send REPORT_PROCESSING_FINISHED here.
             "ReportNotificationsQueueArn": reports.notifications.queue_arn,
+            # The role operators assume (with MFA) to call the /admin data-request routes.
+            "OpsSupportRoleArn": data_requests.ops_role.role_arn,
         }
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)

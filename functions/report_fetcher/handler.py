@@ -49,7 +49,7 @@ def runner() -> JobRunner:
     connections = ConnectionsRepository(table())
     provider = AccessTokenProvider(connections=connections, cache=AccessTokenCache(table()),
                                    vault=Vault(aws.client("kms"), config.token_key_id), lwa=_NoLwa(),  # type: ignore[arg-type]
-                                   retention_days=config.retention_days)
+                                   purge_after_days=config.purge_after_days)
     return JobRunner(
         jobs=JobRepository(table()),
         reports=ReportRepository(table()),

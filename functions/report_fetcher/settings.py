@@ -17,7 +17,7 @@ class ReportFetcherSettings(BaseSettings):
     report_jobs_queue_url: str = env_field()
     # Report types a connection pulls unless its planning cursor lists its own (comma-separated).
     default_report_types: str = env_field()
-    retention_days: int = env_field(default=30)
+    purge_after_days: int = env_field(default=27)
 
     @property
     def enabled_by_default(self) -> tuple[str, ...]:

@@ -57,7 +57,7 @@ def tokens() -> AccessTokenProvider:
         cache=AccessTokenCache(aws.table(config.connections_table)),
         vault=Vault(aws.client("kms"), config.token_key_id),
         lwa=lwa(),
-        retention_days=config.retention_days,
+        purge_after_days=config.purge_after_days,
         policy=TOKEN_POLICY,
     )
 

@@ -14,8 +14,9 @@ class TokenRefresherSettings(BaseSettings):
     idempotency_table: str = env_field()
     token_key_id: str = env_field()
     lwa_client_secret_id: str = env_field()
-    # Days between a revocation (or deletion request) and the purge of everything the seller left.
-    retention_days: int = env_field(default=30)
+    # Days between a revocation and the purge of everything the seller left: the 30-day promise less
+    # point-in-time recovery's window and the daily sweep's lag (stage config purge_after_days).
+    purge_after_days: int = env_field(default=27)
     # Re-authorization notices start this many days before the yearly due date.
     reauth_notice_days: int = env_field(default=30)
     # An expiry notice with fewer days left than this rotates the LWA client secret.
@@ -24,7 +25,7 @@ class TokenRefresherSettings(BaseSettings):
 
     def validate(self) -> None:
         super().validate()
-        for name, value, low, high in (("RETENTION_DAYS", self.retention_days, 1, 365),
+        for name, value, low, high in (("PURGE_AFTER_DAYS", self.purge_after_days, 1, 30),
                                        ("REAUTH_NOTICE_DAYS", self.reauth_notice_days, 1, 364),
                                        ("ROTATE_WHEN_DAYS_LEFT", self.rotate_when_days_left, 1, 89)):
             if not low <= value <= high:

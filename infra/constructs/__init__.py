@@ -1,6 +1,6 @@
 """One construct per duty; ``infra/stack.py`` composes them."""
 
-from aws_cdk import CfnResource, Tags
+from aws_cdk import CfnElement, CfnResource, Stack, Tags
 from constructs import IConstruct
 
 PURPOSE_TAG = "seller-insights:purpose"
@@ -19,3 +19,10 @@ def checkov_skip(construct: IConstruct, check_id: str, comment: str) -> None:
     metadata = resource.get_metadata("checkov") or {"skip": []}
     metadata["skip"].append({"id": check_id, "comment": comment})
     resource.add_metadata("checkov", metadata)
+
+
+def logical_ref(resource: object) -> str:
+    """The token cdk-nag uses for a resource in IAM5 finding ids: its logical id as synthesized."""
+    if not isinstance(resource, CfnElement):
+        raise TypeError(f"{resource!r} is not a CloudFormation element")
+    return Stack.of(resource).resolve(resource.logical_id)  # type: ignore[no-any-return]

@@ -65,7 +65,8 @@ class ConsentApi(Construct):
         self.api = apigwv2.HttpApi(
             self,
             "HttpApi",
-            description="Seller Insights consent flow (/connect, /login, /callback, /done)",
+            description="Seller Insights consent flow (/connect, /login, /callback, /done) and the "
+            "IAM-authorized /admin data-request routes",
             create_default_stage=False,
         )
         # The fixed redirect URI registered with Amazon; never built from request data (OA-07).

@@ -15,14 +15,14 @@ decrypt nor refresh refresh tokens, and it never reads the LWA client secret.
 
 from __future__ import annotations
 
-from aws_cdk import CfnElement, Duration, Stack
+from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.config import StageConfig
-from infra.constructs import messaging, tag_purpose
+from infra.constructs import logical_ref, messaging, tag_purpose
 from infra.constructs.service_function import METRICS_NAMESPACE, ServiceFunction
 from infra.constructs.token_vault import PLAN_DUE_INDEX, SELLERS_PREFIX, TokenVault
 from infra.nag import acknowledge
@@ -105,7 +105,7 @@ class ReportPipeline(Construct):
             "DATA_BUCKET": vault.data_bucket.bucket_name,
             "REPORT_JOBS_QUEUE_URL": self.jobs.queue_url,
             "DEFAULT_REPORT_TYPES": ",".join(config.default_report_types),
-            "RETENTION_DAYS": str(config.retention_days),
+            "PURGE_AFTER_DAYS": str(config.purge_after_days),
         }.items():
             fn.add_environment(name, value)
 
@@ -145,8 +145,7 @@ class ReportPipeline(Construct):
         vault.grant_seller_objects_read_write(fn)
         acknowledge(
             fn.role,
-            f"AwsSolutions-IAM5[Resource::<{_logical_ref(vault.data_bucket.node.default_child)}.Arn>"
-            f"/{SELLERS_PREFIX}*]",
+            f"AwsSolutions-IAM5[Resource::<{logical_ref(vault.data_bucket.node.default_child)}.Arn>/{SELLERS_PREFIX}*]",
             f"Report documents are written to and read from keys that carry seller, region, type and window "
             f"({SELLERS_PREFIX}{{seller}}/{{region}}/reports/...), unknown at deploy time; the grant is limited "
             "to the sellers/ prefix of the data bucket and to put, get and multipart-upload actions.",
@@ -181,10 +180,3 @@ class ReportPipeline(Construct):
                 f"{DUTY}: plan-reports runs that were not delivered, or failed invocations",
             ),
         }
-
-
-def _logical_ref(resource: object) -> str:
-    """The token cdk-nag uses for a resource in IAM5 finding ids: its logical id as synthesized."""
-    if not isinstance(resource, CfnElement):
-        raise TypeError(f"{resource!r} is not a CloudFormation element")
-    return Stack.of(resource).resolve(resource.logical_id)  # type: ignore[no-any-return]

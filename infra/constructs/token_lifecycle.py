@@ -88,7 +88,7 @@ class TokenLifecycle(Construct):
                 "IDEMPOTENCY_TABLE": vault.idempotency.table_name,
                 "TOKEN_KEY_ID": vault.key.key_arn,
                 "LWA_CLIENT_SECRET_ID": vault.lwa_client_secret.secret_arn,
-                "RETENTION_DAYS": str(config.retention_days),
+                "PURGE_AFTER_DAYS": str(config.purge_after_days),
                 "REAUTH_NOTICE_DAYS": str(config.reauth_notice_days),
                 "ROTATE_WHEN_DAYS_LEFT": str(config.rotate_when_days_left),
                 "EVENT_BUS_NAME": DEFAULT_EVENT_BUS,

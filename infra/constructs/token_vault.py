@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import Duration, Stack
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -30,13 +30,19 @@ REFRESH_DUE_INDEX = "by_refresh_due"
 REAUTHORIZATION_DUE_INDEX = "by_reauthorization_due"
 # The report planner's cursors (docs/internal-contracts.md, "Report pipeline").
 PLAN_DUE_INDEX = "by_plan_due"
+# REVOKED and DELETION_REQUESTED connections by purge date (docs/internal-contracts.md, "Retention").
+PURGE_DUE_INDEX = "by_purge_due"
 EXPORTS_PREFIX = "exports/"
 # Everything stored about a seller lives under sellers/{id}/{region}/ (architecture §3).
 SELLERS_PREFIX = "sellers/"
 # Stream report documents into the bucket (multipart for large ones) and read stored ones back.
 SELLER_OBJECT_ACTIONS = ("s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts", "s3:GetObject")
+# Erase every version and delete marker under a prefix, and abort its multipart uploads.
+SELLER_PURGE_ACTIONS = ("s3:DeleteObjectVersion", "s3:DeleteObject", "s3:AbortMultipartUpload")
 # What S3 needs from the caller to write (GenerateDataKey; Decrypt for multipart) and read SSE-KMS objects.
 BUCKET_KEY_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
+# What S3 needs from the caller to read SSE-KMS objects.
+BUCKET_READ_KEY_ACTIONS = ("kms:Decrypt",)
 # Item-level access for the duties; no Scan (hot paths use keys, architecture §3).
 TABLE_READ_WRITE_ACTIONS = (
     "dynamodb:GetItem",
@@ -48,6 +54,10 @@ TABLE_READ_WRITE_ACTIONS = (
     "dynamodb:DeleteItem",
     "dynamodb:BatchWriteItem",
     "dynamodb:DescribeTable",
+)
+# Never granted: reads that are not by key.
+UNKEYED_TABLE_ACTIONS = frozenset(
+    {"dynamodb:Scan", "dynamodb:PartiQLSelect", "dynamodb:ExportTableToPointInTime", "dynamodb:*"}
 )
 # What DynamoDB needs from the caller to read and write a table under a customer key.
 TABLE_KEY_ACTIONS = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey")
@@ -98,13 +108,26 @@ class TokenVault(Construct):
             sort_key=dynamodb.Attribute(name="next_plan_at", type=dynamodb.AttributeType.NUMBER),
             projection_type=dynamodb.ProjectionType.ALL,
         )
-        self.connection_indexes = (REFRESH_DUE_INDEX, REAUTHORIZATION_DUE_INDEX, PLAN_DUE_INDEX)
+        # KEYS_ONLY: the sweeper reads the connection item itself before it purges anything.
+        self.connections.add_global_secondary_index(
+            index_name=PURGE_DUE_INDEX,
+            partition_key=dynamodb.Attribute(name="purge_shard", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="purge_after", type=dynamodb.AttributeType.STRING),
+            projection_type=dynamodb.ProjectionType.KEYS_ONLY,
+        )
+        self.connection_indexes = (REFRESH_DUE_INDEX, REAUTHORIZATION_DUE_INDEX, PLAN_DUE_INDEX, PURGE_DUE_INDEX)
         self.oauth_state = self._table(
             "OAuthState", purpose="oauth_state", partition_key="state_hash", ttl_attribute="expires_at"
         )
         # Powertools idempotency schema: "id" partition key, "expiration" TTL attribute.
         self.idempotency = self._table(
             "Idempotency", purpose="idempotency", partition_key="id", ttl_attribute="expiration"
+        )
+        # Data-request records and deletion receipts (no seller id, token, e-mail or report content):
+        # kept 25 months by TTL (the CCPA asks for 24), so they must outlive the stack's other data and
+        # are retained, with deletion protection, in every stage.
+        self.audit = self._table(
+            "Audit", purpose="audit", partition_key="id", ttl_attribute="expires_at", always_retain=True
         )
 
         # Created with a generated placeholder client_secret so no real secret ever passes through
@@ -146,8 +169,11 @@ class TokenVault(Construct):
         partition_key: str,
         ttl_attribute: str,
         sort_key: str | None = None,
+        always_retain: bool = False,
     ) -> dynamodb.Table:
+        """``always_retain``: deletion protection and RETAIN whatever the stage's ``removal`` says."""
         config = self._config
+        retain = always_retain or config.retain
         table = dynamodb.Table(
             self,
             construct_id,
@@ -162,8 +188,8 @@ class TokenVault(Construct):
                 recovery_period_in_days=config.pitr_recovery_days,
             ),
             time_to_live_attribute=ttl_attribute,
-            deletion_protection=config.retain,
-            removal_policy=config.removal_policy,
+            deletion_protection=retain,
+            removal_policy=RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY,
         )
         tag_purpose(table, purpose)
         return table
@@ -248,6 +274,17 @@ class TokenVault(Construct):
         )
         self._grant_key_via_service(grantee, "dynamodb", TABLE_KEY_ACTIONS)
 
+    def grant_table_actions(self, grantee: iam.IGrantable, table: dynamodb.Table, *actions: str) -> None:
+        """Exactly ``actions`` on ``table`` (its ARN only, no index), the key only through DynamoDB.
+
+        Refuses unkeyed reads (Scan, PartiQL, exports): every duty finds its items by key or index.
+        """
+        unkeyed = sorted(a for a in actions if a in UNKEYED_TABLE_ACTIONS or not a.startswith("dynamodb:"))
+        if not actions or unkeyed:
+            raise ValueError(f"grant_table_actions needs keyed dynamodb actions, got {list(actions)!r}")
+        iam.Grant.add_to_principal(grantee=grantee, actions=list(actions), resource_arns=[table.table_arn])
+        self._grant_key_via_service(grantee, "dynamodb", TABLE_KEY_ACTIONS)
+
     def grant_connection_index_query(self, grantee: iam.IGrantable, *indexes: str) -> None:
         """Query on the named indexes of the connections table only (no ``index/*``)."""
         unknown = sorted(set(indexes) - set(self.connection_indexes))
@@ -271,6 +308,57 @@ class TokenVault(Construct):
             grantee=grantee,
             actions=list(SELLER_OBJECT_ACTIONS),
             resource_arns=[self.data_bucket.arn_for_objects(f"{SELLERS_PREFIX}*")],
+        )
+        self._grant_key_via_service(grantee, "s3", BUCKET_KEY_ACTIONS)
+
+    def grant_seller_objects_purge(self, grantee: iam.IGrantable) -> None:
+        """What the retention sweeper needs to erase ``sellers/`` for good, and nothing to read it.
+
+        Every version and delete marker (ListBucketVersions with ``s3:prefix`` under ``sellers/``,
+        DeleteObjectVersion/DeleteObject on ``sellers/*``) and the multipart uploads under the prefix
+        (ListBucketMultipartUploads, AbortMultipartUpload). No GetObject and no key: listing and
+        deleting never decrypt an object.
+
+        ListBucketMultipartUploads has no ``s3:prefix`` condition key (the service authorization
+        reference lists none for it), so a prefix condition would never match and deny every listing:
+        it is granted on the bucket unconditioned. It returns upload keys and ids only, never content,
+        and the abort itself stays limited to ``sellers/*``.
+        """
+        bucket = self.data_bucket
+        iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=["s3:ListBucketVersions"],
+            resource_arns=[bucket.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": f"{SELLERS_PREFIX}*"}},
+        )
+        iam.Grant.add_to_principal(
+            grantee=grantee, actions=["s3:ListBucketMultipartUploads"], resource_arns=[bucket.bucket_arn]
+        )
+        iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=list(SELLER_PURGE_ACTIONS),
+            resource_arns=[bucket.arn_for_objects(f"{SELLERS_PREFIX}*")],
+        )
+
+    def grant_seller_objects_read(self, grantee: iam.IGrantable) -> None:
+        """GetObject under ``sellers/`` (the bucket's key only through S3, decrypt only)."""
+        iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=["s3:GetObject"],
+            resource_arns=[self.data_bucket.arn_for_objects(f"{SELLERS_PREFIX}*")],
+        )
+        self._grant_key_via_service(grantee, "s3", BUCKET_READ_KEY_ACTIONS)
+
+    def grant_exports_read_write(self, grantee: iam.IGrantable) -> None:
+        """Stream export archives into ``exports/`` (multipart) and read them back, for presigned GETs.
+
+        The presigned URL is signed with the grantee's credentials, so the download is authorized as
+        the grantee: GetObject on ``exports/*`` and the key through S3.
+        """
+        iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=list(SELLER_OBJECT_ACTIONS),
+            resource_arns=[self.data_bucket.arn_for_objects(f"{EXPORTS_PREFIX}*")],
         )
         self._grant_key_via_service(grantee, "s3", BUCKET_KEY_ACTIONS)
 

@@ -23,11 +23,54 @@ FORBIDDEN_IN_ACCESS_LOGS = (
 )
 
 
+CONSENT_ROUTES = {"ANY /connect", "ANY /login", "ANY /callback", "ANY /done"}
+ADMIN_ROUTES = {
+    "GET /admin/sellers/{seller_id}",
+    "PATCH /admin/sellers/{seller_id}",
+    "POST /admin/sellers/{seller_id}/export",
+    "POST /admin/sellers/{seller_id}/deletion",
+    "DELETE /admin/sellers/{seller_id}/deletion",
+    "POST /admin/sellers/{seller_id}/tokens/removal",
+}
+HANDLERS = {
+    "oauth_callback.handler.lambda_handler": CONSENT_ROUTES,
+    "data_requests.handler.lambda_handler": ADMIN_ROUTES,
+}
+
+
+def _routes(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {r["Properties"]["RouteKey"]: r["Properties"] for r in resources(raw, "AWS::ApiGatewayV2::Route").values()}
+
+
 def test_routes_are_the_contract(raw: dict[str, Any]) -> None:
-    routes = {route["Properties"]["RouteKey"] for route in resources(raw, "AWS::ApiGatewayV2::Route").values()}
-    assert routes == {"ANY /connect", "ANY /login", "ANY /callback", "ANY /done"}
+    assert set(_routes(raw)) == CONSENT_ROUTES | ADMIN_ROUTES
     integrations = list(resources(raw, "AWS::ApiGatewayV2::Integration").values())
-    assert [i["Properties"]["PayloadFormatVersion"] for i in integrations] == ["2.0"]
+    assert [i["Properties"]["PayloadFormatVersion"] for i in integrations] == ["2.0", "2.0"]
+
+
+def test_each_route_goes_to_its_function(raw: dict[str, Any]) -> None:
+    functions = {name: f["Properties"]["Handler"] for name, f in resources(raw, "AWS::Lambda::Function").items()}
+    integrations = {
+        name: functions[i["Properties"]["IntegrationUri"]["Fn::GetAtt"][0]]
+        for name, i in resources(raw, "AWS::ApiGatewayV2::Integration").items()
+    }
+    served: dict[str, set[str]] = {}
+    for key, route in _routes(raw).items():
+        integration = route["Target"]["Fn::Join"][1][1]["Ref"]
+        served.setdefault(integrations[integration], set()).add(key)
+    assert served == HANDLERS
+
+
+def test_admin_routes_need_iam_and_consent_routes_stay_public(raw: dict[str, Any]) -> None:
+    routes = _routes(raw)
+    for key in ADMIN_ROUTES:
+        assert routes[key]["AuthorizationType"] == "AWS_IAM", key
+        assert "AuthorizerId" not in routes[key], key
+    for key in CONSENT_ROUTES:
+        # Sellers' browsers arrive redirected from Amazon: no caller identity to check.
+        assert routes[key].get("AuthorizationType", "NONE") == "NONE", key
+    # IAM authorization needs no authorizer resource; nothing else authorizes anything.
+    assert not resources(raw, "AWS::ApiGatewayV2::Authorizer")
 
 
 def test_access_logs_are_json_without_request_data(raw: dict[str, Any]) -> None:

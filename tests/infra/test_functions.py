@@ -47,7 +47,7 @@ TOKEN_ENV = {
     "IDEMPOTENCY_TABLE",
     "TOKEN_KEY_ID",
     "LWA_CLIENT_SECRET_ID",
-    "RETENTION_DAYS",
+    "PURGE_AFTER_DAYS",
     "REAUTH_NOTICE_DAYS",
     "ROTATE_WHEN_DAYS_LEFT",
     "EVENT_BUS_NAME",
@@ -231,8 +231,9 @@ def test_token_environment_follows_the_contract(raw: dict[str, Any], stage: str)
     assert set(variables) == TOKEN_ENV
     assert variables["STAGE"] == stage
     assert variables["POWERTOOLS_SERVICE_NAME"] == "token_refresher"
-    assert (variables["RETENTION_DAYS"], variables["REAUTH_NOTICE_DAYS"], variables["ROTATE_WHEN_DAYS_LEFT"]) == (
-        "30", "30", "7"
+    # A revoked connection is purged retention_days - pitr_recovery_days - 1 = 30 - 2 - 1 days later.
+    assert (variables["PURGE_AFTER_DAYS"], variables["REAUTH_NOTICE_DAYS"], variables["ROTATE_WHEN_DAYS_LEFT"]) == (
+        "27", "30", "7"
     )
     assert variables["EVENT_BUS_NAME"] == "default"
     consent = function_environments(raw)[CONSENT_HANDLER]

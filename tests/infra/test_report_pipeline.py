@@ -28,7 +28,7 @@ REPORT_ENV = {
     "DATA_BUCKET",
     "REPORT_JOBS_QUEUE_URL",
     "DEFAULT_REPORT_TYPES",
-    "RETENTION_DAYS",
+    "PURGE_AFTER_DAYS",
 }
 SELLER_OBJECT_ACTIONS = ["s3:AbortMultipartUpload", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:PutObject"]
 TOKEN_CRYPTO_ACTIONS = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey")
@@ -339,7 +339,7 @@ def test_fetcher_environment_follows_the_contract(raw: dict[str, Any], stage: st
     variables = function_environments(raw)[REPORT_HANDLER]
     assert set(variables) == REPORT_ENV
     assert (variables["STAGE"], variables["POWERTOOLS_SERVICE_NAME"]) == (stage, "report_fetcher")
-    assert variables["RETENTION_DAYS"] == "30"
+    assert variables["PURGE_AFTER_DAYS"] == "27"
     assert variables["DEFAULT_REPORT_TYPES"] == ",".join(DEFAULT_REPORT_TYPES)
     assert variables["REPORT_JOBS_QUEUE_URL"] == {"Ref": by_purpose(raw, "report_jobs")[0]}
     assert variables["DATA_BUCKET"] == {"Ref": by_purpose(raw, "data")[0]}

@@ -21,6 +21,7 @@ TABLES = {
     "connections": ({"pk": "HASH", "sk": "RANGE"}, "expires_at"),
     "oauth_state": ({"state_hash": "HASH"}, "expires_at"),
     "idempotency": ({"id": "HASH"}, "expiration"),
+    "audit": ({"id": "HASH"}, "expires_at"),
 }
 
 
@@ -91,10 +92,10 @@ def test_tables_follow_the_contract(raw: dict[str, Any], stage: str, purpose: st
     assert props["SSESpecification"] == {"KMSMasterKeyId": _key_arn(raw), "SSEEnabled": True, "SSEType": "KMS"}
     assert props["PointInTimeRecoverySpecification"] == {
         "PointInTimeRecoveryEnabled": True,
-        "RecoveryPeriodInDays": 7,
+        "RecoveryPeriodInDays": 2,
     }
     assert props["TimeToLiveSpecification"] == {"AttributeName": ttl_attribute, "Enabled": True}
-    if stage == "prod":
+    if stage == "prod" or purpose == "audit":  # audit records outlive the stack's data in every stage
         assert props["DeletionProtectionEnabled"] is True
         assert table["DeletionPolicy"] == "Retain"
     else:
@@ -119,6 +120,11 @@ def test_stateful_resources_are_retained_in_prod(templates: dict[str, dict[str, 
     for purpose in stateful:
         assert by_purpose(templates["prod"], purpose)[1]["DeletionPolicy"] == "Retain", purpose
         assert by_purpose(templates["dev"], purpose)[1]["DeletionPolicy"] == "Delete", purpose
+    # Data-request records and deletion receipts are kept 25 months whatever the stage.
+    for template in templates.values():
+        _, audit = by_purpose(template, "audit")
+        assert (audit["DeletionPolicy"], audit["UpdateReplacePolicy"]) == ("Retain", "Retain")
+        assert audit["Properties"]["DeletionProtectionEnabled"] is True
 
 
 def test_lwa_client_secret_is_a_generated_placeholder(raw: dict[str, Any]) -> None:
@@ -147,6 +153,8 @@ def test_every_contract_purpose_is_tagged_once(raw: dict[str, Any]) -> None:
         "token_events_dlq": "AWS::SQS::Queue",
         "events_key": "AWS::KMS::Key",
         "operator_notices": "AWS::SNS::Topic",
+        "audit": "AWS::DynamoDB::Table",
+        "retention_events_dlq": "AWS::SQS::Queue",
     }
     for purpose, resource_type in expected.items():
         assert by_purpose(raw, purpose)[1]["Type"] == resource_type, purpose

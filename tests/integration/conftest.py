@@ -66,7 +66,7 @@ def consent_env(monkeypatch: pytest.MonkeyPatch, emulator: AmazonEmulator,
 @pytest.fixture
 def token_env(consent_env: Resources, monkeypatch: pytest.MonkeyPatch) -> Resources:
     """consent_env plus the token refresher's environment (the same tables, key and secret)."""
-    for key, value in {"RETENTION_DAYS": "30", "REAUTH_NOTICE_DAYS": "30", "ROTATE_WHEN_DAYS_LEFT": "7",
+    for key, value in {"PURGE_AFTER_DAYS": "30", "REAUTH_NOTICE_DAYS": "30", "ROTATE_WHEN_DAYS_LEFT": "7",
                        "EVENT_BUS_NAME": "default"}.items():
         monkeypatch.setenv(key, value)
     _reset_caches()
@@ -74,9 +74,8 @@ def token_env(consent_env: Resources, monkeypatch: pytest.MonkeyPatch) -> Resour
 
 
 def _reset_caches() -> None:
-    from token_refresher import handler as refresher
-
     from oauth_callback import handler
+    from token_refresher import handler as refresher
 
     handler.settings.cache_clear()
     handler.service.cache_clear()

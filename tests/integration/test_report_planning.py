@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import boto3
 import pytest
 from moto import mock_aws
-from report_fetcher.planner import MAX_JOBS_PER_MESSAGE, Planner
 
+from report_fetcher.planner import MAX_JOBS_PER_MESSAGE, Planner
 from seller_insights import clock
 from seller_insights.clock import FixedClock
 from seller_insights.report_catalog import CATALOG, ORDERS, SETTLEMENT

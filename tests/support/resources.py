@@ -28,12 +28,16 @@ TABLES: dict[str, dict[str, Any]] = {
                                  {"AttributeName": "reauth_shard", "AttributeType": "S"},
                                  {"AttributeName": "reauthorization_due_at", "AttributeType": "S"},
                                  {"AttributeName": "plan_shard", "AttributeType": "S"},
-                                 {"AttributeName": "next_plan_at", "AttributeType": "N"}],
-        # Sparse indexes of the token lifecycle and the report planner (docs/internal-contracts.md).
+                                 {"AttributeName": "next_plan_at", "AttributeType": "N"},
+                                 {"AttributeName": "purge_shard", "AttributeType": "S"},
+                                 {"AttributeName": "purge_after", "AttributeType": "S"}],
+        # Sparse indexes of the token lifecycle, the report planner and the retention sweep
+        # (docs/internal-contracts.md).
         "GlobalSecondaryIndexes": [
             _index("by_refresh_due", "refresh_shard", "refresh_due_at"),
             _index("by_reauthorization_due", "reauth_shard", "reauthorization_due_at"),
             _index("by_plan_due", "plan_shard", "next_plan_at", projection="ALL"),
+            _index("by_purge_due", "purge_shard", "purge_after"),
         ],
         "ttl": "expires_at",
     },
@@ -46,6 +50,12 @@ TABLES: dict[str, dict[str, Any]] = {
         "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
         "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
         "ttl": "expiration",
+    },
+    # Data-request records and deletion receipts (docs/internal-contracts.md, "The audit table").
+    "audit": {
+        "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+        "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
+        "ttl": "expires_at",
     },
 }
 

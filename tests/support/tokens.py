@@ -21,7 +21,7 @@ def yield_cpu(_seconds: float) -> None:
     os.sched_yield()
 
 
-def provider(resources: Resources, emulator_url: str, *, retention_days: int = 30,
+def provider(resources: Resources, emulator_url: str, *, purge_after_days: int = 30,
              sleep: Callable[[float], None] = yield_cpu) -> AccessTokenProvider:
     """A fresh provider, as a new Lambda container would build it (empty memory cache)."""
     table = boto3.resource("dynamodb").Table(resources.tables["connections"])
@@ -30,7 +30,7 @@ def provider(resources: Resources, emulator_url: str, *, retention_days: int = 3
                     policy=RetryPolicy(read_timeout=2.0, deadline=5.0), sleep=lambda _: None)
     return AccessTokenProvider(connections=ConnectionsRepository(table), cache=AccessTokenCache(table),
                                vault=Vault(boto3.client("kms"), resources.key_arn), lwa=lwa,
-                               retention_days=retention_days, policy=TokenPolicy(), sleep=sleep)
+                               purge_after_days=purge_after_days, policy=TokenPolicy(), sleep=sleep)
 
 
 def lwa_stats(emulator_url: str) -> dict[str, int]:

@@ -465,6 +465,12 @@ class _MultipartWriter:
         self._uploader.submit(self.parts, body)
 
 
+# The public name for other duties (the data-request export streams its ZIP through it): `write(bytes)`
+# buffers into parts of `part_size` uploaded in the background, `complete()` returns the sha256 of every
+# byte written, `abort()` after any failure. Errors are `StorageFailed`.
+MultipartWriter = _MultipartWriter
+
+
 # --- the pipeline ----------------------------------------------------------------------------------
 
 

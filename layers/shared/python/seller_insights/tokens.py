@@ -143,7 +143,7 @@ class AccessTokenProvider:
         cache: AccessTokenCache,
         vault: Vault,
         lwa: LwaClient,
-        retention_days: int,
+        purge_after_days: int,
         policy: TokenPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
@@ -152,7 +152,7 @@ class AccessTokenProvider:
         self._cache = cache
         self._vault = vault
         self._lwa = lwa
-        self._retention = timedelta(days=retention_days)
+        self._retention = timedelta(days=purge_after_days)
         self._policy = policy or TokenPolicy()
         self._sleep = sleep
         self._monotonic = monotonic

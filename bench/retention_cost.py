@@ -1,0 +1,184 @@
+"""AWS calls of the retention sweep, counted with botocore's event hooks.
+
+Usage: python -m bench.retention_cost [--sizes 1000,10000] [--objects 10000]
+
+Two measurements against moto in-process:
+
+- Idle sweep: N connections that are REVOKED or DELETION_REQUESTED with a purge date still ahead (so
+  they are in the sparse `by_purge_due` index, the worst case for a sweep that finds nothing due). The
+  sweep's calls must not depend on N (one Query per shard, no Scan).
+- One purge: a seller whose revoked region holds `--objects` S3 objects (one version each, plus a few
+  delete markers and an incomplete multipart upload) and a handful of table items. DeleteObjects
+  carries up to 1,000 keys, so at most ceil(objects / 1000) + 1 calls.
+
+Only the sweep's calls are counted: a `before-call` hook on the DynamoDB and S3 clients the product
+uses; the seeding goes through other clients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results" / "retention_cost.json"
+BUCKET = "bench-data"
+MARKERS = 10
+
+
+def _setup_paths() -> None:
+    for path in (REPO / "functions", REPO / "layers" / "shared" / "python", REPO):
+        sys.path.insert(0, str(path))
+    os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
+                      POWERTOOLS_SERVICE_NAME="bench")
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+
+
+class _Counted:
+    """The sweep's own clients, with every API call counted."""
+
+    def __init__(self) -> None:
+        import boto3
+
+        self.calls: Counter[str] = Counter()
+        self.db = boto3.resource("dynamodb").meta.client
+        self.s3 = boto3.client("s3")
+        for client in (self.db, self.s3):
+            client.meta.events.register("before-call", self._count)
+
+    def _count(self, model: Any, **_: Any) -> None:
+        self.calls[model.name] += 1
+
+    def run(self, tables: dict[str, str]) -> tuple[dict[str, Any], dict[str, int], float]:
+        from retention_sweeper.service import RetentionSweep
+
+        sweep = RetentionSweep(db=self.db, connections_table=tables["connections"], audit_table=tables["audit"],
+                               s3=self.s3, bucket=BUCKET)
+        self.calls.clear()
+        started = time.perf_counter()
+        report = sweep.run(lambda: 900_000).as_dict()
+        return report, dict(self.calls), round(time.perf_counter() - started, 3)
+
+
+def _resources() -> dict[str, str]:
+    import boto3
+
+    from tests.support.resources import create_resources
+
+    resources = create_resources(boto3.session.Session(), {"client_id": "a", "client_secret": "b" * 8,
+                                                           "application_id": "c"})
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    return resources.tables
+
+
+def _connection(seller: str, region: str, status: str, purge_after: datetime) -> dict[str, Any]:
+    from seller_insights.repositories import connection_key, iso, shard
+
+    return {**connection_key(seller, region), "seller_id": seller, "region": region, "status": status,
+            "consented_at": "2025-11-29T12:00:00Z", "reauthorization_due_at": "2026-11-29T12:00:00Z",
+            "created_at": "2025-11-29T12:00:00Z", "updated_at": "2026-11-01T12:00:00Z",
+            "purge_after": iso(purge_after), "purge_shard": shard(seller, region)}
+
+
+def measure_idle(size: int) -> dict[str, Any]:
+    import boto3
+    from moto import mock_aws
+
+    from seller_insights import clock
+
+    now = clock.now()
+    with mock_aws():
+        tables = _resources()
+        with boto3.resource("dynamodb").Table(tables["connections"]).batch_writer() as writer:
+            for n in range(size):
+                status = "REVOKED" if n % 2 else "DELETION_REQUESTED"
+                writer.put_item(Item=_connection(f"A{n:013d}", "NA", status, now + timedelta(days=1 + n % 20)))
+        report, calls, seconds = _Counted().run(tables)
+    assert report["due"] == 0, report
+    return {"connections_not_due": size, "aws_calls": sum(calls.values()), "by_operation": calls,
+            "seconds": seconds}
+
+
+def measure_purge(objects: int) -> dict[str, Any]:
+    import boto3
+    from moto import mock_aws
+
+    from seller_insights import clock
+    from seller_insights.quotas import OPERATION_RATES
+
+    now = clock.now()
+    seller, region = "A1BENCHSELLER", "EU"
+    prefix = f"sellers/{seller}/{region}/reports/GET_ORDERS/"
+    with mock_aws():
+        tables = _resources()
+        s3 = boto3.client("s3")
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda n: s3.put_object(Bucket=BUCKET, Key=f"{prefix}{n:06d}.tsv", Body=b"x"),
+                          range(objects)))
+        for n in range(MARKERS):
+            s3.delete_object(Bucket=BUCKET, Key=f"{prefix}{n:06d}.tsv")
+        s3.create_multipart_upload(Bucket=BUCKET, Key=f"{prefix}big.tsv")
+        table = boto3.resource("dynamodb").Table(tables["connections"])
+        with table.batch_writer() as writer:
+            writer.put_item(Item=_connection(seller, region, "REVOKED", now - timedelta(hours=1)))
+            writer.put_item(Item=_connection(seller, "NA", "REVOKED", now + timedelta(days=3)))
+            for n in range(40):
+                writer.put_item(Item={"pk": f"SELLER#{seller}", "sk": f"REPORT#{region}#GET_ORDERS#{n}",
+                                      "region": region})
+                writer.put_item(Item={"pk": f"SELLER#{seller}", "sk": f"JOB#{n:032d}", "region": region})
+            for operation in OPERATION_RATES:
+                writer.put_item(Item={"pk": f"QUOTA#{seller}#{region}#{operation}", "sk": "BUCKET", "tokens": "1"})
+        report, calls, seconds = _Counted().run(tables)
+        left = s3.list_object_versions(Bucket=BUCKET, Prefix=f"sellers/{seller}/{region}/")
+        assert not left.get("Versions") and not left.get("DeleteMarkers"), "objects left after the purge"
+    assert report["purged"] == 1, report
+    return {"objects": objects, "delete_markers": MARKERS, "deleted": report["deleted"],
+            "aws_calls": sum(calls.values()), "by_operation": calls,
+            "delete_objects_calls": calls.get("DeleteObjects", 0),
+            "delete_objects_limit": math.ceil(objects / 1000) + 1, "seconds": seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,10000")
+    parser.add_argument("--objects", type=int, default=10_000)
+    args = parser.parse_args()
+    _setup_paths()
+    from seller_insights import clock
+    from seller_insights.clock import FixedClock
+
+    clock.set_clock(FixedClock(datetime(2026, 11, 29, 12, 0, tzinfo=UTC)))
+    idle = [measure_idle(int(size)) for size in args.sizes.split(",")]
+    purge = measure_purge(args.objects)
+    constant = len({r["aws_calls"] for r in idle}) == 1
+    summary = {
+        "idle_sweeps": idle,
+        "idle_calls_independent_of_size": constant,
+        "purge": purge,
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": f"python -m bench.retention_cost --sizes {args.sizes} --objects {args.objects}",
+    }
+    RESULTS.write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary))
+    if not constant:
+        sys.exit("an idle sweep's AWS calls grow with the number of connections")
+    if purge["delete_objects_calls"] > purge["delete_objects_limit"]:
+        sys.exit(f"{purge['delete_objects_calls']} DeleteObjects calls, over {purge['delete_objects_limit']}")
+
+
+if __name__ == "__main__":
+    main()

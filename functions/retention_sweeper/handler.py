@@ -1,0 +1,40 @@
+"""Lambda entry of the retention sweep: the daily `sweep-retention` schedule."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from retention_sweeper.service import RetentionSweep
+from retention_sweeper.settings import RetentionSweeperSettings
+from seller_insights import aws
+from seller_insights.observability import get_logger, get_metrics, get_tracer
+
+logger = get_logger()
+tracer = get_tracer()
+metrics = get_metrics()
+
+
+@cache
+def settings() -> RetentionSweeperSettings:
+    return RetentionSweeperSettings.from_env()
+
+
+@cache
+def sweep() -> RetentionSweep:
+    config = settings()
+    # The resource's client serialises plain Python values; one client serves both tables.
+    db = aws.table(config.connections_table).meta.client
+    return RetentionSweep(db=db, connections_table=config.connections_table, audit_table=config.audit_table,
+                          s3=aws.client("s3"), bucket=config.data_bucket)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if event.get("task") == "sweep-retention":
+        return sweep().run(context.get_remaining_time_in_millis).as_dict()
+    raise ValueError("unknown event: expected the sweep-retention task")

@@ -1,0 +1,291 @@
+"""The retention sweep: for each connection whose purge date came, delete everything it left.
+
+Per (seller, region), in this order, each step idempotent so that a crash anywhere resumes on the next
+run and ends in the same state (security.md §4.2, §7.3):
+
+a. re-read the connection: still REVOKED / DELETION_REQUESTED with this purge date, or skip it;
+b. S3: abort the incomplete multipart uploads, then delete every version and delete marker under
+   `sellers/{seller}/{region}/`;
+c. the table: every item of that region under `pk=SELLER#{seller}` except the CONN item (the last
+   connection also takes PROFILE and anything else of the seller), and the region's quota buckets;
+d. verify by listing: nothing left in S3 or the table but the CONN item, or raise (resume next run);
+e. the PII-free receipt in the audit table, THEN the CONN item.
+
+What each run deleted is added to counters on the CONN item (`purged_*`), so a receipt written by a
+resumed run still counts what the crashed runs deleted. Logs and metrics carry `seller_key` only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from botocore.exceptions import ClientError
+
+from seller_insights import clock
+from seller_insights.observability import get_logger, get_metrics
+from seller_insights.repositories import ConnectionStatus, connection_key, iso, seller_key
+from seller_insights.retention import (
+    PurgeIncomplete,
+    PurgeIndex,
+    Receipts,
+    S3Purge,
+    Sleep,
+    TableItems,
+    expiry_epoch,
+    quota_keys,
+    receipt_id,
+    seller_prefix,
+)
+
+# Stop taking new connections when the invocation has less than this left (a purge is resumable,
+# but a half-done one costs the next run a second listing).
+SAFETY_MILLIS = 60_000
+REASONS = {ConnectionStatus.REVOKED.value: "revoked", ConnectionStatus.DELETION_REQUESTED.value: "deletion_requested"}
+COUNTERS = ("s3_versions", "s3_delete_markers", "multipart_uploads", "table_items", "quota_items")
+
+
+def count(name: str, value: float = 1) -> None:
+    get_metrics().add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+@dataclass
+class SweepReport:
+    due: int = 0
+    purged: int = 0
+    skipped: int = 0  # no longer due: re-authorized, rolled back, or already gone
+    failed: int = 0  # left for the next run (PurgeFailed metric)
+    stopped: str | None = None  # "time" when the invocation ran short
+    left: int = 0
+    receipts: int = 0  # receipts written by this run (a resumed purge may find its receipt already there)
+    deleted: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**vars(self), "deleted": dict(self.deleted)}
+
+
+@dataclass(frozen=True)
+class _Due:
+    seller: str
+    region: str
+    status: str
+    purge_after: str
+    started_at: str
+    counted: dict[str, int]  # what earlier (crashed) runs of this purge already deleted
+
+    @property
+    def key(self) -> dict[str, str]:
+        return connection_key(self.seller, self.region)
+
+    @property
+    def seller_key(self) -> str:
+        return seller_key(self.seller)
+
+
+class ConnectionChanged(Exception):
+    """The connection left its purge state while we worked on it (re-authorized, rolled back)."""
+
+
+class RetentionSweep:
+    def __init__(self, *, db: Any, connections_table: str, audit_table: str, s3: Any, bucket: str,
+                 sleep: Sleep = time.sleep) -> None:
+        """`db` is a DynamoDB client with the resource layer's serialisation (`Table.meta.client`)."""
+        self._db = db
+        self._table = connections_table
+        self._index = PurgeIndex(db, connections_table)
+        self._items = TableItems(db, connections_table, sleep=sleep)
+        self._s3 = S3Purge(s3, bucket, sleep=sleep)
+        self._receipts = Receipts(db, audit_table)
+
+    def run(self, remaining_millis: Callable[[], int]) -> SweepReport:
+        report = SweepReport()
+        due = list(self._index.due(iso(clock.now())))
+        report.due = len(due)
+        for position, (seller, region) in enumerate(due):
+            if remaining_millis() < SAFETY_MILLIS:
+                report.stopped, report.left = "time", report.due - position
+                break
+            log = {"seller_key": seller_key(seller), "region": region}
+            try:
+                outcome = self.purge(seller, region, report)
+            except ConnectionChanged:
+                get_logger().warning("connection left its purge state during the purge; stopped", extra=log)
+                report.skipped += 1
+                continue
+            except Exception as exc:
+                code = exc.response["Error"]["Code"] if isinstance(exc, ClientError) else None
+                # The type and AWS error code only: messages may quote keys that hold the seller id.
+                get_logger().error("purge failed; the next sweep resumes it",
+                                   extra={**log, "error": type(exc).__name__, "code": code})
+                count("PurgeFailed")
+                report.failed += 1
+                continue
+            if outcome:
+                count("SellersPurged")
+                report.purged += 1
+            else:
+                report.skipped += 1
+        return report
+
+    def purge(self, seller: str, region: str, report: SweepReport) -> bool:
+        """Purge one connection; False if it is not (or no longer) due. Raises to leave it for the next run."""
+        due = self._claim(seller, region)
+        if due is None:
+            get_logger().info("connection no longer due for purge",
+                              extra={"seller_key": seller_key(seller), "region": region})
+            return False
+        deleted = dict.fromkeys(COUNTERS, 0)
+        try:
+            self._purge_s3(due, deleted)
+            self._purge_table(due, deleted)
+        finally:
+            for name, value in deleted.items():
+                report.deleted[name] += value
+        verification = self._verify(due)
+        totals = {name: due.counted[name] + deleted[name] for name in COUNTERS}
+        now = clock.now()
+        if self._receipts.write(self._receipt(due, totals, verification, now)):
+            report.receipts += 1
+        self._delete_connection(due)
+        get_logger().info("connection purged", extra={"seller_key": due.seller_key, "region": region,
+                                                      "reason": REASONS[due.status], **totals})
+        return True
+
+    # a. ------------------------------------------------------------------------------------------------
+
+    def _claim(self, seller: str, region: str) -> _Due | None:
+        """The connection as it is now, if it is still due; starts this purge's counters on first sight."""
+        item = self._db.get_item(TableName=self._table, Key=connection_key(seller, region),
+                                 ConsistentRead=True).get("Item")
+        if item is None or item.get("status") not in REASONS or not item.get("purge_after"):
+            return None
+        purge_after = str(item["purge_after"])
+        if _parse(purge_after) > clock.now():
+            return None
+        if item.get("purge_run") == purge_after:  # resumed: an earlier run started this very purge
+            counted = {name: int(item.get(f"purged_{name}", 0)) for name in COUNTERS}
+            return _Due(seller, region, str(item["status"]), purge_after, str(item["purge_started_at"]), counted)
+        started_at = iso(clock.now())
+        try:
+            self._db.update_item(
+                TableName=self._table, Key=connection_key(seller, region),
+                UpdateExpression="SET purge_run = :purge, purge_started_at = :now, "
+                                 + ", ".join(f"purged_{name} = :zero" for name in COUNTERS),
+                ConditionExpression="#status = :status AND purge_after = :purge",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":purge": purge_after, ":now": started_at, ":zero": 0,
+                                           ":status": item["status"]},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return None
+            raise
+        return _Due(seller, region, str(item["status"]), purge_after, started_at, dict.fromkeys(COUNTERS, 0))
+
+    def _add_progress(self, due: _Due, counts: dict[str, int]) -> None:
+        """Add what was just deleted to the CONN item's counters (only while the purge is still ours)."""
+        counts = {name: value for name, value in counts.items() if value}
+        if not counts:
+            return
+        try:
+            self._db.update_item(
+                TableName=self._table, Key=due.key,
+                UpdateExpression="ADD " + ", ".join(f"purged_{name} :{name}" for name in counts),
+                ConditionExpression="#status = :status AND purge_run = :purge",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={**{f":{name}": value for name, value in counts.items()},
+                                           ":status": due.status, ":purge": due.purge_after},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise ConnectionChanged("the connection left its purge state during the purge") from None
+            raise
+
+    # b. ------------------------------------------------------------------------------------------------
+
+    def _purge_s3(self, due: _Due, deleted: dict[str, int]) -> None:
+        prefix = seller_prefix(due.seller, due.region)
+        uploads = self._s3.abort_uploads(prefix)
+        counts = self._s3.delete_versions(prefix)
+        step = {"multipart_uploads": uploads, "s3_versions": counts.versions,
+                "s3_delete_markers": counts.delete_markers}
+        deleted.update(step)
+        self._add_progress(due, step)
+
+    # c. ------------------------------------------------------------------------------------------------
+
+    def _doomed(self, due: _Due) -> list[dict[str, str]]:
+        """Keys of the partition's items this purge deletes (everything of the region but its CONN item;
+        for the seller's last connection, everything but that CONN item)."""
+        items = list(self._items.partition(f"SELLER#{due.seller}"))
+        own = f"CONN#{due.region}"
+        last = not any(item["sk"].startswith("CONN#") and item["sk"] != own for item in items)
+        return [{"pk": item["pk"], "sk": item["sk"]} for item in items
+                if item["sk"] != own and (last or _of_region(item, due.region))]
+
+    def _purge_table(self, due: _Due, deleted: dict[str, int]) -> None:
+        items = self._items.delete(self._doomed(due))
+        quotas = self._items.delete(self._items.existing(quota_keys(due.seller, due.region)))
+        step = {"table_items": items, "quota_items": quotas}
+        deleted.update(step)
+        self._add_progress(due, step)
+
+    # d. ------------------------------------------------------------------------------------------------
+
+    def _verify(self, due: _Due) -> dict[str, int]:
+        left = self._s3.remaining(seller_prefix(due.seller, due.region))
+        verification = {"s3_versions": left.versions, "s3_delete_markers": left.delete_markers,
+                        "multipart_uploads": left.multipart_uploads, "table_items": len(self._doomed(due)),
+                        "quota_items": len(self._items.existing(quota_keys(due.seller, due.region)))}
+        if any(verification.values()):
+            raise PurgeIncomplete("verification found data left: "
+                                  + ", ".join(f"{name}={value}" for name, value in verification.items() if value))
+        return verification
+
+    # e. ------------------------------------------------------------------------------------------------
+
+    def _receipt(self, due: _Due, totals: dict[str, int], verification: dict[str, int],
+                 now: datetime) -> dict[str, Any]:
+        return {
+            "id": receipt_id(due.seller_key, due.region, due.purge_after),
+            "seller_key": due.seller_key,
+            "region": due.region,
+            "reason": REASONS[due.status],
+            "purge_after": due.purge_after,
+            "started_at": due.started_at,
+            "verified_at": iso(now),
+            "deleted": totals,
+            "verification": verification,
+            "expires_at": expiry_epoch(now),
+        }
+
+    def _delete_connection(self, due: _Due) -> None:
+        try:
+            self._db.delete_item(TableName=self._table, Key=due.key,
+                                 ConditionExpression="#status = :status AND purge_after = :purge",
+                                 ExpressionAttributeNames={"#status": "status"},
+                                 ExpressionAttributeValues={":status": due.status, ":purge": due.purge_after})
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            # Re-authorized between the verification and now: its data is gone and receipted; the new
+            # authorization keeps its connection.
+            get_logger().warning("connection re-authorized during its purge; kept",
+                                 extra={"seller_key": due.seller_key, "region": due.region})
+
+
+def _of_region(item: dict[str, Any], region: str) -> bool:
+    sk: str = item["sk"]
+    if sk in (f"TOKEN#{region}", f"PLAN#{region}"):
+        return True
+    if sk.startswith(f"REPORT#{region}#"):
+        return True
+    return sk.startswith(("JOB#", "REPORTID#")) and item.get("region") == region
+
+
+def _parse(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -1,0 +1,149 @@
+"""DataRequests: the data_requests function behind the IAM-authorized ``/admin`` routes, and the ops role.
+
+Routes (docs/internal-contracts.md, "Retention and data rights") on the consent HTTP API, each with
+``AWS_IAM`` authorization: access, correction, export, deletion request and its rollback, token
+removal. Callers sign with SigV4; the ``OpsSupportRole`` is the one identity made for them: any
+principal of this account may assume it, but only with MFA, and it may invoke these six routes and
+nothing else, again only with MFA.
+
+The function works on one seller's partition of the connections table (no index, no Scan), records
+every request in the audit table, reads stored report objects under ``sellers/`` and streams export
+archives into ``exports/`` (expired by the bucket's lifecycle after 7 days), which it hands out as
+presigned GET URLs. It holds no token purpose of the key: exports never open tokens and token
+removal deletes items.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_apigatewayv2 as apigwv2
+from aws_cdk import aws_iam as iam
+from aws_cdk.aws_apigatewayv2_authorizers import HttpIamAuthorizer
+from aws_cdk.aws_apigatewayv2_integrations import HttpLambdaIntegration
+from constructs import Construct
+
+from infra.config import StageConfig
+from infra.constructs import logical_ref
+from infra.constructs.consent_api import API_INTEGRATION_LIMIT_SECONDS
+from infra.constructs.service_function import ServiceFunction
+from infra.constructs.token_vault import EXPORTS_PREFIX, SELLERS_PREFIX, TokenVault
+from infra.nag import acknowledge
+
+DUTY = "data_requests"
+# Under the HTTP API's 30 s integration limit: the caller gets the function's own answer or error.
+REQUEST_TIMEOUT_SECONDS = 28
+REQUEST_MEMORY_MB = 1024
+SELLER_PATH = "/admin/sellers/{seller_id}"
+# (method, path) of every admin route.
+ROUTES: tuple[tuple[apigwv2.HttpMethod, str], ...] = (
+    (apigwv2.HttpMethod.GET, SELLER_PATH),
+    (apigwv2.HttpMethod.PATCH, SELLER_PATH),
+    (apigwv2.HttpMethod.POST, f"{SELLER_PATH}/export"),
+    (apigwv2.HttpMethod.POST, f"{SELLER_PATH}/deletion"),
+    (apigwv2.HttpMethod.DELETE, f"{SELLER_PATH}/deletion"),
+    (apigwv2.HttpMethod.POST, f"{SELLER_PATH}/tokens/removal"),
+)
+AUDIT_ACTIONS = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem")
+MFA_PRESENT = {"Bool": {"aws:MultiFactorAuthPresent": "true"}}
+OPS_SESSION = Duration.hours(1)
+
+
+def execute_api_path(path: str) -> str:
+    """A route path as it appears in execute-api ARNs: each ``{parameter}`` matches any value (``*``)."""
+    return "/".join("*" if part.startswith("{") and part.endswith("}") else part for part in path.split("/"))
+
+
+class DataRequests(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StageConfig,
+        vault: TokenVault,
+        api: apigwv2.HttpApi,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.handler = ServiceFunction(
+            self,
+            "DataRequests",
+            duty=DUTY,
+            config=config,
+            description="Data rights: access, correction, export, deletion (and rollback), token removal",
+            memory_mb=REQUEST_MEMORY_MB,
+            timeout=Duration.seconds(REQUEST_TIMEOUT_SECONDS),
+            environment={
+                "CONNECTIONS_TABLE": vault.connections.table_name,
+                "AUDIT_TABLE": vault.audit.table_name,
+                "DATA_BUCKET": vault.data_bucket.bucket_name,
+                "PURGE_AFTER_DAYS": str(config.purge_after_days),
+            },
+        )
+        assert REQUEST_TIMEOUT_SECONDS < API_INTEGRATION_LIMIT_SECONDS
+        self.handler.acknowledge_synchronous_only("API Gateway (HTTP API, AWS_IAM routes)")
+        self._grant(vault)
+
+        integration = HttpLambdaIntegration(
+            "DataRequestsIntegration",
+            self.handler.function,
+            payload_format_version=apigwv2.PayloadFormatVersion.VERSION_2_0,
+        )
+        authorizer = HttpIamAuthorizer()
+        self.routes: list[apigwv2.HttpRoute] = []
+        for method, path in ROUTES:
+            self.routes += api.add_routes(path=path, methods=[method], integration=integration, authorizer=authorizer)
+
+        self.ops_role = self._ops_role(api)
+
+    def _grant(self, vault: TokenVault) -> None:
+        fn = self.handler
+        # A seller's items share one partition: item read/write and Query on the table, no index.
+        vault.grant_tables_read_write(fn, vault.connections)
+        vault.grant_table_actions(fn, vault.audit, *AUDIT_ACTIONS)
+        vault.grant_seller_objects_read(fn)
+        vault.grant_exports_read_write(fn)
+        bucket = logical_ref(vault.data_bucket.node.default_child)
+        acknowledge(
+            fn.role,
+            f"AwsSolutions-IAM5[Resource::<{bucket}.Arn>/{SELLERS_PREFIX}*]",
+            f"An access or export request reads the stored report objects of one seller under "
+            f"{SELLERS_PREFIX}{{seller}}/..., keys unknown at deploy time; GetObject only, on the sellers/ prefix.",
+        )
+        acknowledge(
+            fn.role,
+            f"AwsSolutions-IAM5[Resource::<{bucket}.Arn>/{EXPORTS_PREFIX}*]",
+            f"Export archives are streamed to {EXPORTS_PREFIX}{{seller_key}}/{{request_id}}.zip (ids made per "
+            "request) and handed out as presigned GETs signed by this role; put, multipart and get on the exports/ "
+            "prefix only, which the bucket's lifecycle expires after 7 days.",
+        )
+
+    def _ops_role(self, api: apigwv2.HttpApi) -> iam.Role:
+        """Operators' identity for the admin routes: MFA to assume it, MFA to use it, these routes only."""
+        role = iam.Role(
+            self,
+            "OpsSupportRole",
+            description="Seller Insights operators: invoke the /admin data-request routes (MFA required)",
+            assumed_by=iam.AccountRootPrincipal().with_conditions(MFA_PRESENT),
+            max_session_duration=OPS_SESSION,
+        )
+        # Any stage ("*"): the API has the single $default stage; method and path are exact, with
+        # "*" only for the {seller_id} parameter.
+        route_arns = [api.arn_for_execute_api(method.value, execute_api_path(path), "*") for method, path in ROUTES]
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="InvokeAdminRoutesWithMfa",
+                actions=["execute-api:Invoke"],
+                resources=route_arns,
+                conditions=MFA_PRESENT,
+            )
+        )
+        for method, path in ROUTES:
+            acknowledge(
+                role,
+                f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:"
+                f"<{logical_ref(api.node.default_child)}>/*/{method.value}{execute_api_path(path)}]",
+                "execute-api ARN of one admin route: the stage segment is '*' (the API has only the $default "
+                "stage) and the {seller_id} path parameter must match any seller; method and path are fixed, "
+                "and the statement requires MFA.",
+            )
+        return role

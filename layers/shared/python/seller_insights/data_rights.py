@@ -1,0 +1,363 @@
+"""Data-subject rights on the connections table and the audit table (internal-contracts.md, issue 5).
+
+The state changes a deletion request, its rollback and a token removal make, each as one DynamoDB
+transaction over every region of the seller, so no reader ever sees half of one:
+
+- deletion request: every connection -> DELETION_REQUESTED (`previous_status` kept), `purge_after`
+  and `purge_shard` set, out of the refresh and re-authorization indexes, TOKEN# and PLAN# deleted.
+  The sealed refresh token stays (a rollback resumes with it). A second request keeps the first date.
+- rollback (before `purge_after`): back to `previous_status`; an ACTIVE connection gets its index
+  attributes back (refresh due now) and its PLAN# item re-created from what the request kept.
+- token removal: refresh token and cached access token deleted, TOKENS_REMOVED, out of the indexes,
+  PLAN# deleted; the connection item stays.
+
+Nothing here logs; audit records carry `seller_key` only, never the seller id, an e-mail or a token.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
+
+from seller_insights.marketplaces import MARKETPLACES, marketplace
+from seller_insights.report_jobs import Plan, plan_key
+from seller_insights.repositories import ConnectionStatus, access_token_key, connection_key, iso, shard
+
+PROFILE_SK = "PROFILE"
+AUDIT_RETENTION_MONTHS = 25  # the CCPA asks for at least 24 months of request records
+
+# The only connection attributes an operator or the seller may see (an allowlist: a token, a sealed
+# blob, a lease or an index attribute can never leak through a new field).
+PUBLIC_CONNECTION_FIELDS = (
+    "region", "status", "marketplace", "consented_at", "reauthorization_due_at", "consent_flow",
+    "created_at", "updated_at", "revoked_at", "purge_after", "previous_status",
+)
+
+
+class PendingDeletion(Exception):
+    """Base of the reasons a rollback cannot happen."""
+
+
+class NoDeletionPending(PendingDeletion):
+    """No connection of the seller is DELETION_REQUESTED."""
+
+
+class PurgeDatePassed(PendingDeletion):
+    """The purge date of a connection has passed: the sweep may already be deleting."""
+
+    def __init__(self, purge_after: str) -> None:
+        super().__init__(purge_after)
+        self.purge_after = purge_after
+
+
+class ConcurrentChange(Exception):
+    """The seller's connections changed while we worked on them (another request); retry."""
+
+
+def profile_key(seller_id: str) -> dict[str, str]:
+    return {"pk": f"SELLER#{seller_id}", "sk": PROFILE_SK}
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    month_index = moment.month - 1 + months
+    year, month = moment.year + month_index // 12, month_index % 12 + 1
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)
+
+
+def default_marketplace_ids(connection: dict[str, Any]) -> list[str]:
+    """The marketplace the seller connected from, else the region's main one (as at consent)."""
+    code = connection.get("marketplace")
+    if code and code in MARKETPLACES:
+        return [marketplace(code).marketplace_id]
+    main = next(m for m in MARKETPLACES.values() if m.region.value == connection["region"])
+    return [main.marketplace_id]
+
+
+@dataclass(frozen=True)
+class SellerSnapshot:
+    """A seller's items as one consistent-enough read (CONN#, PLAN#, PROFILE)."""
+
+    connections: list[dict[str, Any]]
+    plans: dict[str, dict[str, Any]]  # region -> PLAN# item
+    profile: dict[str, Any] | None
+
+    @property
+    def exists(self) -> bool:
+        return bool(self.connections)
+
+
+@dataclass(frozen=True)
+class DeletionOutcome:
+    purge_after: str  # the earliest purge date of the seller's connections
+    connections: int
+    new: bool  # False when every connection already had a pending deletion
+
+
+@dataclass(frozen=True)
+class RollbackOutcome:
+    connections: int
+    statuses: dict[str, str] = field(default_factory=dict)  # region -> restored status
+
+
+class DataRightsRepository:
+    """The seller-level reads and the three transitions, on the connections table."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+        self._client = table.meta.client
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    def items(self, seller_id: str, prefix: str, projection: str | None = None,
+              names: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": Key("pk").eq(f"SELLER#{seller_id}") & Key("sk").begins_with(prefix),
+            "ConsistentRead": True,
+        }
+        if projection:
+            kwargs["ProjectionExpression"] = projection
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        while True:
+            page = self._table.query(**kwargs)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def snapshot(self, seller_id: str) -> SellerSnapshot:
+        connections = list(self.items(seller_id, "CONN#"))
+        plans = {item["region"]: item for item in self.items(seller_id, "PLAN#")} if connections else {}
+        return SellerSnapshot(connections=connections, plans=plans,
+                              profile=self.profile(seller_id) if connections else None)
+
+    def profile(self, seller_id: str) -> dict[str, Any] | None:
+        item = self._table.get_item(Key=profile_key(seller_id), ConsistentRead=True).get("Item")
+        return dict(item) if item else None
+
+    def reports(self, seller_id: str) -> Iterator[dict[str, Any]]:
+        """The stored-report rows (`REPORT#{region}#...`), in key order."""
+        return self.items(seller_id, "REPORT#")
+
+    # --- correction ----------------------------------------------------------------------------
+
+    def correct_profile(self, seller_id: str, changes: dict[str, str | None], now: datetime) -> dict[str, Any]:
+        """SET the given contact fields (None removes one); returns the PROFILE item as it is now."""
+        sets, removes = ["updated_at = :now"], []
+        values: dict[str, Any] = {":now": iso(now)}
+        for number, (name, value) in enumerate(sorted(changes.items())):
+            if value is None:
+                removes.append(name)
+            else:
+                sets.append(f"{name} = :v{number}")
+                values[f":v{number}"] = value
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        answer = self._table.update_item(Key=profile_key(seller_id), UpdateExpression=expression,
+                                         ExpressionAttributeValues=values, ReturnValues="ALL_NEW")
+        return dict(answer["Attributes"])
+
+    # --- deletion request ------------------------------------------------------------------------
+
+    def request_deletion(self, seller_id: str, now: datetime, purge_after_days: int) -> DeletionOutcome:
+        snapshot = self.snapshot(seller_id)
+        purge_default = iso(now + timedelta(days=purge_after_days))
+        actions: list[dict[str, Any]] = []
+        dates: list[str] = []
+        new = False
+        for connection in snapshot.connections:
+            region = connection["region"]
+            status = connection["status"]
+            if status == ConnectionStatus.DELETION_REQUESTED.value:
+                dates.append(connection["purge_after"])  # idempotent: the first date stands
+                # Defensive: nothing may pull for this connection.
+                actions += self._stop_pulls(seller_id, region)
+                continue
+            new = True
+            # A REVOKED connection is already due for purge: the request never moves that date later.
+            purge = min(connection.get("purge_after") or purge_default, purge_default)
+            dates.append(purge)
+            plan = snapshot.plans.get(region)
+            sets = ("#status = :requested, previous_status = :previous, purge_after = :purge, "
+                    "purge_shard = :shard, updated_at = :now, deletion_requested_at = :now, "
+                    "plan_marketplace_ids = :mids")
+            values: dict[str, Any] = {
+                ":requested": ConnectionStatus.DELETION_REQUESTED.value, ":previous": status, ":purge": purge,
+                ":shard": shard(seller_id, region), ":now": iso(now),
+                ":mids": list(plan["marketplace_ids"]) if plan and plan.get("marketplace_ids")
+                else default_marketplace_ids(connection),
+                ":seen": connection["updated_at"],
+            }
+            if plan and "enabled" in plan:
+                sets += ", plan_enabled = :enabled"
+                values[":enabled"] = list(plan["enabled"])
+            actions.append({"Update": {
+                "TableName": self._table.name,
+                "Key": connection_key(seller_id, region),
+                "UpdateExpression": f"SET {sets} REMOVE refresh_shard, refresh_due_at, reauth_shard",
+                # Unchanged since we read it: a concurrent consent or revocation makes us retry.
+                "ConditionExpression": "updated_at = :seen",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": values,
+            }})
+            actions += self._stop_pulls(seller_id, region)
+        self._transact(actions)
+        return DeletionOutcome(purge_after=min(dates) if dates else purge_default,
+                               connections=len(snapshot.connections), new=new)
+
+    # --- rollback --------------------------------------------------------------------------------
+
+    def rollback_deletion(self, seller_id: str, now: datetime) -> RollbackOutcome:
+        connections = [c for c in self.items(seller_id, "CONN#")
+                       if c["status"] == ConnectionStatus.DELETION_REQUESTED.value]
+        if not connections:
+            raise NoDeletionPending()
+        passed = [c["purge_after"] for c in connections if c["purge_after"] <= iso(now)]
+        if passed:
+            raise PurgeDatePassed(min(passed))
+        actions: list[dict[str, Any]] = []
+        statuses: dict[str, str] = {}
+        for connection in connections:
+            region = connection["region"]
+            previous = connection.get("previous_status", ConnectionStatus.ACTIVE.value)
+            if previous == ConnectionStatus.ACTIVE.value and "refresh_token" not in connection:
+                previous = ConnectionStatus.TOKENS_REMOVED.value
+            statuses[region] = previous
+            values: dict[str, Any] = {":status": previous, ":now": iso(now),
+                                      ":requested": ConnectionStatus.DELETION_REQUESTED.value,
+                                      ":purge": connection["purge_after"]}
+            condition = "#status = :requested AND purge_after = :purge AND purge_after > :now"
+            removes = ["previous_status", "deletion_requested_at", "plan_marketplace_ids", "plan_enabled"]
+            sets = ["#status = :status", "updated_at = :now"]
+            if previous == ConnectionStatus.REVOKED.value:
+                pass  # a REVOKED connection keeps its own purge date and shard
+            else:
+                removes += ["purge_after", "purge_shard"]
+            if previous == ConnectionStatus.ACTIVE.value:
+                sets += ["refresh_shard = :shard", "refresh_due_at = :due", "reauth_shard = :shard"]
+                values.update({":shard": shard(seller_id, region), ":due": int(now.timestamp())})
+                marketplace_ids = list(connection.get("plan_marketplace_ids") or default_marketplace_ids(connection))
+                enabled = list(connection["plan_enabled"]) if "plan_enabled" in connection else None
+                plan = Plan(seller_id, region, int(now.timestamp()), {}, enabled, marketplace_ids)
+                # The same item PlanRepository.ensure writes (due at once), inside the transaction: no
+                # PLAN# exists while a deletion is pending, so the put cannot replace a live cursor.
+                actions.append({"Put": {"TableName": self._table.name, "Item": plan.to_item()}})
+            actions.append({"Update": {
+                "TableName": self._table.name,
+                "Key": connection_key(seller_id, region),
+                "UpdateExpression": "SET " + ", ".join(sets) + " REMOVE " + ", ".join(removes),
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": values,
+            }})
+        self._transact(actions)
+        return RollbackOutcome(connections=len(connections), statuses=statuses)
+
+    # --- token removal ---------------------------------------------------------------------------
+
+    def remove_tokens(self, seller_id: str, now: datetime) -> int:
+        connections = list(self.items(seller_id, "CONN#"))
+        actions: list[dict[str, Any]] = []
+        for connection in connections:
+            region, status = connection["region"], connection["status"]
+            values: dict[str, Any] = {":now": iso(now), ":seen": connection["updated_at"]}
+            if status in (ConnectionStatus.ACTIVE.value, ConnectionStatus.TOKENS_REMOVED.value):
+                sets = "#status = :removed, tokens_removed_at = :now, updated_at = :now"
+                values[":removed"] = ConnectionStatus.TOKENS_REMOVED.value
+            elif status == ConnectionStatus.DELETION_REQUESTED.value:
+                # The deletion stays pending; a rollback now comes back without tokens.
+                sets = "previous_status = :removed, tokens_removed_at = :now, updated_at = :now"
+                values[":removed"] = (ConnectionStatus.REVOKED.value
+                                      if connection.get("previous_status") == ConnectionStatus.REVOKED.value
+                                      else ConnectionStatus.TOKENS_REMOVED.value)
+            else:  # REVOKED: no token left, and its purge date must stay
+                sets = "tokens_removed_at = :now, updated_at = :now"
+            update: dict[str, Any] = {
+                "TableName": self._table.name,
+                "Key": connection_key(seller_id, region),
+                "UpdateExpression": f"SET {sets} REMOVE refresh_token, refresh_shard, refresh_due_at, reauth_shard",
+                "ConditionExpression": "updated_at = :seen",
+                "ExpressionAttributeValues": values,
+            }
+            if "#status" in sets:
+                update["ExpressionAttributeNames"] = {"#status": "status"}
+            actions.append({"Update": update})
+            actions += self._stop_pulls(seller_id, region)
+        self._transact(actions)
+        return len(connections)
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def _stop_pulls(self, seller_id: str, region: str) -> list[dict[str, Any]]:
+        return [{"Delete": {"TableName": self._table.name, "Key": access_token_key(seller_id, region)}},
+                {"Delete": {"TableName": self._table.name, "Key": plan_key(seller_id, region)}}]
+
+    def _transact(self, actions: list[dict[str, Any]]) -> None:
+        """One transaction (a seller has at most 3 regions: at most 9 actions, under the limit of 100)."""
+        if not actions:
+            return
+        try:
+            self._client.transact_write_items(TransactItems=actions)
+        except ClientError as exc:
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+            if exc.response["Error"]["Code"] == "TransactionCanceledException" and "ConditionalCheckFailed" in reasons:
+                raise ConcurrentChange() from None
+            raise
+
+
+def public_connection(connection: dict[str, Any], plan: dict[str, Any] | None) -> dict[str, Any]:
+    """What a seller or an operator may see of a connection: never a token, sealed blob or lease."""
+    public = {name: connection[name] for name in PUBLIC_CONNECTION_FIELDS if name in connection}
+    if plan is not None:
+        public["report_types"] = list(plan["enabled"]) if "enabled" in plan else "default"
+        public["marketplace_ids"] = list(plan.get("marketplace_ids", []))
+    elif "plan_marketplace_ids" in connection:  # paused by a deletion request
+        public["report_types"] = list(connection["plan_enabled"]) if "plan_enabled" in connection else "default"
+        public["marketplace_ids"] = list(connection["plan_marketplace_ids"])
+    else:
+        public["report_types"] = None  # no pulls
+    public["has_refresh_token"] = "refresh_token" in connection
+    return public
+
+
+class AuditType(StrEnum):
+    ACCESS = "access"
+    EXPORT = "export"
+    DELETION = "deletion"
+    DELETION_ROLLBACK = "deletion_rollback"
+    TOKEN_REMOVAL = "token_removal"  # noqa: S105 - a request type, not a secret
+    CORRECTION = "correction"
+
+
+class AuditOutcome(StrEnum):
+    DONE = "done"
+    UNKNOWN_SELLER = "unknown_seller"
+    BAD_REQUEST = "bad_request"
+    FAILED = "failed"
+
+
+class AuditLog:
+    """Request records in the audit table (purpose `audit`): no seller id, e-mail, token or content."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def record_request(self, *, request_id: str, request_type: AuditType, seller_key: str | None,
+                       received_at: datetime, completed_at: datetime, outcome: AuditOutcome,
+                       detail: dict[str, int]) -> None:
+        item: dict[str, Any] = {
+            "id": f"request#{request_id}", "type": request_type.value, "received_at": iso(received_at),
+            "completed_at": iso(completed_at), "outcome": outcome.value,
+            "detail": {name: int(value) for name, value in detail.items()},
+            "expires_at": int(add_months(received_at, AUDIT_RETENTION_MONTHS).timestamp()),
+        }
+        if seller_key:
+            item["seller_key"] = seller_key
+        self._table.put_item(Item=item)

@@ -1,0 +1,265 @@
+"""The AWS side of the retention purge (docs/internal-contracts.md, "Retention and data rights").
+
+Every operation here is idempotent and safe to repeat after a crash at any point: deleting what is
+already gone is a no-op, and each step ends only when a fresh listing shows nothing left (security.md
+§4.2). Nothing here logs; errors never carry seller ids or object keys (they name counts and codes).
+"""
+
+from __future__ import annotations
+
+import calendar
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
+
+from seller_insights.errors import SellerInsightsError
+from seller_insights.quotas import OPERATION_RATES
+from seller_insights.repositories import SHARDS, parse_key
+
+PURGE_DUE_INDEX = "by_purge_due"
+DELETE_OBJECTS_MAX = 1000  # S3 DeleteObjects: at most 1,000 keys per request
+BATCH_WRITE_MAX = 25  # DynamoDB BatchWriteItem: at most 25 requests
+BATCH_GET_MAX = 100
+ATTEMPTS = 6  # per batch: the first try and five retries of what was refused
+FIRST_DELAY = 0.05
+MAX_DELAY = 2.0
+AUDIT_RETENTION_MONTHS = 25  # the CCPA asks for at least 24 months
+
+Sleep = Callable[[float], None]
+
+
+class PurgeIncomplete(SellerInsightsError):
+    """Something could not be deleted (yet); the next sweep resumes. Messages hold counts and codes only."""
+
+
+def seller_prefix(seller: str, region: str) -> str:
+    return f"sellers/{seller}/{region}/"
+
+
+def quota_keys(seller: str, region: str) -> list[dict[str, str]]:
+    """The seller's token buckets of the Reports operations in this region."""
+    return [{"pk": f"QUOTA#{seller}#{region}#{operation}", "sk": "BUCKET"} for operation in OPERATION_RATES]
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    """The same day `months` later (the month's last day when it is shorter)."""
+    month_index = moment.month - 1 + months
+    year, month = moment.year + month_index // 12, month_index % 12 + 1
+    return moment.replace(year=year, month=month, day=min(moment.day, calendar.monthrange(year, month)[1]))
+
+
+def _backoff(delay: float) -> float:
+    return min(delay * 2, MAX_DELAY)
+
+
+# --- The purge index -------------------------------------------------------------------------------
+
+
+class PurgeIndex:
+    """(seller, region) of REVOKED / DELETION_REQUESTED connections whose purge date has come: one
+    Query per shard of the sparse KEYS_ONLY index `by_purge_due`, never a Scan."""
+
+    def __init__(self, db: Any, table_name: str) -> None:
+        self._db = db  # a DynamoDB client with the resource layer's (de)serialisation: Table.meta.client
+        self._table = table_name
+
+    def due(self, now_iso: str) -> Iterator[tuple[str, str]]:
+        for number in range(SHARDS):
+            kwargs: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": PURGE_DUE_INDEX,
+                "KeyConditionExpression": Key("purge_shard").eq(str(number)) & Key("purge_after").lte(now_iso),
+            }
+            while True:
+                page = self._db.query(**kwargs)
+                for item in page.get("Items", []):
+                    yield parse_key(item)
+                if "LastEvaluatedKey" not in page:
+                    break
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+# --- S3 ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class S3Counts:
+    versions: int = 0
+    delete_markers: int = 0
+    multipart_uploads: int = 0
+
+
+class S3Purge:
+    """Every object version, delete marker and incomplete multipart upload under a prefix of a
+    versioned bucket, deleted permanently (a plain DeleteObject would only add a delete marker)."""
+
+    def __init__(self, s3: Any, bucket: str, *, sleep: Sleep = time.sleep, attempts: int = ATTEMPTS) -> None:
+        self._s3 = s3
+        self._bucket = bucket
+        self._sleep = sleep
+        self._attempts = attempts
+
+    def abort_uploads(self, prefix: str) -> int:
+        """Abort every incomplete multipart upload under `prefix`; how many were aborted.
+
+        Done before the versions go, so an upload cannot complete behind the deletion."""
+        aborted = 0
+        kwargs: dict[str, Any] = {"Bucket": self._bucket, "Prefix": prefix}
+        while True:
+            page = self._s3.list_multipart_uploads(**kwargs)
+            for upload in page.get("Uploads", []):
+                try:
+                    self._s3.abort_multipart_upload(Bucket=self._bucket, Key=upload["Key"],
+                                                    UploadId=upload["UploadId"])
+                except ClientError as exc:
+                    if exc.response["Error"]["Code"] != "NoSuchUpload":  # aborted or completed meanwhile
+                        raise
+                aborted += 1
+            if not page.get("IsTruncated"):
+                return aborted
+            kwargs.update(KeyMarker=page["NextKeyMarker"], UploadIdMarker=page["NextUploadIdMarker"])
+
+    def delete_versions(self, prefix: str) -> S3Counts:
+        """Delete every version and delete marker under `prefix`, one DeleteObjects per listing page
+        (≤ 1,000 keys), until a fresh listing from the start returns nothing.
+
+        Listing from the start each round (instead of following markers) makes the last listing the
+        proof that nothing is left, and makes a repeated or resumed call cost one empty listing."""
+        counts = S3Counts()
+        deleted: set[tuple[str, str]] = set()
+        while True:
+            page = self._s3.list_object_versions(Bucket=self._bucket, Prefix=prefix, MaxKeys=DELETE_OBJECTS_MAX)
+            versions = [(v["Key"], v["VersionId"]) for v in page.get("Versions", [])]
+            markers = [(m["Key"], m["VersionId"]) for m in page.get("DeleteMarkers", [])]
+            if not versions and not markers:
+                return counts
+            batch = versions + markers
+            if deleted.intersection(batch):
+                # S3 confirmed these deletions, yet they are listed again: an Object Lock, a legal hold
+                # or a policy that silently keeps them. Never loop forever; the next run retries.
+                raise PurgeIncomplete(f"{len(deleted.intersection(batch))} object versions survived deletion")
+            self._delete_batch(batch)
+            deleted.update(batch)
+            counts.versions += len(versions)
+            counts.delete_markers += len(markers)
+
+    def _delete_batch(self, batch: list[tuple[str, str]]) -> None:
+        """DeleteObjects (Quiet: only errors are listed); retry only the keys reported in Errors."""
+        pending = batch
+        delay = FIRST_DELAY
+        codes: set[str] = set()
+        for attempt in range(self._attempts):
+            if attempt:
+                self._sleep(delay)
+                delay = _backoff(delay)
+            answer = self._s3.delete_objects(Bucket=self._bucket, Delete={
+                "Objects": [{"Key": key, "VersionId": version} for key, version in pending], "Quiet": True})
+            errors = answer.get("Errors", [])
+            if not errors:
+                return
+            codes = {str(e.get("Code", "unknown")) for e in errors}
+            failed = {(e["Key"], e.get("VersionId", "")) for e in errors}
+            pending = [entry for entry in pending if entry in failed]
+            if not pending:  # an error entry we cannot match to what we sent: retry the whole batch
+                pending = batch
+        raise PurgeIncomplete(f"{len(pending)} object versions could not be deleted ({', '.join(sorted(codes))})")
+
+    def remaining(self, prefix: str) -> S3Counts:
+        """What a fresh listing still shows under `prefix` (one page is enough to see "anything")."""
+        page = self._s3.list_object_versions(Bucket=self._bucket, Prefix=prefix, MaxKeys=DELETE_OBJECTS_MAX)
+        uploads = self._s3.list_multipart_uploads(Bucket=self._bucket, Prefix=prefix, MaxUploads=1)
+        return S3Counts(versions=len(page.get("Versions", [])), delete_markers=len(page.get("DeleteMarkers", [])),
+                        multipart_uploads=len(uploads.get("Uploads", [])))
+
+
+# --- DynamoDB ------------------------------------------------------------------------------------------
+
+
+class TableItems:
+    """Reads a seller's partition and deletes items by key, BatchWriteItem 25 at a time with the
+    UnprocessedItems loop (bounded, with backoff; raises so that the next run resumes)."""
+
+    def __init__(self, db: Any, table_name: str, *, sleep: Sleep = time.sleep, attempts: int = ATTEMPTS) -> None:
+        self._db = db  # Table.meta.client: plain Python values in and out
+        self._table = table_name
+        self._sleep = sleep
+        self._attempts = attempts
+
+    def partition(self, pk: str) -> Iterator[dict[str, Any]]:
+        """Keys and `region` of every item of a partition (strongly consistent, paged)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table, "KeyConditionExpression": Key("pk").eq(pk), "ConsistentRead": True,
+            "ProjectionExpression": "pk, sk, #region", "ExpressionAttributeNames": {"#region": "region"},
+        }
+        while True:
+            page = self._db.query(**kwargs)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def existing(self, keys: list[dict[str, str]]) -> list[dict[str, str]]:
+        """Which of `keys` exist (BatchGetItem, strongly consistent, unprocessed keys retried)."""
+        found: list[dict[str, str]] = []
+        for start in range(0, len(keys), BATCH_GET_MAX):
+            pending: dict[str, Any] = {self._table: {"Keys": keys[start:start + BATCH_GET_MAX],
+                                                     "ProjectionExpression": "pk, sk", "ConsistentRead": True}}
+            self._until_processed(lambda request: self._db.batch_get_item(RequestItems=request),
+                                  pending, "UnprocessedKeys",
+                                  lambda answer: found.extend(answer.get("Responses", {}).get(self._table, [])))
+        return [{"pk": item["pk"], "sk": item["sk"]} for item in found]
+
+    def delete(self, keys: list[dict[str, str]]) -> int:
+        for start in range(0, len(keys), BATCH_WRITE_MAX):
+            pending: dict[str, Any] = {self._table: [{"DeleteRequest": {"Key": key}}
+                                                     for key in keys[start:start + BATCH_WRITE_MAX]]}
+            self._until_processed(lambda request: self._db.batch_write_item(RequestItems=request),
+                                  pending, "UnprocessedItems", lambda answer: None)
+        return len(keys)
+
+    def _until_processed(self, call: Callable[[dict[str, Any]], dict[str, Any]], pending: dict[str, Any],
+                         leftover: str, collect: Callable[[dict[str, Any]], None]) -> None:
+        delay = FIRST_DELAY
+        for attempt in range(self._attempts):
+            if attempt:
+                self._sleep(delay)  # DynamoDB asks us to slow down: back off, then retry the rest
+                delay = _backoff(delay)
+            answer = call(pending)
+            collect(answer)
+            pending = answer.get(leftover) or {}
+            if not pending:
+                return
+        raise PurgeIncomplete(f"DynamoDB left requests unprocessed after {self._attempts} attempts")
+
+
+class Receipts:
+    """PII-free deletion receipts in the audit table, written once per (seller_key, region, purge_after)."""
+
+    def __init__(self, db: Any, table_name: str) -> None:
+        self._db = db
+        self._table = table_name
+
+    def write(self, receipt: dict[str, Any]) -> bool:
+        """True if written now, False if a receipt with this id was already there (a resumed purge
+        that crashed after the receipt and before the connection item went)."""
+        try:
+            self._db.put_item(TableName=self._table, Item=receipt, ConditionExpression="attribute_not_exists(id)")
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+
+def receipt_id(seller_key: str, region: str, purge_after: str) -> str:
+    return f"receipt#{seller_key}#{region}#{purge_after}"
+
+
+def expiry_epoch(moment: datetime) -> int:
+    return int(add_months(moment, AUDIT_RETENTION_MONTHS).timestamp())
+

@@ -1,0 +1,1 @@
+"""Operator commands for data-subject requests: `python -m ops --help`."""

@@ -1,0 +1,373 @@
+"""Retention and data rights (docs/internal-contracts.md, issue 5): the sweep-retention schedule, the
+retention_sweeper and data_requests functions (environment, size, grants), the audit table, the
+by_purge_due index, the alarms and the MFA-only ops role for the /admin routes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from infra.app import function_environments
+from tests.infra.conftest import by_purpose, resources
+
+pytestmark = pytest.mark.slow
+
+SWEEPER = "retention_sweeper.handler.lambda_handler"
+DATA_REQUESTS = "data_requests.handler.lambda_handler"
+COMMON_ENV = {"STAGE", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"}
+SWEEPER_ENV = COMMON_ENV | {"CONNECTIONS_TABLE", "AUDIT_TABLE", "DATA_BUCKET"}
+DATA_REQUESTS_ENV = SWEEPER_ENV | {"PURGE_AFTER_DAYS"}
+UNKEYED = ("dynamodb:Scan", "dynamodb:PartiQLSelect", "dynamodb:ExportTableToPointInTime")
+MFA_KEY = "aws:MultiFactorAuthPresent"
+ADMIN_ROUTE_SUFFIXES = {
+    "/*/GET/admin/sellers/*",
+    "/*/PATCH/admin/sellers/*",
+    "/*/POST/admin/sellers/*/export",
+    "/*/POST/admin/sellers/*/deletion",
+    "/*/DELETE/admin/sellers/*/deletion",
+    "/*/POST/admin/sellers/*/tokens/removal",
+}
+
+
+def _arn(logical_id: str) -> dict[str, Any]:
+    return {"Fn::GetAtt": [logical_id, "Arn"]}
+
+
+def _under(logical_id: str, suffix: str) -> dict[str, Any]:
+    return {"Fn::Join": ["", [_arn(logical_id), suffix]]}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def _function(raw: dict[str, Any], handler: str) -> tuple[str, dict[str, Any]]:
+    (found,) = [(k, f) for k, f in resources(raw, "AWS::Lambda::Function").items()
+                if f["Properties"]["Handler"] == handler]
+    return found
+
+
+def _role_statements(raw: dict[str, Any], role_id: str) -> list[dict[str, Any]]:
+    role = raw["Resources"][role_id]["Properties"]
+    assert "ManagedPolicyArns" not in role
+    inline = [s for p in role.get("Policies", []) for s in p["PolicyDocument"]["Statement"]]
+    return inline + [
+        statement
+        for policy in resources(raw, "AWS::IAM::Policy").values()
+        if {"Ref": role_id} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def _function_statements(raw: dict[str, Any], handler: str) -> list[dict[str, Any]]:
+    _, function = _function(raw, handler)
+    return _role_statements(raw, function["Properties"]["Role"]["Fn::GetAtt"][0])
+
+
+def _by_action(statements: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Action → sorted JSON of the resources it is allowed on (every statement must be an Allow)."""
+    found: dict[str, set[str]] = {}
+    for statement in statements:
+        assert statement["Effect"] == "Allow", statement
+        for action in _as_list(statement["Action"]):
+            found.setdefault(action, set()).update(_key(r) for r in _as_list(statement["Resource"]))
+    return {action: sorted(arns) for action, arns in found.items()}
+
+
+def _keys(*values: Any) -> list[str]:
+    return sorted(_key(v) for v in values)
+
+
+def _tag(resource: dict[str, Any], key: str) -> str | None:
+    return next((t["Value"] for t in resource["Properties"].get("Tags", []) if t["Key"] == key), None)
+
+
+# ---------------------------------------------------------------------------------------- schedule
+
+def test_sweep_retention_schedule_drives_the_sweeper(raw: dict[str, Any]) -> None:
+    function_id, function = _function(raw, SWEEPER)
+    dlq_id, _ = by_purpose(raw, "retention_events_dlq")
+    rules = [
+        rule for rule in resources(raw, "AWS::Events::Rule").values()
+        if any(target["Arn"] == _arn(function_id) for target in rule["Properties"].get("Targets", []))
+    ]
+    assert len(rules) == 1
+    (rule,) = rules
+    assert _tag(rule, "seller-insights:schedule") == "sweep-retention"
+    props = rule["Properties"]
+    assert (props["ScheduleExpression"], props["State"]) == ("rate(1 day)", "ENABLED")
+    (target,) = props["Targets"]
+    assert json.loads(target["Input"]) == {"task": "sweep-retention"}
+    assert target["DeadLetterConfig"] == {"Arn": _arn(dlq_id)}
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] >= 1
+    # A late sweep still beats waiting a day for the next one; never older than that next run.
+    assert 3600 <= target["RetryPolicy"]["MaximumEventAgeInSeconds"] < 86400
+    # Asynchronous invocations that fail every retry land in the same dead-letter queue.
+    assert function["Properties"]["DeadLetterConfig"] == {"TargetArn": _arn(dlq_id)}
+
+
+def test_retention_events_dlq_is_encrypted_and_kept_two_weeks(raw: dict[str, Any]) -> None:
+    _, dlq = by_purpose(raw, "retention_events_dlq")
+    events_key_id, _ = by_purpose(raw, "events_key")
+    assert dlq["Properties"]["KmsMasterKeyId"] == _arn(events_key_id)
+    assert dlq["Properties"]["MessageRetentionPeriod"] == 14 * 86400
+
+
+# ------------------------------------------------------------------------------- function contract
+
+def test_sweeper_environment_and_size(raw: dict[str, Any], stage: str) -> None:
+    variables = function_environments(raw)[SWEEPER]
+    assert set(variables) == SWEEPER_ENV
+    assert (variables["STAGE"], variables["POWERTOOLS_SERVICE_NAME"]) == (stage, "retention_sweeper")
+    assert variables["CONNECTIONS_TABLE"] == {"Ref": by_purpose(raw, "connections")[0]}
+    assert variables["AUDIT_TABLE"] == {"Ref": by_purpose(raw, "audit")[0]}
+    assert variables["DATA_BUCKET"] == {"Ref": by_purpose(raw, "data")[0]}
+    _, function = _function(raw, SWEEPER)
+    assert (function["Properties"]["Timeout"], function["Properties"]["MemorySize"]) == (900, 1024)
+
+
+def test_data_requests_environment_and_size(raw: dict[str, Any], stage: str) -> None:
+    variables = function_environments(raw)[DATA_REQUESTS]
+    assert set(variables) == DATA_REQUESTS_ENV
+    assert (variables["STAGE"], variables["POWERTOOLS_SERVICE_NAME"]) == (stage, "data_requests")
+    # retention_days - pitr_recovery_days - 1 (daily sweep lag) = 30 - 2 - 1.
+    assert variables["PURGE_AFTER_DAYS"] == "27"
+    sweeper = function_environments(raw)[SWEEPER]
+    for shared in ("CONNECTIONS_TABLE", "AUDIT_TABLE", "DATA_BUCKET"):
+        assert variables[shared] == sweeper[shared], shared
+    _, function = _function(raw, DATA_REQUESTS)
+    props = function["Properties"]
+    # Below the HTTP API's 30 s integration limit, so the caller gets the function's own answer.
+    assert (props["Timeout"], props["MemorySize"]) == (28, 1024)
+    assert "DeadLetterConfig" not in props  # invoked synchronously only
+
+
+def test_purge_after_days_is_the_same_everywhere(raw: dict[str, Any]) -> None:
+    environments = function_environments(raw)
+    values = {handler: env["PURGE_AFTER_DAYS"] for handler, env in environments.items() if "PURGE_AFTER_DAYS" in env}
+    assert set(values) == {DATA_REQUESTS, "token_refresher.handler.lambda_handler",
+                           "report_fetcher.handler.lambda_handler"}
+    assert set(values.values()) == {"27"}
+    assert not any("RETENTION_DAYS" in env for env in environments.values())
+
+
+# ------------------------------------------------------------------------------ tables and indexes
+
+def test_audit_table_outlives_the_stack(raw: dict[str, Any]) -> None:
+    _, audit = by_purpose(raw, "audit")
+    key_id, _ = by_purpose(raw, "token_key")
+    props = audit["Properties"]
+    assert props["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert props["AttributeDefinitions"] == [{"AttributeName": "id", "AttributeType": "S"}]
+    assert "GlobalSecondaryIndexes" not in props
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["SSESpecification"] == {"KMSMasterKeyId": _arn(key_id), "SSEEnabled": True, "SSEType": "KMS"}
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True,
+                                                         "RecoveryPeriodInDays": 2}
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    # Every stage: the records must stay 25 months, longer than any seller data.
+    assert props["DeletionProtectionEnabled"] is True
+    assert (audit["DeletionPolicy"], audit["UpdateReplacePolicy"]) == ("Retain", "Retain")
+
+
+def test_connections_table_has_the_purge_due_index(raw: dict[str, Any]) -> None:
+    _, table = by_purpose(raw, "connections")
+    (index,) = [i for i in table["Properties"]["GlobalSecondaryIndexes"] if i["IndexName"] == "by_purge_due"]
+    assert index["KeySchema"] == [
+        {"AttributeName": "purge_shard", "KeyType": "HASH"},
+        {"AttributeName": "purge_after", "KeyType": "RANGE"},
+    ]
+    assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+    types = {a["AttributeName"]: a["AttributeType"] for a in table["Properties"]["AttributeDefinitions"]}
+    assert (types["purge_shard"], types["purge_after"]) == ("S", "S")
+
+
+def test_only_the_two_duties_touch_the_audit_table(raw: dict[str, Any]) -> None:
+    audit_id, _ = by_purpose(raw, "audit")
+    touching = {
+        function["Properties"]["Handler"]
+        for function in resources(raw, "AWS::Lambda::Function").values()
+        if audit_id in json.dumps(_role_statements(raw, function["Properties"]["Role"]["Fn::GetAtt"][0]))
+    }
+    assert touching == {SWEEPER, DATA_REQUESTS}
+
+
+# ------------------------------------------------------------------------------------------- grants
+
+def test_sweeper_permissions_are_erase_only(raw: dict[str, Any]) -> None:
+    statements = _function_statements(raw, SWEEPER)
+    by_action = _by_action(statements)
+    connections_id, _ = by_purpose(raw, "connections")
+    audit_id, _ = by_purpose(raw, "audit")
+    data_id, _ = by_purpose(raw, "data")
+
+    # Connections by key and through by_purge_due only; never a Scan.
+    assert not any(action in by_action for action in UNKEYED)
+    assert by_action["dynamodb:Query"] == _keys(_arn(connections_id), _under(connections_id, "/index/by_purge_due"))
+    for action in ("dynamodb:GetItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem", "dynamodb:UpdateItem",
+                   "dynamodb:BatchGetItem"):
+        expected = [_arn(connections_id), _arn(audit_id)] if action == "dynamodb:GetItem" else [_arn(connections_id)]
+        assert by_action[action] == _keys(*expected), action
+    # Receipts: written and read back, never changed or deleted.
+    assert by_action["dynamodb:PutItem"] == _keys(_arn(audit_id))
+    dynamodb = {a for a in by_action if a.startswith("dynamodb:")}
+    assert dynamodb == {"dynamodb:Query", "dynamodb:GetItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem",
+                        "dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:BatchGetItem"}
+
+    # S3: list versions under sellers/, delete versions and markers and abort uploads there; read nothing.
+    s3 = {a for a in by_action if a.startswith("s3:")}
+    assert s3 == {"s3:ListBucketVersions", "s3:ListBucketMultipartUploads", "s3:DeleteObjectVersion",
+                  "s3:DeleteObject", "s3:AbortMultipartUpload"}
+    for action in ("s3:DeleteObjectVersion", "s3:DeleteObject", "s3:AbortMultipartUpload"):
+        assert by_action[action] == _keys(_under(data_id, "/sellers/*")), action
+    (versions,) = [s for s in statements if "s3:ListBucketVersions" in _as_list(s["Action"])]
+    assert _as_list(versions["Action"]) == ["s3:ListBucketVersions"]
+    assert versions["Resource"] == _arn(data_id)
+    assert versions["Condition"] == {"StringLike": {"s3:prefix": "sellers/*"}}
+    # ListBucketMultipartUploads has no s3:prefix condition key (a condition on it would never match).
+    (uploads,) = [s for s in statements if "s3:ListBucketMultipartUploads" in _as_list(s["Action"])]
+    assert (_as_list(uploads["Action"]), uploads["Resource"]) == (["s3:ListBucketMultipartUploads"], _arn(data_id))
+
+    # No secrets, no events, and the token key only through DynamoDB: it decrypts nothing.
+    assert not any(a.startswith(("secretsmanager:", "events:", "sqs:Receive", "cloudwatch:")) for a in by_action)
+    token_key = _key(_arn(by_purpose(raw, "token_key")[0]))
+    on_key = [s for s in statements if token_key in (_key(r) for r in _as_list(s["Resource"]))]
+    assert on_key
+    for statement in on_key:
+        service = statement["Condition"]["StringEquals"]["kms:ViaService"]["Fn::Join"][1][0]
+        assert (set(statement["Condition"]["StringEquals"]), service) == ({"kms:ViaService"}, "dynamodb.")
+
+
+def test_data_requests_permissions_are_scoped(raw: dict[str, Any]) -> None:
+    statements = _function_statements(raw, DATA_REQUESTS)
+    by_action = _by_action(statements)
+    connections_id, _ = by_purpose(raw, "connections")
+    audit_id, _ = by_purpose(raw, "audit")
+    data_id, _ = by_purpose(raw, "data")
+
+    # One seller's partition of the connections table: by key and Query on the table, no index, no Scan.
+    assert not any(action in by_action for action in UNKEYED)
+    assert "index" not in json.dumps(by_action)
+    assert by_action["dynamodb:Query"] == _keys(_arn(connections_id))
+    for action in ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"):
+        assert by_action[action] == _keys(_arn(connections_id), _arn(audit_id)), action
+    assert by_action["dynamodb:DeleteItem"] == _keys(_arn(connections_id))  # audit records are never deleted
+
+    # S3 writes only under exports/; reads of stored reports under sellers/.
+    sellers, exports = _under(data_id, "/sellers/*"), _under(data_id, "/exports/*")
+    assert by_action["s3:GetObject"] == _keys(sellers, exports)
+    for action in ("s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"):
+        assert by_action[action] == _keys(exports), action
+    assert {a for a in by_action if a.startswith("s3:")} == {
+        "s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"
+    }
+
+    # No token purpose: exports never open tokens, token removal deletes items. Key only via services.
+    assert "kms:EncryptionContext" not in json.dumps(statements)
+    token_key = _key(_arn(by_purpose(raw, "token_key")[0]))
+    services = sorted(
+        s["Condition"]["StringEquals"]["kms:ViaService"]["Fn::Join"][1][0]
+        for s in statements if token_key in (_key(r) for r in _as_list(s["Resource"]))
+    )
+    assert services == ["dynamodb.", "s3."]
+    assert not any(a.startswith(("secretsmanager:", "events:", "sqs:", "cloudwatch:")) for a in by_action)
+
+
+# ------------------------------------------------------------------------------------------ alarms
+
+def test_retention_alarms(raw: dict[str, Any]) -> None:
+    topic_id, _ = by_purpose(raw, "alarms")
+    alarms = [a["Properties"] for a in resources(raw, "AWS::CloudWatch::Alarm").values()]
+    for handler in (SWEEPER, DATA_REQUESTS):
+        function_id, _ = _function(raw, handler)
+        (errors,) = [a for a in alarms if a.get("MetricName") == "Errors"
+                     and a["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": function_id}}]]
+        assert errors["AlarmActions"] == [{"Ref": topic_id}], handler
+    dlq_id, _ = by_purpose(raw, "retention_events_dlq")
+    dimension = {"Name": "QueueName", "Value": {"Fn::GetAtt": [dlq_id, "QueueName"]}}
+    (depth,) = [a for a in alarms if dimension in a.get("Dimensions", [])]
+    assert depth["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert (depth["ComparisonOperator"], depth["Threshold"]) == ("GreaterThanThreshold", 0)
+    assert depth["AlarmActions"] == [{"Ref": topic_id}]
+
+
+# ----------------------------------------------------------------------------------------- ops role
+
+def _ops_role(raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    role_id = raw["Outputs"]["OpsSupportRoleArn"]["Value"]["Fn::GetAtt"][0]
+    return role_id, raw["Resources"][role_id]
+
+
+def _mfa_allows(statement: dict[str, Any], context: dict[str, str]) -> bool:
+    """Whether an Allow statement's conditions hold for a request ``context`` (only the MFA key matters here).
+
+    Bool: the key must be present with that value; BoolIfExists: absent passes. Any other operator
+    or key fails the test: the evaluator would not know what it means.
+    """
+    for operator, pairs in statement.get("Condition", {}).items():
+        assert operator in ("Bool", "BoolIfExists") and set(pairs) == {MFA_KEY}, statement
+        if MFA_KEY not in context:
+            if operator == "Bool":
+                return False
+        elif context[MFA_KEY] != pairs[MFA_KEY]:
+            return False
+    return True
+
+
+def test_ops_role_trust_requires_mfa(raw: dict[str, Any]) -> None:
+    _, role = _ops_role(raw)
+    props = role["Properties"]
+    assert "ManagedPolicyArns" not in props and "Policies" not in props
+    assert props["MaxSessionDuration"] == 3600
+    (trust,) = props["AssumeRolePolicyDocument"]["Statement"]
+    assert (trust["Effect"], trust["Action"]) == ("Allow", "sts:AssumeRole")
+    # This account's principals (those allowed sts:AssumeRole on it), never a service or another account.
+    assert trust["Principal"] == {"AWS": {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":iam::",
+                                                             {"Ref": "AWS::AccountId"}, ":root"]]}}
+    assert trust["Condition"] == {"Bool": {MFA_KEY: "true"}}
+
+
+def test_ops_role_may_only_invoke_the_admin_routes(raw: dict[str, Any]) -> None:
+    role_id, _ = _ops_role(raw)
+    (api_id,) = resources(raw, "AWS::ApiGatewayV2::Api")
+    statements = _role_statements(raw, role_id)
+    assert _by_action(statements).keys() == {"execute-api:Invoke"}
+    suffixes = set()
+    for statement in statements:
+        for arn in _as_list(statement["Resource"]):
+            parts = arn["Fn::Join"][1]
+            assert parts[:-1] == ["arn:", {"Ref": "AWS::Partition"}, ":execute-api:", {"Ref": "AWS::Region"}, ":",
+                                  {"Ref": "AWS::AccountId"}, ":", {"Ref": api_id}], arn
+            suffixes.add(parts[-1])
+    assert suffixes == ADMIN_ROUTE_SUFFIXES
+    routes = {r["Properties"]["RouteKey"] for r in resources(raw, "AWS::ApiGatewayV2::Route").values()}
+    admin = {key for key in routes if " /admin/" in key}
+    assert len(admin) == len(ADMIN_ROUTE_SUFFIXES)
+    for key in admin:  # each suffix is one route: "{seller_id}" becomes "*"
+        method, path = key.split(" ")
+        assert f"/*/{method}{path.replace('{seller_id}', '*')}" in suffixes, key
+
+
+@pytest.mark.parametrize("context", [{}, {MFA_KEY: "false"}], ids=["mfa-missing", "mfa-false"])
+def test_ops_role_allows_nothing_without_mfa(raw: dict[str, Any], context: dict[str, str]) -> None:
+    role_id, role = _ops_role(raw)
+    statements = role["Properties"]["AssumeRolePolicyDocument"]["Statement"] + _role_statements(raw, role_id)
+    assert all(s["Effect"] == "Allow" for s in statements)
+    assert not [s for s in statements if _mfa_allows(s, context)]
+    # ...and with MFA, the trust and the invoke statement both apply.
+    assert len([s for s in statements if _mfa_allows(s, {MFA_KEY: "true"})]) == len(statements) == 2
+
+
+def test_outputs_name_the_audit_table_and_the_ops_role(raw: dict[str, Any]) -> None:
+    audit_id, _ = by_purpose(raw, "audit")
+    outputs = raw["Outputs"]
+    assert outputs["AuditTableName"]["Value"] == {"Ref": audit_id}
+    role_id, role = _ops_role(raw)
+    assert role["Type"] == "AWS::IAM::Role"
+    assert outputs["OpsSupportRoleArn"]["Value"] == _arn(role_id)

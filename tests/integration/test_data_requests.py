@@ -1,0 +1,483 @@
+"""The data-subject-request routes (`/admin/sellers/{seller_id}...`): the real handler, moto in-process.
+
+A seller with two regions, sealed refresh tokens, cached access tokens, plans, jobs, stored reports
+(rows and S3 objects) and a profile; each right is exercised against what the contract says the
+items must look like afterwards (docs/internal-contracts.md, "Retention and data rights").
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import json
+import os
+import uuid
+import zipfile
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from seller_insights import aws, clock
+from seller_insights.clock import FixedClock
+from seller_insights.redaction import register_secret
+from seller_insights.repositories import iso, seller_key, shard
+from seller_insights.vault import Purpose, SecretContext, Vault
+from tests.support.api import FakeContext
+from tests.support.resources import create_resources
+
+SELLER = "A1DATARIGHTS01"
+OTHER = "A2UNKNOWNSELLER"
+EMAIL = "owner@example-seller.com"
+NAME = "Ada Example"
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+PURGE_AFTER_DAYS = 20
+BUCKET = "data"
+REFRESH = {"NA": "Atzr|IwEBIRefreshTokenNA" + "x" * 40, "EU": "Atzr|IwEBIRefreshTokenEU" + "y" * 40}
+ACCESS = {"NA": "Atza|IwEBIAccessTokenNA" + "x" * 40, "EU": "Atza|IwEBIAccessTokenEU" + "y" * 40}
+MARKETPLACE_IDS = {"NA": ["ATVPDKIKX0DER"], "EU": ["A1PA6795UKMFR9", "A13V1IB3VIYZZH"]}
+SECRET_KEYS = {"refresh_token", "token", "lease_owner", "lease_until", "refresh_shard", "reauth_shard",
+               "refresh_due_at", "purge_shard", "k", "n", "c"}
+
+
+# --- fixtures ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, log_guard: Any) -> Iterator[dict[str, Any]]:
+    clock.set_clock(FixedClock(NOW))
+    with mock_aws():
+        session = boto3.session.Session()
+        resources = create_resources(session, {"client_id": "c", "client_secret": "s", "application_id": "a"})
+        audit_table = resources.tables["audit"]
+        session.client("s3").create_bucket(Bucket=BUCKET)
+        for key, value in {"STAGE": "local", "CONNECTIONS_TABLE": resources.tables["connections"],
+                           "AUDIT_TABLE": audit_table, "DATA_BUCKET": BUCKET,
+                           "PURGE_AFTER_DAYS": str(PURGE_AFTER_DAYS)}.items():
+            monkeypatch.setenv(key, value)
+        _reset()
+        for value in (*REFRESH.values(), *ACCESS.values()):
+            log_guard.watch(value)
+        seeded = seed(resources.tables["connections"], resources.key_arn)
+        yield {"connections": aws.table(resources.tables["connections"]), "audit": aws.table(audit_table),
+               "s3": boto3.client("s3"), "reports": seeded}
+        _reset()
+    clock.set_clock(clock.SystemClock())
+
+
+def _reset() -> None:
+    from data_requests import handler
+
+    for factory in (handler.settings, handler.service, handler.audit):
+        factory.cache_clear()
+    aws.reset()
+
+
+def seed(table_name: str, key_arn: str) -> dict[str, bytes]:
+    """Two ACTIVE regions with tokens, plans, jobs, report rows and objects, and a profile."""
+    table = boto3.resource("dynamodb").Table(table_name)
+    s3 = boto3.client("s3")
+    vault = Vault(boto3.client("kms"), key_arn)
+    pk = f"SELLER#{SELLER}"
+    reports: dict[str, bytes] = {}
+    for region, marketplace in (("NA", "US"), ("EU", "DE")):
+        sealed = vault.seal(REFRESH[region], SecretContext(Purpose.REFRESH_TOKEN, SELLER, region))
+        access = vault.seal(ACCESS[region], SecretContext(Purpose.ACCESS_TOKEN, SELLER, region))
+        table.put_item(Item={
+            "pk": pk, "sk": f"CONN#{region}", "seller_id": SELLER, "region": region, "status": "ACTIVE",
+            "refresh_token": sealed.to_item(), "consented_at": "2026-06-01T10:00:00Z",
+            "reauthorization_due_at": "2027-06-01T10:00:00Z", "updated_at": "2026-06-01T10:00:00Z",
+            "created_at": "2026-06-01T10:00:00Z", "consent_flow": "website", "marketplace": marketplace,
+            "refresh_shard": shard(SELLER, region), "refresh_due_at": int(NOW.timestamp()) + 600,
+            "reauth_shard": shard(SELLER, region)})
+        table.put_item(Item={"pk": pk, "sk": f"TOKEN#{region}", "token": access.to_item(),
+                             "token_expires_at": int(NOW.timestamp()) + 3000, "expires_at": int(NOW.timestamp()) + 3000,
+                             "lease_owner": "someone", "lease_until": int(NOW.timestamp()) + 5})
+        plan: dict[str, Any] = {"pk": pk, "sk": f"PLAN#{region}", "seller_id": SELLER, "region": region,
+                                "plan_shard": shard(SELLER, region), "next_plan_at": int(NOW.timestamp()) + 900,
+                                "due": {"GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL": 1},
+                                "marketplace_ids": MARKETPLACE_IDS[region]}
+        if region == "EU":
+            plan["enabled"] = ["GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL"]
+        table.put_item(Item=plan)
+        table.put_item(Item={"pk": pk, "sk": f"JOB#{uuid.uuid4().hex}", "status": "WAITING", "region": region,
+                             "expires_at": int(NOW.timestamp()) + 86400})
+        for day in range(3):
+            start, end = f"2026-11-{20 + day:02d}T00:00:00Z", f"2026-11-{21 + day:02d}T00:00:00Z"
+            body = "order-id\tsku\tquantity\n" + "".join(f"{region}-{day}-{n}\tSKU{n}\t{n}\n" for n in range(50))
+            data = body.encode() + ("€ü".encode() if region == "EU" else b"")
+            key = (f"sellers/{SELLER}/{region}/reports/GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL/"
+                   f"{start}_{end}.tsv")
+            s3.put_object(Bucket=BUCKET, Key=key, Body=data)
+            reports[key] = data
+            table.put_item(Item={
+                "pk": pk, "sk": f"REPORT#{region}#GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL#{start}#{end}",
+                "region": region, "report_type": "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL",
+                "report_id": f"5000{day}", "document_id": f"amzn1.doc.{day}", "s3_key": key, "bytes": len(data),
+                "rows": 50, "sha256": hashlib.sha256(data).hexdigest(), "source_charset": "cp1252",
+                "undecodable": 0, "dropped_columns": [], "stored_at": "2026-11-25T00:00:00Z",
+                "window_start": start, "window_end": end})
+    table.put_item(Item={"pk": pk, "sk": "PROFILE", "contact_email": EMAIL, "contact_name": NAME,
+                         "updated_at": "2026-06-01T10:00:00Z"})
+    # Another seller's report must never appear in this seller's answers.
+    s3.put_object(Bucket=BUCKET, Key="sellers/A9SOMEONEELSE1/NA/reports/X/y.tsv", Body=b"other")
+    return reports
+
+
+# --- calling the handler ------------------------------------------------------------------------------
+
+
+def call(method: str, path: str, body: Any = None, *, raw_body: str | None = None) -> tuple[int, dict[str, Any]]:
+    from data_requests.handler import lambda_handler
+
+    request_id = base64.b32encode(os.urandom(10)).decode().rstrip("=")
+    parts = path.split("/")
+    route_path = "/admin/sellers/{seller_id}" + "".join(f"/{p}" for p in parts[4:])
+    event: dict[str, Any] = {
+        "version": "2.0", "routeKey": f"{method} {route_path}", "rawPath": path, "rawQueryString": "",
+        "headers": {"host": "api.example.com", "content-type": "application/json"},
+        "requestContext": {"accountId": "123456789012", "apiId": "api", "domainName": "api.example.com",
+                           "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
+                                    "sourceIp": "192.0.2.1", "userAgent": "pytest"},
+                           "requestId": request_id, "routeKey": f"{method} {route_path}", "stage": "$default",
+                           "timeEpoch": 0,
+                           "authorizer": {"iam": {"accessKey": "AKIAOPSEXAMPLE000000", "userArn": "arn:ops"}}},
+        "pathParameters": {"seller_id": parts[3]},
+        "isBase64Encoded": False,
+    }
+    if body is not None or raw_body is not None:
+        event["body"] = raw_body if raw_body is not None else json.dumps(body)
+    raw = lambda_handler(event, FakeContext(function_name="data_requests"))
+    assert raw["headers"]["Content-Type"] == "application/json"
+    return raw["statusCode"], json.loads(raw["body"])
+
+
+def item(env: dict[str, Any], sk: str, seller: str = SELLER) -> dict[str, Any] | None:
+    return env["connections"].get_item(Key={"pk": f"SELLER#{seller}", "sk": sk}, ConsistentRead=True).get("Item")
+
+
+def seller_items(env: dict[str, Any], seller: str = SELLER) -> list[dict[str, Any]]:
+    return env["connections"].query(KeyConditionExpression="pk = :pk",
+                                    ExpressionAttributeValues={":pk": f"SELLER#{seller}"})["Items"]
+
+
+def audit_records(env: dict[str, Any]) -> list[dict[str, Any]]:
+    return env["audit"].scan()["Items"]
+
+
+def assert_no_secrets(text: str) -> None:
+    assert "Atzr|" not in text and "Atza|" not in text
+    assert not any(value in text for value in (*REFRESH.values(), *ACCESS.values()))
+
+
+def keys_of(value: Any) -> set[str]:
+    if isinstance(value, dict):
+        return set(value) | set().union(*(keys_of(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(keys_of(v) for v in value)) if value else set()
+    return set()
+
+
+# --- access -----------------------------------------------------------------------------------------
+
+
+def test_access_answers_connections_storage_and_profile_without_token_material(env):
+    status, body = call("GET", f"/admin/sellers/{SELLER}")
+    assert status == 200
+    text = json.dumps(body)
+    assert_no_secrets(text)
+    assert not keys_of(body) & SECRET_KEYS
+    regions = {c["region"]: c for c in body["connections"]}
+    assert set(regions) == {"NA", "EU"}
+    assert regions["NA"]["status"] == "ACTIVE" and regions["NA"]["marketplace"] == "US"
+    assert regions["NA"]["report_types"] == "default"
+    assert regions["EU"]["report_types"] == ["GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL"]
+    assert regions["NA"]["consented_at"] == "2026-06-01T10:00:00Z"
+    assert regions["NA"]["reauthorization_due_at"] == "2027-06-01T10:00:00Z"
+    sizes = {key.split("/")[2]: 0 for key in env["reports"]}
+    for key, data in env["reports"].items():
+        sizes[key.split("/")[2]] += len(data)
+    assert body["stored_reports"] == {r: {"reports": 3, "bytes": sizes[r]} for r in ("EU", "NA")}
+    assert body["profile"]["contact_email"] == EMAIL and body["profile"]["contact_name"] == NAME
+    [record] = audit_records(env)
+    assert record["type"] == "access" and record["outcome"] == "done"
+    assert record["seller_key"] == seller_key(SELLER)
+
+
+# --- export -----------------------------------------------------------------------------------------
+
+
+def download(env: dict[str, Any], request_id: str) -> zipfile.ZipFile:
+    key = f"exports/{seller_key(SELLER)}/{request_id}.zip"
+    data = env["s3"].get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    return zipfile.ZipFile(io.BytesIO(data))
+
+
+def test_export_is_a_zip_with_manifest_index_and_every_report(env):
+    status, body = call("POST", f"/admin/sellers/{SELLER}/export")
+    assert status == 200
+    assert body["expires_in"] == 900
+    url = body["url"]
+    assert "X-Amz-Signature=" in url or "Signature=" in url
+    assert f"exports/{seller_key(SELLER)}/{body['request_id']}.zip" in url
+    archive = download(env, body["request_id"])
+    names = set(archive.namelist())
+    assert {"manifest.json", "connections.json", "profile.json", "reports.csv"} <= names
+    manifest = json.loads(archive.read("manifest.json"))
+    assert manifest["schema_version"] == "1"
+    assert manifest["source"] == "Amazon SP-API via Seller Insights"
+    assert manifest["generated_at"] == iso(NOW)
+    assert manifest["record_counts"] == {"connections": 2, "profile": 1, "reports": 6, "report_rows": 300,
+                                         "reports_missing": 0}
+    assert body["files"] == len(names) == len(manifest["files"]) + 1
+    head = env["s3"].head_object(Bucket=BUCKET, Key=f"exports/{seller_key(SELLER)}/{body['request_id']}.zip")
+    assert body["bytes"] == head["ContentLength"]
+    for entry in manifest["files"]:
+        data = archive.read(entry["path"])
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"] and len(data) == entry["bytes"]
+    stored = {key.split("/", 2)[2]: data for key, data in env["reports"].items()}  # region/reports/type/file
+    index = list(csv.DictReader(io.StringIO(archive.read("reports.csv").decode())))
+    assert len(index) == 6
+    for row in index:
+        _, region, report_type, file = row["file"].split("/")
+        data = stored[f"{region}/reports/{report_type}/{file}"]
+        assert archive.read(row["file"]) == data  # byte-equal to S3
+        assert row["sha256"] == hashlib.sha256(data).hexdigest() and int(row["bytes"]) == len(data)
+        assert row["rows"] == "50" and row["region"] == region and row["stored_at"] == "2026-11-25T00:00:00Z"
+    connections = json.loads(archive.read("connections.json"))
+    assert {c["region"] for c in connections} == {"NA", "EU"}
+    assert not keys_of(connections) & SECRET_KEYS
+    for name in names:
+        assert_no_secrets(archive.read(name).decode("utf-8"))
+    assert not any("A9SOMEONEELSE1" in name for name in names)
+    [record] = audit_records(env)
+    assert record["type"] == "export" and record["outcome"] == "done"
+    assert int(record["detail"]["files"]) == body["files"]
+    assert url not in json.dumps(record, default=str)
+
+
+def test_export_streams_large_reports_in_several_parts(env):
+    key = (f"sellers/{SELLER}/NA/reports/GET_V2_SETTLEMENT_REPORT_DATA_FLAT_FILE/9999.tsv")
+    data = os.urandom(11 * 1024 * 1024)  # incompressible: the ZIP needs two 8 MiB parts
+    env["s3"].put_object(Bucket=BUCKET, Key=key, Body=data)
+    env["connections"].put_item(Item={
+        "pk": f"SELLER#{SELLER}", "sk": "REPORT#NA#GET_V2_SETTLEMENT_REPORT_DATA_FLAT_FILE#9999", "region": "NA",
+        "report_type": "GET_V2_SETTLEMENT_REPORT_DATA_FLAT_FILE", "report_id": "9999", "s3_key": key,
+        "bytes": len(data), "rows": 0, "sha256": hashlib.sha256(data).hexdigest(), "stored_at": iso(NOW)})
+    status, body = call("POST", f"/admin/sellers/{SELLER}/export")
+    assert status == 200
+    head = env["s3"].head_object(Bucket=BUCKET, Key=f"exports/{seller_key(SELLER)}/{body['request_id']}.zip",
+                                 PartNumber=2)
+    assert head["PartsCount"] == 2
+    archive = download(env, body["request_id"])
+    assert archive.read("reports/NA/GET_V2_SETTLEMENT_REPORT_DATA_FLAT_FILE/9999.tsv") == data
+    assert archive.testzip() is None
+
+
+# --- deletion request and rollback --------------------------------------------------------------------
+
+
+def test_deletion_request_stops_pulls_and_sets_the_purge_date(env):
+    status, body = call("POST", f"/admin/sellers/{SELLER}/deletion")
+    purge = iso(NOW + timedelta(days=PURGE_AFTER_DAYS))
+    assert status == 200 and body == {"purge_after": purge, "connections": 2}
+    for region in ("NA", "EU"):
+        conn = item(env, f"CONN#{region}")
+        assert conn["status"] == "DELETION_REQUESTED" and conn["previous_status"] == "ACTIVE"
+        assert conn["purge_after"] == purge and conn["purge_shard"] == shard(SELLER, region)
+        assert not {"refresh_shard", "refresh_due_at", "reauth_shard"} & set(conn)
+        assert "refresh_token" in conn  # kept sealed for a rollback
+        assert item(env, f"TOKEN#{region}") is None and item(env, f"PLAN#{region}") is None
+    # Reports stay until the purge.
+    assert len([i for i in seller_items(env) if i["sk"].startswith("REPORT#")]) == 6
+
+    clock.get_clock().advance(3600)  # type: ignore[attr-defined]
+    status, again = call("POST", f"/admin/sellers/{SELLER}/deletion")
+    assert status == 200 and again == {"purge_after": purge, "connections": 2}  # the first date stands
+    records = audit_records(env)
+    assert [r["type"] for r in records] == ["deletion", "deletion"]
+    assert {int(r["detail"]["new"]) for r in records} == {0, 1}
+
+
+def test_rollback_restores_pulls_and_refreshes(env):
+    before = {region: item(env, f"PLAN#{region}") for region in ("NA", "EU")}
+    assert call("POST", f"/admin/sellers/{SELLER}/deletion")[0] == 200
+    clock.get_clock().advance(86400)  # type: ignore[attr-defined]
+    status, body = call("DELETE", f"/admin/sellers/{SELLER}/deletion")
+    assert status == 200 and body == {"connections": 2, "statuses": {"NA": "ACTIVE", "EU": "ACTIVE"}}
+    now = clock.now()
+    for region in ("NA", "EU"):
+        conn = item(env, f"CONN#{region}")
+        assert conn["status"] == "ACTIVE" and "refresh_token" in conn
+        assert not {"purge_after", "purge_shard", "previous_status", "plan_marketplace_ids"} & set(conn)
+        assert conn["refresh_shard"] == conn["reauth_shard"] == shard(SELLER, region)
+        assert int(conn["refresh_due_at"]) == int(now.timestamp())
+        plan = item(env, f"PLAN#{region}")
+        assert plan["marketplace_ids"] == before[region]["marketplace_ids"]
+        assert plan.get("enabled") == before[region].get("enabled")
+        assert plan["plan_shard"] == shard(SELLER, region) and int(plan["next_plan_at"]) == int(now.timestamp())
+    status, body = call("DELETE", f"/admin/sellers/{SELLER}/deletion")
+    assert status == 409 and "No deletion request is pending" in body["message"]
+
+
+def test_rollback_after_the_purge_date_is_refused(env):
+    assert call("POST", f"/admin/sellers/{SELLER}/deletion")[0] == 200
+    clock.get_clock().advance(PURGE_AFTER_DAYS * 86400 + 1)  # type: ignore[attr-defined]
+    status, body = call("DELETE", f"/admin/sellers/{SELLER}/deletion")
+    assert status == 409 and "purge date" in body["message"]
+    assert item(env, "CONN#NA")["status"] == "DELETION_REQUESTED"
+    assert item(env, "PLAN#NA") is None
+
+
+# --- token removal ----------------------------------------------------------------------------------
+
+
+def test_token_removal_deletes_tokens_and_keeps_the_connection(env):
+    status, body = call("POST", f"/admin/sellers/{SELLER}/tokens/removal")
+    assert status == 200 and body == {"connections": 2}
+    for region in ("NA", "EU"):
+        conn = item(env, f"CONN#{region}")
+        assert conn["status"] == "TOKENS_REMOVED"
+        assert not {"refresh_token", "refresh_shard", "refresh_due_at", "reauth_shard", "purge_after"} & set(conn)
+        assert item(env, f"TOKEN#{region}") is None and item(env, f"PLAN#{region}") is None
+    # A later deletion request and its rollback come back without tokens.
+    assert call("POST", f"/admin/sellers/{SELLER}/deletion")[0] == 200
+    status, body = call("DELETE", f"/admin/sellers/{SELLER}/deletion")
+    assert body["statuses"] == {"NA": "TOKENS_REMOVED", "EU": "TOKENS_REMOVED"}
+    assert item(env, "PLAN#NA") is None and "refresh_shard" not in item(env, "CONN#NA")
+
+
+# --- correction ------------------------------------------------------------------------------------
+
+
+def test_correction_writes_the_profile(env):
+    new_email = "new.owner@example-seller.com"
+    status, body = call("PATCH", f"/admin/sellers/{SELLER}", {"contact_email": new_email})
+    assert status == 200
+    assert body == {"contact_email": new_email, "contact_name": NAME, "updated_at": iso(NOW)}
+    assert item(env, "PROFILE")["contact_email"] == new_email
+    status, body = call("PATCH", f"/admin/sellers/{SELLER}", {"contact_name": None})
+    assert status == 200 and body["contact_name"] is None and "contact_name" not in item(env, "PROFILE")
+    records = audit_records(env)
+    assert {r["type"] for r in records} == {"correction"}
+    assert EMAIL not in json.dumps(records, default=str) and new_email not in json.dumps(records, default=str)
+
+
+@pytest.mark.parametrize(("body", "raw", "needle"), [
+    ({"contact_email": "not-an-email"}, None, "contact_email is not an e-mail"),
+    ({"contact_name": ""}, None, "contact_name must be"),
+    ({"contact_name": "x" * 201}, None, "contact_name must be"),
+    ({"contact_email": 5}, None, "must be a string"),
+    ({"phone": "1", "address": "x"}, None, "'address', 'phone'"),
+    ({}, None, "Nothing to correct"),
+    (None, "{not json", "not valid JSON"),
+    (None, "", "The body is empty"),
+    (None, "[1]", "must be a JSON object"),
+])
+def test_bad_corrections_are_refused(env, body, raw, needle):
+    before = item(env, "PROFILE")
+    status, answer = call("PATCH", f"/admin/sellers/{SELLER}", body, raw_body=raw)
+    assert status == 400 and needle in answer["message"]
+    assert item(env, "PROFILE") == before
+    [record] = audit_records(env)
+    assert record["outcome"] == "bad_request" and record["type"] == "correction"
+
+
+# --- refusals and the audit trail --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("method", "suffix", "body"), [
+    ("GET", "", None), ("POST", "/export", None), ("POST", "/deletion", None), ("DELETE", "/deletion", None),
+    ("POST", "/tokens/removal", None), ("PATCH", "", {"contact_name": "X"}),
+])
+def test_unknown_seller_is_404_without_side_effects(env, method, suffix, body):
+    items_before = sorted((i["pk"], i["sk"]) for i in env["connections"].scan()["Items"])
+    objects_before = env["s3"].list_objects_v2(Bucket=BUCKET)["KeyCount"]
+    status, answer = call(method, f"/admin/sellers/{OTHER}{suffix}", body)
+    assert status == 404 and "No seller with this id" in answer["message"]
+    assert sorted((i["pk"], i["sk"]) for i in env["connections"].scan()["Items"]) == items_before
+    assert env["s3"].list_objects_v2(Bucket=BUCKET)["KeyCount"] == objects_before
+    [record] = audit_records(env)
+    assert record["outcome"] == "unknown_seller" and record["seller_key"] == seller_key(OTHER)
+
+
+@pytest.mark.parametrize("seller", ["a1lowercase0", "A1SHORT", "A1" + "X" * 19, "A1-DASHES-01"])
+def test_a_malformed_seller_id_is_400(env, seller):
+    status, answer = call("GET", f"/admin/sellers/{seller}")
+    assert status == 400 and "8 to 20 upper-case letters and digits" in answer["message"]
+    [record] = audit_records(env)
+    assert record["outcome"] == "bad_request" and "seller_key" not in record
+
+
+@pytest.mark.parametrize(("method", "suffix", "allow"), [
+    ("PUT", "", "GET, PATCH"), ("GET", "/export", "POST"), ("PATCH", "/deletion", "DELETE, POST"),
+    ("GET", "/tokens/removal", "POST"),
+])
+def test_other_methods_are_405(env, method, suffix, allow):
+    from data_requests.handler import handle
+    from tests.support.api import http_event
+
+    event = http_event(method, f"/admin/sellers/{SELLER}{suffix}")
+    response = handle(event)
+    assert response.status == 405 and response.headers["Allow"] == allow
+    assert allow.split(", ")[0] in response.body["message"]
+
+
+def test_path_parameters_win_over_the_raw_path(env):
+    from data_requests.handler import handle
+    from tests.support.api import http_event
+
+    event = http_event("GET", f"/admin/sellers/{SELLER}")
+    event["pathParameters"] = {"seller_id": OTHER}
+    assert handle(event).status == 404
+
+
+def test_audit_records_are_pii_free_and_complete(env):
+    call("GET", f"/admin/sellers/{SELLER}")
+    call("POST", f"/admin/sellers/{SELLER}/export")
+    call("PATCH", f"/admin/sellers/{SELLER}", {"contact_email": "second@example.org"})
+    call("POST", f"/admin/sellers/{SELLER}/tokens/removal")
+    call("POST", f"/admin/sellers/{SELLER}/deletion")
+    call("DELETE", f"/admin/sellers/{SELLER}/deletion")
+    call("GET", f"/admin/sellers/{OTHER}")
+    records = audit_records(env)
+    assert sorted(r["type"] for r in records) == sorted(
+        ["access", "export", "correction", "token_removal", "deletion", "deletion_rollback", "access"])
+    text = json.dumps(records, default=str)
+    for forbidden in (SELLER, OTHER, EMAIL, "second@example.org", "Atzr|", "Atza|", "X-Amz-"):
+        assert forbidden not in text
+    for record in records:
+        assert record["id"].startswith("request#")
+        assert set(record) == {"id", "type", "seller_key", "received_at", "completed_at", "outcome", "detail",
+                               "expires_at"}
+        received = datetime.fromisoformat(record["received_at"])
+        assert int(record["expires_at"]) == int(received.replace(year=received.year + 2, month=12).timestamp())
+
+
+def test_a_failure_is_audited_and_answers_500(env, monkeypatch):
+    from data_requests import handler
+
+    def boom(self, seller_id):
+        raise RuntimeError("storage down")
+
+    monkeypatch.setattr(handler.DataRequestsService, "access", boom)
+    status, body = call("GET", f"/admin/sellers/{SELLER}")
+    assert status == 500 and "send it again" in body["message"]
+    [record] = audit_records(env)
+    assert record["outcome"] == "failed"
+
+
+def test_the_url_never_reaches_the_logs(env, capfd, caplog):
+    status, body = call("POST", f"/admin/sellers/{SELLER}/export")
+    assert status == 200
+    register_secret(body["url"])
+    out, err = capfd.readouterr()
+    logs = out + err + caplog.text
+    assert body["url"] not in logs and SELLER not in logs and EMAIL not in logs
+    assert seller_key(SELLER) in logs
+    print(out, end="")

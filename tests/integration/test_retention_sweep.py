@@ -1,0 +1,439 @@
+"""The retention sweep against moto in-process (security.md §4.2, §7.3, §7.7).
+
+The oracle of every test is a fresh listing, never the sweep's own report: ListObjectVersions and
+ListMultipartUploads of the prefix, a Query of the seller's partition, the quota buckets, and the
+receipts in the audit table. The log guard watches the seller ids: they must never reach the logs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from retention_sweeper.service import RetentionSweep
+from seller_insights import aws, clock
+from seller_insights.clock import FixedClock
+from seller_insights.quotas import OPERATION_RATES, QuotaBuckets
+from seller_insights.report_jobs import Job, JobRepository, PlanRepository, ReportRepository, StoredReport, job_id
+from seller_insights.repositories import ConnectionsRepository, ConnectionStatus, iso, seller_key, shard
+from seller_insights.retention import add_months
+from seller_insights.vault import Sealed
+from tests.support.api import FakeContext
+from tests.support.resources import Resources, create_resources
+
+BUCKET = "data"
+SELLER = "A1RETENTIONSELLER"
+NEIGHBOUR = "A1RETENTIONSELLER2"  # shares a prefix of the seller id: its data must stay
+OBJECT_NAMES = ("reports/GET_ORDERS/2026-10-01_2026-10-02.tsv", "reports/GET_ORDERS/2026-10-02_2026-10-03.tsv",
+                "reports/GET_SETTLEMENT/123.tsv", "reports/GET_ORDERS/errors/9.txt")
+VERSIONS_PER_OBJECT = 3
+MARKED = 2  # objects that also got a delete marker
+
+
+class LongContext(FakeContext):
+    def get_remaining_time_in_millis(self) -> int:
+        return 900_000
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, product_clock: FixedClock, log_guard: Any) -> Iterator[Resources]:
+    for seller in (SELLER, NEIGHBOUR):
+        log_guard.watch(seller)
+    with mock_aws():
+        resources = create_resources(boto3.session.Session(), {"client_id": "a", "client_secret": "b" * 8,
+                                                               "application_id": "c"})
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket=BUCKET)
+        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        for key, value in {"STAGE": "local", "CONNECTIONS_TABLE": resources.tables["connections"],
+                           "AUDIT_TABLE": resources.tables["audit"], "DATA_BUCKET": BUCKET}.items():
+            monkeypatch.setenv(key, value)
+        _reset()
+        yield resources
+        _reset()
+
+
+def _reset() -> None:
+    from retention_sweeper import handler
+
+    handler.settings.cache_clear()
+    handler.sweep.cache_clear()
+    aws.reset()
+
+
+def table(resources: Resources, purpose: str = "connections") -> Any:
+    return boto3.resource("dynamodb").Table(resources.tables[purpose])
+
+
+def invoke() -> dict[str, Any]:
+    from retention_sweeper.handler import lambda_handler
+
+    return lambda_handler({"task": "sweep-retention"}, LongContext(function_name="retention_sweeper"))
+
+
+def sweep_with(resources: Resources, *, db: Any = None, s3: Any = None, sleeps: list[float] | None = None) -> Any:
+    """The service with wrapped clients (the fault rows); what it waited goes to `sleeps`."""
+    waited = sleeps if sleeps is not None else []
+    service = RetentionSweep(db=db or table(resources).meta.client, connections_table=resources.tables["connections"],
+                             audit_table=resources.tables["audit"], s3=s3 or boto3.client("s3"), bucket=BUCKET,
+                             sleep=waited.append)
+    return service.run(lambda: 900_000)
+
+
+# --- seeding -------------------------------------------------------------------------------------------
+
+
+def seed(resources: Resources, seller: str, regions: tuple[str, ...] = ("NA", "EU")) -> None:
+    """Connections, planning cursors, cached tokens, jobs, report rows, quota buckets, a profile, and
+    S3 objects with several versions, delete markers and an incomplete multipart upload per region."""
+    connections_table = table(resources)
+    connections = ConnectionsRepository(connections_table)
+    now = clock.now()
+    jobs = JobRepository(connections_table)
+    s3 = boto3.client("s3")
+    for region in regions:
+        connections.record_authorization(seller_id=seller, region=region,
+                                         sealed_refresh_token=Sealed(b"k" * 16, b"n" * 12, b"c" * 32),
+                                         consented_at=now - timedelta(days=90),
+                                         reauthorization_due_at=now + timedelta(days=275),
+                                         marketplace=None, flow="website")
+        connections_table.put_item(Item={"pk": f"SELLER#{seller}", "sk": f"TOKEN#{region}", "expires_at": 1})
+        PlanRepository(connections_table).ensure(seller, region, ["ATVPDKIKX0DER"], clock.epoch_seconds())
+        for day in (1, 2):
+            start, end = f"2026-10-0{day}T00:00:00Z", f"2026-10-0{day + 1}T00:00:00Z"
+            job = Job(job_id(seller, region, "GET_ORDERS", start, end), seller, region, "GET_ORDERS", start, end,
+                      ["ATVPDKIKX0DER"], report_id=f"{region}{day}")
+            jobs.load_or_create(job)
+            ReportRepository(connections_table).put(StoredReport(
+                seller, region, "GET_ORDERS", f"{start}#{end}", f"{region}{day}", f"doc{day}",
+                f"sellers/{seller}/{region}/reports/GET_ORDERS/{start}_{end}.tsv", 10, 1, "0" * 64, "UTF-8", 0, ()),
+                stored_at=now)
+        jobs.remember_report_id(job)
+        for operation in OPERATION_RATES:
+            QuotaBuckets(connections_table).take_operation(seller, region, operation)
+        prefix = f"sellers/{seller}/{region}/"
+        for position, name in enumerate(OBJECT_NAMES):
+            for version in range(VERSIONS_PER_OBJECT):
+                s3.put_object(Bucket=BUCKET, Key=prefix + name, Body=f"v{version}".encode())
+            if position < MARKED:
+                s3.delete_object(Bucket=BUCKET, Key=prefix + name)  # a delete marker over the versions
+        upload = s3.create_multipart_upload(Bucket=BUCKET, Key=prefix + "reports/GET_ORDERS/big.tsv")
+        s3.upload_part(Bucket=BUCKET, Key=prefix + "reports/GET_ORDERS/big.tsv", PartNumber=1,
+                       UploadId=upload["UploadId"], Body=b"part")
+    connections_table.put_item(Item={"pk": f"SELLER#{seller}", "sk": "PROFILE", "contact_email": "x@example.com",
+                                     "updated_at": iso(now)})
+
+
+def revoke(resources: Resources, seller: str, region: str, *, purge_in_days: float = -1) -> str:
+    """REVOKED through the product's own transition, purge date `purge_in_days` from now."""
+    now = clock.now()
+    purge_after = now + timedelta(days=purge_in_days)
+    assert ConnectionsRepository(table(resources)).mark_revoked(seller, region, now=now - timedelta(days=30),
+                                                                purge_after=purge_after)
+    # A cached access token written by a racing reader after the revocation: the purge takes it too.
+    table(resources).put_item(Item={"pk": f"SELLER#{seller}", "sk": f"TOKEN#{region}", "expires_at": 1})
+    return iso(purge_after)
+
+
+def request_deletion(resources: Resources, seller: str, region: str, *, purge_in_days: float = -1) -> str:
+    """What the data-request function does (the lead's code): DELETION_REQUESTED, purge date, shard."""
+    purge_after = iso(clock.now() + timedelta(days=purge_in_days))
+    connections_table = table(resources)
+    connections_table.update_item(
+        Key={"pk": f"SELLER#{seller}", "sk": f"CONN#{region}"},
+        UpdateExpression="SET #status = :requested, previous_status = #status, purge_after = :purge, "
+                         "purge_shard = :shard REMOVE refresh_shard, refresh_due_at, reauth_shard",
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues={":requested": ConnectionStatus.DELETION_REQUESTED.value, ":purge": purge_after,
+                                   ":shard": shard(seller, region)},
+    )
+    for sk in (f"TOKEN#{region}", f"PLAN#{region}"):
+        connections_table.delete_item(Key={"pk": f"SELLER#{seller}", "sk": sk})
+    return purge_after
+
+
+# --- the oracle ----------------------------------------------------------------------------------------
+
+
+def s3_left(seller: str, region: str) -> dict[str, int]:
+    s3 = boto3.client("s3")
+    prefix = f"sellers/{seller}/{region}/"
+    versions = markers = 0
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=BUCKET, Prefix=prefix):
+        versions += len(page.get("Versions", []))
+        markers += len(page.get("DeleteMarkers", []))
+    uploads = sum(len(page.get("Uploads", []))
+                  for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=BUCKET, Prefix=prefix))
+    return {"versions": versions, "markers": markers, "uploads": uploads}
+
+
+SEEDED_S3 = {"versions": len(OBJECT_NAMES) * VERSIONS_PER_OBJECT, "markers": MARKED, "uploads": 1}
+
+
+def partition(resources: Resources, seller: str) -> list[dict[str, Any]]:
+    return table(resources).query(KeyConditionExpression="pk = :pk",
+                                  ExpressionAttributeValues={":pk": f"SELLER#{seller}"},
+                                  ConsistentRead=True)["Items"]
+
+
+def region_items(resources: Resources, seller: str, region: str) -> list[str]:
+    """Sort keys of the seller's items that belong to `region` (CONN included)."""
+    return sorted(item["sk"] for item in partition(resources, seller)
+                  if item.get("region") == region or item["sk"].split("#")[1:2] == [region])
+
+
+def quota_items(resources: Resources, seller: str, region: str) -> int:
+    return sum("Item" in table(resources).get_item(Key={"pk": f"QUOTA#{seller}#{region}#{op}", "sk": "BUCKET"})
+               for op in OPERATION_RATES)
+
+
+def receipts(resources: Resources) -> list[dict[str, Any]]:
+    return table(resources, "audit").scan()["Items"]  # test oracle only; the product never scans
+
+
+# --- the sweep -----------------------------------------------------------------------------------------
+
+
+def test_sweep_purges_a_revoked_region_and_nothing_else(env: Resources) -> None:
+    seed(env, SELLER)
+    seed(env, NEIGHBOUR, regions=("EU",))
+    na_before = region_items(env, SELLER, "NA")
+    neighbour_before = partition(env, NEIGHBOUR)
+    purge_after = revoke(env, SELLER, "EU")
+    eu_items = len(region_items(env, SELLER, "EU")) - 1  # all but the CONN item
+
+    report = invoke()
+
+    assert report == {"due": 1, "purged": 1, "skipped": 0, "failed": 0, "stopped": None, "left": 0, "receipts": 1,
+                      "deleted": {"s3_versions": 12, "s3_delete_markers": 2, "multipart_uploads": 1,
+                                  "table_items": eu_items, "quota_items": 5}}
+    # Nothing of the region is left: versions, markers, uploads, items (CONN too), quota buckets.
+    assert s3_left(SELLER, "EU") == {"versions": 0, "markers": 0, "uploads": 0}
+    assert region_items(env, SELLER, "EU") == []
+    assert quota_items(env, SELLER, "EU") == 0
+    # The other region, the profile (NA still connected) and the other seller are untouched.
+    assert s3_left(SELLER, "NA") == SEEDED_S3
+    assert region_items(env, SELLER, "NA") == na_before
+    assert quota_items(env, SELLER, "NA") == 5
+    assert any(item["sk"] == "PROFILE" for item in partition(env, SELLER))
+    assert s3_left(NEIGHBOUR, "EU") == SEEDED_S3
+    assert partition(env, NEIGHBOUR) == neighbour_before
+    # One PII-free receipt with the counts and the verification.
+    [receipt] = receipts(env)
+    now = clock.now()
+    assert receipt == {
+        "id": f"receipt#{seller_key(SELLER)}#EU#{purge_after}", "seller_key": seller_key(SELLER),
+        "region": "EU", "reason": "revoked", "purge_after": purge_after, "started_at": iso(now),
+        "verified_at": iso(now), "expires_at": int(add_months(now, 25).timestamp()),
+        "deleted": {"s3_versions": 12, "s3_delete_markers": 2, "multipart_uploads": 1, "table_items": eu_items,
+                    "quota_items": 5},
+        "verification": {"s3_versions": 0, "s3_delete_markers": 0, "multipart_uploads": 0, "table_items": 0,
+                         "quota_items": 0},
+    }
+    assert SELLER not in str(receipt)
+
+    # A second sweep is a no-op: nothing is due any more.
+    assert invoke() == {"due": 0, "purged": 0, "skipped": 0, "failed": 0, "stopped": None, "left": 0,
+                        "receipts": 0, "deleted": dict.fromkeys(receipt["deleted"], 0)}
+    assert len(receipts(env)) == 1
+
+
+def test_last_connection_takes_the_profile_and_leaves_nothing_of_the_seller(env: Resources) -> None:
+    seed(env, SELLER)
+    revoke(env, SELLER, "EU", purge_in_days=-2)
+    purge_after = request_deletion(env, SELLER, "NA")
+
+    report = invoke()
+
+    assert (report["due"], report["purged"], report["failed"]) == (2, 2, 0)
+    assert partition(env, SELLER) == []
+    for region in ("NA", "EU"):
+        assert s3_left(SELLER, region) == {"versions": 0, "markers": 0, "uploads": 0}
+        assert quota_items(env, SELLER, region) == 0
+    by_region = {r["region"]: r for r in receipts(env)}
+    assert by_region["NA"]["reason"] == "deletion_requested"
+    assert by_region["NA"]["purge_after"] == purge_after
+    assert by_region["EU"]["reason"] == "revoked"
+
+
+def test_connections_not_due_are_untouched(env: Resources) -> None:
+    seed(env, SELLER)
+    revoke(env, SELLER, "EU", purge_in_days=5)
+    request_deletion(env, SELLER, "NA", purge_in_days=1 / 24)
+    before = partition(env, SELLER)
+
+    assert invoke()["due"] == 0
+    assert partition(env, SELLER) == before
+    assert s3_left(SELLER, "EU") == SEEDED_S3 == s3_left(SELLER, "NA")
+    assert receipts(env) == []
+
+
+def test_reauthorized_connections_are_skipped(env: Resources) -> None:
+    seed(env, SELLER)
+    revoke(env, SELLER, "EU")
+    # Re-authorized before the date: ACTIVE again, out of the purge index.
+    ConnectionsRepository(table(env)).record_authorization(
+        seller_id=SELLER, region="EU", sealed_refresh_token=Sealed(b"k" * 16, b"n" * 12, b"c" * 32),
+        consented_at=clock.now(), reauthorization_due_at=clock.now() + timedelta(days=365), marketplace=None,
+        flow="website")
+    # A rolled-back deletion request whose index entry is still there (a GSI is eventually consistent):
+    # the sweep must believe the item, not the index.
+    request_deletion(env, SELLER, "NA")
+    table(env).update_item(Key={"pk": f"SELLER#{SELLER}", "sk": "CONN#NA"}, UpdateExpression="SET #s = :active",
+                           ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={":active": "ACTIVE"})
+    before = partition(env, SELLER)
+
+    report = invoke()
+
+    assert (report["due"], report["skipped"], report["purged"]) == (1, 1, 0)
+    assert partition(env, SELLER) == before
+    assert s3_left(SELLER, "EU") == SEEDED_S3 == s3_left(SELLER, "NA")
+    assert receipts(env) == []
+
+
+def test_the_handler_refuses_other_events(env: Resources) -> None:
+    from retention_sweeper.handler import lambda_handler
+
+    with pytest.raises(ValueError, match="sweep-retention"):
+        lambda_handler({"task": "plan-reports"}, LongContext(function_name="retention_sweeper"))
+
+
+# --- fault rows (security.md §7.3) ---------------------------------------------------------------------
+
+
+class Wrapped:
+    """A real client with some operations replaced (everything else passes through)."""
+
+    def __init__(self, real: Any, **overrides: Any) -> None:
+        self._real = real
+        self._overrides = overrides
+
+    def __getattr__(self, name: str) -> Any:
+        return self._overrides.get(name) or getattr(self._real, name)
+
+
+def test_delete_objects_errors_are_retried_for_the_failed_keys_only(env: Resources) -> None:
+    seed(env, SELLER, regions=("EU",))
+    revoke(env, SELLER, "EU")
+    real = boto3.client("s3")
+    sent: list[int] = []
+
+    def delete_objects(**kwargs: Any) -> dict[str, Any]:
+        objects = kwargs["Delete"]["Objects"]
+        sent.append(len(objects))
+        if len(sent) > 1:
+            return dict(real.delete_objects(**kwargs))
+        refused, passed = objects[:3], objects[3:]
+        real.delete_objects(**{**kwargs, "Delete": {"Objects": passed, "Quiet": True}})
+        return {"Errors": [{**entry, "Code": "InternalError", "Message": "We encountered an internal error."}
+                           for entry in refused]}
+
+    sleeps: list[float] = []
+    report = sweep_with(env, s3=Wrapped(real, delete_objects=delete_objects), sleeps=sleeps)
+
+    assert (report.purged, report.failed) == (1, 0)
+    assert sent == [14, 3]  # one page of 12 versions + 2 markers, then only the three refused keys
+    assert len(sleeps) == 1
+    assert s3_left(SELLER, "EU") == {"versions": 0, "markers": 0, "uploads": 0}
+    assert receipts(env)[0]["deleted"]["s3_versions"] == 12
+
+
+def test_delete_objects_errors_that_persist_leave_it_for_the_next_run(env: Resources) -> None:
+    seed(env, SELLER, regions=("EU",))
+    revoke(env, SELLER, "EU")
+    real = boto3.client("s3")
+
+    def always_refuse_one(**kwargs: Any) -> dict[str, Any]:
+        [first, *rest] = kwargs["Delete"]["Objects"]
+        if rest:
+            real.delete_objects(**{**kwargs, "Delete": {"Objects": rest, "Quiet": True}})
+        return {"Errors": [{**first, "Code": "SlowDown", "Message": "Please reduce your request rate."}]}
+
+    report = sweep_with(env, s3=Wrapped(real, delete_objects=always_refuse_one))
+    assert (report.purged, report.failed) == (0, 1)
+    assert receipts(env) == []
+    assert region_items(env, SELLER, "EU") != []  # the table is untouched until S3 is clean
+
+    report = sweep_with(env)
+    assert (report.purged, report.failed) == (1, 0)
+    assert s3_left(SELLER, "EU") == {"versions": 0, "markers": 0, "uploads": 0}
+    assert region_items(env, SELLER, "EU") == []
+
+
+def test_unprocessed_items_are_written_again_until_none_are_left(env: Resources) -> None:
+    seed(env, SELLER, regions=("EU",))
+    revoke(env, SELLER, "EU")
+    db = table(env).meta.client
+    calls: list[int] = []
+
+    def batch_write_item(RequestItems: dict[str, Any]) -> dict[str, Any]:
+        [(name, requests)] = RequestItems.items()
+        calls.append(len(requests))
+        if len(calls) > 2:
+            return dict(db.batch_write_item(RequestItems=RequestItems))
+        half = len(requests) // 2
+        db.batch_write_item(RequestItems={name: requests[:half]})
+        return {"UnprocessedItems": {name: requests[half:]}}
+
+    sleeps: list[float] = []
+    report = sweep_with(env, db=Wrapped(db, batch_write_item=batch_write_item), sleeps=sleeps)
+
+    assert (report.purged, report.failed) == (1, 0)
+    # 7 items (6 of the region, and PROFILE: its last connection): 3 + 1 refused, then 2; then 5 quota buckets
+    assert calls == [7, 4, 2, 5]
+    assert sleeps[:2] == [0.05, 0.1]  # backoff between the retries
+    assert partition(env, SELLER) == []
+    assert quota_items(env, SELLER, "EU") == 0
+
+
+def test_a_crash_between_s3_and_the_table_resumes_with_one_receipt(env: Resources) -> None:
+    seed(env, SELLER)
+    purge_after = revoke(env, SELLER, "EU")
+    db = table(env).meta.client
+
+    def crash(**_: Any) -> dict[str, Any]:
+        raise RuntimeError("the function timed out")
+
+    report = sweep_with(env, db=Wrapped(db, batch_write_item=crash))
+    assert (report.purged, report.failed) == (0, 1)
+    assert s3_left(SELLER, "EU") == {"versions": 0, "markers": 0, "uploads": 0}
+    assert "CONN#EU" in region_items(env, SELLER, "EU")
+    assert len(region_items(env, SELLER, "EU")) > 1
+    assert receipts(env) == []  # no receipt before the verification
+
+    clock.get_clock().advance(86_400)  # the next daily run
+    report = invoke()
+    assert (report["due"], report["purged"], report["failed"], report["receipts"]) == (1, 1, 0, 1)
+    assert region_items(env, SELLER, "EU") == []
+    assert quota_items(env, SELLER, "EU") == 0
+    [receipt] = receipts(env)
+    assert receipt["purge_after"] == purge_after
+    # The counts of the crashed run survive in the connection's counters until the receipt.
+    assert receipt["deleted"]["s3_versions"] == 12
+    assert receipt["deleted"]["multipart_uploads"] == 1
+    assert receipt["started_at"] < receipt["verified_at"]
+    assert invoke()["due"] == 0
+
+
+def test_a_crash_after_the_receipt_resumes_without_a_second_receipt(env: Resources) -> None:
+    seed(env, SELLER)
+    revoke(env, SELLER, "EU")
+    db = table(env).meta.client
+
+    def crash(**_: Any) -> dict[str, Any]:
+        raise RuntimeError("the function timed out")
+
+    report = sweep_with(env, db=Wrapped(db, delete_item=crash))
+    assert (report.purged, report.failed, report.receipts) == (0, 1, 1)
+    assert region_items(env, SELLER, "EU") == ["CONN#EU"]
+
+    report = invoke()
+    assert (report["purged"], report["receipts"]) == (1, 0)
+    assert region_items(env, SELLER, "EU") == []
+    [receipt] = receipts(env)
+    assert receipt["deleted"]["s3_versions"] == 12
