@@ -59,7 +59,7 @@ lint: $(VENV)/.installed  ## ruff
 	@$(VENV)/bin/ruff check .
 
 typecheck: $(VENV)/.installed  ## mypy on the deployed code, the infrastructure, the local stack and the benchmarks
-	@$(VENV)/bin/mypy layers functions infra app.py local bench
+	@$(VENV)/bin/mypy layers functions infra app.py local bench ops
 
 unit: $(VENV)/.installed
 	@$(PY) -m pytest tests/unit -q

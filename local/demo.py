@@ -9,7 +9,10 @@ in Seller Central; an hour later the sweep meets `invalid_grant` and marks the c
 (tokens deleted, purge date set); the seller authorizes again from the Appstore and is ACTIVE again.
 Then reports arrive: Amazon closes a settlement period for the first seller, the refresh sweep warms the
 token cache, the plan puts every due report job on the queue, drains request the reports, the clock
-moves (Amazon finishes them and says so), and drains stream the documents into S3.
+moves (Amazon finishes them and says so), and drains stream the documents into S3. Last, data rights:
+the operator exports the first seller's data through the signed admin route (downloaded, checksums
+verified), the seller asks to be deleted, a month passes, the retention sweep purges everything and
+the AWS emulator's own listings show nothing left, with the receipt in the audit table.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import boto3
 import requests
 from boto3.dynamodb.conditions import Key
 
+from local.admin import AdminClient, Export, ExportInvalid, download_export, verify_export
 from local.browser import browser_session
 from local.stack import LocalStack, StackOptions
 
@@ -38,6 +42,7 @@ _SETTLEMENT = "GET_V2_SETTLEMENT_REPORT_DATA_FLAT_FILE_V2"
 _TERMINAL = ("DONE", "NO_DATA", "FAILED", "ENDED")
 _REPORT_STEP_SECONDS = 120  # the emulator finishes a report 90 s after it was requested
 _MAX_REPORT_ROUNDS = 12
+_PAST_THE_PURGE_DATE = 31 * 24 * 3600  # the purge date is 27 days after the request (30 - PITR 2 - 1)
 
 
 class DemoFailure(RuntimeError):
@@ -115,6 +120,7 @@ class Demo:
         stats = requests.get(f"{self.amazon}/_emulator/stats", timeout=_TIMEOUT).json()
         reports["throttled"] = int(stats.get("throttled", 0))
         expect(reports["throttled"] == 0, f"the emulator throttled {reports['throttled']} SP-API calls")
+        deletion = self.deletion(first, "NA", sellers[1])
         return {
             "sellers_connected": len(sellers),
             "connections": connections,
@@ -123,7 +129,108 @@ class Demo:
             "revocation": revocation,
             "reports": reports,
             "lwa_calls": stats.get("lwa", stats),
+            "deletion": deletion,
         }
+
+    # --- data rights: export, deletion, the retention sweep -----------------------------------------
+
+    def deletion(self, seller: str, region: str, other: tuple[str, str]) -> dict[str, Any]:
+        admin = AdminClient.from_info(self.stack.info())
+        path = f"/admin/sellers/{seller}"
+        unsigned = requests.get(f"{self.api}{path}", timeout=_TIMEOUT)
+        expect(unsigned.status_code == 401, f"an unsigned admin call answered {unsigned.status_code}, not 401")
+        say(f"the operator asks for {seller}'s data (admin routes: SigV4 with the printed admin credentials; "
+            "unsigned: 401)")
+        shown = self.admin_json(admin, "GET", path)
+        key = str(shown["seller_key"])
+        stored = shown["stored_reports"].get(region, {"reports": 0, "bytes": 0})
+        say(f"  access: {len(shown['connections'])} connection(s), {stored['reports']} reports, "
+            f"{stored['bytes']} bytes stored")
+
+        export = self.export(admin, seller, int(stored["reports"]))
+
+        say(f"the seller asks to be forgotten: POST {path.replace(seller, '{id}')}/deletion")
+        requested = self.admin_json(admin, "POST", f"{path}/deletion")
+        purge_after = str(requested["purge_after"])
+        keys = [str(item["sk"]) for item in self.items_of(seller, "")]
+        left = [sk for sk in keys if sk.startswith(("PLAN#", "TOKEN#"))]
+        expect(not left, f"pulls did not stop: {left} still stored")
+        say(f"  DELETION_REQUESTED: report plan and access token gone (no more pulls), purge after {purge_after}")
+
+        clock = requests.post(f"{self.api}/_local/clock", json={"advance_seconds": _PAST_THE_PURGE_DATE},
+                              timeout=_TIMEOUT)
+        expect(clock.status_code == 200, f"/_local/clock answered {clock.status_code}")
+        say(f"31 days pass (virtual clock now {clock.json()['now']}); the sweep-retention schedule fires (daily)")
+        swept = self.fire("sweep-retention")
+        expect(swept.get("purged") == 1 and swept.get("failed") == 0,
+               f"sweep-retention should have purged 1 connection: {_report(swept)}")
+        versions, items, deleted = self.check_purged(seller, region, key, purge_after)
+        again = self.fire("sweep-retention")
+        expect(again.get("purged") == 0 and not any(again.get("deleted", {}).values()),
+               f"a second sweep-retention did something: {_report(again)}")
+        other_seller, other_marketplace = other
+        kept = self.item(other_seller, _REGION_OF[other_marketplace])
+        expect(kept is not None and kept.get("status") == "ACTIVE", f"the purge touched {other_seller}")
+        say(f"  a second sweep finds nothing to do; {other_seller} is untouched (ACTIVE)")
+        return {
+            "exported_files": export.files,
+            "export_bytes": export.size,
+            "purged": True,
+            "s3_versions_left": versions,
+            "table_items_left": items,
+            "receipt": True,
+            "deleted": deleted,
+        }
+
+    def export(self, admin: AdminClient, seller: str, stored_reports: int) -> Export:
+        answer = self.admin_json(admin, "POST", f"/admin/sellers/{seller}/export")
+        url = str(answer.pop("url", ""))  # never printed
+        try:
+            export = verify_export(download_export(url))
+        except ExportInvalid as exc:
+            raise DemoFailure(f"the export failed verification: {exc}") from None
+        counts = export.manifest["record_counts"]
+        expect(counts["reports"] == stored_reports and counts["reports_missing"] == 0,
+               f"the export holds {counts['reports']} reports of {stored_reports} stored")
+        expect(export.files == answer["files"] and export.size == answer["bytes"],
+               "the downloaded export differs from what the API announced")
+        say(f"  export: {export.files} files, {export.size} bytes, downloaded from the presigned S3 link, every "
+            f"sha256 as in the manifest, no token in it")
+        return export
+
+    def check_purged(self, seller: str, region: str, key: str, purge_after: str) -> tuple[int, int, dict[str, int]]:
+        """The AWS emulator's listings show nothing of the seller, and the receipt is there: versions and
+        delete markers left, table items left, the receipt's deleted counts."""
+        s3 = boto3.client("s3")
+        bucket = self.stack.resources["buckets"]["data"]
+        prefix = f"sellers/{seller}/"
+        versions = markers = 0
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
+            versions += len(page.get("Versions", []))
+            markers += len(page.get("DeleteMarkers", []))
+        uploads = len(s3.list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads", []))
+        items = len(self.items_of(seller, ""))
+        expect(versions == markers == uploads == items == 0,
+               f"the purge left {versions} object versions, {markers} delete markers, {uploads} uploads and "
+               f"{items} table items")
+        audit = boto3.resource("dynamodb").Table(self.stack.resources["tables"]["audit"])
+        receipt = audit.get_item(Key={"id": f"receipt#{key}#{region}#{purge_after}"}, ConsistentRead=True).get("Item")
+        expect(receipt is not None, "no deletion receipt in the audit table")
+        assert receipt is not None
+        verification = {name: int(value) for name, value in receipt["verification"].items()}
+        expect(not any(verification.values()), f"the receipt's verification is not all zeros: {verification}")
+        deleted = {name: int(value) for name, value in receipt["deleted"].items()}
+        say(f"  purged: {deleted['s3_versions']} object versions, {deleted['s3_delete_markers']} delete markers, "
+            f"{deleted['table_items']} table items, {deleted['quota_items']} quota items; S3 and DynamoDB list "
+            f"nothing of {seller} (ListObjectVersions, ListMultipartUploads, Query)")
+        say(f"  the receipt is in the audit table under seller key {key} (no seller id), verification all zeros")
+        return versions + markers, items, deleted
+
+    def admin_json(self, admin: AdminClient, method: str, path: str) -> dict[str, Any]:
+        try:
+            return admin.json(method, path)
+        except RuntimeError as exc:
+            raise DemoFailure(str(exc)) from None
 
     # --- the token lifecycle --------------------------------------------------------------------
 
@@ -266,11 +373,18 @@ class Demo:
         return int(datetime.fromisoformat(now.replace("Z", "+00:00")).timestamp())
 
     def items_of(self, seller: str, prefix: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = self.table.query(
-            KeyConditionExpression=Key("pk").eq(f"SELLER#{seller}") & Key("sk").begins_with(prefix),
-            ConsistentRead=True,
-        )["Items"]
-        return items
+        """The seller's items whose sort key starts with `prefix` (every item of the partition for "")."""
+        condition = Key("pk").eq(f"SELLER#{seller}")
+        if prefix:
+            condition = condition & Key("sk").begins_with(prefix)
+        query: dict[str, Any] = {"KeyConditionExpression": condition, "ConsistentRead": True}
+        items: list[dict[str, Any]] = []
+        while True:
+            page = self.table.query(**query)
+            items += page["Items"]
+            if "LastEvaluatedKey" not in page:
+                return items
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def fire(self, schedule: str) -> dict[str, Any]:
         answer = requests.post(f"{self.api}/_local/fire/{schedule}", timeout=_TIMEOUT)
