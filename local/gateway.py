@@ -14,7 +14,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
@@ -314,6 +314,7 @@ class Gateway:
             region=REGION,
             service="execute-api",
             now=self.clock.now(),
+            wall_clock=datetime.now(UTC),
         )
 
     def _iam_identity(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from boto3.dynamodb.types import Binary
 
 from local.browser import browser_session
 from tests.support.flows import emulator_consent
-from tests.support.local_stack import REPO, launch, secret_findings
+from tests.support.local_stack import launch, secret_findings
 
 pytestmark = pytest.mark.slow
 TIMEOUT = 30
@@ -90,9 +90,6 @@ def test_drain_answers_per_queue_counts(info: dict[str, Any]) -> None:
     assert requests.post(f"{info['api']}/_local/drain", json={"max_seconds": "x"}, timeout=TIMEOUT).status_code == 400
 
 
-@pytest.mark.skipif(
-    not (REPO / "functions/oauth_callback/handler.py").is_file(), reason="consent handler not built yet"
-)
 def test_a_seller_connects_through_the_local_stack(info: dict[str, Any]) -> None:
     api, seller = info["api"], "A1LOCALSTACKE2E"
     browser = browser_session()
