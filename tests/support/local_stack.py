@@ -6,6 +6,7 @@ serves the whole session.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -78,15 +79,24 @@ def secret_findings(text: str) -> list[str]:
     return LogGuard().findings(text)
 
 
-@pytest.fixture(scope="session")
-def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
-    started = launch(tmp_path_factory.mktemp("serve") / "stderr.log")
+@contextlib.contextmanager
+def serving(stderr_path: Path) -> Iterator[Serve]:
+    """A `serve` process for the duration; on the way out: exit code 0 after SIGTERM, nothing but the
+    JSON line on stdout, and no secret material in its log."""
+    started = launch(stderr_path)
     yield started
     code, rest = started.terminate()
     assert code == 0, started.stderr()[-3000:]
     assert rest == "", f"serve wrote more than its JSON line on stdout: {rest[:500]!r}"
     findings = secret_findings(started.stderr())
     assert not findings, f"secret material in the serve log: {findings}"
+
+
+@pytest.fixture(scope="session")
+def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
+    """The stack shared by tests that do not move its clock far."""
+    with serving(tmp_path_factory.mktemp("serve") / "stderr.log") as started:
+        yield started
 
 
 @pytest.fixture(scope="session")
