@@ -10,6 +10,7 @@ import boto3
 import pytest
 from aws_lambda_powertools.utilities.parameters.base import clear_caches
 from moto import mock_aws
+from moto.server import ThreadedMotoServer
 
 from local.amazon import AmazonEmulator
 from seller_insights import aws, clock
@@ -24,6 +25,21 @@ def emulator() -> Iterator[AmazonEmulator]:
     with AmazonEmulator(redirect_uris=[REDIRECT_URI], login_uri="https://seller-insights.example.com/login",
                         draft=True) as emu:
         yield emu
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Iterator[str]:
+    """moto in server mode, for the emulator's own SQS deliveries from its server thread."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def sqs(moto_endpoint: str) -> Any:
+    return boto3.session.Session().client("sqs", region_name="us-east-1", endpoint_url=moto_endpoint)
 
 
 @pytest.fixture

@@ -15,10 +15,8 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
 import requests
-from moto.server import ThreadedMotoServer
 
 from local.amazon import AmazonEmulator
 
@@ -40,20 +38,6 @@ UNAUTHORIZED = {
 ENVELOPE_KEYS = {"notificationVersion", "notificationType", "payloadVersion", "eventTime", "payload",
                  "notificationMetadata"}
 METADATA_KEYS = {"applicationId", "subscriptionId", "publishTime", "notificationId"}
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def sqs(moto_endpoint: str) -> Any:
-    return boto3.session.Session().client("sqs", region_name="us-east-1", endpoint_url=moto_endpoint)
 
 
 @pytest.fixture(scope="module")

@@ -17,11 +17,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-import boto3
 import jsonschema  # type: ignore[import-untyped]
 import pytest
 import requests
-from moto.server import ThreadedMotoServer
 
 from local.amazon import AmazonEmulator
 
@@ -70,20 +68,6 @@ HEADERS = {
 
 
 # -- fixtures --------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def sqs(moto_endpoint: str) -> Any:
-    return boto3.session.Session().client("sqs", region_name="us-east-1", endpoint_url=moto_endpoint)
 
 
 @pytest.fixture(scope="module")
