@@ -51,6 +51,7 @@ class SellerInsightsStack(Stack):
             events_key=tokens.events_key,
             notifications_key=tokens.notifications_key,
         )
+        tokens.subscribe_report_notifications(reports.notifications.queue_arn)
         observability.watch_function(reports.handler)
         for alarm_id, (queue, description) in reports.dead_letter_queues.items():
             observability.watch_dead_letter_queue(alarm_id, queue, description)

@@ -18,7 +18,13 @@ from seller_insights.repositories import ConnectionsRepository, OneTimeClaims
 from seller_insights.tokens import AccessTokenCache, AccessTokenProvider, TokenPolicy
 from seller_insights.vault import Vault
 from token_refresher.models import MalformedNotification, Notification, RetryLater
-from token_refresher.service import ReauthorizationCheck, RefreshSweep, SecretRotation, SecretStore
+from token_refresher.service import (
+    ReauthorizationCheck,
+    RefreshSweep,
+    ReportSubscriptions,
+    SecretRotation,
+    SecretStore,
+)
 from token_refresher.settings import TokenRefresherSettings
 
 logger = get_logger()
@@ -75,6 +81,20 @@ def rotation() -> SecretRotation:
     )
 
 
+@cache
+def subscriptions() -> ReportSubscriptions | None:
+    config = settings()
+    if not config.report_notifications_queue_arn:
+        return None
+    return ReportSubscriptions(
+        queue_arn=config.report_notifications_queue_arn,
+        lwa=lwa(),
+        connections=connections(),
+        idempotency_table=aws.table(config.idempotency_table),
+        endpoint_override=config.amazon_endpoint_override,
+    )
+
+
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
@@ -83,7 +103,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return _notifications(event["Records"])
     task = event.get("task")
     if task == "refresh-tokens":
-        return RefreshSweep(connections(), tokens(), TOKEN_POLICY).run(context.get_remaining_time_in_millis).as_dict()
+        sweep = RefreshSweep(connections(), tokens(), TOKEN_POLICY, subscriptions())
+        return sweep.run(context.get_remaining_time_in_millis).as_dict()
     if task == "check-reauthorization":
         publisher = EventPublisher(aws.client("events"), settings().event_bus_name, EVENT_SOURCE)
         return ReauthorizationCheck(connections(), publisher, settings().reauth_notice_days).run().as_dict()

@@ -26,7 +26,7 @@ from seller_insights.marketplaces import SPAPI_ENDPOINTS, Region
 from seller_insights.observability import get_logger, get_metrics
 from seller_insights.redaction import register_secret
 from seller_insights.repositories import ClaimStatus, ConnectionsRepository, OneTimeClaims
-from seller_insights.tokens import AccessTokenProvider, TokenPolicy
+from seller_insights.tokens import AccessToken, AccessTokenProvider, TokenPolicy
 from token_refresher.models import (
     NEW_SECRET_TYPE,
     SECRET_EXPIRY_TYPE,
@@ -42,6 +42,13 @@ ROTATION_INTERVAL_SECONDS = 60  # rotateApplicationClientSecret: rate 0.0167/s, 
 NOTIFICATION_CLAIM_SECONDS = 14 * 24 * 3600  # longer than SQS keeps a message
 # Stop taking new connections when the invocation has less than this left.
 SAFETY_MILLIS = 10_000
+NOTIFICATIONS_SCOPE = "sellingpartnerapi::notifications"
+DESTINATIONS_PATH = "/notifications/v1/destinations"
+SUBSCRIBE_PATH = "/notifications/v1/subscriptions/REPORT_PROCESSING_FINISHED"
+REPORT_PAYLOAD_VERSION = "2020-09-04"
+DESTINATION_ITEM_ID = "destination#report_notifications"
+DESTINATION_NAME = "seller-insights-report-notifications"
+SUBSCRIPTION_EXISTS = "existing"
 
 
 def count(name: str, value: float = 1) -> None:
@@ -52,10 +59,12 @@ class RefreshSweep:
     """Renews the access tokens that are due (sparse index, no Scan). Every refresh also proves the
     refresh token still works, so a revocation is seen within one token lifetime even for idle sellers."""
 
-    def __init__(self, connections: ConnectionsRepository, tokens: AccessTokenProvider, policy: TokenPolicy) -> None:
+    def __init__(self, connections: ConnectionsRepository, tokens: AccessTokenProvider, policy: TokenPolicy,
+                 subscriptions: ReportSubscriptions | None = None) -> None:
         self._connections = connections
         self._tokens = tokens
         self._policy = policy
+        self._subscriptions = subscriptions
 
     def run(self, remaining_millis: Callable[[], int]) -> RefreshReport:
         report = RefreshReport()
@@ -88,7 +97,111 @@ class RefreshSweep:
                     report.skipped += 1  # another caller is refreshing it right now
                 else:
                     report.refreshed += 1
+                    if self._subscribe(seller, region, refreshed):
+                        report.subscribed += 1
         return report
+
+    def _subscribe(self, seller: str, region: str, token: AccessToken) -> bool:
+        """Subscribes the seller to REPORT_PROCESSING_FINISHED if not yet; never fails the refresh."""
+        if self._subscriptions is None:
+            return False
+        try:
+            return self._subscriptions.ensure(seller, region, token)
+        except Exception as exc:  # the next refresh tries again
+            count("ReportSubscriptionFailed")
+            get_logger().warning("REPORT_PROCESSING_FINISHED subscription deferred",
+                                 extra={"reason": type(exc).__name__, "status": getattr(exc, "status", None)})
+            return False
+
+
+class SubscriptionFailed(Exception):
+    """A Notifications API call answered an unexpected status (the message names only the status)."""
+
+    def __init__(self, operation: str, status: int) -> None:
+        self.status = status
+        super().__init__(f"{operation} answered HTTP {status}")
+
+
+class ReportSubscriptions:
+    """Subscribes sellers to REPORT_PROCESSING_FINISHED, delivered to the report_notifications queue.
+
+    The destination (grantless, created once for the queue's ARN) is cached in the idempotency table as
+    `id=destination#report_notifications`; the subscription id is kept on the CONN item as
+    `rpf_subscription_id` ("existing" when Amazon said 409: the seller was already subscribed).
+    """
+
+    def __init__(
+        self,
+        *,
+        queue_arn: str,
+        lwa: LwaClient,
+        connections: ConnectionsRepository,
+        idempotency_table: Any,
+        endpoint_override: str | None,
+        session: requests.Session | None = None,
+    ) -> None:
+        self._queue_arn = queue_arn
+        self._lwa = lwa
+        self._connections = connections
+        self._table = idempotency_table
+        self._override = endpoint_override
+        self._session = session or requests.Session()
+
+    def ensure(self, seller: str, region: str, token: AccessToken) -> bool:
+        """True if the seller was subscribed now; False if it already was (or is no longer ACTIVE)."""
+        if self._connections.report_subscription(seller, region) is not None:
+            return False
+        destination_id, cached = self._destination()
+        response = self._post(SPAPI_ENDPOINTS[Region(region)] + SUBSCRIBE_PATH, token.value,
+                              {"payloadVersion": REPORT_PAYLOAD_VERSION, "destinationId": destination_id})
+        if response.status_code == 409:
+            subscription_id = SUBSCRIPTION_EXISTS
+        elif response.status_code == 200:
+            subscription_id = str(response.json()["payload"]["subscriptionId"])
+        else:
+            if response.status_code == 400 and cached:
+                # Perhaps the cached destination is gone: look it up (or create it) again next time.
+                self._table.delete_item(Key={"id": DESTINATION_ITEM_ID})
+            raise SubscriptionFailed("createSubscription", response.status_code)
+        recorded = self._connections.record_report_subscription(seller, region, subscription_id)
+        if recorded:
+            count("ReportSubscriptionCreated")
+        return recorded
+
+    def _destination(self) -> tuple[str, bool]:
+        """The destination id for the queue, and whether it came from the cache."""
+        item = self._table.get_item(Key={"id": DESTINATION_ITEM_ID}, ConsistentRead=True).get("Item")
+        if item and item.get("queue_arn") == self._queue_arn and item.get("destination_id"):
+            return str(item["destination_id"]), True
+        grant = self._lwa.client_credentials(NOTIFICATIONS_SCOPE)
+        destination_id = self._find(grant.access_token)
+        if destination_id is None:
+            body = {"name": DESTINATION_NAME, "resourceSpecification": {"sqs": {"arn": self._queue_arn}}}
+            response = self._post(SPAPI_ENDPOINTS[Region.NA] + DESTINATIONS_PATH, grant.access_token, body)
+            if response.status_code == 200:
+                destination_id = str(response.json()["payload"]["destinationId"])
+            elif response.status_code == 409:  # created meanwhile by another run
+                destination_id = self._find(grant.access_token)
+            if destination_id is None:
+                raise SubscriptionFailed("createDestination", response.status_code)
+            count("ReportDestinationCreated")
+        self._table.put_item(Item={"id": DESTINATION_ITEM_ID, "destination_id": destination_id,
+                                   "queue_arn": self._queue_arn, "stored_at": iso_millis(clock.now())})
+        return destination_id, False
+
+    def _find(self, access_token: str) -> str | None:
+        url = amazon_url(SPAPI_ENDPOINTS[Region.NA] + DESTINATIONS_PATH, self._override)
+        response = self._session.get(url, headers={"x-amz-access-token": access_token}, timeout=(3.05, 20))
+        if response.status_code != 200:
+            raise SubscriptionFailed("getDestinations", response.status_code)
+        for destination in response.json().get("payload") or []:
+            if (destination.get("resource") or {}).get("sqs", {}).get("arn") == self._queue_arn:
+                return str(destination["destinationId"])
+        return None
+
+    def _post(self, endpoint_url: str, access_token: str, body: dict[str, Any]) -> requests.Response:
+        return self._session.post(amazon_url(endpoint_url, self._override), json=body,
+                                  headers={"x-amz-access-token": access_token}, timeout=(3.05, 20))
 
 
 class ReauthorizationCheck:

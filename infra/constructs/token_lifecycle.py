@@ -110,6 +110,11 @@ class TokenLifecycle(Construct):
             period=Duration.minutes(5),
         )
 
+    def subscribe_report_notifications(self, queue_arn: str) -> None:
+        """Sellers get subscribed to REPORT_PROCESSING_FINISHED with a destination for this queue (the
+        report pipeline's report_notifications) after a token refresh."""
+        self.handler.function.add_environment("REPORT_NOTIFICATIONS_QUEUE_ARN", queue_arn)
+
     # ------------------------------------------------------------------ pieces
 
     def _grant_vault(self, vault: TokenVault) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from . import generators
 from .documents import Document, DocumentStore
@@ -97,12 +98,17 @@ class ReportStore:
         notifier: Notifier,
         application_id: Callable[[], str],
         on_notified: Callable[[str], None],
+        *,
+        subscription: Callable[[str], Any] | None = None,
     ) -> None:
         self._now = now
         self._documents = documents
         self.notifier = notifier
         self._application_id = application_id
         self._on_notified = on_notified
+        # The seller's REPORT_PROCESSING_FINISHED subscription (with `subscription_id`), or None:
+        # Amazon notifies only subscribed sellers.
+        self._subscription = subscription or (lambda seller: None)
         self._lock = threading.RLock()
         self._reports: dict[str, Report] = {}
         self._seeds: dict[tuple[str, str], deque[Seed]] = {}
@@ -261,6 +267,9 @@ class ReportStore:
         if not finished or not self.notifier.enrolled:
             return
         for done in finished:
+            subscription = self._subscription(done.seller)
+            if subscription is None:
+                continue  # the seller has no REPORT_PROCESSING_FINISHED subscription
             notification = envelope(
                 REPORT_FINISHED,
                 report_finished_payload(done.seller, done.report_id, done.report_type, done.status.value,
@@ -268,7 +277,7 @@ class ReportStore:
                 now=self._now(),
                 event_time=done.at,
                 application_id=self._application_id(),
-                subscription_id=self.notifier.subscription_id(REPORT_FINISHED),
+                subscription_id=subscription.subscription_id,
                 notification_version=REPORT_PAYLOAD_VERSION,
                 payload_version=REPORT_PAYLOAD_VERSION,
             )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 import string
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -43,6 +44,9 @@ SPAPI_OPERATIONS = (
     "getReport",
     "cancelReport",
     "getReportDocument",
+    "createDestination",
+    "getDestinations",
+    "createSubscription",
 )
 
 _CODE_ALPHABET = string.ascii_letters
@@ -123,6 +127,33 @@ class TokenGrant:
     refresh_token: str
 
 
+@dataclass(frozen=True)
+class Destination:
+    """A Notifications API destination: an SQS queue the application registered (grantless)."""
+
+    destination_id: str
+    name: str
+    arn: str
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A seller's subscription to one notification type, to a destination."""
+
+    subscription_id: str
+    notification_type: str
+    payload_version: str
+    destination_id: str
+
+
+class SubscriptionExists(Exception):
+    """The seller already has a subscription of that type (409 Conflict)."""
+
+
+class UnknownDestination(Exception):
+    """No destination has that id (400 InvalidInput)."""
+
+
 @dataclass
 class Seller:
     selling_partner_id: str
@@ -165,6 +196,7 @@ class EmulatorState:
             report_notifier or Notifier(group_id="report-processing-finished"),
             lambda: self.app.application_id,
             self.count_notification,
+            subscription=lambda seller: self.subscription(seller, "REPORT_PROCESSING_FINISHED"),
         )
         self._clock_listeners: list[Callable[[], None]] = [self.reports.process_due]
         self._init_stores()
@@ -184,6 +216,9 @@ class EmulatorState:
         self._throttled_by_operation: Counter[str] = Counter()
         self._documents_served = 0
         self._last_rotation_call: datetime | None = None
+        self._destinations: dict[str, Destination] = {}
+        # (selling_partner_id, notification type) -> its subscription
+        self._subscriptions: dict[tuple[str, str], Subscription] = {}
 
     def reset(self) -> None:
         """Forget every code, state, token, seller, fault and count; keep the app and the clock.
@@ -401,6 +436,38 @@ class EmulatorState:
         with self._lock:
             self._app = self._app.with_client(self._app.client.with_current_expiry(expires_at))
 
+    # -- the Notifications API: destinations and subscriptions ---------------------------------
+
+    def create_destination(self, name: str, arn: str) -> Destination | None:
+        """A new destination; None if one with that ARN exists already (409 Conflict)."""
+        with self._lock:
+            if any(known.arn == arn for known in self._destinations.values()):
+                return None
+            destination = Destination(str(uuid.uuid4()), name, arn)
+            self._destinations[destination.destination_id] = destination
+            return destination
+
+    def destinations(self) -> list[Destination]:
+        with self._lock:
+            return list(self._destinations.values())
+
+    def subscribe(
+        self, selling_partner_id: str, notification_type: str, payload_version: str, destination_id: str
+    ) -> Subscription:
+        with self._lock:
+            if destination_id not in self._destinations:
+                raise UnknownDestination(destination_id)
+            key = (selling_partner_id, notification_type)
+            if key in self._subscriptions:
+                raise SubscriptionExists(notification_type)
+            subscription = Subscription(str(uuid.uuid4()), notification_type, payload_version, destination_id)
+            self._subscriptions[key] = subscription
+            return subscription
+
+    def subscription(self, selling_partner_id: str, notification_type: str) -> Subscription | None:
+        with self._lock:
+            return self._subscriptions.get((selling_partner_id, notification_type))
+
     # -- statistics -------------------------------------------------------------------------
 
     def count_lwa_call(self, grant_type: str) -> None:
@@ -444,4 +511,6 @@ class EmulatorState:
                 "throttled_by_operation": dict(self._throttled_by_operation),
                 "notifications": dict(self._notifications),
                 "documents_served": self._documents_served,
+                "destinations": len(self._destinations),
+                "subscriptions": len(self._subscriptions),
             }

@@ -40,6 +40,7 @@ CONSENT_HANDLER = "oauth_callback.handler.lambda_handler"
 TOKEN_HANDLER = "token_refresher.handler.lambda_handler"
 TOKEN_ENV = {
     "STAGE",
+    "REPORT_NOTIFICATIONS_QUEUE_ARN",
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
     "LOG_LEVEL",
@@ -236,6 +237,8 @@ def test_token_environment_follows_the_contract(raw: dict[str, Any], stage: str)
         "27", "30", "7"
     )
     assert variables["EVENT_BUS_NAME"] == "default"
+    report_queue_id, _ = by_purpose(raw, "report_notifications")
+    assert variables["REPORT_NOTIFICATIONS_QUEUE_ARN"] == {"Fn::GetAtt": [report_queue_id, "Arn"]}
     consent = function_environments(raw)[CONSENT_HANDLER]
     for shared in ("CONNECTIONS_TABLE", "IDEMPOTENCY_TABLE", "TOKEN_KEY_ID", "LWA_CLIENT_SECRET_ID"):
         assert variables[shared] == consent[shared], shared

@@ -96,7 +96,7 @@ def _reset_caches() -> None:
     handler.settings.cache_clear()
     handler.service.cache_clear()
     for factory in (refresher.settings, refresher.credentials, refresher.lwa, refresher.connections,
-                    refresher.tokens, refresher.rotation):
+                    refresher.tokens, refresher.rotation, refresher.subscriptions):
         factory.cache_clear()
     aws.reset()
     clear_caches()

@@ -533,6 +533,8 @@ def test_stats_count_every_token_call_by_grant(http: requests.Session, emu: Amaz
         "throttled_by_operation": {},
         "notifications": {},
         "documents_served": 0,
+        "destinations": 0,
+        "subscriptions": 0,
     }
 
 

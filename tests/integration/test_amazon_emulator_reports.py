@@ -143,7 +143,30 @@ def connect(http: requests.Session, emu: AmazonEmulator, region: str = "NA", sel
             "code": code, "redirect_uri": CALLBACK}
     response = http.post(emu.host_url("api.amazon.com", "/auth/o2/token"), data=body, timeout=5)
     assert response.status_code == 200
-    return str(response.json()["access_token"])
+    token = str(response.json()["access_token"])
+    subscribe(http, emu, token, region)
+    return token
+
+
+def subscribe(http: requests.Session, emu: AmazonEmulator, token: str, region: str) -> None:
+    """The seller subscribes to REPORT_PROCESSING_FINISHED (Amazon notifies only subscribers)."""
+    grant = {"client_id": emu.client_id, "client_secret": emu.client_secret, "grant_type": "client_credentials",
+             "scope": "sellingpartnerapi::notifications"}
+    grantless = http.post(emu.host_url("api.amazon.com", "/auth/o2/token"), data=grant, timeout=5).json()
+    headers = {"x-amz-access-token": grantless["access_token"]}
+    destinations = emu.host_url(SPAPI["NA"], "/notifications/v1/destinations")
+    known = http.get(destinations, headers=headers, timeout=5).json()["payload"]
+    if known:
+        destination = known[0]["destinationId"]
+    else:
+        spec = {"sqs": {"arn": "arn:aws:sqs:us-east-1:123456789012:report-notifications"}}
+        created = http.post(destinations, headers=headers, json={"name": "reports", "resourceSpecification": spec},
+                            timeout=5)
+        destination = created.json()["payload"]["destinationId"]
+    answer = http.post(emu.host_url(SPAPI[region], "/notifications/v1/subscriptions/REPORT_PROCESSING_FINISHED"),
+                       headers={"x-amz-access-token": token},
+                       json={"payloadVersion": "2020-09-04", "destinationId": destination}, timeout=5)
+    assert answer.status_code in (200, 409), answer.text
 
 
 class Api:

@@ -227,6 +227,31 @@ class ConnectionsRepository:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
 
+    def report_subscription(self, seller_id: str, region: str) -> str | None:
+        """The seller's REPORT_PROCESSING_FINISHED subscription id ("existing" if only known to exist)."""
+        item = self._table.get_item(
+            Key=connection_key(seller_id, region),
+            ProjectionExpression="rpf_subscription_id",
+            ConsistentRead=True,
+        ).get("Item")
+        value = (item or {}).get("rpf_subscription_id")
+        return str(value) if value else None
+
+    def record_report_subscription(self, seller_id: str, region: str, subscription_id: str) -> bool:
+        """Remember the REPORT_PROCESSING_FINISHED subscription (ACTIVE connections only). False if not ACTIVE."""
+        try:
+            self._table.update_item(
+                Key=connection_key(seller_id, region),
+                UpdateExpression="SET rpf_subscription_id = :subscription",
+                ConditionExpression=Attr("status").eq(ConnectionStatus.ACTIVE.value),
+                ExpressionAttributeValues={":subscription": subscription_id},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
+
     def sealed_refresh_token(self, seller_id: str, region: str) -> Sealed | None:
         item = self._table.get_item(
             Key=connection_key(seller_id, region),
