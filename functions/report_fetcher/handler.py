@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from report_fetcher.planner import Planner
 from report_fetcher.service import JobRunner
 from report_fetcher.settings import ReportFetcherSettings
-from seller_insights import aws
+from seller_insights import aws, clock
 from seller_insights.observability import get_logger, get_metrics, get_tracer
 from seller_insights.quotas import QuotaBuckets
 from seller_insights.report_jobs import Job, JobRepository, JobStatus, PlanRepository, ReportRepository
@@ -98,15 +98,14 @@ def _run_jobs(messages: list[dict[str, Any]]) -> None:
     tried; if any failed, the message fails (the others are idempotent by job id)."""
     failed = 0
     for message in messages:
-        job = Job.from_message(message)
         try:
+            job = Job.from_message(message)
             step = runner().run(job, message.get("version"))
+            if step.again:
+                _enqueue(job, step.delay or 0, step.version)
         except Exception:
-            logger.exception("report job step failed", extra={"report_type": job.report_type})
+            logger.exception("report job step failed", extra={"report_type": message.get("report_type")})
             failed += 1
-            continue
-        if step.again:
-            _enqueue(job, step.delay or 0, step.version)
     if failed:
         raise RuntimeError(f"{failed} of {len(messages)} jobs failed; the message is retried")
 
@@ -124,7 +123,8 @@ def _resume(notification: dict[str, Any]) -> None:
     # keeps its schedule: resuming it would skip the cooldown and request again at once.
     if job is None or job.status is not JobStatus.WAITING or job.report_id != report_id:
         return
-    job.next_check_at = 0
+    # Due now (not 0): the superseded poll message must still count as stale, not as orphaned.
+    job.next_check_at = clock.epoch_seconds()
     if JobRepository(table()).save(job):  # the delayed poll message is now stale and will be dropped
         _enqueue(job, 0, job.version)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from seller_insights import clock
+from seller_insights.observability import get_logger
 from seller_insights.report_catalog import CATALOG, align
 from seller_insights.report_jobs import Job, Plan, PlanRepository, job_id
 from seller_insights.repositories import iso
@@ -66,7 +67,10 @@ class Planner:
         jobs = []
         now = clock.now()
         for report_type in plan.enabled or self._default_types:
-            spec = CATALOG[report_type]
+            spec = CATALOG.get(report_type)
+            if spec is None:  # a cursor naming a type the catalog no longer has: skip it, plan the rest
+                get_logger().warning("planning cursor names an unknown report type", extra={"report_type": report_type})
+                continue
             if plan.due.get(report_type, 0) > epoch:
                 continue
             start, end = spec.window_for(now)
@@ -75,7 +79,7 @@ class Planner:
                             plan.seller, plan.region, report_type, window_start, window_end,
                             plan.marketplace_ids))
             plan.due[report_type] = int((align(now, spec.cadence) + spec.cadence).timestamp())
-        enabled = plan.enabled or self._default_types
+        enabled = [t for t in plan.enabled or self._default_types if t in CATALOG] or list(self._default_types)
         plan.next_plan_at = min(plan.due.get(t, epoch) for t in enabled)
         return jobs
 

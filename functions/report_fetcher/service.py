@@ -36,7 +36,9 @@ FIRST_CHECK_SECONDS = 30
 MAX_DELAY_SECONDS = 900  # SQS's longest message delay
 RETRY_SECONDS = 60
 MAX_DOCUMENT_ATTEMPTS = 5
-ORPHANED_AFTER_SECONDS = 2 * MAX_DELAY_SECONDS
+# Below the job queue's visibility timeout (1800 s) less the longest delay (900 s) and the function's
+# timeout (300 s): a copy redelivered after a lost re-queue still finds its job orphaned.
+ORPHANED_AFTER_SECONDS = 300
 IN_FLIGHT = ("IN_QUEUE", "IN_PROGRESS")
 
 
@@ -113,7 +115,10 @@ class JobRunner:
                 return self._again(job, RETRY_SECONDS)
             if exc.status >= 500:
                 return self._again(job, RETRY_SECONDS)
-            raise
+            # Amazon refused the request itself (400, 403, 404): retrying cannot help. The job ends,
+            # recorded and counted, instead of dragging its message (and other jobs) to the DLQ.
+            count("ReportFailed")
+            return self._finish(job, JobStatus.FAILED, f"SP-API answered {exc.status} ({exc.code})")
 
     @staticmethod
     def _orphaned(job: Job) -> bool:

@@ -18,7 +18,7 @@ resumed run still counts what the crashed runs deleted. Logs and metrics carry `
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -139,13 +139,14 @@ class RetentionSweep:
                               extra={"seller_key": seller_key(seller), "region": region})
             return False
         deleted = dict.fromkeys(COUNTERS, 0)
+        prefixes = self._prefixes(due)
         try:
-            self._purge_s3(due, deleted)
+            self._purge_s3(due, deleted, prefixes)
             self._purge_table(due, deleted)
         finally:
             for name, value in deleted.items():
                 report.deleted[name] += value
-        verification = self._verify(due)
+        verification = self._verify(due, prefixes)
         totals = {name: due.counted[name] + deleted[name] for name in COUNTERS}
         now = clock.now()
         if self._receipts.write(self._receipt(due, totals, verification, now)):
@@ -207,12 +208,20 @@ class RetentionSweep:
 
     # b. ------------------------------------------------------------------------------------------------
 
-    def _purge_s3(self, due: _Due, deleted: dict[str, int]) -> None:
-        prefix = seller_prefix(due.seller, due.region)
-        uploads = self._s3.abort_uploads(prefix)
-        counts = self._s3.delete_versions(prefix)
-        step = {"multipart_uploads": uploads, "s3_versions": counts.versions,
-                "s3_delete_markers": counts.delete_markers}
+    def _prefixes(self, due: _Due) -> list[str]:
+        """The region's prefix; with the seller's last connection, everything of the seller in the bucket:
+        any region's objects and the portability exports (they hold the reports and the contact)."""
+        if not self._last_connection(due):
+            return [seller_prefix(due.seller, due.region)]
+        return [f"sellers/{due.seller}/", f"exports/{due.seller_key}/"]
+
+    def _purge_s3(self, due: _Due, deleted: dict[str, int], prefixes: list[str]) -> None:
+        step = {"multipart_uploads": 0, "s3_versions": 0, "s3_delete_markers": 0}
+        for prefix in prefixes:
+            step["multipart_uploads"] += self._s3.abort_uploads(prefix)
+            counts = self._s3.delete_versions(prefix)
+            step["s3_versions"] += counts.versions
+            step["s3_delete_markers"] += counts.delete_markers
         deleted.update(step)
         self._add_progress(due, step)
 
@@ -223,9 +232,12 @@ class RetentionSweep:
         for the seller's last connection, everything but that CONN item)."""
         items = list(self._items.partition(f"SELLER#{due.seller}"))
         own = f"CONN#{due.region}"
-        last = not any(item["sk"].startswith("CONN#") and item["sk"] != own for item in items)
+        last = _only_connection(items, own)
         return [{"pk": item["pk"], "sk": item["sk"]} for item in items
                 if item["sk"] != own and (last or _of_region(item, due.region))]
+
+    def _last_connection(self, due: _Due) -> bool:
+        return _only_connection(self._items.partition(f"SELLER#{due.seller}"), f"CONN#{due.region}")
 
     def _purge_table(self, due: _Due, deleted: dict[str, int]) -> None:
         items = self._items.delete(self._doomed(due))
@@ -236,10 +248,12 @@ class RetentionSweep:
 
     # d. ------------------------------------------------------------------------------------------------
 
-    def _verify(self, due: _Due) -> dict[str, int]:
-        left = self._s3.remaining(seller_prefix(due.seller, due.region))
-        verification = {"s3_versions": left.versions, "s3_delete_markers": left.delete_markers,
-                        "multipart_uploads": left.multipart_uploads, "table_items": len(self._doomed(due)),
+    def _verify(self, due: _Due, prefixes: list[str]) -> dict[str, int]:
+        listings = [self._s3.remaining(prefix) for prefix in prefixes]
+        verification = {"s3_versions": sum(left.versions for left in listings),
+                        "s3_delete_markers": sum(left.delete_markers for left in listings),
+                        "multipart_uploads": sum(left.multipart_uploads for left in listings),
+                        "table_items": len(self._doomed(due)),
                         "quota_items": len(self._items.existing(quota_keys(due.seller, due.region)))}
         if any(verification.values()):
             raise PurgeIncomplete("verification found data left: "
@@ -276,6 +290,10 @@ class RetentionSweep:
             # authorization keeps its connection.
             get_logger().warning("connection re-authorized during its purge; kept",
                                  extra={"seller_key": due.seller_key, "region": due.region})
+
+
+def _only_connection(items: Iterable[dict[str, Any]], own: str) -> bool:
+    return not any(item["sk"].startswith("CONN#") and item["sk"] != own for item in items)
 
 
 def _of_region(item: dict[str, Any], region: str) -> bool:

@@ -9,6 +9,7 @@ from typing import Any
 
 import requests
 from aws_lambda_powertools.metrics import MetricUnit
+from botocore.exceptions import ClientError
 
 from seller_insights import clock
 from seller_insights.credentials import CredentialsSource
@@ -17,8 +18,10 @@ from seller_insights.errors import (
     AuthorizationRevoked,
     ConnectionNotActive,
     LwaInvalidClient,
+    LwaRejected,
     LwaUnavailable,
     TokenUnavailable,
+    VaultError,
 )
 from seller_insights.events import EventPublisher
 from seller_insights.lwa import LwaClient
@@ -30,6 +33,7 @@ from seller_insights.tokens import AccessToken, AccessTokenProvider, TokenPolicy
 from token_refresher.models import (
     NEW_SECRET_TYPE,
     SECRET_EXPIRY_TYPE,
+    MalformedNotification,
     Notification,
     ReauthorizationReport,
     RefreshReport,
@@ -39,7 +43,10 @@ from token_refresher.models import (
 ROTATION_SCOPE = "sellingpartnerapi::client_credential:rotation"
 ROTATE_PATH = "/applications/2023-11-30/clientSecret"
 ROTATION_INTERVAL_SECONDS = 60  # rotateApplicationClientSecret: rate 0.0167/s, burst 1
-NOTIFICATION_CLAIM_SECONDS = 14 * 24 * 3600  # longer than SQS keeps a message
+NOTIFICATION_CLAIM_SECONDS = 14 * 24 * 3600  # a handled notification: longer than SQS keeps a message
+# A claim in progress lapses after this (longer than the function's timeout), so a notification whose
+# handler crashed or timed out is taken again on redelivery instead of waiting 14 days.
+NOTIFICATION_WORK_SECONDS = 300
 # Stop taking new connections when the invocation has less than this left.
 SAFETY_MILLIS = 10_000
 NOTIFICATIONS_SCOPE = "sellingpartnerapi::notifications"
@@ -91,6 +98,12 @@ class RefreshSweep:
                 break
             except (LwaUnavailable, TokenUnavailable) as exc:
                 get_logger().warning("token refresh deferred", extra={"reason": type(exc).__name__})
+                report.failed += 1
+            except (VaultError, LwaRejected, ClientError) as exc:
+                # One bad connection (unreadable ciphertext, KMS refusal, a DynamoDB error) must not stop
+                # the sweep for every seller after it; it stays due and is tried on the next run.
+                get_logger().error("token refresh failed", extra={"reason": type(exc).__name__})
+                count("TokenRefreshFailed")
                 report.failed += 1
             else:
                 if refreshed is None:
@@ -273,7 +286,7 @@ class SecretRotation:
         claim_id = f"notification#{notification.notification_id}"
         now = clock.epoch_seconds()
         if not self._claims.claim(claim_id, owner="token_refresher", now=now,
-                                  ttl_seconds=NOTIFICATION_CLAIM_SECONDS, retry_failed=True):
+                                  ttl_seconds=NOTIFICATION_WORK_SECONDS, retry_failed=True):
             claim = self._claims.get(claim_id, now)
             if claim is not None and claim.status is ClaimStatus.IN_PROGRESS:
                 raise RetryLater("another worker is handling this notification")
@@ -283,7 +296,7 @@ class SecretRotation:
         except Exception:
             self._claims.finish(claim_id, ClaimStatus.FAILED)
             raise
-        self._claims.finish(claim_id, ClaimStatus.COMPLETED)
+        self._claims.finish(claim_id, ClaimStatus.COMPLETED, expires_at=now + NOTIFICATION_CLAIM_SECONDS)
         get_logger().info("application notification handled",
                           extra={"notification_type": notification.notification_type, "outcome": outcome})
         return outcome
@@ -334,12 +347,18 @@ class SecretRotation:
         current = self._store.read()
         if current.get("client_secret") == new_secret:
             return "duplicate"
+        # The new secret must be stored even if Amazon's old-secret expiry is missing or malformed:
+        # without an expiry there is simply no overlap for the old one.
+        try:
+            old_expiry: str | None = iso_millis(notification.time(section, "oldClientSecretExpiryTime"))
+        except MalformedNotification:
+            old_expiry = None
         self._store.write({
             "client_id": current["client_id"],
             "application_id": current["application_id"],
             "client_secret": new_secret,
             "previous_client_secret": current["client_secret"],
-            "previous_client_secret_expires_at": iso_millis(notification.time(section, "oldClientSecretExpiryTime")),
+            "previous_client_secret_expires_at": old_expiry,
             "stored_at": iso_millis(clock.now()),
         })
         self._credentials(force_fetch=True)  # this container switches at once

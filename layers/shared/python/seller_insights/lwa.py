@@ -139,9 +139,12 @@ class LwaClient:
             raise LwaUnavailable("connection_error") from None
         payload = _json(response)
         if response.status_code == 200 and isinstance(payload.get("access_token"), str):
+            expires_in = payload.get("expires_in", 3600)
+            if not isinstance(expires_in, int) or expires_in <= 0:
+                raise LwaRejected("invalid_response", response.status_code)
             grant = TokenGrant(
                 access_token=payload["access_token"],
-                expires_in=int(payload.get("expires_in", 3600)),
+                expires_in=expires_in,
                 refresh_token=payload.get("refresh_token"),
                 scope=payload.get("scope"),
             )

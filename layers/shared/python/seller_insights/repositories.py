@@ -369,12 +369,18 @@ class OneTimeClaims:
             raise
         return True
 
-    def finish(self, claim_id: str, status: ClaimStatus) -> None:
+    def finish(self, claim_id: str, status: ClaimStatus, *, expires_at: int | None = None) -> None:
+        """Record the outcome; `expires_at` keeps a finished claim longer than its work window."""
+        values: dict[str, Any] = {":status": status.value}
+        update = "SET #status = :status"
+        if expires_at is not None:
+            update += ", expiration = :expires"
+            values[":expires"] = expires_at
         self._table.update_item(
             Key={"id": claim_id},
-            UpdateExpression="SET #status = :status",
+            UpdateExpression=update,
             ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":status": status.value},
+            ExpressionAttributeValues=values,
         )
 
     def get(self, claim_id: str, now: int) -> Claim | None:

@@ -81,7 +81,15 @@ class SpApiClient:
             response = self._send(method, url, token.value, params, json)
         if response.status_code >= 400:
             raise SpApiError(response.status_code, _error_code(response))
-        return response.json() if response.content else {}
+        if not response.content:
+            return {}
+        try:
+            body = response.json()
+        except ValueError:
+            raise SpApiError(response.status_code, "invalid_json") from None
+        if not isinstance(body, dict):
+            raise SpApiError(response.status_code, "invalid_json")
+        return body
 
     def _send(self, method: str, url: str, access_token: str, params: dict[str, Any] | None,
               json: dict[str, Any] | None) -> requests.Response:
@@ -94,9 +102,10 @@ class SpApiClient:
 
 def _error_code(response: requests.Response) -> str | None:
     try:
-        errors = response.json().get("errors") or []
+        body = response.json()
     except ValueError:
         return None
+    errors = body.get("errors") or [] if isinstance(body, dict) else []
     first = errors[0] if errors and isinstance(errors[0], dict) else {}
     code = first.get("code")
     return str(code) if code else None
