@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Response
 
-from . import consent, control, downloads, lifecycle, lwa, notifications_api, reports, reports_control, spapi
+from . import consent, control, downloads, fees, lifecycle, lwa, notifications_api, reports, reports_control, spapi
 from .marketplaces import LWA_HOST, SPAPI_HOSTS, central_host
 from .state import EmulatorState
 from .web import Call, EmulatorRequest, HttpError, html_error, json_error, json_response
@@ -73,7 +73,8 @@ def default_host_routes() -> list[HostRoute]:
         HostRoute(lambda host: host.lower() == LWA_HOST, service("lwa", lwa.RULES, _lwa_error)),
         HostRoute(
             lambda host: host.lower() in SPAPI_HOSTS,
-            service("spapi", [*spapi.RULES, *reports.RULES, *notifications_api.RULES], spapi.render_error),
+            service("spapi", [*spapi.RULES, *reports.RULES, *notifications_api.RULES, *fees.RULES],
+                    spapi.render_error),
         ),
     ]
 

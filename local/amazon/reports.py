@@ -56,14 +56,15 @@ def _begin(call: Call, operation: str) -> tuple[str, Any]:
     authorization = authorize_seller(call, operation)
     fault = state.faults.take(operation)
     if fault is not None:
-        raise _fault_error(call, operation, fault)
+        raise fault_error(call, operation, fault)
     if not state.buckets.take((authorization.selling_partner_id, operation), RATES[operation], state.now()):
         state.count_throttled(operation)
         raise SpapiError(429, "QuotaExceeded", QUOTA_EXCEEDED, "")
     return authorization.selling_partner_id, authorization.region
 
 
-def _fault_error(call: Call, operation: str, fault: Fault) -> SpapiError:
+def fault_error(call: Call, operation: str, fault: Fault) -> SpapiError:
+    """The error an armed fault stands for (429, 500, 503, or 503 after holding the connection: timeout)."""
     if fault.kind == 429:
         call.state.count_throttled(operation)
         return SpapiError(429, "QuotaExceeded", QUOTA_EXCEEDED, "")

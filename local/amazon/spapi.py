@@ -78,7 +78,7 @@ def render_error(error: HttpError) -> Response:
     return response({"errors": [{"code": code, "message": error.message}]}, error.status)
 
 
-def _unauthorized() -> SpapiError:
+def unauthorized() -> SpapiError:
     return SpapiError(403, "Unauthorized", DENIED, INVALID_TOKEN, {"x-amzn-ErrorType": "AccessDeniedException"})
 
 
@@ -95,7 +95,7 @@ def authorize(call: Call, operation: str) -> AccessToken:
                 DENIED,
                 headers={"x-amzn-ErrorType": "MissingAuthenticationTokenException"},
             )
-        raise _unauthorized()
+        raise unauthorized()
     return token
 
 
@@ -107,7 +107,7 @@ def authorize_seller(call: Call, operation: str) -> Authorization:
     token = authorize(call, operation)
     if token.authorization is None or token.authorization.region != SPAPI_HOSTS[call.host]:
         call.state.count_spapi_denied(operation)
-        raise _unauthorized()
+        raise unauthorized()
     return token.authorization
 
 
@@ -144,7 +144,7 @@ def rotate_application_client_secret(call: Call) -> Response:
     token = authorize(call, ROTATION_OPERATION)
     if token.authorization is not None or ROTATION_SCOPE not in token.scopes:
         state.count_spapi_denied(ROTATION_OPERATION)
-        raise _unauthorized()
+        raise unauthorized()
     # The throttle comes before the operation, as on Amazon: a refused (400) call uses the slot too.
     if not state.take_rotation_slot():
         raise SpapiError(429, "QuotaExceeded", QUOTA_EXCEEDED)

@@ -47,6 +47,7 @@ SPAPI_OPERATIONS = (
     "createDestination",
     "getDestinations",
     "createSubscription",
+    "getMyFeesEstimateForASIN",
 )
 
 _CODE_ALPHABET = string.ascii_letters

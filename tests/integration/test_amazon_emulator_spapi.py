@@ -320,3 +320,82 @@ def test_reauthorization_renews_the_year(http: requests.Session, emu: AmazonEmul
     renewed = lwa(http, emu, grant_type="refresh_token", refresh_token=second["refresh_token"])
     assert renewed.status_code == 200
     assert participations(http, emu, renewed.json()["access_token"]).status_code == 200
+
+
+# -- Product Fees getMyFeesEstimateForASIN: the answer names the token's seller -------------------
+
+FEES = "/products/fees/v0/items/{asin}/feesEstimate"
+
+
+def fees(http: requests.Session, emu: AmazonEmulator, access_token: str | None, region: str = "NA", *,
+         marketplace_id: str = "ATVPDKIKX0DER", currency: str = "USD", asin: str = "B00V5DG6IQ",
+         body: Any = None) -> requests.Response:
+    request = {"FeesEstimateRequest": {
+        "MarketplaceId": marketplace_id, "IsAmazonFulfilled": False, "Identifier": "probe-1",
+        "PriceToEstimateFees": {"ListingPrice": {"CurrencyCode": currency, "Amount": 10}}}}
+    headers = {} if access_token is None else {"x-amz-access-token": access_token}
+    return http.post(emu.host_url(SPAPI[region], FEES.format(asin=asin)), headers=headers,
+                     json=request if body is None else body, timeout=5)
+
+
+@pytest.mark.parametrize(("region", "marketplace_id", "currency"),
+                         [("NA", "ATVPDKIKX0DER", "USD"), ("EU", "A1PA6795UKMFR9", "EUR"),
+                          ("FE", "A1VC38T7YXB528", "JPY")])
+def test_fees_estimate_names_the_seller_of_the_token(http: requests.Session, emu: AmazonEmulator, region: str,
+                                                     marketplace_id: str, currency: str) -> None:
+    tokens = connect(http, emu, region)
+    answer = fees(http, emu, tokens["access_token"], region, marketplace_id=marketplace_id, currency=currency)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-amzn-RateLimit-Limit"] == "1"
+    result = answer.json()["payload"]["FeesEstimateResult"]
+    assert result["Status"] == "Success"
+    identifier = result["FeesEstimateIdentifier"]
+    assert identifier["SellerId"] == SELLER[region]
+    assert (identifier["MarketplaceId"], identifier["IdType"], identifier["IdValue"],
+            identifier["SellerInputIdentifier"]) == (marketplace_id, "ASIN", "B00V5DG6IQ", "probe-1")
+    assert result["FeesEstimate"]["TotalFeesEstimate"]["CurrencyCode"] == currency
+
+
+def test_fees_estimate_client_error_still_names_the_seller(http: requests.Session, emu: AmazonEmulator) -> None:
+    tokens = connect(http, emu, "NA", seller="A2OTHERSELLERNA")
+    result = fees(http, emu, tokens["access_token"], currency="EUR").json()["payload"]["FeesEstimateResult"]
+    assert result["Status"] == "ClientError" and result["Error"]["Code"] == "InvalidParameterValue"
+    assert result["FeesEstimateIdentifier"]["SellerId"] == "A2OTHERSELLERNA"
+
+
+def test_fees_estimate_refuses_tokens_it_cannot_attribute(http: requests.Session, emu: AmazonEmulator) -> None:
+    tokens = connect(http, emu, "NA")
+    assert fees(http, emu, None).json() == MISSING
+    assert_unauthorized(fees(http, emu, tokens["access_token"], "EU", marketplace_id="A1PA6795UKMFR9",
+                             currency="EUR"))  # another region's host
+    grantless = lwa(http, emu, grant_type="client_credentials", scope="sellingpartnerapi::notifications").json()
+    assert_unauthorized(fees(http, emu, grantless["access_token"]))
+    control(http, emu, "revoke", {"selling_partner_id": SELLER["NA"], "region": "NA"})
+    assert_unauthorized(fees(http, emu, tokens["access_token"]))
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"marketplace_id": "A1PA6795UKMFR9", "currency": "EUR"}, "Incorrect Marketplace identifier."),
+    ({"asin": "not-an-asin"}, "The ASIN is not valid."),
+    ({"body": {"FeesEstimateRequest": {"MarketplaceId": "ATVPDKIKX0DER"}}}, "Identifier is required."),
+    ({"body": []}, "FeesEstimateRequest is required."),
+])
+def test_fees_estimate_validates_the_request(http: requests.Session, emu: AmazonEmulator, change: dict[str, Any],
+                                            message: str) -> None:
+    tokens = connect(http, emu, "NA")
+    answer = fees(http, emu, tokens["access_token"], **change)
+    assert answer.status_code == 400
+    assert answer.json()["errors"][0] == {"code": "InvalidInput", "message": message, "details": ""}
+
+
+def test_fees_estimate_throttles_at_burst_two_and_obeys_faults(http: requests.Session, emu: AmazonEmulator) -> None:
+    tokens = connect(http, emu, "NA")
+    assert [fees(http, emu, tokens["access_token"]).status_code for _ in range(3)] == [200, 200, 429]
+    emu.advance_clock(1)
+    assert fees(http, emu, tokens["access_token"]).status_code == 200
+    control(http, emu, "faults", {"operation": "getMyFeesEstimateForASIN", "status": 403, "count": 1})
+    emu.advance_clock(2)
+    assert_unauthorized(fees(http, emu, tokens["access_token"]))
+    stats = control(http, emu, "stats")
+    assert stats["spapi"]["getMyFeesEstimateForASIN"] == 5
+    assert stats["throttled_by_operation"]["getMyFeesEstimateForASIN"] == 1
