@@ -57,6 +57,8 @@ class StageConfig:
     retention_days: int
     # Life of a pending OAuth state (OA-04: at most 10 minutes).
     state_ttl_seconds: int
+    # How long a consent may wait for Amazon to confirm its seller before it is destroyed.
+    consent_verification_hours: int
     # ReauthorizationDue is announced this many days before a seller's 365-day authorization ends.
     reauth_notice_days: int
     # The LWA client secret is rotated when it expires within this many days.
@@ -164,6 +166,7 @@ def _parse(stage: str, raw: Mapping[str, Any]) -> StageConfig:
         log_retention_days=log_retention_days,
         retention_days=bounded("retention_days", 2, 366),
         state_ttl_seconds=bounded("state_ttl_seconds", 60, 600),
+        consent_verification_hours=bounded("consent_verification_hours", 1, 72),
         reauth_notice_days=bounded("reauth_notice_days", 1, 364),
         # Amazon warns 90 days ahead; the settings of token_refresher accept 1..89.
         rotate_when_days_left=bounded("rotate_when_days_left", 1, 89),

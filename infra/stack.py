@@ -43,6 +43,18 @@ class SellerInsightsStack(Stack):
             tokens.invalid_client_metric,
             "token_refresher: LWA rejected the client secret (invalid_client); rotate or restore it",
         )
+        observability.watch_metric(
+            "ConsentIdentityMismatch",
+            tokens.identity_mismatch_metric(consent.handler.duty),
+            "A consent named another seller than Amazon says the authorization belongs to (a forged "
+            "selling_partner_id): nothing was stored; see the audit table's consent records",
+        )
+        observability.watch_metric(
+            "ConsentVerificationExpired",
+            tokens.verification_expired_metric,
+            "token_refresher: Amazon did not confirm a consent's seller before its deadline; the consent was "
+            "destroyed and the seller must connect again (check the app's roles and LWA/SP-API health)",
+        )
         reports = ReportPipeline(
             self,
             "Reports",

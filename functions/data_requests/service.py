@@ -23,7 +23,6 @@ from seller_insights.data_rights import (
     NoDeletionPending,
     PurgeDatePassed,
     SellerSnapshot,
-    public_connection,
 )
 from seller_insights.redaction import register_secret
 from seller_insights.repositories import seller_key
@@ -79,7 +78,7 @@ class DataRequestsService:
             region = storage[str(row.get("region", "unknown"))]
             region["reports"] += 1
             region["bytes"] += int(row.get("bytes", 0))
-        connections = [plain(public_connection(c, snapshot.plans.get(c["region"]))) for c in snapshot.connections]
+        connections = [plain(c) for c in snapshot.public_connections(clock.epoch_seconds())]
         body: dict[str, Any] = {
             "seller_key": seller_key(seller_id),
             "connections": connections,
@@ -94,8 +93,7 @@ class DataRequestsService:
     def export(self, seller_id: str, request_id: str) -> Answer:
         snapshot = self._known(seller_id)
         key = f"exports/{seller_key(seller_id)}/{request_id}.zip"
-        connections = [plain({"seller_id": seller_id, **public_connection(c, snapshot.plans.get(c["region"]))})
-                       for c in snapshot.connections]
+        connections = [plain({"seller_id": seller_id, **c}) for c in snapshot.public_connections(clock.epoch_seconds())]
         profile = _profile(snapshot.profile)
         result = self._exports.build(key=key, seller_id=seller_id, generated_at=clock.now(),
                                      connections=connections, profile=profile,
@@ -121,8 +119,9 @@ class DataRequestsService:
         except ConcurrentChange:
             raise Conflict("The seller's connections changed while the request ran (a new consent or a "
                            "revocation). Send the deletion request again.") from None
-        return Answer({"purge_after": outcome.purge_after, "connections": outcome.connections},
-                      {"connections": outcome.connections, "new": int(outcome.new)})
+        return Answer({"purge_after": outcome.purge_after, "connections": outcome.connections,
+                       "pending_consents_destroyed": outcome.candidates},
+                      {"connections": outcome.connections, "new": int(outcome.new), "candidates": outcome.candidates})
 
     def rollback_deletion(self, seller_id: str) -> Answer:
         self._known(seller_id)
@@ -145,11 +144,12 @@ class DataRequestsService:
     def remove_tokens(self, seller_id: str) -> Answer:
         self._known(seller_id)
         try:
-            count = self._repository.remove_tokens(seller_id, clock.now())
+            count, candidates = self._repository.remove_tokens(seller_id, clock.now())
         except ConcurrentChange:
             raise Conflict("The seller's connections changed while the tokens were being removed. Send "
                            "the request again.") from None
-        return Answer({"connections": count}, {"connections": count})
+        return Answer({"connections": count, "pending_consents_destroyed": candidates},
+                      {"connections": count, "candidates": candidates})
 
     # --- correction ------------------------------------------------------------------------------
 

@@ -18,7 +18,9 @@ from oauth_callback.pages import Link
 from oauth_callback.service import BINDING_COOKIE, ConsentService, Redirect, opaque_seller_key
 from oauth_callback.settings import ConsentSettings
 from seller_insights import aws
+from seller_insights.candidates import CandidateRepository
 from seller_insights.credentials import SecretsManagerCredentials
+from seller_insights.data_rights import AuditLog
 from seller_insights.endpoints import amazon_url
 from seller_insights.errors import (
     AlreadyConnected,
@@ -27,6 +29,9 @@ from seller_insights.errors import (
     BrowserMismatch,
     ConfigurationError,
     ConnectionInProgress,
+    DeletionPending,
+    IdentityMismatch,
+    IdentityUnconfirmed,
     LwaError,
     LwaInvalidGrant,
     LwaUnavailable,
@@ -37,10 +42,10 @@ from seller_insights.errors import (
     UntrustedCallbackUri,
     VaultError,
 )
+from seller_insights.identity import SellerIdentity
 from seller_insights.lwa import LwaClient, RetryPolicy
 from seller_insights.marketplaces import LWA_TOKEN_URL, MARKETPLACES, Region, marketplace_codes
 from seller_insights.observability import get_logger, get_metrics, get_tracer
-from seller_insights.report_jobs import PlanRepository
 from seller_insights.repositories import ConnectionsRepository, OAuthStateRepository, OneTimeClaims
 from seller_insights.vault import Vault
 
@@ -48,8 +53,9 @@ logger = get_logger()
 tracer = get_tracer()
 metrics = get_metrics()
 
-# The code exchange runs inside an API request: worst case (3 attempts, backoff) stays near 11 s,
-# inside the function's 15-second timeout and far inside API Gateway's 29 seconds.
+# The code exchange runs inside an API request: worst case (3 attempts, backoff) stays near 11 s, plus
+# at most 6 s for Amazon to name the seller when a deletion is pending (seller_insights.identity), inside
+# the function's timeout (below API Gateway's 30 seconds).
 CALLBACK_LWA_POLICY = RetryPolicy(max_attempts=3, connect_timeout=2.0, read_timeout=4.0, deadline=9.0)
 
 REGION_NAMES = {Region.NA.value: "North America", Region.EU.value: "Europe", Region.FE.value: "Far East"}
@@ -68,11 +74,13 @@ def service() -> ConsentService:
         config,
         states=OAuthStateRepository(aws.table(config.oauth_state_table)),
         connections=ConnectionsRepository(aws.table(config.connections_table)),
+        candidates=CandidateRepository(aws.table(config.connections_table)),
         claims=OneTimeClaims(aws.table(config.idempotency_table)),
-        plans=PlanRepository(aws.table(config.connections_table)),
         vault=Vault(aws.client("kms"), config.token_key_id),
         lwa=LwaClient(amazon_url(LWA_TOKEN_URL, config.amazon_endpoint_override), credentials,
                       policy=CALLBACK_LWA_POLICY),
+        identity=SellerIdentity(endpoint_override=config.amazon_endpoint_override),
+        audit=AuditLog(aws.table(config.audit_table)),
         credentials=credentials,
     )
 
@@ -115,21 +123,22 @@ def _login(request: HttpRequest) -> HttpResponse:
 
 
 def _callback(request: HttpRequest) -> HttpResponse:
-    completion = service().complete(request.query, request.cookies.get(BINDING_COOKIE))
+    completion = service().complete(request.query, request.cookies.get(BINDING_COOKIE), request.request_id)
     _count("ConsentCompleted")
-    logger.info("seller connected", extra={"seller_key": opaque_seller_key(completion.seller_id),
-                                           "region": completion.region,
-                                           "first_connection": completion.first_connection})
+    logger.info("consent taken; waiting for Amazon to confirm the seller",
+                extra={"seller_key": opaque_seller_key(completion.seller_id), "region": completion.region})
     # A clean URL: nothing of the code or state survives in history or a Referer.
-    return pages.redirect(f"done?outcome=connected&region={completion.region}", status=303)
+    return pages.redirect(f"done?outcome=pending&region={completion.region}", status=303)
 
 
 def _done(request: HttpRequest) -> HttpResponse:
     outcome = request.query.get("outcome")
-    if outcome == "connected":
+    if outcome == "pending":
         region = REGION_NAMES.get(request.query.get("region", ""), "your region")
-        return pages.page(200, "Your Amazon account is connected",
-                          f"Seller Insights can now read your reports for {region}.",
+        return pages.page(200, "Connected, confirming with Amazon",
+                          "Your Amazon authorization has arrived. We are confirming with Amazon that it belongs to "
+                          "your seller account; this usually takes a few minutes.",
+                          f"Once it is confirmed, Seller Insights starts reading your reports for {region}. "
                           "You can close this page. To connect another region, start again.",
                           action=Link("connect", "Connect another region"))
     if outcome == "already_connected":
@@ -164,6 +173,25 @@ def _error_page(exc: Exception) -> HttpResponse:
                               "If that was a mistake, start again.", action=again)
         case AlreadyConnected():
             return pages.redirect("done?outcome=already_connected", status=303)
+        case DeletionPending():
+            # The date comes from our table and is shown only after Amazon confirmed the seller.
+            date = exc.purge_after[:10]
+            return pages.page(409, "Your data is being deleted",
+                              f"You asked us to delete your Seller Insights data. It will be deleted for good on "
+                              f"{date}, so nothing of this authorization was stored.",
+                              "To keep your data, ask Seller Insights support to cancel the deletion before that "
+                              "date. Or connect again after that date to start afresh.")
+        case IdentityMismatch():
+            return pages.page(400, "This authorization belongs to another account",
+                              "Amazon says this authorization belongs to a different seller account than the one "
+                              "the sign-in named. Nothing was stored.",
+                              "Sign in to Seller Central with the account you want to connect and start again.",
+                              action=again)
+        case IdentityUnconfirmed():
+            return pages.page(503, "We could not confirm your account",
+                              "Amazon did not confirm which seller account this authorization belongs to just now. "
+                              "Nothing was stored. Please try again in a few minutes.",
+                              action=Link("connect", "Try again"))
         case ConnectionInProgress():
             return pages.page(409, "Still connecting",
                               "This authorization is being completed in another tab or request. "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -9,6 +11,7 @@ from urllib.parse import parse_qsl
 from seller_insights.errors import BadRequest
 
 MAX_QUERY_LENGTH = 4096
+_REQUEST_ID = re.compile(r"[A-Za-z0-9=_-]{1,64}")  # API Gateway's request ids; anything else is replaced
 MAX_PARAMETERS = 20
 
 
@@ -18,14 +21,18 @@ class HttpRequest:
     path: str
     query: dict[str, str]
     cookies: dict[str, str]
+    request_id: str = ""
 
     @classmethod
     def from_event(cls, event: dict[str, Any]) -> HttpRequest:
-        http = event.get("requestContext", {}).get("http", {})
+        context = event.get("requestContext", {})
+        http = context.get("http", {})
         method = str(http.get("method", "GET")).upper()
         path = str(event.get("rawPath") or http.get("path") or "/")
+        request_id = str(context.get("requestId") or "")
         return cls(method=method, path=path, query=parse_query(event.get("rawQueryString") or ""),
-                   cookies=parse_cookies(event.get("cookies") or []))
+                   cookies=parse_cookies(event.get("cookies") or []),
+                   request_id=request_id if _REQUEST_ID.fullmatch(request_id) else uuid.uuid4().hex)
 
 
 def parse_query(raw: str) -> dict[str, str]:

@@ -3,7 +3,13 @@
 The rules (security.md §2): state is 256-bit random, stored only as a hash, bound to this browser by
 a cookie, at most STATE_TTL_SECONDS old and consumed with a conditional delete before anything else;
 the code is exchanged at LWA at most once; the region comes from the stored state, never from the
-callback; the refresh token is sealed before it is written, in one item update.
+callback; the refresh token is sealed before it is written.
+
+The callback's `selling_partner_id` is a value the browser can edit, so a consent changes no
+connection: the new token becomes a candidate (seller_insights.candidates) that the token refresher
+promotes once Amazon has named its seller. A seller that asked for deletion gets nothing stored; the
+page names the purge date only after Amazon confirmed that seller (else the date of another seller
+would be one edited query value away).
 """
 
 from __future__ import annotations
@@ -15,13 +21,17 @@ import secrets
 import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime
 from typing import NoReturn
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+from aws_lambda_powertools.metrics import MetricUnit
+
 from oauth_callback.settings import ConsentSettings
 from seller_insights import clock
+from seller_insights.candidates import Candidate, CandidateRepository, new_candidate_id
 from seller_insights.credentials import LwaClientCredentials
+from seller_insights.data_rights import AuditLog, AuditOutcome, AuditType
 from seller_insights.endpoints import amazon_url, emulated_host
 from seller_insights.errors import (
     AlreadyConnected,
@@ -29,16 +39,21 @@ from seller_insights.errors import (
     BadRequest,
     BrowserMismatch,
     ConnectionInProgress,
+    DeletionPending,
+    IdentityMismatch,
+    IdentityNotProven,
+    IdentityUnconfirmed,
     LwaError,
     SellerMismatch,
     StateExpired,
     StateNotFound,
     UntrustedCallbackUri,
 )
-from seller_insights.lwa import LwaClient
-from seller_insights.marketplaces import CONSENT_PATH, MARKETPLACES, Region, central_host_regions, marketplace
+from seller_insights.identity import SellerIdentity, probe_marketplace
+from seller_insights.lwa import LwaClient, TokenGrant
+from seller_insights.marketplaces import CONFIRM_PATH, CONSENT_PATH, Region, central_host_regions, marketplace
+from seller_insights.observability import get_logger, get_metrics
 from seller_insights.redaction import register_secret
-from seller_insights.report_jobs import PlanRepository
 from seller_insights.repositories import (
     ClaimStatus,
     ConnectionsRepository,
@@ -50,7 +65,6 @@ from seller_insights.repositories import (
 from seller_insights.vault import Purpose, SecretContext, Vault
 
 BINDING_COOKIE = "__Host-si_consent"
-REAUTHORIZATION_PERIOD = timedelta(days=365)
 CODE_CLAIM_TTL_SECONDS = 24 * 3600
 
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
@@ -69,10 +83,11 @@ class Redirect:
 
 @dataclass(frozen=True)
 class Completion:
+    """A consent taken: its token waits as a candidate until Amazon confirms the seller."""
+
     seller_id: str
     region: str
     marketplace: str | None
-    first_connection: bool
 
 
 def digest(value: str) -> str:
@@ -90,19 +105,23 @@ class ConsentService:
         *,
         states: OAuthStateRepository,
         connections: ConnectionsRepository,
+        candidates: CandidateRepository,
         claims: OneTimeClaims,
-        plans: PlanRepository,
         vault: Vault,
         lwa: LwaClient,
+        identity: SellerIdentity,
+        audit: AuditLog,
         credentials: Callable[[], LwaClientCredentials],
     ) -> None:
         self._settings = settings
         self._states = states
         self._connections = connections
+        self._candidates = candidates
         self._claims = claims
-        self._plans = plans
         self._vault = vault
         self._lwa = lwa
+        self._identity = identity
+        self._audit = audit
         self._credentials = credentials
 
     # --- /connect ---------------------------------------------------------------------------------
@@ -138,35 +157,37 @@ class ConsentService:
         if self._settings.app_draft:
             params["version"] = "beta"
         parts = urlsplit(callback_uri)
-        joined = f"{parts.query}&{urlencode(params)}" if parts.query else urlencode(params)
-        return Redirect(urlunsplit((parts.scheme, parts.netloc, parts.path, joined, "")), binding)
+        return Redirect(urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(params), "")), binding)
 
     def trusted_callback_region(self, uri: str) -> Region:
         """The region of an allowlisted Seller/Vendor Central callback URI, or UntrustedCallbackUri.
 
-        Exact host match on https without port, user info or fragment; in the local stage, also the
-        Amazon emulator's own origin standing in for an allowlisted host.
+        Exact host match on https without port, user info, query or fragment, and exactly the path
+        Amazon confirms our own application on (`/apps/authorize/confirm/{application id}`); in the
+        local stage, also the Amazon emulator's own origin standing in for an allowlisted host.
         """
         if len(uri) > MAX_CALLBACK_URI or any(c in uri for c in "\\ \t\r\n\x00") or not uri.isascii():
             raise UntrustedCallbackUri("amazon_callback_uri has forbidden characters")
         parts = urlsplit(uri)
-        if parts.fragment or "@" in parts.netloc:
-            raise UntrustedCallbackUri("amazon_callback_uri has a fragment or user info")
+        if parts.fragment or parts.query or "?" in uri or "#" in uri or "@" in parts.netloc:
+            raise UntrustedCallbackUri("amazon_callback_uri has a query, a fragment or user info")
         emulated = emulated_host(uri, self._settings.amazon_endpoint_override)
         if emulated is not None:
-            host = emulated[0]
+            host, path = emulated
         else:
-            host = parts.netloc.lower()
+            host, path = parts.netloc.lower(), parts.path
             if parts.scheme != "https" or host != (parts.hostname or ""):
                 raise UntrustedCallbackUri("amazon_callback_uri must be https on a bare host name")
         regions = central_host_regions()
         if host not in regions:
             raise UntrustedCallbackUri("amazon_callback_uri is not a Seller Central or Vendor Central host")
+        if path != f"{CONFIRM_PATH}{self._credentials().application_id}":
+            raise UntrustedCallbackUri("amazon_callback_uri is not Amazon's confirmation page for this application")
         return regions[host]
 
     # --- /callback --------------------------------------------------------------------------------
 
-    def complete(self, query: Mapping[str, str], binding: str | None) -> Completion:
+    def complete(self, query: Mapping[str, str], binding: str | None, request_id: str) -> Completion:
         state = query.get("state") or ""
         code = query.get("spapi_oauth_code") or ""
         register_secret(state, code)
@@ -196,43 +217,66 @@ class ConsentService:
                                   ttl_seconds=CODE_CLAIM_TTL_SECONDS):
             self._raise_for_reused_code(code, binding)
         try:
-            completion = self._exchange_and_store(code, seller_id, pending)
+            completion = self._exchange_and_hold(code, seller_id, pending, request_id)
         except Exception:
             self._claims.finish(claim_id, ClaimStatus.FAILED)
             raise
         self._claims.finish(claim_id, ClaimStatus.COMPLETED)
         return completion
 
-    def _exchange_and_store(self, code: str, seller_id: str, pending: PendingState) -> Completion:
+    def _exchange_and_hold(self, code: str, seller_id: str, pending: PendingState, request_id: str) -> Completion:
+        received_at = clock.now()
         grant = self._lwa.exchange_code(code, self._settings.redirect_uri)
         if grant.refresh_token is None:  # exchange_code guarantees it; kept for the type checker
             raise LwaError("missing_refresh_token")
-        sealed = self._vault.seal(
-            grant.refresh_token, SecretContext(Purpose.REFRESH_TOKEN, seller_id, pending.region)
-        )
-        consented_at = clock.now()
-        # The planning cursor first: a cursor without a connection is harmless (its jobs end without
-        # calling Amazon); a connection without a cursor would never get reports.
-        self._plans.ensure(seller_id, pending.region, self._marketplace_ids(pending),
-                           now=int(consented_at.timestamp()))
-        first = self._connections.record_authorization(
+        register_secret(grant.access_token, grant.refresh_token)
+        purge_after = self._connections.pending_deletion(seller_id)
+        if purge_after is not None:
+            self._refuse_during_deletion(grant, seller_id, pending, purge_after=purge_after, request_id=request_id,
+                                         received_at=received_at)
+        now = clock.epoch_seconds()
+        self._candidates.create(Candidate(
             seller_id=seller_id,
             region=pending.region,
-            sealed_refresh_token=sealed,
-            consented_at=consented_at,
-            reauthorization_due_at=consented_at + REAUTHORIZATION_PERIOD,
-            marketplace=pending.marketplace,
+            candidate_id=new_candidate_id(),
+            sealed=self._vault.seal(grant.refresh_token,
+                                    SecretContext(Purpose.REFRESH_TOKEN, seller_id, pending.region)),
+            created_at=now,
+            verify_by=now + self._settings.consent_verification_seconds,
             flow=pending.flow,
-        )
-        return Completion(seller_id, pending.region, pending.marketplace, first)
+            marketplace=pending.marketplace,
+            verify_due_at=now,
+        ))
+        return Completion(seller_id, pending.region, pending.marketplace)
 
-    @staticmethod
-    def _marketplace_ids(pending: PendingState) -> list[str]:
-        """Reports are requested for the marketplace the seller connected from (else the region's main one)."""
-        if pending.marketplace:
-            return [marketplace(pending.marketplace).marketplace_id]
-        main = next(m for m in MARKETPLACES.values() if m.region.value == pending.region)
-        return [main.marketplace_id]
+    def _refuse_during_deletion(self, grant: TokenGrant, seller_id: str, pending: PendingState, *,
+                                purge_after: str, request_id: str, received_at: datetime) -> NoReturn:
+        """Nothing is stored while the seller's deletion is pending. Which page: Amazon decides, with the
+        access token of this very exchange (held in memory only, then dropped)."""
+        try:
+            confirmed = self._identity.seller_of(grant.access_token, pending.region,
+                                                 probe_marketplace(pending.marketplace, pending.region))
+        except IdentityNotProven as exc:
+            self._record(request_id, seller_id, received_at, AuditOutcome.UNCONFIRMED)
+            get_logger().warning("consent during a pending deletion: Amazon did not confirm the seller",
+                                 extra={"reason": exc.reason})
+            raise IdentityUnconfirmed() from None
+        if confirmed != seller_id:
+            self._record(request_id, seller_id, received_at, AuditOutcome.IDENTITY_MISMATCH,
+                         other_seller_key=seller_key(confirmed))
+            get_metrics().add_metric(name="ConsentIdentityMismatch", unit=MetricUnit.Count, value=1)
+            get_logger().warning("consent names another seller than Amazon does; nothing stored",
+                                 extra={"seller_key": seller_key(seller_id), "region": pending.region})
+            raise IdentityMismatch()
+        self._record(request_id, seller_id, received_at, AuditOutcome.DELETION_PENDING)
+        raise DeletionPending(purge_after)
+
+    def _record(self, request_id: str, seller_id: str, received_at: datetime, outcome: AuditOutcome,
+                other_seller_key: str | None = None) -> None:
+        self._audit.record_request(request_id=request_id, request_type=AuditType.CONSENT,
+                                   seller_key=seller_key(seller_id), received_at=received_at,
+                                   completed_at=clock.now(), outcome=outcome, detail={},
+                                   other_seller_key=other_seller_key)
 
     def _raise_for_reused_code(self, code: str, binding: str | None) -> NoReturn:
         """The same browser bringing back a code we already took: say how that went; else StateNotFound."""

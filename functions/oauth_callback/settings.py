@@ -10,6 +10,9 @@ from seller_insights.marketplaces import marketplace
 from seller_insights.settings import BaseSettings, env_field
 
 MAX_STATE_TTL_SECONDS = 600  # the state may live at most 10 minutes (security.md OA-04)
+# How long a consent may wait for Amazon to confirm its seller before it is destroyed.
+MIN_VERIFICATION_SECONDS = 300
+MAX_VERIFICATION_SECONDS = 72 * 3600
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -17,12 +20,14 @@ class ConsentSettings(BaseSettings):
     connections_table: str = env_field()
     oauth_state_table: str = env_field()
     idempotency_table: str = env_field()
+    audit_table: str = env_field()
     token_key_id: str = env_field()
     lwa_client_secret_id: str = env_field()
     app_draft: bool = env_field()
     redirect_uri: str = env_field()
     default_marketplace: str = env_field(default="US")
     state_ttl_seconds: int = env_field(default=MAX_STATE_TTL_SECONDS)
+    consent_verification_seconds: int = env_field(default=6 * 3600)
 
     def validate(self) -> None:
         super().validate()
@@ -33,6 +38,9 @@ class ConsentSettings(BaseSettings):
             raise ConfigurationError("REDIRECT_URI must use https (plain http only for the local stage on loopback)")
         if not 30 <= self.state_ttl_seconds <= MAX_STATE_TTL_SECONDS:
             raise ConfigurationError(f"STATE_TTL_SECONDS must be between 30 and {MAX_STATE_TTL_SECONDS}")
+        if not MIN_VERIFICATION_SECONDS <= self.consent_verification_seconds <= MAX_VERIFICATION_SECONDS:
+            raise ConfigurationError(f"CONSENT_VERIFICATION_SECONDS must be between {MIN_VERIFICATION_SECONDS} "
+                                     f"and {MAX_VERIFICATION_SECONDS}")
         try:
             marketplace(self.default_marketplace)
         except UnknownMarketplace:

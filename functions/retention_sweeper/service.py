@@ -7,7 +7,8 @@ a. re-read the connection: still REVOKED / DELETION_REQUESTED with this purge da
 b. S3: abort the incomplete multipart uploads, then delete every version and delete marker under
    `sellers/{seller}/{region}/`;
 c. the table: every item of that region under `pk=SELLER#{seller}` except the CONN item (the last
-   connection also takes PROFILE and anything else of the seller), and the region's quota buckets;
+   connection also takes PROFILE, anything else of the seller and its unconfirmed consents under
+   `pk=CANDIDATE#{seller}`), and the region's quota buckets;
 d. verify by listing: nothing left in S3 or the table but the CONN item, or raise (resume next run);
 e. the PII-free receipt in the audit table, THEN the CONN item.
 
@@ -27,6 +28,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
 
 from seller_insights import clock
+from seller_insights.candidates import candidate_partition
 from seller_insights.observability import get_logger, get_metrics
 from seller_insights.repositories import ConnectionStatus, connection_key, iso, seller_key
 from seller_insights.retention import (
@@ -229,12 +231,17 @@ class RetentionSweep:
 
     def _doomed(self, due: _Due) -> list[dict[str, str]]:
         """Keys of the partition's items this purge deletes (everything of the region but its CONN item;
-        for the seller's last connection, everything but that CONN item)."""
+        for the seller's last connection, everything but that CONN item, and any consent of the seller
+        still waiting for Amazon's confirmation)."""
         items = list(self._items.partition(f"SELLER#{due.seller}"))
         own = f"CONN#{due.region}"
         last = _only_connection(items, own)
-        return [{"pk": item["pk"], "sk": item["sk"]} for item in items
-                if item["sk"] != own and (last or _of_region(item, due.region))]
+        doomed = [{"pk": item["pk"], "sk": item["sk"]} for item in items
+                  if item["sk"] != own and (last or _of_region(item, due.region))]
+        if last:
+            doomed += [{"pk": item["pk"], "sk": item["sk"]}
+                       for item in self._items.partition(candidate_partition(due.seller))]
+        return doomed
 
     def _last_connection(self, due: _Due) -> bool:
         return _only_connection(self._items.partition(f"SELLER#{due.seller}"), f"CONN#{due.region}")

@@ -8,9 +8,12 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from seller_insights import aws
+from seller_insights.candidates import CandidateRepository
 from seller_insights.credentials import SecretsManagerCredentials
+from seller_insights.data_rights import AuditLog
 from seller_insights.endpoints import amazon_url
 from seller_insights.events import EventPublisher
+from seller_insights.identity import SellerIdentity
 from seller_insights.lwa import LwaClient
 from seller_insights.marketplaces import LWA_TOKEN_URL
 from seller_insights.observability import get_logger, get_metrics, get_tracer
@@ -26,6 +29,7 @@ from token_refresher.service import (
     SecretStore,
 )
 from token_refresher.settings import TokenRefresherSettings
+from token_refresher.verification import ConsentVerification
 
 logger = get_logger()
 tracer = get_tracer()
@@ -69,6 +73,18 @@ def tokens() -> AccessTokenProvider:
 
 
 @cache
+def verification() -> ConsentVerification:
+    config = settings()
+    return ConsentVerification(
+        candidates=CandidateRepository(aws.table(config.connections_table)),
+        vault=Vault(aws.client("kms"), config.token_key_id),
+        lwa=lwa(),
+        identity=SellerIdentity(endpoint_override=config.amazon_endpoint_override),
+        audit=AuditLog(aws.table(config.audit_table)),
+    )
+
+
+@cache
 def rotation() -> SecretRotation:
     config = settings()
     return SecretRotation(
@@ -105,10 +121,13 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if task == "refresh-tokens":
         sweep = RefreshSweep(connections(), tokens(), TOKEN_POLICY, subscriptions())
         return sweep.run(context.get_remaining_time_in_millis).as_dict()
+    if task == "verify-consents":
+        return verification().run(context.get_remaining_time_in_millis).as_dict()
     if task == "check-reauthorization":
         publisher = EventPublisher(aws.client("events"), settings().event_bus_name, EVENT_SOURCE)
         return ReauthorizationCheck(connections(), publisher, settings().reauth_notice_days).run().as_dict()
-    raise ValueError("unknown event: expected SQS records or a task of refresh-tokens or check-reauthorization")
+    raise ValueError("unknown event: expected SQS records or a task of refresh-tokens, verify-consents or "
+                     "check-reauthorization")
 
 
 def _notifications(records: list[dict[str, Any]]) -> dict[str, Any]:

@@ -12,6 +12,8 @@ from seller_insights.settings import BaseSettings, env_field
 class TokenRefresherSettings(BaseSettings):
     connections_table: str = env_field()
     idempotency_table: str = env_field()
+    # Where consent verifications are recorded (purpose audit).
+    audit_table: str = env_field()
     token_key_id: str = env_field()
     lwa_client_secret_id: str = env_field()
     # Days between a revocation and the purge of everything the seller left: the 30-day promise less

@@ -82,16 +82,20 @@ class ConsentApi(Construct):
                 "CONNECTIONS_TABLE": vault.connections.table_name,
                 "OAUTH_STATE_TABLE": vault.oauth_state.table_name,
                 "IDEMPOTENCY_TABLE": vault.idempotency.table_name,
+                "AUDIT_TABLE": vault.audit.table_name,
                 "TOKEN_KEY_ID": vault.key.key_arn,
                 "LWA_CLIENT_SECRET_ID": vault.lwa_client_secret.secret_arn,
                 "APP_DRAFT": "true" if config.app_draft else "false",
                 "REDIRECT_URI": self.redirect_uri,
                 "DEFAULT_MARKETPLACE": config.default_marketplace,
                 "STATE_TTL_SECONDS": str(config.state_ttl_seconds),
+                "CONSENT_VERIFICATION_SECONDS": str(config.consent_verification_hours * 3600),
             },
         )
         self.handler.acknowledge_synchronous_only("API Gateway (HTTP API)")
         vault.grant_tables_read_write(self.handler, vault.oauth_state, vault.connections, vault.idempotency)
+        # A consent refused during a pending deletion is recorded; the audit table is write-only here.
+        vault.grant_table_actions(self.handler, vault.audit, "dynamodb:PutItem")
         vault.grant_refresh_token_crypto(self.handler)
         vault.grant_lwa_client_read(self.handler)
 

@@ -27,7 +27,12 @@ from infra.config import StageConfig
 from infra.constructs import messaging, tag_purpose
 from infra.constructs.messaging import TARGET_RETRY_ATTEMPTS
 from infra.constructs.service_function import METRICS_NAMESPACE, ServiceFunction
-from infra.constructs.token_vault import REAUTHORIZATION_DUE_INDEX, REFRESH_DUE_INDEX, TokenVault
+from infra.constructs.token_vault import (
+    REAUTHORIZATION_DUE_INDEX,
+    REFRESH_DUE_INDEX,
+    VERIFICATION_DUE_INDEX,
+    TokenVault,
+)
 from infra.nag import acknowledge
 
 DUTY = "token_refresher"
@@ -35,6 +40,8 @@ EVENT_SOURCE = "seller-insights.tokens"
 REAUTHORIZATION_DUE = "ReauthorizationDue"
 DEFAULT_EVENT_BUS = "default"
 INVALID_CLIENT_METRIC = "LwaInvalidClient"
+IDENTITY_MISMATCH_METRIC = "ConsentIdentityMismatch"
+VERIFICATION_EXPIRED_METRIC = "ConsentVerificationExpired"
 
 SWEEP_TIMEOUT_SECONDS = 120
 NOTIFICATIONS_BATCH_SIZE = 10
@@ -47,6 +54,9 @@ NOTIFICATIONS_RETENTION = Duration.days(4)
 # run stays worth delivering (a later run does the same work).
 SCHEDULES = (
     ("refresh-tokens", Duration.minutes(5), Duration.minutes(5)),
+    # Consents wait for Amazon to confirm their seller: looked at every minute (an empty index page per
+    # shard when none waits).
+    ("verify-consents", Duration.minutes(1), Duration.minutes(1)),
     ("check-reauthorization", Duration.days(1), Duration.hours(1)),
 )
 
@@ -86,6 +96,7 @@ class TokenLifecycle(Construct):
             environment={
                 "CONNECTIONS_TABLE": vault.connections.table_name,
                 "IDEMPOTENCY_TABLE": vault.idempotency.table_name,
+                "AUDIT_TABLE": vault.audit.table_name,
                 "TOKEN_KEY_ID": vault.key.key_arn,
                 "LWA_CLIENT_SECRET_ID": vault.lwa_client_secret.secret_arn,
                 "PURGE_AFTER_DAYS": str(config.purge_after_days),
@@ -102,11 +113,17 @@ class TokenLifecycle(Construct):
         self._schedules()
         self._operator_notices()
 
-        self.invalid_client_metric = cloudwatch.Metric(
-            namespace=METRICS_NAMESPACE,
-            metric_name=INVALID_CLIENT_METRIC,
-            dimensions_map={"service": DUTY},
-            statistic=cloudwatch.Stats.SUM,
+        self.invalid_client_metric = self._metric(INVALID_CLIENT_METRIC)
+        self.verification_expired_metric = self._metric(VERIFICATION_EXPIRED_METRIC)
+
+    def identity_mismatch_metric(self, consent_duty: str) -> cloudwatch.IMetric:
+        """ConsentIdentityMismatch from the verifier and from the consent callback (a pending deletion's
+        check), as one sum."""
+        return cloudwatch.MathExpression(
+            expression="FILL(verifier, 0) + FILL(callback, 0)",
+            using_metrics={"verifier": self._metric(IDENTITY_MISMATCH_METRIC),
+                           "callback": self._metric(IDENTITY_MISMATCH_METRIC, duty=consent_duty)},
+            label=IDENTITY_MISMATCH_METRIC,
             period=Duration.minutes(5),
         )
 
@@ -120,7 +137,9 @@ class TokenLifecycle(Construct):
     def _grant_vault(self, vault: TokenVault) -> None:
         fn = self.handler
         vault.grant_tables_read_write(fn, vault.connections, vault.idempotency)
-        vault.grant_connection_index_query(fn, REFRESH_DUE_INDEX, REAUTHORIZATION_DUE_INDEX)
+        vault.grant_connection_index_query(fn, REFRESH_DUE_INDEX, REAUTHORIZATION_DUE_INDEX, VERIFICATION_DUE_INDEX)
+        # What became of each consent (confirmed, mismatched, expired) is recorded; write-only.
+        vault.grant_table_actions(fn, vault.audit, "dynamodb:PutItem")
         vault.grant_refresh_token_crypto(fn)
         vault.grant_access_token_crypto(fn)
         vault.grant_lwa_client_read(fn)
@@ -200,6 +219,15 @@ class TokenLifecycle(Construct):
         )
 
     # ---------------------------------------------------------------- helpers
+
+    def _metric(self, name: str, duty: str = DUTY) -> cloudwatch.Metric:
+        return cloudwatch.Metric(
+            namespace=METRICS_NAMESPACE,
+            metric_name=name,
+            dimensions_map={"service": duty},
+            statistic=cloudwatch.Stats.SUM,
+            period=Duration.minutes(5),
+        )
 
     def _key(self, construct_id: str, use: str) -> kms.Key:
         return messaging.customer_key(self, construct_id, config=self._config, use=use)

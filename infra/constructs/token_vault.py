@@ -32,6 +32,8 @@ REAUTHORIZATION_DUE_INDEX = "by_reauthorization_due"
 PLAN_DUE_INDEX = "by_plan_due"
 # REVOKED and DELETION_REQUESTED connections by purge date (docs/internal-contracts.md, "Retention").
 PURGE_DUE_INDEX = "by_purge_due"
+# Consent candidates waiting for Amazon to confirm their seller (seller_insights.candidates).
+VERIFICATION_DUE_INDEX = "by_verification_due"
 EXPORTS_PREFIX = "exports/"
 # Everything stored about a seller lives under sellers/{id}/{region}/ (architecture §3).
 SELLERS_PREFIX = "sellers/"
@@ -115,7 +117,15 @@ class TokenVault(Construct):
             sort_key=dynamodb.Attribute(name="purge_after", type=dynamodb.AttributeType.STRING),
             projection_type=dynamodb.ProjectionType.KEYS_ONLY,
         )
-        self.connection_indexes = (REFRESH_DUE_INDEX, REAUTHORIZATION_DUE_INDEX, PLAN_DUE_INDEX, PURGE_DUE_INDEX)
+        # KEYS_ONLY: the verifier reads the candidate itself under its lease.
+        self.connections.add_global_secondary_index(
+            index_name=VERIFICATION_DUE_INDEX,
+            partition_key=dynamodb.Attribute(name="verify_shard", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="verify_due_at", type=dynamodb.AttributeType.NUMBER),
+            projection_type=dynamodb.ProjectionType.KEYS_ONLY,
+        )
+        self.connection_indexes = (REFRESH_DUE_INDEX, REAUTHORIZATION_DUE_INDEX, PLAN_DUE_INDEX, PURGE_DUE_INDEX,
+                                   VERIFICATION_DUE_INDEX)
         self.oauth_state = self._table(
             "OAuthState", purpose="oauth_state", partition_key="state_hash", ttl_attribute="expires_at"
         )

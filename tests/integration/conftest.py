@@ -65,6 +65,7 @@ def consent_env(monkeypatch: pytest.MonkeyPatch, emulator: AmazonEmulator,
             "CONNECTIONS_TABLE": resources.tables["connections"],
             "OAUTH_STATE_TABLE": resources.tables["oauth_state"],
             "IDEMPOTENCY_TABLE": resources.tables["idempotency"],
+            "AUDIT_TABLE": resources.tables["audit"],
             "TOKEN_KEY_ID": resources.key_arn,
             "LWA_CLIENT_SECRET_ID": resources.secret_arn,
             "APP_DRAFT": "true",
@@ -96,7 +97,7 @@ def _reset_caches() -> None:
     handler.settings.cache_clear()
     handler.service.cache_clear()
     for factory in (refresher.settings, refresher.credentials, refresher.lwa, refresher.connections,
-                    refresher.tokens, refresher.rotation, refresher.subscriptions):
+                    refresher.tokens, refresher.rotation, refresher.subscriptions, refresher.verification):
         factory.cache_clear()
     aws.reset()
     clear_caches()

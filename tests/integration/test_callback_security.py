@@ -20,8 +20,9 @@ def lwa_calls(emulator, grant="authorization_code"):
 
 
 def connections(resources):
+    """Authorizations stored: connections, and consents waiting for Amazon to confirm their seller."""
     items = boto3.resource("dynamodb").Table(resources.tables["connections"]).scan()["Items"]
-    return sum(1 for item in items if item["sk"].startswith("CONN#"))
+    return sum(1 for item in items if item["sk"].startswith("CONN#") or item["pk"].startswith("CANDIDATE#"))
 
 
 def states(resources):
@@ -181,12 +182,32 @@ def test_login_refuses_untrusted_callback_uris(consent_env, emulator, callback):
     assert states(consent_env) == 0
 
 
-def test_login_accepts_real_seller_and_vendor_central_hosts(consent_env):
+def test_login_accepts_real_seller_and_vendor_central_hosts(consent_env, emulator):
     for host in ("sellercentral.amazon.com", "sellercentral-europe.amazon.com", "vendorcentral.amazon.co.jp"):
-        callback = f"https://{host}/apps/authorize/confirm/amzn1.sp.solution.x"
+        callback = f"https://{host}/apps/authorize/confirm/{emulator.application_id}"
         r = ConsentClient().get(f"/login?amazon_callback_uri={quote(callback, safe='')}&amazon_state=s0meAmazonState")
         assert r.status == 302
         assert r.location.startswith(callback + "?")
+
+
+@pytest.mark.parametrize("path", [
+    "/apps/authorize/confirm/amzn1.sp.solution.someone-else",  # another application's confirmation page
+    "/apps/authorize/confirm/",
+    "/apps/authorize/consent",
+    "/gp/redirect",
+    "/apps/authorize/confirm/{app}/more",
+    "/apps/authorize/confirm/{app}?next=https://evil.example",  # a query Amazon never sends
+    "/apps/authorize/confirm/{app}?",
+    "/apps/authorize/confirm/{app}#top",
+    "/APPS/authorize/confirm/{app}",
+])
+def test_login_only_returns_to_amazons_confirmation_page_of_this_app(consent_env, emulator, path):
+    callback = "https://sellercentral.amazon.com" + path.replace("{app}", emulator.application_id)
+    r = ConsentClient().get(f"/login?amazon_callback_uri={quote(callback, safe='')}&amazon_state=s0meAmazonState")
+    assert r.status == 400
+    assert "Location" not in r.headers
+    assert "Untrusted return address" in r.body
+    assert states(consent_env) == 0
 
 
 def test_login_requires_amazon_state(consent_env):

@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 from seller_insights.credentials import SecretsManagerCredentials
 from seller_insights.lwa import LwaClient, RetryPolicy
 from tests.support.api import ConsentClient
-from tests.support.flows import callback_query, emulator_consent
+from tests.support.flows import callback_query, confirm_consents, emulator_consent
 
 SELLER = "A1B2C3D4E5F6G7"
 
@@ -60,6 +60,8 @@ def test_transient_lwa_errors_are_retried_then_succeed(consent_env, emulator, na
     assert client.get(path).status == 303
     assert token_calls(emulator) == 3
     assert naps == [0.25, 0.5]  # exponential backoff (jitter pinned to 1 in this test)
+    assert [(item["pk"], item["region"]) for item in stored(consent_env)] == [(f"CANDIDATE#{SELLER}", "NA")]
+    assert confirm_consents()["verified"] == 1
     assert sorted(item["sk"] for item in stored(consent_env)) == ["CONN#NA", "PLAN#NA"]
 
 

@@ -10,7 +10,15 @@ import requests
 from seller_insights.repositories import ConnectionsRepository
 from seller_insights.vault import Purpose, SecretContext, Vault
 from tests.support.api import ConsentClient
-from tests.support.flows import appstore_login_query, callback_query, connect, emulator_consent, params
+from tests.support.flows import (
+    appstore_login_query,
+    callback_query,
+    confirm_consents,
+    connect,
+    connect_and_confirm,
+    emulator_consent,
+    params,
+)
 
 SELLER = "A1B2C3D4E5F6G7"
 
@@ -80,9 +88,14 @@ def test_full_consent_stores_the_token_encrypted(consent_env, emulator, log_guar
     client = ConsentClient()
     done = connect(client, emulator.base_url, SELLER, "DE")
     assert done.status == 303
-    assert done.location == "done?outcome=connected&region=EU"
+    assert done.location == "done?outcome=pending&region=EU"
     page = client.get(done.location)
-    assert page.status == 200 and "connected" in page.body
+    assert page.status == 200 and "Connected, confirming with Amazon" in page.body
+    # Nothing under the seller's id until Amazon confirmed the seller.
+    partition = _table(consent_env, "connections").query(
+        KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": f"SELLER#{SELLER}"})["Items"]
+    assert partition == []
+    assert confirm_consents()["verified"] == 1
 
     item = _table(consent_env, "connections").get_item(Key={"pk": f"SELLER#{SELLER}", "sk": "CONN#EU"})["Item"]
     assert item["status"] == "ACTIVE"
@@ -104,8 +117,8 @@ def test_success_redirect_carries_no_code_or_state(consent_env, emulator):
 
 
 def test_two_regions_are_two_connections(consent_env, emulator):
-    assert connect(ConsentClient(), emulator.base_url, SELLER, "US").status == 303
-    assert connect(ConsentClient(), emulator.base_url, SELLER, "JP").status == 303
+    assert connect_and_confirm(ConsentClient(), emulator.base_url, SELLER, "US").status == 303
+    assert connect_and_confirm(ConsentClient(), emulator.base_url, SELLER, "JP").status == 303
     items = _table(consent_env, "connections").query(
         KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": f"SELLER#{SELLER}"})["Items"]
     assert sorted(i["sk"] for i in items) == ["CONN#FE", "CONN#NA", "PLAN#FE", "PLAN#NA"]
@@ -114,10 +127,13 @@ def test_two_regions_are_two_connections(consent_env, emulator):
 
 
 def test_reauthorization_replaces_the_token(consent_env, emulator, product_clock, log_guard):
-    assert connect(ConsentClient(), emulator.base_url, SELLER).status == 303
+    assert connect_and_confirm(ConsentClient(), emulator.base_url, SELLER).status == 303
     first = _open_refresh_token(consent_env, SELLER, "NA")
     product_clock.advance(timedelta(days=300).total_seconds())
     assert connect(ConsentClient(), emulator.base_url, SELLER).status == 303
+    # Until Amazon confirms the seller, the connection keeps its token.
+    assert _open_refresh_token(consent_env, SELLER, "NA") == first
+    assert confirm_consents()["verified"] == 1
     second = _open_refresh_token(consent_env, SELLER, "NA")
     log_guard.watch(first, second)
     assert first != second

@@ -15,7 +15,7 @@ import requests
 
 from seller_insights.spapi import SpApiClient
 from tests.support.api import ConsentClient, FakeContext
-from tests.support.flows import connect
+from tests.support.flows import connect_and_confirm
 from tests.support.tokens import connection_item, provider
 
 SELLER = "A1SUBSCRIBED0001"
@@ -41,7 +41,7 @@ def subscribing(token_env, report_queue, monkeypatch, emulator):
 
     for factory in (handler.settings, handler.subscriptions):
         factory.cache_clear()
-    assert connect(ConsentClient(), emulator.base_url, SELLER, "US").status == 303
+    assert connect_and_confirm(ConsentClient(), emulator.base_url, SELLER, "US").status == 303
     yield token_env
     for factory in (handler.settings, handler.subscriptions):
         factory.cache_clear()
@@ -114,7 +114,8 @@ def test_an_existing_subscription_and_destination_are_reused(subscribing, emulat
 
 def test_reports_notify_subscribed_sellers_only(subscribing, emulator, sqs, report_queue):
     refresher("refresh-tokens")
-    assert connect(ConsentClient(), emulator.base_url, OTHER, "US").status == 303  # never swept: not subscribed
+    # never swept: not subscribed
+    assert connect_and_confirm(ConsentClient(), emulator.base_url, OTHER, "US").status == 303
     tokens = provider(subscribing, emulator.base_url)
     client = SpApiClient(tokens, endpoint_override=emulator.base_url)
     body = {"reportType": LISTINGS, "marketplaceIds": [US]}
@@ -155,7 +156,7 @@ def test_a_failed_subscription_never_fails_the_refresh(subscribing, emulator, pr
 
 
 def test_no_queue_arn_no_subscription(token_env, emulator):
-    assert connect(ConsentClient(), emulator.base_url, SELLER, "US").status == 303
+    assert connect_and_confirm(ConsentClient(), emulator.base_url, SELLER, "US").status == 303
     report = refresher("refresh-tokens")
     assert (report["refreshed"], report["subscribed"]) == (1, 0)
     assert "rpf_subscription_id" not in connection_item(token_env, SELLER, "NA")

@@ -8,7 +8,7 @@ receipts in the audit table. The log guard watches the seller ids: they must nev
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import boto3
@@ -17,6 +17,7 @@ from moto import mock_aws
 
 from retention_sweeper.service import RetentionSweep
 from seller_insights import aws, clock
+from seller_insights.candidates import Candidate, CandidateRepository, new_candidate_id
 from seller_insights.clock import FixedClock
 from seller_insights.quotas import OPERATION_RATES, QuotaBuckets
 from seller_insights.report_jobs import Job, JobRepository, PlanRepository, ReportRepository, StoredReport, job_id
@@ -88,20 +89,26 @@ def sweep_with(resources: Resources, *, db: Any = None, s3: Any = None, sleeps: 
 # --- seeding -------------------------------------------------------------------------------------------
 
 
+def authorize(connections_table: Any, seller: str, region: str, consented_at: datetime) -> None:
+    """A consent Amazon confirmed: the candidate promoted as the token refresher promotes it."""
+    candidates = CandidateRepository(connections_table)
+    candidate = Candidate(seller, region, new_candidate_id(), Sealed(b"k" * 16, b"n" * 12, b"c" * 32),
+                          created_at=int(consented_at.timestamp()), verify_by=clock.epoch_seconds() + 3600,
+                          flow="website", marketplace=None)
+    candidates.create(candidate)
+    assert candidates.promote(candidate, candidate.sealed, now=clock.now(),
+                              marketplace_ids=["ATVPDKIKX0DER"]).value in ("connected", "renewed", "reactivated")
+
+
 def seed(resources: Resources, seller: str, regions: tuple[str, ...] = ("NA", "EU")) -> None:
     """Connections, planning cursors, cached tokens, jobs, report rows, quota buckets, a profile, and
     S3 objects with several versions, delete markers and an incomplete multipart upload per region."""
     connections_table = table(resources)
-    connections = ConnectionsRepository(connections_table)
     now = clock.now()
     jobs = JobRepository(connections_table)
     s3 = boto3.client("s3")
     for region in regions:
-        connections.record_authorization(seller_id=seller, region=region,
-                                         sealed_refresh_token=Sealed(b"k" * 16, b"n" * 12, b"c" * 32),
-                                         consented_at=now - timedelta(days=90),
-                                         reauthorization_due_at=now + timedelta(days=275),
-                                         marketplace=None, flow="website")
+        authorize(connections_table, seller, region, consented_at=now - timedelta(days=90))
         connections_table.put_item(Item={"pk": f"SELLER#{seller}", "sk": f"TOKEN#{region}", "expires_at": 1})
         PlanRepository(connections_table).ensure(seller, region, ["ATVPDKIKX0DER"], clock.epoch_seconds())
         for day in (1, 2):
@@ -277,10 +284,7 @@ def test_reauthorized_connections_are_skipped(env: Resources) -> None:
     seed(env, SELLER)
     revoke(env, SELLER, "EU")
     # Re-authorized before the date: ACTIVE again, out of the purge index.
-    ConnectionsRepository(table(env)).record_authorization(
-        seller_id=SELLER, region="EU", sealed_refresh_token=Sealed(b"k" * 16, b"n" * 12, b"c" * 32),
-        consented_at=clock.now(), reauthorization_due_at=clock.now() + timedelta(days=365), marketplace=None,
-        flow="website")
+    authorize(table(env), SELLER, "EU", consented_at=clock.now())
     # A rolled-back deletion request whose index entry is still there (a GSI is eventually consistent):
     # the sweep must believe the item, not the index.
     request_deletion(env, SELLER, "NA")

@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.parameters.base import clear_caches
 from seller_insights.errors import AuthorizationRevoked, ConnectionNotActive, LwaUnavailable
 from seller_insights.spapi import SpApiClient
 from tests.support.api import ConsentClient, FakeContext
-from tests.support.flows import appstore_login_query, callback_query, connect
+from tests.support.flows import appstore_login_query, callback_query, confirm_consents, connect_and_confirm
 from tests.support.tokens import connection_item, lwa_stats, provider, token_item
 
 SELLER = "A1LIFECYCLE0001"
@@ -23,8 +23,15 @@ OTHER = "A2LIFECYCLE0002"
 
 @pytest.fixture
 def connected(token_env, emulator):
-    assert connect(ConsentClient(), emulator.base_url, SELLER, "US").status == 303
+    assert connect_and_confirm(ConsentClient(), emulator.base_url, SELLER, "US").status == 303
     return token_env
+
+
+@pytest.fixture
+def refresh_calls(connected, emulator):
+    """LWA refresh calls since the connection was made (confirming the consent took one)."""
+    baseline = lwa_stats(emulator.base_url)["refresh_token"]
+    return lambda: lwa_stats(emulator.base_url)["refresh_token"] - baseline
 
 
 def revoke(emulator, seller=SELLER, region="NA"):
@@ -83,6 +90,9 @@ def test_reauthorization_before_purge_makes_it_active_again(connected, emulator,
     hop = client.get(f"/login?{appstore_login_query(emulator.base_url, SELLER, 'NA')}")
     amazon = requests.get(hop.location, allow_redirects=False, timeout=5).headers["Location"]
     assert client.get(f"/callback?{callback_query(amazon)}").status == 303
+    # The consent alone changes nothing: the connection stays REVOKED until Amazon confirms the seller.
+    assert connection_item(connected, SELLER, "NA")["status"] == "REVOKED"
+    assert confirm_consents()["verified"] == 1
     item = connection_item(connected, SELLER, "NA")
     assert item["status"] == "ACTIVE" and "purge_after" not in item and "revoked_at" not in item
     assert provider(connected, emulator.base_url).get(SELLER, "NA").value.startswith("Atza|")
@@ -98,19 +108,19 @@ def test_authorization_lapses_after_365_days(connected, emulator, product_clock)
 
 # --- the 403 rule ---------------------------------------------------------------------------------
 
-def test_a_403_for_an_expired_token_refreshes_once_and_retries_once(connected, emulator):
+def test_a_403_for_an_expired_token_refreshes_once_and_retries_once(connected, emulator, refresh_calls):
     tokens = provider(connected, emulator.base_url)
     client = SpApiClient(tokens, endpoint_override=emulator.base_url)
     assert client.get_marketplace_participations(SELLER, "NA")["payload"]
     emulator.advance_clock(3601)  # Amazon's clock says the cached token is dead; ours does not yet
     assert client.get_marketplace_participations(SELLER, "NA")["payload"]
-    assert lwa_stats(emulator.base_url)["refresh_token"] == 2
+    assert refresh_calls() == 2
     stats = requests.get(f"{emulator.base_url}/_emulator/stats", timeout=5).json()
     assert stats["spapi"]["getMarketplaceParticipations"] == 3
     assert stats["spapi_denied"]["getMarketplaceParticipations"] == 1
 
 
-def test_a_403_after_revocation_ends_in_the_revocation_path(connected, emulator):
+def test_a_403_after_revocation_ends_in_the_revocation_path(connected, emulator, refresh_calls):
     client = SpApiClient(provider(connected, emulator.base_url), endpoint_override=emulator.base_url)
     client.get_marketplace_participations(SELLER, "NA")
     revoke(emulator)
@@ -119,7 +129,7 @@ def test_a_403_after_revocation_ends_in_the_revocation_path(connected, emulator)
     assert connection_item(connected, SELLER, "NA")["status"] == "REVOKED"
     stats = requests.get(f"{emulator.base_url}/_emulator/stats", timeout=5).json()
     assert stats["spapi"]["getMarketplaceParticipations"] == 2  # no retry once the refresh failed
-    assert lwa_stats(emulator.base_url)["refresh_token"] == 2
+    assert refresh_calls() == 2
 
 
 # --- LWA faults on refresh ------------------------------------------------------------------------
@@ -137,16 +147,16 @@ def test_lwa_outage_on_refresh_keeps_everything(connected, emulator, status):
     assert leftover is None or ("lease_owner" not in leftover and "token" not in leftover)
 
 
-def test_transient_lwa_errors_are_retried_within_the_call(connected, emulator):
+def test_transient_lwa_errors_are_retried_within_the_call(connected, emulator, refresh_calls):
     fault(emulator, 503, 2)
     assert provider(connected, emulator.base_url).get(SELLER, "NA").value.startswith("Atza|")
-    assert lwa_stats(emulator.base_url)["refresh_token"] == 3
+    assert refresh_calls() == 3
 
 
 # --- the scheduled sweep --------------------------------------------------------------------------
 
 def test_sweep_refreshes_due_connections_and_detects_revocations(connected, emulator, product_clock):
-    assert connect(ConsentClient(), emulator.base_url, OTHER, "DE").status == 303
+    assert connect_and_confirm(ConsentClient(), emulator.base_url, OTHER, "DE").status == 303
     first = refresher("refresh-tokens")
     assert first == {"due": 2, "refreshed": 2, "revoked": 0, "skipped": 0, "failed": 0, "subscribed": 0,
                      "stopped": None, "left": 0}

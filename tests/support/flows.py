@@ -39,3 +39,20 @@ def appstore_login_query(emulator_url: str, seller_id: str, region: str) -> str:
                            json={"selling_partner_id": seller_id, "region": region}, timeout=5)
     answer.raise_for_status()
     return urlsplit(str(answer.json()["login_url"])).query
+
+
+def confirm_consents() -> dict[str, object]:
+    """The token refresher's `verify-consents` task: Amazon names the seller of each waiting consent."""
+    from tests.support.api import FakeContext
+    from token_refresher.handler import lambda_handler
+
+    return dict(lambda_handler({"task": "verify-consents"}, FakeContext(function_name="token_refresher")))
+
+
+def connect_and_confirm(client: ConsentClient, emulator_url: str, seller_id: str, marketplace: str = "US") -> Response:
+    """The whole website flow, then Amazon's confirmation of the seller; returns our callback's response."""
+    done = connect(client, emulator_url, seller_id, marketplace)
+    assert done.status == 303, done.body
+    report = confirm_consents()
+    assert report["verified"] == 1, report
+    return done

@@ -30,14 +30,17 @@ TABLES: dict[str, dict[str, Any]] = {
                                  {"AttributeName": "plan_shard", "AttributeType": "S"},
                                  {"AttributeName": "next_plan_at", "AttributeType": "N"},
                                  {"AttributeName": "purge_shard", "AttributeType": "S"},
-                                 {"AttributeName": "purge_after", "AttributeType": "S"}],
-        # Sparse indexes of the token lifecycle, the report planner and the retention sweep
+                                 {"AttributeName": "purge_after", "AttributeType": "S"},
+                                 {"AttributeName": "verify_shard", "AttributeType": "S"},
+                                 {"AttributeName": "verify_due_at", "AttributeType": "N"}],
+        # Sparse indexes of the token lifecycle, the report planner, the retention sweep and consent verification
         # (docs/internal-contracts.md).
         "GlobalSecondaryIndexes": [
             _index("by_refresh_due", "refresh_shard", "refresh_due_at"),
             _index("by_reauthorization_due", "reauth_shard", "reauthorization_due_at"),
             _index("by_plan_due", "plan_shard", "next_plan_at", projection="ALL"),
             _index("by_purge_due", "purge_shard", "purge_after"),
+            _index("by_verification_due", "verify_shard", "verify_due_at"),
         ],
         "ttl": "expires_at",
     },

@@ -11,6 +11,10 @@ transaction over every region of the seller, so no reader ever sees half of one:
 - token removal: refresh token and cached access token deleted, TOKENS_REMOVED, out of the indexes,
   PLAN# deleted; the connection item stays.
 
+Consents still waiting for Amazon to confirm their seller (seller_insights.candidates) hold a refresh
+token too: a deletion request and a token removal destroy them, after the transaction (once the
+connections are DELETION_REQUESTED, no candidate can be promoted any more).
+
 Nothing here logs; audit records carry `seller_key` only, never the seller id, an e-mail or a token.
 """
 
@@ -26,11 +30,14 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
+from seller_insights.candidates import Candidate, CandidateRepository
 from seller_insights.marketplaces import MARKETPLACES, marketplace
 from seller_insights.report_jobs import Plan, plan_key
 from seller_insights.repositories import ConnectionStatus, access_token_key, connection_key, iso, shard
 
 PROFILE_SK = "PROFILE"
+# What an operator sees for a region whose only record is a consent Amazon has not confirmed yet.
+PENDING_VERIFICATION = "PENDING_VERIFICATION"
 AUDIT_RETENTION_MONTHS = 25  # the CCPA asks for at least 24 months of request records
 
 # The only connection attributes an operator or the seller may see (an allowlist: a token, a sealed
@@ -88,17 +95,32 @@ class SellerSnapshot:
     connections: list[dict[str, Any]]
     plans: dict[str, dict[str, Any]]  # region -> PLAN# item
     profile: dict[str, Any] | None
+    candidates: list[Candidate] = field(default_factory=list)  # consents waiting for Amazon's confirmation
 
     @property
     def exists(self) -> bool:
-        return bool(self.connections)
+        return bool(self.connections or self.candidates)
+
+    def public_connections(self, now: int) -> list[dict[str, Any]]:
+        """Each connection as an operator may see it, with the consents that wait for Amazon to confirm
+        their seller; a region with only such consents shows as PENDING_VERIFICATION."""
+        waiting: dict[str, list[dict[str, Any]]] = {}
+        for candidate in sorted(self.candidates, key=lambda c: c.created_at):
+            waiting.setdefault(candidate.region, []).append(candidate.public(now))
+        public = [{**public_connection(c, self.plans.get(c["region"])),
+                   "pending_candidates": waiting.pop(c["region"], [])} for c in self.connections]
+        public += [{"region": region, "status": PENDING_VERIFICATION, "report_types": None,
+                    "has_refresh_token": False, "pending_candidates": candidates}
+                   for region, candidates in sorted(waiting.items())]
+        return public
 
 
 @dataclass(frozen=True)
 class DeletionOutcome:
-    purge_after: str  # the earliest purge date of the seller's connections
+    purge_after: str | None  # the earliest purge date of the seller's connections (None: none to purge)
     connections: int
     new: bool  # False when every connection already had a pending deletion
+    candidates: int = 0  # waiting consents destroyed
 
 
 @dataclass(frozen=True)
@@ -113,6 +135,7 @@ class DataRightsRepository:
     def __init__(self, table: Any) -> None:
         self._table = table
         self._client = table.meta.client
+        self._candidates = CandidateRepository(table)
 
     # --- reads ---------------------------------------------------------------------------------
 
@@ -137,7 +160,8 @@ class DataRightsRepository:
         connections = list(self.items(seller_id, "CONN#"))
         plans = {item["region"]: item for item in self.items(seller_id, "PLAN#")} if connections else {}
         return SellerSnapshot(connections=connections, plans=plans,
-                              profile=self.profile(seller_id) if connections else None)
+                              profile=self.profile(seller_id) if connections else None,
+                              candidates=self._candidates.for_seller(seller_id))
 
     def profile(self, seller_id: str) -> dict[str, Any] | None:
         item = self._table.get_item(Key=profile_key(seller_id), ConsistentRead=True).get("Item")
@@ -209,8 +233,9 @@ class DataRightsRepository:
             }})
             actions += self._stop_pulls(seller_id, region)
         self._transact(actions)
-        return DeletionOutcome(purge_after=min(dates) if dates else purge_default,
-                               connections=len(snapshot.connections), new=new)
+        destroyed = self._destroy_candidates(snapshot.candidates)
+        return DeletionOutcome(purge_after=min(dates) if dates else None, connections=len(snapshot.connections),
+                               new=new, candidates=destroyed)
 
     # --- rollback --------------------------------------------------------------------------------
 
@@ -262,7 +287,8 @@ class DataRightsRepository:
 
     # --- token removal ---------------------------------------------------------------------------
 
-    def remove_tokens(self, seller_id: str, now: datetime) -> int:
+    def remove_tokens(self, seller_id: str, now: datetime) -> tuple[int, int]:
+        """(connections whose tokens were removed, waiting consents destroyed)."""
         connections = list(self.items(seller_id, "CONN#"))
         actions: list[dict[str, Any]] = []
         for connection in connections:
@@ -291,9 +317,12 @@ class DataRightsRepository:
             actions.append({"Update": update})
             actions += self._stop_pulls(seller_id, region)
         self._transact(actions)
-        return len(connections)
+        return len(connections), self._destroy_candidates(self._candidates.for_seller(seller_id))
 
     # --- helpers ---------------------------------------------------------------------------------
+
+    def _destroy_candidates(self, candidates: list[Candidate]) -> int:
+        return sum(1 for candidate in candidates if self._candidates.destroy(candidate))
 
     def _stop_pulls(self, seller_id: str, region: str) -> list[dict[str, Any]]:
         return [{"Delete": {"TableName": self._table.name, "Key": access_token_key(seller_id, region)}},
@@ -334,6 +363,8 @@ class AuditType(StrEnum):
     DELETION_ROLLBACK = "deletion_rollback"
     TOKEN_REMOVAL = "token_removal"  # noqa: S105 - a request type, not a secret
     CORRECTION = "correction"
+    CONSENT = "consent"  # a consent refused at the callback (the seller's deletion is pending)
+    CONSENT_VERIFICATION = "consent_verification"  # what became of a consent Amazon was asked about
 
 
 class AuditOutcome(StrEnum):
@@ -341,6 +372,11 @@ class AuditOutcome(StrEnum):
     UNKNOWN_SELLER = "unknown_seller"
     BAD_REQUEST = "bad_request"
     FAILED = "failed"
+    IDENTITY_MISMATCH = "identity_mismatch"  # Amazon named another seller: nothing stored
+    DELETION_PENDING = "deletion_pending"  # the seller's deletion is pending: nothing stored
+    UNCONFIRMED = "unconfirmed"  # Amazon could not be asked: nothing stored
+    EXPIRED = "expired"  # Amazon did not confirm the seller in time: the consent was destroyed
+    REVOKED = "revoked"  # the seller removed the app before its consent was confirmed
 
 
 class AuditLog:
@@ -351,7 +387,8 @@ class AuditLog:
 
     def record_request(self, *, request_id: str, request_type: AuditType, seller_key: str | None,
                        received_at: datetime, completed_at: datetime, outcome: AuditOutcome,
-                       detail: dict[str, int]) -> None:
+                       detail: dict[str, int], other_seller_key: str | None = None) -> None:
+        """`other_seller_key`: the seller Amazon named when a consent named another one (for abuse reports)."""
         item: dict[str, Any] = {
             "id": f"request#{request_id}", "type": request_type.value, "received_at": iso(received_at),
             "completed_at": iso(completed_at), "outcome": outcome.value,
@@ -360,4 +397,6 @@ class AuditLog:
         }
         if seller_key:
             item["seller_key"] = seller_key
+        if other_seller_key:
+            item["other_seller_key"] = other_seller_key
         self._table.put_item(Item=item)

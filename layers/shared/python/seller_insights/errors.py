@@ -66,6 +66,16 @@ class SpApiError(SellerInsightsError):
         super().__init__(f"SP-API answered {status} ({code or 'no error code'})")
 
 
+class IdentityNotProven(SellerInsightsError):
+    """Amazon did not name the seller of an authorization this time (`reason`: throttled,
+    amazon_unavailable, timeout, connection, refused, rejected, no_seller_id). Nothing is assumed."""
+
+    def __init__(self, reason: str, *, retryable: bool) -> None:
+        self.reason = reason
+        self.retryable = retryable
+        super().__init__(f"Amazon did not confirm the seller of this authorization ({reason})")
+
+
 # --- Vault ---------------------------------------------------------------------------------------
 
 
@@ -116,6 +126,23 @@ class BrowserMismatch(ConsentError):
 
 class SellerMismatch(ConsentError):
     """The callback names a different seller than the one Amazon named at the Log-in URI."""
+
+
+class DeletionPending(ConsentError):
+    """The seller asked for the deletion of its data: a consent stores nothing until that is done.
+    Raised only once Amazon confirmed the seller, so the date is shown to that seller alone."""
+
+    def __init__(self, purge_after: str) -> None:
+        self.purge_after = purge_after
+        super().__init__("a deletion request is pending for this seller")
+
+
+class IdentityMismatch(ConsentError):
+    """Amazon says the authorization belongs to another seller than the one the callback names."""
+
+
+class IdentityUnconfirmed(ConsentError):
+    """Amazon could not be asked who the authorization belongs to right now (see IdentityNotProven)."""
 
 
 class AuthorizationCancelled(ConsentError):

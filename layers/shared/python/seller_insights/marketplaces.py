@@ -14,6 +14,8 @@ from seller_insights.errors import UnknownMarketplace
 
 LWA_TOKEN_URL = "https://api.amazon.com/auth/o2/token"  # noqa: S105 - a URL, not a password
 CONSENT_PATH = "/apps/authorize/consent"
+# Where the Log-in URI sends the browser back: Amazon's confirmation page of one application.
+CONFIRM_PATH = "/apps/authorize/confirm/"
 
 
 class Region(StrEnum):
@@ -41,6 +43,11 @@ class Marketplace:
 
     def consent_base(self) -> str:
         return self.seller_central
+
+    @property
+    def currency(self) -> str:
+        """The marketplace's default currency (ISO 4217), as Amazon's getAccount reports it."""
+        return _CURRENCIES[self.code]
 
 
 _EU_SC = "https://sellercentral-europe.amazon.com"  # shared by UK, DE, FR, IT, ES
@@ -97,6 +104,13 @@ _ROWS: tuple[Marketplace, ...] = (
                 "https://sellercentral.amazon.sg", "https://vendorcentral.amazon.com.sg"),
 )
 
+_EURO = ("DE", "FR", "IT", "ES", "NL", "BE", "IE")
+_CURRENCIES: dict[str, str] = {
+    "US": "USD", "CA": "CAD", "MX": "MXN", "BR": "BRL", "UK": "GBP", **dict.fromkeys(_EURO, "EUR"),
+    "SE": "SEK", "PL": "PLN", "TR": "TRY", "AE": "AED", "SA": "SAR", "EG": "EGP", "IN": "INR", "ZA": "ZAR",
+    "JP": "JPY", "AU": "AUD", "SG": "SGD",
+}
+
 MARKETPLACES: dict[str, Marketplace] = {m.code: m for m in _ROWS}
 _ALIASES = {"GB": "UK"}
 
@@ -128,6 +142,11 @@ def central_host_regions() -> dict[str, Region]:
                 assert host is not None
                 hosts[host] = m.region
     return hosts
+
+
+def main_marketplace(region: Region | str) -> Marketplace:
+    """The marketplace most sellers of a region sell in (the first of that region: US, UK, JP)."""
+    return next(m for m in _ROWS if m.region.value == str(region))
 
 
 def main_seller_central(region: Region) -> str:

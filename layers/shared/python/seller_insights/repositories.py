@@ -94,46 +94,17 @@ class ConnectionsRepository:
     def __init__(self, table: Any) -> None:
         self._table = table
 
-    def record_authorization(
-        self,
-        *,
-        seller_id: str,
-        region: str,
-        sealed_refresh_token: Sealed,
-        consented_at: datetime,
-        reauthorization_due_at: datetime,
-        marketplace: str | None,
-        flow: str,
-    ) -> bool:
-        """Store (or atomically replace) the seller's refresh token for a region. True if new."""
-        now = iso(consented_at)
-        response = self._table.update_item(
-            Key=connection_key(seller_id, region),
-            UpdateExpression=(
-                "SET seller_id = :seller, #region = :region, #status = :active, refresh_token = :token, "
-                "consented_at = :now, reauthorization_due_at = :due, updated_at = :now, "
-                "consent_flow = :flow, created_at = if_not_exists(created_at, :now), "
-                "marketplace = if_not_exists(marketplace, :marketplace), "
-                # Due for a first access token now; in both sparse indexes while ACTIVE.
-                "refresh_shard = :shard, refresh_due_at = :due_now, reauth_shard = :shard "
-                "REMOVE purge_after, purge_shard, revoked_at"
-            ),
-            ExpressionAttributeNames={"#region": "region", "#status": "status"},
-            ExpressionAttributeValues={
-                ":seller": seller_id,
-                ":region": region,
-                ":active": ConnectionStatus.ACTIVE.value,
-                ":token": sealed_refresh_token.to_item(),
-                ":now": now,
-                ":due": iso(reauthorization_due_at),
-                ":flow": flow,
-                ":marketplace": marketplace,
-                ":shard": shard(seller_id, region),
-                ":due_now": int(consented_at.timestamp()),
-            },
-            ReturnValues="UPDATED_OLD",
-        )
-        return "created_at" not in response.get("Attributes", {})
+    def pending_deletion(self, seller_id: str) -> str | None:
+        """The purge date of the seller's deletion request (the earliest of its connections), or None.
+
+        A deletion request covers every region of the seller, so any region's connection counts."""
+        page = self._table.query(
+            KeyConditionExpression=Key("pk").eq(f"SELLER#{seller_id}") & Key("sk").begins_with("CONN#"),
+            ProjectionExpression="#status, purge_after", ExpressionAttributeNames={"#status": "status"},
+            ConsistentRead=True)
+        dates = [str(item["purge_after"]) for item in page.get("Items", [])
+                 if item.get("status") == ConnectionStatus.DELETION_REQUESTED.value and item.get("purge_after")]
+        return min(dates) if dates else None
 
     def get(self, seller_id: str, region: str) -> Connection | None:
         item = self._table.get_item(Key=connection_key(seller_id, region), ConsistentRead=True).get("Item")

@@ -19,6 +19,7 @@ from seller_insights.redaction import register_secret
 from seller_insights.tokens import AccessToken
 
 REPORTS = "/reports/2021-06-30"
+FEES = "/products/fees/v0"
 
 
 class TokenSource(Protocol):
@@ -54,6 +55,12 @@ class SpApiClient:
         """Sellers API getMarketplaceParticipations: the marketplaces this seller sells in."""
         return self.request(seller, region, "GET", "/sellers/v1/marketplaceParticipations")
 
+    def get_my_fees_estimate_for_asin(self, seller: str, region: str, asin: str, body: dict[str, Any], *,
+                                      retry_refused_token: bool = True) -> dict[str, Any]:
+        """Product Fees API getMyFeesEstimateForASIN (its answer names the token's seller)."""
+        return self.request(seller, region, "POST", f"{FEES}/items/{asin}/feesEstimate", json=body,
+                            retry_refused_token=retry_refused_token)
+
     # --- Reports API 2021-06-30 ------------------------------------------------------------------
 
     def create_report(self, seller: str, region: str, body: dict[str, Any]) -> str:
@@ -71,11 +78,14 @@ class SpApiClient:
         return document
 
     def request(self, seller: str, region: str, method: str, path: str, *,
-                params: dict[str, Any] | None = None, json: dict[str, Any] | None = None) -> dict[str, Any]:
+                params: dict[str, Any] | None = None, json: dict[str, Any] | None = None,
+                retry_refused_token: bool = True) -> dict[str, Any]:
+        """`retry_refused_token=False`: a refused token is not replaced and retried (a token that is not
+        from the shared cache has no replacement)."""
         url = amazon_url(SPAPI_ENDPOINTS[Region(region)] + path, self._override)
         token = self._tokens.get(seller, region)
         response = self._send(method, url, token.value, params, json)
-        if response.status_code == 403 and _error_code(response) in _TOKEN_REFUSED:
+        if retry_refused_token and response.status_code == 403 and _error_code(response) in _TOKEN_REFUSED:
             self._tokens.invalidate(seller, region, token)
             token = self._tokens.get(seller, region)
             response = self._send(method, url, token.value, params, json)
