@@ -54,7 +54,7 @@ tracer = get_tracer()
 metrics = get_metrics()
 
 # The code exchange runs inside an API request: worst case (3 attempts, backoff) stays near 11 s, plus
-# at most 6 s for Amazon to name the seller when a deletion is pending (seller_insights.identity), inside
+# at most 4.5 s for Amazon to name the seller when a deletion is pending (seller_insights.identity), inside
 # the function's timeout (below API Gateway's 30 seconds).
 CALLBACK_LWA_POLICY = RetryPolicy(max_attempts=3, connect_timeout=2.0, read_timeout=4.0, deadline=9.0)
 

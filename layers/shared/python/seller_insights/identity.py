@@ -29,7 +29,7 @@ PROBE_ASIN = "B00V5DG6IQ"
 PROBE_IDENTIFIER = "seller-insights-identity"
 PROBE_PRICE = 10
 # Inside an API request (the consent callback) the check must stay short.
-IDENTITY_TIMEOUTS = SpApiTimeouts(connect=2.0, read=4.0)
+IDENTITY_TIMEOUTS = SpApiTimeouts(connect=1.5, read=3.0)
 
 
 def probe_marketplace(code: str | None, region: str) -> Marketplace:
