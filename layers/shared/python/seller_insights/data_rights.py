@@ -341,20 +341,29 @@ class AuditOutcome(StrEnum):
     UNKNOWN_SELLER = "unknown_seller"
     BAD_REQUEST = "bad_request"
     FAILED = "failed"
+    FORBIDDEN = "forbidden"  # no IAM identity in the request: refused, still recorded
+
+
+# The audit record's principal when the request carried no IAM identity (refused with 403).
+UNKNOWN_PRINCIPAL = "unknown"
 
 
 class AuditLog:
-    """Request records in the audit table (purpose `audit`): no seller id, e-mail, token or content."""
+    """Request records in the audit table (purpose `audit`): no seller id, e-mail, token or content.
+
+    Each names who asked: `principal_arn`, the caller's IAM principal as API Gateway's IAM authorization
+    identified it (an operator's `assumed-role/OpsSupportRole/{session}` ARN), or `unknown`.
+    """
 
     def __init__(self, table: Any) -> None:
         self._table = table
 
     def record_request(self, *, request_id: str, request_type: AuditType, seller_key: str | None,
-                       received_at: datetime, completed_at: datetime, outcome: AuditOutcome,
+                       principal_arn: str, received_at: datetime, completed_at: datetime, outcome: AuditOutcome,
                        detail: dict[str, int]) -> None:
         item: dict[str, Any] = {
-            "id": f"request#{request_id}", "type": request_type.value, "received_at": iso(received_at),
-            "completed_at": iso(completed_at), "outcome": outcome.value,
+            "id": f"request#{request_id}", "type": request_type.value, "principal_arn": principal_arn,
+            "received_at": iso(received_at), "completed_at": iso(completed_at), "outcome": outcome.value,
             "detail": {name: int(value) for name, value in detail.items()},
             "expires_at": int(add_months(received_at, AUDIT_RETENTION_MONTHS).timestamp()),
         }
