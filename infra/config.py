@@ -65,7 +65,7 @@ class ApiLimits:
     routes' limits fit inside it)."""
 
     routes: tuple[RouteLimit, ...]
-    # None: no reservation (the consent function shares the account's unreserved pool).
+    # None (null or absent in cdk.json): no reservation; the consent function shares the unreserved pool.
     consent_reserved_concurrency: int | None
 
     def for_path(self, route_path: str) -> RouteLimit | None:
@@ -252,10 +252,10 @@ def _api_limits(prefix: str, raw: Mapping[str, Any]) -> ApiLimits:
     unknown = sorted(set(limits) - {"routes", "consent_reserved_concurrency"})
     if unknown:
         raise ConfigError(f"{path}' has unknown key(s): {', '.join(unknown)}")
-    for key in ("routes", "consent_reserved_concurrency"):
-        if key not in limits:
-            raise ConfigError(f"{path}.{key}' is missing")
-    reserved = limits["consent_reserved_concurrency"]
+    if "routes" not in limits:
+        raise ConfigError(f"{path}.routes' is missing")
+    # CDK drops null context values on the way in: absent is null, no reservation.
+    reserved = limits.get("consent_reserved_concurrency")
     if reserved is not None and (isinstance(reserved, bool) or not isinstance(reserved, int) or reserved < 1):
         raise ConfigError(f"{path}.consent_reserved_concurrency' must be null or an int >= 1, got {reserved!r}")
     routes = limits["routes"]

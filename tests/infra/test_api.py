@@ -181,6 +181,10 @@ def test_missing_api_limits_is_named() -> None:
     del stages["dev"]["api_limits"]["routes"]
     with pytest.raises(ConfigError, match=r"stages\.dev\.api_limits\.routes' is missing"):
         StageConfig.from_context("dev", stages)
+    # CDK drops null context values: an absent reservation is null, no reservation.
+    local = load_cdk_context()["stages"]["local"]
+    del local["api_limits"]["consent_reserved_concurrency"]
+    assert StageConfig.from_context("local", {"local": local}).api_limits.consent_reserved_concurrency is None
 
 
 def test_reserved_concurrency_must_hold_the_consent_routes() -> None:
