@@ -141,6 +141,7 @@ class ThrottledRoutes(Construct):
         self._api = api
         self._stage = resource
         self._config = config
+        self.stage_name = config.name
         self.limits: dict[str, RouteLimit] = {}  # route key -> its limit
         self.node.add_validation(_EveryLimitCoversARoute(self))
 
@@ -184,12 +185,11 @@ class _EveryLimitCoversARoute:
 
     def __init__(self, routes: ThrottledRoutes) -> None:
         self._routes = routes
-        self._stage = routes._config.name
 
     def validate(self) -> list[str]:
         return [
-            f"cdk.json context 'stages.{self._stage}.api_limits.routes.{limit.path}' covers no route of the HTTP "
-            "API: fix the path or remove the entry"
+            f"cdk.json context 'stages.{self._routes.stage_name}.api_limits.routes.{limit.path}' covers no route of "
+            "the HTTP API: fix the path or remove the entry"
             for limit in self._routes.unused_limits()
         ]
 
