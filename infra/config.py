@@ -34,10 +34,44 @@ DEFAULT_REPORT_TYPES: tuple[str, ...] = (
     "GET_V2_SETTLEMENT_REPORT_DATA_FLAT_FILE_V2",
 )
 _REPORT_TYPE = re.compile(r"GET_[A-Z0-9_]+")
+# A route path or a prefix of one, segment by segment: "/connect", "/admin", "/admin/sellers/{seller_id}".
+_ROUTE_PATH = re.compile(r"(/[A-Za-z0-9._~{}+-]+)+")
+# API Gateway's account-level ceilings per Region (HTTP APIs): no route limit may exceed them.
+ACCOUNT_RATE_LIMIT = 10_000
+ACCOUNT_BURST_LIMIT = 5_000
 
 
 class ConfigError(ValueError):
     """cdk.json context is missing a stage or holds a bad value; the message names the key."""
+
+
+@dataclass(frozen=True)
+class RouteLimit:
+    """One entry of ``api_limits.routes``: a token bucket (``rate`` per second, ``burst`` deep) that every
+    route whose path is ``path`` or lies under it gets for itself (one bucket per route key)."""
+
+    path: str
+    rate: float
+    burst: int
+
+    def covers(self, route_path: str) -> bool:
+        return route_path == self.path or route_path.startswith(self.path + "/")
+
+
+@dataclass(frozen=True)
+class ApiLimits:
+    """``cdk.json`` → ``context.stages.<name>.api_limits``: per-route throttles of the HTTP API and the
+    reserved concurrency of the consent function (infra/constructs/consent_api.py checks that the consent
+    routes' limits fit inside it)."""
+
+    routes: tuple[RouteLimit, ...]
+    # None (null or absent in cdk.json): no reservation; the consent function shares the unreserved pool.
+    consent_reserved_concurrency: int | None
+
+    def for_path(self, route_path: str) -> RouteLimit | None:
+        """The entry with the longest path that covers ``route_path``."""
+        covering = [limit for limit in self.routes if limit.covers(route_path)]
+        return max(covering, key=lambda limit: len(limit.path)) if covering else None
 
 
 @dataclass(frozen=True)
@@ -72,6 +106,8 @@ class StageConfig:
     api_throttle_burst: int
     function_memory_mb: int
     function_timeout_seconds: int
+    # Per-route throttles and the consent function's reserved concurrency (``api_limits``).
+    api_limits: ApiLimits
     # Optional cap on concurrent executions per function; None leaves the account pool shared.
     reserved_concurrency: int | None = None
     # Report types the planner requests for a connection without its own choice (DEFAULT_REPORT_TYPES
@@ -157,6 +193,7 @@ def _parse(stage: str, raw: Mapping[str, Any]) -> StageConfig:
         raise ConfigError(f"cdk.json context '{prefix}.reserved_concurrency' must be null or >= 1")
 
     report_types = _report_types(prefix, raw)
+    api_limits = _api_limits(prefix, raw)
 
     config = StageConfig(
         name=stage,
@@ -176,6 +213,7 @@ def _parse(stage: str, raw: Mapping[str, Any]) -> StageConfig:
         api_throttle_burst=bounded("api_throttle_burst", 1, 5_000),
         function_memory_mb=bounded("function_memory_mb", 128, 10_240),
         function_timeout_seconds=bounded("function_timeout_seconds", 1, 900),
+        api_limits=api_limits,
         reserved_concurrency=reserved,
         default_report_types=report_types,
     )
@@ -203,3 +241,41 @@ def _report_types(prefix: str, raw: Mapping[str, Any]) -> tuple[str, ...]:
     if len(set(items)) != len(items):
         raise ConfigError(f"{path} lists a report type twice")
     return tuple(items)
+
+
+def _api_limits(prefix: str, raw: Mapping[str, Any]) -> ApiLimits:
+    """``api_limits``: ``{"consent_reserved_concurrency": N|null, "routes": {"/path": {"rate": r, "burst": b}}}``."""
+    path = f"cdk.json context '{prefix}.api_limits"
+    if "api_limits" not in raw:
+        raise ConfigError(f"{path}' is missing: give each route's rate and burst and the consent function's "
+                          "reserved concurrency (see the deploy section of README.md)")
+    limits = raw["api_limits"]
+    if not isinstance(limits, Mapping):
+        raise ConfigError(f"{path}' must be an object with 'routes' and 'consent_reserved_concurrency'")
+    unknown = sorted(set(limits) - {"routes", "consent_reserved_concurrency"})
+    if unknown:
+        raise ConfigError(f"{path}' has unknown key(s): {', '.join(unknown)}")
+    if "routes" not in limits:
+        raise ConfigError(f"{path}.routes' is missing")
+    # CDK drops null context values on the way in: absent is null, no reservation.
+    reserved = limits.get("consent_reserved_concurrency")
+    if reserved is not None and (isinstance(reserved, bool) or not isinstance(reserved, int) or reserved < 1):
+        raise ConfigError(f"{path}.consent_reserved_concurrency' must be null or an int >= 1, got {reserved!r}")
+    routes = limits["routes"]
+    if not isinstance(routes, Mapping) or not routes:
+        raise ConfigError(f"{path}.routes' must be a non-empty object like "
+                          '{"/connect": {"rate": 1, "burst": 5}}, got ' + repr(routes))
+    parsed = []
+    for route_path, entry in routes.items():
+        where = f"{path}.routes.{route_path}'"
+        if not isinstance(route_path, str) or not _ROUTE_PATH.fullmatch(route_path):
+            raise ConfigError(f"{where} is not a route path like '/connect' or '/admin' (no trailing slash)")
+        if not isinstance(entry, Mapping) or set(entry) != {"rate", "burst"}:
+            raise ConfigError(f'{where} must be {{"rate": requests per second, "burst": bucket size}}, got {entry!r}')
+        rate, burst = entry["rate"], entry["burst"]
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= ACCOUNT_RATE_LIMIT:
+            raise ConfigError(f"{where} rate must be a number in (0, {ACCOUNT_RATE_LIMIT}], got {rate!r}")
+        if isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= ACCOUNT_BURST_LIMIT:
+            raise ConfigError(f"{where} burst must be an int in 1..{ACCOUNT_BURST_LIMIT}, got {burst!r}")
+        parsed.append(RouteLimit(route_path, float(rate), burst))
+    return ApiLimits(routes=tuple(parsed), consent_reserved_concurrency=reserved)

@@ -1,6 +1,6 @@
 """The local API gateway: the template's HTTP API routes as API Gateway HTTP API payload 2.0 events
-for the real handlers, IAM (SigV4) authorization for `/admin/...`, and the `/_local/...` control
-endpoints that exist only here.
+for the real handlers, the stage's per-route throttles, IAM (SigV4) authorization for `/admin/...`, and
+the `/_local/...` control endpoints that exist only here.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -55,12 +56,30 @@ class AdminCredentials:
 
 # --- routes -------------------------------------------------------------------------------------
 
+# API Gateway's account-level throttle per Region: what a route gets when neither its own settings nor
+# the stage's defaults say otherwise.
+ACCOUNT_RATE_LIMIT = 10_000.0
+ACCOUNT_BURST_LIMIT = 5_000
+# The role operators assume for the /admin routes (infra/constructs/data_requests.py), and the session
+# the local admin credentials stand for.
+OPS_ROLE_NAME = "OpsSupportRole"
+LOCAL_ADMIN_SESSION = "local-admin"
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """A route's token bucket: ``rate`` tokens a second, at most ``burst`` held."""
+
+    rate: float
+    burst: int
+
 
 @dataclass(frozen=True)
 class Route:
     key: str  # "ANY /connect", "GET /admin/sellers/{id}", "$default"
     function_id: str
     authorization: str = "NONE"
+    throttle: Throttle | None = None  # None: not throttled (a route built by hand, not from a template)
 
     @property
     def iam(self) -> bool:
@@ -103,6 +122,7 @@ class Route:
 
 def routes_from(template: Template) -> list[Route]:
     functions = {lid for lid, _ in resources(template, "AWS::Lambda::Function")}
+    stages = _default_stages(template)
     integrations = {}
     for logical_id, resource in resources(template, "AWS::ApiGatewayV2::Integration"):
         targets = dependencies(props(resource).get("IntegrationUri")) & functions
@@ -115,8 +135,55 @@ def routes_from(template: Template) -> list[Route]:
         if len(integration) != 1:
             log.warning("%s (%s) has no Lambda integration; not served locally", logical_id, p.get("RouteKey"))
             continue
-        found.append(Route(p["RouteKey"], integrations[integration.pop()], p.get("AuthorizationType", "NONE")))
+        settings = next((stages[api] for api in dependencies(p.get("ApiId")) if api in stages), None)
+        throttle = _throttle(p["RouteKey"], *settings) if settings else None
+        found.append(
+            Route(p["RouteKey"], integrations[integration.pop()], p.get("AuthorizationType", "NONE"), throttle)
+        )
     return found
+
+
+def _default_stages(template: Template) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """API logical id -> (RouteSettings, DefaultRouteSettings) of its `$default` stage, the one served here."""
+    stages = {}
+    for _, resource in resources(template, "AWS::ApiGatewayV2::Stage"):
+        p = props(resource)
+        if p.get("StageName") != "$default":
+            continue
+        for api in dependencies(p.get("ApiId")):
+            stages[api] = (p.get("RouteSettings") or {}, p.get("DefaultRouteSettings") or {})
+    return stages
+
+
+def _throttle(route_key: str, route_settings: dict[str, Any], default: dict[str, Any]) -> Throttle:
+    """As API Gateway does: the route's own settings, else the stage's defaults, else the account's."""
+    own = route_settings.get(route_key) or {}
+    rate = own.get("ThrottlingRateLimit", default.get("ThrottlingRateLimit", ACCOUNT_RATE_LIMIT))
+    burst = own.get("ThrottlingBurstLimit", default.get("ThrottlingBurstLimit", ACCOUNT_BURST_LIMIT))
+    return Throttle(float(rate), int(burst))
+
+
+class TokenBucket:
+    """API Gateway's throttle for one route key: starts full, refills ``rate`` tokens a second up to
+    ``burst``; each request takes one token or is refused. Safe across the server's threads."""
+
+    def __init__(self, throttle: Throttle, monotonic: Callable[[], float]) -> None:
+        self._rate = throttle.rate
+        self._burst = throttle.burst
+        self._monotonic = monotonic
+        self._tokens = float(throttle.burst)
+        self._at = monotonic()
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            now = self._monotonic()
+            self._tokens = min(float(self._burst), self._tokens + (now - self._at) * self._rate)
+            self._at = now
+            if self._tokens < 1:
+                return False
+            self._tokens -= 1
+            return True
 
 
 # --- events and responses -----------------------------------------------------------------------
@@ -238,8 +305,12 @@ class Gateway:
         admin: AdminCredentials,
         amazon_url: str,
         queue_urls: dict[str, str],
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``monotonic``: the throttles' clock. They run on real time, as API Gateway's do, never on the
+        product's virtual clock (moving that clock must not refill anyone's bucket)."""
         self.routes = sorted(routes, key=lambda r: r.specificity(), reverse=True)
+        self._buckets = {r.key: TokenBucket(r.throttle, monotonic) for r in routes if r.throttle is not None}
         self.runtime = runtime
         self.schedules = schedules
         self.poller = poller
@@ -269,6 +340,12 @@ class Gateway:
         route, params = self._match(request.method, segments)
         if route is None:
             return _json(404, {"message": "Not Found"})
+        bucket = self._buckets.get(route.key)
+        if bucket is not None and not bucket.take():
+            log.info("%s %s -> 429 (route %s throttled)", request.method, request.path, route.key)
+            response = _json(429, {"message": "Too Many Requests"})
+            response.headers["apigw-requestid"] = request_id
+            return response
         if route.iam:
             outcome = self._verify_sigv4(request)
             if outcome.verdict is sigv4.Verdict.MISSING:
@@ -318,14 +395,16 @@ class Gateway:
         )
 
     def _iam_identity(self) -> dict[str, Any]:
+        """What API Gateway's IAM authorization reports for an operator's session of the ops role."""
+        role_session = f"AROALOCALOPSSUPPORT:{LOCAL_ADMIN_SESSION}"  # role id : session name, as STS has it
         return {
             "accessKey": self.admin.access_key_id,
             "accountId": ACCOUNT_ID,
-            "callerId": "AIDALOCALADMIN",
+            "callerId": role_session,
             "cognitoIdentity": None,
             "principalOrgId": None,
-            "userArn": f"arn:aws:iam::{ACCOUNT_ID}:user/local-admin",
-            "userId": "AIDALOCALADMIN",
+            "userArn": f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{OPS_ROLE_NAME}/{LOCAL_ADMIN_SESSION}",
+            "userId": role_session,
         }
 
     # local control
@@ -405,10 +484,16 @@ def _iso(moment: datetime) -> str:
 
 
 class _QuietHandler(WSGIRequestHandler):
-    """The gateway logs its own line per request; the dev server's access log would be a second."""
+    """The gateway logs its own line per request; the dev server's access log would be a second. Its other
+    lines (a malformed request line, a TLS error) go out without the client's address: a seller's IP
+    address is personal data, and no log of ours keeps it."""
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        level = {"error": logging.ERROR, "warning": logging.WARNING}.get(type, logging.INFO)
+        logging.getLogger("werkzeug").log(level, message, *args)
 
 
 class GatewayServer:

@@ -1,8 +1,10 @@
 """Lambda entry of the `/admin/sellers/{seller_id}...` routes: parse, dispatch, answer, audit.
 
 Every request, whatever its outcome, writes one audit record (`request#{request_id}`) with the
-seller's `seller_key` only. Logs carry `seller_key` and counts, never the seller id, an e-mail, a token
-or the export's presigned URL.
+seller's `seller_key` only and the caller's IAM principal ARN (`principal_arn`). A request without
+an IAM identity (its route would have lost its IAM authorization) is refused with 403 before anything
+else and recorded with `principal_arn` `unknown`, outcome `forbidden`. Logs carry `seller_key` and
+counts, never the seller id, an e-mail, a token or the export's presigned URL.
 """
 
 from __future__ import annotations
@@ -15,11 +17,19 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from data_requests.models import AdminRequest, JsonResponse, MethodNotAllowed, NotFound, RequestError, UnknownSeller
+from data_requests.models import (
+    AdminRequest,
+    JsonResponse,
+    MethodNotAllowed,
+    NoIamIdentity,
+    NotFound,
+    RequestError,
+    UnknownSeller,
+)
 from data_requests.service import Answer, DataRequestsService
 from data_requests.settings import DataRequestsSettings
 from seller_insights import aws, clock
-from seller_insights.data_rights import AuditLog, AuditOutcome, AuditType, DataRightsRepository
+from seller_insights.data_rights import UNKNOWN_PRINCIPAL, AuditLog, AuditOutcome, AuditType, DataRightsRepository
 from seller_insights.observability import get_logger, get_metrics, get_tracer
 from seller_insights.repositories import seller_key
 
@@ -79,12 +89,15 @@ def _handle(event: dict[str, Any], received_at: datetime) -> JsonResponse:
         request = AdminRequest.from_event(event)
     except RequestError as exc:  # a body we cannot decode: still audited, without a seller
         request = AdminRequest.from_event({**event, "body": None, "isBase64Encoded": False})
-        return _finish(request, received_at, None, exc)
+        return _finish(request, received_at, None, _identity_missing(request) or exc)
     key = seller_key(request.raw_seller_id) if request.valid_seller_id else None
     if key:
         logger.append_keys(seller_key=key)
     logger.append_keys(request_type=request.audit_type.value)
     try:
+        missing = _identity_missing(request)
+        if missing:
+            raise missing
         methods = _ACTIONS.get(request.suffix)
         if methods is None:
             raise NotFound("There is no such admin route. Use /admin/sellers/{seller_id} with /export, "
@@ -109,8 +122,18 @@ def _handle(event: dict[str, Any], received_at: datetime) -> JsonResponse:
     return JsonResponse(200, answer.body)
 
 
+def _identity_missing(request: AdminRequest) -> NoIamIdentity | None:
+    """Behind IAM authorization every event names its caller; one that does not is refused (and counted)."""
+    if request.principal_arn is not None:
+        return None
+    _count("DataRequestWithoutIdentity")
+    return NoIamIdentity("This route answers only requests signed with AWS credentials through the API's IAM "
+                         "authorization: call it through the API as the OpsSupportRole (python -m ops).")
+
+
 def _finish(request: AdminRequest, received_at: datetime, key: str | None, exc: RequestError) -> JsonResponse:
-    outcome = AuditOutcome.UNKNOWN_SELLER if isinstance(exc, UnknownSeller) else AuditOutcome.BAD_REQUEST
+    outcome = (AuditOutcome.UNKNOWN_SELLER if isinstance(exc, UnknownSeller)
+               else AuditOutcome.FORBIDDEN if isinstance(exc, NoIamIdentity) else AuditOutcome.BAD_REQUEST)
     _audit(request, received_at, key, outcome, {"status": exc.status})
     logger.info("data request refused", extra={"status": exc.status, "outcome": outcome.value})
     response = JsonResponse(exc.status, {"message": exc.message})
@@ -122,7 +145,8 @@ def _finish(request: AdminRequest, received_at: datetime, key: str | None, exc: 
 def _audit(request: AdminRequest, received_at: datetime, key: str | None, outcome: AuditOutcome,
            detail: dict[str, int]) -> None:
     audit().record_request(request_id=request.request_id, request_type=request.audit_type, seller_key=key,
-                           received_at=received_at, completed_at=clock.now(), outcome=outcome, detail=detail)
+                           principal_arn=request.principal_arn or UNKNOWN_PRINCIPAL, received_at=received_at,
+                           completed_at=clock.now(), outcome=outcome, detail=detail)
 
 
 def _metric_name(request_type: AuditType) -> str:

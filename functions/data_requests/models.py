@@ -15,6 +15,8 @@ from seller_insights.data_rights import AuditType
 ADMIN_PREFIX = "/admin/sellers/"
 SELLER_ID = re.compile(r"[A-Z0-9]{8,20}")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9=_-]{1,64}")
+# An IAM or STS principal ARN as the IAM authorizer reports it (user, role, assumed-role session, root).
+_PRINCIPAL_ARN = re.compile(r"arn:aws[a-z-]*:(iam|sts)::\d{12}:[A-Za-z0-9+=,.@_/-]{1,1900}")
 MAX_BODY = 16 * 1024
 
 # (suffix after the seller id, method) -> audit type; the suffixes are the routes' paths.
@@ -67,6 +69,12 @@ class Conflict(RequestError):
     status = 409
 
 
+class NoIamIdentity(RequestError):
+    """The event carries no IAM caller: the route is not behind IAM authorization as it must be."""
+
+    status = 403
+
+
 @dataclass(frozen=True)
 class AdminRequest:
     method: str
@@ -74,6 +82,8 @@ class AdminRequest:
     raw_seller_id: str
     request_id: str
     body: str | None
+    # requestContext.authorizer.iam.userArn of payload 2.0: who signed the request; None without one.
+    principal_arn: str | None = None
 
     @classmethod
     def from_event(cls, event: dict[str, Any]) -> AdminRequest:
@@ -90,7 +100,7 @@ class AdminRequest:
         if not _REQUEST_ID.fullmatch(request_id):
             request_id = uuid.uuid4().hex  # only API Gateway's own ids are used as keys
         return cls(method=method, suffix=suffix, raw_seller_id=seller, request_id=request_id,
-                   body=_body(event))
+                   body=_body(event), principal_arn=_principal_arn(context))
 
     @property
     def audit_type(self) -> AuditType:
@@ -122,6 +132,14 @@ class AdminRequest:
         if not isinstance(value, dict):
             raise BadInput('The body must be a JSON object such as {"contact_email": "..."}.')
         return value
+
+
+def _principal_arn(context: dict[str, Any]) -> str | None:
+    """The caller's principal ARN from the IAM authorizer's context, or None when absent or malformed."""
+    authorizer = context.get("authorizer")
+    iam = authorizer.get("iam") if isinstance(authorizer, dict) else None
+    arn = iam.get("userArn") if isinstance(iam, dict) else None
+    return arn if isinstance(arn, str) and _PRINCIPAL_ARN.fullmatch(arn) else None
 
 
 def _body(event: dict[str, Any]) -> str | None:

@@ -1,10 +1,10 @@
 """DataRequests: the data_requests function behind the IAM-authorized ``/admin`` routes, and the ops role.
 
 Routes (docs/internal-contracts.md, "Retention and data rights") on the consent HTTP API, each with
-``AWS_IAM`` authorization: access, correction, export, deletion request and its rollback, token
-removal. Callers sign with SigV4; the ``OpsSupportRole`` is the one identity made for them: any
-principal of this account may assume it, but only with MFA, and it may invoke these six routes and
-nothing else, again only with MFA.
+``AWS_IAM`` authorization and its own throttle on the stage (``ThrottledRoutes``): access, correction,
+export, deletion request and its rollback, token removal. Callers sign with SigV4; the
+``OpsSupportRole`` is the one identity made for them: any principal of this account may assume it, but
+only with MFA, and it may invoke these six routes and nothing else, again only with MFA.
 
 The function works on one seller's partition of the connections table (no index, no Scan), records
 every request in the audit table, reads stored report objects under ``sellers/`` and streams export
@@ -24,7 +24,7 @@ from constructs import Construct
 
 from infra.config import StageConfig
 from infra.constructs import logical_ref
-from infra.constructs.consent_api import API_INTEGRATION_LIMIT_SECONDS
+from infra.constructs.consent_api import API_INTEGRATION_LIMIT_SECONDS, ThrottledRoutes
 from infra.constructs.service_function import ServiceFunction
 from infra.constructs.token_vault import EXPORTS_PREFIX, SELLERS_PREFIX, TokenVault
 from infra.nag import acknowledge
@@ -89,9 +89,11 @@ class DataRequests(Construct):
             payload_format_version=apigwv2.PayloadFormatVersion.VERSION_2_0,
         )
         authorizer = HttpIamAuthorizer()
+        # Each route gets its own throttle (the stage's api_limits entry for /admin) from the same call.
+        throttled = ThrottledRoutes.of(api)
         self.routes: list[apigwv2.HttpRoute] = []
         for method, path in ROUTES:
-            self.routes += api.add_routes(path=path, methods=[method], integration=integration, authorizer=authorizer)
+            self.routes += throttled.add(path, [method], integration, authorizer)
 
         self.ops_role = self._ops_role(api)
 

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
+import aws_cdk as cdk
 import pytest
+from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk.assertions import Match, Template
+from aws_cdk.aws_apigatewayv2_integrations import HttpUrlIntegration
 
+from infra.app import load_cdk_context
+from infra.config import ConfigError, StageConfig
+from infra.constructs.consent_api import ThrottledRoutes, check_consent_limits, consent_concurrency_needed
 from tests.infra.conftest import by_purpose, resources
 
 pytestmark = pytest.mark.slow
 
+# Request data and personal data (the source IP, the user agent) never reach the API access logs.
 FORBIDDEN_IN_ACCESS_LOGS = (
     "querystring",
     "$context.requestoverride",
@@ -19,7 +27,10 @@ FORBIDDEN_IN_ACCESS_LOGS = (
     "$context.authorizer",
     "$context.path",
     "$request",
-    "$context.identity.user",
+    "$context.identity.sourceip",
+    "$context.identity.useragent",
+    "$context.identity.user\"",
+    "x-forwarded-for",
 )
 
 
@@ -83,6 +94,145 @@ def test_access_logs_are_json_without_request_data(raw: dict[str, Any]) -> None:
             assert forbidden not in log_format.lower(), f"{name}: {forbidden} in access log format"
         log_group = raw["Resources"][settings["DestinationArn"]["Fn::GetAtt"][0]]
         assert log_group["Properties"]["RetentionInDays"] >= 365
+
+
+def test_access_logs_name_the_iam_principal_and_not_the_source_ip(raw: dict[str, Any]) -> None:
+    [stage] = resources(raw, "AWS::ApiGatewayV2::Stage").values()
+    fields = json.loads(stage["Properties"]["AccessLogSettings"]["Format"])
+    assert fields["principalArn"] == "$context.identity.userArn"
+    assert not any("sourceip" in value.lower() or "querystring" in value.lower() for value in fields.values())
+    assert "ip" not in {name.lower() for name in fields}
+
+
+def _stage_config(stage: str, **limits: Any) -> StageConfig:
+    stages = load_cdk_context()["stages"]
+    if limits:
+        stages[stage] = {**stages[stage], "api_limits": {**stages[stage]["api_limits"], **limits}}
+    return StageConfig.from_context(stage, stages)
+
+
+def test_every_route_has_its_own_throttle_from_the_stage_config(raw: dict[str, Any], stage: str) -> None:
+    [api_stage] = resources(raw, "AWS::ApiGatewayV2::Stage").values()
+    settings = api_stage["Properties"]["RouteSettings"]
+    # One entry per route the template has, and nothing else: no second list to drift.
+    assert set(settings) == set(_routes(raw)) == CONSENT_ROUTES | ADMIN_ROUTES
+    limits = _stage_config(stage).api_limits
+    for key, setting in settings.items():
+        limit = limits.for_path(key.split(" ", 1)[1])
+        assert limit is not None, key
+        assert setting == {"ThrottlingRateLimit": limit.rate, "ThrottlingBurstLimit": limit.burst}, key
+    # A flood of /connect cannot reach /callback's tokens, nor anyone's the /admin ones.
+    assert settings["ANY /callback"]["ThrottlingRateLimit"] >= (
+        settings["ANY /connect"]["ThrottlingRateLimit"] + settings["ANY /login"]["ThrottlingRateLimit"])
+    assert settings["ANY /done"]["ThrottlingBurstLimit"] >= settings["ANY /callback"]["ThrottlingBurstLimit"]
+
+
+def test_consent_function_reserves_what_its_routes_can_admit(raw: dict[str, Any], stage: str) -> None:
+    functions = {f["Properties"]["Handler"]: f["Properties"] for f in resources(raw, "AWS::Lambda::Function").values()}
+    consent = functions["oauth_callback.handler.lambda_handler"]
+    reserved = consent["ReservedConcurrentExecutions"]
+    assert reserved == _stage_config(stage).api_limits.consent_reserved_concurrency
+    [api_stage] = resources(raw, "AWS::ApiGatewayV2::Stage").values()
+    settings = api_stage["Properties"]["RouteSettings"]
+    # Within one timeout a route admits at most burst + rate x timeout requests, none outliving it.
+    needed = sum(settings[key]["ThrottlingBurstLimit"] + settings[key]["ThrottlingRateLimit"] * consent["Timeout"]
+                 for key in CONSENT_ROUTES)
+    assert needed <= reserved
+    # The other functions keep the account's pool: only the consent function reserves.
+    assert [h for h, f in functions.items() if "ReservedConcurrentExecutions" in f] == [
+        "oauth_callback.handler.lambda_handler"]
+
+
+def test_concurrency_formula_is_burst_plus_rate_times_timeout() -> None:
+    limits = _stage_config("prod").api_limits
+    consent = [limits.for_path(path) for path in ("/connect", "/login", "/callback", "/done")]
+    assert all(consent)
+    assert consent_concurrency_needed([limit for limit in consent if limit], 15) == math.ceil(
+        sum(limit.burst + limit.rate * 15 for limit in consent if limit))
+    assert consent_concurrency_needed([limit for limit in consent if limit], 15) == 120
+
+
+@pytest.mark.parametrize(
+    ("limits", "message"),
+    [
+        ({"consent_reserved_concurrency": 0}, r"api_limits\.consent_reserved_concurrency' must be null or an int"),
+        ({"consent_reserved_concurrency": "120"}, r"api_limits\.consent_reserved_concurrency'"),
+        ({"routes": {}}, r"api_limits\.routes' must be a non-empty object"),
+        ({"routes": {"connect": {"rate": 1, "burst": 5}}}, r"api_limits\.routes\.connect' is not a route path"),
+        ({"routes": {"/connect/": {"rate": 1, "burst": 5}}}, r"api_limits\.routes\./connect/' is not a route path"),
+        ({"routes": {"/connect": [1, 5]}}, r"api_limits\.routes\./connect' must be \{\"rate\""),
+        ({"routes": {"/connect": {"rate": 0, "burst": 5}}}, r"api_limits\.routes\./connect' rate must be"),
+        ({"routes": {"/connect": {"rate": 1, "burst": 0}}}, r"api_limits\.routes\./connect' burst must be"),
+        ({"routes": {"/connect": {"rate": 1, "burst": 2.5}}}, r"api_limits\.routes\./connect' burst must be"),
+        ({"routes": {"/connect": {"rate": True, "burst": 5}}}, r"api_limits\.routes\./connect' rate must be"),
+        ({"route": {}}, r"api_limits' has unknown key\(s\): route"),
+    ],
+)
+def test_bad_api_limits_name_the_key(limits: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _stage_config("dev", **limits)
+
+
+def test_missing_api_limits_is_named() -> None:
+    stages = load_cdk_context()["stages"]
+    dev = {key: value for key, value in stages["dev"].items() if key != "api_limits"}
+    with pytest.raises(ConfigError, match=r"stages\.dev\.api_limits' is missing"):
+        StageConfig.from_context("dev", {"dev": dev})
+    del stages["dev"]["api_limits"]["routes"]
+    with pytest.raises(ConfigError, match=r"stages\.dev\.api_limits\.routes' is missing"):
+        StageConfig.from_context("dev", stages)
+    # CDK drops null context values: an absent reservation is null, no reservation.
+    local = load_cdk_context()["stages"]["local"]
+    del local["api_limits"]["consent_reserved_concurrency"]
+    assert StageConfig.from_context("local", {"local": local}).api_limits.consent_reserved_concurrency is None
+
+
+def test_reserved_concurrency_must_hold_the_consent_routes() -> None:
+    config = _stage_config("prod", consent_reserved_concurrency=119)
+    with pytest.raises(ConfigError, match=r"stages\.prod\.api_limits\.consent_reserved_concurrency' \(119\).*= 120"):
+        check_consent_limits(config)
+    assert set(check_consent_limits(_stage_config("prod"))) == {"/connect", "/login", "/callback", "/done"}
+    # No reservation (an account without room for one): nothing to hold, the routes are still throttled.
+    assert check_consent_limits(_stage_config("prod", consent_reserved_concurrency=None))
+
+
+def test_callback_and_done_must_admit_every_consent() -> None:
+    routes = load_cdk_context()["stages"]["prod"]["api_limits"]["routes"]
+    narrow_callback = {**routes, "/callback": {"rate": 1, "burst": 10}}
+    with pytest.raises(ConfigError, match=r"routes\./callback' \(rate 1, burst 10\) admits less than /connect \+"):
+        check_consent_limits(_stage_config("prod", routes=narrow_callback))
+    narrow_done = {**routes, "/done": {"rate": 2, "burst": 9}}
+    with pytest.raises(ConfigError, match=r"routes\./done'.*admits less than /callback"):
+        check_consent_limits(_stage_config("prod", routes=narrow_done))
+    no_login = {key: value for key, value in routes.items() if key != "/login"}
+    with pytest.raises(ConfigError, match=r"routes' has no entry for /login"):
+        check_consent_limits(_stage_config("prod", routes=no_login))
+
+
+def _bare_api(config: StageConfig) -> tuple[cdk.App, ThrottledRoutes]:
+    app = cdk.App()
+    stack = cdk.Stack(app, "Bare")
+    api = apigwv2.HttpApi(stack, "Api", create_default_stage=False)
+    stage = apigwv2.HttpStage(stack, "Stage", http_api=api, stage_name="$default")
+    return app, ThrottledRoutes(api, stage=stage, config=config)
+
+
+def test_a_route_without_limits_is_refused_and_a_limit_without_route_fails_synthesis() -> None:
+    routes = {"/connect": {"rate": 1, "burst": 5}, "/admin": {"rate": 2, "burst": 5}, "/gone": {"rate": 1, "burst": 1}}
+    app, throttled = _bare_api(_stage_config("dev", routes=routes))
+    integration = HttpUrlIntegration("Echo", "https://example.com")
+    with pytest.raises(ConfigError, match=r"stages\.dev\.api_limits\.routes' has no entry for /report"):
+        throttled.add("/report", [apigwv2.HttpMethod.GET], integration)
+    throttled.add("/connect", [apigwv2.HttpMethod.ANY], integration)
+    throttled.add("/admin/sellers/{seller_id}", [apigwv2.HttpMethod.GET, apigwv2.HttpMethod.PATCH], integration)
+    assert throttled.limits == {
+        "ANY /connect": throttled.limits["ANY /connect"],
+        "GET /admin/sellers/{seller_id}": throttled.limits["PATCH /admin/sellers/{seller_id}"],
+        "PATCH /admin/sellers/{seller_id}": throttled.limits["GET /admin/sellers/{seller_id}"],
+    }
+    assert throttled.limits["GET /admin/sellers/{seller_id}"].path == "/admin"
+    with pytest.raises(Exception, match=r"api_limits\.routes\./gone' covers no route"):
+        app.synth()
 
 
 def test_default_stage_is_throttled(template: Template) -> None:

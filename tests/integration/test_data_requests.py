@@ -41,6 +41,11 @@ BUCKET = "data"
 REFRESH = {"NA": "Atzr|IwEBIRefreshTokenNA" + "x" * 40, "EU": "Atzr|IwEBIRefreshTokenEU" + "y" * 40}
 ACCESS = {"NA": "Atza|IwEBIAccessTokenNA" + "x" * 40, "EU": "Atza|IwEBIAccessTokenEU" + "y" * 40}
 MARKETPLACE_IDS = {"NA": ["ATVPDKIKX0DER"], "EU": ["A1PA6795UKMFR9", "A13V1IB3VIYZZH"]}
+# An operator's session of the ops role, as API Gateway's IAM authorization reports it.
+OPS_ARN = "arn:aws:sts::123456789012:assumed-role/OpsSupportRole/alice"
+OPS_IDENTITY = {"accessKey": "ASIAOPSEXAMPLE000000", "accountId": "123456789012",
+                "callerId": "AROAOPSEXAMPLE:alice", "cognitoIdentity": None, "principalOrgId": None,
+                "userArn": OPS_ARN, "userId": "AROAOPSEXAMPLE:alice"}
 SECRET_KEYS = {"refresh_token", "token", "lease_owner", "lease_until", "refresh_shard", "reauth_shard",
                "refresh_due_at", "purge_shard", "k", "n", "c"}
 
@@ -132,7 +137,10 @@ def seed(table_name: str, key_arn: str) -> dict[str, bytes]:
 # --- calling the handler ------------------------------------------------------------------------------
 
 
-def call(method: str, path: str, body: Any = None, *, raw_body: str | None = None) -> tuple[int, dict[str, Any]]:
+def call(method: str, path: str, body: Any = None, *, raw_body: str | None = None,
+         authorizer: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+    """The handler behind the IAM-authorized route; ``authorizer`` replaces requestContext.authorizer
+    (``{}`` for none)."""
     from data_requests.handler import lambda_handler
 
     request_id = base64.b32encode(os.urandom(10)).decode().rstrip("=")
@@ -146,7 +154,7 @@ def call(method: str, path: str, body: Any = None, *, raw_body: str | None = Non
                                     "sourceIp": "192.0.2.1", "userAgent": "pytest"},
                            "requestId": request_id, "routeKey": f"{method} {route_path}", "stage": "$default",
                            "timeEpoch": 0,
-                           "authorizer": {"iam": {"accessKey": "AKIAOPSEXAMPLE000000", "userArn": "arn:ops"}}},
+                           "authorizer": {"iam": OPS_IDENTITY} if authorizer is None else authorizer},
         "pathParameters": {"seller_id": parts[3]},
         "isBase64Encoded": False,
     }
@@ -423,6 +431,7 @@ def test_other_methods_are_405(env, method, suffix, allow):
     from tests.support.api import http_event
 
     event = http_event(method, f"/admin/sellers/{SELLER}{suffix}")
+    event["requestContext"]["authorizer"] = {"iam": OPS_IDENTITY}
     response = handle(event)
     assert response.status == 405 and response.headers["Allow"] == allow
     assert allow.split(", ")[0] in response.body["message"]
@@ -433,6 +442,7 @@ def test_path_parameters_win_over_the_raw_path(env):
     from tests.support.api import http_event
 
     event = http_event("GET", f"/admin/sellers/{SELLER}")
+    event["requestContext"]["authorizer"] = {"iam": OPS_IDENTITY}
     event["pathParameters"] = {"seller_id": OTHER}
     assert handle(event).status == 404
 
@@ -453,10 +463,49 @@ def test_audit_records_are_pii_free_and_complete(env):
         assert forbidden not in text
     for record in records:
         assert record["id"].startswith("request#")
-        assert set(record) == {"id", "type", "seller_key", "received_at", "completed_at", "outcome", "detail",
-                               "expires_at"}
+        assert set(record) == {"id", "type", "seller_key", "principal_arn", "received_at", "completed_at",
+                               "outcome", "detail", "expires_at"}
+        assert record["principal_arn"] == OPS_ARN
         received = datetime.fromisoformat(record["received_at"])
         assert int(record["expires_at"]) == int(received.replace(year=received.year + 2, month=12).timestamp())
+
+
+def test_each_record_names_the_callers_principal(env):
+    bob = "arn:aws:sts::123456789012:assumed-role/OpsSupportRole/bob@example.com"
+    as_bob = {"iam": {**OPS_IDENTITY, "userArn": bob}}
+    assert call("GET", f"/admin/sellers/{SELLER}")[0] == 200
+    assert call("POST", f"/admin/sellers/{SELLER}/deletion", authorizer=as_bob)[0] == 200
+    assert call("GET", f"/admin/sellers/{OTHER}", authorizer=as_bob)[0] == 404
+    records = {(r["type"], r["outcome"]): r["principal_arn"] for r in audit_records(env)}
+    assert records == {("access", "done"): OPS_ARN, ("deletion", "done"): bob, ("access", "unknown_seller"): bob}
+
+
+@pytest.mark.parametrize("authorizer", [
+    {},  # no authorizer context: the route is not behind IAM authorization
+    {"iam": None},
+    {"iam": {**OPS_IDENTITY, "userArn": None}},
+    {"iam": {**OPS_IDENTITY, "userArn": "alice"}},  # not an IAM or STS principal ARN
+    {"lambda": {"userArn": OPS_ARN}},  # another authorizer's context is no IAM identity
+], ids=["none", "iam-null", "arn-null", "not-an-arn", "lambda-authorizer"])
+def test_a_request_without_an_iam_identity_is_refused_and_still_audited(env, authorizer):
+    before = seller_items(env)
+    status, body = call("POST", f"/admin/sellers/{SELLER}/deletion", authorizer=authorizer)
+    assert status == 403 and "IAM authorization" in body["message"]
+    assert seller_items(env) == before  # nothing done
+    [record] = audit_records(env)
+    assert (record["principal_arn"], record["outcome"], record["type"]) == ("unknown", "forbidden", "deletion")
+    assert record["seller_key"] == seller_key(SELLER) and int(record["detail"]["status"]) == 403
+
+
+def test_an_undecodable_body_without_identity_is_refused_as_forbidden(env):
+    from data_requests.handler import handle
+
+    event = {"version": "2.0", "rawPath": f"/admin/sellers/{SELLER}", "body": "%%%", "isBase64Encoded": True,
+             "pathParameters": {"seller_id": SELLER},
+             "requestContext": {"http": {"method": "PATCH"}, "requestId": "abc123"}}
+    assert handle(event).status == 403
+    [record] = audit_records(env)
+    assert (record["principal_arn"], record["outcome"], record["id"]) == ("unknown", "forbidden", "request#abc123")
 
 
 def test_a_failure_is_audited_and_answers_500(env, monkeypatch):

@@ -372,6 +372,7 @@ class AuditOutcome(StrEnum):
     UNKNOWN_SELLER = "unknown_seller"
     BAD_REQUEST = "bad_request"
     FAILED = "failed"
+    FORBIDDEN = "forbidden"  # no IAM identity in the request: refused, still recorded
     IDENTITY_MISMATCH = "identity_mismatch"  # Amazon named another seller: nothing stored
     DELETION_PENDING = "deletion_pending"  # the seller's deletion is pending: nothing stored
     UNCONFIRMED = "unconfirmed"  # Amazon could not be asked: nothing stored
@@ -379,24 +380,38 @@ class AuditOutcome(StrEnum):
     REVOKED = "revoked"  # the seller removed the app before its consent was confirmed
 
 
+# The audit record's principal when the request carried no IAM identity (refused with 403).
+UNKNOWN_PRINCIPAL = "unknown"
+
+
 class AuditLog:
-    """Request records in the audit table (purpose `audit`): no seller id, e-mail, token or content."""
+    """Request records in the audit table (purpose `audit`): no seller id, e-mail, token or content.
+
+    Each admin request names who asked: `principal_arn`, the caller's IAM principal as API Gateway's IAM
+    authorization identified it (an operator's `assumed-role/OpsSupportRole/{session}` ARN), or `unknown`.
+    Consent records (types `consent`, `consent_verification`) have no IAM caller.
+    """
 
     def __init__(self, table: Any) -> None:
         self._table = table
 
     def record_request(self, *, request_id: str, request_type: AuditType, seller_key: str | None,
                        received_at: datetime, completed_at: datetime, outcome: AuditOutcome,
-                       detail: dict[str, int], other_seller_key: str | None = None) -> None:
-        """`other_seller_key`: the seller Amazon named when a consent named another one (for abuse reports)."""
+                       detail: dict[str, int], principal_arn: str | None = None,
+                       other_seller_key: str | None = None) -> None:
+        """`principal_arn`: the IAM caller of an admin request (consent records have none: a seller's
+        browser or the product itself acted). `other_seller_key`: the seller Amazon named when a consent
+        named another one (for abuse reports to Amazon)."""
         item: dict[str, Any] = {
-            "id": f"request#{request_id}", "type": request_type.value, "received_at": iso(received_at),
-            "completed_at": iso(completed_at), "outcome": outcome.value,
+            "id": f"request#{request_id}", "type": request_type.value,
+            "received_at": iso(received_at), "completed_at": iso(completed_at), "outcome": outcome.value,
             "detail": {name: int(value) for name, value in detail.items()},
             "expires_at": int(add_months(received_at, AUDIT_RETENTION_MONTHS).timestamp()),
         }
         if seller_key:
             item["seller_key"] = seller_key
+        if principal_arn:
+            item["principal_arn"] = principal_arn
         if other_seller_key:
             item["other_seller_key"] = other_seller_key
         self._table.put_item(Item=item)
