@@ -13,7 +13,7 @@ from seller_insights.marketplaces import (
 
 ENV = {
     "STAGE": "dev",
-    "CONNECTIONS_TABLE": "c", "OAUTH_STATE_TABLE": "s", "IDEMPOTENCY_TABLE": "i",
+    "CONNECTIONS_TABLE": "c", "OAUTH_STATE_TABLE": "s", "IDEMPOTENCY_TABLE": "i", "AUDIT_TABLE": "a",
     "TOKEN_KEY_ID": "arn:aws:kms:us-east-1:1:key/x", "LWA_CLIENT_SECRET_ID": "arn:secret",
     "APP_DRAFT": "false", "REDIRECT_URI": "https://api.example.com/callback",
 }
@@ -37,6 +37,7 @@ def test_missing_variables_are_all_named():
     ("APP_DRAFT", "maybe"), ("STATE_TTL_SECONDS", "ten"), ("STATE_TTL_SECONDS", "3600"),
     ("REDIRECT_URI", "http://api.example.com/callback"), ("REDIRECT_URI", "https://api.example.com/cb?x=1"),
     ("DEFAULT_MARKETPLACE", "XX"), ("AMAZON_ENDPOINT_OVERRIDE", "http://127.0.0.1:1"),
+    ("CONSENT_VERIFICATION_SECONDS", "60"), ("CONSENT_VERIFICATION_SECONDS", str(73 * 3600)),
 ])
 def test_bad_values_are_refused(key, value):
     with pytest.raises(ConfigurationError):

@@ -23,11 +23,11 @@ class RecordingStates:
 def test_states_have_256_bits_and_never_collide():
     settings = ConsentSettings.from_env({
         "STAGE": "dev", "CONNECTIONS_TABLE": "c", "OAUTH_STATE_TABLE": "s", "IDEMPOTENCY_TABLE": "i",
-        "TOKEN_KEY_ID": "k", "LWA_CLIENT_SECRET_ID": "x", "APP_DRAFT": "true",
+        "AUDIT_TABLE": "a", "TOKEN_KEY_ID": "k", "LWA_CLIENT_SECRET_ID": "x", "APP_DRAFT": "true",
         "REDIRECT_URI": "https://api.example.com/callback"})
     states = RecordingStates()
-    service = ConsentService(settings, states=states, connections=None, claims=None, plans=None, vault=None,
-                             lwa=None, credentials=None)  # type: ignore[arg-type]
+    service = ConsentService(settings, states=states, connections=None, candidates=None, claims=None,  # type: ignore[arg-type]
+                             vault=None, lwa=None, identity=None, audit=None, credentials=None)  # type: ignore[arg-type]
     issued = [service._issue_state(None, flow="website", region=Region.NA, marketplace="US")[0]
               for _ in range(SAMPLES)]
     assert len(set(issued)) == SAMPLES
