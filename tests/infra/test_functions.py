@@ -21,6 +21,8 @@ SECRET_LOOKING = re.compile(
 SECRET_NAMES = re.compile(r"SECRET(?!_ID$)|PASSWORD|TOKEN(?!_KEY_ID$)|PRIVATE|CREDENTIAL", re.IGNORECASE)
 CONSENT_ENV = {
     "STAGE",
+    "AUDIT_TABLE",
+    "CONSENT_VERIFICATION_SECONDS",
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
     "LOG_LEVEL",
@@ -40,6 +42,7 @@ CONSENT_HANDLER = "oauth_callback.handler.lambda_handler"
 TOKEN_HANDLER = "token_refresher.handler.lambda_handler"
 TOKEN_ENV = {
     "STAGE",
+    "AUDIT_TABLE",
     "REPORT_NOTIFICATIONS_QUEUE_ARN",
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
@@ -103,6 +106,7 @@ def test_consent_environment_follows_the_contract(raw: dict[str, Any], stage: st
     assert variables["APP_DRAFT"] == ("false" if stage == "prod" else "true")
     assert variables["DEFAULT_MARKETPLACE"] == "US"
     assert variables["STATE_TTL_SECONDS"] == "600"
+    assert variables["CONSENT_VERIFICATION_SECONDS"] == str(6 * 3600)
     token_key = variables["TOKEN_KEY_ID"]
     assert isinstance(token_key, dict)
     assert token_key["Fn::GetAtt"][1] == "Arn"
@@ -208,14 +212,18 @@ def test_token_function_permissions_are_scoped(raw: dict[str, Any]) -> None:
     connections_id, _ = by_purpose(raw, "connections")
     idempotency_id, _ = by_purpose(raw, "idempotency")
     secret_id, _ = by_purpose(raw, "lwa_client")
-    # Items of its two tables, no Scan, and Query on the two named indexes only.
+    # Items of its two tables, no Scan, and Query on the three named indexes only.
     assert "dynamodb:Scan" not in by_action
     item_resources = json.dumps(by_action["dynamodb:PutItem"])
     assert connections_id in item_resources and idempotency_id in item_resources
     assert "index" not in item_resources
     index_arns = [r for rs in by_action["dynamodb:Query"] for r in _as_list(rs) if "Fn::Join" in r]
     index_suffixes = sorted(r["Fn::Join"][1][-1] for r in index_arns)
-    assert index_suffixes == ["/index/by_reauthorization_due", "/index/by_refresh_due"]
+    assert index_suffixes == ["/index/by_reauthorization_due", "/index/by_refresh_due", "/index/by_verification_due"]
+    # What became of each consent goes to the audit table, which it may only add records to.
+    audit_id, _ = by_purpose(raw, "audit")
+    audit_actions = {a for a, rs in by_action.items() if audit_id in json.dumps(rs)}
+    assert audit_actions == {"dynamodb:PutItem"}
     # Reads the LWA client secret and stores new versions of it, nothing else in Secrets Manager.
     secret_actions = {a for a in by_action if a.startswith("secretsmanager:")}
     assert secret_actions == {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret",
@@ -240,7 +248,7 @@ def test_token_environment_follows_the_contract(raw: dict[str, Any], stage: str)
     report_queue_id, _ = by_purpose(raw, "report_notifications")
     assert variables["REPORT_NOTIFICATIONS_QUEUE_ARN"] == {"Fn::GetAtt": [report_queue_id, "Arn"]}
     consent = function_environments(raw)[CONSENT_HANDLER]
-    for shared in ("CONNECTIONS_TABLE", "IDEMPOTENCY_TABLE", "TOKEN_KEY_ID", "LWA_CLIENT_SECRET_ID"):
+    for shared in ("CONNECTIONS_TABLE", "IDEMPOTENCY_TABLE", "AUDIT_TABLE", "TOKEN_KEY_ID", "LWA_CLIENT_SECRET_ID"):
         assert variables[shared] == consent[shared], shared
 
 

@@ -188,14 +188,19 @@ def test_connections_table_has_the_purge_due_index(raw: dict[str, Any]) -> None:
     assert (types["purge_shard"], types["purge_after"]) == ("S", "S")
 
 
-def test_only_the_two_duties_touch_the_audit_table(raw: dict[str, Any]) -> None:
+def test_only_the_two_duties_read_the_audit_table(raw: dict[str, Any]) -> None:
+    """The sweeper and the data requests read and write it; the consent and token functions only add
+    consent records to it (PutItem); nothing else touches it."""
     audit_id, _ = by_purpose(raw, "audit")
-    touching = {
-        function["Properties"]["Handler"]
-        for function in resources(raw, "AWS::Lambda::Function").values()
-        if audit_id in json.dumps(_role_statements(raw, function["Properties"]["Role"]["Fn::GetAtt"][0]))
-    }
-    assert touching == {SWEEPER, DATA_REQUESTS}
+    actions: dict[str, set[str]] = {}
+    for function in resources(raw, "AWS::Lambda::Function").values():
+        for statement in _role_statements(raw, function["Properties"]["Role"]["Fn::GetAtt"][0]):
+            if audit_id in json.dumps(statement["Resource"]) and "kms:" not in json.dumps(statement["Action"]):
+                actions.setdefault(function["Properties"]["Handler"], set()).update(_as_list(statement["Action"]))
+    assert set(actions) == {SWEEPER, DATA_REQUESTS, "oauth_callback.handler.lambda_handler",
+                            "token_refresher.handler.lambda_handler"}
+    assert actions["oauth_callback.handler.lambda_handler"] == {"dynamodb:PutItem"}
+    assert actions["token_refresher.handler.lambda_handler"] == {"dynamodb:PutItem"}
 
 
 # ------------------------------------------------------------------------------------------- grants

@@ -19,7 +19,8 @@ pytestmark = pytest.mark.slow
 
 TOKEN_HANDLER = "token_refresher.handler.lambda_handler"
 AMAZON = "arn:aws:iam::437568002678:root"
-SCHEDULES = {"refresh-tokens": "rate(5 minutes)", "check-reauthorization": "rate(1 day)"}
+SCHEDULES = {"refresh-tokens": "rate(5 minutes)", "verify-consents": "rate(1 minute)",
+             "check-reauthorization": "rate(1 day)"}
 SSL_DENY = {"Bool": {"aws:SecureTransport": "false"}}
 
 
@@ -223,12 +224,30 @@ def test_token_lifecycle_alarms(raw: dict[str, Any]) -> None:
         assert depth["MetricName"] == "ApproximateNumberOfMessagesVisible"
         assert (depth["ComparisonOperator"], depth["Threshold"]) == ("GreaterThanThreshold", 0)
         assert depth["AlarmActions"] == [{"Ref": topic_id}]
-    (invalid_client,) = [a["Properties"] for a in alarms if a["Properties"]["MetricName"] == "LwaInvalidClient"]
+    (invalid_client,) = [a["Properties"] for a in alarms if a["Properties"].get("MetricName") == "LwaInvalidClient"]
     assert invalid_client["Namespace"] == "SellerInsights"
     assert invalid_client["Dimensions"] == [{"Name": "service", "Value": "token_refresher"}]
     assert (invalid_client["Statistic"], invalid_client["Period"]) == ("Sum", 300)
     assert (invalid_client["ComparisonOperator"], invalid_client["Threshold"]) == ("GreaterThanThreshold", 0)
     assert invalid_client["AlarmActions"] == [{"Ref": topic_id}]
+
+
+def test_consent_identity_alarms(raw: dict[str, Any]) -> None:
+    """ConsentIdentityMismatch from the verifier and the callback (a metric-math sum), and expired consents."""
+    topic_id, _ = by_purpose(raw, "alarms")
+    alarms = [a["Properties"] for a in resources(raw, "AWS::CloudWatch::Alarm").values()]
+    (mismatch,) = [a for a in alarms if "selling_partner_id" in a.get("AlarmDescription", "")]
+    (expression,) = [m for m in mismatch["Metrics"] if "Expression" in m]
+    assert expression["Expression"] == "FILL(verifier, 0) + FILL(callback, 0)" and expression["ReturnData"] is True
+    stats = [m["MetricStat"] for m in mismatch["Metrics"] if "MetricStat" in m]
+    assert sorted((m["Metric"]["MetricName"], m["Metric"]["Dimensions"][0]["Value"]) for m in stats) == [
+        ("ConsentIdentityMismatch", "oauth_callback"), ("ConsentIdentityMismatch", "token_refresher")]
+    assert all((m["Stat"], m["Period"]) == ("Sum", 300) for m in stats)
+    (expired,) = [a for a in alarms if a.get("MetricName") == "ConsentVerificationExpired"]
+    assert expired["Dimensions"] == [{"Name": "service", "Value": "token_refresher"}]
+    for alarm in (mismatch, expired):
+        assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+        assert alarm["AlarmActions"] == [{"Ref": topic_id}]
 
 
 def test_outputs_name_the_queue_and_the_notices_topic(raw: dict[str, Any]) -> None:
