@@ -9,6 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
+import requests
 from playwright.sync_api import Browser, sync_playwright
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -39,12 +40,14 @@ def test_seller_connects_in_a_browser(browser: Browser, info: dict[str, Any]) ->
     page.click("#confirm")
     page.wait_for_url(f"{info['api']}/done?*")
 
-    assert page.url == f"{info['api']}/done?outcome=connected&region=EU"
-    assert page.locator("h1").inner_text() == "Your Amazon account is connected"
+    assert page.url == f"{info['api']}/done?outcome=pending&region=EU"
+    assert page.locator("h1").inner_text() == "Connected, confirming with Amazon"
     assert "Europe" in page.content()
     cookie = next(c for c in page.context.cookies() if c["name"] == "__Host-si_consent")
     assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Lax"
 
+    confirmed = requests.post(f"{info['api']}/_local/fire/verify-consents", timeout=30).json()
+    assert confirmed["verified"] == 1, confirmed
     table = boto3.resource("dynamodb", endpoint_url=info["aws"]).Table(info["resources"]["tables"]["connections"])
     item = table.get_item(Key={"pk": f"SELLER#{SELLER}", "sk": "CONN#EU"})["Item"]
     assert item["status"] == "ACTIVE"

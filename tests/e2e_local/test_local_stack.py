@@ -103,7 +103,9 @@ def test_a_seller_connects_through_the_local_stack(info: dict[str, Any]) -> None
     callback = browser.get(redirect, allow_redirects=False, timeout=TIMEOUT)
     assert callback.status_code == 303, callback.text[:500]
     success = browser.get(urljoin(redirect, callback.headers["Location"]), allow_redirects=False, timeout=TIMEOUT)
-    assert success.status_code == 200
+    assert success.status_code == 200 and "confirming with Amazon" in success.text
+    confirmed = requests.post(f"{api}/_local/fire/verify-consents", timeout=TIMEOUT).json()
+    assert confirmed["verified"] == 1, confirmed
 
     table = boto3.resource("dynamodb", endpoint_url=info["aws"], region_name=info["region"]).Table(
         info["resources"]["tables"]["connections"]

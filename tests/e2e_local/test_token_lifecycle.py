@@ -89,10 +89,13 @@ def redirect(response: requests.Response, status: int) -> str:
 
 
 def finish_at_callback(info: dict[str, Any], browser: requests.Session, callback_url: str) -> None:
+    """The callback, its page, then Amazon confirms the seller (the `verify-consents` schedule)."""
     assert callback_url.startswith(f"{info['api']}/callback?")
     callback = browser.get(callback_url, allow_redirects=False, timeout=TIMEOUT)
     success = urljoin(callback_url, redirect(callback, 303))
     assert browser.get(success, allow_redirects=False, timeout=TIMEOUT).status_code == 200
+    confirmed = fire(info, "verify-consents")
+    assert confirmed["verified"] == 1, confirmed
 
 
 def connect(info: dict[str, Any], seller: str, marketplace: str = "US") -> None:
