@@ -1,8 +1,11 @@
 """`python -m local demo`: a stack of its own, the scenario played through the same HTTP interfaces a
 browser, Amazon and an operator use, the story on stderr and one JSON summary line on stdout.
 
-Scenario: two sellers connect through the website flow, one in North America and one in Europe; both
-refresh tokens are stored encrypted and open to live tokens; then the first seller re-authorizes from
+Scenario: two sellers connect through the website flow, one in North America and one in Europe; each
+consent waits until Amazon confirms whose it is (the verify-consents schedule), then both refresh tokens
+are stored encrypted and open to live tokens. A third seller consents with its own account and edits
+the seller id in Amazon's redirect to the first seller's: Amazon names the real seller, the consent is
+destroyed and the first seller's connection is untouched. Then the first seller re-authorizes from
 the Appstore, which replaces the token without adding a connection. Then the token lifecycle: the
 scheduled refresh sweep fills the shared, encrypted access-token cache; the first seller removes the app
 in Seller Central; an hour later the sweep meets `invalid_grant` and marks the connection REVOKED
@@ -90,6 +93,47 @@ class Demo:
         self.api = stack.api_url
         self.amazon = stack.amazon_url
         self.table = boto3.resource("dynamodb").Table(stack.resources["tables"]["connections"])
+        self.verified = 0  # consents Amazon confirmed
+
+    # --- who a consent belongs to -----------------------------------------------------------------
+
+    def confirm_consent(self, seller: str) -> None:
+        """The verify-consents schedule: Amazon names the seller of each waiting consent."""
+        report = self.fire("verify-consents")
+        expect(report.get("verified") == 1, f"verify-consents should have confirmed {seller}: {_report(report)}")
+        self.verified += 1
+        say("  the verify-consents schedule fired (every minute in AWS): Amazon's Product Fees answer names "
+            f"{seller}, the seller the consent named, so the consent became the connection's token")
+
+    def forged_consent(self, victim: str) -> dict[str, Any]:
+        attacker = seller_id()
+        before = self.item(victim, "NA")
+        say(f"seller {attacker} consents with its own account, then edits selling_partner_id in Amazon's "
+            f"redirect to {victim}")
+        browser = browser_session()
+        start = browser.get(f"{self.api}/connect", params={"marketplace": "US"}, allow_redirects=False,
+                            timeout=_TIMEOUT)
+        answer = requests.post(f"{self.amazon}/_emulator/consent",
+                               json={"consent_url": self._redirect(start, 302, "/connect"),
+                                     "selling_partner_id": attacker}, timeout=_TIMEOUT)
+        expect(answer.status_code == 200, f"the emulator refused the consent: {answer.status_code}")
+        forged = str(answer.json()["redirect"]).replace(attacker, victim)
+        callback = browser.get(forged, allow_redirects=False, timeout=_TIMEOUT)
+        page = browser.get(urljoin(forged, self._redirect(callback, 303, "/callback")), timeout=_TIMEOUT)
+        expect("confirming with Amazon" in page.text, "the forged consent's page did not say it waits for Amazon")
+        expect(self.item(victim, "NA") == before, "the consent alone changed the victim's connection")
+        say("  /callback took it as a consent waiting for Amazon; the victim's connection is unchanged")
+        report = self.fire("verify-consents")
+        expect(report.get("mismatched") == 1, f"verify-consents should have refused the forged consent: "
+                                              f"{_report(report)}")
+        expect(self.item(victim, "NA") == before, "the forged consent changed the victim's connection")
+        audit = boto3.resource("dynamodb").Table(self.stack.resources["tables"]["audit"])
+        mismatches = [r for r in audit.scan()["Items"] if r.get("outcome") == "identity_mismatch"]
+        expect(len(mismatches) == 1, f"expected one identity_mismatch audit record, found {len(mismatches)}")
+        say(f"  verify-consents: Amazon says the authorization belongs to {attacker}, not {victim}: the consent "
+            "and its token are destroyed, the victim's connection is untouched, an audit record and the alarmed "
+            "metric ConsentIdentityMismatch are written")
+        return {"refused": True, "victim_untouched": True, "audited": True}
 
     def play(self) -> dict[str, Any]:
         say(f"stack up: api {self.api}, Amazon emulator {self.amazon}, AWS emulator {self.stack.aws_url}")
@@ -102,6 +146,8 @@ class Demo:
             connections.append(self.check_connection(seller, region))
 
         first, _ = sellers[0]
+        forged = self.forged_consent(first)
+
         say(f"seller {first} re-authorizes from the Appstore (NA)")
         before = self.sealed_token(first, "NA")
         self.authorize_from_appstore(first, "NA")
@@ -124,6 +170,7 @@ class Demo:
         return {
             "sellers_connected": len(sellers),
             "connections": connections,
+            "consents": {"verified": self.verified, "forged": forged},
             "reauthorized": 1,
             "tokens_refreshed": tokens_refreshed,
             "revocation": revocation,
@@ -410,6 +457,7 @@ class Demo:
         expect(answer.status_code == 200, f"the emulator refused the consent: {answer.status_code} {answer.text[:200]}")
         say("  the seller confirmed on the consent page; Amazon redirects to our /callback")
         self._finish_at_callback(browser, answer.json()["redirect"])
+        self.confirm_consent(seller)
 
     def authorize_from_appstore(self, seller: str, region: str) -> None:
         answer = requests.post(
@@ -423,14 +471,17 @@ class Demo:
         say("  our Log-in URI answered 302 to amazon_callback_uri")
         confirm = browser.get(amazon_callback, allow_redirects=False, timeout=_TIMEOUT)
         self._finish_at_callback(browser, self._redirect(confirm, 302, "amazon_callback_uri"))
+        self.confirm_consent(seller)
 
     def _finish_at_callback(self, browser: requests.Session, callback_url: str) -> None:
         expect(callback_url.startswith(f"{self.api}/callback"), "Amazon did not redirect to our /callback")
         callback = browser.get(callback_url, allow_redirects=False, timeout=_TIMEOUT)
         success = urljoin(callback_url, self._redirect(callback, 303, "/callback"))
         page = browser.get(success, allow_redirects=False, timeout=_TIMEOUT)
-        expect(page.status_code == 200, f"the success page {success} answered {page.status_code}")
-        say("  /callback exchanged the code and answered 303 to the success page (200)")
+        expect(page.status_code == 200 and "confirming with Amazon" in page.text,
+               f"the success page {success} answered {page.status_code}")
+        say("  /callback exchanged the code, kept the token as a consent waiting for Amazon, and answered 303 to "
+            "the page 'Connected, confirming with Amazon'")
 
     @staticmethod
     def _redirect(response: requests.Response, status: int, step: str) -> str:
