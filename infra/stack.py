@@ -25,10 +25,12 @@ class SellerInsightsStack(Stack):
         self.config = config
         vault = TokenVault(self, "Vault", config=config)
         consent = ConsentApi(self, "Consent", config=config, vault=vault)
-        observability = Observability(self, "Observability", key=vault.key)
+        observability = Observability(self, "Observability", config=config)
         observability.watch_function(consent.handler)
         observability.watch_http_api("ConsentApi", consent.api)
         tokens = TokenLifecycle(self, "Tokens", config=config, vault=vault)
+        # Refresh tokens open for these two duties only, whatever any other identity's policy says.
+        vault.restrict_refresh_tokens_to(consent.handler.role, tokens.handler.role)
         observability.watch_function(tokens.handler)
         observability.watch_dead_letter_queue(
             "NotificationsDlqDepth", tokens.notifications_dlq, "token_refresher: notifications it gave up on"

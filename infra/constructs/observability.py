@@ -1,4 +1,8 @@
-"""Observability: the alarm topic and the alarms every duty gets."""
+"""Observability: the alarm topic and the alarms every duty gets.
+
+The topic has a key of its own: CloudWatch publishes alarms as a service, and no service principal
+may hold a grant on the token key (which seals refresh tokens).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,12 @@ from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.constructs import tag_purpose
+from infra.config import StageConfig
+from infra.constructs import messaging, tag_purpose
 from infra.constructs.service_function import ServiceFunction
 
 PERIOD = Duration.minutes(5)
@@ -20,9 +24,12 @@ CLOUDWATCH = iam.ServicePrincipal("cloudwatch.amazonaws.com")
 
 
 class Observability(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, key: kms.Key) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig) -> None:
         super().__init__(scope, construct_id)
         account = Stack.of(self).account
+        key = messaging.customer_key(self, "AlarmsKey", config=config, use="the alarm topic (SNS)")
+        tag_purpose(key, "alarms_key")
+        self.key = key
         self.topic = sns.Topic(
             self,
             "AlarmTopic",

@@ -64,6 +64,8 @@ UNKEYED_TABLE_ACTIONS = frozenset(
 # What DynamoDB needs from the caller to read and write a table under a customer key.
 TABLE_KEY_ACTIONS = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey")
 TOKEN_CRYPTO_ACTIONS = ("kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey")
+# Every use of the key that takes an encryption context: what the refresh-token Deny covers.
+REFRESH_TOKEN_KEY_USE = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*")
 # What Secrets Manager needs from the caller to store a new secret version under a customer key.
 SECRET_WRITE_KEY_ACTIONS = ("kms:Encrypt", "kms:GenerateDataKey")
 
@@ -371,6 +373,26 @@ class TokenVault(Construct):
             resource_arns=[self.data_bucket.arn_for_objects(f"{EXPORTS_PREFIX}*")],
         )
         self._grant_key_via_service(grantee, "s3", BUCKET_KEY_ACTIONS)
+
+    def restrict_refresh_tokens_to(self, *roles: iam.IRole) -> None:
+        """Key policy: under ``purpose=refresh_token`` the key seals and opens for these roles and for no
+        one else, whatever their IAM policies say: an explicit Deny on every other ``aws:PrincipalArn`` (an
+        account administrator, the deploy role, any other function). There is no break-glass principal: a
+        lost refresh token costs the seller a new consent, while a readable one costs the seller's account.
+        Changing this statement takes a deployment of the stack, which shows in its diff and in CloudTrail."""
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="RefreshTokensOnlyForTheConsentAndTokenRoles",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=list(REFRESH_TOKEN_KEY_USE),
+                resources=["*"],  # in a key policy "*" means this key
+                conditions={
+                    "StringEquals": {"kms:EncryptionContext:purpose": REFRESH_TOKEN_PURPOSE},
+                    "ArnNotEquals": {"aws:PrincipalArn": [role.role_arn for role in roles]},
+                },
+            )
+        )
 
     def grant_refresh_token_crypto(self, grantee: iam.IGrantable) -> None:
         """Envelope encryption of refresh tokens: only under the encryption context purpose=refresh_token."""

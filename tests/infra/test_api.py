@@ -249,9 +249,14 @@ def test_default_stage_is_throttled(template: Template) -> None:
 
 
 def test_alarm_topic_is_encrypted_and_tls_only(raw: dict[str, Any]) -> None:
+    """With a key of its own: CloudWatch publishes as a service, and no service may use the token key."""
     topic_id, topic = by_purpose(raw, "alarms")
-    key_id, _ = by_purpose(raw, "token_key")
+    key_id, key = by_purpose(raw, "alarms_key")
     assert topic["Properties"]["KmsMasterKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
+    services = [s for s in key["Properties"]["KeyPolicy"]["Statement"] if "Service" in s["Principal"]]
+    assert services == [{"Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Effect": "Allow",
+                         "Principal": {"Service": "cloudwatch.amazonaws.com"}, "Resource": "*",
+                         "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}}]
     policy = next(
         p for p in resources(raw, "AWS::SNS::TopicPolicy").values() if p["Properties"]["Topics"] == [{"Ref": topic_id}]
     )

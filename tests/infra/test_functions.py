@@ -153,7 +153,7 @@ def test_only_consent_and_token_functions_touch_refresh_tokens(raw: dict[str, An
         if any(REFRESH_TOKEN_CONDITION in s.get("Condition", {}).get("StringEquals", {}).items() for s in statements)
     }
     assert touching == {CONSENT_HANDLER, TOKEN_HANDLER}
-    # Nor may anything else (another role's policy, a key policy) name the purpose.
+    # Nor may anything else (another role's policy, an allowing key-policy statement) name the purpose.
     allowed_roles = {
         f["Properties"]["Role"]["Fn::GetAtt"][0]
         for f in resources(raw, "AWS::Lambda::Function").values()
@@ -161,6 +161,10 @@ def test_only_consent_and_token_functions_touch_refresh_tokens(raw: dict[str, An
     }
     for name, resource in raw["Resources"].items():
         if "refresh_token" not in json.dumps(resource.get("Properties", {})):
+            continue
+        if resource["Type"] == "AWS::KMS::Key":  # the token key's Deny for everyone else (test below)
+            naming = [s for s in resource["Properties"]["KeyPolicy"]["Statement"] if "refresh_token" in json.dumps(s)]
+            assert [s["Effect"] for s in naming] == ["Deny"], name
             continue
         assert resource["Type"] == "AWS::IAM::Policy", name
         assert {role["Ref"] for role in resource["Properties"]["Roles"]} <= allowed_roles, name
@@ -186,6 +190,23 @@ def test_token_key_is_never_granted_without_purpose_or_service(raw: dict[str, An
     for statement in key["Properties"]["KeyPolicy"]["Statement"]:
         if any(role_id in json.dumps(statement["Principal"]) for role_id in role_ids):
             assert set(statement["Condition"]["StringEquals"]) == {"kms:ViaService"}, statement
+
+
+def test_refresh_tokens_open_for_the_consent_and_token_roles_only(raw: dict[str, Any]) -> None:
+    """The token key's policy denies every use under purpose=refresh_token to every other principal (an
+    account administrator, the deploy role, the other functions), and no service principal has a grant."""
+    _, key = by_purpose(raw, "token_key")
+    statements = key["Properties"]["KeyPolicy"]["Statement"]
+    assert not [s for s in statements if "Service" in s["Principal"]]
+    (deny,) = [s for s in statements if s["Effect"] == "Deny"]
+    roles = {f["Properties"]["Handler"]: f["Properties"]["Role"]
+             for f in resources(raw, "AWS::Lambda::Function").values()}
+    assert deny["Principal"] == {"AWS": "*"} and deny["Resource"] == "*"
+    assert deny["Action"] == ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"]
+    assert deny["Condition"] == {
+        "StringEquals": {"kms:EncryptionContext:purpose": "refresh_token"},
+        "ArnNotEquals": {"aws:PrincipalArn": [roles[CONSENT_HANDLER], roles[TOKEN_HANDLER]]},
+    }
 
 
 def test_token_function_gets_exactly_its_purposes(raw: dict[str, Any]) -> None:
