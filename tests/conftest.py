@@ -24,13 +24,20 @@ os.environ.update({
     "POWERTOOLS_SERVICE_NAME": "tests",
     "POWERTOOLS_METRICS_NAMESPACE": "SellerInsights",
     "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+    # Every function names it; in-process tests use TEST_SELLER_KEY_KEY below instead of reading it.
+    "SELLER_KEY_SECRET_ID": "tests-seller-keys",
 })
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
 from local.moto_fixes import make_dynamodb_writes_atomic, make_sqs_follow_the_product_clock
+from seller_insights import pseudonyms
 from seller_insights.observability import pin_noisy_loggers
 from tests.support.local_stack import info, serve  # noqa: F401 - session fixtures for e2e and browser
 from tests.support.log_guard import LogGuard
+
+# In-process tests key seller keys with a fixed key (tests/unit/test_pseudonyms.py reads the secret itself).
+TEST_SELLER_KEY_KEY = b"seller-insights-tests-seller-key-0123456789"
+pseudonyms.use_key(TEST_SELLER_KEY_KEY)
 
 # DynamoDB's conditional writes are atomic; moto's are not without this (local/moto_fixes.py).
 make_dynamodb_writes_atomic()

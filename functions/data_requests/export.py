@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from seller_insights.object_keys import seller_prefix
 from seller_insights.observability import get_logger
 from seller_insights.report_stream import PART_SIZE, MultipartWriter
 from seller_insights.repositories import iso
@@ -89,7 +90,7 @@ class ExportBuilder:
                 table = csv.writer(index, lineterminator="\n")
                 table.writerow(REPORT_COLUMNS)
                 stored = missing = rows = 0
-                prefix = f"sellers/{seller_id}/"
+                prefix = seller_prefix(seller_id)
                 for report in reports:
                     name = _member_name(report, prefix)
                     if name is None or not self._add_object(archive, files, name, str(report["s3_key"])):
@@ -158,7 +159,7 @@ def _json(value: Any) -> bytes:
 
 
 def _member_name(report: dict[str, Any], prefix: str) -> str | None:
-    """`reports/{region}/{type}/{file}` from `sellers/{seller}/{region}/reports/{type}/{file}`."""
+    """`reports/{region}/{type}/{file}` from `sellers/{seller_key}/{region}/reports/{type}/{file}`."""
     key = str(report.get("s3_key", ""))
     if not key.startswith(prefix):
         return None

@@ -31,7 +31,7 @@ from data_requests.settings import DataRequestsSettings
 from seller_insights import aws, clock
 from seller_insights.data_rights import UNKNOWN_PRINCIPAL, AuditLog, AuditOutcome, AuditType, DataRightsRepository
 from seller_insights.observability import get_logger, get_metrics, get_tracer
-from seller_insights.repositories import seller_key
+from seller_insights.pseudonyms import seller_key
 
 logger = get_logger()
 tracer = get_tracer()

@@ -24,8 +24,9 @@ from seller_insights.data_rights import (
     PurgeDatePassed,
     SellerSnapshot,
 )
+from seller_insights.object_keys import export_key
+from seller_insights.pseudonyms import seller_key
 from seller_insights.redaction import register_secret
-from seller_insights.repositories import seller_key
 
 PRESIGNED_URL_SECONDS = 900
 CONTACT_FIELDS = ("contact_email", "contact_name")
@@ -92,7 +93,7 @@ class DataRequestsService:
 
     def export(self, seller_id: str, request_id: str) -> Answer:
         snapshot = self._known(seller_id)
-        key = f"exports/{seller_key(seller_id)}/{request_id}.zip"
+        key = export_key(seller_id, request_id)
         connections = [plain({"seller_id": seller_id, **c}) for c in snapshot.public_connections(clock.epoch_seconds())]
         profile = _profile(snapshot.profile)
         result = self._exports.build(key=key, seller_id=seller_id, generated_at=clock.now(),

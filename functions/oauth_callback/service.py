@@ -53,6 +53,7 @@ from seller_insights.identity import SellerIdentity, probe_marketplace
 from seller_insights.lwa import LwaClient, TokenGrant
 from seller_insights.marketplaces import CONFIRM_PATH, CONSENT_PATH, Region, central_host_regions, marketplace
 from seller_insights.observability import get_logger, get_metrics
+from seller_insights.pseudonyms import seller_key
 from seller_insights.redaction import register_secret
 from seller_insights.repositories import (
     ClaimStatus,
@@ -60,7 +61,6 @@ from seller_insights.repositories import (
     OAuthStateRepository,
     OneTimeClaims,
     PendingState,
-    seller_key,
 )
 from seller_insights.vault import Purpose, SecretContext, Vault
 

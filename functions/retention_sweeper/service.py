@@ -5,7 +5,7 @@ run and ends in the same state (security.md §4.2, §7.3):
 
 a. re-read the connection: still REVOKED / DELETION_REQUESTED with this purge date, or skip it;
 b. S3: abort the incomplete multipart uploads, then delete every version and delete marker under
-   `sellers/{seller}/{region}/`;
+   `sellers/{seller_key}/{region}/` (seller_insights.object_keys);
 c. the table: every item of that region under `pk=SELLER#{seller}` except the CONN item (the last
    connection also takes PROFILE, anything else of the seller and its unconfirmed consents under
    `pk=CANDIDATE#{seller}`), and the region's quota buckets;
@@ -29,8 +29,10 @@ from botocore.exceptions import ClientError
 
 from seller_insights import clock
 from seller_insights.candidates import candidate_partition
+from seller_insights.object_keys import export_prefix, seller_prefix
 from seller_insights.observability import get_logger, get_metrics
-from seller_insights.repositories import ConnectionStatus, connection_key, iso, seller_key
+from seller_insights.pseudonyms import seller_key
+from seller_insights.repositories import ConnectionStatus, connection_key, iso
 from seller_insights.retention import (
     PurgeIncomplete,
     PurgeIndex,
@@ -41,7 +43,6 @@ from seller_insights.retention import (
     expiry_epoch,
     quota_keys,
     receipt_id,
-    seller_prefix,
 )
 
 # Stop taking new connections when the invocation has less than this left (a purge is resumable,
@@ -215,7 +216,7 @@ class RetentionSweep:
         any region's objects and the portability exports (they hold the reports and the contact)."""
         if not self._last_connection(due):
             return [seller_prefix(due.seller, due.region)]
-        return [f"sellers/{due.seller}/", f"exports/{due.seller_key}/"]
+        return [seller_prefix(due.seller), export_prefix(due.seller)]
 
     def _purge_s3(self, due: _Due, deleted: dict[str, int], prefixes: list[str]) -> None:
         step = {"multipart_uploads": 0, "s3_versions": 0, "s3_delete_markers": 0}

@@ -36,8 +36,8 @@ from seller_insights.errors import (
 from seller_insights.identity import SellerIdentity, probe_marketplace
 from seller_insights.lwa import LwaClient
 from seller_insights.observability import get_logger, get_metrics
+from seller_insights.pseudonyms import seller_key
 from seller_insights.redaction import register_secret
-from seller_insights.repositories import seller_key
 from seller_insights.vault import Purpose, SecretContext, Vault
 
 # A run that dies mid-attempt leaves the candidate due again after this (longer than the function's timeout).

@@ -241,6 +241,7 @@ class ConsentApi(Construct):
         # A consent refused during a pending deletion is recorded; the audit table is write-only here.
         vault.grant_table_actions(self.handler, vault.audit, "dynamodb:PutItem")
         vault.grant_refresh_token_crypto(self.handler)
+        vault.grant_seller_keys(self.handler)
         vault.grant_lwa_client_read(self.handler)
 
         self.access_log_group = stage_log_group(self, "AccessLogs", config)

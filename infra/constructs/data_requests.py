@@ -103,6 +103,7 @@ class DataRequests(Construct):
         vault.grant_tables_read_write(fn, vault.connections)
         vault.grant_table_actions(fn, vault.audit, *AUDIT_ACTIONS)
         vault.grant_seller_objects_read(fn)
+        vault.grant_seller_keys(fn)
         vault.grant_exports_read_write(fn)
         bucket = logical_ref(vault.data_bucket.node.default_child)
         acknowledge(

@@ -142,6 +142,7 @@ class ReportPipeline(Construct):
         vault.grant_connection_index_query(fn, PLAN_DUE_INDEX)
         # The shared access-token cache only: no refresh tokens, no LWA client secret.
         vault.grant_access_token_crypto(fn)
+        vault.grant_seller_keys(fn)
         vault.grant_seller_objects_read_write(fn)
         acknowledge(
             fn.role,

@@ -99,6 +99,7 @@ class Retention(Construct):
         vault.grant_connection_index_query(fn, PURGE_DUE_INDEX)
         vault.grant_table_actions(fn, vault.audit, *AUDIT_ACTIONS)
         vault.grant_seller_objects_purge(fn)
+        vault.grant_seller_keys(fn)
         acknowledge(
             fn.role,
             f"AwsSolutions-IAM5[Resource::<{logical_ref(vault.data_bucket.node.default_child)}.Arn>/{SELLERS_PREFIX}*]",

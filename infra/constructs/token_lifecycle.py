@@ -141,6 +141,7 @@ class TokenLifecycle(Construct):
         # What became of each consent (confirmed, mismatched, expired) is recorded; write-only.
         vault.grant_table_actions(fn, vault.audit, "dynamodb:PutItem")
         vault.grant_refresh_token_crypto(fn)
+        vault.grant_seller_keys(fn)
         vault.grant_access_token_crypto(fn)
         vault.grant_lwa_client_read(fn)
         vault.grant_lwa_client_store(fn)

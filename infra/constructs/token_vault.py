@@ -20,6 +20,7 @@ from constructs import Construct
 
 from infra.config import StageConfig
 from infra.constructs import checkov_skip, tag_purpose
+from infra.constructs.service_function import ServiceFunction
 from infra.nag import acknowledge
 
 # The encryption-context values the functions use for tokens (not credentials).
@@ -166,6 +167,26 @@ class TokenVault(Construct):
             "The LWA client secret is rotated through the SP-API Application Management API "
             "(rotateApplicationClientSecret delivers the new value by notification, 180-day rule), "
             "not by a Secrets Manager rotation Lambda.",
+        )
+
+        # The key of the opaque seller keys (seller_insights.pseudonyms): HMAC-SHA256 over seller ids, for
+        # object keys, logs and audit records that outlive a seller's data. Retained in every stage, like
+        # the audit records keyed by it: without it no purge could find a seller's objects.
+        self.seller_keys = secretsmanager.Secret(
+            self,
+            "SellerKeys",
+            description="Key of the opaque seller keys (HMAC of seller ids); never rotated",
+            encryption_key=self.key,
+            removal_policy=RemovalPolicy.RETAIN,
+            generate_secret_string=secretsmanager.SecretStringGenerator(exclude_punctuation=True, password_length=64),
+        )
+        tag_purpose(self.seller_keys, "seller_keys")
+        acknowledge(
+            self.seller_keys,
+            "AwsSolutions-SMG4",
+            "Never rotated on purpose: every stored object prefix, log line and audit record names sellers by "
+            "the HMAC this key makes; a new key would orphan them all (and the purge could no longer find "
+            "a seller's objects).",
         )
 
         self.access_logs_bucket = self._access_logs_bucket()
@@ -401,6 +422,16 @@ class TokenVault(Construct):
     def grant_access_token_crypto(self, grantee: iam.IGrantable) -> None:
         """Envelope encryption of cached access tokens: only under purpose=access_token."""
         self._grant_token_crypto(grantee, ACCESS_TOKEN_PURPOSE)
+
+    def grant_seller_keys(self, function: ServiceFunction) -> None:
+        """Every function names sellers by their opaque key: the secret's ARN in SELLER_KEY_SECRET_ID, and
+        read access to it (the key only through Secrets Manager)."""
+        function.add_environment("SELLER_KEY_SECRET_ID", self.seller_keys.secret_arn)
+        # GetSecretValue only (grant_read would also name every role in the token key's own policy).
+        iam.Grant.add_to_principal(
+            grantee=function, actions=["secretsmanager:GetSecretValue"], resource_arns=[self.seller_keys.secret_arn]
+        )
+        self._grant_key_via_service(function, "secretsmanager", BUCKET_READ_KEY_ACTIONS)
 
     def grant_lwa_client_read(self, grantee: iam.IGrantable) -> None:
         # Adds GetSecretValue/DescribeSecret and kms:Decrypt restricted to Secrets Manager.

@@ -21,9 +21,8 @@ import requests
 
 from local.admin import AdminClient
 from local.template import load_template
-from seller_insights.repositories import seller_key
 from tests.e2e_local.test_token_lifecycle import TIMEOUT, connect, new_seller
-from tests.support.local_stack import REPO, Serve, serving
+from tests.support.local_stack import REPO, Serve, serving, stack_seller_key
 
 pytestmark = pytest.mark.slow
 
@@ -57,8 +56,8 @@ def test_an_admin_call_is_audited_with_the_callers_principal(info: dict[str, Any
     connect(info, seller)
     admin = AdminClient.from_info(info)
     shown = admin.json("GET", f"/admin/sellers/{seller}")
-    assert shown["seller_key"] == seller_key(seller)
-    [record] = [r for r in audit_records(info, seller_key(seller)) if r["type"] == "access"]
+    assert shown["seller_key"] == stack_seller_key(info, seller)
+    [record] = [r for r in audit_records(info, stack_seller_key(info, seller)) if r["type"] == "access"]
     assert (record["type"], record["outcome"], record["principal_arn"]) == ("access", "done", LOCAL_ADMIN_ARN)
     assert seller not in json.dumps(record, default=str)
 
@@ -104,6 +103,6 @@ def test_a_connect_flood_gets_429_while_callback_done_and_admin_answer(flooded: 
     admin = AdminClient.from_info(flooded.info)
     unknown = new_seller()
     assert admin.call("GET", f"/admin/sellers/{unknown}").status_code == 404  # answered: no such seller
-    [record] = audit_records(flooded.info, seller_key(unknown))
+    [record] = audit_records(flooded.info, stack_seller_key(flooded.info, unknown))
     assert (record["outcome"], record["principal_arn"]) == ("unknown_seller", LOCAL_ADMIN_ARN)
     assert "429 (route ANY /connect throttled)" in flooded.stderr()

@@ -20,7 +20,6 @@ import requests
 
 from local.admin import AdminClient
 from local.browser import browser_session
-from seller_insights.repositories import seller_key
 from tests.e2e_local.test_token_lifecycle import (
     TIMEOUT,
     advance,
@@ -34,7 +33,7 @@ from tests.e2e_local.test_token_lifecycle import (
     scan_all,
     stored,
 )
-from tests.support.local_stack import Serve, serving
+from tests.support.local_stack import Serve, serving, stack_seller_key
 
 pytestmark = pytest.mark.slow
 
@@ -90,8 +89,8 @@ def test_a_forged_callback_takes_over_nothing(info: dict[str, Any]) -> None:
     assert stored(info, victim, "CONN#NA") == before
     assert candidates(info, victim) == []
     assert stored(info, attacker, "CONN#NA") is None
-    (record,) = [r for r in audit(info, "identity_mismatch") if r["seller_key"] == seller_key(victim)]
-    assert record["other_seller_key"] == seller_key(attacker)
+    (record,) = [r for r in audit(info, "identity_mismatch") if r["seller_key"] == stack_seller_key(info, victim)]
+    assert record["other_seller_key"] == stack_seller_key(info, attacker)
     assert victim not in repr(record) and attacker not in repr(record)
 
     # The attacker removes the app: its revocation reaches nothing of the victim's.
@@ -131,7 +130,7 @@ def test_a_consent_never_cancels_a_pending_deletion(info: dict[str, Any]) -> Non
     shown = admin.json("GET", f"/admin/sellers/{victim}")
     assert shown["connections"][0]["status"] == "DELETION_REQUESTED"
     assert shown["connections"][0]["purge_after"] == purge_after
-    assert [r for r in audit(info, "deletion_pending") if r["seller_key"] == seller_key(victim)]
+    assert [r for r in audit(info, "deletion_pending") if r["seller_key"] == stack_seller_key(info, victim)]
 
 
 def test_the_admin_view_shows_a_waiting_consent_with_its_age(info: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ SECRET_LOOKING = re.compile(
 SECRET_NAMES = re.compile(r"SECRET(?!_ID$)|PASSWORD|TOKEN(?!_KEY_ID$)|PRIVATE|CREDENTIAL", re.IGNORECASE)
 CONSENT_ENV = {
     "STAGE",
+    "SELLER_KEY_SECRET_ID",
     "AUDIT_TABLE",
     "CONSENT_VERIFICATION_SECONDS",
     "POWERTOOLS_SERVICE_NAME",
@@ -42,6 +43,7 @@ CONSENT_HANDLER = "oauth_callback.handler.lambda_handler"
 TOKEN_HANDLER = "token_refresher.handler.lambda_handler"
 TOKEN_ENV = {
     "STAGE",
+    "SELLER_KEY_SECRET_ID",
     "AUDIT_TABLE",
     "REPORT_NOTIFICATIONS_QUEUE_ARN",
     "POWERTOOLS_SERVICE_NAME",
@@ -112,6 +114,18 @@ def test_consent_environment_follows_the_contract(raw: dict[str, Any], stage: st
     assert token_key["Fn::GetAtt"][1] == "Arn"
     api_id = next(iter(resources(raw, "AWS::ApiGatewayV2::Api")))
     assert variables["REDIRECT_URI"] == {"Fn::Join": ["", [{"Fn::GetAtt": [api_id, "ApiEndpoint"]}, "/callback"]]}
+
+
+def test_every_function_names_sellers_by_the_keyed_seller_key(raw: dict[str, Any]) -> None:
+    """One secret keys the opaque seller keys of every function (seller_insights.pseudonyms); retained."""
+    secret_id, secret = by_purpose(raw, "seller_keys")
+    assert (secret["DeletionPolicy"], secret["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    assert secret["Properties"]["GenerateSecretString"]["PasswordLength"] == 64
+    for handler, variables in function_environments(raw).items():
+        assert variables["SELLER_KEY_SECRET_ID"] == {"Ref": secret_id}, handler
+    for handler, statements in _function_policies(raw).items():
+        reading = [s for s in statements if s.get("Resource") == {"Ref": secret_id}]
+        assert [s["Action"] for s in reading] == ["secretsmanager:GetSecretValue"], handler
 
 
 def test_no_wildcard_permissions(raw: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ TOKEN_HANDLER = "token_refresher.handler.lambda_handler"
 AMAZON = "arn:aws:iam::437568002678:root"
 SSL_DENY = {"Bool": {"aws:SecureTransport": "false"}}
 REPORT_ENV = {
+    "SELLER_KEY_SECRET_ID",
     "STAGE",
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
@@ -250,8 +251,8 @@ def test_fetcher_uses_the_token_key_only_for_access_tokens_or_through_services(r
     purposes_or_services = [json.loads(c)["StringEquals"] for c in conditions]
     assert {"kms:EncryptionContext:purpose": "access_token"} in purposes_or_services
     services = sorted(c["kms:ViaService"]["Fn::Join"][1][0] for c in purposes_or_services if "kms:ViaService" in c)
-    assert services == ["dynamodb.", "s3."]
-    assert len(purposes_or_services) == 3
+    assert services == ["dynamodb.", "s3.", "secretsmanager."]  # tables, report objects, the seller-key secret
+    assert len(purposes_or_services) == 4
 
 
 def test_fetcher_permissions_are_scoped(raw: dict[str, Any]) -> None:
@@ -289,8 +290,11 @@ def test_fetcher_permissions_are_scoped(raw: dict[str, Any]) -> None:
         assert sorted(json.dumps(r) for r in by_action[action]) == sorted(
             json.dumps(_arn(i)) for i in (jobs_id, notifications_id)
         ), action
-    # No LWA client secret, no other secret, no events, no metrics API (EMF through logs).
-    assert not any(a.startswith(("secretsmanager:", "events:", "cloudwatch:", "ssm:")) for a in by_action)
+    # No LWA client secret (only the seller-key secret), no events, no metrics API (EMF through logs).
+    seller_keys_id, _ = by_purpose(raw, "seller_keys")
+    assert {a for a in by_action if a.startswith("secretsmanager:")} == {"secretsmanager:GetSecretValue"}
+    assert by_action["secretsmanager:GetSecretValue"] == [{"Ref": seller_keys_id}]
+    assert not any(a.startswith(("events:", "cloudwatch:", "ssm:")) for a in by_action)
 
 
 def test_fetcher_uses_queue_keys_only_through_sqs(raw: dict[str, Any]) -> None:

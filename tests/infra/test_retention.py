@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 SWEEPER = "retention_sweeper.handler.lambda_handler"
 DATA_REQUESTS = "data_requests.handler.lambda_handler"
-COMMON_ENV = {"STAGE", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"}
+COMMON_ENV = {"STAGE", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL", "SELLER_KEY_SECRET_ID"}
 SWEEPER_ENV = COMMON_ENV | {"CONNECTIONS_TABLE", "AUDIT_TABLE", "DATA_BUCKET"}
 DATA_REQUESTS_ENV = SWEEPER_ENV | {"PURGE_AFTER_DAYS"}
 UNKEYED = ("dynamodb:Scan", "dynamodb:PartiQLSelect", "dynamodb:ExportTableToPointInTime")
@@ -89,6 +89,12 @@ def _tag(resource: dict[str, Any], key: str) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------- schedule
+
+def assert_only_the_seller_key_secret(raw: dict[str, Any], by_action: dict[str, list[str]]) -> None:
+    seller_keys_id, _ = by_purpose(raw, "seller_keys")
+    assert {a for a in by_action if a.startswith("secretsmanager:")} == {"secretsmanager:GetSecretValue"}
+    assert by_action["secretsmanager:GetSecretValue"] == _keys({"Ref": seller_keys_id})
+
 
 def test_sweep_retention_schedule_drives_the_sweeper(raw: dict[str, Any]) -> None:
     function_id, function = _function(raw, SWEEPER)
@@ -239,14 +245,18 @@ def test_sweeper_permissions_are_erase_only(raw: dict[str, Any]) -> None:
     (uploads,) = [s for s in statements if "s3:ListBucketMultipartUploads" in _as_list(s["Action"])]
     assert (_as_list(uploads["Action"]), uploads["Resource"]) == (["s3:ListBucketMultipartUploads"], _arn(data_id))
 
-    # No secrets, no events, and the token key only through DynamoDB: it decrypts nothing.
-    assert not any(a.startswith(("secretsmanager:", "events:", "sqs:Receive", "cloudwatch:")) for a in by_action)
+    # The seller-key secret only (to find a seller's prefixes), no events; the token key only through
+    # DynamoDB and Secrets Manager: it opens no token and reads no object.
+    assert_only_the_seller_key_secret(raw, by_action)
+    assert not any(a.startswith(("events:", "sqs:Receive", "cloudwatch:")) for a in by_action)
     token_key = _key(_arn(by_purpose(raw, "token_key")[0]))
     on_key = [s for s in statements if token_key in (_key(r) for r in _as_list(s["Resource"]))]
     assert on_key
+    services = set()
     for statement in on_key:
-        service = statement["Condition"]["StringEquals"]["kms:ViaService"]["Fn::Join"][1][0]
-        assert (set(statement["Condition"]["StringEquals"]), service) == ({"kms:ViaService"}, "dynamodb.")
+        assert set(statement["Condition"]["StringEquals"]) == {"kms:ViaService"}
+        services.add(statement["Condition"]["StringEquals"]["kms:ViaService"]["Fn::Join"][1][0])
+    assert services == {"dynamodb.", "secretsmanager."}
 
 
 def test_data_requests_permissions_are_scoped(raw: dict[str, Any]) -> None:
@@ -280,8 +290,9 @@ def test_data_requests_permissions_are_scoped(raw: dict[str, Any]) -> None:
         s["Condition"]["StringEquals"]["kms:ViaService"]["Fn::Join"][1][0]
         for s in statements if token_key in (_key(r) for r in _as_list(s["Resource"]))
     )
-    assert services == ["dynamodb.", "s3."]
-    assert not any(a.startswith(("secretsmanager:", "events:", "sqs:", "cloudwatch:")) for a in by_action)
+    assert services == ["dynamodb.", "s3.", "secretsmanager."]
+    assert_only_the_seller_key_secret(raw, by_action)
+    assert not any(a.startswith(("events:", "sqs:", "cloudwatch:")) for a in by_action)
 
 
 # ------------------------------------------------------------------------------------------ alarms

@@ -17,7 +17,8 @@ import requests
 from seller_insights import clock
 from seller_insights.candidates import CandidateRepository
 from seller_insights.data_rights import DataRightsRepository
-from seller_insights.repositories import ConnectionsRepository, seller_key
+from seller_insights.pseudonyms import seller_key
+from seller_insights.repositories import ConnectionsRepository
 from seller_insights.vault import Purpose, SecretContext, Vault
 from tests.support.api import ConsentClient
 from tests.support.flows import (

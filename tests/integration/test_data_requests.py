@@ -25,8 +25,9 @@ from moto import mock_aws
 
 from seller_insights import aws, clock
 from seller_insights.clock import FixedClock
+from seller_insights.pseudonyms import seller_key
 from seller_insights.redaction import register_secret
-from seller_insights.repositories import iso, seller_key, shard
+from seller_insights.repositories import iso, shard
 from seller_insights.vault import Purpose, SecretContext, Vault
 from tests.support.api import FakeContext
 from tests.support.resources import create_resources

@@ -19,9 +19,10 @@ from retention_sweeper.service import RetentionSweep
 from seller_insights import aws, clock
 from seller_insights.candidates import Candidate, CandidateRepository, new_candidate_id
 from seller_insights.clock import FixedClock
+from seller_insights.pseudonyms import seller_key
 from seller_insights.quotas import OPERATION_RATES, QuotaBuckets
 from seller_insights.report_jobs import Job, JobRepository, PlanRepository, ReportRepository, StoredReport, job_id
-from seller_insights.repositories import ConnectionsRepository, ConnectionStatus, iso, seller_key, shard
+from seller_insights.repositories import ConnectionsRepository, ConnectionStatus, iso, shard
 from seller_insights.retention import add_months
 from seller_insights.vault import Sealed
 from tests.support.api import FakeContext

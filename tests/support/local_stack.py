@@ -74,6 +74,18 @@ def launch(stderr_path: Path, args: tuple[str, ...] = (), env_extra: dict[str, s
     pytest.fail(f"`python -m local serve` did not print its JSON line:\n{tail}")
 
 
+def stack_seller_key(info: dict[str, Any], seller_id: str) -> str:
+    """The opaque seller key a `serve` stack computes for `seller_id`, from the key it generated."""
+    import boto3
+
+    from seller_insights.pseudonyms import keyed
+
+    client = boto3.client("secretsmanager", endpoint_url=info["aws"], region_name=info["region"])
+    (arn,) = [entry["ARN"] for entry in client.list_secrets()["SecretList"]
+              if {"Key": "seller-insights:purpose", "Value": "seller_keys"} in entry.get("Tags", [])]
+    return keyed(client.get_secret_value(SecretId=arn)["SecretString"].encode(), seller_id)
+
+
 def secret_findings(text: str) -> list[str]:
     """The root log guard's detectors, applied to the serve process's own log."""
     return LogGuard().findings(text)

@@ -44,12 +44,6 @@ def shard(seller_id: str, region: str) -> str:
     return str(int(hashlib.sha256(f"{seller_id}#{region}".encode()).hexdigest()[:8], 16) % SHARDS)
 
 
-def seller_key(seller_id: str) -> str:
-    """What logs, metrics, audit records and receipts carry instead of the seller id: they outlive the
-    seller's data, so they must not hold it (a one-way digest; seller ids are not secret, only personal)."""
-    return hashlib.sha256(f"seller:{seller_id}".encode()).hexdigest()[:16]
-
-
 def parse_key(item: dict[str, Any]) -> tuple[str, str]:
     """(seller, region) from an item's keys (the sparse indexes project keys only)."""
     return item["pk"].removeprefix("SELLER#"), item["sk"].split("#", 1)[1]

@@ -37,10 +37,6 @@ class PurgeIncomplete(SellerInsightsError):
     """Something could not be deleted (yet); the next sweep resumes. Messages hold counts and codes only."""
 
 
-def seller_prefix(seller: str, region: str) -> str:
-    return f"sellers/{seller}/{region}/"
-
-
 def quota_keys(seller: str, region: str) -> list[dict[str, str]]:
     """The seller's token buckets of the Reports operations in this region."""
     return [{"pk": f"QUOTA#{seller}#{region}#{operation}", "sk": "BUCKET"} for operation in OPERATION_RATES]

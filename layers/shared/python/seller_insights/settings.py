@@ -30,6 +30,8 @@ def env_field(name: str | None = None, default: Any = dataclasses.MISSING) -> An
 @dataclass(frozen=True, kw_only=True)
 class BaseSettings:
     stage: str
+    # The secret that keys the opaque seller keys of object keys, logs and audit records (pseudonyms.py).
+    seller_key_secret_id: str = env_field()
     # Set only by the local stack: Amazon's hosts are then served by the Amazon emulator.
     amazon_endpoint_override: str | None = env_field(default=None)
 
