@@ -35,6 +35,7 @@ EVENT_SOURCE = "seller-insights.tokens"
 REAUTHORIZATION_DUE = "ReauthorizationDue"
 DEFAULT_EVENT_BUS = "default"
 INVALID_CLIENT_METRIC = "LwaInvalidClient"
+SUBSCRIPTION_FAILED_METRIC = "ReportSubscriptionFailed"
 
 SWEEP_TIMEOUT_SECONDS = 120
 NOTIFICATIONS_BATCH_SIZE = 10
@@ -102,9 +103,16 @@ class TokenLifecycle(Construct):
         self._schedules()
         self._operator_notices()
 
-        self.invalid_client_metric = cloudwatch.Metric(
+        self.invalid_client_metric = self._count_metric(INVALID_CLIENT_METRIC)
+        # A seller could not be subscribed to REPORT_PROCESSING_FINISHED (the refresh went on).
+        self.subscription_failed_metric = self._count_metric(SUBSCRIPTION_FAILED_METRIC)
+
+    @staticmethod
+    def _count_metric(name: str) -> cloudwatch.Metric:
+        """A count the function emits (EMF), summed over the refresh schedule's period."""
+        return cloudwatch.Metric(
             namespace=METRICS_NAMESPACE,
-            metric_name=INVALID_CLIENT_METRIC,
+            metric_name=name,
             dimensions_map={"service": DUTY},
             statistic=cloudwatch.Stats.SUM,
             period=Duration.minutes(5),
