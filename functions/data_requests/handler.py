@@ -21,6 +21,7 @@ from data_requests.settings import DataRequestsSettings
 from seller_insights import aws, clock
 from seller_insights.data_rights import AuditLog, AuditOutcome, AuditType, DataRightsRepository
 from seller_insights.observability import get_logger, get_metrics, get_tracer
+from seller_insights.redaction import invocation_scope
 from seller_insights.repositories import seller_key
 
 logger = get_logger()
@@ -44,6 +45,7 @@ def audit() -> AuditLog:
     return AuditLog(aws.table(settings().audit_table))
 
 
+@invocation_scope
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
