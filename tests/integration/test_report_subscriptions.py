@@ -196,8 +196,8 @@ def test_no_queue_arn_no_subscription(token_env, emulator):
     assert stats(emulator)["spapi"]["createSubscription"] == 0
 
 
-def test_sellers_of_every_region_are_subscribed_with_their_regions_destination(subscribing, emulator,
-                                                                               product_clock, capfd):
+def test_sellers_of_every_region_are_subscribed_with_their_regions_destination(subscribing, emulator, product_clock,
+                                                                               capfd, log_guard):
     connect_every_region()  # SELLER (NA) is connected already: a re-authorization, still one connection
 
     first = refresher("refresh-tokens")
@@ -209,7 +209,8 @@ def test_sellers_of_every_region_are_subscribed_with_their_regions_destination(s
     assert counted["spapi"]["createDestination"] == 3 and counted["spapi"]["createSubscription"] == 3
     assert counted["lwa"]["client_credentials"] == 1  # one grantless token serves every host
     assert counted["spapi"]["getDestinations"] == 3  # once per region, before its creation
-    assert "ReportSubscriptionFailed" not in capfd.readouterr().out
+    out, err = capfd.readouterr()
+    assert "ReportSubscriptionFailed" not in out and log_guard.findings(out + err) == []
 
     product_clock.advance(3600 - 300)  # due again: every destination id comes from its region's cache
     second = refresher("refresh-tokens")
@@ -244,7 +245,8 @@ def test_report_notifications_arrive_for_eu_and_fe_sellers(subscribing, emulator
                 == connection_item(subscribing, seller, region)["rpf_subscription_id"])
 
 
-def test_a_refused_cached_destination_is_dropped_and_looked_up_again(subscribing, emulator, product_clock, capfd):
+def test_a_refused_cached_destination_is_dropped_and_looked_up_again(subscribing, emulator, product_clock, capfd,
+                                                                     log_guard):
     """The EU cache entry holds a destination id Amazon's EU region does not know (here: NA's, which the
     single-destination design subscribed every seller with): the 400 drops that entry, the next refresh
     finds or creates the EU destination and subscribes the seller; NA's entry is left alone."""
@@ -256,7 +258,8 @@ def test_a_refused_cached_destination_is_dropped_and_looked_up_again(subscribing
     table.update_item(Key={"pk": f"SELLER#{EU_SELLER}", "sk": "CONN#EU"}, UpdateExpression="REMOVE rpf_subscription_id")
     idempotency(subscribing).put_item(Item={**north_america, "id": "destination#report_notifications#EU",
                                             "region": "EU"})
-    capfd.readouterr()
+    out, err = capfd.readouterr()
+    assert log_guard.findings(out + err) == []
 
     product_clock.advance(3600 - 300)
     refused = refresher("refresh-tokens")
@@ -267,6 +270,7 @@ def test_a_refused_cached_destination_is_dropped_and_looked_up_again(subscribing
     assert "rpf_subscription_id" not in connection_item(subscribing, EU_SELLER, "EU")
     out, err = capfd.readouterr()
     assert '"ReportSubscriptionFailed":[1.0]' in out and "cached REPORT_PROCESSING_FINISHED destination refused" in err
+    assert log_guard.findings(out + err) == []
     assert stats(emulator)["spapi"]["createSubscription"] == 3
 
     product_clock.advance(3600 - 300)
@@ -279,4 +283,5 @@ def test_a_refused_cached_destination_is_dropped_and_looked_up_again(subscribing
     counted = stats(emulator)
     assert counted["destinations_by_region"] == {"NA": 1, "EU": 1, "FE": 0}  # found again, not duplicated
     assert counted["subscriptions_by_region"] == {"NA": 1, "EU": 1, "FE": 0}
-    assert "ReportSubscriptionFailed" not in capfd.readouterr().out
+    out, err = capfd.readouterr()
+    assert "ReportSubscriptionFailed" not in out and log_guard.findings(out + err) == []
