@@ -198,24 +198,33 @@ class ReportSubscriptions:
         item = self._table.get_item(Key={"id": item_id}, ConsistentRead=True).get("Item")
         if item and item.get("queue_arn") == self._queue_arn and item.get("destination_id"):
             return str(item["destination_id"]), True
-        access_token = self._grantless_token()
-        destination_id = self._find(region, access_token)
-        if destination_id is None:
-            body = {"name": DESTINATION_NAME, "resourceSpecification": {"sqs": {"arn": self._queue_arn}}}
-            response = self._post(SPAPI_ENDPOINTS[region] + DESTINATIONS_PATH, access_token, body)
-            if response.status_code == 200:
-                destination_id = str(response.json()["payload"]["destinationId"])
-            elif response.status_code == 409:  # created meanwhile by another run
-                destination_id = self._find(region, access_token)
-            if destination_id is None:
-                raise SubscriptionFailed("createDestination", response.status_code)
-            count("ReportDestinationCreated")
+        try:
+            destination_id = self._find_or_create(region, self._grantless_token())
+        except SubscriptionFailed as exc:
+            if exc.status == 403:  # the cached grantless token was refused: ask LWA for a new one next time
+                self._grantless = None
+            raise
         self._table.put_item(Item={"id": item_id, "destination_id": destination_id, "region": region.value,
                                    "queue_arn": self._queue_arn, "stored_at": iso_millis(clock.now())})
         if region is Region.NA:
             # The single-destination cache of earlier versions held an NA destination for every region.
             self._table.delete_item(Key={"id": LEGACY_DESTINATION_ITEM_ID})
         return destination_id, False
+
+    def _find_or_create(self, region: Region, access_token: str) -> str:
+        destination_id = self._find(region, access_token)
+        if destination_id is not None:
+            return destination_id
+        body = {"name": DESTINATION_NAME, "resourceSpecification": {"sqs": {"arn": self._queue_arn}}}
+        response = self._post(SPAPI_ENDPOINTS[region] + DESTINATIONS_PATH, access_token, body)
+        if response.status_code == 200:
+            destination_id = str(response.json()["payload"]["destinationId"])
+        elif response.status_code == 409:  # created meanwhile by another run
+            destination_id = self._find(region, access_token)
+        if destination_id is None:
+            raise SubscriptionFailed("createDestination", response.status_code)
+        count("ReportDestinationCreated")
+        return destination_id
 
     def _forget_destination(self, region: Region, destination_id: str) -> None:
         """Drops the region's cache entry, unless another run has already replaced it."""

@@ -285,3 +285,25 @@ def test_a_refused_cached_destination_is_dropped_and_looked_up_again(subscribing
     assert counted["subscriptions_by_region"] == {"NA": 1, "EU": 1, "FE": 0}
     out, err = capfd.readouterr()
     assert "ReportSubscriptionFailed" not in out and log_guard.findings(out + err) == []
+
+
+def test_a_refused_grantless_token_is_not_used_again(subscribing, emulator, product_clock, capfd, log_guard):
+    """The grantless token is kept in memory until shortly before its expiry by our clock; if Amazon
+    refuses it sooner (here: Amazon's clock is an hour ahead), the next run asks LWA for a new one."""
+    assert refresher("refresh-tokens")["subscribed"] == 1  # NA, with a new grantless token
+    emulator.advance_clock(3600)  # Amazon considers that token expired; our clock does not
+    assert connect(ConsentClient(), emulator.base_url, EU_SELLER, "DE").status == 303
+
+    refused = refresher("refresh-tokens")
+
+    assert (refused["refreshed"], refused["subscribed"], refused["failed"]) == (1, 0, 0)
+    assert stats(emulator)["spapi_denied"]["getDestinations"] == 1
+    out, err = capfd.readouterr()
+    assert '"ReportSubscriptionFailed":[1.0]' in out and log_guard.findings(out + err) == []
+
+    product_clock.advance(3600 - 300)  # due again; the first token would still look fresh to us
+    again = refresher("refresh-tokens")
+
+    assert (again["refreshed"], again["subscribed"], again["failed"]) == (2, 1, 0)
+    assert stats(emulator)["lwa"]["client_credentials"] == 2
+    assert connection_item(subscribing, EU_SELLER, "EU")["rpf_subscription_id"] not in ("", "existing")
