@@ -68,7 +68,12 @@ LRU_CAPACITY = 2048
 DIRECT_SCAN_LIMIT = 256
 # Text is cut into windows of this many start positions for the tail lookup (the slices are reused).
 _WINDOW = 4096
-_KEY_SLICES = tuple(slice(start, start + _MIN_LITERAL) for start in range(_WINDOW))
+
+
+@functools.cache
+def _key_slices() -> tuple[slice, ...]:
+    """Every 8-character slice of a window, made once (on the first lookup, not at import)."""
+    return tuple(slice(start, start + _MIN_LITERAL) for start in range(_WINDOW))
 
 
 def _tail(value: str) -> str:
@@ -117,10 +122,11 @@ class _Matcher:
         """The registered tails that occur in the text: every 8-character slice, looked up in C."""
         starts = len(text) - _MIN_LITERAL + 1
         found: set[str] = set()
+        every = _key_slices()
         for offset in range(0, max(starts, 0), _WINDOW):
             window = text[offset:offset + _WINDOW + _MIN_LITERAL - 1]
             count = min(_WINDOW, starts - offset)
-            slices = _KEY_SLICES if count == _WINDOW else itertools.islice(_KEY_SLICES, count)
+            slices = every if count == _WINDOW else itertools.islice(every, count)
             found |= by_tail.keys() & map(window.__getitem__, slices)
         return found
 
