@@ -66,6 +66,12 @@ class SellerInsightsStack(Stack):
             notifications_key=tokens.notifications_key,
         )
         tokens.subscribe_report_notifications(reports.notifications.queue_arn)
+        observability.watch_metric(
+            "ReportSubscriptionFailed",
+            tokens.subscription_failed_metric,
+            "token_refresher: a seller could not be subscribed to REPORT_PROCESSING_FINISHED in its region "
+            "(reports then wait for polling); see the function's log for the operation and HTTP status",
+        )
         observability.watch_function(reports.handler)
         for alarm_id, (queue, description) in reports.dead_letter_queues.items():
             observability.watch_dead_letter_queue(alarm_id, queue, description)

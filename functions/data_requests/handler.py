@@ -32,6 +32,7 @@ from seller_insights import aws, clock
 from seller_insights.data_rights import UNKNOWN_PRINCIPAL, AuditLog, AuditOutcome, AuditType, DataRightsRepository
 from seller_insights.observability import get_logger, get_metrics, get_tracer
 from seller_insights.pseudonyms import seller_key
+from seller_insights.redaction import invocation_scope
 
 logger = get_logger()
 tracer = get_tracer()
@@ -54,6 +55,7 @@ def audit() -> AuditLog:
     return AuditLog(aws.table(settings().audit_table))
 
 
+@invocation_scope
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics

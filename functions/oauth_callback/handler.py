@@ -46,6 +46,7 @@ from seller_insights.identity import SellerIdentity
 from seller_insights.lwa import LwaClient, RetryPolicy
 from seller_insights.marketplaces import LWA_TOKEN_URL, MARKETPLACES, Region, marketplace_codes
 from seller_insights.observability import get_logger, get_metrics, get_tracer
+from seller_insights.redaction import invocation_scope
 from seller_insights.repositories import ConnectionsRepository, OAuthStateRepository, OneTimeClaims
 from seller_insights.vault import Vault
 
@@ -85,6 +86,7 @@ def service() -> ConsentService:
     )
 
 
+@invocation_scope
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics

@@ -15,6 +15,7 @@ from report_fetcher.settings import ReportFetcherSettings
 from seller_insights import aws, clock
 from seller_insights.observability import get_logger, get_metrics, get_tracer
 from seller_insights.quotas import QuotaBuckets
+from seller_insights.redaction import invocation_scope
 from seller_insights.report_jobs import Job, JobRepository, JobStatus, PlanRepository, ReportRepository
 from seller_insights.repositories import ConnectionsRepository
 from seller_insights.spapi import SpApiClient
@@ -62,6 +63,7 @@ def runner() -> JobRunner:
     )
 
 
+@invocation_scope
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics

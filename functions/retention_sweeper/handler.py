@@ -11,6 +11,7 @@ from retention_sweeper.service import RetentionSweep
 from retention_sweeper.settings import RetentionSweeperSettings
 from seller_insights import aws
 from seller_insights.observability import get_logger, get_metrics, get_tracer
+from seller_insights.redaction import invocation_scope
 
 logger = get_logger()
 tracer = get_tracer()
@@ -31,6 +32,7 @@ def sweep() -> RetentionSweep:
                           s3=aws.client("s3"), bucket=config.data_bucket)
 
 
+@invocation_scope
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics

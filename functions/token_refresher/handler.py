@@ -17,6 +17,7 @@ from seller_insights.identity import SellerIdentity
 from seller_insights.lwa import LwaClient
 from seller_insights.marketplaces import LWA_TOKEN_URL
 from seller_insights.observability import get_logger, get_metrics, get_tracer
+from seller_insights.redaction import invocation_scope
 from seller_insights.repositories import ConnectionsRepository, OneTimeClaims
 from seller_insights.tokens import AccessTokenCache, AccessTokenProvider, TokenPolicy
 from seller_insights.vault import Vault
@@ -111,6 +112,7 @@ def subscriptions() -> ReportSubscriptions | None:
     )
 
 
+@invocation_scope
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics

@@ -53,7 +53,11 @@ NOTIFICATIONS_SCOPE = "sellingpartnerapi::notifications"
 DESTINATIONS_PATH = "/notifications/v1/destinations"
 SUBSCRIBE_PATH = "/notifications/v1/subscriptions/REPORT_PROCESSING_FINISHED"
 REPORT_PAYLOAD_VERSION = "2020-09-04"
-DESTINATION_ITEM_ID = "destination#report_notifications"
+# One cached destination id per SP-API region: `destination#report_notifications#{NA|EU|FE}`.
+DESTINATION_ITEM_PREFIX = "destination#report_notifications#"
+LEGACY_DESTINATION_ITEM_ID = "destination#report_notifications"  # before destinations were per region
+# A cached grantless token is used until this long before its expiry.
+GRANTLESS_MARGIN_SECONDS = 60
 DESTINATION_NAME = "seller-insights-report-notifications"
 SUBSCRIPTION_EXISTS = "existing"
 
@@ -138,8 +142,12 @@ class SubscriptionFailed(Exception):
 class ReportSubscriptions:
     """Subscribes sellers to REPORT_PROCESSING_FINISHED, delivered to the report_notifications queue.
 
-    The destination (grantless, created once for the queue's ARN) is cached in the idempotency table as
-    `id=destination#report_notifications`; the subscription id is kept on the CONN item as
+    Amazon keeps Notifications API destinations per region and refuses another region's destination id
+    (400 "No destination with id ..."), so there is one destination per SP-API region, created grantless on
+    that region's host the first time a seller of the region is subscribed (found first with
+    getDestinations; a 409 means another run created it meanwhile). Each is cached in the idempotency
+    table as `id=destination#report_notifications#{region}`; a 400 for a cached id drops that region's entry
+    so the next refresh looks it up again. The subscription id is kept on the CONN item as
     `rpf_subscription_id` ("existing" when Amazon said 409: the seller was already subscribed).
     """
 
@@ -159,13 +167,16 @@ class ReportSubscriptions:
         self._table = idempotency_table
         self._override = endpoint_override
         self._session = session or requests.Session()
+        # One grantless token serves every region's host (value, epoch second it stops being used).
+        self._grantless: tuple[str, int] | None = None
 
     def ensure(self, seller: str, region: str, token: AccessToken) -> bool:
         """True if the seller was subscribed now; False if it already was (or is no longer ACTIVE)."""
         if self._connections.report_subscription(seller, region) is not None:
             return False
-        destination_id, cached = self._destination()
-        response = self._post(SPAPI_ENDPOINTS[Region(region)] + SUBSCRIBE_PATH, token.value,
+        home = Region(region)
+        destination_id, cached = self._destination(home)
+        response = self._post(SPAPI_ENDPOINTS[home] + SUBSCRIBE_PATH, token.value,
                               {"payloadVersion": REPORT_PAYLOAD_VERSION, "destinationId": destination_id})
         if response.status_code == 409:
             subscription_id = SUBSCRIPTION_EXISTS
@@ -173,37 +184,70 @@ class ReportSubscriptions:
             subscription_id = str(response.json()["payload"]["subscriptionId"])
         else:
             if response.status_code == 400 and cached:
-                # Perhaps the cached destination is gone: look it up (or create it) again next time.
-                self._table.delete_item(Key={"id": DESTINATION_ITEM_ID})
+                # The region no longer knows the cached destination: look it up (or create it) next time.
+                self._forget_destination(home, destination_id)
             raise SubscriptionFailed("createSubscription", response.status_code)
         recorded = self._connections.record_report_subscription(seller, region, subscription_id)
         if recorded:
             count("ReportSubscriptionCreated")
         return recorded
 
-    def _destination(self) -> tuple[str, bool]:
-        """The destination id for the queue, and whether it came from the cache."""
-        item = self._table.get_item(Key={"id": DESTINATION_ITEM_ID}, ConsistentRead=True).get("Item")
+    def _destination(self, region: Region) -> tuple[str, bool]:
+        """The region's destination id for the queue, and whether it came from the cache."""
+        item_id = destination_item_id(region)
+        item = self._table.get_item(Key={"id": item_id}, ConsistentRead=True).get("Item")
         if item and item.get("queue_arn") == self._queue_arn and item.get("destination_id"):
             return str(item["destination_id"]), True
-        grant = self._lwa.client_credentials(NOTIFICATIONS_SCOPE)
-        destination_id = self._find(grant.access_token)
-        if destination_id is None:
-            body = {"name": DESTINATION_NAME, "resourceSpecification": {"sqs": {"arn": self._queue_arn}}}
-            response = self._post(SPAPI_ENDPOINTS[Region.NA] + DESTINATIONS_PATH, grant.access_token, body)
-            if response.status_code == 200:
-                destination_id = str(response.json()["payload"]["destinationId"])
-            elif response.status_code == 409:  # created meanwhile by another run
-                destination_id = self._find(grant.access_token)
-            if destination_id is None:
-                raise SubscriptionFailed("createDestination", response.status_code)
-            count("ReportDestinationCreated")
-        self._table.put_item(Item={"id": DESTINATION_ITEM_ID, "destination_id": destination_id,
+        try:
+            destination_id = self._find_or_create(region, self._grantless_token())
+        except SubscriptionFailed as exc:
+            if exc.status == 403:  # the cached grantless token was refused: ask LWA for a new one next time
+                self._grantless = None
+            raise
+        self._table.put_item(Item={"id": item_id, "destination_id": destination_id, "region": region.value,
                                    "queue_arn": self._queue_arn, "stored_at": iso_millis(clock.now())})
+        if region is Region.NA:
+            # The single-destination cache of earlier versions held an NA destination for every region.
+            self._table.delete_item(Key={"id": LEGACY_DESTINATION_ITEM_ID})
         return destination_id, False
 
-    def _find(self, access_token: str) -> str | None:
-        url = amazon_url(SPAPI_ENDPOINTS[Region.NA] + DESTINATIONS_PATH, self._override)
+    def _find_or_create(self, region: Region, access_token: str) -> str:
+        destination_id = self._find(region, access_token)
+        if destination_id is not None:
+            return destination_id
+        body = {"name": DESTINATION_NAME, "resourceSpecification": {"sqs": {"arn": self._queue_arn}}}
+        response = self._post(SPAPI_ENDPOINTS[region] + DESTINATIONS_PATH, access_token, body)
+        if response.status_code == 200:
+            destination_id = str(response.json()["payload"]["destinationId"])
+        elif response.status_code == 409:  # created meanwhile by another run
+            destination_id = self._find(region, access_token)
+        if destination_id is None:
+            raise SubscriptionFailed("createDestination", response.status_code)
+        count("ReportDestinationCreated")
+        return destination_id
+
+    def _forget_destination(self, region: Region, destination_id: str) -> None:
+        """Drops the region's cache entry, unless another run has already replaced it."""
+        get_logger().warning("cached REPORT_PROCESSING_FINISHED destination refused; it will be looked up again",
+                             extra={"region": region.value})
+        try:
+            self._table.delete_item(Key={"id": destination_item_id(region)},
+                                    ConditionExpression="destination_id = :refused",
+                                    ExpressionAttributeValues={":refused": destination_id})
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+
+    def _grantless_token(self) -> str:
+        now = clock.epoch_seconds()
+        if self._grantless is not None and now < self._grantless[1]:
+            return self._grantless[0]
+        grant = self._lwa.client_credentials(NOTIFICATIONS_SCOPE)
+        self._grantless = (grant.access_token, now + max(0, grant.expires_in - GRANTLESS_MARGIN_SECONDS))
+        return grant.access_token
+
+    def _find(self, region: Region, access_token: str) -> str | None:
+        url = amazon_url(SPAPI_ENDPOINTS[region] + DESTINATIONS_PATH, self._override)
         response = self._session.get(url, headers={"x-amz-access-token": access_token}, timeout=(3.05, 20))
         if response.status_code != 200:
             raise SubscriptionFailed("getDestinations", response.status_code)
@@ -215,6 +259,11 @@ class ReportSubscriptions:
     def _post(self, endpoint_url: str, access_token: str, body: dict[str, Any]) -> requests.Response:
         return self._session.post(amazon_url(endpoint_url, self._override), json=body,
                                   headers={"x-amz-access-token": access_token}, timeout=(3.05, 20))
+
+
+def destination_item_id(region: Region) -> str:
+    """The idempotency-table item that caches the region's REPORT_PROCESSING_FINISHED destination id."""
+    return f"{DESTINATION_ITEM_PREFIX}{region.value}"
 
 
 class ReauthorizationCheck:

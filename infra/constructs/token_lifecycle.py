@@ -42,6 +42,7 @@ DEFAULT_EVENT_BUS = "default"
 INVALID_CLIENT_METRIC = "LwaInvalidClient"
 IDENTITY_MISMATCH_METRIC = "ConsentIdentityMismatch"
 VERIFICATION_EXPIRED_METRIC = "ConsentVerificationExpired"
+SUBSCRIPTION_FAILED_METRIC = "ReportSubscriptionFailed"
 
 SWEEP_TIMEOUT_SECONDS = 120
 NOTIFICATIONS_BATCH_SIZE = 10
@@ -115,6 +116,8 @@ class TokenLifecycle(Construct):
 
         self.invalid_client_metric = self._metric(INVALID_CLIENT_METRIC)
         self.verification_expired_metric = self._metric(VERIFICATION_EXPIRED_METRIC)
+        # A seller could not be subscribed to REPORT_PROCESSING_FINISHED (the refresh went on).
+        self.subscription_failed_metric = self._metric(SUBSCRIPTION_FAILED_METRIC)
 
     def identity_mismatch_metric(self, consent_duty: str) -> cloudwatch.IMetric:
         """ConsentIdentityMismatch from the verifier and from the consent callback (a pending deletion's
@@ -221,7 +224,9 @@ class TokenLifecycle(Construct):
 
     # ---------------------------------------------------------------- helpers
 
-    def _metric(self, name: str, duty: str = DUTY) -> cloudwatch.Metric:
+    @staticmethod
+    def _metric(name: str, duty: str = DUTY) -> cloudwatch.Metric:
+        """A count a function emits (EMF), summed over the refresh schedule's period."""
         return cloudwatch.Metric(
             namespace=METRICS_NAMESPACE,
             metric_name=name,

@@ -1,8 +1,15 @@
 """The Notifications API v1 (model: notifications.json, spapi-protocol.md §2.4, §4.6), as far as the
 product needs it: createDestination and getDestinations (grantless, scope
 `sellingpartnerapi::notifications`) and createSubscription for REPORT_PROCESSING_FINISHED (a seller's
-access token). A subscribed seller's REPORT_PROCESSING_FINISHED go to the registered report
-notification queue (the one queue the destinations stand for here); an unsubscribed seller's are not sent.
+access token).
+
+Destinations are regional, as on Amazon: the host a call arrives on (`sellingpartnerapi-{na,eu,fe}`)
+decides the region a destination is created in and which ones getDestinations lists, and
+createSubscription refuses a destination id of another region with the 400 Amazon gives ("No
+destination with id ..."; amzn/selling-partner-api-models#4286, amzn/selling-partner-api-docs#3355).
+A subscribed seller's REPORT_PROCESSING_FINISHED go to the queue of the subscription's destination (the
+registered report notification queue: every destination stands for it here); an unsubscribed seller's
+are not sent.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from typing import Any
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
+from .marketplaces import SPAPI_HOSTS
 from .notifications import REPORT_FINISHED, REPORT_PAYLOAD_VERSION
 from .spapi import SpapiError, authorize, authorize_seller, response
 from .state import Destination, SubscriptionExists, UnknownDestination
@@ -27,10 +35,12 @@ NOTIFICATIONS_SCOPE = "sellingpartnerapi::notifications"
 RATE = {"x-amzn-RateLimit-Limit": "1.0"}
 SQS_ARN = re.compile(r"^arn:aws:sqs:\S+:\S+:\S+$")
 SUPPORTED_TYPES = {REPORT_FINISHED: REPORT_PAYLOAD_VERSION}
+# Amazon's 400 for a request it cannot use; the reason goes in `details`.
+CANNOT_BE_PARSED = "Request has missing or invalid parameters and cannot be parsed."
 
 
-def _invalid(message: str) -> SpapiError:
-    return SpapiError(400, "InvalidInput", message, headers=RATE)
+def _invalid(message: str, details: str | None = None) -> SpapiError:
+    return SpapiError(400, "InvalidInput", message, details, headers=RATE)
 
 
 def _grantless(call: Call, operation: str) -> None:
@@ -69,7 +79,7 @@ def create_destination(call: Call) -> Response:
         raise _invalid("name is required (1 to 256 characters).")
     if not isinstance(arn, str) or len(arn) > 1000 or not SQS_ARN.match(arn):
         raise _invalid("resourceSpecification.sqs.arn must be the ARN of an SQS queue.")
-    destination = call.state.create_destination(name, arn)
+    destination = call.state.create_destination(SPAPI_HOSTS[call.host], name, arn)
     if destination is None:
         raise SpapiError(409, "Conflict", "A destination with this resource already exists.", headers=RATE)
     return response({"payload": _destination(destination)}, 200, RATE)
@@ -77,7 +87,8 @@ def create_destination(call: Call) -> Response:
 
 def get_destinations(call: Call) -> Response:
     _grantless(call, GET_DESTINATIONS)
-    return response({"payload": [_destination(d) for d in call.state.destinations()]}, 200, RATE)
+    destinations = call.state.destinations(SPAPI_HOSTS[call.host])
+    return response({"payload": [_destination(d) for d in destinations]}, 200, RATE)
 
 
 def create_subscription(call: Call, notification_type: str) -> Response:
@@ -93,10 +104,12 @@ def create_subscription(call: Call, notification_type: str) -> Response:
     if payload_version != SUPPORTED_TYPES[notification_type]:
         raise _invalid(f"Invalid payloadVersion {payload_version} for {notification_type}.")
     try:
-        subscription = call.state.subscribe(authorization.selling_partner_id, notification_type, payload_version,
-                                            destination_id)
+        subscription = call.state.subscribe(authorization.selling_partner_id, authorization.region,
+                                            notification_type, payload_version, destination_id)
     except UnknownDestination:
-        raise _invalid(f"Invalid destinationId {destination_id}.") from None
+        # Also for a destination created on another region's host: Amazon keeps them per region.
+        raise _invalid(CANNOT_BE_PARSED, f"No destination with id {destination_id} for applicationId "
+                                         f"{call.state.app.application_id}") from None
     except SubscriptionExists:
         raise SpapiError(409, "Conflict", "Subscription already exists for this notification type.",
                          headers=RATE) from None

@@ -84,6 +84,7 @@ class Report:
 class Finished:
     report_id: str
     seller: str
+    region: Region
     report_type: str
     status: Status
     document_id: str | None
@@ -99,16 +100,16 @@ class ReportStore:
         application_id: Callable[[], str],
         on_notified: Callable[[str], None],
         *,
-        subscription: Callable[[str], Any] | None = None,
+        subscription: Callable[[str, Region], Any] | None = None,
     ) -> None:
         self._now = now
         self._documents = documents
         self.notifier = notifier
         self._application_id = application_id
         self._on_notified = on_notified
-        # The seller's REPORT_PROCESSING_FINISHED subscription (with `subscription_id`), or None:
-        # Amazon notifies only subscribed sellers.
-        self._subscription = subscription or (lambda seller: None)
+        # The seller's REPORT_PROCESSING_FINISHED subscription in a region (with `subscription_id`), or
+        # None: Amazon notifies only sellers subscribed in the report's region.
+        self._subscription = subscription or (lambda seller, region: None)
         self._lock = threading.RLock()
         self._reports: dict[str, Report] = {}
         self._seeds: dict[tuple[str, str], deque[Seed]] = {}
@@ -232,7 +233,8 @@ class ReportStore:
 
     @staticmethod
     def _finished(report: Report, at: datetime) -> Finished:
-        return Finished(report.report_id, report.seller, report.report_type, report.status, report.document_id, at)
+        return Finished(report.report_id, report.seller, report.region, report.report_type, report.status,
+                        report.document_id, at)
 
     def _document(self, report: Report) -> Document:
         seed = report.seed
@@ -267,9 +269,11 @@ class ReportStore:
         if not finished or not self.notifier.enrolled:
             return
         for done in finished:
-            subscription = self._subscription(done.seller)
+            subscription = self._subscription(done.seller, done.region)
             if subscription is None:
-                continue  # the seller has no REPORT_PROCESSING_FINISHED subscription
+                continue  # no REPORT_PROCESSING_FINISHED subscription in the report's region
+            # Sent to the queue of the subscription's destination: locally every destination stands
+            # for the registered report notification queue.
             notification = envelope(
                 REPORT_FINISHED,
                 report_finished_payload(done.seller, done.report_id, done.report_type, done.status.value,

@@ -130,9 +130,11 @@ class TokenGrant:
 
 @dataclass(frozen=True)
 class Destination:
-    """A Notifications API destination: an SQS queue the application registered (grantless)."""
+    """A Notifications API destination: an SQS queue the application registered (grantless) in one
+    region. Amazon keeps destinations per region: the host a call arrives on decides which."""
 
     destination_id: str
+    region: Region
     name: str
     arn: str
 
@@ -152,7 +154,7 @@ class SubscriptionExists(Exception):
 
 
 class UnknownDestination(Exception):
-    """No destination has that id (400 InvalidInput)."""
+    """No destination of the region has that id (400 InvalidInput), even if another region has one."""
 
 
 @dataclass
@@ -197,7 +199,7 @@ class EmulatorState:
             report_notifier or Notifier(group_id="report-processing-finished"),
             lambda: self.app.application_id,
             self.count_notification,
-            subscription=lambda seller: self.subscription(seller, "REPORT_PROCESSING_FINISHED"),
+            subscription=lambda seller, region: self.subscription(seller, region, "REPORT_PROCESSING_FINISHED"),
         )
         self._clock_listeners: list[Callable[[], None]] = [self.reports.process_due]
         self._init_stores()
@@ -217,9 +219,11 @@ class EmulatorState:
         self._throttled_by_operation: Counter[str] = Counter()
         self._documents_served = 0
         self._last_rotation_call: datetime | None = None
+        # destination id -> destination (each knows its region)
         self._destinations: dict[str, Destination] = {}
-        # (selling_partner_id, notification type) -> its subscription
-        self._subscriptions: dict[tuple[str, str], Subscription] = {}
+        # (selling_partner_id, region, notification type) -> its subscription: a seller subscribes in
+        # each region it authorized, with that region's destination.
+        self._subscriptions: dict[tuple[str, Region, str], Subscription] = {}
 
     def reset(self) -> None:
         """Forget every code, state, token, seller, fault and count; keep the app and the clock.
@@ -439,35 +443,46 @@ class EmulatorState:
 
     # -- the Notifications API: destinations and subscriptions ---------------------------------
 
-    def create_destination(self, name: str, arn: str) -> Destination | None:
-        """A new destination; None if one with that ARN exists already (409 Conflict)."""
+    def create_destination(self, region: Region, name: str, arn: str) -> Destination | None:
+        """A new destination in `region`; None if that region has one with that ARN (409 Conflict)."""
         with self._lock:
-            if any(known.arn == arn for known in self._destinations.values()):
+            if any(known.arn == arn and known.region == region for known in self._destinations.values()):
                 return None
-            destination = Destination(str(uuid.uuid4()), name, arn)
+            destination = Destination(str(uuid.uuid4()), region, name, arn)
             self._destinations[destination.destination_id] = destination
             return destination
 
-    def destinations(self) -> list[Destination]:
+    def destinations(self, region: Region) -> list[Destination]:
+        """The region's destinations only (getDestinations on that region's host)."""
         with self._lock:
-            return list(self._destinations.values())
+            return [known for known in self._destinations.values() if known.region == region]
 
     def subscribe(
-        self, selling_partner_id: str, notification_type: str, payload_version: str, destination_id: str
+        self,
+        selling_partner_id: str,
+        region: Region,
+        notification_type: str,
+        payload_version: str,
+        destination_id: str,
     ) -> Subscription:
         with self._lock:
-            if destination_id not in self._destinations:
+            destination = self._destinations.get(destination_id)
+            if destination is None or destination.region != region:
                 raise UnknownDestination(destination_id)
-            key = (selling_partner_id, notification_type)
+            key = (selling_partner_id, region, notification_type)
             if key in self._subscriptions:
                 raise SubscriptionExists(notification_type)
             subscription = Subscription(str(uuid.uuid4()), notification_type, payload_version, destination_id)
             self._subscriptions[key] = subscription
             return subscription
 
-    def subscription(self, selling_partner_id: str, notification_type: str) -> Subscription | None:
+    def subscription(self, selling_partner_id: str, region: Region, notification_type: str) -> Subscription | None:
+        """The seller's subscription in that region, while its destination exists."""
         with self._lock:
-            return self._subscriptions.get((selling_partner_id, notification_type))
+            subscription = self._subscriptions.get((selling_partner_id, region, notification_type))
+            if subscription is None or subscription.destination_id not in self._destinations:
+                return None
+            return subscription
 
     # -- statistics -------------------------------------------------------------------------
 
@@ -514,4 +529,10 @@ class EmulatorState:
                 "documents_served": self._documents_served,
                 "destinations": len(self._destinations),
                 "subscriptions": len(self._subscriptions),
+                "destinations_by_region": {
+                    region.value: sum(1 for d in self._destinations.values() if d.region == region) for region in Region
+                },
+                "subscriptions_by_region": {
+                    region.value: sum(1 for key in self._subscriptions if key[1] == region) for region in Region
+                },
             }

@@ -535,6 +535,8 @@ def test_stats_count_every_token_call_by_grant(http: requests.Session, emu: Amaz
         "documents_served": 0,
         "destinations": 0,
         "subscriptions": 0,
+        "destinations_by_region": {"NA": 0, "EU": 0, "FE": 0},
+        "subscriptions_by_region": {"NA": 0, "EU": 0, "FE": 0},
     }
 
 

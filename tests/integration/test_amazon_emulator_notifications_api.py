@@ -1,6 +1,8 @@
 """The emulator's Notifications API over real HTTP: createDestination / getDestinations (grantless),
 createSubscription for REPORT_PROCESSING_FINISHED (a seller's token), answers validated against the
 model, and REPORT_PROCESSING_FINISHED sent only for subscribed sellers (to a real SQS queue, moto server).
+Destinations are regional as on Amazon: each host keeps and lists its own, and a destination id of
+another region is refused with Amazon's 400.
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ MODELS = Path(__file__).resolve().parents[2] / "local" / "amazon" / "models"
 CALLBACK = "https://app.example.test/callback"
 NA_HOST = "sellingpartnerapi-na.amazon.com"
 EU_HOST = "sellingpartnerapi-eu.amazon.com"
+FE_HOST = "sellingpartnerapi-fe.amazon.com"
+HOSTS = {"NA": NA_HOST, "EU": EU_HOST, "FE": FE_HOST}
+CENTRALS = {"NA": "sellercentral.amazon.com", "EU": "sellercentral-europe.amazon.com",
+            "FE": "sellercentral.amazon.co.jp"}
+MARKETPLACES = {"NA": "ATVPDKIKX0DER", "EU": "A1PA6795UKMFR9", "FE": "A1VC38T7YXB528"}
 DESTINATIONS = "/notifications/v1/destinations"
 SUBSCRIBE = "/notifications/v1/subscriptions/REPORT_PROCESSING_FINISHED"
 ARN = "arn:aws:sqs:us-east-1:123456789012:report-notifications"
@@ -101,8 +108,9 @@ def call(http: requests.Session, emu: AmazonEmulator, token: str, method: str, p
     return http.request(method, emu.host_url(host, path), headers={"x-amz-access-token": token}, json=body, timeout=5)
 
 
-def create_destination(http: requests.Session, emu: AmazonEmulator, token: str, arn: str = ARN) -> requests.Response:
-    return call(http, emu, token, "POST", DESTINATIONS,
+def create_destination(http: requests.Session, emu: AmazonEmulator, token: str, arn: str = ARN, *,
+                       host: str = NA_HOST) -> requests.Response:
+    return call(http, emu, token, "POST", DESTINATIONS, host=host,
                 body={"name": "report-notifications", "resourceSpecification": {"sqs": {"arn": arn}}})
 
 
@@ -198,6 +206,8 @@ def test_create_subscription_refusals(http: requests.Session, emu: AmazonEmulato
     unknown = subscribe(http, emu, seller, "no-such-destination")
     assert unknown.status_code == 400
     validate(unknown.json()["errors"], model, "ErrorList")
+    assert unknown.json()["errors"][0]["details"] == (
+        f"No destination with id no-such-destination for applicationId {emu.application_id}")
     # A grantless token is not a seller's; a seller's token works only on its own region's host.
     assert subscribe(http, emu, token, destination).status_code == 403
     assert subscribe(http, emu, seller, destination, host=EU_HOST).status_code == 403
@@ -243,3 +253,93 @@ def test_reset_forgets_destinations_and_subscriptions(http: requests.Session, em
     counted = stats(http, emu)
     assert counted["destinations"] == 0 and counted["subscriptions"] == 0
     assert call(http, emu, grantless(http, emu), "GET", DESTINATIONS).json() == {"payload": []}
+
+
+def test_destinations_are_kept_per_region(http: requests.Session, emu: AmazonEmulator,
+                                          model: dict[str, Any]) -> None:
+    token = grantless(http, emu)  # one grantless token works on every region's host
+    created = {}
+    for region, host in HOSTS.items():
+        answer = create_destination(http, emu, token, host=host)  # the same queue in each region
+        assert answer.status_code == 200, (region, answer.text)
+        created[region] = answer.json()["payload"]
+    assert len({d["destinationId"] for d in created.values()}) == 3
+    for region, host in HOSTS.items():
+        listed = call(http, emu, token, "GET", DESTINATIONS, host=host)
+        validate(listed.json(), model, "GetDestinationsResponse")
+        assert listed.json()["payload"] == [created[region]], region  # that region's only
+        assert create_destination(http, emu, token, host=host).status_code == 409  # within a region only
+    counted = stats(http, emu)
+    assert counted["destinations"] == 3
+    assert counted["destinations_by_region"] == {"NA": 1, "EU": 1, "FE": 1}
+
+
+@pytest.mark.parametrize("region", ["EU", "FE"])
+def test_a_destination_of_another_region_is_refused(http: requests.Session, emu: AmazonEmulator,
+                                                    model: dict[str, Any], region: str) -> None:
+    token = grantless(http, emu)
+    north_america = create_destination(http, emu, token).json()["payload"]["destinationId"]
+    seller = seller_token(http, emu, f"A1FOREIGN{region}0001", CENTRALS[region])
+
+    refused = subscribe(http, emu, seller, north_america, host=HOSTS[region])
+
+    assert refused.status_code == 400
+    validate(refused.json()["errors"], model, "ErrorList")
+    (error,) = refused.json()["errors"]
+    assert error == {"code": "InvalidInput",
+                     "message": "Request has missing or invalid parameters and cannot be parsed.",
+                     "details": f"No destination with id {north_america} for applicationId {emu.application_id}"}
+    assert stats(http, emu)["subscriptions"] == 0
+
+    own = create_destination(http, emu, token, host=HOSTS[region]).json()["payload"]["destinationId"]
+    accepted = subscribe(http, emu, seller, own, host=HOSTS[region])
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["payload"]["destinationId"] == own
+    assert stats(http, emu)["subscriptions_by_region"] == {"NA": 0, "EU": 0, "FE": 0, region: 1}
+
+
+def test_report_notifications_reach_sellers_of_every_region(http: requests.Session, emu: AmazonEmulator, sqs: Any,
+                                                            queue_url: str) -> None:
+    token = grantless(http, emu)
+    subscriptions, reports = {}, {}
+    for region, host in HOSTS.items():
+        destination = create_destination(http, emu, token, host=host).json()["payload"]["destinationId"]
+        seller = f"A1EVERYREGION{region}"
+        access = seller_token(http, emu, seller, CENTRALS[region])
+        subscribed = subscribe(http, emu, access, destination, host=host)
+        assert subscribed.status_code == 200, (region, subscribed.text)
+        subscriptions[seller] = subscribed.json()["payload"]["subscriptionId"]
+        created = call(http, emu, access, "POST", "/reports/2021-06-30/reports", host=host,
+                       body={"reportType": "GET_MERCHANT_LISTINGS_ALL_DATA", "marketplaceIds": [MARKETPLACES[region]]})
+        assert created.status_code == 202, created.text
+        reports[seller] = created.json()["reportId"]
+
+    emu.advance_clock(91)
+
+    sent = {m["payload"]["reportProcessingFinishedNotification"]["sellerId"]: m for m in messages(sqs, queue_url)}
+    assert set(sent) == set(reports)
+    for seller, notification in sent.items():
+        assert notification["payload"]["reportProcessingFinishedNotification"]["reportId"] == reports[seller]
+        assert notification["notificationMetadata"]["subscriptionId"] == subscriptions[seller]
+
+
+def test_a_subscription_covers_its_own_region_only(http: requests.Session, emu: AmazonEmulator, sqs: Any,
+                                                   queue_url: str) -> None:
+    """The same seller authorized in NA and EU, subscribed in NA only: EU reports are not notified."""
+    token = grantless(http, emu)
+    seller = "A1TWOREGIONS0007"
+    north_america = seller_token(http, emu, seller)
+    europe = seller_token(http, emu, seller, CENTRALS["EU"])
+    destination = create_destination(http, emu, token).json()["payload"]["destinationId"]
+    assert subscribe(http, emu, north_america, destination).status_code == 200
+    body = {"reportType": "GET_MERCHANT_LISTINGS_ALL_DATA"}
+    na_report = call(http, emu, north_america, "POST", "/reports/2021-06-30/reports",
+                     body={**body, "marketplaceIds": [MARKETPLACES["NA"]]}).json()["reportId"]
+    eu_answer = call(http, emu, europe, "POST", "/reports/2021-06-30/reports", host=EU_HOST,
+                     body={**body, "marketplaceIds": [MARKETPLACES["EU"]]})
+    assert eu_answer.status_code == 202, eu_answer.text
+
+    emu.advance_clock(91)
+
+    sent = messages(sqs, queue_url)
+    assert [m["payload"]["reportProcessingFinishedNotification"]["reportId"] for m in sent] == [na_report]

@@ -154,7 +154,8 @@ def subscribe(http: requests.Session, emu: AmazonEmulator, token: str, region: s
              "scope": "sellingpartnerapi::notifications"}
     grantless = http.post(emu.host_url("api.amazon.com", "/auth/o2/token"), data=grant, timeout=5).json()
     headers = {"x-amz-access-token": grantless["access_token"]}
-    destinations = emu.host_url(SPAPI["NA"], "/notifications/v1/destinations")
+    # Destinations are regional: the seller's region's own, as Amazon requires.
+    destinations = emu.host_url(SPAPI[region], "/notifications/v1/destinations")
     known = http.get(destinations, headers=headers, timeout=5).json()["payload"]
     if known:
         destination = known[0]["destinationId"]

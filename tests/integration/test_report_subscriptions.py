@@ -1,10 +1,12 @@
 """The token refresher subscribes sellers to REPORT_PROCESSING_FINISHED (Notifications API): one
-grantless destination for the report_notifications queue, one subscription per seller, recorded on the
-CONN item; the emulator then notifies subscribed sellers only. Failures never fail the refresh."""
+grantless destination for the report_notifications queue in each SP-API region (Amazon keeps them per
+region), cached per region, one subscription per seller in its own region, recorded on the CONN item; the
+emulator then notifies subscribed sellers only. Failures never fail the refresh."""
 
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -20,8 +22,16 @@ from tests.support.tokens import connection_item, provider
 
 SELLER = "A1SUBSCRIBED0001"
 OTHER = "A2UNSUBSCRIBED02"
+EU_SELLER = "A3EUROPEAN00003"
+FE_SELLER = "A4FAREAST000004"
 LISTINGS = "GET_MERCHANT_LISTINGS_ALL_DATA"
 US = "ATVPDKIKX0DER"
+# region -> (a seller of that region, a marketplace code for /connect, its marketplace id)
+REGIONS = {"NA": (SELLER, "US", US), "EU": (EU_SELLER, "DE", "A1PA6795UKMFR9"),
+           "FE": (FE_SELLER, "JP", "A1VC38T7YXB528")}
+HOSTS = {"NA": "sellingpartnerapi-na.amazon.com", "EU": "sellingpartnerapi-eu.amazon.com",
+         "FE": "sellingpartnerapi-fe.amazon.com"}
+LEGACY_ITEM = "destination#report_notifications"
 
 
 @pytest.fixture
@@ -57,9 +67,29 @@ def stats(emulator: Any) -> dict[str, Any]:
     return dict(requests.get(f"{emulator.base_url}/_emulator/stats", timeout=5).json())
 
 
-def destination_item(resources: Any) -> dict[str, Any] | None:
-    table = boto3.resource("dynamodb").Table(resources.tables["idempotency"])
-    return table.get_item(Key={"id": "destination#report_notifications"}).get("Item")
+def idempotency(resources: Any) -> Any:
+    return boto3.resource("dynamodb").Table(resources.tables["idempotency"])
+
+
+def destination_item(resources: Any, region: str = "NA") -> dict[str, Any] | None:
+    item: dict[str, Any] | None = idempotency(resources).get_item(
+        Key={"id": f"destination#report_notifications#{region}"}).get("Item")
+    return item
+
+
+def amazon_destinations(emulator: Any, region: str) -> list[str]:
+    """The destination ids Amazon holds in a region (getDestinations on its host, grantless)."""
+    lwa = requests.post(emulator.host_url("api.amazon.com", "/auth/o2/token"), timeout=5, data={
+        "grant_type": "client_credentials", "scope": "sellingpartnerapi::notifications",
+        "client_id": emulator.client_id, "client_secret": emulator.client_secret})
+    listed = requests.get(emulator.host_url(HOSTS[region], "/notifications/v1/destinations"), timeout=5,
+                          headers={"x-amz-access-token": lwa.json()["access_token"]})
+    return [str(d["destinationId"]) for d in listed.json()["payload"]]
+
+
+def connect_every_region() -> None:
+    for seller, marketplace, _ in REGIONS.values():
+        assert connect_and_confirm(ConsentClient(), os.environ["AMAZON_ENDPOINT_OVERRIDE"], seller, marketplace).status == 303
 
 
 def messages(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
@@ -74,16 +104,20 @@ def messages(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
 
 
 def test_a_refresh_subscribes_the_seller_once(subscribing, emulator, product_clock, report_queue):
+    # The single cache item of earlier versions (an NA destination for every region) is cleared.
+    idempotency(subscribing).put_item(Item={"id": LEGACY_ITEM, "destination_id": "from-before",
+                                            "queue_arn": report_queue[1]})
     first = refresher("refresh-tokens")
     assert (first["refreshed"], first["subscribed"], first["failed"]) == (1, 1, 0)
     item = connection_item(subscribing, SELLER, "NA")
     assert item["rpf_subscription_id"] and item["rpf_subscription_id"] != "existing"
-    cached = destination_item(subscribing)
-    assert cached is not None and cached["queue_arn"] == report_queue[1]
     counted = stats(emulator)
     assert (counted["destinations"], counted["subscriptions"]) == (1, 1)
     assert counted["spapi"]["createDestination"] == 1 and counted["spapi"]["createSubscription"] == 1
     assert counted["lwa"]["client_credentials"] == 1
+    cached = destination_item(subscribing)
+    assert cached is not None and cached["queue_arn"] == report_queue[1]
+    assert idempotency(subscribing).get_item(Key={"id": LEGACY_ITEM}).get("Item") is None
 
     product_clock.advance(3600 - 300)  # due again
     second = refresher("refresh-tokens")
@@ -93,6 +127,7 @@ def test_a_refresh_subscribes_the_seller_once(subscribing, emulator, product_clo
     assert counted["spapi"]["createDestination"] == 1 and counted["spapi"]["createSubscription"] == 1
     assert counted["spapi"]["getDestinations"] == 1  # only before the one creation
     assert counted["lwa"]["client_credentials"] == 1  # the destination id came from the cache
+    assert [cached["destination_id"]] == amazon_destinations(emulator, "NA")
     assert connection_item(subscribing, SELLER, "NA")["rpf_subscription_id"] == item["rpf_subscription_id"]
 
 
@@ -101,8 +136,7 @@ def test_an_existing_subscription_and_destination_are_reused(subscribing, emulat
     # Our records are lost (e.g. a restore): Amazon still has the destination and the subscription.
     table = boto3.resource("dynamodb").Table(subscribing.tables["connections"])
     table.update_item(Key={"pk": f"SELLER#{SELLER}", "sk": "CONN#NA"}, UpdateExpression="REMOVE rpf_subscription_id")
-    boto3.resource("dynamodb").Table(subscribing.tables["idempotency"]).delete_item(
-        Key={"id": "destination#report_notifications"})
+    idempotency(subscribing).delete_item(Key={"id": "destination#report_notifications#NA"})
     product_clock.advance(3600 - 300)
     again = refresher("refresh-tokens")
     assert (again["refreshed"], again["subscribed"], again["failed"]) == (1, 1, 0)
@@ -161,3 +195,116 @@ def test_no_queue_arn_no_subscription(token_env, emulator):
     assert (report["refreshed"], report["subscribed"]) == (1, 0)
     assert "rpf_subscription_id" not in connection_item(token_env, SELLER, "NA")
     assert stats(emulator)["spapi"]["createSubscription"] == 0
+
+
+def test_sellers_of_every_region_are_subscribed_with_their_regions_destination(subscribing, emulator, product_clock,
+                                                                               capfd, log_guard):
+    connect_every_region()  # SELLER (NA) is connected already: a re-authorization, still one connection
+
+    first = refresher("refresh-tokens")
+
+    assert (first["refreshed"], first["subscribed"], first["failed"]) == (3, 3, 0)
+    counted = stats(emulator)
+    assert counted["destinations_by_region"] == {"NA": 1, "EU": 1, "FE": 1}
+    assert counted["subscriptions_by_region"] == {"NA": 1, "EU": 1, "FE": 1}
+    assert counted["spapi"]["createDestination"] == 3 and counted["spapi"]["createSubscription"] == 3
+    assert counted["lwa"]["client_credentials"] == 1  # one grantless token serves every host
+    assert counted["spapi"]["getDestinations"] == 3  # once per region, before its creation
+    out, err = capfd.readouterr()
+    assert "ReportSubscriptionFailed" not in out and log_guard.findings(out + err) == []
+
+    product_clock.advance(3600 - 300)  # due again: every destination id comes from its region's cache
+    second = refresher("refresh-tokens")
+    assert (second["refreshed"], second["subscribed"], second["failed"]) == (3, 0, 0)
+    assert stats(emulator)["spapi"] == counted["spapi"]  # not one more Notifications API call
+    for region, (seller, _, _) in REGIONS.items():
+        cached = destination_item(subscribing, region)
+        assert cached is not None and [cached["destination_id"]] == amazon_destinations(emulator, region), region
+        subscription = connection_item(subscribing, seller, region)["rpf_subscription_id"]
+        assert subscription and subscription != "existing"
+
+
+def test_report_notifications_arrive_for_eu_and_fe_sellers(subscribing, emulator, sqs, report_queue):
+    connect_every_region()
+    assert refresher("refresh-tokens")["subscribed"] == 3
+    client = SpApiClient(provider(subscribing, emulator.base_url), endpoint_override=emulator.base_url)
+    reports = {}
+    for region in ("EU", "FE"):
+        seller, _, marketplace = REGIONS[region]
+        body = {"reportType": LISTINGS, "marketplaceIds": [marketplace]}
+        reports[seller] = client.create_report(seller, region, body)
+    messages(sqs, report_queue[0])
+
+    emulator.advance_clock(91)
+
+    sent = {m["payload"]["reportProcessingFinishedNotification"]["sellerId"]: m for m in messages(sqs, report_queue[0])}
+    assert set(sent) == set(reports)
+    for region in ("EU", "FE"):
+        seller = REGIONS[region][0]
+        assert sent[seller]["payload"]["reportProcessingFinishedNotification"]["reportId"] == reports[seller]
+        assert (sent[seller]["notificationMetadata"]["subscriptionId"]
+                == connection_item(subscribing, seller, region)["rpf_subscription_id"])
+
+
+def test_a_refused_cached_destination_is_dropped_and_looked_up_again(subscribing, emulator, product_clock, capfd,
+                                                                     log_guard):
+    """The EU cache entry holds a destination id Amazon's EU region does not know (here: NA's, which the
+    single-destination design subscribed every seller with): the 400 drops that entry, the next refresh
+    finds or creates the EU destination and subscribes the seller; NA's entry is left alone."""
+    assert connect_and_confirm(ConsentClient(), emulator.base_url, EU_SELLER, "DE").status == 303
+    assert refresher("refresh-tokens")["subscribed"] == 2  # NA and EU, each with its own destination
+    north_america = destination_item(subscribing, "NA")
+    assert north_america is not None
+    table = boto3.resource("dynamodb").Table(subscribing.tables["connections"])
+    table.update_item(Key={"pk": f"SELLER#{EU_SELLER}", "sk": "CONN#EU"}, UpdateExpression="REMOVE rpf_subscription_id")
+    idempotency(subscribing).put_item(Item={**north_america, "id": "destination#report_notifications#EU",
+                                            "region": "EU"})
+    out, err = capfd.readouterr()
+    assert log_guard.findings(out + err) == []
+
+    product_clock.advance(3600 - 300)
+    refused = refresher("refresh-tokens")
+
+    assert (refused["refreshed"], refused["subscribed"], refused["failed"]) == (2, 0, 0)  # the refresh stands
+    assert destination_item(subscribing, "EU") is None  # dropped
+    assert destination_item(subscribing, "NA") == north_america  # untouched
+    assert "rpf_subscription_id" not in connection_item(subscribing, EU_SELLER, "EU")
+    out, err = capfd.readouterr()
+    assert '"ReportSubscriptionFailed":[1.0]' in out and "cached REPORT_PROCESSING_FINISHED destination refused" in err
+    assert log_guard.findings(out + err) == []
+    assert stats(emulator)["spapi"]["createSubscription"] == 3
+
+    product_clock.advance(3600 - 300)
+    recovered = refresher("refresh-tokens")
+
+    assert (recovered["refreshed"], recovered["subscribed"], recovered["failed"]) == (2, 1, 0)
+    cached = destination_item(subscribing, "EU")
+    assert cached is not None and [cached["destination_id"]] == amazon_destinations(emulator, "EU")
+    assert connection_item(subscribing, EU_SELLER, "EU")["rpf_subscription_id"] == "existing"  # Amazon kept it
+    counted = stats(emulator)
+    assert counted["destinations_by_region"] == {"NA": 1, "EU": 1, "FE": 0}  # found again, not duplicated
+    assert counted["subscriptions_by_region"] == {"NA": 1, "EU": 1, "FE": 0}
+    out, err = capfd.readouterr()
+    assert "ReportSubscriptionFailed" not in out and log_guard.findings(out + err) == []
+
+
+def test_a_refused_grantless_token_is_not_used_again(subscribing, emulator, product_clock, capfd, log_guard):
+    """The grantless token is kept in memory until shortly before its expiry by our clock; if Amazon
+    refuses it sooner (here: Amazon's clock is an hour ahead), the next run asks LWA for a new one."""
+    assert refresher("refresh-tokens")["subscribed"] == 1  # NA, with a new grantless token
+    emulator.advance_clock(3600)  # Amazon considers that token expired; our clock does not
+    assert connect_and_confirm(ConsentClient(), emulator.base_url, EU_SELLER, "DE").status == 303
+
+    refused = refresher("refresh-tokens")
+
+    assert (refused["refreshed"], refused["subscribed"], refused["failed"]) == (1, 0, 0)
+    assert stats(emulator)["spapi_denied"]["getDestinations"] == 1
+    out, err = capfd.readouterr()
+    assert '"ReportSubscriptionFailed":[1.0]' in out and log_guard.findings(out + err) == []
+
+    product_clock.advance(3600 - 300)  # due again; the first token would still look fresh to us
+    again = refresher("refresh-tokens")
+
+    assert (again["refreshed"], again["subscribed"], again["failed"]) == (2, 1, 0)
+    assert stats(emulator)["lwa"]["client_credentials"] == 2
+    assert connection_item(subscribing, EU_SELLER, "EU")["rpf_subscription_id"] not in ("", "existing")

@@ -1,0 +1,88 @@
+"""REPORT_PROCESSING_FINISHED from outside North America, through `python -m local serve`: a European
+seller is subscribed with the EU region's own destination after a token refresh, and Amazon's
+notifications for its reports reach the report_notifications queue and the fetcher.
+
+Driven over HTTP only (our control calls, the Amazon emulator's); boto3 against the printed AWS endpoint
+only to read what is stored. The stack is this module's own, so every notification it counts belongs to
+the one seller connected here. Nothing here prints a token or a document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.e2e_local.test_token_lifecycle import advance, connect, drain, fire, new_seller, stats
+from tests.support.local_stack import Serve, serving
+
+pytestmark = pytest.mark.slow
+# Past the emulator's 90 s to finish a report.
+REPORT_SECONDS = 120
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
+    """A stack of this module's own: it moves the clock, and its notifications are this module's."""
+    with serving(tmp_path_factory.mktemp("report-notifications") / "stderr.log") as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def info(stack: Serve) -> dict[str, Any]:
+    return stack.info
+
+
+def table(info: dict[str, Any], purpose: str) -> Any:
+    dynamodb = boto3.resource("dynamodb", endpoint_url=info["aws"], region_name=info["region"])
+    return dynamodb.Table(info["resources"]["tables"][purpose])
+
+
+def seller_items(info: dict[str, Any], seller: str, prefix: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = table(info, "connections").query(
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :sk)",
+        ExpressionAttributeValues={":pk": f"SELLER#{seller}", ":sk": prefix},
+        ConsistentRead=True,
+    )["Items"]
+    return items
+
+
+def test_a_european_sellers_report_notifications_arrive(info: dict[str, Any]) -> None:
+    seller = new_seller()
+    connect(info, seller, "DE")
+
+    refreshed = fire(info, "refresh-tokens")
+
+    assert (refreshed["refreshed"], refreshed["subscribed"], refreshed["failed"]) == (1, 1, 0), refreshed
+    (connection,) = seller_items(info, seller, "CONN#")
+    assert connection["sk"] == "CONN#EU"
+    assert connection["rpf_subscription_id"] not in ("", "existing")
+    cached = table(info, "idempotency").get_item(Key={"id": "destination#report_notifications#EU"},
+                                                 ConsistentRead=True).get("Item")
+    assert cached is not None and cached["region"] == "EU"
+    amazon = stats(info)
+    assert amazon["destinations_by_region"] == {"NA": 0, "EU": 1, "FE": 0}
+    assert amazon["subscriptions_by_region"] == {"NA": 0, "EU": 1, "FE": 0}
+
+    plan = fire(info, "plan-reports")
+    assert plan["connections"] == 1 and plan["messages"] >= 1, plan
+    first = drain(info)  # each job requests its report, then waits on the queue with a delay
+    requested = {str(job["sk"]) for job in seller_items(info, seller, "JOB#")
+                 if job["status"] == "WAITING" and job.get("report_id")}
+    assert requested, first
+    assert stats(info)["notifications"].get("REPORT_PROCESSING_FINISHED", 0) == 0
+
+    advance(info, REPORT_SECONDS)  # Amazon finishes the reports and notifies the subscribed seller
+    amazon = stats(info)
+    assert amazon["notifications"]["REPORT_PROCESSING_FINISHED"] >= len(requested)
+    delivered = drain(info)
+
+    assert delivered["delivered"].get("report_notifications", 0) >= len(requested), delivered
+    assert not any(delivered["failed"].values()), delivered["failed"]
+    assert not any(n for queue, n in delivered["left"].items() if queue.endswith("_dlq")), delivered["left"]
+    jobs = {str(job["sk"]): job["status"] for job in seller_items(info, seller, "JOB#")}
+    assert {job: jobs[job] for job in requested} == dict.fromkeys(requested, "DONE")
+    assert all(str(row["s3_key"]).startswith(f"sellers/{seller}/EU/reports/")
+               for row in seller_items(info, seller, "REPORT#EU#"))
