@@ -89,7 +89,8 @@ def amazon_destinations(emulator: Any, region: str) -> list[str]:
 
 def connect_every_region() -> None:
     for seller, marketplace, _ in REGIONS.values():
-        assert connect_and_confirm(ConsentClient(), os.environ["AMAZON_ENDPOINT_OVERRIDE"], seller, marketplace).status == 303
+        emulator_url = os.environ["AMAZON_ENDPOINT_OVERRIDE"]
+        assert connect_and_confirm(ConsentClient(), emulator_url, seller, marketplace).status == 303
 
 
 def messages(sqs: Any, queue_url: str) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ from seller_insights.marketplaces import (
 ENV = {
     "STAGE": "dev",
     "CONNECTIONS_TABLE": "c", "OAUTH_STATE_TABLE": "s", "IDEMPOTENCY_TABLE": "i", "AUDIT_TABLE": "a",
+    "SELLER_KEY_SECRET_ID": "sk",
     "TOKEN_KEY_ID": "arn:aws:kms:us-east-1:1:key/x", "LWA_CLIENT_SECRET_ID": "arn:secret",
     "APP_DRAFT": "false", "REDIRECT_URI": "https://api.example.com/callback",
 }

@@ -23,7 +23,8 @@ class RecordingStates:
 def test_states_have_256_bits_and_never_collide():
     settings = ConsentSettings.from_env({
         "STAGE": "dev", "CONNECTIONS_TABLE": "c", "OAUTH_STATE_TABLE": "s", "IDEMPOTENCY_TABLE": "i",
-        "AUDIT_TABLE": "a", "TOKEN_KEY_ID": "k", "LWA_CLIENT_SECRET_ID": "x", "APP_DRAFT": "true",
+        "AUDIT_TABLE": "a", "SELLER_KEY_SECRET_ID": "sk", "TOKEN_KEY_ID": "k", "LWA_CLIENT_SECRET_ID": "x",
+        "APP_DRAFT": "true",
         "REDIRECT_URI": "https://api.example.com/callback"})
     states = RecordingStates()
     service = ConsentService(settings, states=states, connections=None, candidates=None, claims=None,  # type: ignore[arg-type]
