@@ -25,6 +25,7 @@ from moto import mock_aws
 
 from seller_insights import aws, clock
 from seller_insights.clock import FixedClock
+from seller_insights.object_keys import seller_prefix
 from seller_insights.pseudonyms import seller_key
 from seller_insights.redaction import register_secret
 from seller_insights.repositories import iso, shard
@@ -117,7 +118,7 @@ def seed(table_name: str, key_arn: str) -> dict[str, bytes]:
             start, end = f"2026-11-{20 + day:02d}T00:00:00Z", f"2026-11-{21 + day:02d}T00:00:00Z"
             body = "order-id\tsku\tquantity\n" + "".join(f"{region}-{day}-{n}\tSKU{n}\t{n}\n" for n in range(50))
             data = body.encode() + ("€ü".encode() if region == "EU" else b"")
-            key = (f"sellers/{SELLER}/{region}/reports/GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL/"
+            key = (f"{seller_prefix(SELLER, region)}reports/GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL/"
                    f"{start}_{end}.tsv")
             s3.put_object(Bucket=BUCKET, Key=key, Body=data)
             reports[key] = data
@@ -131,7 +132,7 @@ def seed(table_name: str, key_arn: str) -> dict[str, bytes]:
     table.put_item(Item={"pk": pk, "sk": "PROFILE", "contact_email": EMAIL, "contact_name": NAME,
                          "updated_at": "2026-06-01T10:00:00Z"})
     # Another seller's report must never appear in this seller's answers.
-    s3.put_object(Bucket=BUCKET, Key="sellers/A9SOMEONEELSE1/NA/reports/X/y.tsv", Body=b"other")
+    s3.put_object(Bucket=BUCKET, Key=f"{seller_prefix('A9SOMEONEELSE1', 'NA')}reports/X/y.tsv", Body=b"other")
     return reports
 
 
@@ -271,7 +272,7 @@ def test_export_is_a_zip_with_manifest_index_and_every_report(env):
 
 
 def test_export_streams_large_reports_in_several_parts(env):
-    key = (f"sellers/{SELLER}/NA/reports/GET_V2_SETTLEMENT_REPORT_DATA_FLAT_FILE/9999.tsv")
+    key = f"{seller_prefix(SELLER, 'NA')}reports/GET_V2_SETTLEMENT_REPORT_DATA_FLAT_FILE/9999.tsv"
     data = os.urandom(11 * 1024 * 1024)  # incompressible: the ZIP needs two 8 MiB parts
     env["s3"].put_object(Bucket=BUCKET, Key=key, Body=data)
     env["connections"].put_item(Item={

@@ -19,6 +19,7 @@ from retention_sweeper.service import RetentionSweep
 from seller_insights import aws, clock
 from seller_insights.candidates import Candidate, CandidateRepository, new_candidate_id
 from seller_insights.clock import FixedClock
+from seller_insights.object_keys import report_key, seller_prefix
 from seller_insights.pseudonyms import seller_key
 from seller_insights.quotas import OPERATION_RATES, QuotaBuckets
 from seller_insights.report_jobs import Job, JobRepository, PlanRepository, ReportRepository, StoredReport, job_id
@@ -119,12 +120,12 @@ def seed(resources: Resources, seller: str, regions: tuple[str, ...] = ("NA", "E
             jobs.load_or_create(job)
             ReportRepository(connections_table).put(StoredReport(
                 seller, region, "GET_ORDERS", f"{start}#{end}", f"{region}{day}", f"doc{day}",
-                f"sellers/{seller}/{region}/reports/GET_ORDERS/{start}_{end}.tsv", 10, 1, "0" * 64, "UTF-8", 0, ()),
+                report_key(seller, region, "GET_ORDERS", f"{start}_{end}", "tsv"), 10, 1, "0" * 64, "UTF-8", 0, ()),
                 stored_at=now)
         jobs.remember_report_id(job)
         for operation in OPERATION_RATES:
             QuotaBuckets(connections_table).take_operation(seller, region, operation)
-        prefix = f"sellers/{seller}/{region}/"
+        prefix = seller_prefix(seller, region)
         for position, name in enumerate(OBJECT_NAMES):
             for version in range(VERSIONS_PER_OBJECT):
                 s3.put_object(Bucket=BUCKET, Key=prefix + name, Body=f"v{version}".encode())
@@ -170,7 +171,7 @@ def request_deletion(resources: Resources, seller: str, region: str, *, purge_in
 
 def s3_left(seller: str, region: str) -> dict[str, int]:
     s3 = boto3.client("s3")
-    prefix = f"sellers/{seller}/{region}/"
+    prefix = seller_prefix(seller, region)
     versions = markers = 0
     for page in s3.get_paginator("list_object_versions").paginate(Bucket=BUCKET, Prefix=prefix):
         versions += len(page.get("Versions", []))
