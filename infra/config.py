@@ -34,6 +34,12 @@ DEFAULT_REPORT_TYPES: tuple[str, ...] = (
     "GET_V2_SETTLEMENT_REPORT_DATA_FLAT_FILE_V2",
 )
 _REPORT_TYPE = re.compile(r"GET_[A-Z0-9_]+")
+# Caps on a report document (REPORT_MAX_DECOMPRESSED_MIB / REPORT_MAX_COMPRESSION_RATIO of report_fetcher,
+# whose settings enforce the same bounds). MiB: 64 keeps ordinary reports in (and catches "4" meant as
+# GiB); 80,000 is 10,000 parts of 8 MiB, where the multipart upload would stop anyway. Ratio: realistic
+# documents reach 16:1 (bench/README.md, compression_ratios); gzip cannot exceed about 1032:1.
+REPORT_MAX_DECOMPRESSED_MIB_RANGE = (64, 80_000)
+REPORT_MAX_COMPRESSION_RATIO_RANGE = (20, 1032)
 
 
 class ConfigError(ValueError):
@@ -75,6 +81,10 @@ class StageConfig:
     # Report types the planner requests for a connection without its own choice (DEFAULT_REPORT_TYPES
     # environment variable of report_fetcher, comma-separated).
     default_report_types: tuple[str, ...] = DEFAULT_REPORT_TYPES
+    # A report document decompressing to more than this many MiB, or at more than this ratio (once
+    # 8 MiB came out), is corrupt: nothing is stored (REPORT_MAX_DECOMPRESSED_MIB, ..._COMPRESSION_RATIO).
+    report_max_decompressed_mib: int = 4096
+    report_max_compression_ratio: int = 100
 
     @property
     def retain(self) -> bool:
@@ -175,6 +185,8 @@ def _parse(stage: str, raw: Mapping[str, Any]) -> StageConfig:
         function_timeout_seconds=bounded("function_timeout_seconds", 1, 900),
         reserved_concurrency=reserved,
         default_report_types=report_types,
+        report_max_decompressed_mib=bounded("report_max_decompressed_mib", *REPORT_MAX_DECOMPRESSED_MIB_RANGE),
+        report_max_compression_ratio=bounded("report_max_compression_ratio", *REPORT_MAX_COMPRESSION_RATIO_RANGE),
     )
     if config.purge_after_days < 1:
         raise ConfigError(
