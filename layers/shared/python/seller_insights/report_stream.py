@@ -342,23 +342,20 @@ class _TsvFilter:
                 raise DocumentCorrupt("a line longer than 8 MiB")
             return ""
         self._carry = buffer[cut + 1:]
-        return self._lines(buffer[:cut])
+        return self._lines(buffer[:cut + 1])
 
     def finish(self) -> str:
         last, self._carry = self._carry, ""
         # The last line had no line break: it gets none (cosmetic; every row before it ends in LF).
-        return self._lines(last).removesuffix("\n") if last else ""
+        return self._lines(last + "\n").removesuffix("\n") if last else ""
 
-    def _lines(self, body: str) -> str:
-        """Complete lines (the last one's line break is not in `body`, though a CR of it may be), each
-        line of output followed by LF."""
-        body = body.removesuffix("\r")
+    def _lines(self, text: str) -> str:
+        """Complete lines, each ending in a line break, the last one in LF; output likewise."""
         if self._header_seen:
-            return self._rows(body)
-        end = _LINE_BREAK.search(body)
-        if end is None:
-            return self._header(body) + "\n"
-        return self._header(body[:end.start()]) + "\n" + self._rows(body[end.end():])
+            return self._rows(text)
+        end = _LINE_BREAK.search(text)
+        assert end is not None  # text ends in LF
+        return self._header(text[:end.start()]) + "\n" + self._rows(text[end.end():])
 
     def _header(self, line: str) -> str:
         """Is the first line a header? It must name at least one kept column (a data row does not, nor
@@ -387,31 +384,36 @@ class _TsvFilter:
                 self._pick = lambda fields: "\t".join(pick(fields))
         return "\t".join(names[i] for i in kept)  # the allowlist's own spelling
 
-    def _rows(self, body: str) -> str:
-        """Rows of complete lines (the last without its line break), each followed by LF. The fast
-        paths take batches in which every line is well-formed; anything else goes the careful way."""
+    def _rows(self, text: str) -> str:
+        """Rows of complete lines (each ending in a line break, the last one in LF), each followed by
+        LF. The fast paths take batches in which every line is well-formed; the rest goes the careful way."""
+        if not text:
+            return ""
         if self._pattern is not None:
             # One regular-expression pass over the whole batch, in C: it matches a line only when the
             # line has exactly the header's field count (and no CR but its CRLF's), so the batch is done
-            # when every line matched.
-            out, matched = self._pattern.subn(self._template, body)
-            if matched == body.count("\n") + 1:
+            # when every line matched. The LFs stay where they are.
+            out, matched = self._pattern.subn(self._template, text)
+            if matched == text.count("\n"):
                 self.rows += matched
-                return out + "\n"
+                return out
         else:
             # Every column kept: nothing to rewrite but line endings; each line's tabs are still counted.
-            text = body.replace("\r\n", "\n")
-            lines = text.split("\n")
+            plain = text.replace("\r\n", "\n")
+            lines = plain.split("\n")
+            lines.pop()  # after the last LF
             tabs = self._width - 1
-            if "\r" not in text and all(line.count("\t") == tabs for line in lines) and (tabs or "" not in lines):
+            if "\r" not in plain and all(line.count("\t") == tabs for line in lines) and (tabs or "" not in lines):
                 self.rows += len(lines)
-                return text + "\n"
-        return self._checked_rows(body)
+                return plain
+        return self._checked_rows(text)
 
-    def _checked_rows(self, body: str) -> str:
+    def _checked_rows(self, text: str) -> str:
         """The careful way, line by line: blank lines skipped, lines of another width dropped."""
         out: list[str] = []
-        for line in body.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        lines.pop()  # after the last LF
+        for line in lines:
             if not line:
                 self.blank += 1
                 continue
