@@ -20,6 +20,8 @@ Contenders:
   dropped, as the catalog does) into the moto server: download, gunzip, decode, filter, UTF-8, sha256,
   multipart upload.
 - `ours_no_filter`: the same with `keep_columns=None` (JSON/XML path: transcode only).
+- `ours_passthrough`: the same with every header column on the allowlist (the TSV "passthrough" path of
+  reports whose columns are all kept, e.g. FBA inventory: no column to drop, rows still checked).
 - `ours_null_sink`: `ours` with an S3 client that discards each part instead of sending it to moto. On
   this 2-core machine moto's server (in the parent) competes with the pipeline for the CPU; in Lambda the
   parts go over the network to S3. This isolates the product's own work (download, gunzip, decode,
@@ -311,7 +313,7 @@ def measure_size(label: str, size: int, workdir: Path, endpoint: str, s3: Any) -
     log(f"[{label}] gzip -dc")
     result["gzip_dc"] = row(uncompressed, gzip_dc(gz), None)
     with document_server(gz) as url:
-        for kind, keep in (("ours", KEEP), ("ours_no_filter", None)):
+        for kind, keep in (("ours", KEEP), ("ours_no_filter", None), ("ours_passthrough", HEADER)):
             log(f"[{label}] {kind}")
             key = f"bench/{label}/{kind}.tsv"
             out = run_child({"kind": kind, "url": url, "endpoint": endpoint, "key": key, "keep": keep})

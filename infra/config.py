@@ -39,6 +39,12 @@ _ROUTE_PATH = re.compile(r"(/[A-Za-z0-9._~{}+-]+)+")
 # API Gateway's account-level ceilings per Region (HTTP APIs): no route limit may exceed them.
 ACCOUNT_RATE_LIMIT = 10_000
 ACCOUNT_BURST_LIMIT = 5_000
+# Caps on a report document (REPORT_MAX_DECOMPRESSED_MIB / REPORT_MAX_COMPRESSION_RATIO of report_fetcher,
+# whose settings enforce the same bounds). MiB: 64 keeps ordinary reports in (and catches "4" meant as
+# GiB); 80,000 is 10,000 parts of 8 MiB, where the multipart upload would stop anyway. Ratio: realistic
+# documents reach 16:1 (bench/README.md, compression_ratios); gzip cannot exceed about 1032:1.
+REPORT_MAX_DECOMPRESSED_MIB_RANGE = (64, 80_000)
+REPORT_MAX_COMPRESSION_RATIO_RANGE = (20, 1032)
 
 
 class ConfigError(ValueError):
@@ -113,6 +119,10 @@ class StageConfig:
     # Report types the planner requests for a connection without its own choice (DEFAULT_REPORT_TYPES
     # environment variable of report_fetcher, comma-separated).
     default_report_types: tuple[str, ...] = DEFAULT_REPORT_TYPES
+    # A report document decompressing to more than this many MiB, or at more than this ratio (once
+    # 8 MiB came out), is corrupt: nothing is stored (REPORT_MAX_DECOMPRESSED_MIB, ..._COMPRESSION_RATIO).
+    report_max_decompressed_mib: int = 4096
+    report_max_compression_ratio: int = 100
 
     @property
     def retain(self) -> bool:
@@ -216,6 +226,8 @@ def _parse(stage: str, raw: Mapping[str, Any]) -> StageConfig:
         api_limits=api_limits,
         reserved_concurrency=reserved,
         default_report_types=report_types,
+        report_max_decompressed_mib=bounded("report_max_decompressed_mib", *REPORT_MAX_DECOMPRESSED_MIB_RANGE),
+        report_max_compression_ratio=bounded("report_max_compression_ratio", *REPORT_MAX_COMPRESSION_RATIO_RANGE),
     )
     if config.purge_after_days < 1:
         raise ConfigError(

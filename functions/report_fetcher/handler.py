@@ -60,6 +60,7 @@ def runner() -> JobRunner:
         quotas=QuotaBuckets(table()),
         s3=aws.client("s3"),
         bucket=config.data_bucket,
+        limits=config.document_limits,
     )
 
 

@@ -28,7 +28,7 @@ from seller_insights.observability import get_logger, get_metrics
 from seller_insights.quotas import QuotaBuckets
 from seller_insights.report_catalog import ReportFormat, ReportSpec, WindowKind, spec
 from seller_insights.report_jobs import Job, JobRepository, JobStatus, PlanRepository, ReportRepository, StoredReport
-from seller_insights.report_stream import StoredDocument, stream_document_to_s3
+from seller_insights.report_stream import DocumentLimits, StoredDocument, stream_document_to_s3
 from seller_insights.repositories import ConnectionsRepository, ConnectionStatus
 from seller_insights.spapi import SpApiClient
 
@@ -71,7 +71,9 @@ class JobRunner:
         quotas: QuotaBuckets,
         s3: Any,
         bucket: str,
+        limits: DocumentLimits | None = None,
     ) -> None:
+        """`limits`: the caps on a report document (the stage's, through ReportFetcherSettings)."""
         self._jobs = jobs
         self._reports = reports
         self._plans = plans
@@ -80,6 +82,7 @@ class JobRunner:
         self._quotas = quotas
         self._s3 = s3
         self._bucket = bucket
+        self._limits = limits or DocumentLimits()
 
     def run(self, message: Job, version: int | None = None) -> Step:
         """One step. `version` is the job version the message was sent for (None: from the planner).
@@ -243,24 +246,38 @@ class JobRunner:
                 url=document["url"], compression_label=document.get("compressionAlgorithm"), s3_client=self._s3,
                 bucket=self._bucket, key=key, fallback_charset=_fallback_charset(job.marketplace_ids),
                 keep_columns=report_spec.kept_columns if report_spec.format is ReportFormat.TSV else None,
-                document_format=report_spec.format.value)
+                document_format=report_spec.format.value, limits=self._limits)
         except (DocumentDownloadFailed, DocumentCorrupt, StorageFailed) as exc:
             job.attempts += 1
-            job.error = type(exc).__name__
+            # The reason of a corrupt document is a fixed text (which check failed, which cap), never
+            # content: it tells the operator what went wrong.
+            job.error = f"DocumentCorrupt: {exc.reason}" if isinstance(exc, DocumentCorrupt) else type(exc).__name__
             if job.attempts >= MAX_DOCUMENT_ATTEMPTS:
                 count("ReportFailed")
                 return self._finish(job, JobStatus.FAILED, job.error)
             return self._again(job, RETRY_SECONDS)
         row = _stored_report(job, report_id=report_id, document_id=document_id, name=name, key=key, stored=stored)
         self._reports.put(row, clock.now())
-        unexpected = [c for c in stored.dropped_columns if c.strip() not in report_spec.known_dropped]
-        if unexpected:
-            count("UnexpectedColumnsDropped", len(unexpected))
-            get_logger().warning("report has columns the catalog does not know; they were not stored",
-                                 extra={"report_type": job.report_type, "columns": unexpected})
+        self._count_anomalies(job, report_spec, stored)
         count("ReportsStored")
         count("ReportBytes", stored.bytes_out)
         return None
+
+    @staticmethod
+    def _count_anomalies(job: Job, report_spec: ReportSpec, stored: StoredDocument) -> None:
+        """Metrics for what the document held that we did not store. Counts only: no row, no line
+        number, no header cell that is not shaped like a column name, no charset label."""
+        # Cells not shaped like column names are never in the catalog's known_dropped: unexpected.
+        unexpected = [c for c in stored.dropped_columns if c not in report_spec.known_dropped]
+        if unexpected or stored.dropped_unnamed:
+            count("UnexpectedColumnsDropped", len(unexpected) + stored.dropped_unnamed)
+            get_logger().warning("report has columns the catalog does not know; they were not stored",
+                                 extra={"report_type": job.report_type, "columns": unexpected,
+                                        "unnamed_columns": stored.dropped_unnamed})
+        if stored.malformed_rows:
+            count("MalformedRowsDropped", stored.malformed_rows)
+        if stored.charset_rejected:
+            count("CharsetRejected")
 
     def _store_error_document(self, job: Job, document_id: str) -> None:
         document = self._spapi.get_report_document(job.seller, job.region, document_id)
@@ -268,7 +285,7 @@ class JobRunner:
         stream_document_to_s3(url=document["url"], compression_label=document.get("compressionAlgorithm"),
                               s3_client=self._s3, bucket=self._bucket, key=key,
                               fallback_charset=_fallback_charset(job.marketplace_ids), keep_columns=None,
-                              document_format="json")
+                              document_format="json", limits=self._limits)
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -327,7 +344,7 @@ def _stored_report(job: Job, *, report_id: str, document_id: str, name: str, key
         seller=job.seller, region=job.region, report_type=job.report_type, name=name, report_id=report_id,
         document_id=document_id, s3_key=key, bytes=stored.bytes_out, rows=stored.rows, sha256=stored.sha256,
         source_charset=stored.source_charset, undecodable=stored.undecodable,
-        dropped_columns=tuple(stored.dropped_columns),
+        dropped_columns=tuple(stored.dropped_columns), dropped_unnamed=stored.dropped_unnamed,
+        malformed_rows=stored.malformed_rows, blank_lines=stored.blank_lines, nul_bytes=stored.nul_bytes,
+        charset_rejected=stored.charset_rejected,
         window_start=job.window_start if windowed else None, window_end=job.window_end if windowed else None)
-
-

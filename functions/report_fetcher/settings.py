@@ -6,7 +6,23 @@ from dataclasses import dataclass
 
 from seller_insights.errors import ConfigurationError
 from seller_insights.report_catalog import parse_enabled
+from seller_insights.report_stream import (
+    DEFAULT_MAX_DECOMPRESSED_BYTES,
+    DEFAULT_MAX_RATIO,
+    GZIP_MAX_RATIO,
+    PART_SIZE,
+    DocumentLimits,
+    MiB,
+)
 from seller_insights.settings import BaseSettings, env_field
+
+# The bounds infra/config.py enforces on the stage keys report_max_decompressed_mib and
+# report_max_compression_ratio. Above 10,000 parts of PART_SIZE an S3 multipart upload cannot go on;
+# below 64 MiB a cap would refuse ordinary reports (and "4" meant as GiB is caught). Ratios of realistic
+# documents reach 16:1 (bench/README.md), so a cap below 20 would refuse them; above gzip's maximum it
+# never applies.
+MAX_DECOMPRESSED_MIB_RANGE = (64, 10_000 * PART_SIZE // MiB)
+MAX_COMPRESSION_RATIO_RANGE = (20, GZIP_MAX_RATIO)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -18,12 +34,27 @@ class ReportFetcherSettings(BaseSettings):
     # Report types a connection pulls unless its planning cursor lists its own (comma-separated).
     default_report_types: str = env_field()
     purge_after_days: int = env_field(default=27)
+    # Caps on a report document: above either it is DocumentCorrupt and nothing is stored.
+    report_max_decompressed_mib: int = env_field(default=DEFAULT_MAX_DECOMPRESSED_BYTES // MiB)
+    report_max_compression_ratio: int = env_field(default=DEFAULT_MAX_RATIO)
 
     @property
     def enabled_by_default(self) -> tuple[str, ...]:
         return parse_enabled(self.default_report_types)
 
+    @property
+    def document_limits(self) -> DocumentLimits:
+        return DocumentLimits(max_decompressed_bytes=self.report_max_decompressed_mib * MiB,
+                              max_ratio=self.report_max_compression_ratio)
+
     def validate(self) -> None:
         super().validate()
         if not self.enabled_by_default:
             raise ConfigurationError("DEFAULT_REPORT_TYPES lists no report type")
+        for name, value, (low, high) in (
+            ("REPORT_MAX_DECOMPRESSED_MIB", self.report_max_decompressed_mib, MAX_DECOMPRESSED_MIB_RANGE),
+            ("REPORT_MAX_COMPRESSION_RATIO", self.report_max_compression_ratio, MAX_COMPRESSION_RATIO_RANGE),
+        ):
+            if not low <= value <= high:
+                raise ConfigurationError(f"{name} must be in {low}..{high}, got {value}; set it through the "
+                                         "stage's cdk.json keys (see docs/internal-contracts.md)")

@@ -106,6 +106,8 @@ class ReportPipeline(Construct):
             "REPORT_JOBS_QUEUE_URL": self.jobs.queue_url,
             "DEFAULT_REPORT_TYPES": ",".join(config.default_report_types),
             "PURGE_AFTER_DAYS": str(config.purge_after_days),
+            "REPORT_MAX_DECOMPRESSED_MIB": str(config.report_max_decompressed_mib),
+            "REPORT_MAX_COMPRESSION_RATIO": str(config.report_max_compression_ratio),
         }.items():
             fn.add_environment(name, value)
 

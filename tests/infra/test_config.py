@@ -53,6 +53,13 @@ def test_unknown_stage_names_the_known_ones() -> None:
         ("default_report_types", "GET_MERCHANT_LISTINGS_ALL_DATA", "stages.dev.default_report_types' must be"),
         ("default_report_types", ["get_orders"], "stages.dev.default_report_types' holds values"),
         ("default_report_types", ["GET_X", "GET_X"], "stages.dev.default_report_types' lists a report type twice"),
+        ("report_max_decompressed_mib", 4, r"stages.dev.report_max_decompressed_mib' must be in 64..80000"),
+        ("report_max_decompressed_mib", 80_001, "stages.dev.report_max_decompressed_mib' must be in"),
+        ("report_max_decompressed_mib", "4096", "stages.dev.report_max_decompressed_mib' must be int"),
+        ("report_max_decompressed_mib", 4096.0, "stages.dev.report_max_decompressed_mib' must be int"),
+        ("report_max_compression_ratio", 16, r"stages.dev.report_max_compression_ratio' must be in 20..1032"),
+        ("report_max_compression_ratio", 2000, "stages.dev.report_max_compression_ratio' must be in"),
+        ("report_max_compression_ratio", True, "stages.dev.report_max_compression_ratio' must be int"),
     ],
 )
 def test_bad_values_name_the_key(key: str, value: object, message: str) -> None:
@@ -86,3 +93,25 @@ def test_default_report_types_default_to_the_six_catalog_types() -> None:
     assert StageConfig.from_context("dev", {"dev": dev}).default_report_types == DEFAULT_REPORT_TYPES
     chosen = {**stages["dev"], "default_report_types": ["GET_MERCHANT_LISTINGS_ALL_DATA"]}
     assert StageConfig.from_context("dev", {"dev": chosen}).default_report_types == ("GET_MERCHANT_LISTINGS_ALL_DATA",)
+
+
+def test_report_document_caps_are_set_in_every_stage_within_the_functions_bounds() -> None:
+    from infra.config import REPORT_MAX_COMPRESSION_RATIO_RANGE, REPORT_MAX_DECOMPRESSED_MIB_RANGE
+    from report_fetcher.settings import MAX_COMPRESSION_RATIO_RANGE, MAX_DECOMPRESSED_MIB_RANGE
+
+    # What the stage config accepts, the function's settings accept: a deploy never starts a function
+    # that refuses its own environment.
+    assert REPORT_MAX_DECOMPRESSED_MIB_RANGE == MAX_DECOMPRESSED_MIB_RANGE
+    assert REPORT_MAX_COMPRESSION_RATIO_RANGE == MAX_COMPRESSION_RATIO_RANGE
+    stages = _stages()
+    for name in stages:
+        assert {"report_max_decompressed_mib", "report_max_compression_ratio"} <= set(stages[name]), name
+        config = StageConfig.from_context(name, stages)
+        assert (config.report_max_decompressed_mib, config.report_max_compression_ratio) == (4096, 100), name
+    for key in ("report_max_decompressed_mib", "report_max_compression_ratio"):
+        dev = {k: v for k, v in stages["dev"].items() if k != key}
+        with pytest.raises(ConfigError, match=rf"stages\.dev\.{key}' is missing"):
+            StageConfig.from_context("dev", {"dev": dev})
+    lowest = {**stages["dev"], "report_max_decompressed_mib": 64, "report_max_compression_ratio": 1032}
+    config = StageConfig.from_context("dev", {"dev": lowest})
+    assert (config.report_max_decompressed_mib, config.report_max_compression_ratio) == (64, 1032)

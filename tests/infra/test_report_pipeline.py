@@ -30,6 +30,8 @@ REPORT_ENV = {
     "REPORT_JOBS_QUEUE_URL",
     "DEFAULT_REPORT_TYPES",
     "PURGE_AFTER_DAYS",
+    "REPORT_MAX_DECOMPRESSED_MIB",
+    "REPORT_MAX_COMPRESSION_RATIO",
 }
 SELLER_OBJECT_ACTIONS = ["s3:AbortMultipartUpload", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:PutObject"]
 TOKEN_CRYPTO_ACTIONS = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey")
@@ -344,6 +346,8 @@ def test_fetcher_environment_follows_the_contract(raw: dict[str, Any], stage: st
     assert set(variables) == REPORT_ENV
     assert (variables["STAGE"], variables["POWERTOOLS_SERVICE_NAME"]) == (stage, "report_fetcher")
     assert variables["PURGE_AFTER_DAYS"] == "27"
+    # The stage's caps on a report document (cdk.json), which ReportFetcherSettings reads back.
+    assert (variables["REPORT_MAX_DECOMPRESSED_MIB"], variables["REPORT_MAX_COMPRESSION_RATIO"]) == ("4096", "100")
     assert variables["DEFAULT_REPORT_TYPES"] == ",".join(DEFAULT_REPORT_TYPES)
     assert variables["REPORT_JOBS_QUEUE_URL"] == {"Ref": by_purpose(raw, "report_jobs")[0]}
     assert variables["DATA_BUCKET"] == {"Ref": by_purpose(raw, "data")[0]}

@@ -7,6 +7,7 @@ state (or knowingly waiting), one object and one row per report, no orphan multi
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import json
 
@@ -300,3 +301,137 @@ def test_an_orphaned_job_is_adopted(reports_env, emulator):
     assert items("JOB#")[0]["status"] == "DONE"
     assert stats(emulator)["spapi"]["createReport"] == 1
     assert_nothing_lost()
+
+
+# --- report bytes that try to move data between columns ----------------------------------------------
+
+E_MAIL = "max.mustermann@example.de"
+
+
+def stored_body(row):
+    return boto3.client("s3").get_object(Bucket="data", Key=row["s3_key"])["Body"].read().decode()
+
+
+def test_rows_of_another_width_are_dropped_counted_and_never_logged(reports_env, emulator, capfd):
+    header = "amazon-order-id\tproduct-name\tbuyer-email\tsku\tquantity"
+    rows = ["111-1\tBrotdose Öko\ta1@marketplace.amazon.com\tSKU-1\t1",
+            f"111-2\tBrotdose\tÖko Deluxe\t{E_MAIL}\tSKU-2\t2",  # a tab typed into the product name
+            "111-3\tKaffeebecher\nGröße L\tz9@marketplace.amazon.com\tSKU-3\t3",  # a line break
+            "",
+            "111-4\tTasse\tb2@marketplace.amazon.com\tSKU-4\t4"]
+    seed(emulator, ORDERS, "DONE", "\r\n".join([header, *rows]).encode("cp1252"))
+    invoke({"task": "plan-reports"})
+    run_until_settled(reports_env, emulator)
+    (row,) = items("REPORT#")
+    assert (row["rows"], row["malformed_rows"], row["blank_lines"]) == (2, 3, 1)
+    assert stored_body(row) == "amazon-order-id\tproduct-name\tsku\tquantity\n111-1\tBrotdose Öko\tSKU-1\t1\n" \
+                               "111-4\tTasse\tSKU-4\t4"
+    output = "".join(capfd.readouterr())
+    assert '"MalformedRowsDropped":[3.0]' in output
+    for content in (E_MAIL, "Deluxe", "Größe", "111-2", "111-3"):
+        assert content not in output  # neither the rows nor anything that points at them
+    assert_nothing_lost()
+
+
+def test_a_charset_amazon_does_not_send_falls_back_and_is_counted(reports_env, emulator, capfd):
+    body = "amazon-order-id\tproduct-name\n111-1\t+AEA- Größe\n".encode("cp1252")
+    seed(emulator, ORDERS, "DONE", body, content_type="text/plain; charset=UTF-7")
+    invoke({"task": "plan-reports"})
+    run_until_settled(reports_env, emulator)
+    (row,) = items("REPORT#")
+    assert (row["source_charset"], row["charset_rejected"]) == ("cp1252", True)
+    assert stored_body(row) == "amazon-order-id\tproduct-name\n111-1\t+AEA- Größe\n"  # utf-7 would give "@"
+    output = "".join(capfd.readouterr())
+    assert '"CharsetRejected":[1.0]' in output
+    assert "UTF-7" not in output
+    assert_nothing_lost()
+
+
+def test_nul_bytes_are_removed_and_counted_on_the_row(reports_env, emulator):
+    seed(emulator, ORDERS, "DONE", b"amazon-order-id\tquantity\n111-1\x00\x00\t2\n")
+    invoke({"task": "plan-reports"})
+    run_until_settled(reports_env, emulator)
+    (row,) = items("REPORT#")
+    assert (row["nul_bytes"], row["charset_rejected"], row["malformed_rows"]) == (2, False, 0)
+    assert stored_body(row) == "amazon-order-id\tquantity\n111-1\t2\n"
+
+
+def test_header_cells_that_are_not_column_names_are_only_counted(reports_env, emulator, capfd):
+    header = f"amazon-order-id\tship-city\tBitte an {E_MAIL}\tgift-message-text\t購入者名\tquantity"
+    seed(emulator, ORDERS, "DONE", f"{header}\n111-1\tKöln\ta\tb\tc\t2\n".encode(),
+         content_type="text/plain; charset=UTF-8")
+    invoke({"task": "plan-reports"})
+    run_until_settled(reports_env, emulator)
+    (row,) = items("REPORT#")
+    assert (row["dropped_columns"], row["dropped_unnamed"]) == (["ship-city", "gift-message-text"], 2)
+    assert stored_body(row) == "amazon-order-id\tquantity\n111-1\t2\n"
+    output = "".join(capfd.readouterr())
+    assert '"UnexpectedColumnsDropped":[3.0]' in output  # gift-message-text and the two unnamed cells
+    assert E_MAIL not in output and "購入者名" not in output and "Bitte an" not in output
+    assert_nothing_lost()
+
+
+def repeated_rows_gzip(size):
+    """An orders document of one row repeated, gzipped at level 9: about 250:1, a bomb of plausible bytes."""
+    row = b"111-1\tBrotdose\t1\n"
+    return gzip.compress(b"amazon-order-id\tproduct-name\tquantity\n" + row * (size // len(row)), 9)
+
+
+@pytest.mark.parametrize(("env", "reason"), [
+    ({}, "compression ratio above the cap of 100:1"),  # the defaults
+    ({"REPORT_MAX_COMPRESSION_RATIO": "20"}, "compression ratio above the cap of 20:1"),  # the stage's cap
+])
+def test_a_document_above_a_cap_is_corrupt_and_leaves_nothing(reports_env, emulator, monkeypatch, capfd, *, env,
+                                                              reason):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    from report_fetcher import handler
+
+    handler.settings.cache_clear()
+    handler.runner.cache_clear()
+    if env:  # about 35:1: under the default cap, over a cap of 20
+        name = "Brotdose Öko, Größe L, Edelstahl, spülmaschinenfest, 2er-Pack für Kinder und Erwachsene"
+        body = "amazon-order-id\tproduct-name\tquantity\n" + "".join(
+            f"111-{n:07d}\t{name}\t{n % 7}\n" for n in range(100_000))
+        document = gzip.compress(body.encode("cp1252"), 9)
+        assert 25 < len(body) / len(document) < 100 and len(body) > 9 * 2**20
+    else:
+        document = repeated_rows_gzip(32 * 2**20)
+    seed(emulator, ORDERS, "DONE", document, gzip=False)  # served as they are: gzip bytes
+    invoke({"task": "plan-reports"})
+    run_until_settled(reports_env, emulator, rounds=10)
+    (job,) = items("JOB#")
+    assert (job["status"], job["error"]) == ("FAILED", f"DocumentCorrupt: {reason}")
+    assert job["attempts"] == 5  # handled like any corrupt document: fresh URLs, then given up
+    assert objects() == {} and items("REPORT#") == []
+    assert boto3.client("s3").list_multipart_uploads(Bucket="data").get("Uploads", []) == []
+    assert '"ReportFailed":[1.0]' in "".join(capfd.readouterr())
+
+
+def test_a_document_whose_first_line_is_not_a_header_is_corrupt(reports_env, emulator):
+    seed(emulator, ORDERS, "DONE", f"111-1\tBrotdose\t{E_MAIL}\t2\n111-2\tTasse\tx@example.com\t1\n".encode())
+    invoke({"task": "plan-reports"})
+    run_until_settled(reports_env, emulator, rounds=10)
+    (job,) = items("JOB#")
+    assert job["status"] == "FAILED"
+    assert job["error"] == "DocumentCorrupt: the first line is not a header: it names none of the kept columns"
+    assert objects() == {} and items("REPORT#") == []
+    assert boto3.client("s3").list_multipart_uploads(Bucket="data").get("Uploads", []) == []
+
+
+def test_the_caps_come_from_the_environment_and_are_checked():
+    from report_fetcher.settings import ReportFetcherSettings
+    from seller_insights.errors import ConfigurationError
+
+    base = {"STAGE": "dev", "CONNECTIONS_TABLE": "t", "TOKEN_KEY_ID": "k", "DATA_BUCKET": "b",
+            "REPORT_JOBS_QUEUE_URL": "q", "DEFAULT_REPORT_TYPES": ORDERS}
+    limits = ReportFetcherSettings.from_env(base).document_limits
+    assert (limits.max_decompressed_bytes, limits.max_ratio) == (4096 * 2**20, 100)
+    limits = ReportFetcherSettings.from_env({**base, "REPORT_MAX_DECOMPRESSED_MIB": "512",
+                                             "REPORT_MAX_COMPRESSION_RATIO": "250"}).document_limits
+    assert (limits.max_decompressed_bytes, limits.max_ratio) == (512 * 2**20, 250)
+    for name, value in (("REPORT_MAX_DECOMPRESSED_MIB", "4"), ("REPORT_MAX_DECOMPRESSED_MIB", "100000"),
+                        ("REPORT_MAX_COMPRESSION_RATIO", "10"), ("REPORT_MAX_COMPRESSION_RATIO", "5000"),
+                        ("REPORT_MAX_COMPRESSION_RATIO", "many")):
+        with pytest.raises(ConfigurationError, match=name):
+            ReportFetcherSettings.from_env({**base, name: value})

@@ -14,6 +14,7 @@ import secrets
 import threading
 import traceback
 from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -177,7 +178,8 @@ def test_japanese_headers_and_values_in_cp932(server: DocumentServer, s3: Any, c
                    fallback="cp932")
     assert stored_bytes(s3).decode("utf-8") == expected_filtered(rows, ("注文番号", "購入日", "商品名", "数量"))
     assert result.source_charset == "cp932"
-    assert result.dropped_columns == ("購入者名",)
+    # A Japanese header cell is not shaped like a column name: counted, never named in logs or rows.
+    assert (result.dropped_columns, result.dropped_unnamed) == ((), 1)
     assert (result.rows, result.undecodable) == (2, 0)
 
 
@@ -298,7 +300,7 @@ def test_pii_columns_are_dropped_and_reported(server: DocumentServer, s3: Any) -
               "recipient-name", "ship-address-1", "ship-city", "quantity"]
     row = ["028-1-1", "secret@example.com", "2026-11-28", "Jane Roe", "SKU-1", "+49 30 1234567", "John Doe",
            "Hauptstraße 1", "Berlin", "1"]
-    short = ["028-2-2", "other@example.com", "2026-11-28"]  # a short row: missing fields are empty
+    short = ["028-2-2", "other@example.com", "2026-11-28"]  # a short row: dropped, never padded
     result = store(s3, server.serve(tsv([header, row, short, []]).encode("cp1252")))
     out = stored_bytes(s3).decode("utf-8")
     assert result.dropped_columns == ("buyer-email", "buyer-name", "buyer-phone-number", "recipient-name",
@@ -306,8 +308,8 @@ def test_pii_columns_are_dropped_and_reported(server: DocumentServer, s3: Any) -
     for value in ("secret@example.com", "Jane Roe", "+49 30 1234567", "John Doe", "Hauptstraße", "other@example"):
         assert value not in out
     assert out == ("amazon-order-id\tpurchase-date\tsku\tship-city\tquantity\n"
-                   "028-1-1\t2026-11-28\tSKU-1\tBerlin\t1\n028-2-2\t2026-11-28\t\t\t\n\n")
-    assert result.rows == 3
+                   "028-1-1\t2026-11-28\tSKU-1\tBerlin\t1\n")
+    assert (result.rows, result.malformed_rows, result.blank_lines) == (1, 1, 1)
 
 
 def test_all_columns_kept_only_normalizes_line_endings(server: DocumentServer, s3: Any) -> None:
@@ -437,7 +439,7 @@ def test_multi_part_document(server: DocumentServer, s3: Any) -> None:
     assert result.rows == expected.count(b"\n") - 1
 
 
-# --- property: unfiltered TSV is the input, re-encoded ---------------------------------------------
+# --- property: unfiltered TSV is the input without NULs, re-encoded ---------------------------------
 
 ENCODABLE = {
     "cp1252": st.characters(codec="cp1252", exclude_characters="\ufeff"),
@@ -459,8 +461,9 @@ def test_unfiltered_output_is_the_input_as_utf8(server: DocumentServer, s3: Any,
     body = text.encode(charset)
     body = gzip.compress(body) if gzipped else body
     result = store(s3, server.serve(body, f"text/plain; charset={charset}"), keep=None)
+    assert (result.undecodable, result.nul_bytes) == (0, text.count("\x00"))
+    text = text.replace("\x00", "")  # the one change: NUL characters are removed
     assert stored_bytes(s3) == text.encode("utf-8")
-    assert result.undecodable == 0
     lines = text.count("\n") + (1 if text and not text.endswith("\n") else 0)
     assert result.rows == max(lines - 1, 0)
 
@@ -475,17 +478,359 @@ def test_filter_at_any_chunk_boundaries(rows: list[list[str]], keep: set[str], c
     text = tsv([header, *rows], "\r\n" if crlf else "\n")
     filt = report_stream._TsvFilter(tuple(sorted(keep)))
     bounds = sorted({0, len(text), *(c for c in cuts if c < len(text))})
+    if not keep:  # nothing to keep: the first line is no header of ours
+        with pytest.raises(DocumentCorrupt, match="first line"):
+            "".join(filt.feed(text[a:b]) for a, b in itertools.pairwise(bounds)) + filt.finish()
+        return
     out = "".join(filt.feed(text[a:b]) for a, b in itertools.pairwise(bounds)) + filt.finish()
     idx = [i for i, name in enumerate(header) if name in keep]
-    expected = "".join("\t".join(r[i] if i < len(r) else "" for i in idx) + "\n" if "\t".join(r) else "\n"
-                       for r in [header, *rows])
-    if not idx:
-        expected = "\n" * (len(rows) + 1)
-    if len(idx) == len(header):  # nothing to drop: rows are not split, only line endings change
-        expected = text.replace("\r\n", "\n")
-    assert out == expected
-    assert filt.rows == len(rows)
+    whole = [r for r in rows if len(r) == len(header)]  # other widths are dropped, blank lines skipped
+    assert out == "".join("\t".join(r[i] for i in idx) + "\n" for r in [header, *whole])
+    assert filt.rows == len(whole)
+    assert filt.blank == sum(1 for r in rows if not "\t".join(r))
+    assert filt.malformed == len(rows) - len(whole) - filt.blank
     assert filt.dropped == tuple(name for name in header if name not in keep)
+
+
+# --- rows that would move data between columns ------------------------------------------------------
+
+RETURNS_HEADER = ["return-date", "order-id", "sku", "asin", "fnsku", "product-name", "quantity",
+                  "fulfillment-center-id", "detailed-disposition", "reason", "status", "license-plate-number",
+                  "customer-comments"]
+RETURNS_KEEP = tuple(RETURNS_HEADER[:-1])  # the catalog's allowlist: customer-comments is never stored
+E_MAIL = "max.mustermann@example.de"
+
+
+def returns_row(n: int, product: str = "Kaffeebecher Größe L", comment: str = "Passt nicht") -> list[str]:
+    return [f"2026-11-28T0{n}:00:00+00:00", f"302-000000{n}-1234567", f"SKU-{n}", "B0ABCDEFGH", "X001234567",
+            product, "1", "FRA1", "CUSTOMER_DAMAGED", "DEFECTIVE", "Unit returned to inventory", f"LPN{n:010d}",
+            comment]
+
+
+def assert_aligned(text: str, width: int) -> None:
+    """Every stored line has exactly the stored header's field count, and no CR (universal-newline
+    readers would split there): safe to read by position, whatever the reader."""
+    assert "\r" not in text
+    assert all(line.count("\t") == width - 1 for line in text.splitlines()), text
+
+
+def test_a_newline_in_a_product_name_cannot_shift_a_return_comment_into_a_kept_column(
+        server: DocumentServer, s3: Any) -> None:
+    # The product name breaks the row in two: by position, the buyer's comment (with an e-mail) would land
+    # in fulfillment-center-id, a kept column.
+    rows = [RETURNS_HEADER, returns_row(1),
+            returns_row(2, product="Kaffeebecher\nGröße L", comment=f"Bitte an {E_MAIL} erstatten"),
+            returns_row(3)]
+    result = store(s3, server.serve(tsv(rows).encode("cp1252")), keep=RETURNS_KEEP)
+    out = stored_bytes(s3).decode("utf-8")
+    assert E_MAIL not in out and "Bitte an" not in out
+    assert out == expected_filtered([RETURNS_HEADER, returns_row(1), returns_row(3)], RETURNS_KEEP)
+    assert (result.rows, result.malformed_rows, result.blank_lines) == (2, 2, 0)  # both halves dropped
+    assert result.dropped_columns == ("customer-comments",)
+
+
+def test_a_tab_in_a_product_name_cannot_shift_a_buyer_email_into_a_kept_column(
+        server: DocumentServer, s3: Any) -> None:
+    header = ["amazon-order-id", "product-name", "buyer-email", "sku", "quantity"]
+    good = ["302-1-1", "Brotdose Öko", "a1b2@marketplace.amazon.de", "SKU-1", "1"]
+    shifted = ["302-2-2", "Brotdose\tÖko", E_MAIL, "SKU-2", "2"]  # by position the e-mail becomes the sku
+    keep = ("amazon-order-id", "product-name", "sku", "quantity")
+    for gzipped in (False, True):
+        body = tsv([header, good, shifted, good], "\r\n").encode("cp1252")
+        result = store(s3, server.serve(gzip.compress(body) if gzipped else body), keep=keep)
+        out = stored_bytes(s3).decode("utf-8")
+        assert E_MAIL not in out
+        assert out == expected_filtered([header, good, good], keep)
+        assert (result.rows, result.malformed_rows) == (2, 1)
+
+
+def test_a_tab_in_the_last_column_drops_the_row_too(server: DocumentServer, s3: Any) -> None:
+    # customer-comments is the last column: extra fields would fall off the end, but a row whose field
+    # count differs from the header's is never mapped by position, wherever the stray separator is.
+    rows = [RETURNS_HEADER, returns_row(1, comment="zu groß\tbitte erstatten"), returns_row(2)]
+    result = store(s3, server.serve(tsv(rows).encode("cp1252")), keep=RETURNS_KEEP)
+    assert stored_bytes(s3).decode("utf-8") == expected_filtered([RETURNS_HEADER, returns_row(2)], RETURNS_KEEP)
+    assert (result.rows, result.malformed_rows) == (1, 1)
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_every_column_kept_still_checks_each_row(server: DocumentServer, s3: Any, newline: str) -> None:
+    # The passthrough path (nothing to drop) must not store a broken row either: whoever reads the stored
+    # TSV by position would misalign it.
+    header = RETURNS_HEADER[:-1]
+    rows = [header, returns_row(1)[:-1], [*returns_row(2, product="Becher\nGröße L")[:-1]], returns_row(3)[:-1],
+            ["", ""], returns_row(4)[:-1]]
+    text = tsv(rows, newline) + newline + newline  # blank lines too
+    result = store(s3, server.serve(text.encode("cp1252")), keep=tuple(header))
+    out = stored_bytes(s3).decode("utf-8")
+    assert out == tsv([header, returns_row(1)[:-1], returns_row(3)[:-1], returns_row(4)[:-1]])
+    assert_aligned(out, len(header))
+    assert (result.rows, result.malformed_rows, result.blank_lines, result.dropped_columns) == (3, 3, 2, ())
+
+
+def test_blank_lines_are_skipped_not_counted_as_malformed(server: DocumentServer, s3: Any) -> None:
+    rows = [RETURNS_HEADER, returns_row(1), [], returns_row(2), []]
+    body = (tsv(rows, "\r\n") + "\r\n").encode("cp1252")
+    result = store(s3, server.serve(body), keep=RETURNS_KEEP)
+    assert stored_bytes(s3).decode("utf-8") == expected_filtered([RETURNS_HEADER, returns_row(1), returns_row(2)],
+                                                                 RETURNS_KEEP)
+    assert (result.rows, result.malformed_rows, result.blank_lines) == (2, 0, 3)
+
+
+@pytest.mark.parametrize("keep", [("sku",), ("sku", "quantity")])
+def test_single_and_all_columns_with_blank_and_short_lines(server: DocumentServer, s3: Any,
+                                                           keep: tuple[str, ...]) -> None:
+    body = b"sku\tquantity\nA\t1\n\nB\nC\t3\t\n\r\nD\t4"
+    result = store(s3, server.serve(body), keep=keep)
+    stored = stored_bytes(s3).decode("utf-8")
+    assert stored == ("sku\nA\nD" if len(keep) == 1 else "sku\tquantity\nA\t1\nD\t4")
+    assert (result.rows, result.malformed_rows, result.blank_lines) == (2, 2, 2)
+
+
+def test_a_single_column_document_skips_blank_lines(server: DocumentServer, s3: Any) -> None:
+    result = store(s3, server.serve(b"sku\r\nA\r\n\r\nB\r\n"), keep=("sku",))
+    assert stored_bytes(s3) == b"sku\nA\nB\n"
+    assert (result.rows, result.malformed_rows, result.blank_lines) == (2, 0, 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=st.lists(st.lists(st.text(st.sampled_from("ab\t\r\n"), max_size=4), min_size=0, max_size=5),
+                     min_size=1, max_size=12),
+       keep=st.sets(st.sampled_from(["c0", "c1", "c2", "c3"]), min_size=1), cuts=st.lists(st.integers(0, 400),
+                                                                                        max_size=8))
+def test_stored_rows_always_have_the_header_width(rows: list[list[str]], keep: set[str], cuts: list[int]) -> None:
+    """Whatever the fields hold (tabs, CR, LF) and wherever the chunks end, every stored line has the
+    stored header's width, and every source line is a stored row, a dropped row or a blank line."""
+    header = ["c0", "c1", "c2", "c3"]
+    text = tsv([header, *rows])
+    filt = report_stream._TsvFilter(tuple(sorted(keep)))
+    bounds = sorted({0, len(text), *(c for c in cuts if c < len(text))})
+    out = "".join(filt.feed(text[a:b]) for a, b in itertools.pairwise(bounds)) + filt.finish()
+    kept = [i for i, name in enumerate(header) if name in keep]
+    assert_aligned(out, len(kept))
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")[1:-1]  # universal newlines
+    well_formed = [line.split("\t") for line in lines if line and line.count("\t") == 3]
+    assert out == "".join("\t".join(f[i] for i in kept) + "\n" for f in [header, *well_formed])
+    assert filt.rows + filt.malformed + filt.blank == len(lines)
+    assert filt.blank == lines.count("")
+
+
+# --- the header: the first line names the columns, and only column-shaped names are ever repeated ---
+
+
+def test_a_document_whose_first_line_is_a_data_row_is_corrupt(server: DocumentServer, s3: Any) -> None:
+    rows = [returns_row(1, comment=f"Bitte an {E_MAIL}"), returns_row(2)]  # the header is missing
+    with pytest.raises(DocumentCorrupt, match="first line") as caught:
+        store(s3, server.serve(tsv(rows).encode("cp1252")), keep=RETURNS_KEEP)
+    assert E_MAIL not in str(caught.value) and "302-" not in str(caught.value)
+    assert_nothing_left(s3)
+
+
+@pytest.mark.parametrize("body", [b"\nsku\n", b"\r\nsku\tquantity\nA\t1\n", b"   \t\nA\t1\n"])
+def test_a_blank_first_line_is_not_a_header(server: DocumentServer, s3: Any, body: bytes) -> None:
+    with pytest.raises(DocumentCorrupt, match="first line"):
+        store(s3, server.serve(body), keep=("sku", "quantity"))
+    assert_nothing_left(s3)
+
+
+def test_a_japanese_header_against_an_english_allowlist_is_corrupt_not_empty(server: DocumentServer,
+                                                                              s3: Any) -> None:
+    # A JP account whose report language is Japanese: the header is a header, but it names none of the
+    # catalog's (English) columns, so nothing could be stored. Failing says so; an object of empty rows
+    # would not.
+    rows = [["注文番号", "購入日", "商品名", "数量"], ["503-1111111-2222222", "2026-11-28", "日本茶セット", "1"]]
+    with pytest.raises(DocumentCorrupt, match="names none of the kept columns"):
+        store(s3, server.serve(tsv(rows).encode("cp932"), "text/plain; charset=Windows-31J"),
+              keep=("amazon-order-id", "purchase-date", "product-name", "quantity"), fallback="cp932")
+    assert_nothing_left(s3)
+
+
+def test_a_kept_column_named_twice_is_corrupt(server: DocumentServer, s3: Any) -> None:
+    with pytest.raises(DocumentCorrupt, match="twice"):
+        store(s3, server.serve(b"sku\tquantity\tsku\nA\t1\tB\n"), keep=("sku", "quantity"))
+    assert_nothing_left(s3)
+
+
+def test_header_cells_are_named_only_when_shaped_like_column_names(server: DocumentServer, s3: Any) -> None:
+    header = ["amazon-order-id", "Bitte an max@example.de", "gift-message-text", "購入者名", "x" * 65, "",
+              "quantity", "ship-city", "x" * 64, "new_column", "Ship-State"]
+    row = ["302-1", "a", "b", "c", "d", "e", "2", "Köln", "f", "g", "h"]
+    result = store(s3, server.serve(tsv([header, row]).encode("utf-8"), "text/plain; charset=UTF-8"),
+                   keep=("amazon-order-id", "quantity"))
+    assert result.dropped_columns == ("gift-message-text", "ship-city", "x" * 64)
+    assert result.dropped_unnamed == 6
+    assert stored_bytes(s3) == b"amazon-order-id\tquantity\n302-1\t2\n"
+
+
+# --- charsets: only what Amazon sends ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("label", "codec"), [
+    ("UTF-8", "utf-8"), ("utf8", "utf-8"), ('"utf-8"', "utf-8"),
+    ("Cp1252", "cp1252"), ("windows-1252", "cp1252"), ("x-cp1252", "cp1252"),
+    ("ISO-8859-1", "cp1252"), ("iso8859_1", "cp1252"), ("ISO_8859-1:1987", "cp1252"), ("latin1", "cp1252"),
+    ("Shift_JIS", "cp932"), ("SJIS", "cp932"), ("Windows-31J", "cp932"), ("MS932", "cp932"), ("cp932", "cp932"),
+    ("csWindows31J", "cp932"), ("x-sjis", "cp932"),
+])
+def test_amazons_charsets_and_their_aliases_are_honoured(label: str, codec: str) -> None:
+    chosen = report_stream.choose_charset(f"text/plain; charset={label}", "cp1252" if codec != "cp1252" else "cp932")
+    assert (chosen.codec, chosen.rejected) == (codec, False)
+
+
+@pytest.mark.parametrize("label", ["utf-7", "UTF7", "unicode_escape", "raw_unicode_escape", "rot13", "rot_13",
+                                   "utf-16", "UTF-16LE", "utf-32", "idna", "punycode", "base64", "hex", "zlib",
+                                   "koi8-r", "big5", "euc-jp", "iso-2022-jp", "x-klingon", '""', "mbcs"])
+def test_other_charsets_fall_back_to_the_marketplace_and_are_counted(server: DocumentServer, s3: Any,
+                                                                      label: str) -> None:
+    chosen = report_stream.choose_charset(f"text/plain; charset={label}", "cp932")
+    assert (chosen.codec, chosen.rejected) == ("cp932", True)
+    # utf-7 would turn "+AEA-" into "@"; the fallback leaves the bytes as they are.
+    body = "sku\tproduct-name\nA-1\t+AEA- Größe\n".encode("cp1252")
+    result = store(s3, server.serve(body, f"text/plain; charset={label}"), keep=None)
+    assert stored_bytes(s3).decode("utf-8") == "sku\tproduct-name\nA-1\t+AEA- Größe\n"
+    assert (result.source_charset, result.charset_rejected) == ("cp1252", True)
+
+
+def test_no_charset_is_the_marketplace_default_and_not_counted(server: DocumentServer, s3: Any) -> None:
+    result = store(s3, server.serve("sku\nGröße\n".encode("cp1252"), "text/plain"), keep=None)
+    assert (result.source_charset, result.charset_rejected) == ("cp1252", False)
+    with pytest.raises(ValueError, match="fallback"):
+        resolve_charset(None, "utf-7")  # the marketplace fallback itself must be one of Amazon's
+
+
+# --- NUL bytes ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("keep", [KEEP, None])
+def test_nul_bytes_are_removed_and_counted(server: DocumentServer, s3: Any, keep: tuple[str, ...] | None) -> None:
+    text = tsv(EU_ROWS)
+    body = text.replace("Käse", "K\x00äse\x00\x00").encode("cp1252")
+    result = store(s3, server.serve(gzip.compress(body)), keep=keep)
+    stored = stored_bytes(s3)
+    assert b"\x00" not in stored
+    assert stored.decode("utf-8") == (expected_filtered(EU_ROWS, keep) if keep else text)
+    assert result.nul_bytes == 3
+
+
+# --- caps on decompression ---------------------------------------------------------------------------
+
+
+def repeated_rows(size: int) -> bytes:
+    """A header and one orders row repeated: gzip makes 250:1 of it (a bomb of plausible bytes)."""
+    row = "\t".join(EU_ROWS[1]) + "\n"
+    return ("\t".join(EU_ROWS[0]) + "\n" + row * (size // len(row) + 1)).encode("cp1252")
+
+
+def test_a_compression_ratio_above_the_cap_is_corrupt_and_leaves_nothing(server: DocumentServer, s3: Any) -> None:
+    counting = CountingS3(s3)
+    body = gzip.compress(repeated_rows(64 * report_stream.MiB), 9)
+    with pytest.raises(DocumentCorrupt, match="compression ratio above the cap of 100:1") as caught:
+        store(counting, server.serve(body), label="GZIP")
+    assert "München" not in str(caught.value)
+    assert_nothing_left(s3)
+    assert counting.parts <= 2  # stopped within the first 8 MiB or so, not after 64 MiB
+
+
+def test_a_tiny_document_of_repeated_bytes_is_not_a_bomb(server: DocumentServer, s3: Any) -> None:
+    body = b"sku\tquantity\n" + b"A\t1\n" * 250_000  # 1 MiB at about 1000:1
+    compressed = gzip.compress(body, 9)
+    assert len(body) / len(compressed) > 500
+    result = store(s3, server.serve(compressed), keep=("sku", "quantity"), label="GZIP")
+    assert result.rows == 250_000
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_more_decompressed_bytes_than_the_cap_is_corrupt(server: DocumentServer, s3: Any, gzipped: bool) -> None:
+    body, _ = big_document(3 * report_stream.MiB)
+    limits = report_stream.DocumentLimits(max_decompressed_bytes=2 * report_stream.MiB)
+    with pytest.raises(DocumentCorrupt, match="decompressed size above the cap of 2 MiB"):
+        store(s3, server.serve(gzip.compress(body) if gzipped else body), limits=limits)
+    assert_nothing_left(s3)
+    at_cap = report_stream.DocumentLimits(max_decompressed_bytes=len(body))
+    assert store(s3, server.serve(gzip.compress(body) if gzipped else body), limits=at_cap).bytes_in > 0
+
+
+def test_the_ratio_cap_is_configurable(server: DocumentServer, s3: Any) -> None:
+    body, expected = big_document(10 * report_stream.MiB)
+    compressed = gzip.compress(body, 9)
+    ratio = len(body) / len(compressed)
+    with pytest.raises(DocumentCorrupt, match=f"compression ratio above the cap of {int(ratio) // 2}:1"):
+        store(s3, server.serve(compressed), limits=report_stream.DocumentLimits(max_ratio=int(ratio) // 2))
+    assert_nothing_left(s3)
+    store(s3, server.serve(compressed), limits=report_stream.DocumentLimits(max_ratio=int(ratio) * 2))
+    assert stored_bytes(s3) == expected
+
+
+class CountingS3:
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.parts = 0
+
+    def upload_part(self, **kwargs: Any) -> Any:
+        self.parts += 1
+        return self._client.upload_part(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+# --- the caller's context in the background threads ------------------------------------------------
+
+CALLER: ContextVar[str] = ContextVar("caller", default="nobody")
+
+
+class RecordingS3:
+    """The real moto client; records the caller's context variable and thread on every part."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.seen: list[tuple[str, str]] = []
+
+    def upload_part(self, **kwargs: Any) -> Any:
+        self.seen.append((CALLER.get(), threading.current_thread().name))
+        return self._client.upload_part(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_the_uploader_thread_sees_the_callers_context_variables(server: DocumentServer, s3: Any) -> None:
+    body, _ = big_document(9 * report_stream.MiB)
+    recording = RecordingS3(s3)
+    token = CALLER.set("report_fetcher")
+    try:
+        store(recording, server.serve(gzip.compress(body, 1)), label="GZIP")
+    finally:
+        CALLER.reset(token)
+    assert recording.seen == [("report_fetcher", "report-part-uploader")] * 2
+    # The export's MultipartWriter (data requests) uses the same uploader.
+    export = RecordingS3(s3)
+    token = CALLER.set("data_requests")
+    try:
+        writer = report_stream.MultipartWriter(export, BUCKET, "exports/x.zip", report_stream.PART_SIZE,
+                                               "application/zip")
+        writer.write(b"PK" * 10)
+        writer.complete()
+    finally:
+        CALLER.reset(token)
+    assert export.seen == [("data_requests", "report-part-uploader")]
+    assert CALLER.get() == "nobody"
+
+
+def test_the_download_thread_sees_the_callers_context_variables() -> None:
+    seen: list[tuple[str, str]] = []
+
+    def source() -> Iterator[bytes]:
+        for chunk in (b"a", b"b"):
+            seen.append((CALLER.get(), threading.current_thread().name))
+            yield chunk
+
+    token = CALLER.set("report_fetcher")
+    try:
+        assert list(report_stream._prefetched(source())) == [b"a", b"b"]
+    finally:
+        CALLER.reset(token)
+    assert seen == [("report_fetcher", "report-download")] * 2
 
 
 # --- helpers ---------------------------------------------------------------------------------------

@@ -61,3 +61,14 @@ def test_align_and_parse():
 def test_known_dropped_columns_are_never_kept(report_type):
     report_spec = CATALOG[report_type]
     assert not set(report_spec.known_dropped) & set(report_spec.kept_columns or ())
+
+
+@pytest.mark.parametrize("report_type", [t for t, s in CATALOG.items() if s.kept_columns])
+def test_catalog_columns_are_shaped_like_column_names(report_type):
+    # Only header cells of this shape are ever named in logs and REPORT# rows: a known-dropped column of
+    # another shape could never be recognised as known, and would count as unexpected for ever.
+    from seller_insights.report_stream import COLUMN_NAME
+
+    report_spec = CATALOG[report_type]
+    for name in (*(report_spec.kept_columns or ()), *report_spec.known_dropped):
+        assert COLUMN_NAME.fullmatch(name), name

@@ -2,6 +2,10 @@
 
 Columns: for TSV reports only the columns listed in `kept_columns` are stored (an allowlist), so a
 buyer's name, e-mail, phone or address never lands in S3, even if Amazon adds such a column later.
+Names here are lowercase ASCII letters, digits and hyphens (`report_stream.COLUMN_NAME`): the header
+cells of that shape are the only ones ever named in logs and REPORT# rows. The English names are the
+only header language understood: a document whose header names none of the kept columns (a JP account
+whose report language is Japanese, spapi-protocol.md §6.2) is DocumentCorrupt, not stored empty.
 Cooldowns after FATAL follow Airbyte's experience (30 minutes; 4 hours for daily FBA reports).
 """
 
@@ -48,7 +52,8 @@ class ReportSpec:
     app_quota: AppQuota | None = None
     kept_columns: tuple[str, ...] | None = None
     # Columns Amazon sends that we drop on purpose (buyer data, free text): expected, not alarming.
-    # Anything neither kept nor listed here is new, and counted in UnexpectedColumnsDropped.
+    # Anything neither kept nor listed here is new, and counted in UnexpectedColumnsDropped (by name in
+    # the log when shaped like a column name, else only counted).
     known_dropped: tuple[str, ...] = ()
 
     @property

@@ -238,7 +238,12 @@ class StoredReport:
     sha256: str
     source_charset: str
     undecodable: int
-    dropped_columns: tuple[str, ...]
+    dropped_columns: tuple[str, ...]  # only header cells shaped like column names
+    dropped_unnamed: int = 0  # dropped header cells not shaped like column names (never stored)
+    malformed_rows: int = 0  # rows of another field count than the header's: dropped
+    blank_lines: int = 0
+    nul_bytes: int = 0
+    charset_rejected: bool = False  # Content-Type named a charset Amazon does not send
     window_start: str | None = None
     window_end: str | None = None
 
@@ -254,7 +259,9 @@ class ReportRepository:
             "document_id": report.document_id, "s3_key": report.s3_key, "bytes": report.bytes,
             "rows": report.rows, "sha256": report.sha256, "source_charset": report.source_charset,
             "undecodable": report.undecodable, "dropped_columns": list(report.dropped_columns),
-            "stored_at": iso(stored_at),
+            "dropped_unnamed": report.dropped_unnamed, "malformed_rows": report.malformed_rows,
+            "blank_lines": report.blank_lines, "nul_bytes": report.nul_bytes,
+            "charset_rejected": report.charset_rejected, "stored_at": iso(stored_at),
         }
         if report.window_start:
             item.update(window_start=report.window_start, window_end=report.window_end)

@@ -4,41 +4,63 @@ One pass, every stage incremental, whatever the document's size:
 
     GET (stream=True; the raw bytes, never decoded by requests or urllib3)
     -> gunzip if the body starts with the gzip magic 1f 8b (members may be concatenated)
-    -> decode: the charset of the response's Content-Type, else the marketplace's fallback
-    -> TSV with `keep_columns`: only the allowlisted columns, in header order
+    -> caps: decompressed bytes, and the compression ratio once enough output exists
+    -> decode: the charset of the response's Content-Type if Amazon sends it, else the marketplace's
+    -> NUL characters removed (counted)
+    -> TSV with `keep_columns`: only the allowlisted columns, in header order, only well-formed rows
     -> UTF-8 -> sha256 -> S3 multipart upload (parts of `part_size`, the last one smaller)
 
-Decisions (see docs/internal-contracts.md, "Report pipeline"):
+Decisions (see docs/internal-contracts.md, "Report pipeline", and docs/architecture.md):
 
 - Compression is sniffed from the body's first two bytes. Neither `compressionAlgorithm` (the label
   passed in) nor `Content-Encoding` is trusted: Amazon serves gzip bodies labelled `identity`, and
   GZIP labels on plain bodies have been seen. A mismatch with the label is logged, nothing more.
-- Charset tokens: `Cp1252`/`windows-1252` -> cp1252; `ISO-8859-1`/`latin1`/`US-ASCII` -> cp1252 too,
-  because Amazon's "ISO-8859-1" documents carry cp1252 bytes in practice (the euro sign is 0x80) and
-  cp1252 is the superset that matters; `Windows-31J`/`Shift_JIS`/`SJIS`/`MS932` -> cp932; `utf8` ->
-  utf-8. Any other token Python knows is used as is; an unknown one falls back to `fallback_charset`.
+- Decompression is capped (`DocumentLimits`): more than `max_decompressed_bytes`, or (once
+  `RATIO_CHECK_FROM` bytes came out, so that a small document of repeated bytes never trips it) more
+  than `max_ratio` decompressed bytes per compressed byte consumed, is `DocumentCorrupt` naming the
+  cap. Measured ratios of realistic documents stay under 17:1 (bench/README.md); gzip can reach 1032:1.
+- Charsets: only what Amazon sends is honoured: UTF-8, windows-1252 (`Cp1252`), ISO-8859-1 and
+  Shift_JIS / Windows-31J (`cp932`), under the labels of `_CHARSETS`. ISO-8859-1 (and US-ASCII, which
+  the WHATWG Encoding Standard also maps to windows-1252) is read as cp1252, because Amazon's
+  "ISO-8859-1" documents carry cp1252 bytes in practice (the euro sign is 0x80); Shift_JIS as cp932, its
+  superset. Any other label (`utf-7`, `utf-16`, `unicode_escape`, `rot13`, unknown tokens...) is not
+  used: the marketplace's fallback is, and `charset_rejected` says so. No label at all is normal.
 - Undecodable bytes never stop a document: each is replaced by U+FFFD and counted (`undecodable`).
   The five bytes cp1252 leaves undefined (0x81, 0x8D, 0x8F, 0x90, 0x9D) count as undecodable.
+- NUL characters are removed from every format and counted (`nul_bytes`): no report field holds
+  one, and C-string readers downstream would cut a field at it.
 - A leading byte-order mark is dropped; the stored object never starts with one. A UTF-8 BOM at the
   start of the body means UTF-8, whatever the header says. JSON and XML without a charset in the
   header are read as UTF-8 (their own defaults), not with the marketplace fallback.
+- TSV with `keep_columns`: the first line must be a header: it names at least one allowlisted column,
+  and none twice (`_TsvFilter._header`); otherwise `DocumentCorrupt` (a data row, a blank line, or a
+  header in a language the allowlist does not speak). Rows are mapped to columns by position, so a row
+  whose field count differs from the header's (a tab or line break typed into a product name or a
+  return comment) is dropped and counted (`malformed_rows`), never padded nor cut; blank lines are
+  skipped and counted apart (`blank_lines`). Output: LF line endings, the kept fields joined by tabs.
+  When every column is kept the rows are checked all the same, so the stored TSV can be read by
+  position. Header cells that are not kept are reported by name (`dropped_columns`) only when they
+  look like a column name (`COLUMN_NAME`); the others only as a count (`dropped_unnamed`).
 - Without `keep_columns` (JSON, XML, or TSV kept whole) the text is transcoded verbatim, line endings
-  included. With `keep_columns` every line is rewritten: LF line endings, the kept fields joined by
-  tabs, missing trailing fields of a short row as empty fields. When every header column is kept the
-  rows are not split at all, only CRLF becomes LF.
+  included.
 - Always a multipart upload, also for a document smaller than one part (one part, possibly empty):
   one code path, one abort path, and every object gets a SHA-256 part checksum (`ChecksumAlgorithm`).
 - Every part but the last is exactly `part_size` bytes. Parts are uploaded by one background thread
   while the next part is produced; at most one part waits for it. Peak memory: about 3 parts plus a
   few 1 MiB working buffers, flat in the document's size.
+- Both background threads (the part uploader and the download prefetcher) run in a copy of the
+  starting thread's `contextvars` context, so context variables the caller set (e.g. which function
+  is calling AWS) hold in them too.
 - Any failure after the multipart upload was created aborts it (after the uploader stopped) and raises
   a typed error: `DocumentDownloadFailed`, `DocumentCorrupt` or `StorageFailed`. Errors and logs never
-  carry the URL (registered as a secret first) nor any content of the document.
+  carry the URL (registered as a secret first) nor any content of the document: no row, no line
+  number, no header cell that is not shaped like a column name, no charset label.
 """
 
 from __future__ import annotations
 
 import codecs
+import contextvars
 import hashlib
 import queue
 import re
@@ -67,6 +89,22 @@ MAX_LINE = 8 * MiB  # a TSV line longer than this is not a report row
 GZIP_MAGIC = b"\x1f\x8b"
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
 
+# Decompression caps (bench/README.md, "compression_ratios", has the measurements behind them).
+# 4 GiB: four times the largest document benchmarked, and what the fetcher processes in well under its
+# 300 s timeout at the slowest end-to-end throughput measured (about 42 MiB/s: ~98 s).
+DEFAULT_MAX_DECOMPRESSED_BYTES = 4096 * MiB
+# 100:1: six times the highest ratio measured on realistic documents (16.2:1, gzip level 9), below a
+# header plus one row repeated (257:1) and far below gzip's maximum (about 1032:1).
+DEFAULT_MAX_RATIO = 100
+# The ratio is judged only once this much came out: a small document of repeated bytes compresses at
+# up to 1000:1 and is harmless; a bomb is stopped after at most this much output.
+RATIO_CHECK_FROM = 8 * MiB
+# gzip's deflate cannot exceed about 1032:1: a ratio cap above it never applies.
+GZIP_MAX_RATIO = 1032
+
+# What a column name looks like: only such header cells are ever logged or stored by name.
+COLUMN_NAME = re.compile(r"[a-z0-9-]{1,64}")
+
 DocumentFormat = Literal["tsv", "json", "xml"]
 _CONTENT_TYPES: dict[str, str] = {
     "tsv": "text/tab-separated-values; charset=utf-8",
@@ -74,14 +112,22 @@ _CONTENT_TYPES: dict[str, str] = {
     "xml": "application/xml; charset=utf-8",
 }
 
-_CHARSET_ALIASES: dict[str, str] = {
-    **dict.fromkeys(("cp1252", "windows-1252", "x-cp1252", "cp-1252", "windows1252"), "cp1252"),
-    # Amazon's ISO-8859-1 documents hold cp1252 bytes (0x80 is the euro sign): read them as cp1252.
-    **dict.fromkeys(("iso-8859-1", "iso8859-1", "iso_8859-1", "iso8859_1", "latin1", "latin-1", "l1",
-                     "us-ascii", "ascii"), "cp1252"),
-    **dict.fromkeys(("windows-31j", "ms932", "cp932", "shift_jis", "shift-jis", "sjis", "x-sjis",
-                     "ms_kanji", "csshiftjis", "csWindows31J".lower()), "cp932"),
-    **dict.fromkeys(("utf8", "utf-8", "utf_8"), "utf-8"),
+# The charsets Amazon sends (spapi-protocol.md §6.2), under the labels its Java servers, IANA and the
+# WHATWG Encoding Standard give them, lower-cased, to the Python codec that reads them. Nothing else is
+# honoured: `utf-7`, `utf-16`, `unicode_escape`, `rot13` and friends are codecs Python knows, not
+# charsets Amazon sends, and some of them turn bytes into characters the bytes do not spell.
+_CHARSETS: dict[str, str] = {
+    **dict.fromkeys(("utf-8", "utf8", "utf_8", "csutf8", "unicode-1-1-utf-8", "unicode11utf8",
+                     "unicode20utf8", "x-unicode20utf8"), "utf-8"),
+    **dict.fromkeys(("windows-1252", "cp1252", "x-cp1252", "cp-1252", "windows1252", "cswindows1252"), "cp1252"),
+    # ISO-8859-1 and its aliases (US-ASCII among them, as in the WHATWG table) read as windows-1252:
+    # Amazon's "ISO-8859-1" documents hold cp1252 bytes (0x80 is the euro sign).
+    **dict.fromkeys(("iso-8859-1", "iso8859-1", "iso_8859-1", "iso8859_1", "iso_8859_1", "iso88591", "8859_1",
+                     "iso_8859-1:1987", "iso-ir-100", "latin1", "latin-1", "l1", "ibm819", "ibm-819", "cp819",
+                     "csisolatin1", "us-ascii", "ascii", "ansi_x3.4-1968", "csascii"), "cp1252"),
+    # Shift_JIS and Windows-31J read as cp932, the superset (NEC and IBM extensions) Japan's files use.
+    **dict.fromkeys(("shift_jis", "shift-jis", "sjis", "x-sjis", "ms_kanji", "ms-kanji", "mskanji", "csshiftjis",
+                     "windows-31j", "cswindows31j", "ms932", "cp932", "windows-932"), "cp932"),
 }
 
 
@@ -92,46 +138,65 @@ class DocumentTimeouts:
 
 
 @dataclass(frozen=True)
+class DocumentLimits:
+    """Caps on what a document may decompress to; above one it is `DocumentCorrupt`."""
+
+    max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES
+    max_ratio: int = DEFAULT_MAX_RATIO  # decompressed bytes per compressed byte, from RATIO_CHECK_FROM on
+
+    def __post_init__(self) -> None:
+        if self.max_decompressed_bytes < 1 or self.max_ratio < 1:
+            raise ValueError("document limits must be positive")
+
+
+@dataclass(frozen=True)
 class StoredDocument:
     bytes_in: int  # bytes received (compressed when the body was gzip)
     bytes_out: int  # UTF-8 bytes stored
-    rows: int  # TSV: lines after the header row; JSON and XML: 0
+    rows: int  # TSV: data rows stored; JSON and XML: 0
     sha256: str  # hex digest of the stored UTF-8 bytes
     source_charset: str  # Python codec name the document was decoded with
     undecodable: int  # bytes that did not decode and became U+FFFD
-    dropped_columns: tuple[str, ...]  # TSV header columns not on the allowlist, in header order
+    dropped_columns: tuple[str, ...]  # dropped TSV header cells shaped like column names, in header order
     parts: int  # multipart upload parts
+    dropped_unnamed: int = 0  # dropped TSV header cells NOT shaped like column names: counted, never named
+    malformed_rows: int = 0  # TSV rows whose field count differed from the header's: dropped
+    blank_lines: int = 0  # empty TSV lines after the header: skipped
+    nul_bytes: int = 0  # NUL characters removed
+    charset_rejected: bool = False  # Content-Type named a charset Amazon does not send: fallback used
 
 
 # --- charset ---------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Charset:
+    codec: str  # the Python codec the document is read with
+    rejected: bool  # the response named a charset outside the allowlist; `codec` is the fallback
+
+
 def normalize_charset(token: str) -> str | None:
-    """Python codec name for a charset token, Amazon's spellings included; None if unknown."""
-    name = token.strip().strip("\"'").lower()
-    if name in _CHARSET_ALIASES:
-        return _CHARSET_ALIASES[name]
-    try:
-        info = codecs.lookup(name)
-    except LookupError:
-        return None
-    if not getattr(info, "_is_text_encoding", True):  # base64, rot13...: not a charset
-        return None
-    return _CHARSET_ALIASES.get(info.name, info.name)
+    """The Python codec for one of Amazon's charset labels (any spelling of `_CHARSETS`); None otherwise."""
+    return _CHARSETS.get(token.strip().strip("\"'").strip().lower())
+
+
+def choose_charset(content_type: str | None, fallback: str) -> Charset:
+    """The charset a Content-Type header value names, if Amazon sends that charset; else the fallback
+    (`rejected` when a charset was named but not honoured). The fallback must itself be one of them."""
+    fallback_codec = normalize_charset(fallback)
+    if fallback_codec is None:
+        raise ValueError("the fallback charset is not one Amazon sends")
+    for param in (content_type or "").split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            codec = normalize_charset(value)
+            return Charset(codec, False) if codec else Charset(fallback_codec, True)
+    return Charset(fallback_codec, False)
 
 
 def resolve_charset(content_type: str | None, fallback: str) -> str:
-    """The charset of a Content-Type header value if it names one we know, else the fallback."""
-    for param in (content_type or "").split(";")[1:]:
-        name, _, value = param.partition("=")
-        if name.strip().lower() == "charset" and value.strip():
-            resolved = normalize_charset(value)
-            if resolved:
-                return resolved
-    resolved = normalize_charset(fallback)
-    if resolved is None:
-        raise ValueError("unknown fallback charset")
-    return resolved
+    """The codec `choose_charset` picks."""
+    return choose_charset(content_type, fallback).codec
 
 
 # --- undecodable bytes: counted per stream, replaced by U+FFFD --------------------------------------
@@ -165,10 +230,12 @@ codecs.register_error(COUNTING_ERRORS, _count_and_replace)
 
 
 class _Gunzip:
-    """Incremental gunzip of one or more concatenated gzip members, with bounded output per call."""
+    """Incremental gunzip of one or more concatenated gzip members, with bounded output per call.
+    `consumed` counts the compressed bytes zlib has taken so far (for the ratio cap)."""
 
     def __init__(self) -> None:
         self._inflater = zlib.decompressobj(wbits=_GZIP_WBITS)
+        self.consumed = 0
 
     def feed(self, data: bytes) -> Iterator[bytes]:
         inflater = self._inflater
@@ -181,9 +248,11 @@ class _Gunzip:
                 out = inflater.decompress(data, INFLATE_CHUNK)
             except zlib.error:
                 raise DocumentCorrupt("invalid gzip stream") from None
+            rest = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
+            self.consumed += len(data) - len(rest)
+            data = rest
             if out:
                 yield out
-            data = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
             if not data and len(out) < INFLATE_CHUNK:
                 return
 
@@ -238,27 +307,33 @@ class _LineCounter:
 
 
 class _TsvFilter:
-    """Keeps the allowlisted columns of a TSV in header order; LF line endings on output."""
+    """Keeps the allowlisted columns of a TSV in header order, and only rows of the header's width.
+
+    A row is mapped to columns by position, so a row with more or fewer fields than the header (a tab
+    or a line break typed into a product name or a buyer's return comment) would move data between
+    columns: such rows are dropped and counted (`malformed`), never padded nor cut. A line break is
+    LF, CRLF or a lone CR (what universal-newline readers split on), so no CR is ever stored and every
+    reader sees the stored rows alike. Blank lines carry no field and are skipped (`blank`). Output
+    lines end in LF.
+    """
 
     def __init__(self, keep: tuple[str, ...]) -> None:
         self._keep = frozenset(name.strip() for name in keep)
         self._carry = ""
-        self._pending_cr = False
         self._header_seen = False
-        self._indexes: tuple[int, ...] = ()
-        self._pattern: re.Pattern[str] | None = None
+        self._width = 0
+        self._pattern: re.Pattern[str] | None = None  # None: every column is kept
         self._template = ""
-        self._passthrough = False
-        self._open_line = False
-        self._row: Callable[[str], str] = str
+        self._pick: Callable[[list[str]], str] = "\t".join
         self.rows = 0
+        self.malformed = 0
+        self.blank = 0
         self.dropped: tuple[str, ...] = ()
+        self.dropped_unnamed = 0
 
     def feed(self, text: str) -> str:
         if not text:
             return ""
-        if self._header_seen and self._passthrough:
-            return self._normalize(text)
         buffer = self._carry + text
         cut = buffer.rfind("\n")
         if cut < 0:
@@ -267,86 +342,96 @@ class _TsvFilter:
                 raise DocumentCorrupt("a line longer than 8 MiB")
             return ""
         self._carry = buffer[cut + 1:]
-        start = 0
-        out: list[str] = []
-        if not self._header_seen:
-            start = buffer.index("\n") + 1
-            out.append(self._header(buffer[:start - 1].removesuffix("\r")) + "\n")
-            if self._passthrough:
-                out.append(self._normalize(buffer[start:]))
-                self._carry = ""
-                return "".join(out)
-        if start <= cut:
-            out.append(self._rows(buffer[start:cut]) + "\n")
-        return "".join(out)
+        return self._lines(buffer[:cut + 1])
 
     def finish(self) -> str:
-        if self._passthrough:
-            self._pending_cr = False  # a lone CR at the very end goes, as after any last line
-            self.rows += 1 if self._open_line else 0
-            return ""
-        last, self._carry = self._carry.removesuffix("\r"), ""
-        if not self._header_seen:
-            return self._header(last) if last else ""
-        return self._rows(last) if last else ""
+        last, self._carry = self._carry, ""
+        # The last line had no line break: it gets none (cosmetic; every row before it ends in LF).
+        return self._lines(last + "\n").removesuffix("\n") if last else ""
+
+    def _lines(self, text: str) -> str:
+        """Complete lines, each ending in a line break, the last one in LF; output likewise."""
+        if self._header_seen:
+            return self._rows(text)
+        end = _LINE_BREAK.search(text)
+        assert end is not None  # text ends in LF
+        return self._header(text[:end.start()]) + "\n" + self._rows(text[end.end():])
 
     def _header(self, line: str) -> str:
+        """Is the first line a header? It must name at least one kept column (a data row does not, nor
+        a blank line, nor a header in a language the allowlist does not speak: storing rows of no
+        column would look like success), and name no kept column twice (which position would it be?)."""
         self._header_seen = True
-        columns = line.split("\t")
-        self._indexes = tuple(i for i, name in enumerate(columns) if name.strip() in self._keep)
-        self.dropped = tuple(name for name in columns if name.strip() not in self._keep)
-        self._passthrough = not self.dropped
-        if self._indexes and not self._passthrough:
-            self._pattern, self._template = _row_pattern(len(columns), self._indexes)
-        if len(self._indexes) == 1:
-            only = self._indexes[0]
-            self._row = lambda row: row.split("\t")[only]
-        elif self._indexes:
-            pick = itemgetter(*self._indexes)
-            self._row = lambda row: "\t".join(pick(row.split("\t")))
-        else:
-            self._row = lambda row: ""
-        return "\t".join(columns[i] for i in self._indexes)
+        cells = line.split("\t")
+        names = [cell.strip() for cell in cells]
+        kept = tuple(i for i, name in enumerate(names) if name in self._keep)
+        if not kept:
+            raise DocumentCorrupt("the first line is not a header: it names none of the kept columns")
+        if len({names[i] for i in kept}) < len(kept):
+            raise DocumentCorrupt("the header names a kept column twice")
+        wanted = set(kept)
+        dropped = [name for i, name in enumerate(names) if i not in wanted]
+        self.dropped = tuple(name for name in dropped if COLUMN_NAME.fullmatch(name))
+        self.dropped_unnamed = len(dropped) - len(self.dropped)
+        self._width = len(cells)
+        if len(kept) < len(cells):
+            self._pattern, self._template = _row_pattern(len(cells), kept)
+            if len(kept) == 1:
+                only = kept[0]
+                self._pick = lambda fields: fields[only]
+            else:
+                pick = itemgetter(*kept)
+                self._pick = lambda fields: "\t".join(pick(fields))
+        return "\t".join(names[i] for i in kept)  # the allowlist's own spelling
 
-    def _rows(self, body: str) -> str:
-        """Filter complete rows (separated by LF or CRLF, without the last line's newline)."""
+    def _rows(self, text: str) -> str:
+        """Rows of complete lines (each ending in a line break, the last one in LF), each followed by
+        LF. The fast paths take batches in which every line is well-formed; the rest goes the careful way."""
+        if not text:
+            return ""
         if self._pattern is not None:
             # One regular-expression pass over the whole batch, in C: it matches a line only when the
-            # line has exactly the header's field count, so the batch is done when every line matched.
-            out, matched = self._pattern.subn(self._template, body)
-            if matched == body.count("\n") + 1:
+            # line has exactly the header's field count (and no CR but its CRLF's), so the batch is done
+            # when every line matched. The LFs stay where they are.
+            out, matched = self._pattern.subn(self._template, text)
+            if matched == text.count("\n"):
                 self.rows += matched
                 return out
-        lines = body.removesuffix("\r").replace("\r\n", "\n").split("\n")
-        self.rows += len(lines)
-        try:
-            return "\n".join(map(self._row, lines))
-        except IndexError:  # a short (or blank) row in this batch: the careful way
-            return "\n".join(map(self._short_row, lines))
+        else:
+            # Every column kept: nothing to rewrite but line endings; each line's tabs are still counted.
+            plain = text.replace("\r\n", "\n")
+            lines = plain.split("\n")
+            lines.pop()  # after the last LF
+            tabs = self._width - 1
+            if "\r" not in plain and all(line.count("\t") == tabs for line in lines) and (tabs or "" not in lines):
+                self.rows += len(lines)
+                return plain
+        return self._checked_rows(text)
 
-    def _short_row(self, line: str) -> str:
-        if not line:
-            return ""
-        fields = line.split("\t")
-        return "\t".join(fields[i] if i < len(fields) else "" for i in self._indexes)
+    def _checked_rows(self, text: str) -> str:
+        """The careful way, line by line: blank lines skipped, lines of another width dropped."""
+        out: list[str] = []
+        lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        lines.pop()  # after the last LF
+        for line in lines:
+            if not line:
+                self.blank += 1
+                continue
+            fields = line.split("\t")
+            if len(fields) != self._width:
+                self.malformed += 1  # counted only: neither its content nor its line number goes anywhere
+                continue
+            out.append(line if self._pattern is None else self._pick(fields))
+        self.rows += len(out)
+        return "\n".join(out) + "\n" if out else ""
 
-    def _normalize(self, text: str) -> str:
-        """CRLF -> LF across chunk boundaries; counts rows."""
-        if self._pending_cr:
-            text = "\r" + text
-        self._pending_cr = text.endswith("\r")
-        if self._pending_cr:
-            text = text[:-1]
-        text = text.replace("\r\n", "\n")
-        if text:
-            self.rows += text.count("\n")
-            self._open_line = text[-1] != "\n"
-        return text
+
+_LINE_BREAK = re.compile("\r\n|\r|\n")
 
 
 def _row_pattern(width: int, kept: tuple[int, ...]) -> tuple[re.Pattern[str], str]:
-    """A pattern matching one line of exactly `width` fields (and its CR), capturing each run of kept
-    adjacent columns, and the template that joins the runs with tabs."""
+    """A pattern matching one line of exactly `width` (>= 2) fields (and its CR), capturing each run of
+    kept adjacent columns, and the template that joins the runs with tabs."""
     field = "[^\t\r\n]*"
     wanted = set(kept)
     pieces: list[str] = []
@@ -373,7 +458,7 @@ class _PartUploader:
         self._error: BaseException | None = None
         # Hashed here, in part order, off the decoding thread's critical path.
         self.sha256 = hashlib.sha256()
-        self._thread = threading.Thread(target=self._run, name="report-part-uploader", daemon=True)
+        self._thread = _thread_in_this_context(self._run, "report-part-uploader")
         self._thread.start()
 
     def submit(self, number: int, body: bytes) -> None:
@@ -487,12 +572,14 @@ def stream_document_to_s3(
     session: requests.Session | None = None,
     part_size: int = PART_SIZE,
     timeouts: DocumentTimeouts | None = None,
+    limits: DocumentLimits | None = None,
 ) -> StoredDocument:
     """Download the document at `url` and store it as UTF-8 at s3://bucket/key (see the module doc).
 
     `keep_columns` is the TSV column allowlist (None keeps the document whole; JSON and XML are never
-    filtered). `fallback_charset` is the marketplace's charset when the response names none (cp1252
-    for Europe and the Americas, cp932 for Japan).
+    filtered). `fallback_charset` is the marketplace's charset when the response names none, or one
+    Amazon does not send (cp1252 for Europe and the Americas, cp932 for Japan). `limits` caps the
+    decompressed size and the compression ratio (default: `DocumentLimits()`).
     """
     register_secret(url)  # a presigned URL: never in a log line
     if document_format not in _CONTENT_TYPES:
@@ -509,12 +596,13 @@ def stream_document_to_s3(
         try:
             # JSON is UTF-8 by definition (RFC 8259) and Amazon's XML reports are UTF-8: the marketplace
             # fallback is for flat files only.
-            charset = resolve_charset(response.headers.get("Content-Type"),
-                                      fallback if document_format == "tsv" else "utf-8")
+            charset = choose_charset(response.headers.get("Content-Type"),
+                                     fallback if document_format == "tsv" else "utf-8")
             writer = _MultipartWriter(s3_client, bucket, key, part_size, _CONTENT_TYPES[document_format])
             try:
                 stored = _pump(response, writer, charset=charset, compression_label=compression_label,
-                               keep_columns=keep_columns, document_format=document_format)
+                               keep_columns=keep_columns, document_format=document_format,
+                               limits=limits or DocumentLimits())
             except BaseException:
                 writer.abort()
                 raise
@@ -525,16 +613,20 @@ def stream_document_to_s3(
             http.close()
     get_logger().info("report document stored", extra={
         "bytes_in": stored.bytes_in, "bytes_out": stored.bytes_out, "rows": stored.rows,
-        "source_charset": stored.source_charset, "undecodable": stored.undecodable,
-        "dropped_columns": list(stored.dropped_columns), "parts": stored.parts,
+        "source_charset": stored.source_charset, "charset_rejected": stored.charset_rejected,
+        "undecodable": stored.undecodable, "nul_bytes": stored.nul_bytes, "malformed_rows": stored.malformed_rows,
+        "blank_lines": stored.blank_lines, "dropped_columns": list(stored.dropped_columns),
+        "dropped_unnamed": stored.dropped_unnamed, "parts": stored.parts,
     })
     return stored
 
 
-def _pump(response: requests.Response, writer: _MultipartWriter, *, charset: str, compression_label: str | None,
-          keep_columns: tuple[str, ...] | None, document_format: DocumentFormat) -> StoredDocument:
+def _pump(response: requests.Response, writer: _MultipartWriter, *, charset: Charset,
+          compression_label: str | None, keep_columns: tuple[str, ...] | None, document_format: DocumentFormat,
+          limits: DocumentLimits) -> StoredDocument:
     counter = _Counter()
     token = _undecodable.set(counter)
+    nul_bytes = 0
     try:
         received = _Received(response)
         body = received.chunks()
@@ -544,34 +636,45 @@ def _pump(response: requests.Response, writer: _MultipartWriter, *, charset: str
             if len(head) >= len(GZIP_MAGIC):
                 break
         gzipped = head.startswith(GZIP_MAGIC)
-        if gzipped != ((compression_label or "").strip().upper() == "GZIP"):
+        labelled_gzip = (compression_label or "").strip().upper() == "GZIP"
+        if gzipped != labelled_gzip:  # the label itself is Amazon's text: not logged
             get_logger().info("document compression differs from its label; going by the bytes",
-                              extra={"label": compression_label, "gzip": gzipped})
-        decoder = _Decoder(charset)
+                              extra={"labelled_gzip": labelled_gzip, "gzip": gzipped})
+        decoder = _Decoder(charset.codec)
         tsv_filter = _TsvFilter(keep_columns) if keep_columns is not None else None
         lines = _LineCounter()
         shape: Callable[[str], str] = tsv_filter.feed if tsv_filter is not None else lines.feed
 
-        def emit(data: bytes) -> None:
-            text = shape(decoder.feed(data))
-            if text:
-                writer.write(text.encode("utf-8"))
+        def text_of(data: bytes, final: bool = False) -> str:
+            nonlocal nul_bytes
+            text = decoder.feed(data, final)
+            if "\x00" in text:
+                nul_bytes += text.count("\x00")
+                text = text.replace("\x00", "")
+            return shape(text)
 
         gunzip = _Gunzip() if gzipped else None
-        for plain in _prefetched(_plain_chunks(_chain(head, body), gunzip)):
-            emit(plain)
-        tail = shape(decoder.feed(b"", final=True))
+        for plain in _prefetched(_capped(_plain_chunks(_chain(head, body), gunzip), gunzip, limits)):
+            text = text_of(plain)
+            if text:
+                writer.write(text.encode("utf-8"))
+        tail = text_of(b"", final=True)
         if tsv_filter is not None:
             tail += tsv_filter.finish()
         writer.write(tail.encode("utf-8"))
         digest = writer.complete()
     finally:
         _undecodable.reset(token)
-    rows = (tsv_filter.rows if tsv_filter is not None else lines.rows) if document_format == "tsv" else 0
+    tsv = document_format == "tsv"
+    rows = (tsv_filter.rows if tsv_filter is not None else lines.rows) if tsv else 0
     return StoredDocument(
         bytes_in=received.bytes_in, bytes_out=writer.bytes_out, rows=rows, sha256=digest,
         source_charset=decoder.charset, undecodable=counter.value,
         dropped_columns=tsv_filter.dropped if tsv_filter is not None else (), parts=writer.parts,
+        dropped_unnamed=tsv_filter.dropped_unnamed if tsv_filter is not None else 0,
+        malformed_rows=tsv_filter.malformed if tsv_filter is not None else 0,
+        blank_lines=tsv_filter.blank if tsv_filter is not None else 0,
+        nul_bytes=nul_bytes, charset_rejected=charset.rejected,
     )
 
 
@@ -594,6 +697,23 @@ class _Received:
                 return
             self.bytes_in += len(chunk)
             yield chunk
+
+
+def _capped(plain: Iterator[bytes], gunzip: _Gunzip | None, limits: DocumentLimits) -> Iterator[bytes]:
+    """The decompressed chunks, until a cap is passed: then `DocumentCorrupt`, naming the cap only.
+    Checked before a chunk goes on, so nothing beyond a cap is ever decoded or stored."""
+    produced = 0
+    for chunk in plain:
+        produced += len(chunk)
+        if produced > limits.max_decompressed_bytes:
+            raise DocumentCorrupt(f"decompressed size above the cap of {_size(limits.max_decompressed_bytes)}")
+        if gunzip is not None and produced >= RATIO_CHECK_FROM and produced > limits.max_ratio * gunzip.consumed:
+            raise DocumentCorrupt(f"compression ratio above the cap of {limits.max_ratio}:1")
+        yield chunk
+
+
+def _size(count: int) -> str:
+    return f"{count // MiB} MiB" if count % MiB == 0 else f"{count} bytes"
 
 
 def _plain_chunks(chunks: Iterator[bytes], gunzip: _Gunzip | None) -> Iterator[bytes]:
@@ -625,7 +745,7 @@ def _prefetched(source: Iterator[bytes], depth: int = PREFETCH_CHUNKS) -> Iterat
         except BaseException as exc:  # handed to the consumer, which raises it
             _offer(handoff, exc, stop)
 
-    thread = threading.Thread(target=produce, name="report-download", daemon=True)
+    thread = _thread_in_this_context(produce, "report-download")
     thread.start()
     try:
         while (item := handoff.get()) is not _DONE:
@@ -635,6 +755,14 @@ def _prefetched(source: Iterator[bytes], depth: int = PREFETCH_CHUNKS) -> Iterat
     finally:
         stop.set()
         thread.join()
+
+
+def _thread_in_this_context(target: Callable[[], None], name: str) -> threading.Thread:
+    """A daemon thread that runs `target` in a copy of the calling thread's context: context variables
+    the caller set (the identity a local IAM guard checks, say) hold in the thread's AWS calls too.
+    A copy, not the context itself: one context cannot be entered by two threads at once."""
+    context = contextvars.copy_context()
+    return threading.Thread(target=context.run, args=(target,), name=name, daemon=True)
 
 
 def _offer(handoff: queue.Queue[object], item: object, stop: threading.Event) -> bool:
