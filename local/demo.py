@@ -250,7 +250,7 @@ class Demo:
         delete markers left, table items left, the receipt's deleted counts."""
         s3 = boto3.client("s3")
         bucket = self.stack.resources["buckets"]["data"]
-        prefix = f"sellers/{seller}/"
+        prefix = f"sellers/{key}/"  # objects name sellers by their opaque key only
         versions = markers = 0
         for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
             versions += len(page.get("Versions", []))

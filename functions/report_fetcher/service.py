@@ -24,6 +24,7 @@ from seller_insights.errors import (
     TokenUnavailable,
 )
 from seller_insights.marketplaces import MARKETPLACES
+from seller_insights.object_keys import error_document_key, report_key
 from seller_insights.observability import get_logger, get_metrics
 from seller_insights.quotas import QuotaBuckets
 from seller_insights.report_catalog import ReportFormat, ReportSpec, WindowKind, spec
@@ -281,7 +282,8 @@ class JobRunner:
 
     def _store_error_document(self, job: Job, document_id: str) -> None:
         document = self._spapi.get_report_document(job.seller, job.region, document_id)
-        key = f"sellers/{job.seller}/{job.region}/reports/{job.report_type}/errors/{job.report_id}.txt"
+        assert job.report_id is not None
+        key = error_document_key(job.seller, job.region, job.report_type, job.report_id)
         stream_document_to_s3(url=document["url"], compression_label=document.get("compressionAlgorithm"),
                               s3_client=self._s3, bucket=self._bucket, key=key,
                               fallback_charset=_fallback_charset(job.marketplace_ids), keep_columns=None,
@@ -328,7 +330,7 @@ def _name(job: Job) -> str:
 
 def _s3_key(job: Job, report_spec: ReportSpec, name: str) -> str:
     stem = name if report_spec.window is WindowKind.DISCOVERED else f"{job.window_start}_{job.window_end}"
-    return f"sellers/{job.seller}/{job.region}/reports/{job.report_type}/{stem}.{report_spec.format.value}"
+    return report_key(job.seller, job.region, job.report_type, stem, report_spec.format.value)
 
 
 def _fallback_charset(marketplace_ids: list[str]) -> str:

@@ -16,7 +16,7 @@ import boto3
 import pytest
 
 from tests.e2e_local.test_token_lifecycle import advance, connect, drain, fire, new_seller, stats
-from tests.support.local_stack import Serve, serving
+from tests.support.local_stack import Serve, serving, stack_seller_key
 
 pytestmark = pytest.mark.slow
 # Past the emulator's 90 s to finish a report.
@@ -84,5 +84,5 @@ def test_a_european_sellers_report_notifications_arrive(info: dict[str, Any]) ->
     assert not any(n for queue, n in delivered["left"].items() if queue.endswith("_dlq")), delivered["left"]
     jobs = {str(job["sk"]): job["status"] for job in seller_items(info, seller, "JOB#")}
     assert {job: jobs[job] for job in requested} == dict.fromkeys(requested, "DONE")
-    assert all(str(row["s3_key"]).startswith(f"sellers/{seller}/EU/reports/")
+    assert all(str(row["s3_key"]).startswith(f"sellers/{stack_seller_key(info, seller)}/EU/reports/")
                for row in seller_items(info, seller, "REPORT#EU#"))

@@ -27,7 +27,7 @@ from seller_insights.report_catalog import (
     ReportFormat,
 )
 from tests.e2e_local.test_token_lifecycle import advance, connect, drain, fire, new_seller, post, stats
-from tests.support.local_stack import Serve, serving
+from tests.support.local_stack import Serve, serving, stack_seller_key
 
 pytestmark = pytest.mark.slow
 US = "ATVPDKIKX0DER"
@@ -84,7 +84,7 @@ def objects(info: dict[str, Any], seller: str) -> dict[str, int]:
     """Every object under the seller's report prefix → its size."""
     found: dict[str, int] = {}
     pages = s3(info).get_paginator("list_objects_v2").paginate(
-        Bucket=bucket(info), Prefix=f"sellers/{seller}/NA/reports/"
+        Bucket=bucket(info), Prefix=f"sellers/{stack_seller_key(info, seller)}/NA/reports/"
     )
     for page in pages:
         found.update({obj["Key"]: int(obj["Size"]) for obj in page.get("Contents", [])})
@@ -183,7 +183,7 @@ def test_reports_arrive_in_s3_with_matching_rows(info: dict[str, Any]) -> None:
     for report_type, row in rows.items():
         key = str(row["s3_key"])
         report_spec = CATALOG[report_type]
-        assert key.startswith(f"sellers/{seller}/NA/reports/{report_type}/")
+        assert key.startswith(f"sellers/{stack_seller_key(info, seller)}/NA/reports/{report_type}/")
         assert key.endswith(f".{report_spec.format.value}")
         body = read_object(info, key)
         assert len(body) == int(row["bytes"]) == stored[key]
@@ -199,7 +199,8 @@ def test_reports_arrive_in_s3_with_matching_rows(info: dict[str, Any]) -> None:
 
     settlement = rows[SETTLEMENT]
     assert settlement["sk"] == f"REPORT#NA#{SETTLEMENT}#{settlement['report_id']}"
-    assert settlement["s3_key"] == f"sellers/{seller}/NA/reports/{SETTLEMENT}/{settlement['report_id']}.tsv"
+    assert settlement["s3_key"] == (
+        f"sellers/{stack_seller_key(info, seller)}/NA/reports/{SETTLEMENT}/{settlement['report_id']}.tsv")
     assert "window_start" not in settlement
     assert settlement["source_charset"] == "cp1252"
     assert read_object(info, str(settlement["s3_key"])).decode("utf-8") == SETTLEMENT_TSV
@@ -239,7 +240,7 @@ def test_cancelled_is_no_data_and_fatal_keeps_its_error_and_cools_down(info: dic
     match = re.fullmatch(r"FATAL \(report (\d+)\)", str(fatal["error"]))
     assert match, fatal["error"]
     fatal_report = match.group(1)
-    error_key = f"sellers/{seller}/NA/reports/{LISTINGS}/errors/{fatal_report}.txt"
+    error_key = f"sellers/{stack_seller_key(info, seller)}/NA/reports/{LISTINGS}/errors/{fatal_report}.txt"
     listing_keys = [key for key in objects(info, seller) if f"/reports/{LISTINGS}/" in key]
     assert listing_keys == [error_key]
     assert read_object(info, error_key) == FATAL_DOCUMENT

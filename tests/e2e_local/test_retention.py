@@ -26,7 +26,7 @@ import requests
 from local.admin import AdminClient, download_export, signed_headers, verify_export, virtual_now
 from tests.e2e_local.test_reports import bucket, s3, seller_items
 from tests.e2e_local.test_token_lifecycle import TIMEOUT, advance, connect, drain, fire, new_seller
-from tests.support.local_stack import REPO, Serve, serving
+from tests.support.local_stack import REPO, Serve, serving, stack_seller_key
 
 pytestmark = pytest.mark.slow
 MONTH_AND_A_DAY = 31 * 24 * 3600
@@ -219,7 +219,7 @@ def test_deletion_stops_pulls_and_the_sweep_purges_everything(info: dict[str, An
                                                                 subject: dict[str, Any]) -> None:
     seller = subject["seller"]
     key = admin.json("GET", f"/admin/sellers/{seller}")["seller_key"]
-    prefix = f"sellers/{seller}/"
+    prefix = f"sellers/{key}/"
     stored_versions, _ = versions_left(info, prefix)
     assert stored_versions >= len(subject["rows"])
 
@@ -293,7 +293,7 @@ def test_a_rolled_back_deletion_keeps_the_seller_through_the_sweep(info: dict[st
     again = admin.call("DELETE", path)
     assert again.status_code == 409
     before_keys = set(items)
-    before_versions = versions_left(info, f"sellers/{seller}/")
+    before_versions = versions_left(info, f"sellers/{stack_seller_key(info, seller)}/")
     assert before_versions[0] >= 2
 
     advance(info, MONTH_AND_A_DAY)
@@ -302,7 +302,7 @@ def test_a_rolled_back_deletion_keeps_the_seller_through_the_sweep(info: dict[st
     after = {item["sk"]: item for item in partition(info, seller)}
     assert after["CONN#NA"]["status"] == "ACTIVE"
     assert before_keys <= set(after), sorted(before_keys - set(after))
-    assert versions_left(info, f"sellers/{seller}/") == before_versions
+    assert versions_left(info, f"sellers/{stack_seller_key(info, seller)}/") == before_versions
     assert receipts(info, key) == []
     assert [c["status"] for c in admin.json("GET", f"/admin/sellers/{seller}")["connections"]] == ["ACTIVE"]
     # Pulls resumed: the plan finds the connection again and its token refreshes.

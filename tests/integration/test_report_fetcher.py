@@ -17,6 +17,7 @@ import requests
 
 from seller_insights import clock
 from seller_insights.clock import FixedClock
+from seller_insights.object_keys import seller_prefix
 from seller_insights.report_catalog import ORDERS, SETTLEMENT
 from tests.support.api import ConsentClient, FakeContext
 from tests.support.flows import connect_and_confirm
@@ -86,7 +87,7 @@ def items(prefix):
 
 
 def objects():
-    listing = boto3.client("s3").list_objects_v2(Bucket="data", Prefix=f"sellers/{SELLER}/")
+    listing = boto3.client("s3").list_objects_v2(Bucket="data", Prefix=seller_prefix(SELLER))
     return {o["Key"]: o for o in listing.get("Contents", [])}
 
 
@@ -128,7 +129,7 @@ def test_plan_fetch_store(reports_env, emulator):
     assert row["rows"] > 0 and row["source_charset"] == "cp1252" and row["undecodable"] == 0
     assert "ship-city" in row["dropped_columns"] and "ship-postal-code" in row["dropped_columns"]
     key = row["s3_key"]
-    assert key == f"sellers/{SELLER}/NA/reports/{ORDERS}/{job['window_start']}_{job['window_end']}.tsv"
+    assert key == f"{seller_prefix(SELLER, 'NA')}reports/{ORDERS}/{job['window_start']}_{job['window_end']}.tsv"
     header = boto3.client("s3").get_object(Bucket="data", Key=key)["Body"].read().decode().splitlines()[0]
     assert "ship-city" not in header and "amazon-order-id" in header
     assert stats(emulator)["throttled"] == 0
