@@ -425,7 +425,7 @@ def test_the_caps_come_from_the_environment_and_are_checked():
     from seller_insights.errors import ConfigurationError
 
     base = {"STAGE": "dev", "CONNECTIONS_TABLE": "t", "TOKEN_KEY_ID": "k", "DATA_BUCKET": "b",
-            "REPORT_JOBS_QUEUE_URL": "q", "DEFAULT_REPORT_TYPES": ORDERS}
+            "REPORT_JOBS_QUEUE_URL": "q", "DEFAULT_REPORT_TYPES": ORDERS, "SELLER_KEY_SECRET_ID": "sk"}
     limits = ReportFetcherSettings.from_env(base).document_limits
     assert (limits.max_decompressed_bytes, limits.max_ratio) == (4096 * 2**20, 100)
     limits = ReportFetcherSettings.from_env({**base, "REPORT_MAX_DECOMPRESSED_MIB": "512",
