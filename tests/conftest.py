@@ -27,6 +27,7 @@ os.environ.update({
 })
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
+from local.iam import install as install_iam_guard
 from local.moto_fixes import make_dynamodb_writes_atomic, make_sqs_follow_the_product_clock
 from seller_insights.observability import pin_noisy_loggers
 from tests.support.local_stack import info, serve  # noqa: F401 - session fixtures for e2e and browser
@@ -35,6 +36,8 @@ from tests.support.log_guard import LogGuard
 # DynamoDB's conditional writes are atomic; moto's are not without this (local/moto_fixes.py).
 make_dynamodb_writes_atomic()
 make_sqs_follow_the_product_clock()
+# Handlers invoked through tests.support.iam.acting_as run as their role of the synthesized template.
+install_iam_guard()
 
 
 @pytest.fixture(autouse=True)

@@ -137,7 +137,10 @@ def bind_environment(template: Template, function_id: str, environ: Mapping[str,
 
 
 def _bind(kind: str, physical: str, is_arn: bool) -> tuple[str, str | None] | None:
-    """(Ref value, Arn) of a resource from the one value a test gave for it."""
+    """(Ref value, Arn) of a resource from the one value a test gave for it; None when the value names no
+    such resource (a test's deliberately wrong value): nothing is bound, so nothing is granted on it."""
+    if is_arn and not (physical.startswith("arn:") and len(physical.split(":")) >= 6):
+        return None
     if kind in ("AWS::DynamoDB::Table", "AWS::DynamoDB::GlobalTable"):
         name = physical.rsplit("/", 1)[-1] if is_arn else physical
         return name, physical if is_arn else f"arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/{name}"

@@ -19,6 +19,7 @@ from seller_insights.clock import FixedClock
 from seller_insights.report_catalog import ORDERS, SETTLEMENT
 from tests.support.api import ConsentClient, FakeContext
 from tests.support.flows import connect
+from tests.support.iam import acting_as
 from tests.support.tokens import provider
 
 SELLER = "A1REPORTS000001"
@@ -48,7 +49,8 @@ def reports_env(token_env, emulator, monkeypatch):
 def invoke(event):
     from report_fetcher.handler import lambda_handler
 
-    return lambda_handler(event, FakeContext(function_name="report_fetcher"))
+    with acting_as("report_fetcher"):
+        return lambda_handler(event, FakeContext(function_name="report_fetcher"))
 
 
 def deliver(queue):

@@ -80,10 +80,10 @@ def secret_findings(text: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def serving(stderr_path: Path) -> Iterator[Serve]:
+def serving(stderr_path: Path, args: tuple[str, ...] = ()) -> Iterator[Serve]:
     """A `serve` process for the duration; on the way out: exit code 0 after SIGTERM, nothing but the
     JSON line on stdout, and no secret material in its log."""
-    started = launch(stderr_path)
+    started = launch(stderr_path, args)
     yield started
     code, rest = started.terminate()
     assert code == 0, started.stderr()[-3000:]
