@@ -32,6 +32,7 @@ from botocore.exceptions import ClientError
 from local.iam.evaluator import Decision, Principal, Statement, evaluate
 from local.iam.policies import PolicySet
 from local.iam.requests import Context, IamRequest, iam_requests
+from local.template import ACCOUNT_ID, REGION
 
 log = logging.getLogger("local.iam")
 
@@ -141,7 +142,7 @@ class _Lookups:
     def __init__(self, authorizer: Authorizer, client: Any) -> None:
         self._authorizer = authorizer
         self._client = client
-        self.region: str = client.meta.region_name or "us-east-1"
+        self.region: str = client.meta.region_name or REGION
         self._endpoint = str(client.meta.endpoint_url)
 
     def _cached(self, key: tuple[str, ...], find: Any) -> Any:
@@ -156,8 +157,6 @@ class _Lookups:
         return _original(self._client, operation, params)
 
     def key_arn(self, key_id: str) -> str:
-        from local.template import ACCOUNT_ID  # noqa: PLC0415
-
         if key_id.startswith("arn:") and ":key/" in key_id:
             return key_id
         if not key_id.startswith(("alias/", "arn:")):
@@ -268,7 +267,7 @@ class Authorizer:
             "aws:securetransport": ("true" if self.secure_transport else "false",),
             "aws:principalarn": (principal.principal_arn,),
             "aws:principalaccount": (principal.account,),
-            "aws:requestedregion": ("us-east-1",),
+            "aws:requestedregion": (REGION,),
             **request.context,
         }
         if request.action.lower().startswith("s3:") and self.secure_transport:
@@ -279,8 +278,6 @@ class Authorizer:
 
 
 def _account_of(resource: str, principal: Principal) -> str:
-    from local.template import ACCOUNT_ID  # noqa: PLC0415
-
     parts = resource.split(":")
     if len(parts) > 4 and parts[4].isdigit():
         return parts[4]

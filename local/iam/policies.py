@@ -18,10 +18,9 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from local.iam.evaluator import PolicyError, Principal, Statement, compile_statement, condition_keys
-from local.iam.requests import known_condition_key
+from local.iam.requests import known_condition_key, queue_arn
 from local.template import (
     ACCOUNT_ID,
     REGION,
@@ -158,14 +157,6 @@ def _bind(kind: str, physical: str, is_arn: bool) -> tuple[str, str | None] | No
     if kind in ("AWS::SecretsManager::Secret", "AWS::SNS::Topic"):
         return physical, None  # their Ref is the ARN
     return None
-
-
-def queue_arn(url: str, region: str) -> str:
-    """arn:aws:sqs:{region}:{account}:{name} from a queue URL (any host: moto's, AWS's)."""
-    parts = [p for p in urlsplit(url).path.split("/") if p]
-    if len(parts) < 2:
-        raise PolicyError(f"not a queue URL: {url!r}")
-    return f"arn:aws:sqs:{region}:{parts[-2]}:{parts[-1]}"
 
 
 class _Extractor:

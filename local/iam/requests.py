@@ -26,6 +26,9 @@ import base64
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from local.template import ACCOUNT_ID
 
 Context = dict[str, tuple[str, ...]]
 
@@ -112,8 +115,6 @@ def _via(service: str, resource: str, actions: Sequence[str], lookups: Lookups,
 def _table_arn(name: str, lookups: Lookups) -> str:
     if name.startswith("arn:"):
         return name
-    from local.template import ACCOUNT_ID  # noqa: PLC0415 - tiny, avoids an import cycle at load
-
     return f"arn:aws:dynamodb:{lookups.region}:{ACCOUNT_ID}:table/{name}"
 
 
@@ -220,9 +221,15 @@ def _s3_list(action: str, prefixed: bool) -> Mapper:
 
 
 def _queue_arn(params: Mapping[str, Any], lookups: Lookups) -> str:
-    from local.iam.policies import queue_arn  # noqa: PLC0415 - policies imports this module
-
     return queue_arn(str(params["QueueUrl"]), lookups.region)
+
+
+def queue_arn(url: str, region: str) -> str:
+    """arn:aws:sqs:{region}:{account}:{name} from a queue URL (any host: moto's, AWS's)."""
+    parts = [p for p in urlsplit(url).path.split("/") if p]
+    if len(parts) < 2:
+        raise UnmappedOperation(f"not a queue URL: {url!r}")
+    return f"arn:aws:sqs:{region}:{parts[-2]}:{parts[-1]}"
 
 
 def _sqs(action: str, key_actions: Sequence[str] = ()) -> Mapper:
@@ -234,8 +241,6 @@ def _sqs(action: str, key_actions: Sequence[str] = ()) -> Mapper:
 
 
 def _sqs_queue_url(params: Mapping[str, Any], lookups: Lookups) -> list[IamRequest]:
-    from local.template import ACCOUNT_ID  # noqa: PLC0415
-
     owner = params.get("QueueOwnerAWSAccountId") or ACCOUNT_ID
     return [IamRequest("sqs:GetQueueUrl", f"arn:aws:sqs:{lookups.region}:{owner}:{params['QueueName']}")]
 
@@ -255,8 +260,6 @@ def _secret(action: str, key_actions: Sequence[str] = ()) -> Mapper:
 
 
 def _put_events(params: Mapping[str, Any], lookups: Lookups) -> list[IamRequest]:
-    from local.template import ACCOUNT_ID  # noqa: PLC0415
-
     buses: dict[str, list[Mapping[str, Any]]] = {}
     for entry in params.get("Entries", []):
         bus = str(entry.get("EventBusName") or "default")

@@ -64,7 +64,7 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     root = tmp_path_factory.mktemp("iam-guard")
     path: Path = root / "template.json"
     path.write_text(json.dumps(template))
-    with serving(root / "stderr.log", ("--template", str(path))) as started:
+    with serving(root / "stderr.log", ("--template", str(path)), denials_expected=cut) as started:
         yield started, cut
 
 
