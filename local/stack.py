@@ -72,10 +72,16 @@ def register_report_notification_queue(
 
 
 class _StackAuthorizer:
-    """Forgets the stack's authorizer when the stack stops."""
+    """Forgets the stack's authorizer when the stack stops, saying what the guard cost."""
+
+    def __init__(self, authorizer: Authorizer) -> None:
+        self.authorizer = authorizer
 
     def stop(self) -> None:
         set_stack_authorizer(None)
+        checked, seconds = self.authorizer.checked, self.authorizer.seconds
+        log.info("IAM guard: %d calls checked in %.2f s (%.0f µs a call, look-ups included)",
+                 checked, seconds, seconds / checked * 1e6 if checked else 0)
 
 
 class LocalStack:
@@ -173,7 +179,7 @@ class LocalStack:
             return None
         authorizer = Authorizer(policy_set(template, created.resolver))
         set_stack_authorizer(authorizer)
-        self._stoppers.append(_StackAuthorizer())
+        self._stoppers.append(_StackAuthorizer(authorizer))
         log.info("IAM enforced: every AWS call of a function is checked against its role's policies")
         return authorizer
 

@@ -16,11 +16,11 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from local.iam import UnmappedOperation
+from local.iam import Authorizer, UnmappedOperation
 from local.iam.guard import SWITCH, enabled, install
 from seller_insights.errors import KeyUnavailable
 from seller_insights.vault import Purpose, SecretContext, Vault
-from tests.support.iam import acting_as, template
+from tests.support.iam import acting_as, function_id, policies_for_environment, template
 from tests.support.resources import Resources, create_resources
 
 ACCOUNT = "123456789012"
@@ -163,6 +163,21 @@ def test_a_bucket_encrypted_with_another_key_denies_the_fetchers_upload(env: Res
     code, status, message = error(denied.value)
     assert (code, status) == ("AccessDenied", 403)
     assert f"kms:GenerateDataKey on resource: {other}" in message
+
+
+def test_the_data_buckets_tls_only_policy_denies_a_request_without_tls(env: Resources) -> None:
+    """Locally every request counts as HTTPS (the product's clients use it in AWS); the template's bucket
+    policy is still evaluated, and without TLS its explicit deny wins over the fetcher's grant."""
+    s3 = boto3.client("s3")
+    fetcher = function_id("report_fetcher")
+    plain = Authorizer(policies_for_environment(fetcher), secure_transport=False)
+    with plain.acting_as_function(fetcher, "report_fetcher"), pytest.raises(ClientError) as denied:
+        s3.put_object(Bucket=BUCKET, Key="sellers/A1/NA/reports/a.tsv", Body=b"x")
+    code, status, message = error(denied.value)
+    assert (code, status) == ("AccessDenied", 403)
+    assert message.endswith("with an explicit deny in a resource-based policy")
+    with acting_as("report_fetcher"):
+        s3.put_object(Bucket=BUCKET, Key="sellers/A1/NA/reports/a.tsv", Body=b"x")
 
 
 # --- threads --------------------------------------------------------------------------------------
