@@ -4,7 +4,8 @@ Method: moto in-process (`mock_aws`), the synthesized template (build/local cach
 product's (a table and a bucket encrypted with the token key, a queue), the report fetcher's and the
 retention sweeper's roles bound to them through their environment variables (local.iam.bind_environment).
 For each call kind, N calls unguarded (no principal) and N acting as the function, interleaved in
-rounds; the cost is the difference of the medians per call. `evaluation` is the guard's own time per
+rounds (alternating which runs first); the cost is the difference of the medians per call, which
+moto's own variance can hide. `evaluation` is the guard's own time per
 call as it counts it (mapping + policy evaluation, after the first call's encryption look-up).
 
     .venv/bin/python -m bench.iam_guard_cost [--calls 300] [--rounds 5]
@@ -60,6 +61,7 @@ def main() -> int:
         s3.put_object(Bucket="data", Key="sellers/A1/NA/r.tsv", Body=b"x")
         # Unencrypted: the jobs queue's own key is not named in the fetcher's environment, so it is not bound.
         queue = sqs.create_queue(QueueName="jobs")["QueueUrl"]
+        target = {"queue": queue}  # emptied (deleted and created again) before each run, see below
         os.environ.update(CONNECTIONS_TABLE="connections", DATA_BUCKET="data", TOKEN_KEY_ID=key,
                           REPORT_JOBS_QUEUE_URL=queue)
         calls: dict[str, tuple[str, Callable[[], Any]]] = {
@@ -74,7 +76,7 @@ def main() -> int:
                 "report_fetcher", lambda: kms.generate_data_key(KeyId=key, KeySpec="AES_256", EncryptionContext={
                     "purpose": "access_token", "seller": "A1", "region": "NA"})),
             "sqs.SendMessage": (
-                "report_fetcher", lambda: sqs.send_message(QueueUrl=queue, MessageBody="{}")),
+                "report_fetcher", lambda: sqs.send_message(QueueUrl=target["queue"], MessageBody="{}")),
         }
         for name, (duty, call) in calls.items():
             function = next(lid for lid, r in template["Resources"].items()
@@ -85,10 +87,17 @@ def main() -> int:
             checked_before, seconds_before = authorizer.checked, authorizer.seconds
             plain: list[float] = []
             guarded: list[float] = []
-            for _ in range(args.rounds):
-                plain.append(_per_call(call, args.calls))
-                with authorizer.acting_as_function(function, duty):
-                    guarded.append(_per_call(call, args.calls))
+            for round_number in range(args.rounds):
+                # Alternate which goes first, and send to an empty queue each run: moto's SendMessage slows
+                # down as the queue grows, which would bias whichever ran second.
+                for acting in (False, True) if round_number % 2 == 0 else (True, False):
+                    sqs.delete_queue(QueueUrl=target["queue"])  # the same name: the one the fetcher may use
+                    target["queue"] = sqs.create_queue(QueueName="jobs")["QueueUrl"]
+                    if acting:
+                        with authorizer.acting_as_function(function, duty):
+                            guarded.append(_per_call(call, args.calls))
+                    else:
+                        plain.append(_per_call(call, args.calls))
             evaluation = (authorizer.seconds - seconds_before) / (authorizer.checked - checked_before)
             results[name] = {
                 "unguarded_us": round(statistics.median(plain) * 1e6, 1),
