@@ -381,3 +381,88 @@ def test_an_unmapped_operation_raises_and_names_the_file() -> None:
         mapped("dynamodb", "DeleteTable", {"TableName": "conn"})
     with pytest.raises(UnmappedOperation, match=r"lambda\.Invoke"):
         mapped("lambda", "Invoke", {})
+
+
+# --- the template's policies and the request context ---------------------------------------------
+
+
+def small_template(**extra: Any) -> dict[str, Any]:
+    """A role, its function and policy, a bucket with a policy naming principals by ARN, a key."""
+    bucket_arn = {"Fn::GetAtt": ["Data", "Arn"]}
+    return {"Resources": {
+        "Role": {"Type": "AWS::IAM::Role", "Properties": {}},
+        "Other": {"Type": "AWS::IAM::Role", "Properties": {}},
+        "Fn": {"Type": "AWS::Lambda::Function",
+               "Properties": {"Handler": "duty.handler.lambda_handler", "Role": {"Fn::GetAtt": ["Role", "Arn"]}}},
+        "Policy": {"Type": "AWS::IAM::Policy", "Properties": {"Roles": [{"Ref": "Role"}], "PolicyDocument": {
+            "Statement": [allow("s3:GetObject", {"Fn::Join": ["", [bucket_arn, "/*"]]}),
+                          allow("kms:Decrypt", {"Fn::GetAtt": ["Key", "Arn"]},
+                                Condition={"StringEquals": {"kms:CallerAccount": {"Ref": "AWS::AccountId"}}}),
+                          allow("logs:PutLogEvents", {"Fn::GetAtt": ["Logs", "Arn"]})]}}},
+        "Logs": {"Type": "AWS::Logs::LogGroup", "Properties": {}},
+        "Data": {"Type": "AWS::S3::Bucket", "Properties": {}},
+        "DataPolicy": {"Type": "AWS::S3::BucketPolicy", "Properties": {"Bucket": {"Ref": "Data"}, "PolicyDocument": {
+            "Statement": [deny("s3:*", {"Fn::Join": ["", [bucket_arn, "/*"]]}, Principal={"AWS": "*"},
+                               Condition={"ArnNotEquals": {"aws:PrincipalArn": {"Fn::GetAtt": ["Role", "Arn"]}}}),
+                          deny("s3:*", {"Fn::Join": ["", [bucket_arn, "/*"]]}, Principal="*",
+                               Condition={"NumericLessThan": {"s3:TlsVersion": 1.2}})]}}},
+        "Key": {"Type": "AWS::KMS::Key", "Properties": {}},
+        **extra,
+    }}
+
+
+def bound(template: dict[str, Any]) -> Any:
+    from local.template import Resolver
+
+    resolver = Resolver(template)
+    resolver.record("Data", "data", BUCKET)
+    resolver.record("Key", "1111", KEY)
+    return resolver
+
+
+def test_policies_of_a_template_and_the_context_keys_the_guard_sets() -> None:
+    from local.iam.guard import Acting, Authorizer
+    from local.iam.policies import policy_set
+
+    template = small_template()
+    policies = policy_set(template, bound(template))
+    assert policies.function_roles == {"Fn": "Role"}
+    assert policies.principal("Fn", "duty").arn == f"arn:aws:sts::{ACCOUNT}:assumed-role/si-local-Role/duty"
+    # The log group is not created: its statement stays, resolved to a placeholder that matches nothing.
+    assert any(s.resources == ("unbound:Logs.Arn",) for s in policies.identity_of("Fn"))
+    authorizer = Authorizer(policies)
+    who = Acting(policies.principal("Fn", "duty"), policies.identity_of("Fn"), authorizer)
+    # aws:PrincipalArn is the role's ARN; s3:TlsVersion 1.3 over (stood-in) HTTPS; kms:CallerAccount set.
+    assert authorizer.decide(who, IamRequest("s3:GetObject", f"{BUCKET}/a")).allowed
+    assert authorizer.decide(who, IamRequest("kms:Decrypt", KEY)).allowed  # the default key policy
+    other = Acting(Principal.role_session(ACCOUNT, "si-local-Other", "x"), identity(allow("s3:*", "*")),
+                   authorizer)
+    assert authorizer.decide(other, IamRequest("s3:GetObject", f"{BUCKET}/a")).outcome is Outcome.RESOURCE_DENY
+    plain = Authorizer(policies, secure_transport=False)
+    without_tls = Acting(who.principal, who.identity, plain)
+    assert plain.decide(without_tls, IamRequest("s3:GetObject", f"{BUCKET}/a")).allowed  # no TlsVersion: no match
+
+
+def test_what_the_guard_cannot_evaluate_stops_the_policy_load() -> None:
+    from local.iam.policies import policy_set
+    from local.template import TemplateError
+
+    managed = small_template()
+    managed["Resources"]["Role"]["Properties"]["ManagedPolicyArns"] = [
+        "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"]
+    with pytest.raises(PolicyError, match="managed policy"):
+        policy_set(managed, bound(managed))
+    roleless = small_template()
+    del roleless["Resources"]["Fn"]["Properties"]["Role"]
+    with pytest.raises(PolicyError, match="needs a Role"):
+        policy_set(roleless, bound(roleless))
+    unknown_key = small_template(Extra={"Type": "AWS::IAM::Policy", "Properties": {
+        "Roles": [{"Ref": "Role"}],
+        "PolicyDocument": {"Statement": [allow("s3:*", "*", Condition={"StringEquals": {"aws:SourceVpce": "v"}})]}}})
+    with pytest.raises(PolicyError, match="aws:sourcevpce"):
+        policy_set(unknown_key, bound(unknown_key))
+    sub = small_template(Extra={"Type": "AWS::IAM::Policy", "Properties": {
+        "Roles": [{"Ref": "Role"}],
+        "PolicyDocument": {"Statement": [allow("s3:*", {"Fn::Sub": "arn:aws:s3:::${Data}"})]}}})
+    with pytest.raises(TemplateError, match="Fn::Sub"):
+        policy_set(sub, bound(sub))
