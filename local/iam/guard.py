@@ -171,7 +171,12 @@ class _Lookups:
         return str(self._cached(("secret", secret_id), lambda: self._call("DescribeSecret", SecretId=secret_id)["ARN"]))
 
     def encryption_key(self, service: str, resource: str) -> str | None:
-        key: str | None = self._cached(("sse", service, resource), lambda: self._find_key(service, resource))
+        try:
+            key: str | None = self._cached(("sse", service, resource), lambda: self._find_key(service, resource))
+        except ClientError:
+            # The resource does not exist (or cannot be described): the call itself then fails as AWS
+            # would, with its own error; nothing is cached.
+            return None
         if key is None or key.startswith("alias/aws/"):
             return None  # AWS owned or AWS managed: their key policies let the service use them for the account
         return self.key_arn(key)
