@@ -27,6 +27,7 @@ from local.template import (
     TemplateError,
     dependencies,
     props,
+    record_roles,
     resources,
     tag,
 )
@@ -142,6 +143,9 @@ class _Creator:
             "AWS::SNS::Topic": self.topic,
         }
         pending = dict(resources(self.template, *STATEFUL_TYPES))
+        # Roles are not created (moto does not evaluate them); their names let policies that name a role
+        # resolve to the principal the local IAM guard acts as.
+        record_roles(self.template, self.resolver)
         # Names for what functions may reference without it being stateful.
         for logical_id, _ in resources(self.template, _FUNCTION_TYPE):
             name = f"si-local-{logical_id}"[:64]

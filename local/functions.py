@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import threading
@@ -9,9 +10,12 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from local.template import ACCOUNT_ID, REGION, Resolver, Template, TemplateError, props, resources
+
+if TYPE_CHECKING:
+    from local.iam import Authorizer
 
 log = logging.getLogger("local.functions")
 
@@ -93,8 +97,10 @@ class LambdaContext:
 class FunctionRuntime:
     """Imports each handler on its first invocation and keeps it, like a warm container."""
 
-    def __init__(self, specs: dict[str, FunctionSpec]) -> None:
+    def __init__(self, specs: dict[str, FunctionSpec], authorizer: Authorizer | None = None) -> None:
         self.specs = specs
+        # The local IAM guard: each invocation acts as its function's role (None: not evaluated).
+        self.authorizer = authorizer
         self._handlers: dict[str, Handler] = {}
         self._lock = threading.Lock()
         # One warm container per function: it serves one invocation at a time, as in Lambda. (Powertools'
@@ -106,10 +112,17 @@ class FunctionRuntime:
         handler = self._handler(spec)
         started = time.monotonic()
         try:
-            with self._containers[logical_id]:
+            with self._containers[logical_id], self.acting_as(logical_id):
                 return handler(event, LambdaContext(spec))
         finally:
             log.info("invoked %s in %.0f ms", spec.logical_id, (time.monotonic() - started) * 1000)
+
+    def acting_as(self, logical_id: str) -> contextlib.AbstractContextManager[None]:
+        """Every AWS call in this context is authorized as the function's role (Lambda's session name is
+        the function's name); also what its event source mapping polls with."""
+        if self.authorizer is None:
+            return contextlib.nullcontext()
+        return self.authorizer.acting_as_function(logical_id, self.specs[logical_id].name)
 
     def _handler(self, spec: FunctionSpec) -> Handler:
         with self._lock:

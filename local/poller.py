@@ -127,17 +127,24 @@ class QueuePoller:
     def _receive(self, mapping: SqsMapping) -> list[dict[str, Any]]:
         batch: list[dict[str, Any]] = []
         while len(batch) < mapping.batch_size:
-            messages = self._sqs.receive_message(
+            # Lambda's event source mapping polls and deletes with the function's execution role.
+            with self._runtime.acting_as(mapping.function_id):
+                messages = self._receive_once(mapping, batch)
+            if not messages:
+                break
+            batch.extend(messages)
+        return batch
+
+    def _receive_once(self, mapping: SqsMapping, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return list(
+            self._sqs.receive_message(
                 QueueUrl=mapping.queue_url,
                 MaxNumberOfMessages=min(10, mapping.batch_size - len(batch)),
                 MessageSystemAttributeNames=["All"],
                 MessageAttributeNames=["All"],
                 WaitTimeSeconds=0,
             ).get("Messages", [])
-            if not messages:
-                break
-            batch.extend(messages)
-        return batch
+        )
 
     def _deliver(self, mapping: SqsMapping, batch: list[dict[str, Any]]) -> tuple[int, int]:
         event = {"Records": [_record(message, mapping.queue_arn) for message in batch]}
@@ -152,7 +159,8 @@ class QueuePoller:
         for start in range(0, len(done), 10):
             chunk = done[start : start + 10]
             entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)]
-            self._sqs.delete_message_batch(QueueUrl=mapping.queue_url, Entries=entries)
+            with self._runtime.acting_as(mapping.function_id):
+                self._sqs.delete_message_batch(QueueUrl=mapping.queue_url, Entries=entries)
         visible_at = self._now() + timedelta(seconds=mapping.visibility_timeout)
         self._failed.setdefault(mapping.queue_url, []).extend(
             _Released(m["ReceiptHandle"], visible_at) for m in batch if m["MessageId"] in failed_ids

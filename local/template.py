@@ -219,3 +219,21 @@ class Resolver:
     def _type(self, logical_id: str) -> str:
         resource = self._template["Resources"].get(logical_id)
         return str(resource.get("Type")) if resource else "not in the template"
+
+
+# --- roles ----------------------------------------------------------------------------------------
+
+ROLE_TYPE = "AWS::IAM::Role"
+
+
+def role_name(logical_id: str) -> str:
+    """The deterministic name the local stack gives a role of the template (IAM allows 64 characters)."""
+    return f"si-local-{logical_id}"[:64]
+
+
+def record_roles(template: Template, resolver: Resolver) -> None:
+    """Names and ARNs for every role, so that policies naming a role (a key policy's principal, an
+    `aws:PrincipalArn` condition) resolve to the principal the local IAM guard acts as."""
+    for logical_id, _ in resources(template, ROLE_TYPE):
+        name = role_name(logical_id)
+        resolver.record(logical_id, name, f"arn:aws:iam::{ACCOUNT_ID}:role/{name}")

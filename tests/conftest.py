@@ -29,6 +29,7 @@ os.environ.update({
 })
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
+from local.iam import install as install_iam_guard
 from local.moto_fixes import make_dynamodb_writes_atomic, make_sqs_follow_the_product_clock
 from seller_insights import pseudonyms
 from seller_insights.observability import pin_noisy_loggers
@@ -42,6 +43,8 @@ pseudonyms.use_key(TEST_SELLER_KEY_KEY)
 # DynamoDB's conditional writes are atomic; moto's are not without this (local/moto_fixes.py).
 make_dynamodb_writes_atomic()
 make_sqs_follow_the_product_clock()
+# Handlers invoked through tests.support.iam.acting_as run as their role of the synthesized template.
+install_iam_guard()
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,8 @@ Trigger (docs/internal-contracts.md, "Retention and data rights"): the ``sweep-r
 under ``sellers/{seller}/{region}/``, aborts the multipart uploads there, deletes the seller's items,
 writes a deletion receipt to the audit table and deletes the connection item last.
 
-Grants are erase-only: it can list versions and delete under ``sellers/`` but read no object, it
+Grants are erase-only: it can list versions and delete under ``sellers/`` and ``exports/`` (the
+portability archives, erased with a seller's last connection) but read no object, it
 works on the connections table by key and on the one index (no Scan), it only writes and reads
 receipts in the audit table, and it holds no token purpose of the key: it decrypts nothing. The key
 is usable only through DynamoDB, for the tables.
@@ -23,7 +24,7 @@ from constructs import Construct
 from infra.config import StageConfig
 from infra.constructs import logical_ref, messaging, tag_purpose
 from infra.constructs.service_function import ServiceFunction
-from infra.constructs.token_vault import PURGE_DUE_INDEX, SELLERS_PREFIX, TokenVault
+from infra.constructs.token_vault import EXPORTS_PREFIX, PURGE_DUE_INDEX, SELLERS_PREFIX, TokenVault
 from infra.nag import acknowledge
 
 DUTY = "retention_sweeper"
@@ -100,13 +101,16 @@ class Retention(Construct):
         vault.grant_table_actions(fn, vault.audit, *AUDIT_ACTIONS)
         vault.grant_seller_objects_purge(fn)
         vault.grant_seller_keys(fn)
-        acknowledge(
-            fn.role,
-            f"AwsSolutions-IAM5[Resource::<{logical_ref(vault.data_bucket.node.default_child)}.Arn>/{SELLERS_PREFIX}*]",
-            f"The sweeper erases every version under {SELLERS_PREFIX}{{seller}}/{{region}}/ of sellers whose "
-            "purge date has passed, keys unknown at deploy time; the grant is limited to the sellers/ prefix and "
-            "to DeleteObjectVersion, DeleteObject and AbortMultipartUpload (no read).",
-        )
+        data_bucket = logical_ref(vault.data_bucket.node.default_child)
+        for prefix in (SELLERS_PREFIX, EXPORTS_PREFIX):
+            acknowledge(
+                fn.role,
+                f"AwsSolutions-IAM5[Resource::<{data_bucket}.Arn>/{prefix}*]",
+                f"The sweeper erases every version under {SELLERS_PREFIX}{{seller}}/ and {EXPORTS_PREFIX}"
+                "{seller_key}/ of sellers whose purge date has passed, keys unknown at deploy time; the grant is "
+                "limited to the two prefixes it owns and to DeleteObjectVersion, DeleteObject and "
+                "AbortMultipartUpload (no read).",
+            )
 
     @property
     def dead_letter_queues(self) -> dict[str, tuple[sqs.IQueue, str]]:

@@ -345,24 +345,26 @@ class TokenVault(Construct):
         self._grant_key_via_service(grantee, "s3", BUCKET_KEY_ACTIONS)
 
     def grant_seller_objects_purge(self, grantee: iam.IGrantable) -> None:
-        """What the retention sweeper needs to erase ``sellers/`` for good, and nothing to read it.
+        """What the retention sweeper needs to erase what it owns for good, and nothing to read it.
 
-        Every version and delete marker (ListBucketVersions with ``s3:prefix`` under ``sellers/``,
-        DeleteObjectVersion/DeleteObject on ``sellers/*``) and the multipart uploads under the prefix
-        (ListBucketMultipartUploads, AbortMultipartUpload). No GetObject and no key: listing and
-        deleting never decrypt an object.
+        It owns two prefixes: ``sellers/`` (the reports) and ``exports/`` (the portability archives,
+        erased with a seller's last connection). For each: every version and delete marker
+        (ListBucketVersions with an ``s3:prefix`` condition, DeleteObjectVersion/DeleteObject on the
+        objects) and the multipart uploads (ListBucketMultipartUploads, AbortMultipartUpload). No
+        GetObject and no key: listing and deleting never decrypt an object.
 
         ListBucketMultipartUploads has no ``s3:prefix`` condition key (the service authorization
         reference lists none for it), so a prefix condition would never match and deny every listing:
         it is granted on the bucket unconditioned. It returns upload keys and ids only, never content,
-        and the abort itself stays limited to ``sellers/*``.
+        and the abort itself stays limited to the two prefixes.
         """
         bucket = self.data_bucket
+        prefixes = (SELLERS_PREFIX, EXPORTS_PREFIX)
         iam.Grant.add_to_principal(
             grantee=grantee,
             actions=["s3:ListBucketVersions"],
             resource_arns=[bucket.bucket_arn],
-            conditions={"StringLike": {"s3:prefix": f"{SELLERS_PREFIX}*"}},
+            conditions={"StringLike": {"s3:prefix": [f"{prefix}*" for prefix in prefixes]}},
         )
         iam.Grant.add_to_principal(
             grantee=grantee, actions=["s3:ListBucketMultipartUploads"], resource_arns=[bucket.bucket_arn]
@@ -370,7 +372,7 @@ class TokenVault(Construct):
         iam.Grant.add_to_principal(
             grantee=grantee,
             actions=list(SELLER_PURGE_ACTIONS),
-            resource_arns=[bucket.arn_for_objects(f"{SELLERS_PREFIX}*")],
+            resource_arns=[bucket.arn_for_objects(f"{prefix}*") for prefix in prefixes],
         )
 
     def grant_seller_objects_read(self, grantee: iam.IGrantable) -> None:

@@ -20,6 +20,8 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from local.iam.guard import AMAZON_NOTIFICATIONS_ACCOUNT, as_account
+
 from .clock import iso
 
 logger = logging.getLogger(__name__)
@@ -160,7 +162,9 @@ class Notifier:
                 "MessageDeduplicationId": str(notification["notificationMetadata"]["notificationId"]),
             }
         try:
-            answer = client.send_message(QueueUrl=queue_url, MessageBody=json.dumps(notification), **extra)
+            # Sent as Amazon's notifications account: the queue and key policies must let it in.
+            with as_account(AMAZON_NOTIFICATIONS_ACCOUNT):
+                answer = client.send_message(QueueUrl=queue_url, MessageBody=json.dumps(notification), **extra)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "?")
             raise NotificationError(f"SQS refused the {kind} notification ({code})") from None

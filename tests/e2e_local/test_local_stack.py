@@ -25,7 +25,8 @@ def when(value: str) -> datetime:
 
 
 def test_the_ready_line_has_the_contract_shape(info: dict[str, Any]) -> None:
-    assert set(info) == {"api", "amazon", "aws", "region", "admin", "resources"}
+    assert set(info) == {"api", "amazon", "aws", "region", "admin", "resources", "iam"}
+    assert info["iam"] == "enforced"
     for url in ("api", "amazon", "aws"):
         assert info[url].startswith("http://127.0.0.1:")
     assert info["region"] == "us-east-1"

@@ -40,9 +40,29 @@ TEMPLATE: dict[str, Any] = {
                 "Tags": [{"Key": PURPOSE, "Value": "jobs"}],
             },
         },
+        # The local IAM guard runs the worker (and its mapping's polls) as this role.
+        "WorkerRole": {
+            "Type": "AWS::IAM::Role",
+            "Properties": {"AssumeRolePolicyDocument": {"Statement": [{
+                "Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}}]}},
+        },
+        "WorkerPolicy": {
+            "Type": "AWS::IAM::Policy",
+            "Properties": {
+                "PolicyName": "WorkerPolicy",
+                "Roles": [{"Ref": "WorkerRole"}],
+                "PolicyDocument": {"Statement": [{
+                    "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
+                               "sqs:GetQueueAttributes"],
+                    "Effect": "Allow",
+                    "Resource": {"Fn::GetAtt": ["Jobs", "Arn"]},
+                }]},
+            },
+        },
         "Worker": {
             "Type": "AWS::Lambda::Function",
             "Properties": {
+                "Role": {"Fn::GetAtt": ["WorkerRole", "Arn"]},
                 "Handler": "local_fixture_worker.handler.work",
                 "Environment": {
                     "Variables": {"JOBS_QUEUE_URL": {"Ref": "Jobs"}, "KEY_ARN": {"Fn::GetAtt": ["Key", "Arn"]}}

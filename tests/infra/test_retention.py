@@ -231,16 +231,17 @@ def test_sweeper_permissions_are_erase_only(raw: dict[str, Any]) -> None:
     assert dynamodb == {"dynamodb:Query", "dynamodb:GetItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem",
                         "dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:BatchGetItem"}
 
-    # S3: list versions under sellers/, delete versions and markers and abort uploads there; read nothing.
+    # S3: list versions under the two prefixes it owns (sellers/ and exports/: a seller's last purge takes
+    # the portability archives too), delete versions and markers and abort uploads there; read nothing.
     s3 = {a for a in by_action if a.startswith("s3:")}
     assert s3 == {"s3:ListBucketVersions", "s3:ListBucketMultipartUploads", "s3:DeleteObjectVersion",
                   "s3:DeleteObject", "s3:AbortMultipartUpload"}
     for action in ("s3:DeleteObjectVersion", "s3:DeleteObject", "s3:AbortMultipartUpload"):
-        assert by_action[action] == _keys(_under(data_id, "/sellers/*")), action
+        assert by_action[action] == _keys(_under(data_id, "/sellers/*"), _under(data_id, "/exports/*")), action
     (versions,) = [s for s in statements if "s3:ListBucketVersions" in _as_list(s["Action"])]
     assert _as_list(versions["Action"]) == ["s3:ListBucketVersions"]
     assert versions["Resource"] == _arn(data_id)
-    assert versions["Condition"] == {"StringLike": {"s3:prefix": "sellers/*"}}
+    assert versions["Condition"] == {"StringLike": {"s3:prefix": ["sellers/*", "exports/*"]}}
     # ListBucketMultipartUploads has no s3:prefix condition key (a condition on it would never match).
     (uploads,) = [s for s in statements if "s3:ListBucketMultipartUploads" in _as_list(s["Action"])]
     assert (_as_list(uploads["Action"]), uploads["Resource"]) == (["s3:ListBucketMultipartUploads"], _arn(data_id))

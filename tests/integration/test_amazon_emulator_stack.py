@@ -43,6 +43,20 @@ TEMPLATE = {
                 "Tags": [{"Key": PURPOSE, "Value": "notifications"}],
             },
         },
+        # As in the product (infra/constructs/messaging.py): without it the local IAM guard, like SQS,
+        # refuses Amazon's notifications account.
+        "NotificationsPolicy": {
+            "Type": "AWS::SQS::QueuePolicy",
+            "Properties": {
+                "Queues": [{"Ref": "Notifications"}],
+                "PolicyDocument": {"Statement": [{
+                    "Action": ["sqs:GetQueueAttributes", "sqs:SendMessage"],
+                    "Effect": "Allow",
+                    "Principal": {"AWS": "arn:aws:iam::437568002678:root"},
+                    "Resource": {"Fn::GetAtt": ["Notifications", "Arn"]},
+                }]},
+            },
+        },
     }
 }
 

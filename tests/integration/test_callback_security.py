@@ -11,6 +11,7 @@ import requests
 
 from tests.support.api import ConsentClient
 from tests.support.flows import appstore_login_query, callback_query, connect, emulator_consent, params
+from tests.support.iam import acting_as
 
 SELLER = "A1B2C3D4E5F6G7"
 
@@ -262,7 +263,8 @@ def test_redirect_uri_ignores_host_headers(consent_env):
     from tests.support.api import FakeContext, http_event
 
     event = http_event("GET", "/connect", headers={"host": "evil.example", "x-forwarded-host": "evil.example"})
-    location = lambda_handler(event, FakeContext())["headers"]["Location"]
+    with acting_as("oauth_callback"):
+        location = lambda_handler(event, FakeContext())["headers"]["Location"]
     assert params(location)["redirect_uri"] == "https://seller-insights.example.com/callback"
 
 

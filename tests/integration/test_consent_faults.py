@@ -98,13 +98,14 @@ def test_kms_denial_fails_closed(consent_env, emulator, monkeypatch):
     def denied(*_args, **_kwargs):
         raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "denied"}}, "GenerateDataKey")
 
-    monkeypatch.setattr(vault._kms, "generate_data_key", denied)
-    client, path = callback(emulator)
-    r = client.get(path)
+    # Only this patch is undone below: the function's environment (consent_env) stays, as in Lambda.
+    with monkeypatch.context() as patched:
+        patched.setattr(vault._kms, "generate_data_key", denied)
+        client, path = callback(emulator)
+        r = client.get(path)
     assert r.status == 503
     assert stored(consent_env) == []
     # The seller can start again once KMS is back.
-    monkeypatch.undo()
     client2, path2 = callback(emulator)
     assert client2.get(path2).status == 303
 

@@ -31,6 +31,7 @@ from seller_insights.redaction import register_secret
 from seller_insights.repositories import iso, shard
 from seller_insights.vault import Purpose, SecretContext, Vault
 from tests.support.api import FakeContext
+from tests.support.iam import acting_as
 from tests.support.resources import create_resources
 
 SELLER = "A1DATARIGHTS01"
@@ -162,7 +163,8 @@ def call(method: str, path: str, body: Any = None, *, raw_body: str | None = Non
     }
     if body is not None or raw_body is not None:
         event["body"] = raw_body if raw_body is not None else json.dumps(body)
-    raw = lambda_handler(event, FakeContext(function_name="data_requests"))
+    with acting_as("data_requests"):
+        raw = lambda_handler(event, FakeContext(function_name="data_requests"))
     assert raw["headers"]["Content-Type"] == "application/json"
     return raw["statusCode"], json.loads(raw["body"])
 
@@ -434,7 +436,8 @@ def test_other_methods_are_405(env, method, suffix, allow):
 
     event = http_event(method, f"/admin/sellers/{SELLER}{suffix}")
     event["requestContext"]["authorizer"] = {"iam": OPS_IDENTITY}
-    response = handle(event)
+    with acting_as("data_requests"):
+        response = handle(event)
     assert response.status == 405 and response.headers["Allow"] == allow
     assert allow.split(", ")[0] in response.body["message"]
 
@@ -446,7 +449,8 @@ def test_path_parameters_win_over_the_raw_path(env):
     event = http_event("GET", f"/admin/sellers/{SELLER}")
     event["requestContext"]["authorizer"] = {"iam": OPS_IDENTITY}
     event["pathParameters"] = {"seller_id": OTHER}
-    assert handle(event).status == 404
+    with acting_as("data_requests"):
+        assert handle(event).status == 404
 
 
 def test_audit_records_are_pii_free_and_complete(env):

@@ -21,6 +21,7 @@ from seller_insights.object_keys import seller_prefix
 from seller_insights.report_catalog import ORDERS, SETTLEMENT
 from tests.support.api import ConsentClient, FakeContext
 from tests.support.flows import connect_and_confirm
+from tests.support.iam import acting_as
 from tests.support.tokens import provider
 
 SELLER = "A1REPORTS000001"
@@ -50,7 +51,8 @@ def reports_env(token_env, emulator, monkeypatch):
 def invoke(event):
     from report_fetcher.handler import lambda_handler
 
-    return lambda_handler(event, FakeContext(function_name="report_fetcher"))
+    with acting_as("report_fetcher"):
+        return lambda_handler(event, FakeContext(function_name="report_fetcher"))
 
 
 def deliver(queue):

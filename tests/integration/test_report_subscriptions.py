@@ -18,6 +18,7 @@ import requests
 from seller_insights.spapi import SpApiClient
 from tests.support.api import ConsentClient, FakeContext
 from tests.support.flows import connect_and_confirm
+from tests.support.iam import acting_as
 from tests.support.tokens import connection_item, provider
 
 SELLER = "A1SUBSCRIBED0001"
@@ -60,7 +61,8 @@ def subscribing(token_env, report_queue, monkeypatch, emulator):
 def refresher(task: str) -> dict[str, Any]:
     from token_refresher.handler import lambda_handler
 
-    return dict(lambda_handler({"task": task}, FakeContext(function_name="token_refresher")))
+    with acting_as("token_refresher"):
+        return dict(lambda_handler({"task": task}, FakeContext(function_name="token_refresher")))
 
 
 def stats(emulator: Any) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from seller_insights.repositories import ConnectionsRepository, ConnectionStatus
 from seller_insights.retention import add_months
 from seller_insights.vault import Sealed
 from tests.support.api import FakeContext
+from tests.support.iam import acting_as
 from tests.support.resources import Resources, create_resources
 
 BUCKET = "data"
@@ -76,7 +77,8 @@ def table(resources: Resources, purpose: str = "connections") -> Any:
 def invoke() -> dict[str, Any]:
     from retention_sweeper.handler import lambda_handler
 
-    return lambda_handler({"task": "sweep-retention"}, LongContext(function_name="retention_sweeper"))
+    with acting_as("retention_sweeper"):
+        return lambda_handler({"task": "sweep-retention"}, LongContext(function_name="retention_sweeper"))
 
 
 def sweep_with(resources: Resources, *, db: Any = None, s3: Any = None, sleeps: list[float] | None = None) -> Any:
@@ -305,7 +307,7 @@ def test_reauthorized_connections_are_skipped(env: Resources) -> None:
 def test_the_handler_refuses_other_events(env: Resources) -> None:
     from retention_sweeper.handler import lambda_handler
 
-    with pytest.raises(ValueError, match="sweep-retention"):
+    with pytest.raises(ValueError, match="sweep-retention"), acting_as("retention_sweeper"):
         lambda_handler({"task": "plan-reports"}, LongContext(function_name="retention_sweeper"))
 
 

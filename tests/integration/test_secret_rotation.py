@@ -12,6 +12,7 @@ from aws_lambda_powertools.utilities.parameters.base import clear_caches
 from seller_insights import clock
 from seller_insights.clock import FixedClock
 from tests.support.api import FakeContext
+from tests.support.iam import acting_as
 
 SELLER = "A1ROTATION00001"
 
@@ -34,7 +35,8 @@ def receive(queue_url):
 def consume(records):
     from token_refresher.handler import lambda_handler
 
-    return lambda_handler({"Records": records}, FakeContext(function_name="token_refresher"))
+    with acting_as("token_refresher"):
+        return lambda_handler({"Records": records}, FakeContext(function_name="token_refresher"))
 
 
 def expiry_notice(emulator, days_left):

@@ -15,6 +15,7 @@ from seller_insights.errors import AuthorizationRevoked, ConnectionNotActive, Lw
 from seller_insights.spapi import SpApiClient
 from tests.support.api import ConsentClient, FakeContext
 from tests.support.flows import appstore_login_query, callback_query, confirm_consents, connect_and_confirm
+from tests.support.iam import acting_as
 from tests.support.tokens import connection_item, lwa_stats, provider, token_item
 
 SELLER = "A1LIFECYCLE0001"
@@ -53,7 +54,8 @@ def every_item(resources):
 def refresher(task):
     from token_refresher.handler import lambda_handler
 
-    return lambda_handler({"task": task}, FakeContext(function_name="token_refresher"))
+    with acting_as("token_refresher"):
+        return lambda_handler({"task": task}, FakeContext(function_name="token_refresher"))
 
 
 # --- revocation -----------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from tests.support.iam import acting_as
+
 
 @dataclass
 class FakeContext:
@@ -81,7 +83,8 @@ class ConsentClient:
         path = parts.path if parts.path.startswith("/") else "/" + parts.path
         cookies = [f"{k}={v}" for k, v in self.jar.items()]
         event = http_event(method, path, parts.query, cookies)
-        raw = handle(event).to_event() if self._concurrent else lambda_handler(event, FakeContext())
+        with acting_as("oauth_callback"):
+            raw = handle(event).to_event() if self._concurrent else lambda_handler(event, FakeContext())
         response = Response(raw["statusCode"], raw.get("headers", {}), raw.get("cookies", []), raw.get("body", ""))
         for cookie in response.cookies:
             pair, _, attributes = cookie.partition(";")

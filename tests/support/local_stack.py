@@ -91,10 +91,16 @@ def secret_findings(text: str) -> list[str]:
     return LogGuard().findings(text)
 
 
+def iam_denials(log: str) -> list[str]:
+    """The local IAM guard's denial lines (local/iam/guard.py logs each at WARNING)."""
+    return [line for line in log.splitlines() if "IAM denied" in line]
+
+
 @contextlib.contextmanager
-def serving(stderr_path: Path, args: tuple[str, ...] = ()) -> Iterator[Serve]:
-    """A `serve` process (with extra `args`, e.g. `--template`) for the duration; on the way out: exit
-    code 0 after SIGTERM, nothing but the JSON line on stdout, and no secret material in its log."""
+def serving(stderr_path: Path, args: tuple[str, ...] = (), *, denials_expected: bool = False) -> Iterator[Serve]:
+    """A `serve` process for the duration; on the way out: exit code 0 after SIGTERM, nothing but the
+    JSON line on stdout, no secret material in its log, and no AWS call of a function denied by the
+    local IAM guard (a handler that swallowed an AccessDenied would otherwise go unnoticed)."""
     started = launch(stderr_path, args)
     yield started
     code, rest = started.terminate()
@@ -102,6 +108,9 @@ def serving(stderr_path: Path, args: tuple[str, ...] = ()) -> Iterator[Serve]:
     assert rest == "", f"serve wrote more than its JSON line on stdout: {rest[:500]!r}"
     findings = secret_findings(started.stderr())
     assert not findings, f"secret material in the serve log: {findings}"
+    if not denials_expected:
+        denied = iam_denials(started.stderr())
+        assert not denied, "the local IAM guard denied calls:\n" + "\n".join(denied[:10])
 
 
 @pytest.fixture(scope="session")
