@@ -71,16 +71,43 @@ def test_the_report_fetcher_cannot_open_a_refresh_token(env: Resources) -> None:
     with acting_as("report_fetcher"), pytest.raises(ClientError) as denied:
         boto3.client("kms").decrypt(CiphertextBlob=sealed.encrypted_key, KeyId=env.key_arn,
                                     EncryptionContext=refresh.as_kms_context())
+    # No identity policy allows it, and the token key's own policy denies the purpose to every other role.
     assert error(denied.value) == (
         "AccessDeniedException", 400,
         f"User: {role_session('ReportsReportFetcherRole', 'report_fetcher')} is not authorized to perform: "
-        f"kms:Decrypt on resource: {env.key_arn} because no identity-based policy allows the kms:Decrypt action")
+        f"kms:Decrypt on resource: {env.key_arn} with an explicit deny in a resource-based policy")
     # Its own purpose works, and the refresher may open the refresh token.
     access = SecretContext(Purpose.ACCESS_TOKEN, SELLER, "NA")
     with acting_as("report_fetcher"):
         assert vault.open(vault.seal("access-token-value", access), access) == "access-token-value"
     with acting_as("token_refresher"):
         assert vault.open(sealed, refresh) == "refresh-token-value"
+
+
+def test_an_account_administrator_cannot_open_a_refresh_token(env: Resources) -> None:
+    """AdministratorAccess in IAM is not enough: the token key's policy denies purpose=refresh_token to
+    every principal but the consent and token roles (infra TokenVault.restrict_refresh_tokens_to)."""
+    from local.iam import Authorizer
+    from local.iam.evaluator import Principal, compile_statement
+    from local.iam.guard import acting
+
+    vault = Vault(boto3.client("kms"), env.key_arn)
+    refresh = SecretContext(Purpose.REFRESH_TOKEN, SELLER, "NA")
+    with acting_as("oauth_callback"):
+        sealed = vault.seal("refresh-token-value", refresh)
+    administrator = Principal.role_session(ACCOUNT, "Administrator", "alice")
+    everything = compile_statement({"Effect": "Allow", "Action": "*", "Resource": "*"}, "AdministratorAccess",
+                                   resource_policy=False)
+    authorizer = Authorizer(policies_for_environment(function_id("token_refresher")))
+    with acting(administrator, (everything,), authorizer), pytest.raises(ClientError) as denied:
+        boto3.client("kms").decrypt(CiphertextBlob=sealed.encrypted_key, KeyId=env.key_arn,
+                                    EncryptionContext=refresh.as_kms_context())
+    assert error(denied.value)[0] == "AccessDeniedException"
+    assert "explicit deny in a resource-based policy" in error(denied.value)[2]
+    # The same administrator may use the key for everything else (e.g. another purpose).
+    access = SecretContext(Purpose.ACCESS_TOKEN, SELLER, "NA")
+    with acting(administrator, (everything,), authorizer):
+        assert vault.open(vault.seal("access-token-value", access), access) == "access-token-value"
 
 
 # --- DynamoDB -------------------------------------------------------------------------------------
