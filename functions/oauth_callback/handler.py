@@ -186,7 +186,7 @@ def _error_page(exc: Exception) -> HttpResponse:
         case IdentityMismatch():
             return pages.page(400, "This authorization belongs to another account",
                               "Amazon says this authorization belongs to a different seller account than the one "
-                              "the sign-in named. Nothing was stored.",
+                              "named in the link Amazon sent you back with. Nothing was stored.",
                               "Sign in to Seller Central with the account you want to connect and start again.",
                               action=again)
         case IdentityUnconfirmed():
