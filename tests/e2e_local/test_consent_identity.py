@@ -146,7 +146,8 @@ def test_the_admin_view_shows_a_waiting_consent_with_its_age(info: dict[str, Any
     (waiting,) = shown["connections"]
     assert waiting["status"] == "PENDING_VERIFICATION" and waiting["region"] == "EU"
     (candidate,) = waiting["pending_candidates"]
-    assert candidate["age_seconds"] == 30 and candidate["attempts"] == 0
+    # The stack's virtual clock runs on from the wall clock: the 30 moved seconds plus what the calls took.
+    assert 30 <= candidate["age_seconds"] < 60 and candidate["attempts"] == 0
     assert fire(info, "verify-consents")["verified"] == 1
     shown = AdminClient.from_info(info).json("GET", f"/admin/sellers/{seller}")
     assert shown["connections"][0]["status"] == "ACTIVE" and shown["connections"][0]["pending_candidates"] == []
