@@ -29,6 +29,7 @@ from botocore.exceptions import ClientError
 from seller_insights.report_jobs import plan_key
 from seller_insights.repositories import (
     SHARDS,
+    ConnectionsRepository,
     ConnectionStatus,
     connection_key,
     iso,
@@ -115,6 +116,7 @@ class CandidateRepository:
     def __init__(self, table: Any) -> None:
         self._table = table
         self._client = table.meta.client
+        self._connections = ConnectionsRepository(table)  # candidates live in the connections table
 
     # --- the consent side ------------------------------------------------------------------------
 
@@ -199,7 +201,7 @@ class CandidateRepository:
     def promote(self, candidate: Candidate, sealed: Sealed, *, now: datetime,
                 marketplace_ids: list[str]) -> PromotionOutcome:
         """Make a confirmed candidate the connection's refresh token, atomically (see the module doc)."""
-        connections = self._connections(candidate.seller_id)
+        connections = self._connections.states(candidate.seller_id)
         # A deletion request covers every region of the seller, a region without a connection too.
         if any(c["status"] == ConnectionStatus.DELETION_REQUESTED.value for c in connections.values()):
             self.destroy(candidate)
@@ -280,14 +282,6 @@ class CandidateRepository:
                 ":mids": marketplace_ids,
             },
         }}
-
-    def _connections(self, seller_id: str) -> dict[str, dict[str, Any]]:
-        """Region -> status and updated_at of each connection of the seller (at most three)."""
-        page = self._table.query(
-            KeyConditionExpression=Key("pk").eq(f"SELLER#{seller_id}") & Key("sk").begins_with("CONN#"),
-            ProjectionExpression="#region, #status, updated_at",
-            ExpressionAttributeNames={"#region": "region", "#status": "status"}, ConsistentRead=True)
-        return {item["region"]: item for item in page.get("Items", [])}
 
 
 def _condition_failed(exc: ClientError) -> bool:

@@ -88,16 +88,21 @@ class ConnectionsRepository:
     def __init__(self, table: Any) -> None:
         self._table = table
 
+    def states(self, seller_id: str) -> dict[str, dict[str, Any]]:
+        """Region -> status, updated_at and purge_after of each connection of the seller (at most three,
+        so one page), read consistently."""
+        page = self._table.query(
+            KeyConditionExpression=Key("pk").eq(f"SELLER#{seller_id}") & Key("sk").begins_with("CONN#"),
+            ProjectionExpression="#region, #status, updated_at, purge_after",
+            ExpressionAttributeNames={"#region": "region", "#status": "status"}, ConsistentRead=True)
+        return {item["region"]: item for item in page.get("Items", [])}
+
     def pending_deletion(self, seller_id: str) -> str | None:
         """The purge date of the seller's deletion request (the earliest of its connections), or None.
 
         A deletion request covers every region of the seller, so any region's connection counts."""
-        page = self._table.query(
-            KeyConditionExpression=Key("pk").eq(f"SELLER#{seller_id}") & Key("sk").begins_with("CONN#"),
-            ProjectionExpression="#status, purge_after", ExpressionAttributeNames={"#status": "status"},
-            ConsistentRead=True)
-        dates = [str(item["purge_after"]) for item in page.get("Items", [])
-                 if item.get("status") == ConnectionStatus.DELETION_REQUESTED.value and item.get("purge_after")]
+        dates = [str(state["purge_after"]) for state in self.states(seller_id).values()
+                 if state.get("status") == ConnectionStatus.DELETION_REQUESTED.value and state.get("purge_after")]
         return min(dates) if dates else None
 
     def get(self, seller_id: str, region: str) -> Connection | None:
