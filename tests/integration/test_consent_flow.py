@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import boto3
 import requests
 
-from seller_insights.repositories import ConnectionsRepository
-from seller_insights.vault import Purpose, SecretContext, Vault
 from tests.support.api import ConsentClient
 from tests.support.flows import (
     appstore_login_query,
@@ -19,19 +16,9 @@ from tests.support.flows import (
     emulator_consent,
     params,
 )
+from tests.support.tokens import open_refresh_token, table
 
 SELLER = "A1B2C3D4E5F6G7"
-
-
-def _table(resources, purpose):
-    return boto3.resource("dynamodb").Table(resources.tables[purpose])
-
-
-def _open_refresh_token(resources, seller, region):
-    sealed = ConnectionsRepository(_table(resources, "connections")).sealed_refresh_token(seller, region)
-    assert sealed is not None
-    vault = Vault(boto3.client("kms"), resources.key_arn)
-    return vault.open(sealed, SecretContext(Purpose.REFRESH_TOKEN, seller, region))
 
 
 def _refresh_works(emulator, refresh_token):
@@ -92,18 +79,18 @@ def test_full_consent_stores_the_token_encrypted(consent_env, emulator, log_guar
     page = client.get(done.location)
     assert page.status == 200 and "Connected, confirming with Amazon" in page.body
     # Nothing under the seller's id until Amazon confirmed the seller.
-    partition = _table(consent_env, "connections").query(
+    partition = table(consent_env).query(
         KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": f"SELLER#{SELLER}"})["Items"]
     assert partition == []
     assert confirm_consents()["verified"] == 1
 
-    item = _table(consent_env, "connections").get_item(Key={"pk": f"SELLER#{SELLER}", "sk": "CONN#EU"})["Item"]
+    item = table(consent_env).get_item(Key={"pk": f"SELLER#{SELLER}", "sk": "CONN#EU"})["Item"]
     assert item["status"] == "ACTIVE"
     assert item["marketplace"] == "DE"
     assert item["consented_at"] == "2026-11-29T12:00:00Z"
     assert item["reauthorization_due_at"] == "2027-11-29T12:00:00Z"
     assert "Atzr|" not in repr(item)
-    token = _open_refresh_token(consent_env, SELLER, "EU")
+    token = open_refresh_token(consent_env, SELLER, "EU")
     log_guard.watch(token)
     assert token.startswith("Atzr|")
     assert _refresh_works(emulator, token)
@@ -119,7 +106,7 @@ def test_success_redirect_carries_no_code_or_state(consent_env, emulator):
 def test_two_regions_are_two_connections(consent_env, emulator):
     assert connect_and_confirm(ConsentClient(), emulator.base_url, SELLER, "US").status == 303
     assert connect_and_confirm(ConsentClient(), emulator.base_url, SELLER, "JP").status == 303
-    items = _table(consent_env, "connections").query(
+    items = table(consent_env).query(
         KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": f"SELLER#{SELLER}"})["Items"]
     assert sorted(i["sk"] for i in items) == ["CONN#FE", "CONN#NA", "PLAN#FE", "PLAN#NA"]
     plan = next(i for i in items if i["sk"] == "PLAN#FE")
@@ -128,16 +115,16 @@ def test_two_regions_are_two_connections(consent_env, emulator):
 
 def test_reauthorization_replaces_the_token(consent_env, emulator, product_clock, log_guard):
     assert connect_and_confirm(ConsentClient(), emulator.base_url, SELLER).status == 303
-    first = _open_refresh_token(consent_env, SELLER, "NA")
+    first = open_refresh_token(consent_env, SELLER, "NA")
     product_clock.advance(timedelta(days=300).total_seconds())
     assert connect(ConsentClient(), emulator.base_url, SELLER).status == 303
     # Until Amazon confirms the seller, the connection keeps its token.
-    assert _open_refresh_token(consent_env, SELLER, "NA") == first
+    assert open_refresh_token(consent_env, SELLER, "NA") == first
     assert confirm_consents()["verified"] == 1
-    second = _open_refresh_token(consent_env, SELLER, "NA")
+    second = open_refresh_token(consent_env, SELLER, "NA")
     log_guard.watch(first, second)
     assert first != second
-    item = _table(consent_env, "connections").get_item(Key={"pk": f"SELLER#{SELLER}", "sk": "CONN#NA"})["Item"]
+    item = table(consent_env).get_item(Key={"pk": f"SELLER#{SELLER}", "sk": "CONN#NA"})["Item"]
     assert item["created_at"] == "2026-11-29T12:00:00Z"
     assert item["consented_at"] == "2027-09-25T12:00:00Z"
 
@@ -179,4 +166,4 @@ def test_expired_code_means_start_again(consent_env, emulator):
     emulator.advance_clock(301)  # codes live 5 minutes on Amazon's side
     r = client.get(f"/callback?{callback_query(redirect)}")
     assert r.status == 400 and "expired" in r.body
-    assert _table(consent_env, "connections").scan()["Count"] == 0
+    assert table(consent_env).scan()["Count"] == 0

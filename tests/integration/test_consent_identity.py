@@ -18,7 +18,6 @@ from seller_insights import clock
 from seller_insights.candidates import CandidateRepository
 from seller_insights.data_rights import DataRightsRepository
 from seller_insights.pseudonyms import seller_key
-from seller_insights.repositories import ConnectionsRepository
 from seller_insights.vault import Purpose, SecretContext, Vault
 from tests.support.api import ConsentClient
 from tests.support.flows import (
@@ -29,13 +28,10 @@ from tests.support.flows import (
     connect_and_confirm,
     emulator_consent,
 )
+from tests.support.tokens import open_refresh_token, table
 
 VICTIM = "A1VICTIMSELLER01"
 ATTACKER = "A2ATTACKERSELL02"
-
-
-def table(resources: Any, purpose: str = "connections") -> Any:
-    return boto3.resource("dynamodb").Table(resources.tables[purpose])
 
 
 def partition(resources: Any, pk: str) -> list[dict[str, Any]]:
@@ -48,13 +44,6 @@ def conn(resources: Any, seller: str = VICTIM, region: str = "NA") -> dict[str, 
 
 def audit_records(resources: Any) -> list[dict[str, Any]]:
     return table(resources, "audit").scan()["Items"]
-
-
-def open_refresh_token(resources: Any, seller: str = VICTIM, region: str = "NA") -> str:
-    sealed = ConnectionsRepository(table(resources)).sealed_refresh_token(seller, region)
-    assert sealed is not None
-    return Vault(boto3.client("kms"), resources.key_arn).open(sealed, SecretContext(Purpose.REFRESH_TOKEN, seller,
-                                                                                   region))
 
 
 def forged_callback(client: ConsentClient, emulator: Any, *, signed_in_as: str, claims: str,
@@ -88,7 +77,7 @@ def request_deletion(resources: Any, seller: str = VICTIM) -> str:
 def test_a_forged_seller_id_takes_over_nothing(consent_env, emulator, log_guard, capfd):
     assert connect_and_confirm(ConsentClient(), emulator.base_url, VICTIM).status == 303
     victim_before = conn(consent_env)
-    victim_token = open_refresh_token(consent_env)
+    victim_token = open_refresh_token(consent_env, VICTIM)
     log_guard.watch(victim_token)
 
     attacker = ConsentClient()
@@ -101,7 +90,7 @@ def test_a_forged_seller_id_takes_over_nothing(consent_env, emulator, log_guard,
     report = confirm_consents()
     assert report["mismatched"] == 1 and report["verified"] == 0
     assert conn(consent_env) == victim_before
-    assert open_refresh_token(consent_env) == victim_token
+    assert open_refresh_token(consent_env, VICTIM) == victim_token
     assert partition(consent_env, f"CANDIDATE#{VICTIM}") == []  # the attacker's token is destroyed
     assert partition(consent_env, f"SELLER#{ATTACKER}") == []
     assert '"ConsentIdentityMismatch":[1.0]' in capfd.readouterr().out  # the alarm's metric

@@ -29,6 +29,7 @@ from seller_insights.vault import Sealed
 from tests.support.api import FakeContext
 from tests.support.iam import acting_as
 from tests.support.resources import Resources, create_resources
+from tests.support.tokens import table
 
 BUCKET = "data"
 SELLER = "A1RETENTIONSELLER"
@@ -68,10 +69,6 @@ def _reset() -> None:
     handler.settings.cache_clear()
     handler.sweep.cache_clear()
     aws.reset()
-
-
-def table(resources: Resources, purpose: str = "connections") -> Any:
-    return boto3.resource("dynamodb").Table(resources.tables[purpose])
 
 
 def invoke() -> dict[str, Any]:
