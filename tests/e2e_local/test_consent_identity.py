@@ -11,7 +11,6 @@ of its own: it moves the clock.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urljoin
 
@@ -33,20 +32,12 @@ from tests.e2e_local.test_token_lifecycle import (
     scan_all,
     stored,
 )
-from tests.support.local_stack import Serve, serving, stack_seller_key
+from tests.support.local_stack import stack_of_its_own, stack_seller_key
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
-    with serving(tmp_path_factory.mktemp("consent-identity") / "stderr.log") as started:
-        yield started
-
-
-@pytest.fixture(scope="module")
-def info(stack: Serve) -> dict[str, Any]:
-    return stack.info
+info = stack_of_its_own("consent-identity")
 
 
 def forge(info: dict[str, Any], attacker: str, victim: str) -> requests.Response:

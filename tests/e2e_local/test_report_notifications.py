@@ -9,30 +9,21 @@ the one seller connected here. Nothing here prints a token or a document.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
 
 from tests.e2e_local.test_token_lifecycle import advance, connect, drain, fire, new_seller, stats
-from tests.support.local_stack import Serve, serving, stack_seller_key
+from tests.support.local_stack import stack_of_its_own, stack_seller_key
 
 pytestmark = pytest.mark.slow
 # Past the emulator's 90 s to finish a report.
 REPORT_SECONDS = 120
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
-    """A stack of this module's own: it moves the clock, and its notifications are this module's."""
-    with serving(tmp_path_factory.mktemp("report-notifications") / "stderr.log") as started:
-        yield started
-
-
-@pytest.fixture(scope="module")
-def info(stack: Serve) -> dict[str, Any]:
-    return stack.info
+# A stack of this module's own: it moves the clock, and its notifications are this module's.
+info = stack_of_its_own("report-notifications")
 
 
 def table(info: dict[str, Any], purpose: str) -> Any:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -27,7 +26,7 @@ from seller_insights.report_catalog import (
     ReportFormat,
 )
 from tests.e2e_local.test_token_lifecycle import advance, connect, drain, fire, new_seller, post, stats
-from tests.support.local_stack import Serve, serving, stack_seller_key
+from tests.support.local_stack import stack_of_its_own, stack_seller_key
 
 pytestmark = pytest.mark.slow
 US = "ATVPDKIKX0DER"
@@ -41,16 +40,8 @@ REPORT_MINUTES = 120
 MAX_ROUNDS = 4
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
-    """A stack of this module's own: it moves the clock."""
-    with serving(tmp_path_factory.mktemp("reports") / "stderr.log") as started:
-        yield started
-
-
-@pytest.fixture(scope="module")
-def info(stack: Serve) -> dict[str, Any]:
-    return stack.info
+# A stack of this module's own: it moves the clock.
+info = stack_of_its_own("reports")
 
 
 # --- helpers ------------------------------------------------------------------------------------

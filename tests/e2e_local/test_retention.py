@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,7 +25,7 @@ import requests
 from local.admin import AdminClient, download_export, signed_headers, verify_export, virtual_now
 from tests.e2e_local.test_reports import bucket, s3, seller_items
 from tests.e2e_local.test_token_lifecycle import TIMEOUT, advance, connect, drain, fire, new_seller
-from tests.support.local_stack import REPO, Serve, serving, stack_seller_key
+from tests.support.local_stack import REPO, stack_of_its_own, stack_seller_key
 
 pytestmark = pytest.mark.slow
 MONTH_AND_A_DAY = 31 * 24 * 3600
@@ -36,16 +35,8 @@ TERMINAL = {"DONE", "NO_DATA", "FAILED", "ENDED"}
 PLAINTEXT_MARKERS = ("Atzr|", "Atza|")
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
-    """A stack of this module's own: it moves the clock."""
-    with serving(tmp_path_factory.mktemp("retention") / "stderr.log") as started:
-        yield started
-
-
-@pytest.fixture(scope="module")
-def info(stack: Serve) -> dict[str, Any]:
-    return stack.info
+# A stack of this module's own: it moves the clock.
+info = stack_of_its_own("retention")
 
 
 @pytest.fixture(scope="module")

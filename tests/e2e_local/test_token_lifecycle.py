@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urljoin
@@ -23,7 +22,7 @@ import requests
 from boto3.dynamodb.types import Binary
 
 from local.browser import browser_session
-from tests.support.local_stack import Serve, serving
+from tests.support.local_stack import stack_of_its_own
 
 pytestmark = pytest.mark.slow
 TIMEOUT = 30
@@ -32,16 +31,8 @@ PURPOSE_TAG = "seller-insights:purpose"
 PLAINTEXT_MARKERS = ("Atzr|", "Atza|")
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
-    """A stack of this module's own: it moves the clock."""
-    with serving(tmp_path_factory.mktemp("token-lifecycle") / "stderr.log") as started:
-        yield started
-
-
-@pytest.fixture(scope="module")
-def info(stack: Serve) -> dict[str, Any]:
-    return stack.info
+# A stack of this module's own: it moves the clock.
+info = stack_of_its_own("token-lifecycle")
 
 
 # --- helpers: HTTP ------------------------------------------------------------------------------

@@ -113,6 +113,18 @@ def serving(stderr_path: Path, args: tuple[str, ...] = (), *, denials_expected: 
         assert not denied, "the local IAM guard denied calls:\n" + "\n".join(denied[:10])
 
 
+def stack_of_its_own(name: str) -> Any:
+    """An `info` fixture, module-scoped, for a module that needs a serve process of its own (it moves the
+    stack's clock, or counts what only its own tests caused): `info = stack_of_its_own("reports")`."""
+
+    @pytest.fixture(scope="module", name="info")
+    def own_info(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+        with serving(tmp_path_factory.mktemp(name) / "stderr.log") as started:
+            yield started.info
+
+    return own_info
+
+
 @pytest.fixture(scope="session")
 def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
     """The stack shared by tests that do not move its clock far."""
