@@ -69,6 +69,8 @@ TOKEN_CRYPTO_ACTIONS = ("kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey")
 REFRESH_TOKEN_KEY_USE = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*")
 # What Secrets Manager needs from the caller to store a new secret version under a customer key.
 SECRET_WRITE_KEY_ACTIONS = ("kms:Encrypt", "kms:GenerateDataKey")
+# What Secrets Manager needs from the caller to return a secret stored under a customer key.
+SECRET_READ_KEY_ACTIONS = ("kms:Decrypt",)
 
 
 class TokenVault(Construct):
@@ -433,7 +435,7 @@ class TokenVault(Construct):
         iam.Grant.add_to_principal(
             grantee=function, actions=["secretsmanager:GetSecretValue"], resource_arns=[self.seller_keys.secret_arn]
         )
-        self._grant_key_via_service(function, "secretsmanager", BUCKET_READ_KEY_ACTIONS)
+        self._grant_key_via_service(function, "secretsmanager", SECRET_READ_KEY_ACTIONS)
 
     def grant_lwa_client_read(self, grantee: iam.IGrantable) -> None:
         # Adds GetSecretValue/DescribeSecret and kms:Decrypt restricted to Secrets Manager.
