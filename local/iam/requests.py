@@ -101,12 +101,18 @@ def _via(service: str, resource: str, actions: Sequence[str], lookups: Lookups,
     key = lookups.encryption_key(service, resource)
     if key is None:
         return []
-    context: Context = {"kms:viaservice": (f"{service}.{lookups.region}.amazonaws.com",)}
-    for name, value in (encryption_context or {}).items():
-        context[f"kms:encryptioncontext:{name}".lower()] = (value,)
+    context: Context = {"kms:viaservice": (f"{service}.{lookups.region}.amazonaws.com",),
+                        **_encryption_context_keys(encryption_context or {})}
+    return [IamRequest(f"kms:{action}", key, context, via=service) for action in actions]
+
+
+def _encryption_context_keys(encryption_context: Mapping[str, Any]) -> Context:
+    """kms:EncryptionContext:<name> per pair and kms:EncryptionContextKeys, as KMS sets them."""
+    context: Context = {f"kms:encryptioncontext:{name}".lower(): (str(value),)
+                        for name, value in encryption_context.items()}
     if encryption_context:
         context["kms:encryptioncontextkeys"] = tuple(encryption_context)
-    return [IamRequest(f"kms:{action}", key, context, via=service) for action in actions]
+    return context
 
 
 # --- DynamoDB -----------------------------------------------------------------------------------
@@ -277,12 +283,7 @@ def _put_events(params: Mapping[str, Any], lookups: Lookups) -> list[IamRequest]
 def _kms(action: str) -> Mapper:
     def mapper(params: Mapping[str, Any], lookups: Lookups) -> list[IamRequest]:
         key_id = params.get("KeyId") or _ciphertext_key(params)
-        context: Context = {}
-        encryption_context = params.get("EncryptionContext") or {}
-        for name, value in encryption_context.items():
-            context[f"kms:encryptioncontext:{name}".lower()] = (str(value),)
-        if encryption_context:
-            context["kms:encryptioncontextkeys"] = tuple(encryption_context)
+        context = _encryption_context_keys(params.get("EncryptionContext") or {})
         return [IamRequest(f"kms:{action}", lookups.key_arn(str(key_id)), context)]
 
     return mapper
