@@ -227,6 +227,45 @@ def test_a_deletion_requested_while_a_consent_waits_wins(consent_env, emulator):
     assert conn(consent_env)["status"] == "DELETION_REQUESTED" and conn(consent_env)["purge_after"] == purge
 
 
+def amazon_confirms_during_the_destruction(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, object]]:
+    """The race: Amazon's confirmation is promoted just before a data request comes to destroy the waiting
+    consent (after the request read the seller and wrote its transaction)."""
+    reports: list[dict[str, object]] = []
+    destroy = CandidateRepository.destroy
+
+    def confirmed_first(self: CandidateRepository, candidate: Any) -> bool:
+        if not reports:
+            reports.append(confirm_consents())
+        return destroy(self, candidate)
+
+    monkeypatch.setattr(CandidateRepository, "destroy", confirmed_first)
+    return reports
+
+
+def test_a_consent_confirmed_while_a_deletion_runs_is_deleted_too(consent_env, emulator, monkeypatch):
+    assert connect(ConsentClient(), emulator.base_url, VICTIM).status == 303  # waits; no connection yet
+    reports = amazon_confirms_during_the_destruction(monkeypatch)
+    outcome = DataRightsRepository(table(consent_env)).request_deletion(VICTIM, clock.now(), 27)
+    assert reports[0]["verified"] == 1  # the consent became a connection the request had not seen
+    assert outcome.connections == 1 and outcome.new and outcome.purge_after is not None
+    connection = conn(consent_env)
+    assert connection["status"] == "DELETION_REQUESTED" and connection["purge_after"] == outcome.purge_after
+    assert partition(consent_env, f"CANDIDATE#{VICTIM}") == []
+
+
+def test_a_consent_confirmed_while_tokens_are_removed_keeps_no_token(consent_env, emulator, monkeypatch):
+    assert connect_and_confirm(ConsentClient(), emulator.base_url, VICTIM, "US").status == 303
+    assert connect(ConsentClient(), emulator.base_url, VICTIM, "DE").status == 303  # EU waits
+    reports = amazon_confirms_during_the_destruction(monkeypatch)
+    connections, _ = DataRightsRepository(table(consent_env)).remove_tokens(VICTIM, clock.now())
+    assert reports[0]["verified"] == 1
+    assert connections == 2
+    for region in ("NA", "EU"):
+        item = conn(consent_env, region=region)
+        assert item["status"] == "TOKENS_REMOVED" and "refresh_token" not in item
+    assert partition(consent_env, f"CANDIDATE#{VICTIM}") == []
+
+
 def test_a_deletion_in_another_region_stops_the_promotion(consent_env, emulator):
     assert connect_and_confirm(ConsentClient(), emulator.base_url, VICTIM, "DE").status == 303
     assert connect(ConsentClient(), emulator.base_url, VICTIM, "US").status == 303

@@ -13,7 +13,9 @@ transaction over every region of the seller, so no reader ever sees half of one:
 
 Consents still waiting for Amazon to confirm their seller (seller_insights.candidates) hold a refresh
 token too: a deletion request and a token removal destroy them, after the transaction (once the
-connections are DELETION_REQUESTED, no candidate can be promoted any more).
+connections are DELETION_REQUESTED, no candidate can be promoted any more). A consent Amazon confirms
+in between becomes a connection the transaction did not see; its candidate is then gone when the
+request comes to destroy it, and the request runs once more over the seller's connections.
 
 Nothing here logs; audit records carry `seller_key` only, never the seller id, an e-mail or a token.
 """
@@ -21,8 +23,8 @@ Nothing here logs; audit records carry `seller_key` only, never the seller id, a
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -39,6 +41,9 @@ PROFILE_SK = "PROFILE"
 # What an operator sees for a region whose only record is a consent Amazon has not confirmed yet.
 PENDING_VERIFICATION = "PENDING_VERIFICATION"
 AUDIT_RETENTION_MONTHS = 25  # the CCPA asks for at least 24 months of request records
+# Runs of a deletion request or token removal when consents keep being confirmed while it runs; after
+# that the operator is asked to send the request again (ConcurrentChange).
+DATA_REQUEST_PASSES = 3
 
 # The only connection attributes an operator or the seller may see (an allowlist: a token, a sealed
 # blob, a lease or an index attribute can never leak through a new field).
@@ -191,6 +196,18 @@ class DataRightsRepository:
     # --- deletion request ------------------------------------------------------------------------
 
     def request_deletion(self, seller_id: str, now: datetime, purge_after_days: int) -> DeletionOutcome:
+        """Every connection DELETION_REQUESTED and every waiting consent destroyed (see the module doc)."""
+        destroyed, new = 0, False
+        for _ in range(DATA_REQUEST_PASSES):
+            outcome, missed = self._request_deletion_pass(seller_id, now, purge_after_days)
+            destroyed, new = destroyed + outcome.candidates, new or outcome.new
+            if not missed or self._every_connection(seller_id, _deletion_requested):
+                return replace(outcome, new=new, candidates=destroyed)
+        raise ConcurrentChange()
+
+    def _request_deletion_pass(self, seller_id: str, now: datetime,
+                               purge_after_days: int) -> tuple[DeletionOutcome, int]:
+        """One run; with the number of waiting consents that were gone when it came to destroy them."""
         snapshot = self.snapshot(seller_id)
         purge_default = iso(now + timedelta(days=purge_after_days))
         actions: list[dict[str, Any]] = []
@@ -233,9 +250,9 @@ class DataRightsRepository:
             }})
             actions += self._stop_pulls(seller_id, region)
         self._transact(actions)
-        destroyed = self._destroy_candidates(snapshot.candidates)
+        destroyed, missed = self._destroy_candidates(snapshot.candidates)
         return DeletionOutcome(purge_after=min(dates) if dates else None, connections=len(snapshot.connections),
-                               new=new, candidates=destroyed)
+                               new=new, candidates=destroyed), missed
 
     # --- rollback --------------------------------------------------------------------------------
 
@@ -288,7 +305,17 @@ class DataRightsRepository:
     # --- token removal ---------------------------------------------------------------------------
 
     def remove_tokens(self, seller_id: str, now: datetime) -> tuple[int, int]:
-        """(connections whose tokens were removed, waiting consents destroyed)."""
+        """(connections whose tokens were removed, waiting consents destroyed); see the module doc."""
+        destroyed = 0
+        for _ in range(DATA_REQUEST_PASSES):
+            connections, removed, missed = self._remove_tokens_pass(seller_id, now)
+            destroyed += removed
+            if not missed or self._every_connection(seller_id, _holds_no_token):
+                return connections, destroyed
+        raise ConcurrentChange()
+
+    def _remove_tokens_pass(self, seller_id: str, now: datetime) -> tuple[int, int, int]:
+        """One run: (connections, waiting consents destroyed, waiting consents already gone)."""
         connections = list(self.items(seller_id, "CONN#"))
         actions: list[dict[str, Any]] = []
         for connection in connections:
@@ -317,12 +344,17 @@ class DataRightsRepository:
             actions.append({"Update": update})
             actions += self._stop_pulls(seller_id, region)
         self._transact(actions)
-        return len(connections), self._destroy_candidates(self._candidates.for_seller(seller_id))
+        return len(connections), *self._destroy_candidates(self._candidates.for_seller(seller_id))
 
     # --- helpers ---------------------------------------------------------------------------------
 
-    def _destroy_candidates(self, candidates: list[Candidate]) -> int:
-        return sum(1 for candidate in candidates if self._candidates.destroy(candidate))
+    def _destroy_candidates(self, candidates: list[Candidate]) -> tuple[int, int]:
+        """(destroyed, already gone: promoted, or destroyed by the verifier, meanwhile)."""
+        destroyed = sum(1 for candidate in candidates if self._candidates.destroy(candidate))
+        return destroyed, len(candidates) - destroyed
+
+    def _every_connection(self, seller_id: str, test: Callable[[dict[str, Any]], bool]) -> bool:
+        return all(test(connection) for connection in self.items(seller_id, "CONN#"))
 
     def _stop_pulls(self, seller_id: str, region: str) -> list[dict[str, Any]]:
         return [{"Delete": {"TableName": self._table.name, "Key": access_token_key(seller_id, region)}},
@@ -339,6 +371,14 @@ class DataRightsRepository:
             if exc.response["Error"]["Code"] == "TransactionCanceledException" and "ConditionalCheckFailed" in reasons:
                 raise ConcurrentChange() from None
             raise
+
+
+def _deletion_requested(connection: dict[str, Any]) -> bool:
+    return bool(connection["status"] == ConnectionStatus.DELETION_REQUESTED.value)
+
+
+def _holds_no_token(connection: dict[str, Any]) -> bool:
+    return "refresh_token" not in connection
 
 
 def public_connection(connection: dict[str, Any], plan: dict[str, Any] | None) -> dict[str, Any]:
