@@ -56,7 +56,8 @@ class AdminCredentials:
 
 # --- routes -------------------------------------------------------------------------------------
 
-# API Gateway's account-level throttle per Region: what a route gets when neither its own settings nor
+# API Gateway's account-level throttle per Region (infra/config.py bounds route limits by the same figures,
+# without the CDK import this module avoids): what a route gets when neither its own settings nor
 # the stage's defaults say otherwise.
 ACCOUNT_RATE_LIMIT = 10_000.0
 ACCOUNT_BURST_LIMIT = 5_000
