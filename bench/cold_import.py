@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
+
+from bench import measured_on
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "cold_import.json"
@@ -53,9 +53,7 @@ def main() -> None:
         "median_ms": round(statistics.median(timings) * 1000, 1),
         "min_ms": round(min(timings) * 1000, 1),
         "max_ms": round(max(timings) * 1000, 1),
-        "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **measured_on(),
         "note": "import only (no AWS client is built at import time); .pyc already compiled",
     }
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")

@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import sys
 import tempfile
@@ -42,6 +40,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from bench import measured_on
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "compression_ratios.json"
@@ -152,10 +152,8 @@ def main() -> None:
         "highest_realistic_peak_after_8MiB": max(
             (m[f"level{level}"].get("peak_ratio_after", {}).get("8MiB") or 0)
             for m in realistic.values() for level in LEVELS),
-        "python": platform.python_version(),
         "zlib": zlib.ZLIB_RUNTIME_VERSION,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **measured_on(),
         "total_seconds": round(time.perf_counter() - started, 1),
     }
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")

@@ -47,7 +47,6 @@ import json
 import logging
 import multiprocessing
 import os
-import platform
 import queue
 import shlex
 import sys
@@ -56,12 +55,13 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import boto3
 import requests
+
+from bench import measured_on
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "lwa_economy.json"
@@ -414,9 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     argv_used = sys.argv[1:] if argv is None else argv
     result = {
         **measured,
-        "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **measured_on(),
         "command": shlex.join([python, "-m", "bench.lwa_economy", *argv_used]),
         "bench_seconds": round(time.monotonic() - started, 1),
         "note": "emulator counts (GET /_emulator/stats), one local stack for both runs; the per-process "

@@ -14,12 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from bench import measured_on
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "planning_cost.json"
@@ -86,9 +87,7 @@ def main() -> None:
         "sizes": results,
         "target_calls_per_connection": TARGET,
         "worst_calls_per_connection": worst,
-        "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **measured_on(),
         "command": "python -m bench.planning_cost --sizes " + args.sizes,
     }
     RESULTS.write_text(json.dumps(summary, indent=2) + "\n")

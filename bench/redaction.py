@@ -21,17 +21,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import secrets
 import string
 import sys
 import timeit
 import tracemalloc
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from bench import measured_on
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "redaction.json"
@@ -183,9 +182,7 @@ def main() -> None:
         "memory_bounded": bounded,
         "direct_scan_limit": DIRECT_SCAN_LIMIT,
         "lru_capacity": LRU_CAPACITY,
-        "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **measured_on(),
         "command": f"python -m bench.redaction --sizes {args.sizes} --invocations {args.invocations}",
     }
     RESULTS.write_text(json.dumps(summary, indent=2) + "\n")

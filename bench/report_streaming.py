@@ -47,7 +47,6 @@ import gzip
 import json
 import logging
 import os
-import platform
 import random
 import resource
 import shutil
@@ -58,10 +57,11 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from bench import measured_on
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "report_streaming.json"
@@ -391,9 +391,7 @@ def main() -> None:
             "rss_flat_across_sizes_mib": [min(growth), max(growth)],
             "throughput_at_least_half_gzip_dc": all(s["ours_vs_gzip_dc"] >= 0.5 for s in sizes.values()),
         },
-        "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **measured_on(),
         "total_seconds": round(time.perf_counter() - started, 1),
         "note": ("one run per contender and size; moto server and the document server share this process and "
                  "the machine's cores with the measured child; mib_per_s is uncompressed MiB per second"),

@@ -21,7 +21,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import sys
 import time
 from collections import Counter
@@ -29,6 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from bench import measured_on
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "retention_cost.json"
@@ -167,9 +168,7 @@ def main() -> None:
         "idle_sweeps": idle,
         "idle_calls_independent_of_size": constant,
         "purge": purge,
-        "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **measured_on(),
         "command": f"python -m bench.retention_cost --sizes {args.sizes} --objects {args.objects}",
     }
     RESULTS.write_text(json.dumps(summary, indent=2) + "\n")
