@@ -15,7 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from oauth_callback import pages
 from oauth_callback.models import HttpRequest, HttpResponse
 from oauth_callback.pages import Link
-from oauth_callback.service import BINDING_COOKIE, ConsentService, Redirect, opaque_seller_key
+from oauth_callback.service import BINDING_COOKIE, ConsentService, Redirect
 from oauth_callback.settings import ConsentSettings
 from seller_insights import aws
 from seller_insights.candidates import CandidateRepository
@@ -46,6 +46,7 @@ from seller_insights.identity import SellerIdentity
 from seller_insights.lwa import LwaClient, RetryPolicy
 from seller_insights.marketplaces import LWA_TOKEN_URL, MARKETPLACES, Region, marketplace_codes
 from seller_insights.observability import get_logger, get_metrics, get_tracer
+from seller_insights.pseudonyms import seller_key
 from seller_insights.redaction import invocation_scope
 from seller_insights.repositories import ConnectionsRepository, OAuthStateRepository, OneTimeClaims
 from seller_insights.vault import Vault
@@ -128,7 +129,7 @@ def _callback(request: HttpRequest) -> HttpResponse:
     completion = service().complete(request.query, request.cookies.get(BINDING_COOKIE), request.request_id)
     _count("ConsentCompleted")
     logger.info("consent taken; waiting for Amazon to confirm the seller",
-                extra={"seller_key": opaque_seller_key(completion.seller_id), "region": completion.region})
+                extra={"seller_key": seller_key(completion.seller_id), "region": completion.region})
     # A clean URL: nothing of the code or state survives in history or a Referer.
     return pages.redirect(f"done?outcome=pending&region={completion.region}", status=303)
 

@@ -94,10 +94,6 @@ def digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-def opaque_seller_key(seller_id: str) -> str:
-    return seller_key(seller_id)
-
-
 class ConsentService:
     def __init__(
         self,
