@@ -15,14 +15,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 import requests
 
 from local.admin import AdminClient
 from local.template import load_template
 from tests.e2e_local.test_token_lifecycle import TIMEOUT, connect, new_seller
-from tests.support.local_stack import REPO, Serve, serving, stack_seller_key
+from tests.support.local_stack import REPO, Serve, every_item, serving, stack_seller_key, stack_table
 
 pytestmark = pytest.mark.slow
 
@@ -34,18 +33,8 @@ FLOOD = 20
 
 def audit_records(info: dict[str, Any], key: str) -> list[dict[str, Any]]:
     """The request records of a seller key (a scan of a test stack's audit table; the product never scans)."""
-    table = boto3.resource("dynamodb", endpoint_url=info["aws"], region_name=info["region"]).Table(
-        info["resources"]["tables"]["audit"]
-    )
-    found: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"FilterExpression": "seller_key = :k AND begins_with(id, :p)",
-                              "ExpressionAttributeValues": {":k": key, ":p": "request#"}, "ConsistentRead": True}
-    while True:
-        page = table.scan(**kwargs)
-        found += page["Items"]
-        if "LastEvaluatedKey" not in page:
-            return found
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return every_item(stack_table(info, "audit").scan, FilterExpression="seller_key = :k AND begins_with(id, :p)",
+                      ExpressionAttributeValues={":k": key, ":p": "request#"})
 
 
 # --- the audit trail (shared stack) --------------------------------------------------------------------

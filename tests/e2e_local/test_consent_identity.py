@@ -23,16 +23,13 @@ from tests.e2e_local.test_token_lifecycle import (
     TIMEOUT,
     advance,
     connect,
-    connections,
-    dynamodb,
     fire,
     new_seller,
     post,
     redirect,
-    scan_all,
     stored,
 )
-from tests.support.local_stack import stack_of_its_own, stack_seller_key
+from tests.support.local_stack import every_item, stack_of_its_own, stack_seller_key, stack_table
 
 pytestmark = pytest.mark.slow
 
@@ -56,12 +53,12 @@ def forge(info: dict[str, Any], attacker: str, victim: str) -> requests.Response
 
 
 def audit(info: dict[str, Any], outcome: str) -> list[dict[str, Any]]:
-    records = scan_all(dynamodb(info).Table(info["resources"]["tables"]["audit"]))
+    records = every_item(stack_table(info, "audit").scan)
     return [record for record in records if record.get("outcome") == outcome]
 
 
 def candidates(info: dict[str, Any], seller: str) -> list[dict[str, Any]]:
-    return connections(info).query(KeyConditionExpression="pk = :pk",
+    return stack_table(info, "connections").query(KeyConditionExpression="pk = :pk",
                                    ExpressionAttributeValues={":pk": f"CANDIDATE#{seller}"})["Items"]
 
 

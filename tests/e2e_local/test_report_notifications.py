@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
 import pytest
 
 from tests.e2e_local.test_token_lifecycle import advance, connect, drain, fire, new_seller, stats
-from tests.support.local_stack import stack_of_its_own, stack_seller_key
+from tests.support.local_stack import seller_items, stack_of_its_own, stack_seller_key, stack_table
 
 pytestmark = pytest.mark.slow
 # Past the emulator's 90 s to finish a report.
@@ -24,20 +23,6 @@ REPORT_SECONDS = 120
 
 # A stack of this module's own: it moves the clock, and its notifications are this module's.
 info = stack_of_its_own("report-notifications")
-
-
-def table(info: dict[str, Any], purpose: str) -> Any:
-    dynamodb = boto3.resource("dynamodb", endpoint_url=info["aws"], region_name=info["region"])
-    return dynamodb.Table(info["resources"]["tables"][purpose])
-
-
-def seller_items(info: dict[str, Any], seller: str, prefix: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = table(info, "connections").query(
-        KeyConditionExpression="pk = :pk AND begins_with(sk, :sk)",
-        ExpressionAttributeValues={":pk": f"SELLER#{seller}", ":sk": prefix},
-        ConsistentRead=True,
-    )["Items"]
-    return items
 
 
 def test_a_european_sellers_report_notifications_arrive(info: dict[str, Any]) -> None:
@@ -50,7 +35,7 @@ def test_a_european_sellers_report_notifications_arrive(info: dict[str, Any]) ->
     (connection,) = seller_items(info, seller, "CONN#")
     assert connection["sk"] == "CONN#EU"
     assert connection["rpf_subscription_id"] not in ("", "existing")
-    cached = table(info, "idempotency").get_item(Key={"id": "destination#report_notifications#EU"},
+    cached = stack_table(info, "idempotency").get_item(Key={"id": "destination#report_notifications#EU"},
                                                  ConsistentRead=True).get("Item")
     assert cached is not None and cached["region"] == "EU"
     amazon = stats(info)

@@ -26,7 +26,7 @@ from seller_insights.report_catalog import (
     ReportFormat,
 )
 from tests.e2e_local.test_token_lifecycle import advance, connect, drain, fire, new_seller, post, stats
-from tests.support.local_stack import stack_of_its_own, stack_seller_key
+from tests.support.local_stack import seller_items, stack_of_its_own, stack_seller_key
 
 pytestmark = pytest.mark.slow
 US = "ATVPDKIKX0DER"
@@ -53,18 +53,6 @@ def s3(info: dict[str, Any]) -> Any:
 
 def bucket(info: dict[str, Any]) -> str:
     return str(info["resources"]["buckets"]["data"])
-
-
-def seller_items(info: dict[str, Any], seller: str, prefix: str) -> list[dict[str, Any]]:
-    table = boto3.resource("dynamodb", endpoint_url=info["aws"], region_name=info["region"]).Table(
-        info["resources"]["tables"]["connections"]
-    )
-    items: list[dict[str, Any]] = table.query(
-        KeyConditionExpression="pk = :pk AND begins_with(sk, :sk)",
-        ExpressionAttributeValues={":pk": f"SELLER#{seller}", ":sk": prefix},
-        ConsistentRead=True,
-    )["Items"]
-    return items
 
 
 def jobs_by_type(info: dict[str, Any], seller: str) -> dict[str, dict[str, Any]]:

@@ -18,14 +18,13 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
 import requests
 
 from local.admin import AdminClient, download_export, signed_headers, verify_export, virtual_now
-from tests.e2e_local.test_reports import bucket, s3, seller_items
+from tests.e2e_local.test_reports import bucket, s3
 from tests.e2e_local.test_token_lifecycle import TIMEOUT, advance, connect, drain, fire, new_seller
-from tests.support.local_stack import REPO, stack_of_its_own, stack_seller_key
+from tests.support.local_stack import REPO, every_item, seller_items, stack_of_its_own, stack_seller_key, stack_table
 
 pytestmark = pytest.mark.slow
 MONTH_AND_A_DAY = 31 * 24 * 3600
@@ -91,38 +90,13 @@ def uploads_left(info: dict[str, Any], prefix: str) -> int:
 
 def partition(info: dict[str, Any], seller: str) -> list[dict[str, Any]]:
     """Every item under `pk=SELLER#{seller}` in the connections table (a Query of the partition)."""
-    table = boto3.resource("dynamodb", endpoint_url=info["aws"], region_name=info["region"]).Table(
-        info["resources"]["tables"]["connections"]
-    )
-    kwargs: dict[str, Any] = {"KeyConditionExpression": "pk = :pk", "ConsistentRead": True,
-                              "ExpressionAttributeValues": {":pk": f"SELLER#{seller}"}}
-    items: list[dict[str, Any]] = []
-    while True:
-        page = table.query(**kwargs)
-        items += page["Items"]
-        if "LastEvaluatedKey" not in page:
-            return items
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
-def audit_table(info: dict[str, Any]) -> Any:
-    return boto3.resource("dynamodb", endpoint_url=info["aws"], region_name=info["region"]).Table(
-        info["resources"]["tables"]["audit"]
-    )
+    return seller_items(info, seller)
 
 
 def receipts(info: dict[str, Any], key: str) -> list[dict[str, Any]]:
     """Receipts of a seller key (a scan of a test's own audit table; the product never scans it)."""
-    table = audit_table(info)
-    found: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"FilterExpression": "begins_with(id, :p)",
-                              "ExpressionAttributeValues": {":p": f"receipt#{key}"}, "ConsistentRead": True}
-    while True:
-        page = table.scan(**kwargs)
-        found += page["Items"]
-        if "LastEvaluatedKey" not in page:
-            return found
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return every_item(stack_table(info, "audit").scan, FilterExpression="begins_with(id, :p)",
+                      ExpressionAttributeValues={":p": f"receipt#{key}"})
 
 
 def holds_plaintext(value: Any) -> bool:

@@ -22,7 +22,7 @@ import requests
 from boto3.dynamodb.types import Binary
 
 from local.browser import browser_session
-from tests.support.local_stack import stack_of_its_own
+from tests.support.local_stack import every_item, stack_of_its_own, stack_table
 
 pytestmark = pytest.mark.slow
 TIMEOUT = 30
@@ -117,29 +117,11 @@ def authorize_from_appstore(info: dict[str, Any], seller: str, region: str) -> N
 # --- helpers: what is stored --------------------------------------------------------------------
 
 
-def dynamodb(info: dict[str, Any]) -> Any:
-    return boto3.resource("dynamodb", endpoint_url=info["aws"], region_name=info["region"])
-
-
-def connections(info: dict[str, Any]) -> Any:
-    return dynamodb(info).Table(info["resources"]["tables"]["connections"])
-
-
 def stored(info: dict[str, Any], seller: str, sort_key: str) -> dict[str, Any] | None:
-    item: dict[str, Any] | None = (
-        connections(info).get_item(Key={"pk": f"SELLER#{seller}", "sk": sort_key}, ConsistentRead=True).get("Item")
-    )
+    table = stack_table(info, "connections")
+    item: dict[str, Any] | None = table.get_item(Key={"pk": f"SELLER#{seller}", "sk": sort_key},
+                                                 ConsistentRead=True).get("Item")
     return item
-
-
-def scan_all(table: Any) -> list[dict[str, Any]]:
-    # Scanning is fine in a test; the product never scans.
-    page = table.scan(ConsistentRead=True)
-    items: list[dict[str, Any]] = page["Items"]
-    while "LastEvaluatedKey" in page:
-        page = table.scan(ConsistentRead=True, ExclusiveStartKey=page["LastEvaluatedKey"])
-        items += page["Items"]
-    return items
 
 
 def holds_plaintext(value: Any) -> bool:
@@ -234,10 +216,8 @@ def test_a_revoked_authorization_is_detected_cleaned_up_and_can_be_granted_again
     for gone in ("refresh_token", "refresh_shard", "refresh_due_at", "reauth_shard"):
         assert gone not in connection, f"{gone} left on a REVOKED connection"
     assert stored(info, seller, "TOKEN#NA") is None, "the cached access token survived the revocation"
-    tables = info["resources"]["tables"]
     for purpose in ("connections", "oauth_state", "idempotency"):
-        table = dynamodb(info).Table(tables[purpose])
-        leaking = [item["pk"] for item in scan_all(table) if holds_plaintext(item)]
+        leaking = [item["pk"] for item in every_item(stack_table(info, purpose).scan) if holds_plaintext(item)]
         assert not leaking, f"plaintext LWA tokens in the {purpose} table ({len(leaking)} items)"
     assert stats(info)["lwa_errors"].get("invalid_grant", 0) >= 1
 

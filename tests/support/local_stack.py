@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,37 @@ def launch(stderr_path: Path, args: tuple[str, ...] = (), env_extra: dict[str, s
     process.wait()
     tail = stderr_path.read_text(errors="replace")[-3000:]
     pytest.fail(f"`python -m local serve` did not print its JSON line:\n{tail}")
+
+
+def stack_table(info: dict[str, Any], purpose: str) -> Any:
+    """A DynamoDB table of a `serve` stack, by purpose, through the AWS endpoint it printed (to look)."""
+    import boto3
+
+    dynamodb = boto3.resource("dynamodb", endpoint_url=info["aws"], region_name=info["region"])
+    return dynamodb.Table(info["resources"]["tables"][purpose])
+
+
+def every_item(read: Callable[..., dict[str, Any]], **kwargs: Any) -> list[dict[str, Any]]:
+    """The items of every page of a Query or Scan (`read`: a table's `query` or `scan`), read consistently.
+    Tests may scan a stack's tables; the product never scans."""
+    kwargs = {"ConsistentRead": True, **kwargs}
+    items: list[dict[str, Any]] = []
+    while True:
+        page = read(**kwargs)
+        items += page["Items"]
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def seller_items(info: dict[str, Any], seller: str, prefix: str = "") -> list[dict[str, Any]]:
+    """The items of the seller's partition (`pk=SELLER#{seller}`) whose sort key starts with `prefix`."""
+    query = stack_table(info, "connections").query
+    if not prefix:  # DynamoDB refuses an empty string in a key condition
+        return every_item(query, KeyConditionExpression="pk = :pk",
+                          ExpressionAttributeValues={":pk": f"SELLER#{seller}"})
+    return every_item(query, KeyConditionExpression="pk = :pk AND begins_with(sk, :sk)",
+                      ExpressionAttributeValues={":pk": f"SELLER#{seller}", ":sk": prefix})
 
 
 def stack_seller_key(info: dict[str, Any], seller_id: str) -> str:
