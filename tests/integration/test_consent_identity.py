@@ -28,6 +28,7 @@ from tests.support.flows import (
     connect_and_confirm,
     emulator_consent,
 )
+from tests.support.iam import acting_as
 from tests.support.tokens import open_refresh_token, table
 
 VICTIM = "A1VICTIMSELLER01"
@@ -245,7 +246,8 @@ def amazon_confirms_during_the_destruction(monkeypatch: pytest.MonkeyPatch) -> l
 def test_a_consent_confirmed_while_a_deletion_runs_is_deleted_too(consent_env, emulator, monkeypatch):
     assert connect(ConsentClient(), emulator.base_url, VICTIM).status == 303  # waits; no connection yet
     reports = amazon_confirms_during_the_destruction(monkeypatch)
-    outcome = DataRightsRepository(table(consent_env)).request_deletion(VICTIM, clock.now(), 27)
+    with acting_as("data_requests"):  # the re-run needs no grant beyond the data-request role's
+        outcome = DataRightsRepository(table(consent_env)).request_deletion(VICTIM, clock.now(), 27)
     assert reports[0]["verified"] == 1  # the consent became a connection the request had not seen
     assert outcome.connections == 1 and outcome.new and outcome.purge_after is not None
     connection = conn(consent_env)
@@ -257,7 +259,8 @@ def test_a_consent_confirmed_while_tokens_are_removed_keeps_no_token(consent_env
     assert connect_and_confirm(ConsentClient(), emulator.base_url, VICTIM, "US").status == 303
     assert connect(ConsentClient(), emulator.base_url, VICTIM, "DE").status == 303  # EU waits
     reports = amazon_confirms_during_the_destruction(monkeypatch)
-    connections, _ = DataRightsRepository(table(consent_env)).remove_tokens(VICTIM, clock.now())
+    with acting_as("data_requests"):
+        connections, _ = DataRightsRepository(table(consent_env)).remove_tokens(VICTIM, clock.now())
     assert reports[0]["verified"] == 1
     assert connections == 2
     for region in ("NA", "EU"):

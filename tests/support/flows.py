@@ -44,9 +44,12 @@ def appstore_login_query(emulator_url: str, seller_id: str, region: str) -> str:
 def confirm_consents() -> dict[str, object]:
     """The token refresher's `verify-consents` task: Amazon names the seller of each waiting consent."""
     from tests.support.api import FakeContext
+    from tests.support.iam import acting_as
     from token_refresher.handler import lambda_handler
 
-    return dict(lambda_handler({"task": "verify-consents"}, FakeContext(function_name="token_refresher")))
+    # As the token refresher's role: its grants are checked against the template, as in AWS.
+    with acting_as("token_refresher"):
+        return dict(lambda_handler({"task": "verify-consents"}, FakeContext(function_name="token_refresher")))
 
 
 def connect_and_confirm(client: ConsentClient, emulator_url: str, seller_id: str, marketplace: str = "US") -> Response:
