@@ -67,7 +67,7 @@ class RouteLimit:
 @dataclass(frozen=True)
 class ApiLimits:
     """``cdk.json`` → ``context.stages.<name>.api_limits``: per-route throttles of the HTTP API and the
-    reserved concurrency of the consent function (infra/constructs/consent_api.py checks that the consent
+    reserved concurrency of the consent function (infra/constructs/oauth_callback.py checks that the consent
     routes' limits fit inside it)."""
 
     routes: tuple[RouteLimit, ...]

@@ -6,13 +6,13 @@ from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
 from infra.config import StageConfig
-from infra.constructs.consent_api import ConsentApi
 from infra.constructs.data_requests import DataRequests
+from infra.constructs.data_stores import DataStores
+from infra.constructs.oauth_callback import OAuthCallback
 from infra.constructs.observability import Observability
-from infra.constructs.report_pipeline import ReportPipeline
-from infra.constructs.retention import Retention
-from infra.constructs.token_lifecycle import TokenLifecycle
-from infra.constructs.token_vault import TokenVault
+from infra.constructs.report_fetcher import ReportFetcher
+from infra.constructs.retention_sweeper import RetentionSweeper
+from infra.constructs.token_refresher import TokenRefresher
 
 
 class SellerInsightsStack(Stack):
@@ -23,14 +23,14 @@ class SellerInsightsStack(Stack):
             description=f"Seller Insights backend ({config.name})",
         )
         self.config = config
-        vault = TokenVault(self, "Vault", config=config)
-        consent = ConsentApi(self, "Consent", config=config, vault=vault)
+        stores = DataStores(self, "Vault", config=config)
+        consent = OAuthCallback(self, "Consent", config=config, stores=stores)
         observability = Observability(self, "Observability", config=config)
         observability.watch_function(consent.handler)
         observability.watch_http_api("ConsentApi", consent.api)
-        tokens = TokenLifecycle(self, "Tokens", config=config, vault=vault)
+        tokens = TokenRefresher(self, "Tokens", config=config, stores=stores)
         # Refresh tokens open for these two duties only, whatever any other identity's policy says.
-        vault.restrict_refresh_tokens_to(consent.handler.role, tokens.handler.role)
+        stores.restrict_refresh_tokens_to(consent.handler.role, tokens.handler.role)
         observability.watch_function(tokens.handler)
         observability.watch_dead_letter_queue(
             "NotificationsDlqDepth", tokens.notifications_dlq, "token_refresher: notifications it gave up on"
@@ -57,11 +57,11 @@ class SellerInsightsStack(Stack):
             "token_refresher: Amazon did not confirm a consent's seller before its deadline; the consent was "
             "destroyed and the seller must connect again (check the app's roles and LWA/SP-API health)",
         )
-        reports = ReportPipeline(
+        reports = ReportFetcher(
             self,
             "Reports",
             config=config,
-            vault=vault,
+            stores=stores,
             events_key=tokens.events_key,
             notifications_key=tokens.notifications_key,
         )
@@ -86,7 +86,7 @@ class SellerInsightsStack(Stack):
             "report_fetcher: a report arrived with columns the catalog neither keeps nor knows (dropped "
             "before storage); check whether Amazon added a column, possibly with buyer data",
         )
-        retention = Retention(self, "Retention", config=config, vault=vault, events_key=tokens.events_key)
+        retention = RetentionSweeper(self, "Retention", config=config, stores=stores, events_key=tokens.events_key)
         observability.watch_function(retention.handler)
         observability.watch_metric(
             "PurgeFailed",
@@ -96,19 +96,19 @@ class SellerInsightsStack(Stack):
         )
         for alarm_id, (queue, description) in retention.dead_letter_queues.items():
             observability.watch_dead_letter_queue(alarm_id, queue, description)
-        data_requests = DataRequests(self, "DataRequests", config=config, vault=vault, api=consent.api)
+        data_requests = DataRequests(self, "DataRequests", config=config, stores=stores, api=consent.api)
         observability.watch_function(data_requests.handler)
 
         # Names and ARNs only: secret values never leave Secrets Manager.
         outputs = {
             "ApiUrl": consent.url,
             "RedirectUri": consent.redirect_uri,
-            "ConnectionsTableName": vault.connections.table_name,
-            "OAuthStateTableName": vault.oauth_state.table_name,
-            "IdempotencyTableName": vault.idempotency.table_name,
-            "AuditTableName": vault.audit.table_name,
-            "DataBucketName": vault.data_bucket.bucket_name,
-            "LwaClientSecretArn": vault.lwa_client_secret.secret_arn,
+            "ConnectionsTableName": stores.connections.table_name,
+            "OAuthStateTableName": stores.oauth_state.table_name,
+            "IdempotencyTableName": stores.idempotency.table_name,
+            "AuditTableName": stores.audit.table_name,
+            "DataBucketName": stores.data_bucket.bucket_name,
+            "LwaClientSecretArn": stores.lwa_client_secret.secret_arn,
             "AlarmTopicArn": observability.topic.topic_arn,
             "NotificationsQueueUrl": tokens.notifications.queue_url,
             "NotificationsQueueArn": tokens.notifications.queue_arn,

@@ -24,9 +24,9 @@ from constructs import Construct
 
 from infra.config import StageConfig
 from infra.constructs import logical_ref
-from infra.constructs.consent_api import API_INTEGRATION_LIMIT_SECONDS, ThrottledRoutes
+from infra.constructs.data_stores import EXPORTS_PREFIX, SELLERS_PREFIX, DataStores
+from infra.constructs.oauth_callback import API_INTEGRATION_LIMIT_SECONDS, ThrottledRoutes
 from infra.constructs.service_function import ServiceFunction
-from infra.constructs.token_vault import EXPORTS_PREFIX, SELLERS_PREFIX, TokenVault
 from infra.nag import acknowledge
 
 DUTY = "data_requests"
@@ -60,7 +60,7 @@ class DataRequests(Construct):
         construct_id: str,
         *,
         config: StageConfig,
-        vault: TokenVault,
+        stores: DataStores,
         api: apigwv2.HttpApi,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -73,15 +73,15 @@ class DataRequests(Construct):
             memory_mb=REQUEST_MEMORY_MB,
             timeout=Duration.seconds(REQUEST_TIMEOUT_SECONDS),
             environment={
-                "CONNECTIONS_TABLE": vault.connections.table_name,
-                "AUDIT_TABLE": vault.audit.table_name,
-                "DATA_BUCKET": vault.data_bucket.bucket_name,
+                "CONNECTIONS_TABLE": stores.connections.table_name,
+                "AUDIT_TABLE": stores.audit.table_name,
+                "DATA_BUCKET": stores.data_bucket.bucket_name,
                 "PURGE_AFTER_DAYS": str(config.purge_after_days),
             },
         )
         assert REQUEST_TIMEOUT_SECONDS < API_INTEGRATION_LIMIT_SECONDS
         self.handler.acknowledge_synchronous_only("API Gateway (HTTP API, AWS_IAM routes)")
-        self._grant(vault)
+        self._grant(stores)
 
         integration = HttpLambdaIntegration(
             "DataRequestsIntegration",
@@ -97,15 +97,15 @@ class DataRequests(Construct):
 
         self.ops_role = self._ops_role(api)
 
-    def _grant(self, vault: TokenVault) -> None:
+    def _grant(self, stores: DataStores) -> None:
         fn = self.handler
         # A seller's items share one partition: item read/write and Query on the table, no index.
-        vault.grant_tables_read_write(fn, vault.connections)
-        vault.grant_table_actions(fn, vault.audit, *AUDIT_ACTIONS)
-        vault.grant_seller_objects_read(fn)
-        vault.grant_seller_keys(fn)
-        vault.grant_exports_read_write(fn)
-        bucket = logical_ref(vault.data_bucket.node.default_child)
+        stores.grant_tables_read_write(fn, stores.connections)
+        stores.grant_table_actions(fn, stores.audit, *AUDIT_ACTIONS)
+        stores.grant_seller_objects_read(fn)
+        stores.grant_seller_keys(fn)
+        stores.grant_exports_read_write(fn)
+        bucket = logical_ref(stores.data_bucket.node.default_child)
         acknowledge(
             fn.role,
             f"AwsSolutions-IAM5[Resource::<{bucket}.Arn>/{SELLERS_PREFIX}*]",

@@ -86,7 +86,7 @@ def test_the_report_fetcher_cannot_open_a_refresh_token(env: Resources) -> None:
 
 def test_an_account_administrator_cannot_open_a_refresh_token(env: Resources) -> None:
     """AdministratorAccess in IAM is not enough: the token key's policy denies purpose=refresh_token to
-    every principal but the consent and token roles (infra TokenVault.restrict_refresh_tokens_to)."""
+    every principal but the consent and token roles (infra DataStores.restrict_refresh_tokens_to)."""
     from local.iam import Authorizer
     from local.iam.evaluator import Principal, compile_statement
     from local.iam.guard import acting

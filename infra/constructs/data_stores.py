@@ -1,4 +1,4 @@
-"""TokenVault: the customer key and every stateful resource that holds seller data or secrets.
+"""DataStores: the customer key and every stateful resource that holds seller data or secrets.
 
 One customer-managed KMS key (rotation on) encrypts the tables, the data bucket, the LWA client
 secret and the tokens themselves (envelope encryption in the functions, with the encryption
@@ -73,7 +73,7 @@ SECRET_WRITE_KEY_ACTIONS = ("kms:Encrypt", "kms:GenerateDataKey")
 SECRET_READ_KEY_ACTIONS = ("kms:Decrypt",)
 
 
-class TokenVault(Construct):
+class DataStores(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig) -> None:
         super().__init__(scope, construct_id)
         self._config = config

@@ -1,4 +1,4 @@
-"""TokenLifecycle: the token_refresher function and everything that drives it or listens to it.
+"""TokenRefresher: the token_refresher function and everything that drives it or listens to it.
 
 Triggers (docs/internal-contracts.md, "Token lifecycle"): two schedules with constant inputs, and the
 notifications queue Amazon's Selling Partner notifications account sends LWA client-secret events
@@ -25,14 +25,14 @@ from constructs import Construct
 
 from infra.config import StageConfig
 from infra.constructs import messaging, tag_purpose
-from infra.constructs.messaging import TARGET_RETRY_ATTEMPTS
-from infra.constructs.service_function import METRICS_NAMESPACE, ServiceFunction
-from infra.constructs.token_vault import (
+from infra.constructs.data_stores import (
     REAUTHORIZATION_DUE_INDEX,
     REFRESH_DUE_INDEX,
     VERIFICATION_DUE_INDEX,
-    TokenVault,
+    DataStores,
 )
+from infra.constructs.messaging import TARGET_RETRY_ATTEMPTS
+from infra.constructs.service_function import METRICS_NAMESPACE, ServiceFunction
 from infra.nag import acknowledge
 
 DUTY = "token_refresher"
@@ -62,8 +62,8 @@ SCHEDULES = (
 )
 
 
-class TokenLifecycle(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, vault: TokenVault) -> None:
+class TokenRefresher(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, stores: DataStores) -> None:
         super().__init__(scope, construct_id)
         self._config = config
         stack = Stack.of(self)
@@ -95,11 +95,11 @@ class TokenLifecycle(Construct):
             timeout=Duration.seconds(SWEEP_TIMEOUT_SECONDS),
             description="Token lifecycle: access-token refresh, re-authorization notices, LWA client-secret rotation",
             environment={
-                "CONNECTIONS_TABLE": vault.connections.table_name,
-                "IDEMPOTENCY_TABLE": vault.idempotency.table_name,
-                "AUDIT_TABLE": vault.audit.table_name,
-                "TOKEN_KEY_ID": vault.key.key_arn,
-                "LWA_CLIENT_SECRET_ID": vault.lwa_client_secret.secret_arn,
+                "CONNECTIONS_TABLE": stores.connections.table_name,
+                "IDEMPOTENCY_TABLE": stores.idempotency.table_name,
+                "AUDIT_TABLE": stores.audit.table_name,
+                "TOKEN_KEY_ID": stores.key.key_arn,
+                "LWA_CLIENT_SECRET_ID": stores.lwa_client_secret.secret_arn,
                 "PURGE_AFTER_DAYS": str(config.purge_after_days),
                 "REAUTH_NOTICE_DAYS": str(config.reauth_notice_days),
                 "ROTATE_WHEN_DAYS_LEFT": str(config.rotate_when_days_left),
@@ -107,7 +107,7 @@ class TokenLifecycle(Construct):
             },
             dead_letter_queue=self.failed_events,
         )
-        self._grant_vault(vault)
+        self._grant_stores(stores)
         events.EventBus.from_event_bus_name(self, "DefaultBus", DEFAULT_EVENT_BUS).grant_put_events_to(self.handler)
 
         self._notifications()
@@ -137,17 +137,17 @@ class TokenLifecycle(Construct):
 
     # ------------------------------------------------------------------ pieces
 
-    def _grant_vault(self, vault: TokenVault) -> None:
+    def _grant_stores(self, stores: DataStores) -> None:
         fn = self.handler
-        vault.grant_tables_read_write(fn, vault.connections, vault.idempotency)
-        vault.grant_connection_index_query(fn, REFRESH_DUE_INDEX, REAUTHORIZATION_DUE_INDEX, VERIFICATION_DUE_INDEX)
+        stores.grant_tables_read_write(fn, stores.connections, stores.idempotency)
+        stores.grant_connection_index_query(fn, REFRESH_DUE_INDEX, REAUTHORIZATION_DUE_INDEX, VERIFICATION_DUE_INDEX)
         # What became of each consent (confirmed, mismatched, expired) is recorded; write-only.
-        vault.grant_table_actions(fn, vault.audit, "dynamodb:PutItem")
-        vault.grant_refresh_token_crypto(fn)
-        vault.grant_seller_keys(fn)
-        vault.grant_access_token_crypto(fn)
-        vault.grant_lwa_client_read(fn)
-        vault.grant_lwa_client_store(fn)
+        stores.grant_table_actions(fn, stores.audit, "dynamodb:PutItem")
+        stores.grant_refresh_token_crypto(fn)
+        stores.grant_seller_keys(fn)
+        stores.grant_access_token_crypto(fn)
+        stores.grant_lwa_client_read(fn)
+        stores.grant_lwa_client_store(fn)
 
     def _notifications(self) -> None:
         """The queue Amazon sends application notifications to, consumed by the function."""

@@ -12,7 +12,7 @@ from aws_cdk.assertions import Template
 
 from infra.app import load_cdk_context
 from infra.config import StageConfig
-from infra.constructs.token_vault import TokenVault
+from infra.constructs.data_stores import DataStores
 from tests.infra.conftest import by_purpose, resources
 
 pytestmark = pytest.mark.slow
@@ -202,7 +202,7 @@ def test_connections_table_has_the_due_date_indexes(raw: dict[str, Any]) -> None
         "by_refresh_due": (("refresh_shard", "S"), ("refresh_due_at", "N")),
         "by_reauthorization_due": (("reauth_shard", "S"), ("reauthorization_due_at", "S")),
     }
-    assert set(expected) <= set(indexes)  # by_plan_due: tests/infra/test_report_pipeline.py
+    assert set(expected) <= set(indexes)  # by_plan_due: tests/infra/test_report_fetcher.py
     types = {a["AttributeName"]: a["AttributeType"] for a in table["Properties"]["AttributeDefinitions"]}
     for name, ((partition, partition_type), (sort, sort_type)) in expected.items():
         assert indexes[name]["KeySchema"] == [
@@ -280,7 +280,7 @@ def test_access_token_grant_is_bound_to_its_purpose_only() -> None:
     app = cdk.App(context=context)
     stack = cdk.Stack(app, "GrantProbe")
     config = StageConfig.from_context("dev", context["stages"])
-    vault = TokenVault(stack, "Vault", config=config)
+    vault = DataStores(stack, "Vault", config=config)
     role = iam.Role(stack, "Probe", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
     vault.grant_access_token_crypto(role)
     raw = dict(Template.from_stack(stack).to_json())

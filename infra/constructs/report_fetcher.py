@@ -1,4 +1,4 @@
-"""ReportPipeline: the report_fetcher function, its schedule and its two queues.
+"""ReportFetcher: the report_fetcher function, its schedule and its two queues.
 
 Triggers (docs/internal-contracts.md, "Report pipeline"): the ``plan-reports`` schedule with a
 constant input; the ``report_jobs`` queue the planner fills (one message per connection) and the
@@ -23,8 +23,8 @@ from constructs import Construct
 
 from infra.config import StageConfig
 from infra.constructs import logical_ref, messaging, tag_purpose
+from infra.constructs.data_stores import PLAN_DUE_INDEX, SELLERS_PREFIX, DataStores
 from infra.constructs.service_function import METRICS_NAMESPACE, ServiceFunction
-from infra.constructs.token_vault import PLAN_DUE_INDEX, SELLERS_PREFIX, TokenVault
 from infra.nag import acknowledge
 
 DUTY = "report_fetcher"
@@ -44,14 +44,14 @@ REPORT_FAILED_METRIC = "ReportFailed"
 PII_COLUMNS_DROPPED_METRIC = "UnexpectedColumnsDropped"
 
 
-class ReportPipeline(Construct):
+class ReportFetcher(Construct):
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
         config: StageConfig,
-        vault: TokenVault,
+        stores: DataStores,
         events_key: kms.IKey,
         notifications_key: kms.IKey,
     ) -> None:
@@ -100,9 +100,9 @@ class ReportPipeline(Construct):
 
         # The jobs queue's visibility follows the function's timeout, so its URL joins the environment last.
         for name, value in {
-            "CONNECTIONS_TABLE": vault.connections.table_name,
-            "TOKEN_KEY_ID": vault.key.key_arn,
-            "DATA_BUCKET": vault.data_bucket.bucket_name,
+            "CONNECTIONS_TABLE": stores.connections.table_name,
+            "TOKEN_KEY_ID": stores.key.key_arn,
+            "DATA_BUCKET": stores.data_bucket.bucket_name,
             "REPORT_JOBS_QUEUE_URL": self.jobs.queue_url,
             "DEFAULT_REPORT_TYPES": ",".join(config.default_report_types),
             "PURGE_AFTER_DAYS": str(config.purge_after_days),
@@ -111,7 +111,7 @@ class ReportPipeline(Construct):
         }.items():
             fn.add_environment(name, value)
 
-        self._grant(vault)
+        self._grant(stores)
         messaging.consume(
             self,
             "JobsSource",
@@ -138,17 +138,17 @@ class ReportPipeline(Construct):
         self.report_failed_metric = self._metric(REPORT_FAILED_METRIC)
         self.pii_columns_dropped_metric = self._metric(PII_COLUMNS_DROPPED_METRIC)
 
-    def _grant(self, vault: TokenVault) -> None:
+    def _grant(self, stores: DataStores) -> None:
         fn = self.handler
-        vault.grant_tables_read_write(fn, vault.connections)
-        vault.grant_connection_index_query(fn, PLAN_DUE_INDEX)
+        stores.grant_tables_read_write(fn, stores.connections)
+        stores.grant_connection_index_query(fn, PLAN_DUE_INDEX)
         # The shared access-token cache only: no refresh tokens, no LWA client secret.
-        vault.grant_access_token_crypto(fn)
-        vault.grant_seller_keys(fn)
-        vault.grant_seller_objects_read_write(fn)
+        stores.grant_access_token_crypto(fn)
+        stores.grant_seller_keys(fn)
+        stores.grant_seller_objects_read_write(fn)
         acknowledge(
             fn.role,
-            f"AwsSolutions-IAM5[Resource::<{logical_ref(vault.data_bucket.node.default_child)}.Arn>/{SELLERS_PREFIX}*]",
+            f"AwsSolutions-IAM5[Resource::<{logical_ref(stores.data_bucket.node.default_child)}.Arn>/{SELLERS_PREFIX}*]",
             f"Report documents are written to and read from keys that carry seller, region, type and window "
             f"({SELLERS_PREFIX}{{seller}}/{{region}}/reports/...), unknown at deploy time; the grant is limited "
             "to the sellers/ prefix of the data bucket and to put, get and multipart-upload actions.",

@@ -1,4 +1,4 @@
-"""Retention: the retention_sweeper function and its daily schedule.
+"""RetentionSweeper: the retention_sweeper function and its daily schedule.
 
 Trigger (docs/internal-contracts.md, "Retention and data rights"): the ``sweep-retention`` schedule,
 ``rate(1 day)``, with the constant input ``{"task": "sweep-retention"}``. Per (seller, region) whose
@@ -23,8 +23,8 @@ from constructs import Construct
 
 from infra.config import StageConfig
 from infra.constructs import logical_ref, messaging, tag_purpose
+from infra.constructs.data_stores import EXPORTS_PREFIX, PURGE_DUE_INDEX, SELLERS_PREFIX, DataStores
 from infra.constructs.service_function import ServiceFunction
-from infra.constructs.token_vault import EXPORTS_PREFIX, PURGE_DUE_INDEX, SELLERS_PREFIX, TokenVault
 from infra.nag import acknowledge
 
 DUTY = "retention_sweeper"
@@ -46,14 +46,14 @@ CONNECTION_ACTIONS = (
 AUDIT_ACTIONS = ("dynamodb:PutItem", "dynamodb:GetItem")
 
 
-class Retention(Construct):
+class RetentionSweeper(Construct):
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
         config: StageConfig,
-        vault: TokenVault,
+        stores: DataStores,
         events_key: kms.IKey,
     ) -> None:
         """``events_key``: the key EventBridge may deliver into (this duty's failed-events queue)."""
@@ -72,13 +72,13 @@ class Retention(Construct):
             memory_mb=SWEEP_MEMORY_MB,
             timeout=Duration.seconds(SWEEP_TIMEOUT_SECONDS),
             environment={
-                "CONNECTIONS_TABLE": vault.connections.table_name,
-                "AUDIT_TABLE": vault.audit.table_name,
-                "DATA_BUCKET": vault.data_bucket.bucket_name,
+                "CONNECTIONS_TABLE": stores.connections.table_name,
+                "AUDIT_TABLE": stores.audit.table_name,
+                "DATA_BUCKET": stores.data_bucket.bucket_name,
             },
             dead_letter_queue=self.failed_events,
         )
-        self._grant(vault)
+        self._grant(stores)
         # A failed purge is left for the next run (the invocation succeeds), so it is alarmed by metric.
         self.purge_failed_metric = cloudwatch.Metric(
             namespace="SellerInsights", metric_name="PurgeFailed", dimensions_map={"service": DUTY},
@@ -94,14 +94,14 @@ class Retention(Construct):
             dead_letters=self.failed_events,
         )
 
-    def _grant(self, vault: TokenVault) -> None:
+    def _grant(self, stores: DataStores) -> None:
         fn = self.handler
-        vault.grant_table_actions(fn, vault.connections, *CONNECTION_ACTIONS)
-        vault.grant_connection_index_query(fn, PURGE_DUE_INDEX)
-        vault.grant_table_actions(fn, vault.audit, *AUDIT_ACTIONS)
-        vault.grant_seller_objects_purge(fn)
-        vault.grant_seller_keys(fn)
-        data_bucket = logical_ref(vault.data_bucket.node.default_child)
+        stores.grant_table_actions(fn, stores.connections, *CONNECTION_ACTIONS)
+        stores.grant_connection_index_query(fn, PURGE_DUE_INDEX)
+        stores.grant_table_actions(fn, stores.audit, *AUDIT_ACTIONS)
+        stores.grant_seller_objects_purge(fn)
+        stores.grant_seller_keys(fn)
+        data_bucket = logical_ref(stores.data_bucket.node.default_child)
         for prefix in (SELLERS_PREFIX, EXPORTS_PREFIX):
             acknowledge(
                 fn.role,

@@ -14,7 +14,7 @@ from aws_cdk.aws_apigatewayv2_integrations import HttpUrlIntegration
 
 from infra.app import load_cdk_context
 from infra.config import ConfigError, StageConfig
-from infra.constructs.consent_api import ThrottledRoutes, check_consent_limits, consent_concurrency_needed
+from infra.constructs.oauth_callback import ThrottledRoutes, check_consent_limits, consent_concurrency_needed
 from tests.infra.conftest import by_purpose, resources
 
 pytestmark = pytest.mark.slow

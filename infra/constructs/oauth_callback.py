@@ -1,4 +1,4 @@
-"""ConsentApi: the public HTTP API of the OAuth consent flow and its oauth_callback function.
+"""OAuthCallback: the public HTTP API of the OAuth consent flow and its oauth_callback function.
 
 Every route of the API (these four and the ``/admin`` routes of data_requests.py) is added through
 ``ThrottledRoutes``, which gives each route key its own throttle in the stage's ``RouteSettings``
@@ -21,9 +21,9 @@ from aws_cdk.aws_apigatewayv2_integrations import HttpLambdaIntegration
 from constructs import Construct, IValidation
 
 from infra.config import ConfigError, RouteLimit, StageConfig
+from infra.constructs.data_stores import DataStores
 from infra.constructs.log_groups import stage_log_group
 from infra.constructs.service_function import ServiceFunction
-from infra.constructs.token_vault import TokenVault
 from infra.nag import acknowledge
 
 DUTY = "oauth_callback"
@@ -149,7 +149,7 @@ class ThrottledRoutes(Construct):
     def of(cls, api: apigwv2.HttpApi) -> ThrottledRoutes:
         found = api.node.try_find_child(cls.ID)
         if not isinstance(found, ThrottledRoutes):
-            raise LookupError(f"{api.node.path} has no {cls.ID}: routes are added through ConsentApi's ThrottledRoutes")
+            raise LookupError(f"{api.node.path} has no {cls.ID}: routes are added through ThrottledRoutes")
         return found
 
     def add(
@@ -194,8 +194,8 @@ class _EveryLimitCoversARoute:
         ]
 
 
-class ConsentApi(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, vault: TokenVault) -> None:
+class OAuthCallback(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, stores: DataStores) -> None:
         super().__init__(scope, construct_id)
         if config.function_timeout_seconds >= API_INTEGRATION_LIMIT_SECONDS:
             raise ConfigError(
@@ -221,12 +221,12 @@ class ConsentApi(Construct):
             config=config,
             description="Consent flow: /connect, /login, /callback and /done of the SP-API website authorization",
             environment={
-                "CONNECTIONS_TABLE": vault.connections.table_name,
-                "OAUTH_STATE_TABLE": vault.oauth_state.table_name,
-                "IDEMPOTENCY_TABLE": vault.idempotency.table_name,
-                "AUDIT_TABLE": vault.audit.table_name,
-                "TOKEN_KEY_ID": vault.key.key_arn,
-                "LWA_CLIENT_SECRET_ID": vault.lwa_client_secret.secret_arn,
+                "CONNECTIONS_TABLE": stores.connections.table_name,
+                "OAUTH_STATE_TABLE": stores.oauth_state.table_name,
+                "IDEMPOTENCY_TABLE": stores.idempotency.table_name,
+                "AUDIT_TABLE": stores.audit.table_name,
+                "TOKEN_KEY_ID": stores.key.key_arn,
+                "LWA_CLIENT_SECRET_ID": stores.lwa_client_secret.secret_arn,
                 "APP_DRAFT": "true" if config.app_draft else "false",
                 "REDIRECT_URI": self.redirect_uri,
                 "DEFAULT_MARKETPLACE": config.default_marketplace,
@@ -237,12 +237,12 @@ class ConsentApi(Construct):
             reserved_concurrency=config.api_limits.consent_reserved_concurrency,
         )
         self.handler.acknowledge_synchronous_only("API Gateway (HTTP API)")
-        vault.grant_tables_read_write(self.handler, vault.oauth_state, vault.connections, vault.idempotency)
+        stores.grant_tables_read_write(self.handler, stores.oauth_state, stores.connections, stores.idempotency)
         # A consent refused during a pending deletion is recorded; the audit table is write-only here.
-        vault.grant_table_actions(self.handler, vault.audit, "dynamodb:PutItem")
-        vault.grant_refresh_token_crypto(self.handler)
-        vault.grant_seller_keys(self.handler)
-        vault.grant_lwa_client_read(self.handler)
+        stores.grant_table_actions(self.handler, stores.audit, "dynamodb:PutItem")
+        stores.grant_refresh_token_crypto(self.handler)
+        stores.grant_seller_keys(self.handler)
+        stores.grant_lwa_client_read(self.handler)
 
         self.access_log_group = stage_log_group(self, "AccessLogs", config)
         self.stage = apigwv2.HttpStage(
