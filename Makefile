@@ -62,7 +62,7 @@ typecheck: $(VENV)/.installed  ## mypy on the deployed code, the infrastructure,
 	@$(VENV)/bin/mypy layers functions infra app.py local bench ops
 
 unit: $(VENV)/.installed
-	@$(PY) -m pytest tests/unit -q
+	@$(PY) -m pytest tests/unit tests/local -q
 
 integration: $(VENV)/.installed
 	@$(PY) -m pytest tests/integration -q

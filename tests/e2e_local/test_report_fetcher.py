@@ -25,7 +25,7 @@ from seller_insights.report_catalog import (
     SETTLEMENT,
     ReportFormat,
 )
-from tests.e2e_local.test_token_lifecycle import advance, connect, drain, fire, new_seller, post, stats
+from tests.e2e_local.test_token_refresher import advance, connect, drain, fire, new_seller, post, stats
 from tests.support.local_stack import seller_items, stack_of_its_own, stack_seller_key
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from local import sigv4
-from tests.unit.local_gateway_support import echo_gateway
+from tests.support.local_gateway import echo_gateway
 
 ACCESS_KEY, SECRET_KEY = "AKIALOCALADMINTEST01", "local-admin-secret-key-for-the-unit-tests"
 

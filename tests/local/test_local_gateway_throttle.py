@@ -26,8 +26,8 @@ from local.gateway import (
 )
 from local.poller import QueuePoller
 from seller_insights.clock import FixedClock
-from tests.unit.local_gateway_support import ECHO
-from tests.unit.test_local_sigv4 import ACCESS_KEY, SECRET_KEY, signed
+from tests.local.test_local_sigv4 import ACCESS_KEY, SECRET_KEY, signed
+from tests.support.local_gateway import ECHO
 
 
 class FakeMonotonic:

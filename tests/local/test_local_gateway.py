@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from local.template import Resolver, TemplateError
-from tests.unit.local_gateway_support import echo_gateway
+from tests.support.local_gateway import echo_gateway
 
 ROUTES = ["ANY /callback", "GET /items/{id}", "ANY /files/{path+}", "POST /items/{id}"]
 

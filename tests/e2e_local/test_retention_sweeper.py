@@ -22,8 +22,8 @@ import pytest
 import requests
 
 from local.admin import AdminClient, download_export, signed_headers, verify_export, virtual_now
-from tests.e2e_local.test_reports import bucket, s3
-from tests.e2e_local.test_token_lifecycle import TIMEOUT, advance, connect, drain, fire, new_seller
+from tests.e2e_local.test_report_fetcher import bucket, s3
+from tests.e2e_local.test_token_refresher import TIMEOUT, advance, connect, drain, fire, new_seller
 from tests.support.local_stack import REPO, every_item, seller_items, stack_of_its_own, stack_seller_key, stack_table
 
 pytestmark = pytest.mark.slow
