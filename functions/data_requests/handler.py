@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -29,6 +28,7 @@ from data_requests.models import (
 from data_requests.service import Answer, DataRequestsService
 from data_requests.settings import DataRequestsSettings
 from seller_insights import aws, clock
+from seller_insights.containers import per_container
 from seller_insights.data_rights import UNKNOWN_PRINCIPAL, AuditLog, AuditOutcome, AuditType, DataRightsRepository
 from seller_insights.observability import get_logger, get_metrics, get_tracer
 from seller_insights.pseudonyms import seller_key
@@ -39,18 +39,18 @@ tracer = get_tracer()
 metrics = get_metrics()
 
 
-@cache
+@per_container
 def settings() -> DataRequestsSettings:
     return DataRequestsSettings.from_env()
 
 
-@cache
+@per_container
 def service() -> DataRequestsService:
     config = settings()
     return DataRequestsService(config, DataRightsRepository(aws.table(config.connections_table)), aws.client("s3"))
 
 
-@cache
+@per_container
 def audit() -> AuditLog:
     return AuditLog(aws.table(settings().audit_table))
 

@@ -5,7 +5,6 @@ Errors are mapped to pages in one place (`_error_page`). Nothing from the reques
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -19,6 +18,7 @@ from oauth_callback.service import BINDING_COOKIE, ConsentService, Redirect
 from oauth_callback.settings import ConsentSettings
 from seller_insights import aws
 from seller_insights.candidates import CandidateRepository
+from seller_insights.containers import per_container
 from seller_insights.credentials import SecretsManagerCredentials
 from seller_insights.data_rights import AuditLog
 from seller_insights.endpoints import amazon_url
@@ -63,12 +63,12 @@ CALLBACK_LWA_POLICY = RetryPolicy(max_attempts=3, connect_timeout=2.0, read_time
 REGION_NAMES = {Region.NA.value: "North America", Region.EU.value: "Europe", Region.FE.value: "Far East"}
 
 
-@cache
+@per_container
 def settings() -> ConsentSettings:
     return ConsentSettings.from_env()
 
 
-@cache
+@per_container
 def service() -> ConsentService:
     config = settings()
     credentials = SecretsManagerCredentials(config.lwa_client_secret_id)

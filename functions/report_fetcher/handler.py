@@ -4,7 +4,6 @@ REPORT_PROCESSING_FINISHED notifications. Bodies of messages are never logged.""
 from __future__ import annotations
 
 import json
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -13,6 +12,7 @@ from report_fetcher.planner import Planner
 from report_fetcher.service import JobRunner
 from report_fetcher.settings import ReportFetcherSettings
 from seller_insights import aws, clock
+from seller_insights.containers import per_container
 from seller_insights.observability import get_logger, get_metrics, get_tracer
 from seller_insights.quotas import QuotaBuckets
 from seller_insights.redaction import invocation_scope
@@ -34,17 +34,17 @@ class _NoLwa:
         raise AssertionError("the report fetcher must not refresh tokens")
 
 
-@cache
+@per_container
 def settings() -> ReportFetcherSettings:
     return ReportFetcherSettings.from_env()
 
 
-@cache
+@per_container
 def table() -> Any:
     return aws.table(settings().connections_table)
 
 
-@cache
+@per_container
 def runner() -> JobRunner:
     config = settings()
     connections = ConnectionsRepository(table())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -10,6 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from retention_sweeper.service import RetentionSweep
 from retention_sweeper.settings import RetentionSweeperSettings
 from seller_insights import aws
+from seller_insights.containers import per_container
 from seller_insights.observability import get_logger, get_metrics, get_tracer
 from seller_insights.redaction import invocation_scope
 
@@ -18,12 +18,12 @@ tracer = get_tracer()
 metrics = get_metrics()
 
 
-@cache
+@per_container
 def settings() -> RetentionSweeperSettings:
     return RetentionSweeperSettings.from_env()
 
 
-@cache
+@per_container
 def sweep() -> RetentionSweep:
     config = settings()
     # The resource's client serialises plain Python values; one client serves both tables.

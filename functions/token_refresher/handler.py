@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from seller_insights import aws
 from seller_insights.candidates import CandidateRepository
+from seller_insights.containers import per_container
 from seller_insights.credentials import SecretsManagerCredentials
 from seller_insights.data_rights import AuditLog
 from seller_insights.endpoints import amazon_url
@@ -40,27 +40,27 @@ EVENT_SOURCE = "seller-insights.tokens"
 TOKEN_POLICY = TokenPolicy()
 
 
-@cache
+@per_container
 def settings() -> TokenRefresherSettings:
     return TokenRefresherSettings.from_env()
 
 
-@cache
+@per_container
 def credentials() -> SecretsManagerCredentials:
     return SecretsManagerCredentials(settings().lwa_client_secret_id)
 
 
-@cache
+@per_container
 def lwa() -> LwaClient:
     return LwaClient(amazon_url(LWA_TOKEN_URL, settings().amazon_endpoint_override), credentials())
 
 
-@cache
+@per_container
 def connections() -> ConnectionsRepository:
     return ConnectionsRepository(aws.table(settings().connections_table))
 
 
-@cache
+@per_container
 def tokens() -> AccessTokenProvider:
     config = settings()
     return AccessTokenProvider(
@@ -73,7 +73,7 @@ def tokens() -> AccessTokenProvider:
     )
 
 
-@cache
+@per_container
 def verification() -> ConsentVerification:
     config = settings()
     return ConsentVerification(
@@ -85,7 +85,7 @@ def verification() -> ConsentVerification:
     )
 
 
-@cache
+@per_container
 def rotation() -> SecretRotation:
     config = settings()
     return SecretRotation(
@@ -98,7 +98,7 @@ def rotation() -> SecretRotation:
     )
 
 
-@cache
+@per_container
 def subscriptions() -> ReportSubscriptions | None:
     config = settings()
     if not config.report_notifications_queue_arn:

@@ -25,6 +25,7 @@ from moto import mock_aws
 
 from seller_insights import aws, clock
 from seller_insights.clock import FixedClock
+from seller_insights.containers import forget_all
 from seller_insights.object_keys import seller_prefix
 from seller_insights.pseudonyms import seller_key
 from seller_insights.redaction import register_secret
@@ -79,11 +80,7 @@ def env(monkeypatch: pytest.MonkeyPatch, log_guard: Any) -> Iterator[dict[str, A
 
 
 def _reset() -> None:
-    from data_requests import handler
-
-    for factory in (handler.settings, handler.service, handler.audit):
-        factory.cache_clear()
-    aws.reset()
+    forget_all()
 
 
 def seed(table_name: str, key_arn: str) -> dict[str, bytes]:

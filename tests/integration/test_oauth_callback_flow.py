@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import requests
 
+from seller_insights.containers import forget_all
 from tests.support.api import ConsentClient
 from tests.support.flows import (
     appstore_login_query,
@@ -49,11 +50,8 @@ def test_connect_without_marketplace_uses_the_default(consent_env, emulator):
 
 
 def test_published_app_omits_version_beta(consent_env, emulator, monkeypatch):
-    from oauth_callback import handler
-
     monkeypatch.setenv("APP_DRAFT", "false")
-    handler.settings.cache_clear()
-    handler.service.cache_clear()
+    forget_all()
     emulator.configure(draft=False)
     client = ConsentClient()
     r = client.get("/connect?marketplace=US")

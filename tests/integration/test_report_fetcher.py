@@ -17,6 +17,7 @@ import requests
 
 from seller_insights import clock
 from seller_insights.clock import FixedClock
+from seller_insights.containers import forget_all
 from seller_insights.object_keys import seller_prefix
 from seller_insights.report_catalog import ORDERS, SETTLEMENT
 from tests.support.api import ConsentClient, FakeContext
@@ -36,16 +37,11 @@ def reports_env(token_env, emulator, monkeypatch):
     for key, value in {"DATA_BUCKET": "data", "REPORT_JOBS_QUEUE_URL": queue,
                        "DEFAULT_REPORT_TYPES": ORDERS}.items():
         monkeypatch.setenv(key, value)
-    from report_fetcher import handler
-
-    handler.settings.cache_clear()
-    handler.table.cache_clear()
-    handler.runner.cache_clear()
+    forget_all()
     assert connect_and_confirm(ConsentClient(), emulator.base_url, SELLER, "US").status == 303
     provider(token_env, emulator.base_url).get(SELLER, "NA")  # the token refresher keeps one warm
     yield queue
-    for factory in (handler.settings, handler.table, handler.runner):
-        factory.cache_clear()
+    forget_all()
 
 
 def invoke(event):
@@ -220,9 +216,7 @@ def test_metadata_write_failure_after_upload_ends_with_one_object_and_one_row(re
 
 def test_settlement_reports_are_discovered_not_requested(reports_env, emulator, monkeypatch):
     monkeypatch.setenv("DEFAULT_REPORT_TYPES", SETTLEMENT)
-    from report_fetcher import handler
-
-    handler.settings.cache_clear()
+    forget_all()
     seed(emulator, SETTLEMENT, "DONE", "settlement-id\ttotal-amount\tcurrency\n1\t10,00 €\tEUR\n".encode("cp1252"))
     invoke({"task": "plan-reports"})
     run_until_settled(reports_env, emulator, rounds=2)
@@ -250,9 +244,7 @@ def test_a_revoked_connection_ends_its_jobs_without_calling_amazon(reports_env, 
 def test_without_a_cached_token_the_job_waits_and_asks_for_a_refresh(reports_env, emulator):
     table = boto3.resource("dynamodb").Table("test-connections")
     table.delete_item(Key={"pk": f"SELLER#{SELLER}", "sk": "TOKEN#NA"})
-    from report_fetcher import handler
-
-    handler.runner.cache_clear()  # a new container: nothing in memory either
+    forget_all()  # a new container: nothing in memory either
     refreshes = stats(emulator)["lwa"]["refresh_token"]
     invoke({"task": "plan-reports"})
     deliver(reports_env)
@@ -388,10 +380,7 @@ def test_a_document_above_a_cap_is_corrupt_and_leaves_nothing(reports_env, emula
                                                               reason):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    from report_fetcher import handler
-
-    handler.settings.cache_clear()
-    handler.runner.cache_clear()
+    forget_all()
     if env:  # about 35:1: under the default cap, over a cap of 20
         name = "Brotdose Öko, Größe L, Edelstahl, spülmaschinenfest, 2er-Pack für Kinder und Erwachsene"
         body = "amazon-order-id\tproduct-name\tquantity\n" + "".join(

@@ -15,6 +15,7 @@ import boto3
 import pytest
 import requests
 
+from seller_insights.containers import forget_all
 from seller_insights.spapi import SpApiClient
 from tests.support.api import ConsentClient, FakeContext
 from tests.support.flows import connect_and_confirm
@@ -48,14 +49,10 @@ def report_queue(sqs: Any, moto_endpoint: str, emulator: Any) -> Iterator[tuple[
 @pytest.fixture
 def subscribing(token_env, report_queue, monkeypatch, emulator):
     monkeypatch.setenv("REPORT_NOTIFICATIONS_QUEUE_ARN", report_queue[1])
-    from token_refresher import handler
-
-    for factory in (handler.settings, handler.subscriptions):
-        factory.cache_clear()
+    forget_all()
     assert connect_and_confirm(ConsentClient(), emulator.base_url, SELLER, "US").status == 303
     yield token_env
-    for factory in (handler.settings, handler.subscriptions):
-        factory.cache_clear()
+    forget_all()
 
 
 def refresher(task: str) -> dict[str, Any]:
@@ -171,11 +168,8 @@ def test_reports_notify_subscribed_sellers_only(subscribing, emulator, sqs, repo
 
 
 def test_a_failed_subscription_never_fails_the_refresh(subscribing, emulator, product_clock, monkeypatch, capfd):
-    from token_refresher import handler
-
     monkeypatch.setenv("REPORT_NOTIFICATIONS_QUEUE_ARN", "not-an-sqs-arn")  # createDestination answers 400
-    handler.settings.cache_clear()
-    handler.subscriptions.cache_clear()
+    forget_all()
     report = refresher("refresh-tokens")
     assert (report["refreshed"], report["subscribed"], report["failed"]) == (1, 0, 0)
     assert "rpf_subscription_id" not in connection_item(subscribing, SELLER, "NA")
@@ -185,8 +179,7 @@ def test_a_failed_subscription_never_fails_the_refresh(subscribing, emulator, pr
 
     # Fixed configuration: the next refresh subscribes.
     monkeypatch.setenv("REPORT_NOTIFICATIONS_QUEUE_ARN", "arn:aws:sqs:us-east-1:123456789012:report-notifications")
-    handler.settings.cache_clear()
-    handler.subscriptions.cache_clear()
+    forget_all()
     product_clock.advance(3600 - 300)
     assert refresher("refresh-tokens")["subscribed"] == 1
     assert connection_item(subscribing, SELLER, "NA")["rpf_subscription_id"]

@@ -16,9 +16,10 @@ import pytest
 from moto import mock_aws
 
 from retention_sweeper.service import RetentionSweep
-from seller_insights import aws, clock
+from seller_insights import clock
 from seller_insights.candidates import Candidate, CandidateRepository, new_candidate_id
 from seller_insights.clock import FixedClock
+from seller_insights.containers import forget_all
 from seller_insights.object_keys import report_key, seller_prefix
 from seller_insights.pseudonyms import seller_key
 from seller_insights.quotas import OPERATION_RATES, QuotaBuckets
@@ -64,11 +65,7 @@ def env(monkeypatch: pytest.MonkeyPatch, product_clock: FixedClock, log_guard: A
 
 
 def _reset() -> None:
-    from retention_sweeper import handler
-
-    handler.settings.cache_clear()
-    handler.sweep.cache_clear()
-    aws.reset()
+    forget_all()
 
 
 def invoke() -> dict[str, Any]:

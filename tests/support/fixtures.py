@@ -14,8 +14,9 @@ from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
 from local.amazon import AmazonEmulator
-from seller_insights import aws, clock
+from seller_insights import clock
 from seller_insights.clock import FixedClock
+from seller_insights.containers import forget_all
 from tests.support.resources import Resources, create_resources
 
 REDIRECT_URI = "https://seller-insights.example.com/callback"
@@ -92,13 +93,6 @@ def token_env(consent_env: Resources, monkeypatch: pytest.MonkeyPatch) -> Resour
 
 
 def _reset_caches() -> None:
-    from oauth_callback import handler
-    from token_refresher import handler as refresher
-
-    handler.settings.cache_clear()
-    handler.service.cache_clear()
-    for factory in (refresher.settings, refresher.credentials, refresher.lwa, refresher.connections,
-                    refresher.tokens, refresher.rotation, refresher.subscriptions, refresher.verification):
-        factory.cache_clear()
-    aws.reset()
+    forget_all()
+    forget_all()
     clear_caches()
