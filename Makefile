@@ -49,7 +49,7 @@ chromium:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; \
 	  else echo "the browser test needs Debian's chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
 
-demo: install  ## the main job on the local stack: connect sellers, store their tokens encrypted
+demo: install  ## the main job on the local stack: consent, tokens, reports into S3, export and deletion
 	@$(PY) -m local demo
 
 dev: install  ## run the local stack until Ctrl-C (prints its endpoints as one JSON line)

@@ -82,7 +82,7 @@ class SellerInsightsStack(Stack):
         )
         observability.watch_metric(
             "UnexpectedColumnsDropped",
-            reports.pii_columns_dropped_metric,
+            reports.unexpected_columns_dropped_metric,
             "report_fetcher: a report arrived with columns the catalog neither keeps nor knows (dropped "
             "before storage); check whether Amazon added a column, possibly with buyer data",
         )

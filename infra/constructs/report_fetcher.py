@@ -41,7 +41,7 @@ NOTIFICATIONS_MAX_CONCURRENCY = 2
 QUEUE_RETENTION = Duration.days(4)
 METRIC_PERIOD = Duration.hours(1)
 REPORT_FAILED_METRIC = "ReportFailed"
-PII_COLUMNS_DROPPED_METRIC = "UnexpectedColumnsDropped"
+UNEXPECTED_COLUMNS_DROPPED_METRIC = "UnexpectedColumnsDropped"
 
 
 class ReportFetcher(Construct):
@@ -136,7 +136,7 @@ class ReportFetcher(Construct):
         )
 
         self.report_failed_metric = self._metric(REPORT_FAILED_METRIC)
-        self.pii_columns_dropped_metric = self._metric(PII_COLUMNS_DROPPED_METRIC)
+        self.unexpected_columns_dropped_metric = self._metric(UNEXPECTED_COLUMNS_DROPPED_METRIC)
 
     def _grant(self, stores: DataStores) -> None:
         fn = self.handler
