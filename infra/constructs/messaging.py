@@ -23,7 +23,7 @@ from infra.constructs.service_function import ServiceFunction
 from infra.nag import acknowledge
 
 SCHEDULE_TAG = "seller-insights:schedule"
-# Amazon's Selling Partner notifications account (spapi-protocol §3.3); aws partition only.
+# The account Amazon sends Selling Partner notifications from (Notifications API guide); aws partition only.
 AMAZON_NOTIFICATIONS_PRINCIPAL = "arn:aws:iam::437568002678:root"
 AMAZON_NOTIFICATIONS_ACTIONS = ("sqs:SendMessage", "sqs:GetQueueAttributes")
 # Architecture §4: visibility timeout at least six times the consumer's timeout.

@@ -1,9 +1,9 @@
-"""Token buckets on the emulator clock (spapi-protocol.md §4.5) and the app-wide report quotas.
+"""Token buckets on the emulator clock (SP-API usage plans: rate and burst) and the app-wide report quotas.
 
 A bucket holds at most `burst` tokens and gains `rate` tokens a second of emulator time; a call
 takes one token or is throttled. Amazon keys them per application and selling partner; the
 emulator has one application, so per (seller, operation). `WindowQuota` is the app-wide limit of
-field-lessons.md §7 (GET_SALES_AND_TRAFFIC_REPORT: 1 per 15 minutes, 96 a day, across sellers).
+selling-partner-api-models issue 5210 (GET_SALES_AND_TRAFFIC_REPORT: 1 per 15 minutes, 96 a day, across sellers).
 """
 
 from __future__ import annotations

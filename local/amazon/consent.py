@@ -1,4 +1,5 @@
-"""Seller/Vendor Central: the consent page and the end of the Log-in URI hop (spapi-protocol.md §1).
+"""Seller/Vendor Central: the consent page and the end of the Log-in URI hop (Amazon's "Authorizing Selling Partner API
+applications" guide).
 
 Validation follows Amazon: a bad request gets an error page on Amazon's side (400), never a
 redirect to a URI that might not belong to the app. Only a valid request reaches the app's

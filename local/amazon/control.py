@@ -1,4 +1,4 @@
-"""The control API, `/_emulator/...` (design/local-contract.md): JSON in, JSON out.
+"""The control API, `/_emulator/...` (docs/local-stack.md): JSON in, JSON out.
 
 What a person would do in Seller Central (confirm a consent, click Authorize in the Appstore) and
 what a test needs (clock, faults, stats, reset). Revocation and notifications are in

@@ -1,4 +1,4 @@
-"""Report documents and their pre-signed download URLs (spapi-protocol.md §4.4).
+"""Report documents and their pre-signed download URLs (Reports API getReportDocument).
 
 `getReportDocument` answers with `GET {emulator}/_documents/{key}?X-Amz-...` URLs that look like S3
 pre-signed ones: the signature is an HMAC of the key and every other query parameter under a secret

@@ -1,5 +1,5 @@
 """The document host: `GET {emulator}/_documents/{key}?X-Amz-...`, the pre-signed URLs of
-getReportDocument (spapi-protocol.md §4.4).
+getReportDocument (Reports API 2021-06-30).
 
 Downloads are streamed (chunked, no Content-Length), with the document's `Content-Type` and
 `Content-Encoding: identity` even for gzip bytes, unless the URL was asked for with

@@ -1,7 +1,7 @@
 """Control calls for the token lifecycle: a seller removes the app, Amazon warns of secret expiry.
 
 `POST /_emulator/revoke {"selling_partner_id", "region"}` and `POST /_emulator/notifications/
-secret-expiry {"days_left": n}` (design/local-contract.md). Both answer `{}`.
+secret-expiry {"days_left": n}` (docs/local-stack.md). Both answer `{}`.
 """
 
 from __future__ import annotations

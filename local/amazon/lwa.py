@@ -1,4 +1,4 @@
-"""Login with Amazon: `POST https://api.amazon.com/auth/o2/token` (spapi-protocol.md §2).
+"""Login with Amazon: `POST https://api.amazon.com/auth/o2/token` (Login with Amazon's token endpoint).
 
 All three grants, LWA's error bodies and status codes, form or JSON bodies (the Java SDK v2 sends
 JSON). Every call is counted by grant type before anything else happens, so faulted and failed

@@ -1,4 +1,5 @@
-"""Regions, Seller/Vendor Central hosts, marketplaces and API hosts (spapi-protocol.md §1.2, §5).
+"""Regions, Seller/Vendor Central hosts, marketplaces and API hosts (Amazon's SP-API docs:
+"Selling Partner API endpoints" and "Marketplace IDs").
 
 The emulator works out a request's region from the host it was addressed to, exactly as Amazon
 does: an authorization given on a region's Central covers that seller in every marketplace of the

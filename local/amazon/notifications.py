@@ -1,4 +1,4 @@
-"""Application notifications (spapi-protocol.md §3.3): their payloads and their delivery to SQS.
+"""Application notifications: their payloads, as Amazon sends them, and their delivery to SQS.
 
 Amazon sends the two client-secret notifications to the queue the developer registered in the
 Developer Console. Here that queue is registered with `AmazonEmulator.configure(
@@ -83,7 +83,7 @@ def new_secret_payload(
 def report_finished_payload(
     seller_id: str, report_id: str, report_type: str, status: str, document_id: str | None
 ) -> dict[str, Any]:
-    """REPORT_PROCESSING_FINISHED (spapi-protocol.md §4.6); `reportDocumentId` only when there is one."""
+    """REPORT_PROCESSING_FINISHED (models/ReportProcessingFinishedNotification.json); `reportDocumentId` only if any."""
     body: dict[str, Any] = {
         "sellerId": seller_id,
         "accountId": f"amzn1.merchant.o.{seller_id}",

@@ -1,4 +1,4 @@
-"""The Notifications API v1 (model: notifications.json, spapi-protocol.md §2.4, §4.6), as far as the
+"""The Notifications API v1 (model: models/notifications.json), as far as the
 product needs it: createDestination and getDestinations (grantless, scope
 `sellingpartnerapi::notifications`) and createSubscription for REPORT_PROCESSING_FINISHED (a seller's
 access token).

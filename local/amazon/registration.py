@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-# After a rotation (spapi-protocol.md §3.1): the new secret lives 180 days, the old one 7 more days.
+# After rotateApplicationClientSecret, the new secret lives 180 days and the old one 7 more days.
 NEW_SECRET_LIFETIME = timedelta(days=180)
 OLD_SECRET_GRACE = timedelta(days=7)
 

@@ -1,4 +1,4 @@
-"""Reports API v2021-06-30 on the SP-API hosts (model: models/reports_2021-06-30.json; spapi-protocol.md §4).
+"""Reports API v2021-06-30 on the SP-API hosts (model: models/reports_2021-06-30.json).
 
 createReport, getReports, getReport, cancelReport and getReportDocument for a seller's access token
 of the host's region. Each call is counted, then authorized (403), then may hit an armed fault, then

@@ -1,4 +1,4 @@
-"""`POST /_emulator/reports/documents` (design/local-contract.md): how the next report of a type for a
+"""`POST /_emulator/reports/documents` (docs/local-stack.md): how the next report of a type for a
 seller ends, and with which document.
 
 Body: `selling_partner_id`, `report_type`, `marketplace_ids`, `outcome` (DONE, CANCELLED or FATAL;

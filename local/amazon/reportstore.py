@@ -1,5 +1,5 @@
 """The reports the emulator holds: creation, the status progression on the emulator clock, seeded
-outcomes, documents and the REPORT_PROCESSING_FINISHED notifications (spapi-protocol.md §4.3, §4.6).
+outcomes, documents and the REPORT_PROCESSING_FINISHED notifications (Reports API and its notification model).
 
 A report waits IN_QUEUE for 30 s, is IN_PROGRESS until 90 s after its creation, then ends with its
 outcome (DONE unless a seed said CANCELLED or FATAL). Nothing runs in the background: a report's

@@ -1,4 +1,5 @@
-"""The SP-API regional hosts `sellingpartnerapi-{na,eu,fe}.amazon.com` (spapi-protocol.md §2.7, §3.2).
+"""The SP-API regional hosts `sellingpartnerapi-{na,eu,fe}.amazon.com` (Amazon's "Selling Partner API
+endpoints").
 
 Sellers API `getMarketplaceParticipations` (model: sellers.json) for a seller's access token, and
 Application Management `rotateApplicationClientSecret` (application_2023-11-30.json) for a

@@ -31,7 +31,7 @@ AMAZON_STATE_LIFETIME = timedelta(minutes=10)
 ACCESS_TOKEN_SECONDS = 3600
 # A seller's consent lapses a year after it was given (re-authorization renews it).
 AUTHORIZATION_LIFETIME = timedelta(days=365)
-# GET_SALES_AND_TRAFFIC_REPORT createReport, app-wide (field-lessons.md §7).
+# GET_SALES_AND_TRAFFIC_REPORT createReport, app-wide (selling-partner-api-models issue 5210).
 SALES_AND_TRAFFIC_LIMITS = (WindowLimit(1, timedelta(minutes=15)), WindowLimit(96, timedelta(days=1)))
 # rotateApplicationClientSecret: rate 0.0167/s, burst 1, i.e. one call per minute.
 ROTATION_INTERVAL = timedelta(seconds=60)

@@ -1,4 +1,4 @@
-"""Detectors for secret material in logs (security.md §7.5), used by the log guard fixture."""
+"""Detectors for secret material in logs (tokens, secrets, signatures, OAuth values), used by the log guard fixture."""
 
 from __future__ import annotations
 

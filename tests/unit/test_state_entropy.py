@@ -1,4 +1,4 @@
-"""security.md §7.1 item 12: states are 256-bit random, never repeat, and only their hash is stored."""
+"""States are 256-bit random, never repeat, and only their hash is stored."""
 
 import base64
 import hashlib

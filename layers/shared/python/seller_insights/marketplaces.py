@@ -1,4 +1,5 @@
-"""Regions, marketplaces and the Amazon hosts that belong to them (spapi-protocol.md §1.2, §5).
+"""Regions, marketplaces and the Amazon hosts that belong to them (Amazon's SP-API docs:
+"Selling Partner API endpoints" and "Marketplace IDs").
 
 An authorization is regional: consent in one marketplace's Seller Central covers every marketplace
 of its region. The consent URL therefore goes to the Seller Central of the seller's marketplace.
@@ -79,7 +80,7 @@ _ROWS: tuple[Marketplace, ...] = (
                 "https://sellercentral.amazon.pl", "https://vendorcentral.amazon.pl"),
     Marketplace("BE", "Belgium", Region.EU, "AMEN7PMS3EDWL",
                 "https://sellercentral.amazon.com.be", "https://vendorcentral.amazon.com.be"),
-    # IE and ZA Seller Central hosts come from third-party sources only (spapi-protocol.md §8).
+    # IE and ZA Seller Central hosts come from third-party sources only (Amazon lists none).
     Marketplace("IE", "Ireland", Region.EU, "A28R8C7NBKEWEA",
                 "https://sellercentral.amazon.ie", None),
     Marketplace("TR", "Turkey", Region.EU, "A33AVAJ2PDY3EV",
@@ -91,7 +92,7 @@ _ROWS: tuple[Marketplace, ...] = (
     Marketplace("EG", "Egypt", Region.EU, "ARBP9OOSHTCHU",
                 "https://sellercentral.amazon.eg", "https://vendorcentral.amazon.me"),
     # Vendor Central IN: the developer guide's corrected value; Amazon's sample uses
-    # www.vendorcentral.in (spapi-protocol.md §1.2 notes the conflict).
+    # www.vendorcentral.in (Amazon's pages disagree).
     Marketplace("IN", "India", Region.EU, "A21TJRUUN4KGV",
                 "https://sellercentral.amazon.in", "https://vendorcentral.amazon.in"),
     Marketplace("ZA", "South Africa", Region.EU, "AE08WJ6YKNBMC",

@@ -5,7 +5,7 @@ buyer's name, e-mail, phone or address never lands in S3, even if Amazon adds su
 Names here are lowercase ASCII letters, digits and hyphens (`report_stream.COLUMN_NAME`): the header
 cells of that shape are the only ones ever named in logs and REPORT# rows. The English names are the
 only header language understood: a document whose header names none of the kept columns (a JP account
-whose report language is Japanese, spapi-protocol.md §6.2) is DocumentCorrupt, not stored empty.
+whose report language is Japanese, Amazon's report encodings) is DocumentCorrupt, not stored empty.
 Cooldowns after FATAL follow Airbyte's experience (30 minutes; 4 hours for daily FBA reports).
 """
 
