@@ -42,7 +42,7 @@ def test_every_product_exception_is_a_seller_insights_error_defined_in_errors() 
     for module_name in _product_modules():
         for cls in _exceptions_defined_in(module_name):
             lineage = {f"{base.__module__}.{base.__qualname__}" for base in cls.__mro__}
-            if lineage & NOT_YET_MOVED or issubclass(cls, SellerInsightsError) and module_name == errors.__name__:
+            if lineage & NOT_YET_MOVED or (issubclass(cls, SellerInsightsError) and module_name == errors.__name__):
                 continue
             stray.append(f"{module_name}.{cls.__qualname__}")
     assert stray == []
