@@ -1,19 +1,28 @@
-"""Typed per-stage configuration, parsed from the ``stages`` entry of the cdk.json context."""
+"""Typed per-stage configuration: the ``stages`` entry of the cdk.json context, validated at synth time.
+
+``StageConfig`` is a pydantic model (no unknown keys, strict types, bounds, literals). A bad value stops
+the synth with a ``ConfigError`` that names the key as ``stages.<stage>.<key>`` and says what it must be.
+"""
 
 from __future__ import annotations
 
 import re
+import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import Any, Literal, cast
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal
 
+import annotated_types
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_logs as logs
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
 
 DEFAULT_STAGE = "dev"
 Removal = Literal["retain", "destroy"]
-
 # CloudWatch Logs accepts only these retention periods (>= 365 days, the DPP's 12 months).
+LogRetentionDays = Literal[365, 400, 545, 731, 1096, 1827]
 _RETENTION: dict[int, logs.RetentionDays] = {
     365: logs.RetentionDays.ONE_YEAR,
     400: logs.RetentionDays.THIRTEEN_MONTHS,
@@ -36,6 +45,7 @@ DEFAULT_REPORT_TYPES: tuple[str, ...] = (
 _REPORT_TYPE = re.compile(r"GET_[A-Z0-9_]+")
 # A route path or a prefix of one, segment by segment: "/connect", "/admin", "/admin/sellers/{seller_id}".
 _ROUTE_PATH = re.compile(r"(/[A-Za-z0-9._~{}+-]+)+")
+_REDIRECT_URI = re.compile(r"https://[^\s?#]+/callback")
 # API Gateway's account-level ceilings per Region (HTTP APIs): no route limit may exceed them.
 ACCOUNT_RATE_LIMIT = 10_000
 ACCOUNT_BURST_LIMIT = 5_000
@@ -51,10 +61,35 @@ class ConfigError(ValueError):
     """cdk.json context is missing a stage or holds a bad value; the message names the key."""
 
 
+def _route_path(path: str) -> str:
+    if not _ROUTE_PATH.fullmatch(path):
+        raise ValueError("is not a route path like '/connect' or '/admin' (no trailing slash)")
+    return path
+
+
+RoutePath = Annotated[str, AfterValidator(_route_path)]
+
+
+class _Model(BaseModel):
+    # Strict: a flag where a number belongs (or "7" for 7) is a typo, not something to coerce.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # What a value of this model looks like, for the error that finds something else in its place.
+    shape: ClassVar[str] = "an object"
+
+
+class Throttle(_Model):
+    """One entry of ``api_limits.routes``: a token bucket, ``rate`` per second and ``burst`` deep."""
+
+    shape: ClassVar[str] = '{"rate": requests per second, "burst": bucket size}'
+
+    rate: float = Field(gt=0, le=ACCOUNT_RATE_LIMIT)
+    burst: int = Field(ge=1, le=ACCOUNT_BURST_LIMIT)
+
+
 @dataclass(frozen=True)
 class RouteLimit:
-    """One entry of ``api_limits.routes``: a token bucket (``rate`` per second, ``burst`` deep) that every
-    route whose path is ``path`` or lies under it gets for itself (one bucket per route key)."""
+    """The throttle that every route whose path is ``path`` or lies under it gets for itself (one bucket
+    per route key)."""
 
     path: str
     rate: float
@@ -64,15 +99,21 @@ class RouteLimit:
         return route_path == self.path or route_path.startswith(self.path + "/")
 
 
-@dataclass(frozen=True)
-class ApiLimits:
+class ApiLimits(_Model):
     """``cdk.json`` → ``context.stages.<name>.api_limits``: per-route throttles of the HTTP API and the
     reserved concurrency of the consent function (infra/constructs/oauth_callback.py checks that the consent
     routes' limits fit inside it)."""
 
-    routes: tuple[RouteLimit, ...]
-    # None (null or absent in cdk.json): no reservation; the consent function shares the unreserved pool.
-    consent_reserved_concurrency: int | None
+    shape: ClassVar[str] = "an object with 'routes' and 'consent_reserved_concurrency'"
+
+    throttles: dict[RoutePath, Throttle] = Field(alias="routes", min_length=1)
+    # None (null or absent: CDK drops null context values): no reservation; the consent function shares
+    # the unreserved pool.
+    consent_reserved_concurrency: int | None = Field(default=None, ge=1)
+
+    @property
+    def routes(self) -> tuple[RouteLimit, ...]:
+        return tuple(RouteLimit(path, throttle.rate, throttle.burst) for path, throttle in self.throttles.items())
 
     def for_path(self, route_path: str) -> RouteLimit | None:
         """The entry with the longest path that covers ``route_path``."""
@@ -80,49 +121,85 @@ class ApiLimits:
         return max(covering, key=lambda limit: len(limit.path)) if covering else None
 
 
-@dataclass(frozen=True)
-class StageConfig:
+class StageConfig(_Model):
     """Settings of one deployment stage (``cdk.json`` → ``context.stages.<name>``)."""
 
+    # The stage's key in ``stages``; not a key of its own in cdk.json.
     name: str
     # Draft apps need ``version=beta`` on the consent URL.
     app_draft: bool
     # Fixed, registered OAuth redirect URI; None = the HTTP API's execute-api URL + "/callback".
-    redirect_uri: str | None
+    redirect_uri: str | None = None
     # Country code used by /connect without ?marketplace= (e.g. "US").
     default_marketplace: str
     # Lambda and API access-log retention; the DPP asks for >= 12 months.
-    log_retention_days: int
+    log_retention_days: LogRetentionDays
     # The deletion promise: every trace of a seller is gone this many days after the request.
-    retention_days: int
+    retention_days: int = Field(ge=2, le=366)
     # Life of a pending OAuth state (OA-04: at most 10 minutes).
-    state_ttl_seconds: int
+    state_ttl_seconds: int = Field(ge=60, le=600)
     # How long a consent may wait for Amazon to confirm its seller before it is destroyed.
-    consent_verification_hours: int
+    consent_verification_hours: int = Field(ge=1, le=72)
     # ReauthorizationDue is announced this many days before a seller's 365-day authorization ends.
-    reauth_notice_days: int
-    # The LWA client secret is rotated when it expires within this many days.
-    rotate_when_days_left: int
+    reauth_notice_days: int = Field(ge=1, le=364)
+    # The LWA client secret is rotated when it expires within this many days (Amazon warns 90 days
+    # ahead; the settings of token_refresher accept 1..89).
+    rotate_when_days_left: int = Field(ge=1, le=89)
     # DynamoDB PITR window. Deleted items stay restorable this long, so the sweeper must purge at
     # retention_days - pitr_recovery_days - SWEEP_LAG_DAYS at the latest (see ``purge_after_days``).
-    pitr_recovery_days: int
+    pitr_recovery_days: int = Field(ge=1, le=35)
     # "retain" keeps stateful resources (and turns on deletion protection) when the stack goes.
     removal: Removal
-    api_throttle_rate: float
-    api_throttle_burst: int
-    function_memory_mb: int
-    function_timeout_seconds: int
-    # Per-route throttles and the consent function's reserved concurrency (``api_limits``).
+    api_throttle_rate: float = Field(ge=1, le=10_000)
+    api_throttle_burst: int = Field(ge=1, le=5_000)
+    function_memory_mb: int = Field(ge=128, le=10_240)
+    function_timeout_seconds: int = Field(ge=1, le=900)
+    # Per-route throttles and the consent function's reserved concurrency.
     api_limits: ApiLimits
     # Optional cap on concurrent executions per function; None leaves the account pool shared.
-    reserved_concurrency: int | None = None
+    reserved_concurrency: int | None = Field(default=None, ge=1)
     # Report types the planner requests for a connection without its own choice (DEFAULT_REPORT_TYPES
-    # environment variable of report_fetcher, comma-separated).
-    default_report_types: tuple[str, ...] = DEFAULT_REPORT_TYPES
+    # environment variable of report_fetcher, comma-separated). A JSON list, hence not strict.
+    default_report_types: tuple[str, ...] = Field(default=DEFAULT_REPORT_TYPES, min_length=1, strict=False)
     # A report document decompressing to more than this many MiB, or at more than this ratio (once
     # 8 MiB came out), is corrupt: nothing is stored (REPORT_MAX_DECOMPRESSED_MIB, ..._COMPRESSION_RATIO).
-    report_max_decompressed_mib: int = 4096
-    report_max_compression_ratio: int = 100
+    report_max_decompressed_mib: int = Field(ge=REPORT_MAX_DECOMPRESSED_MIB_RANGE[0],
+                                             le=REPORT_MAX_DECOMPRESSED_MIB_RANGE[1])
+    report_max_compression_ratio: int = Field(ge=REPORT_MAX_COMPRESSION_RATIO_RANGE[0],
+                                              le=REPORT_MAX_COMPRESSION_RATIO_RANGE[1])
+
+    @field_validator("redirect_uri")
+    @classmethod
+    def _registered_callback(cls, uri: str | None) -> str | None:
+        if uri is not None and not _REDIRECT_URI.fullmatch(uri):
+            raise ValueError(f"must be null or an https URL ending in /callback without query or fragment, got {uri!r}")
+        return uri
+
+    @field_validator("default_marketplace")
+    @classmethod
+    def _country_code(cls, code: str) -> str:
+        if not re.fullmatch(r"[A-Z]{2}", code):
+            raise ValueError(f"must be a country code like 'US', got {code!r}")
+        return code
+
+    @field_validator("pitr_recovery_days")
+    @classmethod
+    def _purge_before_backups_outlive_the_promise(cls, days: int, info: ValidationInfo) -> int:
+        retention_days = info.data.get("retention_days")
+        if retention_days is not None and retention_days - days - SWEEP_LAG_DAYS < 1:
+            raise ValueError(f"({days}) leaves no time to purge within retention_days ({retention_days}): "
+                             "restorable backups would outlive the deletion promise")
+        return days
+
+    @field_validator("default_report_types")
+    @classmethod
+    def _report_types(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [name for name in names if not _REPORT_TYPE.fullmatch(name)]
+        if bad:
+            raise ValueError(f"holds values that are not report types like 'GET_MERCHANT_LISTINGS_ALL_DATA': {bad!r}")
+        if len(set(names)) != len(names):
+            raise ValueError("lists a report type twice")
+        return names
 
     @property
     def retain(self) -> bool:
@@ -151,143 +228,91 @@ class StageConfig:
         raw = stages[stage]
         if not isinstance(raw, Mapping):
             raise ConfigError(f"cdk.json context 'stages.{stage}' must be an object")
-        return _parse(stage, raw)
+        if "name" in raw:
+            raise ConfigError(f"cdk.json context 'stages.{stage}' has unknown key(s): name "
+                              "(a stage is named by its key in 'stages')")
+        try:
+            return cls.model_validate({**raw, "name": stage})
+        except ValidationError as invalid:
+            raise ConfigError(_explain(stage, invalid.errors())) from None
 
 
-def _parse(stage: str, raw: Mapping[str, Any]) -> StageConfig:
-    prefix = f"stages.{stage}"
-    expected = {field.name for field in fields(StageConfig)} - {"name"}
-    unknown = sorted(set(raw) - expected)
-    if unknown:
-        raise ConfigError(f"cdk.json context '{prefix}' has unknown key(s): {', '.join(unknown)}")
+# --- ConfigError messages from pydantic's errors -----------------------------------------------------
 
-    def value(key: str, kind: type | tuple[type, ...], *, optional: bool = False) -> Any:
-        path = f"{prefix}.{key}"
-        if key not in raw:
-            if optional:
-                return None
-            raise ConfigError(f"cdk.json context '{path}' is missing")
-        item = raw[key]
-        if item is None and optional:
-            return None
-        # bool is an int subclass; a flag where a number belongs (or the reverse) is a typo.
-        if isinstance(item, bool) != (kind is bool) or not isinstance(item, kind):
-            names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-            raise ConfigError(f"cdk.json context '{path}' must be {names}, got {item!r}")
-        return item
-
-    def bounded(key: str, low: int, high: int, kind: type | tuple[type, ...] = int) -> Any:
-        item = value(key, kind)
-        if not low <= item <= high:
-            raise ConfigError(f"cdk.json context '{prefix}.{key}' must be in {low}..{high}, got {item!r}")
-        return item
-
-    redirect_uri = value("redirect_uri", str, optional=True)
-    if redirect_uri is not None and not re.fullmatch(r"https://[^\s?#]+/callback", redirect_uri):
-        raise ConfigError(
-            f"cdk.json context '{prefix}.redirect_uri' must be null or an https URL ending in /callback "
-            f"without query or fragment, got {redirect_uri!r}"
-        )
-    marketplace = value("default_marketplace", str)
-    if not re.fullmatch(r"[A-Z]{2}", marketplace):
-        raise ConfigError(f"cdk.json context '{prefix}.default_marketplace' must be a country code like 'US'")
-    log_retention_days = value("log_retention_days", int)
-    if log_retention_days not in _RETENTION:
-        allowed = ", ".join(str(days) for days in _RETENTION)
-        raise ConfigError(f"cdk.json context '{prefix}.log_retention_days' must be one of {allowed}")
-    removal = value("removal", str)
-    if removal not in ("retain", "destroy"):
-        raise ConfigError(f"cdk.json context '{prefix}.removal' must be 'retain' or 'destroy', got {removal!r}")
-    reserved = value("reserved_concurrency", int, optional=True)
-    if reserved is not None and reserved < 1:
-        raise ConfigError(f"cdk.json context '{prefix}.reserved_concurrency' must be null or >= 1")
-
-    report_types = _report_types(prefix, raw)
-    api_limits = _api_limits(prefix, raw)
-
-    config = StageConfig(
-        name=stage,
-        app_draft=value("app_draft", bool),
-        redirect_uri=redirect_uri,
-        default_marketplace=marketplace,
-        log_retention_days=log_retention_days,
-        retention_days=bounded("retention_days", 2, 366),
-        state_ttl_seconds=bounded("state_ttl_seconds", 60, 600),
-        consent_verification_hours=bounded("consent_verification_hours", 1, 72),
-        reauth_notice_days=bounded("reauth_notice_days", 1, 364),
-        # Amazon warns 90 days ahead; the settings of token_refresher accept 1..89.
-        rotate_when_days_left=bounded("rotate_when_days_left", 1, 89),
-        pitr_recovery_days=bounded("pitr_recovery_days", 1, 35),
-        removal=cast(Removal, removal),
-        api_throttle_rate=float(bounded("api_throttle_rate", 1, 10_000, (int, float))),
-        api_throttle_burst=bounded("api_throttle_burst", 1, 5_000),
-        function_memory_mb=bounded("function_memory_mb", 128, 10_240),
-        function_timeout_seconds=bounded("function_timeout_seconds", 1, 900),
-        api_limits=api_limits,
-        reserved_concurrency=reserved,
-        default_report_types=report_types,
-        report_max_decompressed_mib=bounded("report_max_decompressed_mib", *REPORT_MAX_DECOMPRESSED_MIB_RANGE),
-        report_max_compression_ratio=bounded("report_max_compression_ratio", *REPORT_MAX_COMPRESSION_RATIO_RANGE),
-    )
-    if config.purge_after_days < 1:
-        raise ConfigError(
-            f"cdk.json context '{prefix}.pitr_recovery_days' ({config.pitr_recovery_days}) leaves no time to purge "
-            f"within retention_days ({config.retention_days}): restorable backups would outlive the deletion promise"
-        )
-    return config
+_KINDS = {"bool_type": "bool", "int_type": "int", "string_type": "str", "float_type": "a number",
+          "tuple_type": "a list", "list_type": "a list"}
+_OBJECT_TYPES = {"model_type", "model_attributes_type", "dict_type"}
+_MISSING_HINTS: dict[tuple[str, ...], str] = {
+    ("api_limits",): ": give each route's rate and burst and the consent function's reserved concurrency",
+}
+_BOUND_TYPES = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
 
 
-def _report_types(prefix: str, raw: Mapping[str, Any]) -> tuple[str, ...]:
-    """``default_report_types``: a non-empty list of distinct SP-API report type names (absent = the six)."""
-    if "default_report_types" not in raw:
-        return DEFAULT_REPORT_TYPES
-    items = raw["default_report_types"]
-    path = f"cdk.json context '{prefix}.default_report_types'"
-    if not isinstance(items, list) or not items:
-        raise ConfigError(f"{path} must be a non-empty list of report types, got {items!r}")
-    bad = [item for item in items if not isinstance(item, str) or not _REPORT_TYPE.fullmatch(item)]
-    if bad:
-        raise ConfigError(
-            f"{path} holds values that are not report types like 'GET_MERCHANT_LISTINGS_ALL_DATA': {bad!r}"
-        )
-    if len(set(items)) != len(items):
-        raise ConfigError(f"{path} lists a report type twice")
-    return tuple(items)
+def _explain(stage: str, errors: list[ErrorDetails]) -> str:
+    """One line per problem, each naming its key and what the key must hold, then where to fix it."""
+    lines: list[str] = []
+    unknown: dict[str, list[str]] = {}
+    for error in errors:
+        loc = tuple(str(part) for part in error["loc"] if part != "[key]")
+        if error["type"] == "extra_forbidden":
+            unknown.setdefault(_where(stage, loc[:-1]), []).append(loc[-1])
+            continue
+        lines.append(f"{_where(stage, loc)} {_problem(error, loc)}")
+    lines += [f"{where} has unknown key(s): {', '.join(sorted(keys))}" for where, keys in unknown.items()]
+    advice = f"Fix cdk.json → context.stages.{stage}; README.md (Deploying to AWS) describes each key."
+    return "\n".join([*lines, advice])
 
 
-def _api_limits(prefix: str, raw: Mapping[str, Any]) -> ApiLimits:
-    """``api_limits``: ``{"consent_reserved_concurrency": N|null, "routes": {"/path": {"rate": r, "burst": b}}}``."""
-    path = f"cdk.json context '{prefix}.api_limits"
-    if "api_limits" not in raw:
-        raise ConfigError(f"{path}' is missing: give each route's rate and burst and the consent function's "
-                          "reserved concurrency (see the deploy section of README.md)")
-    limits = raw["api_limits"]
-    if not isinstance(limits, Mapping):
-        raise ConfigError(f"{path}' must be an object with 'routes' and 'consent_reserved_concurrency'")
-    unknown = sorted(set(limits) - {"routes", "consent_reserved_concurrency"})
-    if unknown:
-        raise ConfigError(f"{path}' has unknown key(s): {', '.join(unknown)}")
-    if "routes" not in limits:
-        raise ConfigError(f"{path}.routes' is missing")
-    # CDK drops null context values on the way in: absent is null, no reservation.
-    reserved = limits.get("consent_reserved_concurrency")
-    if reserved is not None and (isinstance(reserved, bool) or not isinstance(reserved, int) or reserved < 1):
-        raise ConfigError(f"{path}.consent_reserved_concurrency' must be null or an int >= 1, got {reserved!r}")
-    routes = limits["routes"]
-    if not isinstance(routes, Mapping) or not routes:
-        raise ConfigError(f"{path}.routes' must be a non-empty object like "
-                          '{"/connect": {"rate": 1, "burst": 5}}, got ' + repr(routes))
-    parsed = []
-    for route_path, entry in routes.items():
-        where = f"{path}.routes.{route_path}'"
-        if not isinstance(route_path, str) or not _ROUTE_PATH.fullmatch(route_path):
-            raise ConfigError(f"{where} is not a route path like '/connect' or '/admin' (no trailing slash)")
-        if not isinstance(entry, Mapping) or set(entry) != {"rate", "burst"}:
-            raise ConfigError(f'{where} must be {{"rate": requests per second, "burst": bucket size}}, got {entry!r}')
-        rate, burst = entry["rate"], entry["burst"]
-        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= ACCOUNT_RATE_LIMIT:
-            raise ConfigError(f"{where} rate must be a number in (0, {ACCOUNT_RATE_LIMIT}], got {rate!r}")
-        if isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= ACCOUNT_BURST_LIMIT:
-            raise ConfigError(f"{where} burst must be an int in 1..{ACCOUNT_BURST_LIMIT}, got {burst!r}")
-        parsed.append(RouteLimit(route_path, float(rate), burst))
-    return ApiLimits(routes=tuple(parsed), consent_reserved_concurrency=reserved)
+def _where(stage: str, loc: tuple[str, ...]) -> str:
+    # A route's own keys follow its path outside the quotes: the path holds slashes and dots itself.
+    if loc[:2] == ("api_limits", "routes") and len(loc) > 3:
+        return f"cdk.json context '{'.'.join(('stages', stage, *loc[:3]))}' {'.'.join(loc[3:])}"
+    return f"cdk.json context '{'.'.join(('stages', stage, *loc))}'"
+
+
+def _problem(error: ErrorDetails, loc: tuple[str, ...]) -> str:
+    kind, ctx, given = error["type"], error.get("ctx", {}), error["input"]
+    if kind == "missing":
+        return "is missing" + _MISSING_HINTS.get(loc, "")
+    if kind == "value_error":
+        return str(ctx["error"])
+    if kind in _KINDS:
+        return f"must be {_KINDS[kind]}, got {given!r}"
+    if kind in _OBJECT_TYPES:
+        expected = _expected_at(loc)[1]
+        shape = expected.shape if isinstance(expected, type) and issubclass(expected, _Model) else "an object"
+        return f"must be {shape}, got {given!r}"
+    if kind == "literal_error":
+        return f"must be {ctx['expected']}, got {given!r}"
+    if kind == "too_short" and ctx.get("min_length") == 1:
+        what = "object" if ctx.get("field_type") == "Dictionary" else "list"
+        return f"must be a non-empty {what}, got {given!r}"
+    field = _expected_at(loc)[0]
+    if kind in _BOUND_TYPES and field is not None:
+        nullable = type(None) in typing.get_args(field.annotation)
+        return f"must be {'null or an int ' if nullable else ''}{_bounds(field)}, got {given!r}"
+    return f"is invalid: {error['msg']}"
+
+
+def _expected_at(loc: tuple[str, ...]) -> tuple[FieldInfo | None, Any]:
+    """The last model field on the way to a location, and the type expected there (through nested models
+    and the route mapping)."""
+    field: FieldInfo | None = None
+    expected: Any = StageConfig
+    for part in loc:
+        if isinstance(expected, type) and issubclass(expected, BaseModel):
+            field = next(info for name, info in expected.model_fields.items() if part in (name, info.alias))
+            expected = field.annotation
+        elif typing.get_origin(expected) is dict:
+            expected = typing.get_args(expected)[1]
+    return field, expected
+
+
+def _bounds(field: FieldInfo) -> str:
+    """The field's bounds as the message says them: "in 1..89", "in (0, 10000]", ">= 1"."""
+    low = next((item for item in field.metadata if isinstance(item, annotated_types.Ge | annotated_types.Gt)), None)
+    high = next((item.le for item in field.metadata if isinstance(item, annotated_types.Le)), None)
+    if isinstance(low, annotated_types.Gt):
+        return f"in ({low.gt}, {high}]"
+    assert isinstance(low, annotated_types.Ge), field
+    return f">= {low.ge}" if high is None else f"in {low.ge}..{high}"

@@ -20,8 +20,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("local.functions")
 
 FUNCTION_TYPE = "AWS::Lambda::Function"
-# Lambda sets it per function; one process cannot, so the last function's value wins.
-_PER_FUNCTION_VARIABLES = frozenset({"POWERTOOLS_SERVICE_NAME"})
+# Lambda sets it per function; one process cannot, so the last function's value wins in the environment,
+# and each invocation logs under its own function's value instead (FunctionRuntime.invoke).
+SERVICE_VARIABLE = "POWERTOOLS_SERVICE_NAME"
+_PER_FUNCTION_VARIABLES = frozenset({SERVICE_VARIABLE})
 
 Handler = Callable[[Any, Any], Any]
 
@@ -112,7 +114,7 @@ class FunctionRuntime:
         handler = self._handler(spec)
         started = time.monotonic()
         try:
-            with self._containers[logical_id], self.acting_as(logical_id):
+            with self._containers[logical_id], self.acting_as(logical_id), self.logging_as(logical_id):
                 return handler(event, LambdaContext(spec))
         finally:
             log.info("invoked %s in %.0f ms", spec.logical_id, (time.monotonic() - started) * 1000)
@@ -123,6 +125,14 @@ class FunctionRuntime:
         if self.authorizer is None:
             return contextlib.nullcontext()
         return self.authorizer.acting_as_function(logical_id, self.specs[logical_id].name)
+
+    def logging_as(self, logical_id: str) -> contextlib.AbstractContextManager[None]:
+        """Records logged in this context carry the function's service, as in its own Lambda process."""
+        # Imported here: the shared layer is on sys.path only once the stack added the code paths.
+        from seller_insights.observability import logging_as  # noqa: PLC0415
+
+        service = self.specs[logical_id].environment.get(SERVICE_VARIABLE)
+        return contextlib.nullcontext() if service is None else logging_as(service)
 
     def _handler(self, spec: FunctionSpec) -> Handler:
         with self._lock:

@@ -7,7 +7,15 @@ from urllib.parse import urlsplit
 
 from seller_insights.errors import ConfigurationError, UnknownMarketplace
 from seller_insights.marketplaces import marketplace
-from seller_insights.settings import BaseSettings, env_field
+from seller_insights.settings import (
+    AuditTable,
+    BaseSettings,
+    ConnectionsTable,
+    IdempotencyTable,
+    LwaClientSecret,
+    TokenKey,
+    env_field,
+)
 
 MAX_STATE_TTL_SECONDS = 600  # the state may live at most 10 minutes (security.md OA-04)
 # How long a consent may wait for Amazon to confirm its seller before it is destroyed.
@@ -16,13 +24,8 @@ MAX_VERIFICATION_SECONDS = 72 * 3600
 
 
 @dataclass(frozen=True, kw_only=True)
-class ConsentSettings(BaseSettings):
-    connections_table: str = env_field()
+class ConsentSettings(ConnectionsTable, IdempotencyTable, AuditTable, TokenKey, LwaClientSecret, BaseSettings):
     oauth_state_table: str = env_field()
-    idempotency_table: str = env_field()
-    audit_table: str = env_field()
-    token_key_id: str = env_field()
-    lwa_client_secret_id: str = env_field()
     app_draft: bool = env_field()
     redirect_uri: str = env_field()
     default_marketplace: str = env_field(default="US")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from seller_insights import clock
+from seller_insights.errors import PlanningFailed
 from seller_insights.observability import get_logger
 from seller_insights.report_catalog import CATALOG, align
 from seller_insights.report_jobs import Job, Plan, PlanRepository, job_id
@@ -91,7 +92,3 @@ class Planner:
             if failed:
                 # Nothing is half-planned: the cursors are not moved, the next run sends them again.
                 raise PlanningFailed(f"SQS refused {len(failed)} of {len(entries)} job messages")
-
-
-class PlanningFailed(Exception):
-    pass

@@ -14,7 +14,7 @@ from seller_insights.report_stream import (
     DocumentLimits,
     MiB,
 )
-from seller_insights.settings import BaseSettings, env_field
+from seller_insights.settings import BaseSettings, ConnectionsTable, DataBucket, PurgeSchedule, TokenKey, env_field
 
 # The bounds infra/config.py enforces on the stage keys report_max_decompressed_mib and
 # report_max_compression_ratio. Above 10,000 parts of PART_SIZE an S3 multipart upload cannot go on;
@@ -26,14 +26,10 @@ MAX_COMPRESSION_RATIO_RANGE = (20, GZIP_MAX_RATIO)
 
 
 @dataclass(frozen=True, kw_only=True)
-class ReportFetcherSettings(BaseSettings):
-    connections_table: str = env_field()
-    token_key_id: str = env_field()
-    data_bucket: str = env_field()
+class ReportFetcherSettings(ConnectionsTable, TokenKey, DataBucket, PurgeSchedule, BaseSettings):
     report_jobs_queue_url: str = env_field()
     # Report types a connection pulls unless its planning cursor lists its own (comma-separated).
     default_report_types: str = env_field()
-    purge_after_days: int = env_field(default=27)
     # Caps on a report document: above either it is DocumentCorrupt and nothing is stored.
     report_max_decompressed_mib: int = env_field(default=DEFAULT_MAX_DECOMPRESSED_BYTES // MiB)
     report_max_compression_ratio: int = env_field(default=DEFAULT_MAX_RATIO)

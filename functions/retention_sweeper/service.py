@@ -29,12 +29,12 @@ from botocore.exceptions import ClientError
 
 from seller_insights import clock
 from seller_insights.candidates import candidate_partition
+from seller_insights.errors import ConnectionChanged, PurgeIncomplete
 from seller_insights.object_keys import export_prefix, seller_prefix
 from seller_insights.observability import get_logger, get_metrics
 from seller_insights.pseudonyms import seller_key
 from seller_insights.repositories import ConnectionStatus, connection_key, iso
 from seller_insights.retention import (
-    PurgeIncomplete,
     PurgeIndex,
     Receipts,
     S3Purge,
@@ -87,10 +87,6 @@ class _Due:
     @property
     def seller_key(self) -> str:
         return seller_key(self.seller)
-
-
-class ConnectionChanged(Exception):
-    """The connection left its purge state while we worked on it (re-authorized, rolled back)."""
 
 
 class RetentionSweep:

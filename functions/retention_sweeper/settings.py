@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from seller_insights.settings import BaseSettings, env_field
+from seller_insights.settings import AuditTable, BaseSettings, ConnectionsTable, DataBucket
 
 
 @dataclass(frozen=True, kw_only=True)
-class RetentionSweeperSettings(BaseSettings):
-    connections_table: str = env_field()
-    audit_table: str = env_field()
-    data_bucket: str = env_field()
+class RetentionSweeperSettings(ConnectionsTable, AuditTable, DataBucket, BaseSettings):
+    """Everything it reads is shared with other functions."""

@@ -12,6 +12,7 @@ from seller_insights.containers import per_container
 from seller_insights.credentials import SecretsManagerCredentials
 from seller_insights.data_rights import AuditLog
 from seller_insights.endpoints import amazon_url
+from seller_insights.errors import MalformedNotification, RetryLater
 from seller_insights.events import EventPublisher
 from seller_insights.identity import SellerIdentity
 from seller_insights.lwa import LwaClient
@@ -21,7 +22,7 @@ from seller_insights.redaction import invocation_scope
 from seller_insights.repositories import ConnectionsRepository, OneTimeClaims
 from seller_insights.tokens import AccessTokenCache, AccessTokenProvider, TokenPolicy
 from seller_insights.vault import Vault
-from token_refresher.models import MalformedNotification, Notification, RetryLater
+from token_refresher.models import Notification
 from token_refresher.service import (
     ReauthorizationCheck,
     RefreshSweep,

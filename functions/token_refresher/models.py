@@ -7,18 +7,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from seller_insights.errors import SellerInsightsError
+from seller_insights.errors import MalformedNotification
 
 SECRET_EXPIRY_TYPE = "APPLICATION_OAUTH_CLIENT_SECRET_EXPIRY"  # noqa: S105 - a notification type name
 NEW_SECRET_TYPE = "APPLICATION_OAUTH_CLIENT_NEW_SECRET"  # noqa: S105 - a notification type name
-
-
-class MalformedNotification(SellerInsightsError):
-    """A message on the notifications queue that is not one of Amazon's application notifications."""
-
-
-class RetryLater(SellerInsightsError):
-    """Not now (rate limit, another worker on it): the message goes back to the queue."""
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ from seller_insights.errors import (
     LwaInvalidClient,
     LwaRejected,
     LwaUnavailable,
+    MalformedNotification,
+    RetryLater,
     TokenUnavailable,
     VaultError,
 )
@@ -33,11 +35,9 @@ from seller_insights.tokens import AccessToken, AccessTokenProvider, TokenPolicy
 from token_refresher.models import (
     NEW_SECRET_TYPE,
     SECRET_EXPIRY_TYPE,
-    MalformedNotification,
     Notification,
     ReauthorizationReport,
     RefreshReport,
-    RetryLater,
 )
 
 ROTATION_SCOPE = "sellingpartnerapi::client_credential:rotation"

@@ -5,20 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from seller_insights.errors import ConfigurationError
-from seller_insights.settings import BaseSettings, env_field
+from seller_insights.settings import (
+    AuditTable,
+    BaseSettings,
+    ConnectionsTable,
+    IdempotencyTable,
+    LwaClientSecret,
+    PurgeSchedule,
+    TokenKey,
+    env_field,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
-class TokenRefresherSettings(BaseSettings):
-    connections_table: str = env_field()
-    idempotency_table: str = env_field()
-    # Where consent verifications are recorded (purpose audit).
-    audit_table: str = env_field()
-    token_key_id: str = env_field()
-    lwa_client_secret_id: str = env_field()
-    # Days between a revocation and the purge of everything the seller left: the 30-day promise less
-    # point-in-time recovery's window and the daily sweep's lag (stage config purge_after_days).
-    purge_after_days: int = env_field(default=27)
+class TokenRefresherSettings(ConnectionsTable, IdempotencyTable, AuditTable, TokenKey, LwaClientSecret, PurgeSchedule,
+                             BaseSettings):
     # Re-authorization notices start this many days before the yearly due date.
     reauth_notice_days: int = env_field(default=30)
     # An expiry notice with fewer days left than this rotates the LWA client secret.
@@ -30,8 +31,7 @@ class TokenRefresherSettings(BaseSettings):
 
     def validate(self) -> None:
         super().validate()
-        for name, value, low, high in (("PURGE_AFTER_DAYS", self.purge_after_days, 1, 30),
-                                       ("REAUTH_NOTICE_DAYS", self.reauth_notice_days, 1, 364),
+        for name, value, low, high in (("REAUTH_NOTICE_DAYS", self.reauth_notice_days, 1, 364),
                                        ("ROTATE_WHEN_DAYS_LEFT", self.rotate_when_days_left, 1, 89)):
             if not low <= value <= high:
                 raise ConfigurationError(f"{name} must be between {low} and {high}")

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from infra.app import build_app, load_cdk_context
 from infra.config import DEFAULT_REPORT_TYPES, ConfigError, StageConfig
@@ -115,3 +116,32 @@ def test_report_document_caps_are_set_in_every_stage_within_the_functions_bounds
     lowest = {**stages["dev"], "report_max_decompressed_mib": 64, "report_max_compression_ratio": 1032}
     config = StageConfig.from_context("dev", {"dev": lowest})
     assert (config.report_max_decompressed_mib, config.report_max_compression_ratio) == (64, 1032)
+
+
+def test_every_bad_key_of_a_stage_is_named_at_once_with_where_to_fix_it() -> None:
+    stages = _stages()
+    dev = {**stages["dev"], "app_draft": 1, "removal": "keep", "log_retention": 365}
+    del dev["retention_days"]
+    with pytest.raises(ConfigError) as refused:
+        StageConfig.from_context("dev", {"dev": dev})
+    lines = str(refused.value).splitlines()
+    assert lines == [
+        "cdk.json context 'stages.dev.app_draft' must be bool, got 1",
+        "cdk.json context 'stages.dev.retention_days' is missing",
+        "cdk.json context 'stages.dev.removal' must be 'retain' or 'destroy', got 'keep'",
+        "cdk.json context 'stages.dev' has unknown key(s): log_retention",
+        "Fix cdk.json → context.stages.dev; README.md (Deploying to AWS) describes each key.",
+    ]
+
+
+def test_a_stage_is_named_by_its_key_only() -> None:
+    stages = _stages()
+    with pytest.raises(ConfigError, match=r"stages\.dev' has unknown key\(s\): name"):
+        StageConfig.from_context("dev", {"dev": {**stages["dev"], "name": "prod"}})
+    assert StageConfig.from_context("dev", stages).name == "dev"
+
+
+def test_the_stage_config_cannot_change_once_read() -> None:
+    config = StageConfig.from_context("dev", _stages())
+    with pytest.raises(ValidationError):
+        config.retention_days = 400  # type: ignore[misc]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
+from collections import defaultdict
 from typing import Any
 
 from infra.app import function_environments
@@ -61,6 +63,20 @@ def test_every_function_environment_satisfies_its_settings(raw: dict[str, Any]) 
         unused = set(environment) - declared - {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE",
                                                 "LOG_LEVEL"}
         assert not unused, f"{handler} receives variables its settings never read: {sorted(unused)}"
+
+
+def test_a_variable_two_functions_read_is_declared_once_in_a_mixin(raw: dict[str, Any]) -> None:
+    declared_by: defaultdict[str, list[str]] = defaultdict(list)
+    for handler in function_environments(raw):
+        settings = settings_class(handler)
+        for name in inspect.get_annotations(settings):
+            declared_by[name].append(settings.__name__)
+    shared = {name: classes for name, classes in declared_by.items() if len(classes) > 1}
+    assert not shared, f"declare these once in a mixin of seller_insights.settings: {shared}"
+    # The mixins are what the functions share: each is composed by two functions or more.
+    composed = [base.__name__ for handler in function_environments(raw) for base in settings_class(handler).__mro__]
+    assert {"ConnectionsTable", "AuditTable", "DataBucket", "TokenKey", "PurgeSchedule"} <= {
+        name for name in composed if composed.count(name) > 1}
 
 
 def test_test_tables_match_the_template(raw: dict[str, Any]) -> None:

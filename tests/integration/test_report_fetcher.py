@@ -416,7 +416,8 @@ def test_the_caps_come_from_the_environment_and_are_checked():
     from seller_insights.errors import ConfigurationError
 
     base = {"STAGE": "dev", "CONNECTIONS_TABLE": "t", "TOKEN_KEY_ID": "k", "DATA_BUCKET": "b",
-            "REPORT_JOBS_QUEUE_URL": "q", "DEFAULT_REPORT_TYPES": ORDERS, "SELLER_KEY_SECRET_ID": "sk"}
+            "REPORT_JOBS_QUEUE_URL": "q", "DEFAULT_REPORT_TYPES": ORDERS, "SELLER_KEY_SECRET_ID": "sk",
+            "PURGE_AFTER_DAYS": "27"}
     limits = ReportFetcherSettings.from_env(base).document_limits
     assert (limits.max_decompressed_bytes, limits.max_ratio) == (4096 * 2**20, 100)
     limits = ReportFetcherSettings.from_env({**base, "REPORT_MAX_DECOMPRESSED_MIB": "512",

@@ -78,7 +78,7 @@ def test_a_plan_that_fails_to_send_moves_no_cursor(world, monkeypatch):
     plans, sqs, queue, _ = world
     plans.ensure("A1SELLER000001", "NA", ["ATVPDKIKX0DER"], now=clock.epoch_seconds())
     monkeypatch.setattr(sqs, "send_message_batch", lambda **_: {"Failed": [{"Id": "0"}], "Successful": []})
-    from report_fetcher.planner import PlanningFailed
+    from seller_insights.errors import PlanningFailed
 
     with pytest.raises(PlanningFailed):
         Planner(plans, sqs, queue, ALL_TYPES).run()

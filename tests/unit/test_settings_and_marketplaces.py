@@ -80,3 +80,23 @@ def test_amazon_url_rewrites_only_the_origin():
         "sellercentral.amazon.de", "/x")
     assert emulated_host("http://127.0.0.1:5001/_hosts/sellercentral.amazon.de/x", "http://127.0.0.1:5000") is None
     assert emulated_host("http://127.0.0.1:5000/other/x", "http://127.0.0.1:5000") is None
+
+
+@pytest.mark.parametrize("settings_module", ["data_requests.settings", "report_fetcher.settings",
+                                             "token_refresher.settings"])
+@pytest.mark.parametrize("days", ["", "0", "31"])
+def test_every_function_that_sets_a_purge_date_needs_one_within_the_promise(settings_module, days):
+    import importlib
+
+    from seller_insights.settings import BaseSettings, PurgeSchedule
+
+    module = importlib.import_module(settings_module)
+    [settings] = [value for value in vars(module).values()
+                  if isinstance(value, type) and issubclass(value, BaseSettings) and value is not BaseSettings]
+    assert issubclass(settings, PurgeSchedule)
+    env = {"STAGE": "dev", "CONNECTIONS_TABLE": "c", "IDEMPOTENCY_TABLE": "i", "AUDIT_TABLE": "a", "DATA_BUCKET": "b",
+           "SELLER_KEY_SECRET_ID": "sk", "TOKEN_KEY_ID": "k", "LWA_CLIENT_SECRET_ID": "l",
+           "REPORT_JOBS_QUEUE_URL": "q", "DEFAULT_REPORT_TYPES": "GET_MERCHANT_LISTINGS_ALL_DATA"}
+    assert settings.from_env({**env, "PURGE_AFTER_DAYS": "27"}).purge_after_days == 27
+    with pytest.raises(ConfigurationError, match="PURGE_AFTER_DAYS"):
+        settings.from_env({**env, "PURGE_AFTER_DAYS": days})

@@ -33,6 +33,7 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from seller_insights.candidates import Candidate, CandidateRepository
+from seller_insights.errors import ConcurrentChange, NoDeletionPending, PurgeDatePassed
 from seller_insights.marketplaces import MARKETPLACES, marketplace
 from seller_insights.report_jobs import Plan, plan_key
 from seller_insights.repositories import ConnectionStatus, access_token_key, connection_key, iso, shard
@@ -51,26 +52,6 @@ PUBLIC_CONNECTION_FIELDS = (
     "region", "status", "marketplace", "consented_at", "reauthorization_due_at", "consent_flow",
     "created_at", "updated_at", "revoked_at", "purge_after", "previous_status",
 )
-
-
-class PendingDeletion(Exception):
-    """Base of the reasons a rollback cannot happen."""
-
-
-class NoDeletionPending(PendingDeletion):
-    """No connection of the seller is DELETION_REQUESTED."""
-
-
-class PurgeDatePassed(PendingDeletion):
-    """The purge date of a connection has passed: the sweep may already be deleting."""
-
-    def __init__(self, purge_after: str) -> None:
-        super().__init__(purge_after)
-        self.purge_after = purge_after
-
-
-class ConcurrentChange(Exception):
-    """The seller's connections changed while we worked on them (another request); retry."""
 
 
 def profile_key(seller_id: str) -> dict[str, str]:

@@ -1,13 +1,21 @@
 """Typed errors. Callers branch on the type, never on message text.
 
+Every error the product raises on purpose derives from `SellerInsightsError`. `response_status` is the
+HTTP status our API answers when the error ends a request (None: the error never reaches a client as
+such). It is not `http_status`, which some errors carry as the status an outside service answered.
+
 Messages never carry secrets: no tokens, codes, state values, client secrets or URLs with queries.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class SellerInsightsError(Exception):
     """Base of every error the product raises on purpose."""
+
+    response_status: ClassVar[int | None] = None
 
 
 class ConfigurationError(SellerInsightsError):
@@ -101,8 +109,12 @@ class ConsentError(SellerInsightsError):
 class BadRequest(ConsentError):
     """Malformed input: repeated, missing, oversized or ill-shaped parameters."""
 
+    response_status = 400
+
 
 class UnknownMarketplace(ConsentError):
+    response_status = 400
+
     def __init__(self, code: str) -> None:
         self.code = code
         super().__init__("unknown marketplace code")
@@ -111,26 +123,38 @@ class UnknownMarketplace(ConsentError):
 class UntrustedCallbackUri(ConsentError):
     """amazon_callback_uri is not https on an allowlisted Seller/Vendor Central host."""
 
+    response_status = 400
+
 
 class StateNotFound(ConsentError):
     """Never issued, already used, or already removed: the link cannot be used again."""
+
+    response_status = 400
 
 
 class StateExpired(ConsentError):
     """Issued more than the state lifetime ago."""
 
+    response_status = 400
+
 
 class BrowserMismatch(ConsentError):
     """The state belongs to another browser (missing or different binding cookie)."""
+
+    response_status = 400
 
 
 class SellerMismatch(ConsentError):
     """The callback names a different seller than the one Amazon named at the Log-in URI."""
 
+    response_status = 400
+
 
 class DeletionPending(ConsentError):
     """The seller asked for the deletion of its data: a consent stores nothing until that is done.
     Raised only once Amazon confirmed the seller, so the date is shown to that seller alone."""
+
+    response_status = 409
 
     def __init__(self, purge_after: str) -> None:
         self.purge_after = purge_after
@@ -140,13 +164,19 @@ class DeletionPending(ConsentError):
 class IdentityMismatch(ConsentError):
     """Amazon says the authorization belongs to another seller than the one the callback names."""
 
+    response_status = 400
+
 
 class IdentityUnconfirmed(ConsentError):
     """Amazon could not be asked who the authorization belongs to right now (see IdentityNotProven)."""
 
+    response_status = 503
+
 
 class AuthorizationCancelled(ConsentError):
     """Amazon returned error=... (the seller cancelled or Amazon refused)."""
+
+    response_status = 400
 
 
 class AlreadyConnected(ConsentError):
@@ -155,6 +185,8 @@ class AlreadyConnected(ConsentError):
 
 class ConnectionInProgress(ConsentError):
     """The same authorization code is being exchanged by another request of this browser right now."""
+
+    response_status = 409
 
 
 # --- Report documents (report_stream) ------------------------------------------------------------
@@ -195,3 +227,66 @@ class StorageFailed(ReportDocumentError):
         self.operation = operation
         self.code = code
         super().__init__(f"S3 {operation} failed ({code or 'no error code'})")
+
+
+# --- Data rights (deletion, rollback, token removal) ---------------------------------------------
+
+
+class PendingDeletion(SellerInsightsError):
+    """Base of the reasons a rollback of a deletion request cannot happen."""
+
+    response_status = 409
+
+
+class NoDeletionPending(PendingDeletion):
+    """No connection of the seller is DELETION_REQUESTED."""
+
+
+class PurgeDatePassed(PendingDeletion):
+    """The purge date of a connection has passed: the sweep may already be deleting."""
+
+    def __init__(self, purge_after: str) -> None:
+        super().__init__(purge_after)
+        self.purge_after = purge_after
+
+
+class ConcurrentChange(SellerInsightsError):
+    """The seller's connections changed while we worked on them (another request); retry."""
+
+    response_status = 409
+
+
+# --- Retention sweep -----------------------------------------------------------------------------
+
+
+class PurgeIncomplete(SellerInsightsError):
+    """Something could not be deleted (yet); the next sweep resumes. Messages hold counts and codes only."""
+
+
+class ConnectionChanged(SellerInsightsError):
+    """The connection left its purge state while the sweep worked on it (re-authorized, rolled back)."""
+
+
+# --- Report pipeline -----------------------------------------------------------------------------
+
+
+class PlanningFailed(SellerInsightsError):
+    """SQS refused job messages of the plan; the cursors did not move, so the next run sends them again."""
+
+
+# --- Application notifications (token refresher) -------------------------------------------------
+
+
+class MalformedNotification(SellerInsightsError):
+    """A message on the notifications queue that is not one of Amazon's application notifications."""
+
+
+class RetryLater(SellerInsightsError):
+    """Not now (rate limit, another worker on it): the message goes back to the queue."""
+
+
+# --- Domain events -------------------------------------------------------------------------------
+
+
+class EventPublishFailed(SellerInsightsError):
+    """EventBridge refused some entries; the caller retries the whole step."""

@@ -6,13 +6,9 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from seller_insights.errors import SellerInsightsError
+from seller_insights.errors import EventPublishFailed
 
 _BATCH = 10  # PutEvents takes at most 10 entries per call
-
-
-class EventPublishFailed(SellerInsightsError):
-    """EventBridge refused some entries; the caller retries the whole step."""
 
 
 class EventPublisher:

@@ -4,6 +4,9 @@
 - A `RedactingFilter` on every other handler of the root logger (local stack, tests).
 - botocore, boto3, urllib3, requests and s3transfer stay at WARNING or above whatever LOG_LEVEL says:
   at DEBUG they print request bodies and headers (boto3#2292).
+- In Lambda a process runs one function, named by POWERTOOLS_SERVICE_NAME. The local stack runs every
+  function in one process: it wraps each invocation in `logging_as(service)`, and the records logged
+  within carry that function's service instead of the process's.
 """
 
 from __future__ import annotations
@@ -11,6 +14,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import cache
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -22,8 +28,25 @@ NOISY_LOGGERS = ("botocore", "boto3", "urllib3", "requests", "s3transfer")
 METRICS_NAMESPACE = "SellerInsights"
 
 
+# The service of the function being invoked, where one process runs several (local/functions.py).
+_invoked_service: ContextVar[str | None] = ContextVar("invoked_service", default=None)
+
+
+@contextmanager
+def logging_as(service: str) -> Iterator[None]:
+    """Records logged in this context (this thread, this task) carry `service`."""
+    token = _invoked_service.set(service)
+    try:
+        yield
+    finally:
+        _invoked_service.reset(token)
+
+
 class RedactingFormatter(LambdaPowertoolsFormatter):
     def format(self, record: logging.LogRecord) -> str:
+        service = _invoked_service.get()
+        if service is not None:
+            record.service = service  # a record attribute outranks the Logger's own service key
         return redact(super().format(record))
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from seller_insights.errors import SellerInsightsError
+from seller_insights.errors import PurgeIncomplete
 from seller_insights.quotas import OPERATION_RATES
 from seller_insights.repositories import SHARDS, parse_key
 
@@ -31,10 +31,6 @@ MAX_DELAY = 2.0
 AUDIT_RETENTION_MONTHS = 25  # the CCPA asks for at least 24 months
 
 Sleep = Callable[[float], None]
-
-
-class PurgeIncomplete(SellerInsightsError):
-    """Something could not be deleted (yet); the next sweep resumes. Messages hold counts and codes only."""
 
 
 def quota_keys(seller: str, region: str) -> list[dict[str, str]]:

@@ -1,8 +1,10 @@
 """Typed settings read from the environment, validated once, with errors that name the variable.
 
-A function declares a frozen dataclass that extends `BaseSettings`; every field is read from the
-environment variable of the same name in upper case (or `env_field(name=...)`). Supported types:
-str, int, bool, and `str | None` for optional values.
+A function declares a frozen dataclass that extends `BaseSettings` and the mixins of the fields it shares
+with other functions (`ConnectionsTable`, `AuditTable`, ...: one declaration, one meaning, one check per
+variable); its own fields it declares itself. Every field is read from the environment variable of the
+same name in upper case (or `env_field(name=...)`). Supported types: str, int, bool, and `str | None` for
+optional values.
 """
 
 from __future__ import annotations
@@ -28,7 +30,64 @@ def env_field(name: str | None = None, default: Any = dataclasses.MISSING) -> An
 
 
 @dataclass(frozen=True, kw_only=True)
-class BaseSettings:
+class SettingsFields:
+    """Base of `BaseSettings` and of every mixin: mixins that check their fields extend `validate()` and
+    call super(), so a settings class runs every check of everything it composes."""
+
+    def validate(self) -> None:
+        """Cross-field rules; subclasses extend and call super()."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConnectionsTable(SettingsFields):
+    connections_table: str = env_field()
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditTable(SettingsFields):
+    # The audit records of consents, verifications and data requests (purpose audit).
+    audit_table: str = env_field()
+
+
+@dataclass(frozen=True, kw_only=True)
+class IdempotencyTable(SettingsFields):
+    # One-time claims: a code exchange or an application notification is handled once.
+    idempotency_table: str = env_field()
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataBucket(SettingsFields):
+    # Reports and exports under sellers/{seller_key}/ (seller_insights.object_keys).
+    data_bucket: str = env_field()
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenKey(SettingsFields):
+    # The KMS key that seals refresh and access tokens (seller_insights.vault).
+    token_key_id: str = env_field()
+
+
+@dataclass(frozen=True, kw_only=True)
+class LwaClientSecret(SettingsFields):
+    # The secret holding the LWA client id and secret.
+    lwa_client_secret_id: str = env_field()
+
+
+@dataclass(frozen=True, kw_only=True)
+class PurgeSchedule(SettingsFields):
+    # Days between a deletion request or a revocation and the purge of everything the seller left: the
+    # 30-day promise less point-in-time recovery's window and the daily sweep's lag (stage config
+    # purge_after_days). Every function that sets a purge date reads the same value.
+    purge_after_days: int = env_field()
+
+    def validate(self) -> None:
+        super().validate()
+        if not 1 <= self.purge_after_days <= 30:
+            raise ConfigurationError("PURGE_AFTER_DAYS must be between 1 and 30 (the 30-day deletion promise)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BaseSettings(SettingsFields):
     stage: str
     # The secret that keys the opaque seller keys of object keys, logs and audit records (pseudonyms.py).
     seller_key_secret_id: str = env_field()
@@ -66,7 +125,7 @@ class BaseSettings:
         return self.stage == LOCAL_STAGE
 
     def validate(self) -> None:
-        """Cross-field rules; subclasses extend and call super()."""
+        super().validate()
         if self.amazon_endpoint_override and not self.is_local:
             raise ConfigurationError(
                 "AMAZON_ENDPOINT_OVERRIDE is only allowed when STAGE=local; remove it from this stage"
