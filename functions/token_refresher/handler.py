@@ -24,11 +24,9 @@ from seller_insights.tokens import AccessTokenCache, AccessTokenProvider, TokenP
 from seller_insights.vault import Vault
 from token_refresher.models import MalformedNotification, Notification, RetryLater
 from token_refresher.service import (
-    NOTIFICATIONS_SCOPE,
     ROTATION_SCOPE,
     ReauthorizationCheck,
     RefreshSweep,
-    ReportSubscriptions,
     SecretRotation,
     SecretStore,
 )
@@ -106,20 +104,6 @@ def rotation() -> SecretRotation:
     )
 
 
-@per_container
-def subscriptions() -> ReportSubscriptions | None:
-    config = settings()
-    if not config.report_notifications_queue_arn:
-        return None
-    return ReportSubscriptions(
-        queue_arn=config.report_notifications_queue_arn,
-        sellers_api=SpApiClient(tokens(), endpoint_override=config.amazon_endpoint_override),
-        grantless_api=grantless_api(NOTIFICATIONS_SCOPE),
-        connections=connections(),
-        idempotency_table=aws.table(config.idempotency_table),
-    )
-
-
 @invocation_scope
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
@@ -129,7 +113,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return _notifications(event["Records"])
     task = event.get("task")
     if task == "refresh-tokens":
-        sweep = RefreshSweep(connections(), tokens(), TOKEN_POLICY, subscriptions())
+        sweep = RefreshSweep(connections(), tokens(), TOKEN_POLICY)
         return sweep.run(context.get_remaining_time_in_millis).as_dict()
     if task == "verify-consents":
         return verification().run(context.get_remaining_time_in_millis).as_dict()
