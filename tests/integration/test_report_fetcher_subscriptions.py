@@ -214,6 +214,25 @@ def test_a_failed_subscription_never_fails_the_refresh(subscribing, emulator, pr
     assert connection_item(subscribing, SELLER, "NA")["rpf_subscription_id"]
 
 
+def test_a_failed_subscription_is_tried_at_the_next_plan_without_planning_jobs_twice(subscribing, product_clock,
+                                                                                      monkeypatch, report_queue):
+    refresher("refresh-tokens")  # the access token the fetcher will use
+    monkeypatch.setenv("REPORT_NOTIFICATIONS_QUEUE_ARN", "not-an-sqs-arn")  # createDestination answers 400
+    forget_all()
+    failed = fetcher("plan-reports")
+    assert (failed["connections"], failed["jobs"], failed["subscribed"]) == (1, 1, 0)
+
+    monkeypatch.setenv("REPORT_NOTIFICATIONS_QUEUE_ARN", report_queue[1])
+    forget_all()
+    product_clock.advance(15 * 60)  # the next plan-reports run; no report type is due again yet
+    retried = fetcher("plan-reports")
+    assert (retried["connections"], retried["jobs"], retried["subscribed"]) == (1, 0, 1)
+    assert connection_item(subscribing, SELLER, "NA")["rpf_subscription_id"]
+
+    product_clock.advance(15 * 60)
+    assert fetcher("plan-reports")["connections"] == 0  # subscribed: due again only for its reports
+
+
 def test_no_queue_arn_no_subscription(fetcher_env, emulator):
     assert connect_and_confirm(ConsentClient(), emulator.base_url, SELLER, "US").status == 303
     report = sweep()
