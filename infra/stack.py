@@ -65,13 +65,6 @@ class SellerInsightsStack(Stack):
             events_key=tokens.events_key,
             notifications_key=tokens.notifications_key,
         )
-        tokens.subscribe_report_notifications(reports.notifications.queue_arn)
-        observability.watch_metric(
-            "ReportSubscriptionFailed",
-            tokens.subscription_failed_metric,
-            "token_refresher: a seller could not be subscribed to REPORT_PROCESSING_FINISHED in its region "
-            "(reports then wait for polling); see the function's log for the operation and HTTP status",
-        )
         observability.watch_function(reports.handler)
         for alarm_id, (queue, description) in reports.dead_letter_queues.items():
             observability.watch_dead_letter_queue(alarm_id, queue, description)
@@ -79,6 +72,12 @@ class SellerInsightsStack(Stack):
             "ReportFailed",
             reports.report_failed_metric,
             "report_fetcher: a report was FATAL on every attempt, or its document could not be stored",
+        )
+        observability.watch_metric(
+            "ReportSubscriptionFailed",
+            reports.subscription_failed_metric,
+            "report_fetcher: a seller could not be subscribed to REPORT_PROCESSING_FINISHED in its region "
+            "(reports then wait for polling); see the function's log for the operation and HTTP status",
         )
         observability.watch_metric(
             "UnexpectedColumnsDropped",

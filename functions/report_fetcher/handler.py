@@ -11,14 +11,20 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from report_fetcher.planner import Planner
 from report_fetcher.service import JobRunner
 from report_fetcher.settings import ReportFetcherSettings
+from report_fetcher.subscriptions import NOTIFICATIONS_SCOPE, ReportSubscriptions
 from seller_insights import aws, clock
 from seller_insights.containers import per_container
+from seller_insights.credentials import SecretsManagerCredentials
+from seller_insights.endpoints import amazon_url
+from seller_insights.errors import ConfigurationError
+from seller_insights.lwa import LwaClient
+from seller_insights.marketplaces import LWA_TOKEN_URL
 from seller_insights.observability import get_logger, get_metrics, get_tracer
 from seller_insights.quotas import QuotaBuckets
 from seller_insights.redaction import invocation_scope
 from seller_insights.report_jobs import Job, JobRepository, JobStatus, PlanRepository, ReportRepository
 from seller_insights.repositories import ConnectionsRepository
-from seller_insights.spapi import SpApiClient
+from seller_insights.spapi import GrantlessTokens, SpApiClient
 from seller_insights.tokens import AccessTokenCache, AccessTokenProvider, CachedTokensOnly
 from seller_insights.vault import Vault
 
@@ -28,7 +34,8 @@ metrics = get_metrics()
 
 
 class _NoLwa:
-    """The fetcher never calls LWA (it may not open refresh tokens); CachedTokensOnly never asks."""
+    """Seller tokens are never refreshed here (the fetcher may not open refresh tokens); CachedTokensOnly
+    never asks. Only the grantless tokens of `subscriptions()` come from LWA."""
 
     def refresh(self, refresh_token: str) -> Any:
         raise AssertionError("the report fetcher must not refresh tokens")
@@ -45,22 +52,54 @@ def table() -> Any:
 
 
 @per_container
-def runner() -> JobRunner:
+def connections() -> ConnectionsRepository:
+    return ConnectionsRepository(table())
+
+
+@per_container
+def sellers_api() -> SpApiClient:
+    """SP-API with the seller's cached access token (refreshed by the token refresher, never here)."""
     config = settings()
-    connections = ConnectionsRepository(table())
-    provider = AccessTokenProvider(connections=connections, cache=AccessTokenCache(table()),
+    provider = AccessTokenProvider(connections=connections(), cache=AccessTokenCache(table()),
                                    vault=Vault(aws.client("kms"), config.token_key_id), lwa=_NoLwa(),  # type: ignore[arg-type]
                                    purge_after_days=config.purge_after_days)
+    return SpApiClient(CachedTokensOnly(provider, connections()), endpoint_override=config.amazon_endpoint_override)
+
+
+@per_container
+def runner() -> JobRunner:
+    config = settings()
     return JobRunner(
         jobs=JobRepository(table()),
         reports=ReportRepository(table()),
         plans=PlanRepository(table()),
-        connections=connections,
-        spapi=SpApiClient(CachedTokensOnly(provider, connections), endpoint_override=config.amazon_endpoint_override),
+        connections=connections(),
+        spapi=sellers_api(),
         quotas=QuotaBuckets(table()),
         s3=aws.client("s3"),
         bucket=config.data_bucket,
         limits=config.document_limits,
+    )
+
+
+@per_container
+def subscriptions() -> ReportSubscriptions | None:
+    """None without a report_notifications queue. Destinations are the application's, created with a
+    grantless token: the one use of the LWA client secret here."""
+    config = settings()
+    if not config.report_notifications_queue_arn:
+        return None
+    if not (config.idempotency_table and config.lwa_client_secret_id):
+        raise ConfigurationError("REPORT_NOTIFICATIONS_QUEUE_ARN needs IDEMPOTENCY_TABLE and LWA_CLIENT_SECRET_ID")
+    lwa = LwaClient(amazon_url(LWA_TOKEN_URL, config.amazon_endpoint_override),
+                    SecretsManagerCredentials(config.lwa_client_secret_id))
+    return ReportSubscriptions(
+        queue_arn=config.report_notifications_queue_arn,
+        sellers_api=sellers_api(),
+        grantless_api=SpApiClient(GrantlessTokens(lwa, NOTIFICATIONS_SCOPE),
+                                  endpoint_override=config.amazon_endpoint_override),
+        connections=connections(),
+        idempotency_table=aws.table(config.idempotency_table),
     )
 
 
@@ -72,7 +111,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if event.get("task") == "plan-reports":
         config = settings()
         planner = Planner(PlanRepository(table()), aws.client("sqs"), config.report_jobs_queue_url,
-                          config.enabled_by_default)
+                          config.enabled_by_default, subscriptions())
         return planner.run().as_dict()
     if "Records" in event:
         return _records(event["Records"])

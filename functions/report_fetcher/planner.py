@@ -3,6 +3,11 @@
 AWS calls grow with the due connections, not with the table: a Query page per shard, one
 SendMessageBatch per 10 messages, one BatchWriteItem per 25 cursors. Job ids are deterministic, so a
 plan that runs twice produces the same jobs, which the fetcher recognises as done or in flight.
+
+Before its jobs are sent, a due connection not yet subscribed to REPORT_PROCESSING_FINISHED is subscribed
+(report_fetcher.subscriptions; one GetItem when it already is). A subscription that fails never fails the
+plan: it is counted (ReportSubscriptionFailed, alarmed) and the connection stays due, so the next run tries
+again (and plans no job twice: each type's own due time has moved on).
 """
 
 from __future__ import annotations
@@ -11,9 +16,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
+
+from report_fetcher.subscriptions import ReportSubscriptions
 from seller_insights import clock
 from seller_insights.errors import PlanningFailed
-from seller_insights.observability import get_logger
+from seller_insights.observability import get_logger, get_metrics
 from seller_insights.report_catalog import CATALOG, align
 from seller_insights.report_jobs import Job, Plan, PlanRepository, job_id
 from seller_insights.repositories import iso
@@ -27,17 +35,21 @@ class PlanReport:
     connections: int = 0
     jobs: int = 0
     messages: int = 0
+    subscribed: int = 0  # connections newly subscribed to REPORT_PROCESSING_FINISHED
 
     def as_dict(self) -> dict[str, int]:
         return dict(vars(self))
 
 
 class Planner:
-    def __init__(self, plans: PlanRepository, sqs: Any, queue_url: str, default_types: tuple[str, ...]) -> None:
+    def __init__(self, plans: PlanRepository, sqs: Any, queue_url: str, default_types: tuple[str, ...],
+                 subscriptions: ReportSubscriptions | None = None) -> None:
+        """`subscriptions`: None when no report_notifications queue is configured (jobs poll only)."""
         self._plans = plans
         self._sqs = sqs
         self._queue_url = queue_url
         self._default_types = default_types
+        self._subscriptions = subscriptions
 
     def run(self) -> PlanReport:
         report = PlanReport()
@@ -46,7 +58,11 @@ class Planner:
         batch: list[dict[str, Any]] = []
         updated: list[Plan] = []
         for plan in self._plans.due(epoch):
+            subscribed = self._subscribe(plan)
             jobs = self._due_jobs(plan, epoch)
+            if subscribed is None:
+                plan.next_plan_at = epoch  # not subscribed: due again at the next run
+            report.subscribed += bool(subscribed)
             report.connections += 1
             report.jobs += len(jobs)
             updated.append(plan)
@@ -83,6 +99,18 @@ class Planner:
         enabled = [t for t in plan.enabled or self._default_types if t in CATALOG] or list(self._default_types)
         plan.next_plan_at = min(plan.due.get(t, epoch) for t in enabled)
         return jobs
+
+    def _subscribe(self, plan: Plan) -> bool | None:
+        """True: subscribed now; False: already (or no subscriptions configured); None: failed this time."""
+        if self._subscriptions is None:
+            return False
+        try:
+            return self._subscriptions.ensure(plan.seller, plan.region)
+        except Exception as exc:  # the next run tries again; the jobs are planned all the same
+            get_metrics().add_metric(name="ReportSubscriptionFailed", unit=MetricUnit.Count, value=1)
+            get_logger().warning("REPORT_PROCESSING_FINISHED subscription deferred",
+                                 extra={"reason": type(exc).__name__, "status": getattr(exc, "status", None)})
+            return None
 
     def _send(self, bodies: list[str]) -> None:
         for start in range(0, len(bodies), _SQS_BATCH):

@@ -20,13 +20,14 @@ from seller_insights.marketplaces import LWA_TOKEN_URL
 from seller_insights.observability import get_logger, get_metrics, get_tracer
 from seller_insights.redaction import invocation_scope
 from seller_insights.repositories import ConnectionsRepository, OneTimeClaims
+from seller_insights.spapi import GrantlessTokens, SpApiClient
 from seller_insights.tokens import AccessTokenCache, AccessTokenProvider, TokenPolicy
 from seller_insights.vault import Vault
 from token_refresher.models import Notification
 from token_refresher.service import (
+    ROTATION_SCOPE,
     ReauthorizationCheck,
     RefreshSweep,
-    ReportSubscriptions,
     SecretRotation,
     SecretStore,
 )
@@ -87,29 +88,20 @@ def verification() -> ConsentVerification:
 
 
 @per_container
+def grantless_api(scope: str) -> SpApiClient:
+    """Calls that act for the application, with a grantless token of `scope` kept for this container."""
+    return SpApiClient(GrantlessTokens(lwa(), scope), endpoint_override=settings().amazon_endpoint_override)
+
+
+@per_container
 def rotation() -> SecretRotation:
     config = settings()
     return SecretRotation(
         store=SecretStore(aws.client("secretsmanager"), config.lwa_client_secret_id),
         claims=OneTimeClaims(aws.table(config.idempotency_table)),
-        lwa=lwa(),
+        application_api=grantless_api(ROTATION_SCOPE),
         credentials=credentials(),
         rotate_when_days_left=config.rotate_when_days_left,
-        endpoint_override=config.amazon_endpoint_override,
-    )
-
-
-@per_container
-def subscriptions() -> ReportSubscriptions | None:
-    config = settings()
-    if not config.report_notifications_queue_arn:
-        return None
-    return ReportSubscriptions(
-        queue_arn=config.report_notifications_queue_arn,
-        lwa=lwa(),
-        connections=connections(),
-        idempotency_table=aws.table(config.idempotency_table),
-        endpoint_override=config.amazon_endpoint_override,
     )
 
 
@@ -122,7 +114,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return _notifications(event["Records"])
     task = event.get("task")
     if task == "refresh-tokens":
-        sweep = RefreshSweep(connections(), tokens(), TOKEN_POLICY, subscriptions())
+        sweep = RefreshSweep(connections(), tokens(), TOKEN_POLICY)
         return sweep.run(context.get_remaining_time_in_millis).as_dict()
     if task == "verify-consents":
         return verification().run(context.get_remaining_time_in_millis).as_dict()

@@ -54,7 +54,6 @@ class RefreshReport:
     revoked: int = 0
     skipped: int = 0
     failed: int = 0
-    subscribed: int = 0  # sellers newly subscribed to REPORT_PROCESSING_FINISHED
     stopped: str | None = None  # why the sweep ended early (e.g. "invalid_client")
     left: int = 0
 

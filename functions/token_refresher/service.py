@@ -7,13 +7,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-import requests
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
 
 from seller_insights import clock
 from seller_insights.credentials import CredentialsSource
-from seller_insights.endpoints import amazon_url
 from seller_insights.errors import (
     AuthorizationRevoked,
     ConnectionNotActive,
@@ -22,16 +20,17 @@ from seller_insights.errors import (
     LwaUnavailable,
     MalformedNotification,
     RetryLater,
+    RotationFailed,
+    SpApiError,
     TokenUnavailable,
     VaultError,
 )
 from seller_insights.events import EventPublisher
-from seller_insights.lwa import LwaClient
-from seller_insights.marketplaces import SPAPI_ENDPOINTS, Region
 from seller_insights.observability import get_logger, get_metrics
 from seller_insights.redaction import register_secret
 from seller_insights.repositories import ClaimStatus, ConnectionsRepository, OneTimeClaims
-from seller_insights.tokens import AccessToken, AccessTokenProvider, TokenPolicy
+from seller_insights.spapi import SpApiClient
+from seller_insights.tokens import AccessTokenProvider, TokenPolicy
 from token_refresher.models import (
     NEW_SECRET_TYPE,
     SECRET_EXPIRY_TYPE,
@@ -41,7 +40,6 @@ from token_refresher.models import (
 )
 
 ROTATION_SCOPE = "sellingpartnerapi::client_credential:rotation"
-ROTATE_PATH = "/applications/2023-11-30/clientSecret"
 ROTATION_INTERVAL_SECONDS = 60  # rotateApplicationClientSecret: rate 0.0167/s, burst 1
 NOTIFICATION_CLAIM_SECONDS = 14 * 24 * 3600  # a handled notification: longer than SQS keeps a message
 # A claim in progress lapses after this (longer than the function's timeout), so a notification whose
@@ -49,17 +47,6 @@ NOTIFICATION_CLAIM_SECONDS = 14 * 24 * 3600  # a handled notification: longer th
 NOTIFICATION_WORK_SECONDS = 300
 # Stop taking new connections when the invocation has less than this left.
 SAFETY_MILLIS = 10_000
-NOTIFICATIONS_SCOPE = "sellingpartnerapi::notifications"
-DESTINATIONS_PATH = "/notifications/v1/destinations"
-SUBSCRIBE_PATH = "/notifications/v1/subscriptions/REPORT_PROCESSING_FINISHED"
-REPORT_PAYLOAD_VERSION = "2020-09-04"
-# One cached destination id per SP-API region: `destination#report_notifications#{NA|EU|FE}`.
-DESTINATION_ITEM_PREFIX = "destination#report_notifications#"
-LEGACY_DESTINATION_ITEM_ID = "destination#report_notifications"  # before destinations were per region
-# A cached grantless token is used until this long before its expiry.
-GRANTLESS_MARGIN_SECONDS = 60
-DESTINATION_NAME = "seller-insights-report-notifications"
-SUBSCRIPTION_EXISTS = "existing"
 
 
 def count(name: str, value: float = 1) -> None:
@@ -70,12 +57,10 @@ class RefreshSweep:
     """Renews the access tokens that are due (sparse index, no Scan). Every refresh also proves the
     refresh token still works, so a revocation is seen within one token lifetime even for idle sellers."""
 
-    def __init__(self, connections: ConnectionsRepository, tokens: AccessTokenProvider, policy: TokenPolicy,
-                 subscriptions: ReportSubscriptions | None = None) -> None:
+    def __init__(self, connections: ConnectionsRepository, tokens: AccessTokenProvider, policy: TokenPolicy) -> None:
         self._connections = connections
         self._tokens = tokens
         self._policy = policy
-        self._subscriptions = subscriptions
 
     def run(self, remaining_millis: Callable[[], int]) -> RefreshReport:
         report = RefreshReport()
@@ -114,156 +99,7 @@ class RefreshSweep:
                     report.skipped += 1  # another caller is refreshing it right now
                 else:
                     report.refreshed += 1
-                    if self._subscribe(seller, region, refreshed):
-                        report.subscribed += 1
         return report
-
-    def _subscribe(self, seller: str, region: str, token: AccessToken) -> bool:
-        """Subscribes the seller to REPORT_PROCESSING_FINISHED if not yet; never fails the refresh."""
-        if self._subscriptions is None:
-            return False
-        try:
-            return self._subscriptions.ensure(seller, region, token)
-        except Exception as exc:  # the next refresh tries again
-            count("ReportSubscriptionFailed")
-            get_logger().warning("REPORT_PROCESSING_FINISHED subscription deferred",
-                                 extra={"reason": type(exc).__name__, "status": getattr(exc, "status", None)})
-            return False
-
-
-class SubscriptionFailed(Exception):
-    """A Notifications API call answered an unexpected status (the message names only the status)."""
-
-    def __init__(self, operation: str, status: int) -> None:
-        self.status = status
-        super().__init__(f"{operation} answered HTTP {status}")
-
-
-class ReportSubscriptions:
-    """Subscribes sellers to REPORT_PROCESSING_FINISHED, delivered to the report_notifications queue.
-
-    Amazon keeps Notifications API destinations per region and refuses another region's destination id
-    (400 "No destination with id ..."), so there is one destination per SP-API region, created grantless on
-    that region's host the first time a seller of the region is subscribed (found first with
-    getDestinations; a 409 means another run created it meanwhile). Each is cached in the idempotency
-    table as `id=destination#report_notifications#{region}`; a 400 for a cached id drops that region's entry
-    so the next refresh looks it up again. The subscription id is kept on the CONN item as
-    `rpf_subscription_id` ("existing" when Amazon said 409: the seller was already subscribed).
-    """
-
-    def __init__(
-        self,
-        *,
-        queue_arn: str,
-        lwa: LwaClient,
-        connections: ConnectionsRepository,
-        idempotency_table: Any,
-        endpoint_override: str | None,
-        session: requests.Session | None = None,
-    ) -> None:
-        self._queue_arn = queue_arn
-        self._lwa = lwa
-        self._connections = connections
-        self._table = idempotency_table
-        self._override = endpoint_override
-        self._session = session or requests.Session()
-        # One grantless token serves every region's host (value, epoch second it stops being used).
-        self._grantless: tuple[str, int] | None = None
-
-    def ensure(self, seller: str, region: str, token: AccessToken) -> bool:
-        """True if the seller was subscribed now; False if it already was (or is no longer ACTIVE)."""
-        if self._connections.report_subscription(seller, region) is not None:
-            return False
-        home = Region(region)
-        destination_id, cached = self._destination(home)
-        response = self._post(SPAPI_ENDPOINTS[home] + SUBSCRIBE_PATH, token.value,
-                              {"payloadVersion": REPORT_PAYLOAD_VERSION, "destinationId": destination_id})
-        if response.status_code == 409:
-            subscription_id = SUBSCRIPTION_EXISTS
-        elif response.status_code == 200:
-            subscription_id = str(response.json()["payload"]["subscriptionId"])
-        else:
-            if response.status_code == 400 and cached:
-                # The region no longer knows the cached destination: look it up (or create it) next time.
-                self._forget_destination(home, destination_id)
-            raise SubscriptionFailed("createSubscription", response.status_code)
-        recorded = self._connections.record_report_subscription(seller, region, subscription_id)
-        if recorded:
-            count("ReportSubscriptionCreated")
-        return recorded
-
-    def _destination(self, region: Region) -> tuple[str, bool]:
-        """The region's destination id for the queue, and whether it came from the cache."""
-        item_id = destination_item_id(region)
-        item = self._table.get_item(Key={"id": item_id}, ConsistentRead=True).get("Item")
-        if item and item.get("queue_arn") == self._queue_arn and item.get("destination_id"):
-            return str(item["destination_id"]), True
-        try:
-            destination_id = self._find_or_create(region, self._grantless_token())
-        except SubscriptionFailed as exc:
-            if exc.status == 403:  # the cached grantless token was refused: ask LWA for a new one next time
-                self._grantless = None
-            raise
-        self._table.put_item(Item={"id": item_id, "destination_id": destination_id, "region": region.value,
-                                   "queue_arn": self._queue_arn, "stored_at": iso_millis(clock.now())})
-        if region is Region.NA:
-            # The single-destination cache of earlier versions held an NA destination for every region.
-            self._table.delete_item(Key={"id": LEGACY_DESTINATION_ITEM_ID})
-        return destination_id, False
-
-    def _find_or_create(self, region: Region, access_token: str) -> str:
-        destination_id = self._find(region, access_token)
-        if destination_id is not None:
-            return destination_id
-        body = {"name": DESTINATION_NAME, "resourceSpecification": {"sqs": {"arn": self._queue_arn}}}
-        response = self._post(SPAPI_ENDPOINTS[region] + DESTINATIONS_PATH, access_token, body)
-        if response.status_code == 200:
-            destination_id = str(response.json()["payload"]["destinationId"])
-        elif response.status_code == 409:  # created meanwhile by another run
-            destination_id = self._find(region, access_token)
-        if destination_id is None:
-            raise SubscriptionFailed("createDestination", response.status_code)
-        count("ReportDestinationCreated")
-        return destination_id
-
-    def _forget_destination(self, region: Region, destination_id: str) -> None:
-        """Drops the region's cache entry, unless another run has already replaced it."""
-        get_logger().warning("cached REPORT_PROCESSING_FINISHED destination refused; it will be looked up again",
-                             extra={"region": region.value})
-        try:
-            self._table.delete_item(Key={"id": destination_item_id(region)},
-                                    ConditionExpression="destination_id = :refused",
-                                    ExpressionAttributeValues={":refused": destination_id})
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
-
-    def _grantless_token(self) -> str:
-        now = clock.epoch_seconds()
-        if self._grantless is not None and now < self._grantless[1]:
-            return self._grantless[0]
-        grant = self._lwa.client_credentials(NOTIFICATIONS_SCOPE)
-        self._grantless = (grant.access_token, now + max(0, grant.expires_in - GRANTLESS_MARGIN_SECONDS))
-        return grant.access_token
-
-    def _find(self, region: Region, access_token: str) -> str | None:
-        url = amazon_url(SPAPI_ENDPOINTS[region] + DESTINATIONS_PATH, self._override)
-        response = self._session.get(url, headers={"x-amz-access-token": access_token}, timeout=(3.05, 20))
-        if response.status_code != 200:
-            raise SubscriptionFailed("getDestinations", response.status_code)
-        for destination in response.json().get("payload") or []:
-            if (destination.get("resource") or {}).get("sqs", {}).get("arn") == self._queue_arn:
-                return str(destination["destinationId"])
-        return None
-
-    def _post(self, endpoint_url: str, access_token: str, body: dict[str, Any]) -> requests.Response:
-        return self._session.post(amazon_url(endpoint_url, self._override), json=body,
-                                  headers={"x-amz-access-token": access_token}, timeout=(3.05, 20))
-
-
-def destination_item_id(region: Region) -> str:
-    """The idempotency-table item that caches the region's REPORT_PROCESSING_FINISHED destination id."""
-    return f"{DESTINATION_ITEM_PREFIX}{region.value}"
 
 
 class ReauthorizationCheck:
@@ -316,19 +152,16 @@ class SecretRotation:
         *,
         store: SecretStore,
         claims: OneTimeClaims,
-        lwa: LwaClient,
+        application_api: SpApiClient,
         credentials: CredentialsSource,
         rotate_when_days_left: int,
-        endpoint_override: str | None,
-        session: requests.Session | None = None,
     ) -> None:
+        """`application_api` sends a grantless token with the rotation scope (GrantlessTokens)."""
         self._store = store
         self._claims = claims
-        self._lwa = lwa
+        self._application_api = application_api
         self._credentials = credentials
         self._rotate_when = timedelta(days=rotate_when_days_left)
-        self._override = endpoint_override
-        self._session = session or requests.Session()
 
     def handle(self, notification: Notification) -> str:
         """What was done: "rotated", "stored", "not yet", "duplicate", "other client"."""
@@ -369,13 +202,15 @@ class SecretRotation:
         if not self._claims.claim("rotation-call", owner="token_refresher", now=clock.epoch_seconds(),
                                   ttl_seconds=ROTATION_INTERVAL_SECONDS):
             raise RetryLater("rotateApplicationClientSecret was called less than a minute ago")
-        grant = self._lwa.client_credentials(ROTATION_SCOPE)
-        url = amazon_url(SPAPI_ENDPOINTS[Region.NA] + ROTATE_PATH, self._override)
-        response = self._session.post(url, headers={"x-amz-access-token": grant.access_token}, timeout=(3.05, 20))
-        if response.status_code == 429:
-            raise RetryLater("rotateApplicationClientSecret is throttled")
-        if response.status_code != 204:
-            raise RotationFailed(response.status_code)
+        try:
+            answer = self._application_api.rotate_application_client_secret()
+        except SpApiError as exc:
+            if exc.status == 429:
+                raise RetryLater("rotateApplicationClientSecret is throttled") from None
+            raise RotationFailed(exc.status, exc.code, operation=exc.operation, rate_limit=exc.rate_limit) from None
+        if answer.status != 204:
+            raise RotationFailed(answer.status, None, operation="rotateApplicationClientSecret",
+                                 rate_limit=answer.rate_limit)
         count("ClientSecretRotated")
         return "rotated"
 
@@ -421,9 +256,3 @@ def _parse(value: str) -> datetime:
 
 def iso_millis(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-class RotationFailed(Exception):
-    def __init__(self, status: int) -> None:
-        self.status = status
-        super().__init__(f"rotateApplicationClientSecret answered HTTP {status}")

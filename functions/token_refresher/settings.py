@@ -25,9 +25,6 @@ class TokenRefresherSettings(ConnectionsTable, IdempotencyTable, AuditTable, Tok
     # An expiry notice with fewer days left than this rotates the LWA client secret.
     rotate_when_days_left: int = env_field(default=7)
     event_bus_name: str = env_field(default="default")
-    # The report pipeline's report_notifications queue: sellers are subscribed to REPORT_PROCESSING_FINISHED
-    # with a destination for it after a refresh. Absent: no subscriptions.
-    report_notifications_queue_arn: str | None = env_field(default=None)
 
     def validate(self) -> None:
         super().validate()

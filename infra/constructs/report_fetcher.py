@@ -10,7 +10,13 @@ Keys: ``report_notifications`` (and its DLQ) share the notifications key of the 
 the one key Amazon's account may use (through SQS only); ``report_jobs`` gets a key of its own that
 no one outside this account and the fetcher's role (through SQS) ever uses. The fetcher holds the
 token key only for ``purpose=access_token``: it reads the shared access-token cache and can neither
-decrypt nor refresh refresh tokens, and it never reads the LWA client secret.
+decrypt nor refresh refresh tokens.
+
+REPORT_PROCESSING_FINISHED subscriptions are the pipeline's own (report_fetcher.subscriptions): the
+plan subscribes each connection once with its cached access token, to a destination for
+``report_notifications`` that it creates per region with a grantless token. That is the one reason the
+fetcher reads the LWA client secret (GetSecretValue on that secret only); the destination ids are
+cached in the idempotency table (get, put and delete of items, nothing else there).
 """
 
 from __future__ import annotations
@@ -42,6 +48,9 @@ QUEUE_RETENTION = Duration.days(4)
 METRIC_PERIOD = Duration.hours(1)
 REPORT_FAILED_METRIC = "ReportFailed"
 UNEXPECTED_COLUMNS_DROPPED_METRIC = "UnexpectedColumnsDropped"
+# A connection could not be subscribed to REPORT_PROCESSING_FINISHED (the plan went on); alarmed at once.
+SUBSCRIPTION_FAILED_METRIC = "ReportSubscriptionFailed"
+SUBSCRIPTION_METRIC_PERIOD = Duration.minutes(5)
 
 
 class ReportFetcher(Construct):
@@ -108,6 +117,9 @@ class ReportFetcher(Construct):
             "PURGE_AFTER_DAYS": str(config.purge_after_days),
             "REPORT_MAX_DECOMPRESSED_MIB": str(config.report_max_decompressed_mib),
             "REPORT_MAX_COMPRESSION_RATIO": str(config.report_max_compression_ratio),
+            "REPORT_NOTIFICATIONS_QUEUE_ARN": self.notifications.queue_arn,
+            "IDEMPOTENCY_TABLE": stores.idempotency.table_name,
+            "LWA_CLIENT_SECRET_ID": stores.lwa_client_secret.secret_arn,
         }.items():
             fn.add_environment(name, value)
 
@@ -137,13 +149,18 @@ class ReportFetcher(Construct):
 
         self.report_failed_metric = self._metric(REPORT_FAILED_METRIC)
         self.unexpected_columns_dropped_metric = self._metric(UNEXPECTED_COLUMNS_DROPPED_METRIC)
+        self.subscription_failed_metric = self._metric(SUBSCRIPTION_FAILED_METRIC, SUBSCRIPTION_METRIC_PERIOD)
 
     def _grant(self, stores: DataStores) -> None:
         fn = self.handler
         stores.grant_tables_read_write(fn, stores.connections)
         stores.grant_connection_index_query(fn, PLAN_DUE_INDEX)
-        # The shared access-token cache only: no refresh tokens, no LWA client secret.
+        # The shared access-token cache only: no refresh tokens.
         stores.grant_access_token_crypto(fn)
+        # Grantless tokens for the Notifications API destinations, and their cached ids.
+        stores.grant_lwa_client_value(fn)
+        stores.grant_table_actions(fn, stores.idempotency, "dynamodb:GetItem", "dynamodb:PutItem",
+                                   "dynamodb:DeleteItem")
         stores.grant_seller_keys(fn)
         stores.grant_seller_objects_read_write(fn)
         acknowledge(
@@ -157,13 +174,13 @@ class ReportFetcher(Construct):
         self.jobs.grant(fn, "sqs:SendMessage")
         messaging.grant_queue_key_via_sqs(fn, self.jobs_key, "kms:GenerateDataKey", "kms:Decrypt")
 
-    def _metric(self, name: str) -> cloudwatch.Metric:
+    def _metric(self, name: str, period: Duration = METRIC_PERIOD) -> cloudwatch.Metric:
         return cloudwatch.Metric(
             namespace=METRICS_NAMESPACE,
             metric_name=name,
             dimensions_map={"service": DUTY},
             statistic=cloudwatch.Stats.SUM,
-            period=METRIC_PERIOD,
+            period=period,
         )
 
     @property

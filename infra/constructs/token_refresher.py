@@ -42,7 +42,6 @@ DEFAULT_EVENT_BUS = "default"
 INVALID_CLIENT_METRIC = "LwaInvalidClient"
 IDENTITY_MISMATCH_METRIC = "ConsentIdentityMismatch"
 VERIFICATION_EXPIRED_METRIC = "ConsentVerificationExpired"
-SUBSCRIPTION_FAILED_METRIC = "ReportSubscriptionFailed"
 
 SWEEP_TIMEOUT_SECONDS = 120
 NOTIFICATIONS_BATCH_SIZE = 10
@@ -116,8 +115,6 @@ class TokenRefresher(Construct):
 
         self.invalid_client_metric = self._metric(INVALID_CLIENT_METRIC)
         self.verification_expired_metric = self._metric(VERIFICATION_EXPIRED_METRIC)
-        # A seller could not be subscribed to REPORT_PROCESSING_FINISHED (the refresh went on).
-        self.subscription_failed_metric = self._metric(SUBSCRIPTION_FAILED_METRIC)
 
     def identity_mismatch_metric(self, consent_duty: str) -> cloudwatch.IMetric:
         """ConsentIdentityMismatch from the verifier and from the consent callback (a pending deletion's
@@ -129,11 +126,6 @@ class TokenRefresher(Construct):
             label=IDENTITY_MISMATCH_METRIC,
             period=Duration.minutes(5),
         )
-
-    def subscribe_report_notifications(self, queue_arn: str) -> None:
-        """Sellers get subscribed to REPORT_PROCESSING_FINISHED with a destination for this queue (the
-        report pipeline's report_notifications) after a token refresh."""
-        self.handler.function.add_environment("REPORT_NOTIFICATIONS_QUEUE_ARN", queue_arn)
 
     # ------------------------------------------------------------------ pieces
 

@@ -1,6 +1,7 @@
 """REPORT_PROCESSING_FINISHED from outside North America, through `python -m local serve`: a European
-seller is subscribed with the EU region's own destination after a token refresh, and Amazon's
-notifications for its reports reach the report_notifications queue and the fetcher.
+seller is subscribed with the EU region's own destination by the report fetcher's plan (with the access
+token the refresher keeps warm), and Amazon's notifications for its reports reach the report_notifications
+queue and the fetcher.
 
 Driven over HTTP only (our control calls, the Amazon emulator's); boto3 against the printed AWS endpoint
 only to read what is stored. The stack is this module's own, so every notification it counts belongs to
@@ -30,6 +31,8 @@ def test_a_european_sellers_report_notifications_arrive(info: dict[str, Any]) ->
     connect(info, seller, "DE")
 
     refreshed = fire(info, "refresh-tokens")
+    plan = fire(info, "plan-reports")  # subscribes the connection, then sends its jobs
+    refreshed = {**refreshed, "subscribed": plan["subscribed"]}
 
     assert (refreshed["refreshed"], refreshed["subscribed"], refreshed["failed"]) == (1, 1, 0), refreshed
     (connection,) = seller_items(info, seller, "CONN#")
@@ -42,7 +45,6 @@ def test_a_european_sellers_report_notifications_arrive(info: dict[str, Any]) ->
     assert amazon["destinations_by_region"] == {"NA": 0, "EU": 1, "FE": 0}
     assert amazon["subscriptions_by_region"] == {"NA": 0, "EU": 1, "FE": 0}
 
-    plan = fire(info, "plan-reports")
     assert plan["connections"] == 1 and plan["messages"] >= 1, plan
     first = drain(info)  # each job requests its report, then waits on the queue with a delay
     requested = {str(job["sk"]) for job in seller_items(info, seller, "JOB#")

@@ -45,7 +45,6 @@ TOKEN_ENV = {
     "STAGE",
     "SELLER_KEY_SECRET_ID",
     "AUDIT_TABLE",
-    "REPORT_NOTIFICATIONS_QUEUE_ARN",
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
     "LOG_LEVEL",
@@ -124,7 +123,8 @@ def test_every_function_names_sellers_by_the_keyed_seller_key(raw: dict[str, Any
     for handler, variables in function_environments(raw).items():
         assert variables["SELLER_KEY_SECRET_ID"] == {"Ref": secret_id}, handler
     for handler, statements in _function_policies(raw).items():
-        reading = [s for s in statements if s.get("Resource") == {"Ref": secret_id}]
+        # (policy minimization may merge it with another secret's GetSecretValue into one statement)
+        reading = [s for s in statements if {"Ref": secret_id} in _as_list(s.get("Resource"))]
         assert [s["Action"] for s in reading] == ["secretsmanager:GetSecretValue"], handler
 
 
@@ -280,8 +280,6 @@ def test_token_environment_follows_the_contract(raw: dict[str, Any], stage: str)
         "27", "30", "7"
     )
     assert variables["EVENT_BUS_NAME"] == "default"
-    report_queue_id, _ = by_purpose(raw, "report_notifications")
-    assert variables["REPORT_NOTIFICATIONS_QUEUE_ARN"] == {"Fn::GetAtt": [report_queue_id, "Arn"]}
     consent = function_environments(raw)[CONSENT_HANDLER]
     for shared in ("CONNECTIONS_TABLE", "IDEMPOTENCY_TABLE", "AUDIT_TABLE", "TOKEN_KEY_ID", "LWA_CLIENT_SECRET_ID"):
         assert variables[shared] == consent[shared], shared

@@ -32,6 +32,9 @@ REPORT_ENV = {
     "PURGE_AFTER_DAYS",
     "REPORT_MAX_DECOMPRESSED_MIB",
     "REPORT_MAX_COMPRESSION_RATIO",
+    "REPORT_NOTIFICATIONS_QUEUE_ARN",
+    "IDEMPOTENCY_TABLE",
+    "LWA_CLIENT_SECRET_ID",
 }
 SELLER_OBJECT_ACTIONS = ["s3:AbortMultipartUpload", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:PutObject"]
 TOKEN_CRYPTO_ACTIONS = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey")
@@ -273,7 +276,12 @@ def test_fetcher_permissions_are_scoped(raw: dict[str, Any]) -> None:
     # The connections table by key, Query on by_plan_due only; no Scan, no other table.
     unkeyed = ("dynamodb:Scan", "dynamodb:PartiQLSelect", "dynamodb:ExportTableToPointInTime")
     assert not any(action in by_action for action in unkeyed)
-    assert by_action["dynamodb:PutItem"] == [_arn(connections_id)]
+    idempotency_id, _ = by_purpose(raw, "idempotency")
+    assert sorted(json.dumps(r) for r in by_action["dynamodb:PutItem"]) == sorted(
+        json.dumps(_arn(i)) for i in (connections_id, idempotency_id))
+    # The idempotency table only for the cached destination ids: get, put, delete by key.
+    assert {a for a, rs in by_action.items() if _arn(idempotency_id) in rs} == {
+        "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"}
     queried = sorted(json.dumps(r) for r in by_action["dynamodb:Query"])
     assert queried == sorted([
         json.dumps(_arn(connections_id)),
@@ -292,10 +300,13 @@ def test_fetcher_permissions_are_scoped(raw: dict[str, Any]) -> None:
         assert sorted(json.dumps(r) for r in by_action[action]) == sorted(
             json.dumps(_arn(i)) for i in (jobs_id, notifications_id)
         ), action
-    # No LWA client secret (only the seller-key secret), no events, no metrics API (EMF through logs).
+    # Reads the seller-key secret and the LWA client secret (grantless tokens for the Notifications API's
+    # destinations), nothing else in Secrets Manager; no events, no metrics API (EMF through logs).
     seller_keys_id, _ = by_purpose(raw, "seller_keys")
+    lwa_secret_id, _ = by_purpose(raw, "lwa_client")
     assert {a for a in by_action if a.startswith("secretsmanager:")} == {"secretsmanager:GetSecretValue"}
-    assert by_action["secretsmanager:GetSecretValue"] == [{"Ref": seller_keys_id}]
+    assert sorted(json.dumps(r) for r in by_action["secretsmanager:GetSecretValue"]) == sorted(
+        json.dumps({"Ref": i}) for i in (seller_keys_id, lwa_secret_id))
     assert not any(a.startswith(("events:", "cloudwatch:", "ssm:")) for a in by_action)
 
 
@@ -339,6 +350,19 @@ def test_report_pipeline_alarms(raw: dict[str, Any]) -> None:
     assert errors["AlarmActions"] == [{"Ref": topic_id}]
 
 
+def test_a_failed_report_subscription_is_alarmed(raw: dict[str, Any]) -> None:
+    topic_id, _ = by_purpose(raw, "alarms")
+    (alarm,) = [a["Properties"] for a in resources(raw, "AWS::CloudWatch::Alarm").values()
+                if a["Properties"].get("MetricName") == "ReportSubscriptionFailed"]
+    assert alarm["Namespace"] == "SellerInsights"
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": "report_fetcher"}]
+    assert (alarm["Statistic"], alarm["Period"]) == ("Sum", 300)
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+    assert alarm["TreatMissingData"] == "notBreaching"
+    assert alarm["AlarmActions"] == [{"Ref": topic_id}]
+    assert "REPORT_PROCESSING_FINISHED" in alarm["AlarmDescription"]
+
+
 # ------------------------------------------------------------------------------- function contract
 
 def test_fetcher_environment_follows_the_contract(raw: dict[str, Any], stage: str) -> None:
@@ -352,10 +376,12 @@ def test_fetcher_environment_follows_the_contract(raw: dict[str, Any], stage: st
     assert variables["REPORT_JOBS_QUEUE_URL"] == {"Ref": by_purpose(raw, "report_jobs")[0]}
     assert variables["DATA_BUCKET"] == {"Ref": by_purpose(raw, "data")[0]}
     tokens = function_environments(raw)[TOKEN_HANDLER]
-    for shared in ("CONNECTIONS_TABLE", "TOKEN_KEY_ID"):
+    for shared in ("CONNECTIONS_TABLE", "TOKEN_KEY_ID", "IDEMPOTENCY_TABLE", "LWA_CLIENT_SECRET_ID"):
         assert variables[shared] == tokens[shared], shared
-    # It never calls LWA, so it is not told where the client secret lives.
-    assert "LWA_CLIENT_SECRET_ID" not in variables
+    # Its plan subscribes sellers to REPORT_PROCESSING_FINISHED with a destination for its own queue.
+    report_queue_id, _ = by_purpose(raw, "report_notifications")
+    assert variables["REPORT_NOTIFICATIONS_QUEUE_ARN"] == {"Fn::GetAtt": [report_queue_id, "Arn"]}
+    assert "REPORT_NOTIFICATIONS_QUEUE_ARN" not in tokens
 
 
 def test_fetcher_has_room_to_stream_documents(raw: dict[str, Any]) -> None:

@@ -119,7 +119,7 @@ def assert_nothing_lost():
 
 
 def test_plan_fetch_store(reports_env, emulator):
-    assert invoke({"task": "plan-reports"}) == {"connections": 1, "jobs": 1, "messages": 1}
+    assert invoke({"task": "plan-reports"}) == {"connections": 1, "jobs": 1, "messages": 1, "subscribed": 0}
     run_until_settled(reports_env, emulator)
     (job,) = items("JOB#")
     assert job["status"] == "DONE"

@@ -50,7 +50,7 @@ def test_a_new_connection_gets_every_enabled_type_once(world):
     plans, sqs, queue, fixed = world
     plans.ensure("A1SELLER000001", "NA", ["ATVPDKIKX0DER"], now=clock.epoch_seconds())
     report = Planner(plans, sqs, queue, ALL_TYPES).run()
-    assert report.as_dict() == {"connections": 1, "jobs": 6, "messages": 1}
+    assert report.as_dict() == {"connections": 1, "jobs": 6, "messages": 1, "subscribed": 0}
     jobs = drain(sqs, queue)
     assert sorted(j["report_type"] for j in jobs) == sorted(ALL_TYPES)
     orders = next(j for j in jobs if j["report_type"] == ORDERS)

@@ -1,7 +1,10 @@
-"""The token refresher subscribes sellers to REPORT_PROCESSING_FINISHED (Notifications API): one
+"""The report fetcher's plan subscribes sellers to REPORT_PROCESSING_FINISHED (Notifications API): one
 grantless destination for the report_notifications queue in each SP-API region (Amazon keeps them per
 region), cached per region, one subscription per seller in its own region, recorded on the CONN item; the
-emulator then notifies subscribed sellers only. Failures never fail the refresh."""
+emulator then notifies subscribed sellers only. Failures never fail the plan (nor the refresh before it).
+
+`sweep()` is one round of the schedules: the token refresher's refresh-tokens (which keeps the access
+tokens the fetcher uses warm), then the fetcher's plan-reports (which subscribes the due connections)."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import pytest
 import requests
 
 from seller_insights.containers import forget_all
+from seller_insights.report_catalog import ORDERS
 from seller_insights.spapi import SpApiClient
 from tests.support.api import ConsentClient, FakeContext
 from tests.support.flows import connect_and_confirm
@@ -47,11 +51,22 @@ def report_queue(sqs: Any, moto_endpoint: str, emulator: Any) -> Iterator[tuple[
 
 
 @pytest.fixture
-def subscribing(token_env, report_queue, monkeypatch, emulator):
+def fetcher_env(token_env, monkeypatch):
+    """token_env plus the report fetcher's own environment (hourly ORDERS: a plan is due every hour)."""
+    jobs = boto3.client("sqs").create_queue(QueueName="report-jobs")["QueueUrl"]
+    boto3.client("s3").create_bucket(Bucket="data")
+    for key, value in {"DATA_BUCKET": "data", "REPORT_JOBS_QUEUE_URL": jobs, "DEFAULT_REPORT_TYPES": ORDERS}.items():
+        monkeypatch.setenv(key, value)
+    forget_all()
+    return token_env
+
+
+@pytest.fixture
+def subscribing(fetcher_env, report_queue, monkeypatch, emulator):
     monkeypatch.setenv("REPORT_NOTIFICATIONS_QUEUE_ARN", report_queue[1])
     forget_all()
     assert connect_and_confirm(ConsentClient(), emulator.base_url, SELLER, "US").status == 303
-    yield token_env
+    yield fetcher_env
     forget_all()
 
 
@@ -60,6 +75,20 @@ def refresher(task: str) -> dict[str, Any]:
 
     with acting_as("token_refresher"):
         return dict(lambda_handler({"task": task}, FakeContext(function_name="token_refresher")))
+
+
+def fetcher(task: str) -> dict[str, Any]:
+    from report_fetcher.handler import lambda_handler
+
+    with acting_as("report_fetcher"):
+        return dict(lambda_handler({"task": task}, FakeContext(function_name="report_fetcher")))
+
+
+def sweep() -> dict[str, Any]:
+    """The refresh report, with the number of sellers the plan after it subscribed."""
+    refreshed = refresher("refresh-tokens")
+    planned = fetcher("plan-reports")
+    return {**refreshed, "subscribed": planned["subscribed"]}
 
 
 def stats(emulator: Any) -> dict[str, Any]:
@@ -107,7 +136,7 @@ def test_a_refresh_subscribes_the_seller_once(subscribing, emulator, product_clo
     # The single cache item of earlier versions (an NA destination for every region) is cleared.
     idempotency(subscribing).put_item(Item={"id": LEGACY_ITEM, "destination_id": "from-before",
                                             "queue_arn": report_queue[1]})
-    first = refresher("refresh-tokens")
+    first = sweep()
     assert (first["refreshed"], first["subscribed"], first["failed"]) == (1, 1, 0)
     item = connection_item(subscribing, SELLER, "NA")
     assert item["rpf_subscription_id"] and item["rpf_subscription_id"] != "existing"
@@ -120,7 +149,7 @@ def test_a_refresh_subscribes_the_seller_once(subscribing, emulator, product_clo
     assert idempotency(subscribing).get_item(Key={"id": LEGACY_ITEM}).get("Item") is None
 
     product_clock.advance(3600 - 300)  # due again
-    second = refresher("refresh-tokens")
+    second = sweep()
     assert (second["refreshed"], second["subscribed"]) == (1, 0)
     counted = stats(emulator)
     assert (counted["destinations"], counted["subscriptions"]) == (1, 1)
@@ -132,13 +161,13 @@ def test_a_refresh_subscribes_the_seller_once(subscribing, emulator, product_clo
 
 
 def test_an_existing_subscription_and_destination_are_reused(subscribing, emulator, product_clock):
-    refresher("refresh-tokens")
+    sweep()
     # Our records are lost (e.g. a restore): Amazon still has the destination and the subscription.
     table = boto3.resource("dynamodb").Table(subscribing.tables["connections"])
     table.update_item(Key={"pk": f"SELLER#{SELLER}", "sk": "CONN#NA"}, UpdateExpression="REMOVE rpf_subscription_id")
     idempotency(subscribing).delete_item(Key={"id": "destination#report_notifications#NA"})
-    product_clock.advance(3600 - 300)
-    again = refresher("refresh-tokens")
+    product_clock.advance(3600)  # the connection's next plan (and a refresh)
+    again = sweep()
     assert (again["refreshed"], again["subscribed"], again["failed"]) == (1, 1, 0)
     assert connection_item(subscribing, SELLER, "NA")["rpf_subscription_id"] == "existing"
     counted = stats(emulator)
@@ -147,7 +176,7 @@ def test_an_existing_subscription_and_destination_are_reused(subscribing, emulat
 
 
 def test_reports_notify_subscribed_sellers_only(subscribing, emulator, sqs, report_queue):
-    refresher("refresh-tokens")
+    sweep()
     # never swept: not subscribed
     assert connect_and_confirm(ConsentClient(), emulator.base_url, OTHER, "US").status == 303
     tokens = provider(subscribing, emulator.base_url)
@@ -170,7 +199,7 @@ def test_reports_notify_subscribed_sellers_only(subscribing, emulator, sqs, repo
 def test_a_failed_subscription_never_fails_the_refresh(subscribing, emulator, product_clock, monkeypatch, capfd):
     monkeypatch.setenv("REPORT_NOTIFICATIONS_QUEUE_ARN", "not-an-sqs-arn")  # createDestination answers 400
     forget_all()
-    report = refresher("refresh-tokens")
+    report = sweep()
     assert (report["refreshed"], report["subscribed"], report["failed"]) == (1, 0, 0)
     assert "rpf_subscription_id" not in connection_item(subscribing, SELLER, "NA")
     assert destination_item(subscribing) is None
@@ -181,15 +210,34 @@ def test_a_failed_subscription_never_fails_the_refresh(subscribing, emulator, pr
     monkeypatch.setenv("REPORT_NOTIFICATIONS_QUEUE_ARN", "arn:aws:sqs:us-east-1:123456789012:report-notifications")
     forget_all()
     product_clock.advance(3600 - 300)
-    assert refresher("refresh-tokens")["subscribed"] == 1
+    assert sweep()["subscribed"] == 1
     assert connection_item(subscribing, SELLER, "NA")["rpf_subscription_id"]
 
 
-def test_no_queue_arn_no_subscription(token_env, emulator):
+def test_a_failed_subscription_is_tried_at_the_next_plan_without_planning_jobs_twice(subscribing, product_clock,
+                                                                                      monkeypatch, report_queue):
+    refresher("refresh-tokens")  # the access token the fetcher will use
+    monkeypatch.setenv("REPORT_NOTIFICATIONS_QUEUE_ARN", "not-an-sqs-arn")  # createDestination answers 400
+    forget_all()
+    failed = fetcher("plan-reports")
+    assert (failed["connections"], failed["jobs"], failed["subscribed"]) == (1, 1, 0)
+
+    monkeypatch.setenv("REPORT_NOTIFICATIONS_QUEUE_ARN", report_queue[1])
+    forget_all()
+    product_clock.advance(15 * 60)  # the next plan-reports run; no report type is due again yet
+    retried = fetcher("plan-reports")
+    assert (retried["connections"], retried["jobs"], retried["subscribed"]) == (1, 0, 1)
+    assert connection_item(subscribing, SELLER, "NA")["rpf_subscription_id"]
+
+    product_clock.advance(15 * 60)
+    assert fetcher("plan-reports")["connections"] == 0  # subscribed: due again only for its reports
+
+
+def test_no_queue_arn_no_subscription(fetcher_env, emulator):
     assert connect_and_confirm(ConsentClient(), emulator.base_url, SELLER, "US").status == 303
-    report = refresher("refresh-tokens")
+    report = sweep()
     assert (report["refreshed"], report["subscribed"]) == (1, 0)
-    assert "rpf_subscription_id" not in connection_item(token_env, SELLER, "NA")
+    assert "rpf_subscription_id" not in connection_item(fetcher_env, SELLER, "NA")
     assert stats(emulator)["spapi"]["createSubscription"] == 0
 
 
@@ -197,7 +245,7 @@ def test_sellers_of_every_region_are_subscribed_with_their_regions_destination(s
                                                                                capfd, log_guard):
     connect_every_region()  # SELLER (NA) is connected already: a re-authorization, still one connection
 
-    first = refresher("refresh-tokens")
+    first = sweep()
 
     assert (first["refreshed"], first["subscribed"], first["failed"]) == (3, 3, 0)
     counted = stats(emulator)
@@ -210,7 +258,7 @@ def test_sellers_of_every_region_are_subscribed_with_their_regions_destination(s
     assert "ReportSubscriptionFailed" not in out and log_guard.findings(out + err) == []
 
     product_clock.advance(3600 - 300)  # due again: every destination id comes from its region's cache
-    second = refresher("refresh-tokens")
+    second = sweep()
     assert (second["refreshed"], second["subscribed"], second["failed"]) == (3, 0, 0)
     assert stats(emulator)["spapi"] == counted["spapi"]  # not one more Notifications API call
     for region, (seller, _, _) in REGIONS.items():
@@ -222,7 +270,7 @@ def test_sellers_of_every_region_are_subscribed_with_their_regions_destination(s
 
 def test_report_notifications_arrive_for_eu_and_fe_sellers(subscribing, emulator, sqs, report_queue):
     connect_every_region()
-    assert refresher("refresh-tokens")["subscribed"] == 3
+    assert sweep()["subscribed"] == 3
     client = SpApiClient(provider(subscribing, emulator.base_url), endpoint_override=emulator.base_url)
     reports = {}
     for region in ("EU", "FE"):
@@ -248,7 +296,7 @@ def test_a_refused_cached_destination_is_dropped_and_looked_up_again(subscribing
     single-destination design subscribed every seller with): the 400 drops that entry, the next refresh
     finds or creates the EU destination and subscribes the seller; NA's entry is left alone."""
     assert connect_and_confirm(ConsentClient(), emulator.base_url, EU_SELLER, "DE").status == 303
-    assert refresher("refresh-tokens")["subscribed"] == 2  # NA and EU, each with its own destination
+    assert sweep()["subscribed"] == 2  # NA and EU, each with its own destination
     north_america = destination_item(subscribing, "NA")
     assert north_america is not None
     table = boto3.resource("dynamodb").Table(subscribing.tables["connections"])
@@ -258,8 +306,8 @@ def test_a_refused_cached_destination_is_dropped_and_looked_up_again(subscribing
     out, err = capfd.readouterr()
     assert log_guard.findings(out + err) == []
 
-    product_clock.advance(3600 - 300)
-    refused = refresher("refresh-tokens")
+    product_clock.advance(3600)  # the connections' next plan (and a refresh)
+    refused = sweep()
 
     assert (refused["refreshed"], refused["subscribed"], refused["failed"]) == (2, 0, 0)  # the refresh stands
     assert destination_item(subscribing, "EU") is None  # dropped
@@ -271,7 +319,7 @@ def test_a_refused_cached_destination_is_dropped_and_looked_up_again(subscribing
     assert stats(emulator)["spapi"]["createSubscription"] == 3
 
     product_clock.advance(3600 - 300)
-    recovered = refresher("refresh-tokens")
+    recovered = sweep()
 
     assert (recovered["refreshed"], recovered["subscribed"], recovered["failed"]) == (2, 1, 0)
     cached = destination_item(subscribing, "EU")
@@ -287,11 +335,11 @@ def test_a_refused_cached_destination_is_dropped_and_looked_up_again(subscribing
 def test_a_refused_grantless_token_is_not_used_again(subscribing, emulator, product_clock, capfd, log_guard):
     """The grantless token is kept in memory until shortly before its expiry by our clock; if Amazon
     refuses it sooner (here: Amazon's clock is an hour ahead), the next run asks LWA for a new one."""
-    assert refresher("refresh-tokens")["subscribed"] == 1  # NA, with a new grantless token
+    assert sweep()["subscribed"] == 1  # NA, with a new grantless token
     emulator.advance_clock(3600)  # Amazon considers that token expired; our clock does not
     assert connect_and_confirm(ConsentClient(), emulator.base_url, EU_SELLER, "DE").status == 303
 
-    refused = refresher("refresh-tokens")
+    refused = sweep()
 
     assert (refused["refreshed"], refused["subscribed"], refused["failed"]) == (1, 0, 0)
     assert stats(emulator)["spapi_denied"]["getDestinations"] == 1
@@ -299,7 +347,7 @@ def test_a_refused_grantless_token_is_not_used_again(subscribing, emulator, prod
     assert '"ReportSubscriptionFailed":[1.0]' in out and log_guard.findings(out + err) == []
 
     product_clock.advance(3600 - 300)  # due again; the first token would still look fresh to us
-    again = refresher("refresh-tokens")
+    again = sweep()
 
     assert (again["refreshed"], again["subscribed"], again["failed"]) == (2, 1, 0)
     assert stats(emulator)["lwa"]["client_credentials"] == 2

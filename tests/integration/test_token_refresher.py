@@ -160,8 +160,8 @@ def test_transient_lwa_errors_are_retried_within_the_call(connected, emulator, r
 def test_sweep_refreshes_due_connections_and_detects_revocations(connected, emulator, product_clock):
     assert connect_and_confirm(ConsentClient(), emulator.base_url, OTHER, "DE").status == 303
     first = refresher("refresh-tokens")
-    assert first == {"due": 2, "refreshed": 2, "revoked": 0, "skipped": 0, "failed": 0, "subscribed": 0,
-                     "stopped": None, "left": 0}
+    assert first == {"due": 2, "refreshed": 2, "revoked": 0, "skipped": 0, "failed": 0, "stopped": None,
+                     "left": 0}
     assert refresher("refresh-tokens")["due"] == 0  # nothing due until five minutes before expiry
     revoke(emulator, OTHER, "EU")
     product_clock.advance(3600 - 300)

@@ -65,13 +65,44 @@ class TokenUnavailable(SellerInsightsError):
     """Another caller held the refresh lease longer than we could wait; try again later."""
 
 
-class SpApiError(SellerInsightsError):
+class SpApiFailure(SellerInsightsError):
+    """An SP-API call did not succeed: the family of SpApiError (an error status) and SpApiUnreachable
+    (no answer). `operation` names the API operation; `rate_limit` is Amazon's x-amzn-RateLimit-Limit
+    (requests per second for this operation, None when the answer had none)."""
+
+    def __init__(self, message: str, *, operation: str | None = None, rate_limit: float | None = None) -> None:
+        self.operation = operation
+        self.rate_limit = rate_limit
+        super().__init__(message)
+
+
+class SpApiError(SpApiFailure):
     """SP-API answered with an error status. Carries the status and Amazon's error code only."""
 
-    def __init__(self, status: int, code: str | None) -> None:
+    def __init__(self, status: int, code: str | None, *, operation: str | None = None,
+                 rate_limit: float | None = None) -> None:
         self.status = status
         self.code = code
-        super().__init__(f"SP-API answered {status} ({code or 'no error code'})")
+        called = f"{operation} answered" if operation else "SP-API answered"
+        super().__init__(f"{called} {status} ({code or 'no error code'})", operation=operation,
+                         rate_limit=rate_limit)
+
+
+class SpApiUnreachable(SpApiFailure):
+    """No answer from SP-API: `reason` is "timeout" or "connection". Nothing is known to have happened."""
+
+    def __init__(self, reason: str, *, operation: str | None = None) -> None:
+        self.reason = reason
+        super().__init__(f"{operation or 'SP-API'} unreachable ({reason})", operation=operation)
+
+
+class SubscriptionFailed(SpApiError):
+    """A Notifications API call (destinations, subscriptions) answered a status the report pipeline
+    cannot go on with."""
+
+
+class RotationFailed(SpApiError):
+    """rotateApplicationClientSecret answered something else than 204 or 429."""
 
 
 class IdentityNotProven(SellerInsightsError):

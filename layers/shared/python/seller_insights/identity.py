@@ -15,14 +15,15 @@ docs/architecture.md ("Who a consent belongs to") keeps the evidence.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import requests
-
-from seller_insights.errors import IdentityNotProven, SpApiError
+from seller_insights.errors import IdentityNotProven, SpApiError, SpApiUnreachable
 from seller_insights.marketplaces import Marketplace, main_marketplace, marketplace
-from seller_insights.spapi import SpApiClient, SpApiTimeouts
+from seller_insights.spapi import SpApiClient, SpApiTimeouts, http_session
 from seller_insights.tokens import AccessToken
+
+if TYPE_CHECKING:
+    import requests
 
 # Any valid ASIN serves: only the identifier of the estimate is read (the model's own example ASIN).
 PROBE_ASIN = "B00V5DG6IQ"
@@ -53,7 +54,7 @@ class _OneToken:
 class SellerIdentity:
     def __init__(self, *, endpoint_override: str | None, session: requests.Session | None = None) -> None:
         self._override = endpoint_override
-        self._session = session or requests.Session()
+        self._session = session or http_session()
 
     def seller_of(self, access_token: str, region: str, marketplace: Marketplace) -> str:
         """The seller id Amazon names for `access_token`, or IdentityNotProven (never a guess)."""
@@ -70,10 +71,8 @@ class SellerIdentity:
         except SpApiError as exc:
             # 429 and 5xx pass; 403 is a missing role or a refused token; 400 is a request Amazon rejects.
             raise IdentityNotProven(_reason(exc), retryable=exc.status == 429 or exc.status >= 500) from None
-        except requests.Timeout:
-            raise IdentityNotProven("timeout", retryable=True) from None
-        except requests.RequestException:
-            raise IdentityNotProven("connection", retryable=True) from None
+        except SpApiUnreachable as exc:  # "timeout" or "connection"
+            raise IdentityNotProven(exc.reason, retryable=True) from None
         seller_id = _seller_id(answer)
         if seller_id is None:
             raise IdentityNotProven("no_seller_id", retryable=True)
