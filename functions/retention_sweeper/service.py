@@ -22,13 +22,15 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
 
 from seller_insights import clock
 from seller_insights.candidates import candidate_partition
+from seller_insights.dynamo import ConditionFailed, Sleep, applied, condition_checked
+from seller_insights.errors import SellerInsightsError
 from seller_insights.object_keys import export_prefix, seller_prefix
 from seller_insights.observability import get_logger, get_metrics
 from seller_insights.pseudonyms import seller_key
@@ -38,12 +40,15 @@ from seller_insights.retention import (
     PurgeIndex,
     Receipts,
     S3Purge,
-    Sleep,
     TableItems,
     expiry_epoch,
     quota_keys,
     receipt_id,
 )
+
+if TYPE_CHECKING:
+    from types_boto3_dynamodb.client import DynamoDBClient
+    from types_boto3_s3.client import S3Client
 
 # Stop taking new connections when the invocation has less than this left (a purge is resumable,
 # but a half-done one costs the next run a second listing).
@@ -89,12 +94,12 @@ class _Due:
         return seller_key(self.seller)
 
 
-class ConnectionChanged(Exception):
+class ConnectionChanged(SellerInsightsError):
     """The connection left its purge state while we worked on it (re-authorized, rolled back)."""
 
 
 class RetentionSweep:
-    def __init__(self, *, db: Any, connections_table: str, audit_table: str, s3: Any, bucket: str,
+    def __init__(self, *, db: DynamoDBClient, connections_table: str, audit_table: str, s3: S3Client, bucket: str,
                  sleep: Sleep = time.sleep) -> None:
         """`db` is a DynamoDB client with the resource layer's serialisation (`Table.meta.client`)."""
         self._db = db
@@ -163,8 +168,9 @@ class RetentionSweep:
 
     def _claim(self, seller: str, region: str) -> _Due | None:
         """The connection as it is now, if it is still due; starts this purge's counters on first sight."""
-        item = self._db.get_item(TableName=self._table, Key=connection_key(seller, region),
-                                 ConsistentRead=True).get("Item")
+        # Table.meta.client: plain Python values, not the wire format the client's stubs describe.
+        item: dict[str, Any] | None = self._db.get_item(TableName=self._table, Key=connection_key(seller, region),
+                                                        ConsistentRead=True).get("Item")
         if item is None or item.get("status") not in REASONS or not item.get("purge_after"):
             return None
         purge_after = str(item["purge_after"])
@@ -174,20 +180,16 @@ class RetentionSweep:
             counted = {name: int(item.get(f"purged_{name}", 0)) for name in COUNTERS}
             return _Due(seller, region, str(item["status"]), purge_after, str(item["purge_started_at"]), counted)
         started_at = iso(clock.now())
-        try:
-            self._db.update_item(
-                TableName=self._table, Key=connection_key(seller, region),
-                UpdateExpression="SET purge_run = :purge, purge_started_at = :now, "
-                                 + ", ".join(f"purged_{name} = :zero" for name in COUNTERS),
-                ConditionExpression="#status = :status AND purge_after = :purge",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":purge": purge_after, ":now": started_at, ":zero": 0,
-                                           ":status": item["status"]},
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return None
-            raise
+        if not applied(lambda: self._db.update_item(
+            TableName=self._table, Key=connection_key(seller, region),
+            UpdateExpression="SET purge_run = :purge, purge_started_at = :now, "
+                             + ", ".join(f"purged_{name} = :zero" for name in COUNTERS),
+            ConditionExpression="#status = :status AND purge_after = :purge",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":purge": purge_after, ":now": started_at, ":zero": 0,
+                                       ":status": item["status"]},
+        )):
+            return None
         return _Due(seller, region, str(item["status"]), purge_after, started_at, dict.fromkeys(COUNTERS, 0))
 
     def _add_progress(self, due: _Due, counts: dict[str, int]) -> None:
@@ -196,18 +198,17 @@ class RetentionSweep:
         if not counts:
             return
         try:
-            self._db.update_item(
-                TableName=self._table, Key=due.key,
-                UpdateExpression="ADD " + ", ".join(f"purged_{name} :{name}" for name in counts),
-                ConditionExpression="#status = :status AND purge_run = :purge",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={**{f":{name}": value for name, value in counts.items()},
-                                           ":status": due.status, ":purge": due.purge_after},
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise ConnectionChanged("the connection left its purge state during the purge") from None
-            raise
+            with condition_checked():
+                self._db.update_item(
+                    TableName=self._table, Key=due.key,
+                    UpdateExpression="ADD " + ", ".join(f"purged_{name} :{name}" for name in counts),
+                    ConditionExpression="#status = :status AND purge_run = :purge",
+                    ExpressionAttributeNames={"#status": "status"},
+                    ExpressionAttributeValues={**{f":{name}": value for name, value in counts.items()},
+                                               ":status": due.status, ":purge": due.purge_after},
+                )
+        except ConditionFailed:
+            raise ConnectionChanged("the connection left its purge state during the purge") from None
 
     # b. ------------------------------------------------------------------------------------------------
 
@@ -286,14 +287,12 @@ class RetentionSweep:
         }
 
     def _delete_connection(self, due: _Due) -> None:
-        try:
-            self._db.delete_item(TableName=self._table, Key=due.key,
-                                 ConditionExpression="#status = :status AND purge_after = :purge",
-                                 ExpressionAttributeNames={"#status": "status"},
-                                 ExpressionAttributeValues={":status": due.status, ":purge": due.purge_after})
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
+        if not applied(lambda: self._db.delete_item(
+            TableName=self._table, Key=due.key,
+            ConditionExpression="#status = :status AND purge_after = :purge",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":status": due.status, ":purge": due.purge_after},
+        )):
             # Re-authorized between the verification and now: its data is gone and receipted; the new
             # authorization keeps its connection.
             get_logger().warning("connection re-authorized during its purge; kept",

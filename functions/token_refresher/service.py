@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError
 
 from seller_insights import clock
 from seller_insights.credentials import CredentialsSource
+from seller_insights.dynamo import applied
 from seller_insights.endpoints import amazon_url
 from seller_insights.errors import (
     AuthorizationRevoked,
@@ -230,13 +231,9 @@ class ReportSubscriptions:
         """Drops the region's cache entry, unless another run has already replaced it."""
         get_logger().warning("cached REPORT_PROCESSING_FINISHED destination refused; it will be looked up again",
                              extra={"region": region.value})
-        try:
-            self._table.delete_item(Key={"id": destination_item_id(region)},
-                                    ConditionExpression="destination_id = :refused",
-                                    ExpressionAttributeValues={":refused": destination_id})
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
+        applied(lambda: self._table.delete_item(Key={"id": destination_item_id(region)},
+                                                ConditionExpression="destination_id = :refused",
+                                                ExpressionAttributeValues={":refused": destination_id}))
 
     def _grantless_token(self) -> str:
         now = clock.epoch_seconds()
