@@ -72,6 +72,56 @@ class PurgeIndex:
                 yield parse_key(item)
 
 
+# --- The connection item's purge bookkeeping ---------------------------------------------------------
+
+
+class PurgeStates:
+    """The purge's marks on the connection item (`purge_run`, `purge_started_at`, `purged_*` counters),
+    each write conditional on the connection still being in the state the purge started from."""
+
+    def __init__(self, db: DynamoDBClient, table_name: str) -> None:
+        self._db = db  # Table.meta.client: plain Python values in and out
+        self._table = table_name
+
+    def read(self, key: dict[str, str]) -> dict[str, Any] | None:
+        item: dict[str, Any] | None = self._db.get_item(TableName=self._table, Key=key,
+                                                        ConsistentRead=True).get("Item")
+        return item
+
+    def start(self, key: dict[str, str], *, status: str, purge_after: str, started_at: str,
+              counters: tuple[str, ...]) -> bool:
+        """Mark the purge of this `purge_after` as started, counters at zero; False if the connection left
+        that state meanwhile."""
+        return applied(lambda: self._db.update_item(
+            TableName=self._table, Key=key,
+            UpdateExpression="SET purge_run = :purge, purge_started_at = :now, "
+                             + ", ".join(f"purged_{name} = :zero" for name in counters),
+            ConditionExpression="#status = :status AND purge_after = :purge",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":purge": purge_after, ":now": started_at, ":zero": 0, ":status": status},
+        ))
+
+    def add(self, key: dict[str, str], *, status: str, purge_after: str, counts: dict[str, int]) -> bool:
+        """Add to the `purged_*` counters; False if the purge is no longer the connection's."""
+        return applied(lambda: self._db.update_item(
+            TableName=self._table, Key=key,
+            UpdateExpression="ADD " + ", ".join(f"purged_{name} :{name}" for name in counts),
+            ConditionExpression="#status = :status AND purge_run = :purge",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={**{f":{name}": value for name, value in counts.items()},
+                                       ":status": status, ":purge": purge_after},
+        ))
+
+    def delete(self, key: dict[str, str], *, status: str, purge_after: str) -> bool:
+        """Delete the connection item; False if it left its purge state (re-authorized) meanwhile."""
+        return applied(lambda: self._db.delete_item(
+            TableName=self._table, Key=key,
+            ConditionExpression="#status = :status AND purge_after = :purge",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":status": status, ":purge": purge_after},
+        ))
+
+
 # --- S3 ----------------------------------------------------------------------------------------------
 
 
