@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from seller_insights import clock
 from seller_insights.observability import get_logger
 from seller_insights.report_catalog import CATALOG, align
 from seller_insights.report_jobs import Job, Plan, PlanRepository, job_id
 from seller_insights.repositories import iso
+
+if TYPE_CHECKING:
+    from types_boto3_sqs.client import SQSClient
+    from types_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
 
 _SQS_BATCH = 10
 MAX_JOBS_PER_MESSAGE = 10
@@ -32,7 +36,7 @@ class PlanReport:
 
 
 class Planner:
-    def __init__(self, plans: PlanRepository, sqs: Any, queue_url: str, default_types: tuple[str, ...]) -> None:
+    def __init__(self, plans: PlanRepository, sqs: SQSClient, queue_url: str, default_types: tuple[str, ...]) -> None:
         self._plans = plans
         self._sqs = sqs
         self._queue_url = queue_url
@@ -85,7 +89,8 @@ class Planner:
 
     def _send(self, bodies: list[str]) -> None:
         for start in range(0, len(bodies), _SQS_BATCH):
-            entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies[start:start + _SQS_BATCH])]
+            entries: list[SendMessageBatchRequestEntryTypeDef] = [
+                {"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies[start:start + _SQS_BATCH])]
             answer = self._sqs.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
             failed = answer.get("Failed") or []
             if failed:

@@ -428,7 +428,7 @@ class AuditLog:
     Consent records (types `consent`, `consent_verification`) have no IAM caller.
     """
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Table) -> None:
         self._table = table
 
     def record_request(self, *, request_id: str, request_type: AuditType, seller_key: str | None,
