@@ -47,7 +47,7 @@ def main() -> int:
     template = load_template(ROOT)
     results: dict[str, Any] = {}
     with mock_aws():
-        kms, db, s3, sqs = (boto3.client(s) for s in ("kms", "dynamodb", "s3", "sqs"))
+        kms, db, s3, sqs = boto3.client("kms"), boto3.client("dynamodb"), boto3.client("s3"), boto3.client("sqs")
         key = kms.create_key()["KeyMetadata"]["Arn"]
         db.create_table(TableName="connections", BillingMode="PAY_PER_REQUEST",
                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},

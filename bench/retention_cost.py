@@ -62,9 +62,12 @@ class _Counted:
 
     def run(self, tables: dict[str, str]) -> tuple[dict[str, Any], dict[str, int], float]:
         from retention_sweeper.service import RetentionSweep
+        from seller_insights.retention import PurgeIndex, PurgeStates, Receipts, S3Purge, TableItems
 
-        sweep = RetentionSweep(db=self.db, connections_table=tables["connections"], audit_table=tables["audit"],
-                               s3=self.s3, bucket=BUCKET)
+        connections = tables["connections"]
+        sweep = RetentionSweep(index=PurgeIndex(self.db, connections), states=PurgeStates(self.db, connections),
+                               items=TableItems(self.db, connections), objects=S3Purge(self.s3, BUCKET),
+                               receipts=Receipts(self.db, tables["audit"]))
         self.calls.clear()
         started = time.perf_counter()
         report = sweep.run(lambda: 900_000).as_dict()

@@ -32,7 +32,7 @@ class ExportInvalid(Exception):
     """The downloaded export does not match its manifest (the message names the file, never the URL)."""
 
 
-class _SignedAt(SigV4Auth):  # type: ignore[misc]  # botocore is untyped
+class _SignedAt(SigV4Auth):  # type: ignore[misc, unused-ignore]  # Any without botocore-stubs
     """botocore's SigV4 signer at a given time instead of the wall clock."""
 
     def __init__(self, credentials: Credentials, service: str, region: str, at: datetime) -> None:
@@ -41,10 +41,10 @@ class _SignedAt(SigV4Auth):  # type: ignore[misc]  # botocore is untyped
 
     def add_auth(self, request: AWSRequest) -> None:
         request.context["timestamp"] = self._at.strftime(SIGV4_TIMESTAMP)
-        self._modify_request_before_signing(request)
+        self._modify_request_before_signing(request)  # type: ignore[attr-defined, unused-ignore]  # private
         canonical = self.canonical_request(request)
         signature = self.signature(self.string_to_sign(request, canonical), request)
-        self._inject_signature_to_request(request, signature)
+        self._inject_signature_to_request(request, signature)  # type: ignore[attr-defined, unused-ignore]
 
 
 def signed_headers(method: str, url: str, body: bytes, *, access_key_id: str, secret_access_key: str,

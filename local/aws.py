@@ -232,7 +232,7 @@ class _Creator:
             )
         pitr = p.get("PointInTimeRecoverySpecification") or replica.get("PointInTimeRecoverySpecification")
         if pitr and pitr.get("PointInTimeRecoveryEnabled"):
-            spec: dict[str, Any] = {"PointInTimeRecoveryEnabled": True}
+            spec: Any = {"PointInTimeRecoveryEnabled": True}  # built from the template
             if pitr.get("RecoveryPeriodInDays"):
                 spec["RecoveryPeriodInDays"] = int(pitr["RecoveryPeriodInDays"])
             self.dynamodb.update_continuous_backups(TableName=name, PointInTimeRecoverySpecification=spec)
@@ -253,10 +253,8 @@ class _Creator:
             )
         rules = (p.get("BucketEncryption") or {}).get("ServerSideEncryptionConfiguration") or []
         if rules:
-            self.s3.put_bucket_encryption(
-                Bucket=name,
-                ServerSideEncryptionConfiguration={"Rules": [self._encryption_rule(r, logical_id) for r in rules]},
-            )
+            encryption: Any = {"Rules": [self._encryption_rule(r, logical_id) for r in rules]}
+            self.s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration=encryption)
         if p.get("PublicAccessBlockConfiguration"):
             self.s3.put_public_access_block(
                 Bucket=name, PublicAccessBlockConfiguration=p["PublicAccessBlockConfiguration"]
@@ -264,10 +262,8 @@ class _Creator:
         lifecycle = (p.get("LifecycleConfiguration") or {}).get("Rules") or []
         if lifecycle:
             try:
-                self.s3.put_bucket_lifecycle_configuration(
-                    Bucket=name,
-                    LifecycleConfiguration={"Rules": [_lifecycle_rule(i, r) for i, r in enumerate(lifecycle)]},
-                )
+                configuration: Any = {"Rules": [_lifecycle_rule(i, r) for i, r in enumerate(lifecycle)]}
+                self.s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration=configuration)
             except ClientError as exc:  # moto stores lifecycle rules but never applies them
                 log.warning("bucket %s: lifecycle not set in moto (%s)", purpose, exc.response["Error"]["Code"])
         # Not applied: the bucket policy (moto ignores its conditions, so a TLS-only deny would block
@@ -291,7 +287,7 @@ class _Creator:
         purpose = self.purpose(logical_id, resource)
         fifo = bool(p.get("FifoQueue"))
         name = self.name(logical_id, resource) + (".fifo" if fifo else "")
-        attributes: dict[str, str] = {}
+        attributes: dict[Any, str] = {}  # attribute names from the template
         for key in (
             "VisibilityTimeout",
             "MessageRetentionPeriod",

@@ -31,7 +31,7 @@ from urllib.parse import urljoin
 
 import boto3
 import requests
-from boto3.dynamodb.conditions import Key
+from boto3.dynamodb.conditions import ConditionBase, Key
 
 from local.admin import AdminClient, Export, ExportInvalid, download_export, verify_export
 from local.browser import browser_session
@@ -261,7 +261,8 @@ class Demo:
                f"the purge left {versions} object versions, {markers} delete markers, {uploads} uploads and "
                f"{items} table items")
         audit = boto3.resource("dynamodb").Table(self.stack.resources["tables"]["audit"])
-        receipt = audit.get_item(Key={"id": f"receipt#{key}#{region}#{purge_after}"}, ConsistentRead=True).get("Item")
+        receipt: dict[str, Any] | None = audit.get_item(Key={"id": f"receipt#{key}#{region}#{purge_after}"},
+                                                        ConsistentRead=True).get("Item")
         expect(receipt is not None, "no deletion receipt in the audit table")
         assert receipt is not None
         verification = {name: int(value) for name, value in receipt["verification"].items()}
@@ -421,7 +422,7 @@ class Demo:
 
     def items_of(self, seller: str, prefix: str) -> list[dict[str, Any]]:
         """The seller's items whose sort key starts with `prefix` (every item of the partition for "")."""
-        condition = Key("pk").eq(f"SELLER#{seller}")
+        condition: ConditionBase = Key("pk").eq(f"SELLER#{seller}")
         if prefix:
             condition = condition & Key("sk").begins_with(prefix)
         query: dict[str, Any] = {"KeyConditionExpression": condition, "ConsistentRead": True}

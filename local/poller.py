@@ -136,7 +136,7 @@ class QueuePoller:
         return batch
 
     def _receive_once(self, mapping: SqsMapping, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return list(
+        messages: list[Any] = list(
             self._sqs.receive_message(
                 QueueUrl=mapping.queue_url,
                 MaxNumberOfMessages=min(10, mapping.batch_size - len(batch)),
@@ -145,6 +145,7 @@ class QueuePoller:
                 WaitTimeSeconds=0,
             ).get("Messages", [])
         )
+        return messages
 
     def _deliver(self, mapping: SqsMapping, batch: list[dict[str, Any]]) -> tuple[int, int]:
         event = {"Records": [_record(message, mapping.queue_arn) for message in batch]}
@@ -158,7 +159,7 @@ class QueuePoller:
         done = [m for m in batch if m["MessageId"] not in failed_ids]
         for start in range(0, len(done), 10):
             chunk = done[start : start + 10]
-            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)]
+            entries: list[Any] = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)]
             with self._runtime.acting_as(mapping.function_id):
                 self._sqs.delete_message_batch(QueueUrl=mapping.queue_url, Entries=entries)
         visible_at = self._now() + timedelta(seconds=mapping.visibility_timeout)
@@ -180,12 +181,13 @@ class QueuePoller:
             self._failed[url] = [e for e in entries if e.visible_at > now]
 
     def _count(self, url: str) -> int:
-        names = [
+        names: list[Any] = [
             "ApproximateNumberOfMessages",
             "ApproximateNumberOfMessagesNotVisible",
             "ApproximateNumberOfMessagesDelayed",
         ]
-        attributes = self._sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+        attributes: dict[Any, str] = dict(
+            self._sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"])
         return sum(int(attributes.get(name, 0)) for name in names)
 
 

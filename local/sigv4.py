@@ -38,7 +38,7 @@ class Outcome:
     access_key: str = ""
 
 
-class _ExactHeadersSigV4(SigV4Auth):  # type: ignore[misc]  # botocore is untyped
+class _ExactHeadersSigV4(SigV4Auth):  # type: ignore[misc, unused-ignore]  # Any without botocore-stubs
     """botocore's signer, told to use exactly the client's signed headers (botocore skips some)."""
 
     def __init__(self, credentials: Credentials, service: str, region: str, signed: list[str]) -> None:

@@ -27,12 +27,15 @@ import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from seller_insights.object_keys import seller_prefix
 from seller_insights.observability import get_logger
 from seller_insights.report_stream import PART_SIZE, MultipartWriter
 from seller_insights.repositories import iso
+
+if TYPE_CHECKING:
+    from types_boto3_s3.client import S3Client
 
 SCHEMA_VERSION = "1"
 SOURCE = "Amazon SP-API via Seller Insights"
@@ -71,7 +74,7 @@ class ExportResult:
 
 
 class ExportBuilder:
-    def __init__(self, s3: Any, bucket: str, *, part_size: int = PART_SIZE) -> None:
+    def __init__(self, s3: S3Client, bucket: str, *, part_size: int = PART_SIZE) -> None:
         self._s3, self._bucket, self._part_size = s3, bucket, part_size
         self._when: tuple[int, ...] = (2026, 1, 1, 0, 0, 0)
 

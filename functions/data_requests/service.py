@@ -11,7 +11,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from data_requests.export import ExportBuilder
 from data_requests.models import BadInput, Conflict, UnknownSeller
@@ -22,6 +22,9 @@ from seller_insights.errors import ConcurrentChange, NoDeletionPending, PurgeDat
 from seller_insights.object_keys import export_key
 from seller_insights.pseudonyms import seller_key
 from seller_insights.redaction import register_secret
+
+if TYPE_CHECKING:
+    from types_boto3_s3.client import S3Client
 
 PRESIGNED_URL_SECONDS = 900
 CONTACT_FIELDS = ("contact_email", "contact_name")
@@ -50,7 +53,7 @@ def plain(value: Any) -> Any:
 
 
 class DataRequestsService:
-    def __init__(self, settings: DataRequestsSettings, repository: DataRightsRepository, s3: Any,
+    def __init__(self, settings: DataRequestsSettings, repository: DataRightsRepository, s3: S3Client,
                  exports: ExportBuilder | None = None) -> None:
         self._settings = settings
         self._repository = repository

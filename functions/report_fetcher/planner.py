@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -25,6 +25,10 @@ from seller_insights.observability import get_logger, get_metrics
 from seller_insights.report_catalog import CATALOG, align
 from seller_insights.report_jobs import Job, Plan, PlanRepository, job_id
 from seller_insights.repositories import iso
+
+if TYPE_CHECKING:
+    from types_boto3_sqs.client import SQSClient
+    from types_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
 
 _SQS_BATCH = 10
 MAX_JOBS_PER_MESSAGE = 10
@@ -42,7 +46,7 @@ class PlanReport:
 
 
 class Planner:
-    def __init__(self, plans: PlanRepository, sqs: Any, queue_url: str, default_types: tuple[str, ...],
+    def __init__(self, plans: PlanRepository, sqs: SQSClient, queue_url: str, default_types: tuple[str, ...],
                  subscriptions: ReportSubscriptions | None = None) -> None:
         """`subscriptions`: None when no report_notifications queue is configured (jobs poll only)."""
         self._plans = plans
@@ -114,7 +118,8 @@ class Planner:
 
     def _send(self, bodies: list[str]) -> None:
         for start in range(0, len(bodies), _SQS_BATCH):
-            entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies[start:start + _SQS_BATCH])]
+            entries: list[SendMessageBatchRequestEntryTypeDef] = [
+                {"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies[start:start + _SQS_BATCH])]
             answer = self._sqs.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
             failed = answer.get("Failed") or []
             if failed:

@@ -14,9 +14,9 @@ from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from botocore.exceptions import ClientError
 
 from seller_insights import clock
+from seller_insights.dynamo import applied
 from seller_insights.errors import SpApiError, SubscriptionFailed
 from seller_insights.marketplaces import Region
 from seller_insights.observability import get_logger, get_metrics
@@ -126,13 +126,9 @@ class ReportSubscriptions:
         """Drops the region's cache entry, unless another run has already replaced it."""
         get_logger().warning("cached REPORT_PROCESSING_FINISHED destination refused; it will be looked up again",
                              extra={"region": region.value})
-        try:
-            self._table.delete_item(Key={"id": destination_item_id(region)},
-                                    ConditionExpression="destination_id = :refused",
-                                    ExpressionAttributeValues={":refused": destination_id})
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
+        applied(lambda: self._table.delete_item(Key={"id": destination_item_id(region)},
+                                                ConditionExpression="destination_id = :refused",
+                                                ExpressionAttributeValues={":refused": destination_id}))
 
     def _find(self, region: Region) -> str | None:
         try:

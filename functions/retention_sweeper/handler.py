@@ -12,6 +12,7 @@ from seller_insights import aws
 from seller_insights.containers import per_container
 from seller_insights.observability import get_logger, get_metrics, get_tracer
 from seller_insights.redaction import invocation_scope
+from seller_insights.retention import PurgeIndex, PurgeStates, Receipts, S3Purge, TableItems
 
 logger = get_logger()
 tracer = get_tracer()
@@ -28,8 +29,13 @@ def sweep() -> RetentionSweep:
     config = settings()
     # The resource's client serialises plain Python values; one client serves both tables.
     db = aws.table(config.connections_table).meta.client
-    return RetentionSweep(db=db, connections_table=config.connections_table, audit_table=config.audit_table,
-                          s3=aws.client("s3"), bucket=config.data_bucket)
+    return RetentionSweep(
+        index=PurgeIndex(db, config.connections_table),
+        states=PurgeStates(db, config.connections_table),
+        items=TableItems(db, config.connections_table),
+        objects=S3Purge(aws.client("s3"), config.data_bucket),
+        receipts=Receipts(db, config.audit_table),
+    )
 
 
 @invocation_scope

@@ -18,7 +18,6 @@ resumed run still counts what the crashed runs deleted. Logs and metrics carry `
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,9 +35,9 @@ from seller_insights.pseudonyms import seller_key
 from seller_insights.repositories import ConnectionStatus, connection_key, iso
 from seller_insights.retention import (
     PurgeIndex,
+    PurgeStates,
     Receipts,
     S3Purge,
-    Sleep,
     TableItems,
     expiry_epoch,
     quota_keys,
@@ -90,15 +89,13 @@ class _Due:
 
 
 class RetentionSweep:
-    def __init__(self, *, db: Any, connections_table: str, audit_table: str, s3: Any, bucket: str,
-                 sleep: Sleep = time.sleep) -> None:
-        """`db` is a DynamoDB client with the resource layer's serialisation (`Table.meta.client`)."""
-        self._db = db
-        self._table = connections_table
-        self._index = PurgeIndex(db, connections_table)
-        self._items = TableItems(db, connections_table, sleep=sleep)
-        self._s3 = S3Purge(s3, bucket, sleep=sleep)
-        self._receipts = Receipts(db, audit_table)
+    def __init__(self, *, index: PurgeIndex, states: PurgeStates, items: TableItems, objects: S3Purge,
+                 receipts: Receipts) -> None:
+        self._index = index
+        self._states = states
+        self._items = items
+        self._s3 = objects
+        self._receipts = receipts
 
     def run(self, remaining_millis: Callable[[], int]) -> SweepReport:
         report = SweepReport()
@@ -159,8 +156,7 @@ class RetentionSweep:
 
     def _claim(self, seller: str, region: str) -> _Due | None:
         """The connection as it is now, if it is still due; starts this purge's counters on first sight."""
-        item = self._db.get_item(TableName=self._table, Key=connection_key(seller, region),
-                                 ConsistentRead=True).get("Item")
+        item = self._states.read(connection_key(seller, region))
         if item is None or item.get("status") not in REASONS or not item.get("purge_after"):
             return None
         purge_after = str(item["purge_after"])
@@ -170,20 +166,9 @@ class RetentionSweep:
             counted = {name: int(item.get(f"purged_{name}", 0)) for name in COUNTERS}
             return _Due(seller, region, str(item["status"]), purge_after, str(item["purge_started_at"]), counted)
         started_at = iso(clock.now())
-        try:
-            self._db.update_item(
-                TableName=self._table, Key=connection_key(seller, region),
-                UpdateExpression="SET purge_run = :purge, purge_started_at = :now, "
-                                 + ", ".join(f"purged_{name} = :zero" for name in COUNTERS),
-                ConditionExpression="#status = :status AND purge_after = :purge",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":purge": purge_after, ":now": started_at, ":zero": 0,
-                                           ":status": item["status"]},
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return None
-            raise
+        if not self._states.start(connection_key(seller, region), status=str(item["status"]),
+                                  purge_after=purge_after, started_at=started_at, counters=COUNTERS):
+            return None
         return _Due(seller, region, str(item["status"]), purge_after, started_at, dict.fromkeys(COUNTERS, 0))
 
     def _add_progress(self, due: _Due, counts: dict[str, int]) -> None:
@@ -191,19 +176,8 @@ class RetentionSweep:
         counts = {name: value for name, value in counts.items() if value}
         if not counts:
             return
-        try:
-            self._db.update_item(
-                TableName=self._table, Key=due.key,
-                UpdateExpression="ADD " + ", ".join(f"purged_{name} :{name}" for name in counts),
-                ConditionExpression="#status = :status AND purge_run = :purge",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={**{f":{name}": value for name, value in counts.items()},
-                                           ":status": due.status, ":purge": due.purge_after},
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise ConnectionChanged("the connection left its purge state during the purge") from None
-            raise
+        if not self._states.add(due.key, status=due.status, purge_after=due.purge_after, counts=counts):
+            raise ConnectionChanged("the connection left its purge state during the purge")
 
     # b. ------------------------------------------------------------------------------------------------
 
@@ -282,14 +256,7 @@ class RetentionSweep:
         }
 
     def _delete_connection(self, due: _Due) -> None:
-        try:
-            self._db.delete_item(TableName=self._table, Key=due.key,
-                                 ConditionExpression="#status = :status AND purge_after = :purge",
-                                 ExpressionAttributeNames={"#status": "status"},
-                                 ExpressionAttributeValues={":status": due.status, ":purge": due.purge_after})
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
+        if not self._states.delete(due.key, status=due.status, purge_after=due.purge_after):
             # Re-authorized between the verification and now: its data is gone and receipted; the new
             # authorization keeps its connection.
             get_logger().warning("connection re-authorized during its purge; kept",

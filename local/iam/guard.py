@@ -79,8 +79,8 @@ def install() -> bool:
         return False
     with _install_lock:
         if _original is None:
-            _original = botocore.client.BaseClient._make_api_call
-            botocore.client.BaseClient._make_api_call = _guarded
+            _original = botocore.client.BaseClient._make_api_call  # type: ignore[attr-defined, unused-ignore]
+            botocore.client.BaseClient._make_api_call = _guarded  # type: ignore[attr-defined, unused-ignore]
     return True
 
 

@@ -25,7 +25,7 @@ from seller_insights.pseudonyms import seller_key
 from seller_insights.quotas import OPERATION_RATES, QuotaBuckets
 from seller_insights.report_jobs import Job, JobRepository, PlanRepository, ReportRepository, StoredReport, job_id
 from seller_insights.repositories import ConnectionsRepository, ConnectionStatus, iso, shard
-from seller_insights.retention import add_months
+from seller_insights.retention import PurgeIndex, PurgeStates, Receipts, S3Purge, TableItems, add_months
 from seller_insights.vault import Sealed
 from tests.support.api import FakeContext
 from tests.support.iam import acting_as
@@ -78,9 +78,12 @@ def invoke() -> dict[str, Any]:
 def sweep_with(resources: Resources, *, db: Any = None, s3: Any = None, sleeps: list[float] | None = None) -> Any:
     """The service with wrapped clients (the fault rows); what it waited goes to `sleeps`."""
     waited = sleeps if sleeps is not None else []
-    service = RetentionSweep(db=db or table(resources).meta.client, connections_table=resources.tables["connections"],
-                             audit_table=resources.tables["audit"], s3=s3 or boto3.client("s3"), bucket=BUCKET,
-                             sleep=waited.append)
+    db = db or table(resources).meta.client
+    connections = resources.tables["connections"]
+    service = RetentionSweep(index=PurgeIndex(db, connections), states=PurgeStates(db, connections),
+                             items=TableItems(db, connections, sleep=waited.append),
+                             objects=S3Purge(s3 or boto3.client("s3"), BUCKET, sleep=waited.append),
+                             receipts=Receipts(db, resources.tables["audit"]))
     return service.run(lambda: 900_000)
 
 

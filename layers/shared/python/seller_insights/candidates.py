@@ -21,11 +21,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Attr, Key
-from botocore.exceptions import ClientError
 
+from seller_insights import dynamo
+from seller_insights.dynamo import TransactionCancelled, applied, condition_checked, conditional
 from seller_insights.report_jobs import plan_key
 from seller_insights.repositories import (
     SHARDS,
@@ -36,6 +37,9 @@ from seller_insights.repositories import (
     shard,
 )
 from seller_insights.vault import Sealed
+
+if TYPE_CHECKING:
+    from types_boto3_dynamodb.service_resource import Table
 
 VERIFICATION_DUE_INDEX = "by_verification_due"
 CANDIDATE_PREFIX = "CANDIDATE#"
@@ -113,15 +117,18 @@ class PromotionOutcome(StrEnum):
 
 
 class CandidateRepository:
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Table, connections: ConnectionsRepository | None = None) -> None:
         self._table = table
         self._client = table.meta.client
-        self._connections = ConnectionsRepository(table)  # candidates live in the connections table
+        # Candidates live in the connections table.
+        self._connections = connections or ConnectionsRepository(table)
 
     # --- the consent side ------------------------------------------------------------------------
 
     def create(self, candidate: Candidate) -> None:
-        self._table.put_item(Item=candidate.to_item(), ConditionExpression=Attr("pk").not_exists())
+        """Store a new candidate; ConditionFailed if its (random) id is taken."""
+        with condition_checked():
+            self._table.put_item(Item=candidate.to_item(), ConditionExpression=Attr("pk").not_exists())
 
     # --- reads -----------------------------------------------------------------------------------
 
@@ -130,73 +137,43 @@ class CandidateRepository:
         return Candidate.from_item(item) if item else None
 
     def for_seller(self, seller_id: str) -> list[Candidate]:
-        kwargs: dict[str, Any] = {"KeyConditionExpression": Key("pk").eq(candidate_partition(seller_id)),
-                                  "ConsistentRead": True}
-        found: list[Candidate] = []
-        while True:
-            page = self._table.query(**kwargs)
-            found += [Candidate.from_item(item) for item in page.get("Items", [])]
-            if "LastEvaluatedKey" not in page:
-                return found
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return [Candidate.from_item(item) for item in dynamo.query(
+            self._table, KeyConditionExpression=Key("pk").eq(candidate_partition(seller_id)), ConsistentRead=True)]
 
     def due(self, now: int) -> Iterator[tuple[str, str, str]]:
         """(seller, region, candidate id) of candidates due for a verification attempt; no Scan."""
         for number in range(SHARDS):
-            kwargs: dict[str, Any] = {
-                "IndexName": VERIFICATION_DUE_INDEX,
-                "KeyConditionExpression": Key("verify_shard").eq(str(number)) & Key("verify_due_at").lte(now),
-            }
-            while True:
-                page = self._table.query(**kwargs)
-                for item in page.get("Items", []):
-                    region, _, candidate_id = item["sk"].partition("#")
-                    yield item["pk"].removeprefix(CANDIDATE_PREFIX), region, candidate_id
-                if "LastEvaluatedKey" not in page:
-                    break
-                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            condition = Key("verify_shard").eq(str(number)) & Key("verify_due_at").lte(now)
+            for item in dynamo.query(self._table, IndexName=VERIFICATION_DUE_INDEX, KeyConditionExpression=condition):
+                region, _, candidate_id = item["sk"].partition("#")
+                yield item["pk"].removeprefix(CANDIDATE_PREFIX), region, candidate_id
 
     # --- the verifier side -----------------------------------------------------------------------
 
     def take(self, candidate: Candidate, *, now: int, lease_seconds: int) -> Candidate | None:
         """Claim one verification attempt: the candidate is not due again until the lease ends (a run that
         dies mid-way is retried then). None if another run took it first or it is gone."""
-        try:
-            answer = self._table.update_item(
-                Key=candidate.key,
-                UpdateExpression="SET verify_due_at = :lease ADD attempts :one",
-                ConditionExpression=Attr("verify_due_at").eq(candidate.verify_due_at),
-                ExpressionAttributeValues={":lease": now + lease_seconds, ":one": 1},
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if _condition_failed(exc):
-                return None
-            raise
-        return Candidate.from_item(answer["Attributes"])
+        answer = conditional(lambda: self._table.update_item(
+            Key=candidate.key,
+            UpdateExpression="SET verify_due_at = :lease ADD attempts :one",
+            ConditionExpression=Attr("verify_due_at").eq(candidate.verify_due_at),
+            ExpressionAttributeValues={":lease": now + lease_seconds, ":one": 1},
+            ReturnValues="ALL_NEW",
+        ))
+        return None if answer is None else Candidate.from_item(answer["Attributes"])
 
     def defer(self, candidate: Candidate, *, due_at: int, outcome: str) -> None:
         """Try again at `due_at` (still ours: our lease is what the item holds)."""
-        try:
-            self._table.update_item(
-                Key=candidate.key,
-                UpdateExpression="SET verify_due_at = :due, last_outcome = :outcome",
-                ConditionExpression=Attr("verify_due_at").eq(candidate.verify_due_at),
-                ExpressionAttributeValues={":due": due_at, ":outcome": outcome},
-            )
-        except ClientError as exc:
-            if not _condition_failed(exc):
-                raise
+        applied(lambda: self._table.update_item(
+            Key=candidate.key,
+            UpdateExpression="SET verify_due_at = :due, last_outcome = :outcome",
+            ConditionExpression=Attr("verify_due_at").eq(candidate.verify_due_at),
+            ExpressionAttributeValues={":due": due_at, ":outcome": outcome},
+        ))
 
     def destroy(self, candidate: Candidate) -> bool:
         """Delete the candidate and its sealed token; False if it was already gone."""
-        try:
-            self._table.delete_item(Key=candidate.key, ConditionExpression=Attr("pk").exists())
-        except ClientError as exc:
-            if _condition_failed(exc):
-                return False
-            raise
-        return True
+        return applied(lambda: self._table.delete_item(Key=candidate.key, ConditionExpression=Attr("pk").exists()))
 
     def promote(self, candidate: Candidate, sealed: Sealed, *, now: datetime,
                 marketplace_ids: list[str]) -> PromotionOutcome:
@@ -250,16 +227,10 @@ class CandidateRepository:
             "ExpressionAttributeValues": {":deletion": ConnectionStatus.DELETION_REQUESTED.value},
         }} for region in connections if region != candidate.region]
         try:
-            self._client.transact_write_items(TransactItems=actions)
-        except ClientError as exc:
-            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-            if exc.response["Error"]["Code"] != "TransactionCanceledException":
-                raise
-            if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
-                return PromotionOutcome.GONE
-            if "ConditionalCheckFailed" in reasons:
-                return PromotionOutcome.CONFLICT
-            raise
+            dynamo.transact(self._client, actions)
+        except TransactionCancelled as cancelled:
+            # The second action deletes the candidate: its condition failing means the candidate is gone.
+            return PromotionOutcome.GONE if cancelled.failed(1) else PromotionOutcome.CONFLICT
         if status is None:
             return PromotionOutcome.CONNECTED
         return PromotionOutcome.RENEWED if status == ConnectionStatus.ACTIVE.value else PromotionOutcome.REACTIVATED
@@ -282,10 +253,6 @@ class CandidateRepository:
                 ":mids": marketplace_ids,
             },
         }}
-
-
-def _condition_failed(exc: ClientError) -> bool:
-    return bool(exc.response["Error"]["Code"] == "ConditionalCheckFailedException")
 
 
 def _iso_epoch(epoch: int) -> str:

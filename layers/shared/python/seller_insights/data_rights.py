@@ -27,16 +27,20 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Key
-from botocore.exceptions import ClientError
 
+from seller_insights import dynamo
 from seller_insights.candidates import Candidate, CandidateRepository
+from seller_insights.dynamo import TransactionCancelled
 from seller_insights.errors import ConcurrentChange, NoDeletionPending, PurgeDatePassed
 from seller_insights.marketplaces import MARKETPLACES, marketplace
 from seller_insights.report_jobs import Plan, plan_key
 from seller_insights.repositories import ConnectionStatus, access_token_key, connection_key, iso, shard
+
+if TYPE_CHECKING:
+    from types_boto3_dynamodb.service_resource import Table
 
 PROFILE_SK = "PROFILE"
 # What an operator sees for a region whose only record is a consent Amazon has not confirmed yet.
@@ -118,29 +122,24 @@ class RollbackOutcome:
 class DataRightsRepository:
     """The seller-level reads and the three transitions, on the connections table."""
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Table, candidates: CandidateRepository | None = None) -> None:
         self._table = table
         self._client = table.meta.client
-        self._candidates = CandidateRepository(table)
+        self._candidates = candidates or CandidateRepository(table)  # consents live in the same table
 
     # --- reads ---------------------------------------------------------------------------------
 
     def items(self, seller_id: str, prefix: str, projection: str | None = None,
               names: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
-        kwargs: dict[str, Any] = {
+        request: dict[str, Any] = {
             "KeyConditionExpression": Key("pk").eq(f"SELLER#{seller_id}") & Key("sk").begins_with(prefix),
             "ConsistentRead": True,
         }
         if projection:
-            kwargs["ProjectionExpression"] = projection
+            request["ProjectionExpression"] = projection
         if names:
-            kwargs["ExpressionAttributeNames"] = names
-        while True:
-            page = self._table.query(**kwargs)
-            yield from page.get("Items", [])
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            request["ExpressionAttributeNames"] = names
+        return dynamo.query(self._table, **request)
 
     def snapshot(self, seller_id: str) -> SellerSnapshot:
         connections = list(self.items(seller_id, "CONN#"))
@@ -346,12 +345,9 @@ class DataRightsRepository:
         if not actions:
             return
         try:
-            self._client.transact_write_items(TransactItems=actions)
-        except ClientError as exc:
-            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-            if exc.response["Error"]["Code"] == "TransactionCanceledException" and "ConditionalCheckFailed" in reasons:
-                raise ConcurrentChange() from None
-            raise
+            dynamo.transact(self._client, actions)
+        except TransactionCancelled:
+            raise ConcurrentChange() from None
 
 
 def _deletion_requested(connection: dict[str, Any]) -> bool:
@@ -413,7 +409,7 @@ class AuditLog:
     Consent records (types `consent`, `consent_verification`) have no IAM caller.
     """
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Table) -> None:
         self._table = table
 
     def record_request(self, *, request_id: str, request_type: AuditType, seller_key: str | None,

@@ -8,13 +8,16 @@ re-queues its job with that delay instead of calling Amazon and getting a 429.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Attr
-from botocore.exceptions import ClientError
 
 from seller_insights import clock
+from seller_insights.dynamo import ConditionFailed, applied, condition_checked
 from seller_insights.report_catalog import AppQuota
+
+if TYPE_CHECKING:
+    from types_boto3_dynamodb.service_resource import Table
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,7 @@ _TTL_SECONDS = 2 * 24 * 3600
 
 
 class QuotaBuckets:
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Table) -> None:
         self._table = table
 
     def take_operation(self, seller: str, region: str, operation: str) -> float:
@@ -54,7 +57,7 @@ class QuotaBuckets:
         key = {"pk": f"QUOTA#{scope}", "sk": "BUCKET"}
         for _ in range(_RETRIES):
             now_ms = int(clock.now().timestamp() * 1000)
-            item = self._table.get_item(Key=key, ConsistentRead=True).get("Item")
+            item: dict[str, Any] | None = self._table.get_item(Key=key, ConsistentRead=True).get("Item")
             if item is None:
                 tokens, previous = float(rate.burst), None
             else:
@@ -65,31 +68,27 @@ class QuotaBuckets:
             condition = (Attr("pk").not_exists() if previous is None
                          else Attr("updated_at").eq(previous["updated_at"]) & Attr("tokens").eq(previous["tokens"]))
             try:
-                self._table.put_item(
-                    Item={**key, "tokens": str(tokens - 1), "updated_at": now_ms,
-                          "expires_at": now_ms // 1000 + _TTL_SECONDS},
-                    ConditionExpression=condition,
-                )
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                    continue  # another container took a token meanwhile: look again
-                raise
+                with condition_checked():
+                    self._table.put_item(
+                        Item={**key, "tokens": str(tokens - 1), "updated_at": now_ms,
+                              "expires_at": now_ms // 1000 + _TTL_SECONDS},
+                        ConditionExpression=condition,
+                    )
+            except ConditionFailed:
+                continue  # another container took a token meanwhile: look again
             return 0.0
         return 1.0  # heavy contention: try again in a second
 
     def _count_today(self, scope: str, maximum: int) -> float:
         key = {"pk": f"QUOTA#{scope}", "sk": "BUCKET"}
-        try:
-            self._table.update_item(
-                Key=key,
-                UpdateExpression="ADD used :one SET expires_at = if_not_exists(expires_at, :ttl)",
-                ConditionExpression=Attr("used").not_exists() | Attr("used").lt(maximum),
-                ExpressionAttributeValues={":one": 1, ":ttl": clock.epoch_seconds() + _TTL_SECONDS},
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                now = clock.now()
-                midnight = now.replace(hour=0, minute=0, second=0, microsecond=0).timestamp() + 86400
-                return midnight - now.timestamp()
-            raise
-        return 0.0
+        if applied(lambda: self._table.update_item(
+            Key=key,
+            UpdateExpression="ADD used :one SET expires_at = if_not_exists(expires_at, :ttl)",
+            ConditionExpression=Attr("used").not_exists() | Attr("used").lt(maximum),
+            ExpressionAttributeValues={":one": 1, ":ttl": clock.epoch_seconds() + _TTL_SECONDS},
+        )):
+            return 0.0
+        # Today's allowance is used up: wait for the next day.
+        now = clock.now()
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0).timestamp() + 86400
+        return midnight - now.timestamp()

@@ -7,22 +7,23 @@ Query per seller.
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Attr, Key
-from botocore.exceptions import ClientError
 
-from seller_insights import clock
+from seller_insights import clock, dynamo
+from seller_insights.dynamo import Batches, applied
 from seller_insights.repositories import SHARDS, iso, shard
+
+if TYPE_CHECKING:
+    from types_boto3_dynamodb.service_resource import Table
 
 PLAN_DUE_INDEX = "by_plan_due"
 JOB_TTL_SECONDS = 35 * 24 * 3600
-_BATCH_WRITE = 25
 
 
 def plan_key(seller: str, region: str) -> dict[str, str]:
@@ -64,44 +65,25 @@ class Plan:
 
 
 class PlanRepository:
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Table, batches: Batches | None = None) -> None:
         self._table = table
+        self._batches = batches or Batches(table.meta.client)
 
     def ensure(self, seller: str, region: str, marketplace_ids: list[str], now: int) -> None:
         """Create the cursor of a newly ACTIVE connection (due at once); keep an existing one."""
-        try:
-            self._table.put_item(Item=Plan(seller, region, now, {}, None, marketplace_ids).to_item(),
-                                 ConditionExpression=Attr("pk").not_exists())
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
+        applied(lambda: self._table.put_item(Item=Plan(seller, region, now, {}, None, marketplace_ids).to_item(),
+                                             ConditionExpression=Attr("pk").not_exists()))
 
     def due(self, now: int) -> Iterator[Plan]:
         for number in range(SHARDS):
-            kwargs: dict[str, Any] = {"IndexName": PLAN_DUE_INDEX,
-                                      "KeyConditionExpression": Key("plan_shard").eq(str(number))
-                                      & Key("next_plan_at").lte(now)}
-            while True:
-                page = self._table.query(**kwargs)
-                for item in page.get("Items", []):
-                    yield Plan.from_item(item)
-                if "LastEvaluatedKey" not in page:
-                    break
-                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            condition = Key("plan_shard").eq(str(number)) & Key("next_plan_at").lte(now)
+            for item in dynamo.query(self._table, IndexName=PLAN_DUE_INDEX, KeyConditionExpression=condition):
+                yield Plan.from_item(item)
 
     def save_all(self, plans: list[Plan]) -> None:
-        """BatchWriteItem, 25 at a time, until nothing is left unprocessed."""
-        client = self._table.meta.client
-        for start in range(0, len(plans), _BATCH_WRITE):
-            pending: dict[str, Any] = {self._table.name: [{"PutRequest": {"Item": p.to_item()}}
-                                                           for p in plans[start:start + _BATCH_WRITE]]}
-            delay = 0.05
-            while pending:
-                answer = client.batch_write_item(RequestItems=pending)
-                pending = answer.get("UnprocessedItems") or {}
-                if pending:
-                    time.sleep(delay)  # DynamoDB asks us to slow down: back off, then retry the rest
-                    delay = min(delay * 2, 1.0)
+        """BatchWriteItem, 25 at a time; what DynamoDB leaves unprocessed is retried with backoff, a bounded
+        number of times (then UnprocessedRequests: the next planning run writes the cursors again)."""
+        self._batches.put(self._table.name, [plan.to_item() for plan in plans])
 
     def delete(self, seller: str, region: str) -> None:
         self._table.delete_item(Key=plan_key(seller, region))
@@ -157,32 +139,24 @@ class Job:
 class JobRepository:
     """Job states with optimistic versions: a duplicate delivery that lost the race stops cleanly."""
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Table) -> None:
         self._table = table
 
     def load_or_create(self, job: Job) -> Job:
         item = self._table.get_item(Key=job_key(job.seller, job.job_id), ConsistentRead=True).get("Item")
         if item is None:
-            try:
-                self._table.put_item(Item=self._item(job), ConditionExpression=Attr("pk").not_exists())
+            if applied(lambda: self._table.put_item(Item=self._item(job), ConditionExpression=Attr("pk").not_exists())):
                 return job
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                    raise
-                item = self._table.get_item(Key=job_key(job.seller, job.job_id), ConsistentRead=True)["Item"]
+            # Created meanwhile by another delivery of the same job: take its state.
+            item = self._table.get_item(Key=job_key(job.seller, job.job_id), ConsistentRead=True)["Item"]
         return self._from_item(item)
 
     def save(self, job: Job) -> bool:
         """Write the job if nobody else changed it since we read it; False otherwise."""
         expected = job.version
         job.version += 1
-        try:
-            self._table.put_item(Item=self._item(job), ConditionExpression=Attr("version").eq(expected))
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return applied(lambda: self._table.put_item(Item=self._item(job),
+                                                    ConditionExpression=Attr("version").eq(expected)))
 
     def remember_report_id(self, job: Job) -> None:
         assert job.report_id is not None
@@ -191,8 +165,8 @@ class JobRepository:
                                    "expires_at": clock.epoch_seconds() + JOB_TTL_SECONDS})
 
     def find_by_report_id(self, seller: str, report_id: str) -> Job | None:
-        pointer = self._table.get_item(Key={"pk": f"SELLER#{seller}", "sk": f"REPORTID#{report_id}"},
-                                       ConsistentRead=True).get("Item")
+        pointer: dict[str, Any] | None = self._table.get_item(
+            Key={"pk": f"SELLER#{seller}", "sk": f"REPORTID#{report_id}"}, ConsistentRead=True).get("Item")
         if pointer is None:
             return None
         item = self._table.get_item(Key=job_key(seller, pointer["job_id"]), ConsistentRead=True).get("Item")
@@ -249,7 +223,7 @@ class StoredReport:
 
 
 class ReportRepository:
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Table) -> None:
         self._table = table
 
     def put(self, report: StoredReport, stored_at: datetime) -> None:

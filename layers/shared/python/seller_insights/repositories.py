@@ -11,12 +11,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.conditions import Attr, Key
-from botocore.exceptions import ClientError
+from boto3.dynamodb.conditions import Attr, ConditionBase, Key
 
+from seller_insights import dynamo
+from seller_insights.dynamo import applied, condition_checked, conditional
 from seller_insights.vault import Sealed
+
+if TYPE_CHECKING:
+    from types_boto3_dynamodb.service_resource import Table
 
 
 class ConnectionStatus(StrEnum):
@@ -85,7 +89,7 @@ class Connection:
 
 
 class ConnectionsRepository:
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Table) -> None:
         self._table = table
 
     def states(self, seller_id: str) -> dict[str, dict[str, Any]]:
@@ -95,7 +99,8 @@ class ConnectionsRepository:
             KeyConditionExpression=Key("pk").eq(f"SELLER#{seller_id}") & Key("sk").begins_with("CONN#"),
             ProjectionExpression="#region, #status, updated_at, purge_after",
             ExpressionAttributeNames={"#region": "region", "#status": "status"}, ConsistentRead=True)
-        return {item["region"]: item for item in page.get("Items", [])}
+        items: list[dict[str, Any]] = page.get("Items", [])
+        return {item["region"]: item for item in items}
 
     def pending_deletion(self, seller_id: str) -> str | None:
         """The purge date of the seller's deletion request (the earliest of its connections), or None.
@@ -116,9 +121,7 @@ class ConnectionsRepository:
         connection was not ACTIVE (already revoked, removed or never there): nothing changes then.
         """
         # The resource's client serialises plain Python values, like Table does.
-        client = self._table.meta.client
-        try:
-            client.transact_write_items(TransactItems=[
+        return applied(lambda: dynamo.transact(self._table.meta.client, [
                 {"Update": {
                     "TableName": self._table.name,
                     "Key": connection_key(seller_id, region),
@@ -141,26 +144,16 @@ class ConnectionsRepository:
                 # No more report planning: the planning cursor goes with the tokens.
                 {"Delete": {"TableName": self._table.name,
                             "Key": {"pk": f"SELLER#{seller_id}", "sk": f"PLAN#{region}"}}},
-            ])
-        except ClientError as exc:
-            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-            if exc.response["Error"]["Code"] == "TransactionCanceledException" and "ConditionalCheckFailed" in reasons:
-                return False
-            raise
-        return True
+        ]))
 
     def schedule_refresh(self, seller_id: str, region: str, due_epoch: int) -> None:
         """Move an ACTIVE connection's next refresh; a connection that left ACTIVE is left alone."""
-        try:
-            self._table.update_item(
-                Key=connection_key(seller_id, region),
-                UpdateExpression="SET refresh_due_at = :due",
-                ConditionExpression=Attr("refresh_shard").exists(),
-                ExpressionAttributeValues={":due": due_epoch},
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
+        applied(lambda: self._table.update_item(
+            Key=connection_key(seller_id, region),
+            UpdateExpression="SET refresh_due_at = :due",
+            ConditionExpression=Attr("refresh_shard").exists(),
+            ExpressionAttributeValues={":due": due_epoch},
+        ))
 
     def refresh_due(self, until_epoch: int) -> Iterator[tuple[str, str]]:
         """(seller, region) of ACTIVE connections whose refresh is due by `until_epoch`; no Scan."""
@@ -174,28 +167,18 @@ class ConnectionsRepository:
             yield from self._query(REAUTHORIZATION_DUE_INDEX,
                                    Key("reauth_shard").eq(str(number)) & Key("reauthorization_due_at").lte(iso(until)))
 
-    def _query(self, index: str, condition: Any) -> Iterator[tuple[str, str]]:
-        kwargs: dict[str, Any] = {"IndexName": index, "KeyConditionExpression": condition}
-        while True:
-            page = self._table.query(**kwargs)
-            for item in page.get("Items", []):
-                yield parse_key(item)
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    def _query(self, index: str, condition: ConditionBase) -> Iterator[tuple[str, str]]:
+        for item in dynamo.query(self._table, IndexName=index, KeyConditionExpression=condition):
+            yield parse_key(item)
 
     def replace_refresh_token(self, seller_id: str, region: str, sealed: Sealed) -> None:
         """LWA answered a refresh with a different refresh token: keep the new one (ACTIVE only)."""
-        try:
-            self._table.update_item(
-                Key=connection_key(seller_id, region),
-                UpdateExpression="SET refresh_token = :token",
-                ConditionExpression=Attr("status").eq(ConnectionStatus.ACTIVE.value),
-                ExpressionAttributeValues={":token": sealed.to_item()},
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
+        applied(lambda: self._table.update_item(
+            Key=connection_key(seller_id, region),
+            UpdateExpression="SET refresh_token = :token",
+            ConditionExpression=Attr("status").eq(ConnectionStatus.ACTIVE.value),
+            ExpressionAttributeValues={":token": sealed.to_item()},
+        ))
 
     def report_subscription(self, seller_id: str, region: str) -> str | None:
         """The seller's REPORT_PROCESSING_FINISHED subscription id ("existing" if only known to exist)."""
@@ -209,21 +192,15 @@ class ConnectionsRepository:
 
     def record_report_subscription(self, seller_id: str, region: str, subscription_id: str) -> bool:
         """Remember the REPORT_PROCESSING_FINISHED subscription (ACTIVE connections only). False if not ACTIVE."""
-        try:
-            self._table.update_item(
-                Key=connection_key(seller_id, region),
-                UpdateExpression="SET rpf_subscription_id = :subscription",
-                ConditionExpression=Attr("status").eq(ConnectionStatus.ACTIVE.value),
-                ExpressionAttributeValues={":subscription": subscription_id},
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
-            return False
-        return True
+        return applied(lambda: self._table.update_item(
+            Key=connection_key(seller_id, region),
+            UpdateExpression="SET rpf_subscription_id = :subscription",
+            ConditionExpression=Attr("status").eq(ConnectionStatus.ACTIVE.value),
+            ExpressionAttributeValues={":subscription": subscription_id},
+        ))
 
     def sealed_refresh_token(self, seller_id: str, region: str) -> Sealed | None:
-        item = self._table.get_item(
+        item: dict[str, Any] | None = self._table.get_item(
             Key=connection_key(seller_id, region),
             ProjectionExpression="refresh_token",
             ConsistentRead=True,
@@ -276,28 +253,25 @@ class PendingState:
 
 
 class OAuthStateRepository:
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Table) -> None:
         self._table = table
 
     def create(self, state: PendingState) -> None:
-        self._table.put_item(Item=state.to_item(), ConditionExpression=Attr("state_hash").not_exists())
+        """Store a new state; ConditionFailed if its hash is taken (never, for 256 random bits)."""
+        with condition_checked():
+            self._table.put_item(Item=state.to_item(), ConditionExpression=Attr("state_hash").not_exists())
 
     def consume(self, state_hash: str) -> PendingState | None:
         """Delete the state if it exists and return it; None if it was never issued or is gone.
 
         The conditional delete makes consumption single-use even under concurrent callbacks.
         """
-        try:
-            response = self._table.delete_item(
-                Key={"state_hash": state_hash},
-                ConditionExpression=Attr("state_hash").exists(),
-                ReturnValues="ALL_OLD",
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return None
-            raise
-        return PendingState.from_item(response["Attributes"])
+        response = conditional(lambda: self._table.delete_item(
+            Key={"state_hash": state_hash},
+            ConditionExpression=Attr("state_hash").exists(),
+            ReturnValues="ALL_OLD",
+        ))
+        return None if response is None else PendingState.from_item(response["Attributes"])
 
 
 class ClaimStatus(StrEnum):
@@ -319,7 +293,7 @@ class OneTimeClaims:
     The id is a hash of the secret; the secret itself is never stored.
     """
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Table) -> None:
         self._table = table
 
     def claim(self, claim_id: str, owner: str, now: int, ttl_seconds: int, *, retry_failed: bool = False) -> bool:
@@ -327,17 +301,11 @@ class OneTimeClaims:
         condition = Attr("id").not_exists() | Attr("expiration").lt(now)
         if retry_failed:
             condition = condition | Attr("status").eq(ClaimStatus.FAILED.value)
-        try:
-            self._table.put_item(
-                Item={"id": claim_id, "status": ClaimStatus.IN_PROGRESS.value, "owner": owner,
-                      "expiration": now + ttl_seconds},
-                ConditionExpression=condition,
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return applied(lambda: self._table.put_item(
+            Item={"id": claim_id, "status": ClaimStatus.IN_PROGRESS.value, "owner": owner,
+                  "expiration": now + ttl_seconds},
+            ConditionExpression=condition,
+        ))
 
     def finish(self, claim_id: str, status: ClaimStatus, *, expires_at: int | None = None) -> None:
         """Record the outcome; `expires_at` keeps a finished claim longer than its work window."""
@@ -354,7 +322,7 @@ class OneTimeClaims:
         )
 
     def get(self, claim_id: str, now: int) -> Claim | None:
-        item = self._table.get_item(Key={"id": claim_id}, ConsistentRead=True).get("Item")
+        item: dict[str, Any] | None = self._table.get_item(Key={"id": claim_id}, ConsistentRead=True).get("Item")
         if not item or int(item.get("expiration", 0)) < now:
             return None
         return Claim(ClaimStatus(item["status"]), item["owner"])

@@ -9,28 +9,28 @@ from __future__ import annotations
 
 import calendar
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
+from seller_insights.dynamo import ATTEMPTS, FIRST_DELAY, MAX_DELAY, Batches, Sleep, UnprocessedRequests, applied
+from seller_insights.dynamo import query_client as query
 from seller_insights.errors import PurgeIncomplete
 from seller_insights.quotas import OPERATION_RATES
 from seller_insights.repositories import SHARDS, parse_key
 
+if TYPE_CHECKING:
+    from types_boto3_dynamodb.client import DynamoDBClient
+    from types_boto3_s3.client import S3Client
+
 PURGE_DUE_INDEX = "by_purge_due"
 DELETE_OBJECTS_MAX = 1000  # S3 DeleteObjects: at most 1,000 keys per request
-BATCH_WRITE_MAX = 25  # DynamoDB BatchWriteItem: at most 25 requests
-BATCH_GET_MAX = 100
-ATTEMPTS = 6  # per batch: the first try and five retries of what was refused
-FIRST_DELAY = 0.05
-MAX_DELAY = 2.0
 AUDIT_RETENTION_MONTHS = 25  # the CCPA asks for at least 24 months
-
-Sleep = Callable[[float], None]
 
 
 def quota_keys(seller: str, region: str) -> list[dict[str, str]]:
@@ -56,24 +56,66 @@ class PurgeIndex:
     """(seller, region) of REVOKED / DELETION_REQUESTED connections whose purge date has come: one
     Query per shard of the sparse KEYS_ONLY index `by_purge_due`, never a Scan."""
 
-    def __init__(self, db: Any, table_name: str) -> None:
+    def __init__(self, db: DynamoDBClient, table_name: str) -> None:
         self._db = db  # a DynamoDB client with the resource layer's (de)serialisation: Table.meta.client
         self._table = table_name
 
     def due(self, now_iso: str) -> Iterator[tuple[str, str]]:
         for number in range(SHARDS):
-            kwargs: dict[str, Any] = {
-                "TableName": self._table,
-                "IndexName": PURGE_DUE_INDEX,
-                "KeyConditionExpression": Key("purge_shard").eq(str(number)) & Key("purge_after").lte(now_iso),
-            }
-            while True:
-                page = self._db.query(**kwargs)
-                for item in page.get("Items", []):
-                    yield parse_key(item)
-                if "LastEvaluatedKey" not in page:
-                    break
-                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            condition = Key("purge_shard").eq(str(number)) & Key("purge_after").lte(now_iso)
+            for item in query(self._db, TableName=self._table, IndexName=PURGE_DUE_INDEX,
+                              KeyConditionExpression=condition):
+                yield parse_key(item)
+
+
+# --- The connection item's purge bookkeeping ---------------------------------------------------------
+
+
+class PurgeStates:
+    """The purge's marks on the connection item (`purge_run`, `purge_started_at`, `purged_*` counters),
+    each write conditional on the connection still being in the state the purge started from."""
+
+    def __init__(self, db: DynamoDBClient, table_name: str) -> None:
+        self._db = db  # Table.meta.client: plain Python values in and out
+        self._table = table_name
+
+    def read(self, key: dict[str, str]) -> dict[str, Any] | None:
+        item: dict[str, Any] | None = self._db.get_item(TableName=self._table, Key=key,
+                                                        ConsistentRead=True).get("Item")
+        return item
+
+    def start(self, key: dict[str, str], *, status: str, purge_after: str, started_at: str,
+              counters: tuple[str, ...]) -> bool:
+        """Mark the purge of this `purge_after` as started, counters at zero; False if the connection left
+        that state meanwhile."""
+        return applied(lambda: self._db.update_item(
+            TableName=self._table, Key=key,
+            UpdateExpression="SET purge_run = :purge, purge_started_at = :now, "
+                             + ", ".join(f"purged_{name} = :zero" for name in counters),
+            ConditionExpression="#status = :status AND purge_after = :purge",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":purge": purge_after, ":now": started_at, ":zero": 0, ":status": status},
+        ))
+
+    def add(self, key: dict[str, str], *, status: str, purge_after: str, counts: dict[str, int]) -> bool:
+        """Add to the `purged_*` counters; False if the purge is no longer the connection's."""
+        return applied(lambda: self._db.update_item(
+            TableName=self._table, Key=key,
+            UpdateExpression="ADD " + ", ".join(f"purged_{name} :{name}" for name in counts),
+            ConditionExpression="#status = :status AND purge_run = :purge",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={**{f":{name}": value for name, value in counts.items()},
+                                       ":status": status, ":purge": purge_after},
+        ))
+
+    def delete(self, key: dict[str, str], *, status: str, purge_after: str) -> bool:
+        """Delete the connection item; False if it left its purge state (re-authorized) meanwhile."""
+        return applied(lambda: self._db.delete_item(
+            TableName=self._table, Key=key,
+            ConditionExpression="#status = :status AND purge_after = :purge",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":status": status, ":purge": purge_after},
+        ))
 
 
 # --- S3 ----------------------------------------------------------------------------------------------
@@ -90,7 +132,7 @@ class S3Purge:
     """Every object version, delete marker and incomplete multipart upload under a prefix of a
     versioned bucket, deleted permanently (a plain DeleteObject would only add a delete marker)."""
 
-    def __init__(self, s3: Any, bucket: str, *, sleep: Sleep = time.sleep, attempts: int = ATTEMPTS) -> None:
+    def __init__(self, s3: S3Client, bucket: str, *, sleep: Sleep = time.sleep, attempts: int = ATTEMPTS) -> None:
         self._s3 = s3
         self._bucket = bucket
         self._sleep = sleep
@@ -101,9 +143,7 @@ class S3Purge:
 
         Done before the versions go, so an upload cannot complete behind the deletion."""
         aborted = 0
-        kwargs: dict[str, Any] = {"Bucket": self._bucket, "Prefix": prefix}
-        while True:
-            page = self._s3.list_multipart_uploads(**kwargs)
+        for page in self._s3.get_paginator("list_multipart_uploads").paginate(Bucket=self._bucket, Prefix=prefix):
             for upload in page.get("Uploads", []):
                 try:
                     self._s3.abort_multipart_upload(Bucket=self._bucket, Key=upload["Key"],
@@ -112,9 +152,7 @@ class S3Purge:
                     if exc.response["Error"]["Code"] != "NoSuchUpload":  # aborted or completed meanwhile
                         raise
                 aborted += 1
-            if not page.get("IsTruncated"):
-                return aborted
-            kwargs.update(KeyMarker=page["NextKeyMarker"], UploadIdMarker=page["NextUploadIdMarker"])
+        return aborted
 
     def delete_versions(self, prefix: str) -> S3Counts:
         """Delete every version and delete marker under `prefix`, one DeleteObjects per listing page
@@ -173,79 +211,51 @@ class S3Purge:
 
 
 class TableItems:
-    """Reads a seller's partition and deletes items by key, BatchWriteItem 25 at a time with the
-    UnprocessedItems loop (bounded, with backoff; raises so that the next run resumes)."""
+    """Reads a seller's partition and deletes items by key: BatchWriteItem 25 at a time, what DynamoDB left
+    unprocessed retried a bounded number of times with backoff (then PurgeIncomplete: the next run resumes)."""
 
-    def __init__(self, db: Any, table_name: str, *, sleep: Sleep = time.sleep, attempts: int = ATTEMPTS) -> None:
+    def __init__(self, db: DynamoDBClient, table_name: str, *, sleep: Sleep = time.sleep,
+                 attempts: int = ATTEMPTS) -> None:
         self._db = db  # Table.meta.client: plain Python values in and out
         self._table = table_name
-        self._sleep = sleep
-        self._attempts = attempts
+        self._batches = Batches(db, sleep=sleep, attempts=attempts, first_delay=FIRST_DELAY, max_delay=MAX_DELAY)
 
     def partition(self, pk: str) -> Iterator[dict[str, Any]]:
         """Keys and `region` of every item of a partition (strongly consistent, paged)."""
-        kwargs: dict[str, Any] = {
-            "TableName": self._table, "KeyConditionExpression": Key("pk").eq(pk), "ConsistentRead": True,
-            "ProjectionExpression": "pk, sk, #region", "ExpressionAttributeNames": {"#region": "region"},
-        }
-        while True:
-            page = self._db.query(**kwargs)
-            yield from page.get("Items", [])
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return query(self._db, TableName=self._table, KeyConditionExpression=Key("pk").eq(pk), ConsistentRead=True,
+                     ProjectionExpression="pk, sk, #region", ExpressionAttributeNames={"#region": "region"})
 
     def existing(self, keys: list[dict[str, str]]) -> list[dict[str, str]]:
         """Which of `keys` exist (BatchGetItem, strongly consistent, unprocessed keys retried)."""
-        found: list[dict[str, str]] = []
-        for start in range(0, len(keys), BATCH_GET_MAX):
-            pending: dict[str, Any] = {self._table: {"Keys": keys[start:start + BATCH_GET_MAX],
-                                                     "ProjectionExpression": "pk, sk", "ConsistentRead": True}}
-            self._until_processed(lambda request: self._db.batch_get_item(RequestItems=request),
-                                  pending, "UnprocessedKeys",
-                                  lambda answer: found.extend(answer.get("Responses", {}).get(self._table, [])))
+        with _incomplete_when_unprocessed():
+            found = self._batches.get(self._table, list(keys), projection="pk, sk")
         return [{"pk": item["pk"], "sk": item["sk"]} for item in found]
 
     def delete(self, keys: list[dict[str, str]]) -> int:
-        for start in range(0, len(keys), BATCH_WRITE_MAX):
-            pending: dict[str, Any] = {self._table: [{"DeleteRequest": {"Key": key}}
-                                                     for key in keys[start:start + BATCH_WRITE_MAX]]}
-            self._until_processed(lambda request: self._db.batch_write_item(RequestItems=request),
-                                  pending, "UnprocessedItems", lambda answer: None)
-        return len(keys)
+        with _incomplete_when_unprocessed():
+            return self._batches.delete(self._table, list(keys))
 
-    def _until_processed(self, call: Callable[[dict[str, Any]], dict[str, Any]], pending: dict[str, Any],
-                         leftover: str, collect: Callable[[dict[str, Any]], None]) -> None:
-        delay = FIRST_DELAY
-        for attempt in range(self._attempts):
-            if attempt:
-                self._sleep(delay)  # DynamoDB asks us to slow down: back off, then retry the rest
-                delay = _backoff(delay)
-            answer = call(pending)
-            collect(answer)
-            pending = answer.get(leftover) or {}
-            if not pending:
-                return
-        raise PurgeIncomplete(f"DynamoDB left requests unprocessed after {self._attempts} attempts")
+
+@contextmanager
+def _incomplete_when_unprocessed() -> Iterator[None]:
+    try:
+        yield
+    except UnprocessedRequests as exc:
+        raise PurgeIncomplete(str(exc)) from None
 
 
 class Receipts:
     """PII-free deletion receipts in the audit table, written once per (seller_key, region, purge_after)."""
 
-    def __init__(self, db: Any, table_name: str) -> None:
-        self._db = db
+    def __init__(self, db: DynamoDBClient, table_name: str) -> None:
+        self._db = db  # Table.meta.client: plain Python values in and out
         self._table = table_name
 
     def write(self, receipt: dict[str, Any]) -> bool:
         """True if written now, False if a receipt with this id was already there (a resumed purge
         that crashed after the receipt and before the connection item went)."""
-        try:
-            self._db.put_item(TableName=self._table, Item=receipt, ConditionExpression="attribute_not_exists(id)")
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return applied(lambda: self._db.put_item(TableName=self._table, Item=receipt,
+                                                 ConditionExpression="attribute_not_exists(id)"))
 
 
 def receipt_id(seller_key: str, region: str, purge_after: str) -> str:

@@ -20,19 +20,22 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from boto3.dynamodb.conditions import Attr
-from botocore.exceptions import ClientError
 
 from seller_insights import clock
+from seller_insights.dynamo import applied
 from seller_insights.errors import AuthorizationRevoked, ConnectionNotActive, LwaInvalidGrant, TokenUnavailable
 from seller_insights.lwa import LwaClient
 from seller_insights.observability import get_logger, get_metrics
 from seller_insights.redaction import register_secret
 from seller_insights.repositories import ConnectionsRepository, ConnectionStatus, access_token_key
 from seller_insights.vault import Purpose, Sealed, SecretContext, Vault
+
+if TYPE_CHECKING:
+    from types_boto3_dynamodb.service_resource import Table
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ class TokenPolicy:
 class AccessTokenCache:
     """The TOKEN#{region} items of the tokens table."""
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Table) -> None:
         self._table = table
 
     def read(self, seller: str, region: str) -> dict[str, Any] | None:
@@ -71,68 +74,45 @@ class AccessTokenCache:
         must not refresh again."""
         free = Attr("lease_until").not_exists() | Attr("lease_until").lt(now)
         stale = Attr("token_expires_at").not_exists() | Attr("token_expires_at").lte(stale_before)
-        try:
-            self._table.update_item(
-                Key=access_token_key(seller, region),
-                UpdateExpression="SET lease_owner = :owner, lease_until = :until, "
-                                 "expires_at = if_not_exists(expires_at, :until)",
-                ConditionExpression=free & stale,
-                ExpressionAttributeValues={":owner": owner, ":until": now + lease_seconds},
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return applied(lambda: self._table.update_item(
+            Key=access_token_key(seller, region),
+            UpdateExpression="SET lease_owner = :owner, lease_until = :until, "
+                             "expires_at = if_not_exists(expires_at, :until)",
+            ConditionExpression=free & stale,
+            ExpressionAttributeValues={":owner": owner, ":until": now + lease_seconds},
+        ))
 
     def store(self, seller: str, region: str, owner: str, sealed: Sealed, token_expires_at: int) -> bool:
         """Publish the new token and end the lease; False if the lease was lost (or the item deleted)."""
-        try:
-            self._table.update_item(
-                Key=access_token_key(seller, region),
-                UpdateExpression="SET #token = :token, token_expires_at = :exp, expires_at = :exp "
-                                 "REMOVE lease_owner, lease_until",
-                ConditionExpression=Attr("lease_owner").eq(owner),
-                ExpressionAttributeNames={"#token": "token"},
-                ExpressionAttributeValues={":token": sealed.to_item(), ":exp": token_expires_at},
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return applied(lambda: self._table.update_item(
+            Key=access_token_key(seller, region),
+            UpdateExpression="SET #token = :token, token_expires_at = :exp, expires_at = :exp "
+                             "REMOVE lease_owner, lease_until",
+            ConditionExpression=Attr("lease_owner").eq(owner),
+            ExpressionAttributeNames={"#token": "token"},
+            ExpressionAttributeValues={":token": sealed.to_item(), ":exp": token_expires_at},
+        ))
 
     def release(self, seller: str, region: str, owner: str) -> None:
-        self._conditional(
+        applied(lambda: self._table.update_item(
+            Key=access_token_key(seller, region),
             UpdateExpression="REMOVE lease_owner, lease_until",
             ConditionExpression=Attr("lease_owner").eq(owner),
-            Key=access_token_key(seller, region),
-        )
+        ))
 
     def abandon(self, seller: str, region: str, owner: str) -> None:
         """The connection is not ACTIVE: leave no token item behind (only if we still hold the lease)."""
-        try:
-            self._table.delete_item(Key=access_token_key(seller, region),
-                                    ConditionExpression=Attr("lease_owner").eq(owner))
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
+        applied(lambda: self._table.delete_item(Key=access_token_key(seller, region),
+                                                ConditionExpression=Attr("lease_owner").eq(owner)))
 
     def drop(self, seller: str, region: str, token_expires_at: int) -> None:
         """Forget a token SP-API refused, unless a newer one replaced it meanwhile."""
-        self._conditional(
+        applied(lambda: self._table.update_item(
+            Key=access_token_key(seller, region),
             UpdateExpression="REMOVE #token, token_expires_at",
             ConditionExpression=Attr("token_expires_at").eq(token_expires_at),
             ExpressionAttributeNames={"#token": "token"},
-            Key=access_token_key(seller, region),
-        )
-
-    def _conditional(self, **kwargs: Any) -> None:
-        try:
-            self._table.update_item(**kwargs)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
+        ))
 
 
 class AccessTokenProvider:

@@ -13,13 +13,16 @@ import json
 import os
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from seller_insights.errors import KeyUnavailable, SealedDataInvalid
+
+if TYPE_CHECKING:
+    from types_boto3_kms.client import KMSClient
 
 FORMAT_VERSION = 1
 _NONCE_BYTES = 12
@@ -69,7 +72,7 @@ class Sealed:
 
 
 class Vault:
-    def __init__(self, kms: Any, key_id: str) -> None:
+    def __init__(self, kms: KMSClient, key_id: str) -> None:
         self._kms = kms
         self._key_id = key_id
 
