@@ -13,16 +13,8 @@ from moto import mock_aws
 
 from seller_insights import aws, dynamo
 from seller_insights.containers import forget_all
-from seller_insights.dynamo import (
-    Batches,
-    ConditionFailed,
-    TransactionCancelled,
-    UnprocessedRequests,
-    applied,
-    condition_checked,
-    conditional,
-)
-from seller_insights.errors import SellerInsightsError
+from seller_insights.dynamo import Batches, applied, condition_checked, conditional
+from seller_insights.errors import ConditionFailed, SellerInsightsError, TransactionCancelled, UnprocessedRequests
 
 
 def client_error(code: str, operation: str = "PutItem", **extra: Any) -> ClientError:

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.conditions import Attr, Key
 
 from seller_insights import dynamo
-from seller_insights.dynamo import TransactionCancelled, applied, condition_checked, conditional
+from seller_insights.dynamo import applied, condition_checked, conditional
+from seller_insights.errors import TransactionCancelled
 from seller_insights.report_jobs import plan_key
 from seller_insights.repositories import (
     SHARDS,

@@ -33,8 +33,7 @@ from boto3.dynamodb.conditions import Key
 
 from seller_insights import dynamo
 from seller_insights.candidates import Candidate, CandidateRepository
-from seller_insights.dynamo import TransactionCancelled
-from seller_insights.errors import ConcurrentChange, NoDeletionPending, PurgeDatePassed
+from seller_insights.errors import ConcurrentChange, NoDeletionPending, PurgeDatePassed, TransactionCancelled
 from seller_insights.marketplaces import MARKETPLACES, marketplace
 from seller_insights.report_jobs import Plan, plan_key
 from seller_insights.repositories import ConnectionStatus, access_token_key, connection_key, iso, shard

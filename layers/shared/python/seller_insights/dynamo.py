@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
 
-from seller_insights.errors import SellerInsightsError
+from seller_insights.errors import CONDITION_FAILED_REASON, ConditionFailed, TransactionCancelled, UnprocessedRequests
 
 if TYPE_CHECKING:
     from types_boto3_dynamodb.client import DynamoDBClient
@@ -30,36 +30,8 @@ FIRST_DELAY = 0.05
 MAX_DELAY = 2.0
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 _TRANSACTION_CANCELLED = "TransactionCanceledException"
-_CONDITION_FAILED_REASON = "ConditionalCheckFailed"
 
 Sleep = Callable[[float], None]
-
-
-class ConditionFailed(SellerInsightsError):
-    """A conditional write did not apply: the item is not in the state the write expected."""
-
-
-class TransactionCancelled(ConditionFailed):
-    """A transaction did not apply because a condition of one of its actions failed.
-
-    `reasons` holds one cancellation code per action, in order (None where that action was fine);
-    only codes, never the items DynamoDB may quote."""
-
-    def __init__(self, reasons: tuple[str | None, ...]) -> None:
-        self.reasons = reasons
-        super().__init__("a condition of the transaction failed")
-
-    def failed(self, action: int) -> bool:
-        """Whether the condition of the `action`-th action (from 0) is one that failed."""
-        return action < len(self.reasons) and self.reasons[action] == _CONDITION_FAILED_REASON
-
-
-class UnprocessedRequests(SellerInsightsError):
-    """DynamoDB still left part of a batch unprocessed after the bounded retries; a later run resumes."""
-
-    def __init__(self, attempts: int) -> None:
-        self.attempts = attempts
-        super().__init__(f"DynamoDB left requests unprocessed after {attempts} attempts")
 
 
 # --- conditional writes ----------------------------------------------------------------------------------
@@ -77,7 +49,7 @@ def condition_checked() -> Iterator[None]:
             raise ConditionFailed("the condition of the write failed") from None
         if code == _TRANSACTION_CANCELLED:
             reasons = tuple(reason.get("Code") for reason in exc.response.get("CancellationReasons", []))
-            if _CONDITION_FAILED_REASON in reasons:
+            if CONDITION_FAILED_REASON in reasons:
                 raise TransactionCancelled(reasons) from None
         raise
 

@@ -321,3 +321,36 @@ class RetryLater(SellerInsightsError):
 
 class EventPublishFailed(SellerInsightsError):
     """EventBridge refused some entries; the caller retries the whole step."""
+
+
+# --- DynamoDB writes (seller_insights.dynamo) -------------------------------------------------------
+
+# The cancellation code of a transaction action whose condition failed.
+CONDITION_FAILED_REASON = "ConditionalCheckFailed"
+
+
+class ConditionFailed(SellerInsightsError):
+    """A conditional write did not apply: the item is not in the state the write expected."""
+
+
+class TransactionCancelled(ConditionFailed):
+    """A transaction did not apply because a condition of one of its actions failed.
+
+    `reasons` holds one cancellation code per action, in order (None where that action was fine);
+    only codes, never the items DynamoDB may quote."""
+
+    def __init__(self, reasons: tuple[str | None, ...]) -> None:
+        self.reasons = reasons
+        super().__init__("a condition of the transaction failed")
+
+    def failed(self, action: int) -> bool:
+        """Whether the condition of the `action`-th action (from 0) is one that failed."""
+        return action < len(self.reasons) and self.reasons[action] == CONDITION_FAILED_REASON
+
+
+class UnprocessedRequests(SellerInsightsError):
+    """DynamoDB still left part of a batch unprocessed after the bounded retries; a later run resumes."""
+
+    def __init__(self, attempts: int) -> None:
+        self.attempts = attempts
+        super().__init__(f"DynamoDB left requests unprocessed after {attempts} attempts")

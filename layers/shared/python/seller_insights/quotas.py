@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.conditions import Attr
 
 from seller_insights import clock
-from seller_insights.dynamo import ConditionFailed, applied, condition_checked
+from seller_insights.dynamo import applied, condition_checked
+from seller_insights.errors import ConditionFailed
 from seller_insights.report_catalog import AppQuota
 
 if TYPE_CHECKING:

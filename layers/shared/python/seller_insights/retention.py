@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from seller_insights.dynamo import ATTEMPTS, FIRST_DELAY, MAX_DELAY, Batches, Sleep, UnprocessedRequests, applied
+from seller_insights.dynamo import ATTEMPTS, FIRST_DELAY, MAX_DELAY, Batches, Sleep, applied
 from seller_insights.dynamo import query_client as query
-from seller_insights.errors import PurgeIncomplete
+from seller_insights.errors import PurgeIncomplete, UnprocessedRequests
 from seller_insights.quotas import OPERATION_RATES
 from seller_insights.repositories import SHARDS, parse_key
 
