@@ -4,6 +4,8 @@
 - A `RedactingFilter` on every other handler of the root logger (local stack, tests).
 - botocore, boto3, urllib3, requests and s3transfer stay at WARNING or above whatever LOG_LEVEL says:
   at DEBUG they print request bodies and headers (boto3#2292).
+- The Tracer patches only the libraries the functions call out with (botocore, requests), and when
+  tracing is off (tests, the local stack) it never loads the X-Ray SDK (see `get_tracer`).
 """
 
 from __future__ import annotations
@@ -11,14 +13,21 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from functools import cache
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
 
 from seller_insights.redaction import redact
 
 NOISY_LOGGERS = ("botocore", "boto3", "urllib3", "requests", "s3transfer")
+# What the functions call out with; `patch_all` would also import and patch sqlite3 (and any other
+# supported library it finds) for nothing.
+TRACED_LIBRARIES = ("botocore", "requests")
 METRICS_NAMESPACE = "SellerInsights"
 
 
@@ -75,7 +84,14 @@ def get_logger() -> Logger:
 
 @cache
 def get_tracer() -> Tracer:
-    return Tracer(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "seller_insights"))
+    service = os.environ.get("POWERTOOLS_SERVICE_NAME", "seller_insights")
+    # Tracing is off outside Lambda and under POWERTOOLS_TRACE_DISABLED (Powertools' own rule). Powertools
+    # would still import the X-Ray SDK and build its recorder, which outside Lambda creates two botocore
+    # X-Ray clients for centralized sampling (~130 ms, bench/README.md): a recorder that records nothing
+    # is not needed, so a disabled Tracer gets a provider that does nothing.
+    if Tracer._is_tracer_disabled():
+        return Tracer(service=service, disabled=True, provider=_NoTracing())
+    return Tracer(service=service, patch_modules=TRACED_LIBRARIES)
 
 
 @cache
@@ -84,6 +100,50 @@ def get_metrics() -> Metrics:
         namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", METRICS_NAMESPACE),
         service=os.environ.get("POWERTOOLS_SERVICE_NAME", "seller_insights"),
     )
+
+
+class _NoSegment(BaseSegment):
+    def close(self, end_time: int | None = None) -> None:
+        pass
+
+    def add_subsegment(self, subsegment: Any) -> None:
+        pass
+
+    def remove_subsegment(self, subsegment: Any) -> None:
+        pass
+
+    def put_annotation(self, key: str, value: Any) -> None:
+        pass
+
+    def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None:
+        pass
+
+    def add_exception(self, exception: BaseException, stack: Any, remote: bool = False) -> None:
+        pass
+
+
+class _NoTracing(BaseProvider):
+    """The provider of a disabled Tracer: its decorators run the function and record nothing."""
+
+    @contextmanager
+    def in_subsegment(self, name: Any = None, **kwargs: Any) -> Iterator[BaseSegment]:
+        yield _NoSegment()
+
+    @asynccontextmanager
+    async def in_subsegment_async(self, name: Any = None, **kwargs: Any) -> AsyncIterator[BaseSegment]:
+        yield _NoSegment()
+
+    def put_annotation(self, key: str, value: Any) -> None:
+        pass
+
+    def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None:
+        pass
+
+    def patch(self, modules: Sequence[str]) -> None:
+        pass
+
+    def patch_all(self) -> None:
+        pass
 
 
 class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
