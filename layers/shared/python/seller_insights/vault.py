@@ -72,7 +72,7 @@ class Vault:
         self._key_id = key_id
 
     # cryptography is imported where a key is used, not with the module: the retention sweeper and the
-    # data requests import `Sealed` only and never open a secret (bench.cold_import: ~20 ms of their cold
+    # data requests import `Sealed` only and never open a secret (bench.cold_import: ~10 ms CPU of their cold
     # import). The functions that do pay it at their first seal or open instead.
     def seal(self, plaintext: str, context: SecretContext) -> Sealed:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415 - cold import
