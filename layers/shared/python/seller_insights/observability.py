@@ -7,6 +7,8 @@
 - In Lambda a process runs one function, named by POWERTOOLS_SERVICE_NAME. The local stack runs every
   function in one process: it wraps each invocation in `logging_as(service)`, and the records logged
   within carry that function's service instead of the process's.
+- The Tracer patches only the libraries the function calls out with (botocore, requests), and when
+  tracing is off (tests, the local stack) it never loads the X-Ray SDK (see `get_tracer`).
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from functools import cache
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
 
 from seller_insights.redaction import redact
 
@@ -98,7 +102,26 @@ def get_logger() -> Logger:
 
 @cache
 def get_tracer() -> Tracer:
-    return Tracer(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "seller_insights"))
+    service = os.environ.get("POWERTOOLS_SERVICE_NAME", "seller_insights")
+    # Tracing is off outside Lambda and under POWERTOOLS_TRACE_DISABLED (Powertools' own rule). Powertools
+    # would still import the X-Ray SDK and build its recorder, which outside Lambda creates two botocore
+    # X-Ray clients for centralized sampling (~130 ms, bench/README.md): a recorder that records nothing
+    # is not needed, so a disabled Tracer gets a provider that does nothing.
+    if Tracer._is_tracer_disabled():
+        return Tracer(service=service, disabled=True, provider=_NoTracing())
+    return Tracer(service=service, patch_modules=traced_libraries())
+
+
+def traced_libraries() -> tuple[str, ...]:
+    """What the X-Ray SDK patches: botocore always, requests if the function has imported it by now.
+
+    Powertools' default, `patch_all`, also imports and patches sqlite3 (and any other supported library
+    it finds) for nothing. Handlers make their Tracer after their imports; patching imports the library,
+    so patching requests in a function that never calls out with it (the retention sweeper) would add
+    ~25 ms CPU to its cold import (bench.cold_import) for nothing. Never empty: Powertools reads an empty
+    list as "patch all".
+    """
+    return ("botocore", *(("requests",) if "requests" in sys.modules else ()))
 
 
 @cache
@@ -107,6 +130,50 @@ def get_metrics() -> Metrics:
         namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", METRICS_NAMESPACE),
         service=os.environ.get("POWERTOOLS_SERVICE_NAME", "seller_insights"),
     )
+
+
+class _NoSegment(BaseSegment):
+    def close(self, end_time: int | None = None) -> None:
+        pass
+
+    def add_subsegment(self, subsegment: Any) -> None:
+        pass
+
+    def remove_subsegment(self, subsegment: Any) -> None:
+        pass
+
+    def put_annotation(self, key: str, value: Any) -> None:
+        pass
+
+    def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None:
+        pass
+
+    def add_exception(self, exception: BaseException, stack: Any, remote: bool = False) -> None:
+        pass
+
+
+class _NoTracing(BaseProvider):
+    """The provider of a disabled Tracer: its decorators run the function and record nothing."""
+
+    @contextmanager
+    def in_subsegment(self, name: Any = None, **kwargs: Any) -> Iterator[BaseSegment]:
+        yield _NoSegment()
+
+    @asynccontextmanager
+    async def in_subsegment_async(self, name: Any = None, **kwargs: Any) -> AsyncIterator[BaseSegment]:
+        yield _NoSegment()
+
+    def put_annotation(self, key: str, value: Any) -> None:
+        pass
+
+    def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None:
+        pass
+
+    def patch(self, modules: Sequence[str]) -> None:
+        pass
+
+    def patch_all(self) -> None:
+        pass
 
 
 class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
