@@ -19,6 +19,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct, IConstruct
 
 from infra import REPO_ROOT
+from infra.bytecode import compiled_copy
 from infra.config import StageConfig
 from infra.constructs import checkov_skip
 from infra.constructs.log_groups import stage_log_group
@@ -30,7 +31,6 @@ DEPS_LAYER_DIR = REPO_ROOT / "build" / "layers" / "deps"
 METRICS_NAMESPACE = "SellerInsights"
 RUNTIME = lambda_.Runtime.PYTHON_3_13
 ARCHITECTURE = lambda_.Architecture.ARM_64
-_BYTECODE = ["**/__pycache__", "**/*.pyc"]
 
 
 class AssetMissingError(RuntimeError):
@@ -56,26 +56,23 @@ class FunctionLayers(Construct):
             DEPS_LAYER_DIR / "python",
             "build the third-party layer first with `make layer` (python -m layers.deps.build)",
         )
+        # Both ship their .pyc, compiled for the same Python 3.13 as the runtime (infra/bytecode.py).
         self.shared = self._layer(
             "Shared",
-            SHARED_LAYER_DIR,
+            compiled_copy(SHARED_LAYER_DIR, "shared-layer"),
             "seller_insights: code every function shares",
-            exclude=_BYTECODE,
         )
-        # Keeps its .pyc files: compiled by the build for the same Python 3.13 as the runtime.
         self.deps = self._layer(
             "Deps",
             DEPS_LAYER_DIR,
             "third-party packages of requirements.txt (manylinux2014_aarch64, CPython 3.13)",
         )
 
-    def _layer(
-        self, construct_id: str, path: Path, description: str, exclude: list[str] | None = None
-    ) -> lambda_.LayerVersion:
+    def _layer(self, construct_id: str, path: Path, description: str) -> lambda_.LayerVersion:
         return lambda_.LayerVersion(
             self,
             construct_id,
-            code=lambda_.Code.from_asset(str(path), exclude=exclude),
+            code=lambda_.Code.from_asset(str(path)),
             description=description,
             compatible_runtimes=[RUNTIME],
             compatible_architectures=[ARCHITECTURE],
@@ -95,10 +92,11 @@ class FunctionLayers(Construct):
 
 
 def function_code(duty: str) -> lambda_.Code:
-    """The ``functions/`` folder with every other duty (and any other top-level entry) excluded."""
+    """The ``functions/`` folder, with its .pyc, with every other duty (and any other top-level entry) excluded."""
     _require_dir(FUNCTIONS_DIR / duty, f"no package functions/{duty}/ for the duty {duty!r}")
-    others = sorted(entry.name for entry in FUNCTIONS_DIR.iterdir() if entry.name != duty)
-    return lambda_.Code.from_asset(str(FUNCTIONS_DIR), exclude=[*others, *_BYTECODE])
+    code = compiled_copy(FUNCTIONS_DIR, "functions")
+    others = sorted(entry.name for entry in code.iterdir() if entry.name != duty)
+    return lambda_.Code.from_asset(str(code), exclude=others)
 
 
 def common_environment(duty: str, config: StageConfig) -> dict[str, str]:
