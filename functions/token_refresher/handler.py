@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -21,7 +21,6 @@ from seller_insights.redaction import invocation_scope
 from seller_insights.repositories import ConnectionsRepository, OneTimeClaims
 from seller_insights.tokens import AccessTokenCache, AccessTokenProvider, TokenPolicy
 from seller_insights.vault import Vault
-from token_refresher.models import MalformedNotification, Notification, RetryLater
 from token_refresher.service import (
     ReauthorizationCheck,
     RefreshSweep,
@@ -31,6 +30,9 @@ from token_refresher.service import (
 )
 from token_refresher.settings import TokenRefresherSettings
 from token_refresher.verification import ConsentVerification
+
+if TYPE_CHECKING:
+    from token_refresher.notifications import NotificationConsumer
 
 logger = get_logger()
 tracer = get_tracer()
@@ -99,6 +101,16 @@ def rotation() -> SecretRotation:
 
 
 @per_container
+def notifications() -> NotificationConsumer:
+    # Imported on the first queue event: Powertools' batch and idempotency utilities add about as much to
+    # the import as boto3 itself, and the scheduled tasks (most invocations) never need them.
+    from token_refresher.notifications import NotificationConsumer  # noqa: PLC0415
+
+    return NotificationConsumer(rotation(), idempotency_table=settings().idempotency_table,
+                                dynamodb=aws.client("dynamodb"))
+
+
+@per_container
 def subscriptions() -> ReportSubscriptions | None:
     config = settings()
     if not config.report_notifications_queue_arn:
@@ -118,7 +130,7 @@ def subscriptions() -> ReportSubscriptions | None:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if "Records" in event:
-        return _notifications(event["Records"])
+        return notifications().consume(event, context)
     task = event.get("task")
     if task == "refresh-tokens":
         sweep = RefreshSweep(connections(), tokens(), TOKEN_POLICY, subscriptions())
@@ -131,21 +143,3 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     raise ValueError("unknown event: expected SQS records or a task of refresh-tokens, verify-consents or "
                      "check-reauthorization")
 
-
-def _notifications(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Partial batch response: only the failed messages return to the queue. Bodies are never logged."""
-    failures = []
-    for record in records:
-        try:
-            rotation().handle(Notification.parse(record["body"]))
-        except MalformedNotification as exc:
-            # Retrying cannot fix it; after maxReceiveCount it rests in the DLQ (alarmed) for a human.
-            logger.error("unreadable notification", extra={"reason": str(exc), "message_id": record["messageId"]})
-            failures.append({"itemIdentifier": record["messageId"]})
-        except RetryLater as exc:
-            logger.info("notification deferred", extra={"reason": str(exc), "message_id": record["messageId"]})
-            failures.append({"itemIdentifier": record["messageId"]})
-        except Exception:
-            logger.exception("notification failed", extra={"message_id": record["messageId"]})
-            failures.append({"itemIdentifier": record["messageId"]})
-    return {"batchItemFailures": failures}
