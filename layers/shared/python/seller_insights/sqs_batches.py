@@ -8,8 +8,8 @@ Message bodies are never logged. Powertools logs a failed record itself (`<type>
 at DEBUG, the traceback at WARNING when given a logger); here each consumer logs its failures alone, with
 the message id and the words it chose, so no library line can carry a body or a part of it.
 
-Importing Powertools' batch utility costs tens of milliseconds (it loads every event data class): handlers
-import this module on their first queue event, so scheduled invocations never pay for it.
+Importing Powertools' batch utility costs some 30% of a bare `import boto3` (it loads every event data
+class): handlers import this module on their first queue event, so scheduled invocations never pay for it.
 """
 
 from __future__ import annotations
