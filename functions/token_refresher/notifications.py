@@ -3,7 +3,7 @@
 Powertools' batch processing answers with the failed messages only; Powertools Idempotency keeps one
 record per notification id in the idempotency table (`id = notification#<sha256 of the id>`):
 - handled: the record holds the outcome ("stored", "rotated", ...; never the notification, never a
-  secret) for 14 days, longer than SQS keeps a message, and a redelivery is answered "duplicate";
+  secret) for 14 days, longer than SQS keeps a message, and a redelivery does nothing;
 - being handled: a redelivery is deferred (RetryLater) until the handling invocation's deadline
   (`register_lambda_context`), so one whose handler crashed or timed out is taken again;
 - failed: the record is deleted and the redelivery tries again.
@@ -16,7 +16,6 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
-from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 from aws_lambda_powertools.utilities.idempotency.persistence.dynamodb import DynamoDBPersistenceLayer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -30,13 +29,14 @@ NOTIFICATION_KEY_PREFIX = "notification"
 
 
 class NotificationConsumer:
+    """The queue's batches through SecretRotation, each notification id once."""
+
     def __init__(self, rotation: SecretRotation, *, idempotency_table: str, dynamodb: Any) -> None:
         self._rotation = rotation
         self._config = IdempotencyConfig(
             expires_after_seconds=NOTIFICATION_KEPT_SECONDS,
             raise_on_no_idempotency_key=True,
             hash_function="sha256",
-            response_hook=_already_handled,
         )
         self._once = idempotent_function(
             data_keyword_argument="notification_id",  # the key is the id alone, never the payload
@@ -61,11 +61,6 @@ class NotificationConsumer:
     def _handle(self, *, notification_id: str, notification: Notification) -> str:
         # What Powertools stores as the result: the outcome's name, which holds no secret.
         return self._rotation.handle(notification)
-
-
-def _already_handled(response: Any, idempotent_data: DataRecord) -> str:
-    """What a redelivery of a handled notification answers (Powertools would return the stored outcome)."""
-    return "duplicate"
 
 
 def _log_failure(record: SQSRecord, error: BaseException) -> None:
