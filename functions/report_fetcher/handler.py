@@ -4,7 +4,7 @@ REPORT_PROCESSING_FINISHED notifications. Bodies of messages are never logged.""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -27,6 +27,9 @@ from seller_insights.repositories import ConnectionsRepository
 from seller_insights.spapi import GrantlessTokens, SpApiClient
 from seller_insights.tokens import AccessTokenCache, AccessTokenProvider, CachedTokensOnly
 from seller_insights.vault import Vault
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 logger = get_logger()
 tracer = get_tracer()
@@ -114,25 +117,27 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
                           config.enabled_by_default, subscriptions())
         return planner.run().as_dict()
     if "Records" in event:
-        return _records(event["Records"])
+        # Imported on the first queue event: Powertools' batch utility loads every event data class (some
+        # 30% of a bare `import boto3`), and the plan schedule never needs it.
+        from seller_insights.sqs_batches import consume  # noqa: PLC0415
+
+        return consume(event, _message, _log_failure, context)
     raise ValueError("unknown event: expected SQS records or the plan-reports task")
 
 
-def _records(records: list[dict[str, Any]]) -> dict[str, Any]:
-    failures = []
-    for record in records:
-        try:
-            body = json.loads(record["body"])
-            if "jobs" in body:
-                _run_jobs(body["jobs"])
-            elif body.get("notificationType") == "REPORT_PROCESSING_FINISHED":
-                _resume(body)
-            else:
-                raise ValueError("neither a job message nor a REPORT_PROCESSING_FINISHED notification")
-        except Exception:
-            logger.exception("report message failed", extra={"message_id": record["messageId"]})
-            failures.append({"itemIdentifier": record["messageId"]})
-    return {"batchItemFailures": failures}
+def _message(record: SQSRecord) -> None:
+    """A message of jobs, or Amazon's word that a report finished. Its body is never logged."""
+    body = json.loads(record.body)
+    if "jobs" in body:
+        _run_jobs(body["jobs"])
+    elif body.get("notificationType") == "REPORT_PROCESSING_FINISHED":
+        _resume(body)
+    else:
+        raise ValueError("neither a job message nor a REPORT_PROCESSING_FINISHED notification")
+
+
+def _log_failure(record: SQSRecord, error: BaseException) -> None:
+    logger.error("report message failed", exc_info=error, extra={"message_id": record.message_id})
 
 
 def _run_jobs(messages: list[dict[str, Any]]) -> None:

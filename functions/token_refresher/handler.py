@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -12,7 +12,6 @@ from seller_insights.containers import per_container
 from seller_insights.credentials import SecretsManagerCredentials
 from seller_insights.data_rights import AuditLog
 from seller_insights.endpoints import amazon_url
-from seller_insights.errors import MalformedNotification, RetryLater
 from seller_insights.events import EventPublisher
 from seller_insights.identity import SellerIdentity
 from seller_insights.lwa import LwaClient
@@ -23,7 +22,6 @@ from seller_insights.repositories import ConnectionsRepository, OneTimeClaims
 from seller_insights.spapi import GrantlessTokens, SpApiClient
 from seller_insights.tokens import AccessTokenCache, AccessTokenProvider, TokenPolicy
 from seller_insights.vault import Vault
-from token_refresher.models import Notification
 from token_refresher.service import (
     ROTATION_SCOPE,
     ReauthorizationCheck,
@@ -33,6 +31,9 @@ from token_refresher.service import (
 )
 from token_refresher.settings import TokenRefresherSettings
 from token_refresher.verification import ConsentVerification
+
+if TYPE_CHECKING:
+    from token_refresher.notifications import NotificationConsumer
 
 logger = get_logger()
 tracer = get_tracer()
@@ -105,13 +106,23 @@ def rotation() -> SecretRotation:
     )
 
 
+@per_container
+def notifications() -> NotificationConsumer:
+    # Imported on the first queue event: Powertools' batch and idempotency utilities add some 40% of a bare
+    # `import boto3` to the import, and the scheduled tasks (most invocations) never need them.
+    from token_refresher.notifications import NotificationConsumer  # noqa: PLC0415
+
+    return NotificationConsumer(rotation(), idempotency_table=settings().idempotency_table,
+                                dynamodb=aws.client("dynamodb"))
+
+
 @invocation_scope
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if "Records" in event:
-        return _notifications(event["Records"])
+        return notifications().consume(event, context)
     task = event.get("task")
     if task == "refresh-tokens":
         sweep = RefreshSweep(connections(), tokens(), TOKEN_POLICY)
@@ -124,21 +135,3 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     raise ValueError("unknown event: expected SQS records or a task of refresh-tokens, verify-consents or "
                      "check-reauthorization")
 
-
-def _notifications(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Partial batch response: only the failed messages return to the queue. Bodies are never logged."""
-    failures = []
-    for record in records:
-        try:
-            rotation().handle(Notification.parse(record["body"]))
-        except MalformedNotification as exc:
-            # Retrying cannot fix it; after maxReceiveCount it rests in the DLQ (alarmed) for a human.
-            logger.error("unreadable notification", extra={"reason": str(exc), "message_id": record["messageId"]})
-            failures.append({"itemIdentifier": record["messageId"]})
-        except RetryLater as exc:
-            logger.info("notification deferred", extra={"reason": str(exc), "message_id": record["messageId"]})
-            failures.append({"itemIdentifier": record["messageId"]})
-        except Exception:
-            logger.exception("notification failed", extra={"message_id": record["messageId"]})
-            failures.append({"itemIdentifier": record["messageId"]})
-    return {"batchItemFailures": failures}

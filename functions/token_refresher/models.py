@@ -30,6 +30,8 @@ class Notification:
             notification_id = str(metadata["notificationId"])
         except (ValueError, KeyError, TypeError):
             raise MalformedNotification("not an Amazon application notification") from None
+        if not notification_id:
+            raise MalformedNotification("a notification without its notificationId")
         if notification_type not in (SECRET_EXPIRY_TYPE, NEW_SECRET_TYPE) or not isinstance(payload, dict):
             raise MalformedNotification(f"unsupported notification type {str(notification_type)[:64]!r}")
         return cls(notification_id, notification_type, payload, str(message.get("eventTime") or ""))

@@ -28,7 +28,7 @@ from seller_insights.errors import (
 from seller_insights.events import EventPublisher
 from seller_insights.observability import get_logger, get_metrics
 from seller_insights.redaction import register_secret
-from seller_insights.repositories import ClaimStatus, ConnectionsRepository, OneTimeClaims
+from seller_insights.repositories import ConnectionsRepository, OneTimeClaims
 from seller_insights.spapi import SpApiClient
 from seller_insights.tokens import AccessTokenProvider, TokenPolicy
 from token_refresher.models import (
@@ -41,10 +41,6 @@ from token_refresher.models import (
 
 ROTATION_SCOPE = "sellingpartnerapi::client_credential:rotation"
 ROTATION_INTERVAL_SECONDS = 60  # rotateApplicationClientSecret: rate 0.0167/s, burst 1
-NOTIFICATION_CLAIM_SECONDS = 14 * 24 * 3600  # a handled notification: longer than SQS keeps a message
-# A claim in progress lapses after this (longer than the function's timeout), so a notification whose
-# handler crashed or timed out is taken again on redelivery instead of waiting 14 days.
-NOTIFICATION_WORK_SECONDS = 300
 # Stop taking new connections when the invocation has less than this left.
 SAFETY_MILLIS = 10_000
 
@@ -158,27 +154,18 @@ class SecretRotation:
     ) -> None:
         """`application_api` sends a grantless token with the rotation scope (GrantlessTokens)."""
         self._store = store
+        # Only for "rotation-call", the one-call-a-minute limit of rotateApplicationClientSecret shared by
+        # every notice and container: a rate limit that defers other notices, not a de-duplication.
         self._claims = claims
         self._application_api = application_api
         self._credentials = credentials
         self._rotate_when = timedelta(days=rotate_when_days_left)
 
     def handle(self, notification: Notification) -> str:
-        """What was done: "rotated", "stored", "not yet", "duplicate", "other client"."""
-        claim_id = f"notification#{notification.notification_id}"
-        now = clock.epoch_seconds()
-        if not self._claims.claim(claim_id, owner="token_refresher", now=now,
-                                  ttl_seconds=NOTIFICATION_WORK_SECONDS, retry_failed=True):
-            claim = self._claims.get(claim_id, now)
-            if claim is not None and claim.status is ClaimStatus.IN_PROGRESS:
-                raise RetryLater("another worker is handling this notification")
-            return "duplicate"
-        try:
-            outcome = self._dispatch(notification)
-        except Exception:
-            self._claims.finish(claim_id, ClaimStatus.FAILED)
-            raise
-        self._claims.finish(claim_id, ClaimStatus.COMPLETED, expires_at=now + NOTIFICATION_CLAIM_SECONDS)
+        """What was done: "rotated", "stored", "not yet", "already rotated", "duplicate", "other client".
+
+        Each notification comes here once (token_refresher.notifications keeps it to one handling)."""
+        outcome = self._dispatch(notification)
         get_logger().info("application notification handled",
                           extra={"notification_type": notification.notification_type, "outcome": outcome})
         return outcome

@@ -286,3 +286,23 @@ def test_access_token_grant_is_bound_to_its_purpose_only() -> None:
     assert statement["Condition"] == {"StringEquals": {"kms:EncryptionContext:purpose": "access_token"}}
     # Nor did the grant slip the role into the key policy.
     assert role_id not in json.dumps(by_purpose(raw, "token_key")[1]["Properties"]["KeyPolicy"])
+
+
+def test_the_function_may_make_every_call_of_powertools_idempotency(raw: dict[str, Any]) -> None:
+    """Each notification once: Powertools puts the claim, reads it, records the outcome, deletes it on failure."""
+    _, function = _token_function(raw)
+    role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    idempotency_id, _ = by_purpose(raw, "idempotency")
+    allowed = {
+        action
+        for policy in resources(raw, "AWS::IAM::Policy").values() if {"Ref": role_id} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if statement["Effect"] == "Allow" and _arn(idempotency_id) in _listed(statement["Resource"])
+        for action in _listed(statement["Action"])
+    }
+    assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"} <= allowed
+    assert "dynamodb:Scan" not in allowed
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]

@@ -428,3 +428,23 @@ def test_the_caps_come_from_the_environment_and_are_checked():
                         ("REPORT_MAX_COMPRESSION_RATIO", "many")):
         with pytest.raises(ConfigurationError, match=name):
             ReportFetcherSettings.from_env({**base, name: value})
+
+
+def test_a_message_with_a_refused_job_fails_after_its_other_jobs_ran(reports_env, emulator, capfd):
+    invoke({"task": "plan-reports"})
+    (job,) = json.loads(boto3.client("sqs").receive_message(QueueUrl=reports_env)["Messages"][0]["Body"])["jobs"]
+    forged = {**job, "window_end": "c4n4ry-v4lu3-xyz"}  # its id no longer matches the job: refused
+    capfd.readouterr()
+    message = {"messageId": "two-jobs", "body": json.dumps({"jobs": [forged, job]})}
+    assert invoke({"Records": [message]}) == {"batchItemFailures": [{"itemIdentifier": "two-jobs"}]}
+    assert stats(emulator)["spapi"]["createReport"] == 1  # the other job took its step
+    assert items("JOB#")[0]["job_id"] == job["job_id"]
+    err = capfd.readouterr().err
+    assert "c4n4ry-v4lu3-xyz" not in err
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{") and '"level"' in line]
+    step, message_line = [line for line in lines if line["message"] in ("report job step failed",
+                                                                        "report message failed")]
+    assert (step["message"], step["level"], step["report_type"]) == ("report job step failed", "ERROR", ORDERS)
+    assert (message_line["message"], message_line["level"]) == ("report message failed", "ERROR")
+    assert message_line["message_id"] == "two-jobs"
+    assert message_line["exception"].endswith("RuntimeError: 1 of 2 jobs failed; the message is retried")
