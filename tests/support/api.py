@@ -84,7 +84,7 @@ class ConsentClient:
         cookies = [f"{k}={v}" for k, v in self.jar.items()]
         event = http_event(method, path, parts.query, cookies)
         with acting_as("oauth_callback"):
-            raw = handle(event).to_event() if self._concurrent else lambda_handler(event, FakeContext())
+            raw = handle(event) if self._concurrent else lambda_handler(event, FakeContext())
         response = Response(raw["statusCode"], raw.get("headers", {}), raw.get("cookies", []), raw.get("body", ""))
         for cookie in response.cookies:
             pair, _, attributes = cookie.partition(";")
