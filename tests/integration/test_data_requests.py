@@ -428,26 +428,24 @@ def test_a_malformed_seller_id_is_400(env, seller):
     ("GET", "/tokens/removal", "POST"),
 ])
 def test_other_methods_are_405(env, method, suffix, allow):
-    from data_requests.handler import handle
-    from tests.support.api import http_event
+    from tests.support.api import admin_answer, http_event
 
     event = http_event(method, f"/admin/sellers/{SELLER}{suffix}")
     event["requestContext"]["authorizer"] = {"iam": OPS_IDENTITY}
     with acting_as("data_requests"):
-        response = handle(event)
+        response = admin_answer(event)
     assert response.status == 405 and response.headers["Allow"] == allow
     assert allow.split(", ")[0] in response.body["message"]
 
 
 def test_path_parameters_win_over_the_raw_path(env):
-    from data_requests.handler import handle
-    from tests.support.api import http_event
+    from tests.support.api import admin_answer, http_event
 
     event = http_event("GET", f"/admin/sellers/{SELLER}")
     event["requestContext"]["authorizer"] = {"iam": OPS_IDENTITY}
     event["pathParameters"] = {"seller_id": OTHER}
     with acting_as("data_requests"):
-        assert handle(event).status == 404
+        assert admin_answer(event).status == 404
 
 
 def test_audit_records_are_pii_free_and_complete(env):
@@ -501,12 +499,12 @@ def test_a_request_without_an_iam_identity_is_refused_and_still_audited(env, aut
 
 
 def test_an_undecodable_body_without_identity_is_refused_as_forbidden(env):
-    from data_requests.handler import handle
+    from tests.support.api import admin_answer
 
     event = {"version": "2.0", "rawPath": f"/admin/sellers/{SELLER}", "body": "%%%", "isBase64Encoded": True,
              "pathParameters": {"seller_id": SELLER},
              "requestContext": {"http": {"method": "PATCH"}, "requestId": "abc123"}}
-    assert handle(event).status == 403
+    assert admin_answer(event).status == 403
     [record] = audit_records(env)
     assert (record["principal_arn"], record["outcome"], record["id"]) == ("unknown", "forbidden", "request#abc123")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,6 +66,21 @@ class Response:
             if pair.startswith(f"{name}="):
                 return pair
         return None
+
+
+@dataclass
+class JsonAnswer:
+    status: int
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+def admin_answer(event: dict[str, Any]) -> JsonAnswer:
+    """data_requests.handler's routing alone (no Lambda decorators), its JSON answer parsed."""
+    from data_requests.handler import handle
+
+    raw = handle(event)
+    return JsonAnswer(raw["statusCode"], raw["headers"], json.loads(raw["body"]))
 
 
 class ConsentClient:

@@ -1,10 +1,12 @@
-"""The HTTP API resolver both API functions use: Powertools' `APIGatewayHttpResolver` with three changes.
+"""The HTTP API resolver both API functions use: Powertools' `APIGatewayHttpResolver` with these changes.
 
 - Request state per thread. Powertools keeps the current event on its `BaseRouter` class, shared by every
   resolver in the process, and the routing context on the instance. Lambda runs one request per container,
   but the local stack runs the consent and admin functions side by side in one process, and tests run
   several requests of one function on threads standing for containers: each thread sees its own event.
 - A trailing slash is ignored (`/connect/` is `/connect`), as the handlers always did.
+- Powertools' routing logs stay quiet below INFO: its DEBUG lines carry the path and path parameters (a
+  seller id), and nothing of a request is logged.
 - Fields API Gateway always sends (`rawPath`, `rawQueryString`, `requestContext.stage` and `.http.method`,
   `headers`) get API Gateway's values when an event lacks them, so a hand-built event routes instead of
   raising before any exception handler or middleware could answer it.
@@ -12,6 +14,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Callable
@@ -48,6 +51,7 @@ class HttpApi(APIGatewayHttpResolver):
 
     def __init__(self, *, serializer: Callable[[dict[str, Any]], str] | None = None) -> None:
         self._request_state = threading.local()
+        logging.getLogger("aws_lambda_powertools.event_handler").setLevel(logging.INFO)
         super().__init__(serializer=serializer, strip_prefixes=[_TRAILING_SLASHES])
 
     # Powertools assigns both in resolve(); these properties keep them per thread.
