@@ -531,3 +531,36 @@ def test_the_url_never_reaches_the_logs(env, capfd, caplog):
     assert body["url"] not in logs and SELLER not in logs and EMAIL not in logs
     assert seller_key(SELLER) in logs
     print(out, end="")
+
+
+def test_an_unknown_admin_path_is_404_and_audited(env):
+    status, body = call("GET", f"/admin/sellers/{SELLER}/nothing")
+    assert status == 404 and "no such admin route" in body["message"]
+    [record] = audit_records(env)
+    assert (record["type"], record["outcome"], int(record["detail"]["status"])) == ("access", "bad_request", 404)
+
+
+def test_a_trailing_slash_is_the_same_route(env):
+    assert call("GET", f"/admin/sellers/{SELLER}/")[0] == 200
+    assert call("POST", f"/admin/sellers/{SELLER}/tokens/removal/")[0] == 200
+
+
+def test_a_missing_seller_id_is_400(env):
+    status, body = call("POST", "/admin/sellers//export")
+    assert status == 400 and "The seller id is missing" in body["message"]
+    [record] = audit_records(env)
+    assert (record["type"], record["outcome"]) == ("export", "bad_request") and "seller_key" not in record
+
+
+def test_no_answer_goes_out_without_its_audit_record(env, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    from seller_insights.data_rights import AuditLog
+
+    def refused(self, **_record):
+        raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "PutItem")
+
+    monkeypatch.setattr(AuditLog, "record_request", refused)
+    for method, suffix in (("GET", ""), ("POST", "/deletion"), ("PUT", "")):
+        status, body = call(method, f"/admin/sellers/{SELLER}{suffix}")
+        assert status == 503 and "could not be recorded in the audit log" in body["message"]
