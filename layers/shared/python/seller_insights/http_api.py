@@ -52,7 +52,9 @@ class HttpApi(APIGatewayHttpResolver):
     def __init__(self, *, serializer: Callable[[dict[str, Any]], str] | None = None) -> None:
         self._request_state = threading.local()
         logging.getLogger("aws_lambda_powertools.event_handler").setLevel(logging.INFO)
-        super().__init__(serializer=serializer, strip_prefixes=[_TRAILING_SLASHES])
+        # debug=False whatever POWERTOOLS_DEV says: debug mode prints every event (codes, state, cookies) and
+        # answers unhandled errors with their traceback.
+        super().__init__(serializer=serializer, strip_prefixes=[_TRAILING_SLASHES], debug=False)
 
     # Powertools assigns both in resolve(); these properties keep them per thread.
     @property  # type: ignore[override]
