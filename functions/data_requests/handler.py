@@ -1,35 +1,45 @@
-"""Lambda entry of the `/admin/sellers/{seller_id}...` routes: parse, dispatch, answer, audit.
+"""Lambda entry of the `/admin/sellers/{seller_id}...` routes (routes.py) on Powertools' HTTP API resolver.
 
 Every request, whatever its outcome, writes one audit record (`request#{request_id}`) with the
-seller's `seller_key` only and the caller's IAM principal ARN (`principal_arn`). A request without
+seller's `seller_key` only and the caller's IAM principal ARN (`principal_arn`): the outermost middleware,
+`audit_every_request`, writes it after the route, the 404/405 answer or the refusal. A request without
 an IAM identity (its route would have lost its IAM authorization) is refused with 403 before anything
-else and recorded with `principal_arn` `unknown`, outcome `forbidden`. Logs carry `seller_key` and
-counts, never the seller id, an e-mail, a token or the export's presigned URL.
+else (`require_iam_identity`) and recorded with `principal_arn` `unknown`, outcome `forbidden`. Each error
+type has an exception handler; no answer goes out without its record (503 when the audit table fails).
+Logs carry `seller_key` and counts, never the seller id, an e-mail, a token or the export's presigned URL.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import Any
 
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from data_requests.models import (
+    UNREADABLE_BODY,
     AdminRequest,
-    JsonResponse,
+    AuditNotRecorded,
+    BadInput,
     MethodNotAllowed,
     NoIamIdentity,
     NotFound,
     RequestError,
-    UnknownSeller,
 )
+from data_requests.routes import ROUTES, SUFFIXES, AdminRoute, methods_of
 from data_requests.service import Answer, DataRequestsService
 from data_requests.settings import DataRequestsSettings
 from seller_insights import aws, clock
 from seller_insights.containers import per_container
 from seller_insights.data_rights import UNKNOWN_PRINCIPAL, AuditLog, AuditOutcome, AuditType, DataRightsRepository
+from seller_insights.http_api import HttpApi, resolver_rule
 from seller_insights.observability import get_logger, get_metrics, get_tracer
 from seller_insights.pseudonyms import seller_key
 from seller_insights.redaction import invocation_scope
@@ -37,6 +47,9 @@ from seller_insights.redaction import invocation_scope
 logger = get_logger()
 tracer = get_tracer()
 metrics = get_metrics()
+
+FAILED_METRIC = "DataRequestFailed"
+WITHOUT_IDENTITY_METRIC = "DataRequestWithoutIdentity"
 
 
 @per_container
@@ -55,104 +68,178 @@ def audit() -> AuditLog:
     return AuditLog(aws.table(settings().audit_table))
 
 
+app = HttpApi(serializer=partial(json.dumps, separators=(",", ":"), default=str))
+
+
 @invocation_scope
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return handle(event).to_event()
+    return app.resolve(event, context)
 
 
-_Action = Callable[[DataRequestsService, str, AdminRequest], Answer]
-
-_ACTIONS: dict[str, dict[str, _Action]] = {
-    "": {"GET": lambda s, seller, r: s.access(seller),
-         "PATCH": lambda s, seller, r: s.correct(seller, r.json_object())},
-    "/export": {"POST": lambda s, seller, r: s.export(seller, r.request_id)},
-    "/deletion": {"POST": lambda s, seller, r: s.request_deletion(seller),
-                  "DELETE": lambda s, seller, r: s.rollback_deletion(seller)},
-    "/tokens/removal": {"POST": lambda s, seller, r: s.remove_tokens(seller)},
-}
+def handle(event: dict[str, Any]) -> dict[str, Any]:
+    """The routing alone, without the Lambda decorators."""
+    return app.resolve(event, None)  # type: ignore[arg-type]  # no route reads the Lambda context
 
 
-def handle(event: dict[str, Any]) -> JsonResponse:
+# --- middleware, outermost first ----------------------------------------------------------------------
+
+
+def audit_every_request(resolver: HttpApi, next_middleware: NextMiddleware) -> Response[Any]:
+    """One audit record per request, whatever happens below; a record that cannot be written is
+    AuditNotRecorded (503)."""
     received_at = clock.now()
+    request = AdminRequest.from_event(resolver.current_event.raw_event)
     try:
-        return _handle(event, received_at)
-    except Exception:  # the audit table itself failed: no answer without its record
-        logger.exception("data request could not be recorded")
-        _count("DataRequestFailed")
-        return JsonResponse(503, {"message": "The request could not be recorded in the audit log. Send it again "
-                                             "in a minute; every data request is safe to repeat."})
-
-
-def _handle(event: dict[str, Any], received_at: datetime) -> JsonResponse:
+        # A request whose body cannot be read is recorded without a seller, as before its id was looked at.
+        key = seller_key(request.raw_seller_id) if request.valid_seller_id and not request.body_unreadable else None
+    except Exception as exc:  # the pseudonym key is out of reach: no record could name the seller
+        raise AuditNotRecorded("the seller's pseudonym could not be computed") from exc
+    if not request.body_unreadable:
+        if key:
+            logger.append_keys(seller_key=key)
+        logger.append_keys(request_type=request.audit_type.value)
+    resolver.append_context(admin_request=request)
     try:
-        request = AdminRequest.from_event(event)
-    except RequestError as exc:  # a body we cannot decode: still audited, without a seller
-        request = AdminRequest.from_event({**event, "body": None, "isBase64Encoded": False})
-        return _finish(request, received_at, None, _identity_missing(request) or exc)
-    key = seller_key(request.raw_seller_id) if request.valid_seller_id else None
-    if key:
-        logger.append_keys(seller_key=key)
-    logger.append_keys(request_type=request.audit_type.value)
-    try:
-        missing = _identity_missing(request)
-        if missing:
-            raise missing
-        methods = _ACTIONS.get(request.suffix)
-        if methods is None:
-            raise NotFound("There is no such admin route. Use /admin/sellers/{seller_id} with /export, "
-                           "/deletion or /tokens/removal.")
-        action = methods.get(request.method)
-        if action is None:
-            allowed = sorted(methods)
-            raise MethodNotAllowed(f"This address answers {', '.join(allowed)} only.", allowed)
-        seller_id = request.seller_id()
-        answer = action(service(), seller_id, request)
+        response = next_middleware(resolver)
     except RequestError as exc:
-        return _finish(request, received_at, key, exc)
+        _record(request, received_at, key, exc.outcome, {"status": exc.status})
+        logger.info("data request refused", extra={"status": exc.status, "outcome": exc.outcome.value})
+        raise
     except Exception:
         logger.exception("data request failed")
-        _audit(request, received_at, key, AuditOutcome.FAILED, {"status": 500})
-        _count("DataRequestFailed")
-        return JsonResponse(500, {"message": "The request failed and was recorded. Nothing was half-done that a "
-                                             "retry cannot finish: send it again in a minute."})
-    _audit(request, received_at, key, AuditOutcome.DONE, answer.detail)
-    _count(f"DataRequest{_metric_name(request.audit_type)}")
+        _record(request, received_at, key, AuditOutcome.FAILED, {"status": 500})
+        raise
+    route, answer = _done()
+    _record(request, received_at, key, AuditOutcome.DONE, answer.detail)
+    _count(route.metric)
     logger.info("data request done", extra={"detail": answer.detail})
-    return JsonResponse(200, answer.body)
-
-
-def _identity_missing(request: AdminRequest) -> NoIamIdentity | None:
-    """Behind IAM authorization every event names its caller; one that does not is refused (and counted)."""
-    if request.principal_arn is not None:
-        return None
-    _count("DataRequestWithoutIdentity")
-    return NoIamIdentity("This route answers only requests signed with AWS credentials through the API's IAM "
-                         "authorization: call it through the API as the OpsSupportRole (python -m ops).")
-
-
-def _finish(request: AdminRequest, received_at: datetime, key: str | None, exc: RequestError) -> JsonResponse:
-    outcome = (AuditOutcome.UNKNOWN_SELLER if isinstance(exc, UnknownSeller)
-               else AuditOutcome.FORBIDDEN if isinstance(exc, NoIamIdentity) else AuditOutcome.BAD_REQUEST)
-    _audit(request, received_at, key, outcome, {"status": exc.status})
-    logger.info("data request refused", extra={"status": exc.status, "outcome": outcome.value})
-    response = JsonResponse(exc.status, {"message": exc.message})
-    if isinstance(exc, MethodNotAllowed):
-        response.headers["Allow"] = ", ".join(exc.allow)
     return response
 
 
-def _audit(request: AdminRequest, received_at: datetime, key: str | None, outcome: AuditOutcome,
-           detail: dict[str, int]) -> None:
-    audit().record_request(request_id=request.request_id, request_type=request.audit_type, seller_key=key,
-                           principal_arn=request.principal_arn or UNKNOWN_PRINCIPAL, received_at=received_at,
-                           completed_at=clock.now(), outcome=outcome, detail=detail)
+def require_iam_identity(resolver: HttpApi, next_middleware: NextMiddleware) -> Response[Any]:
+    """Behind IAM authorization every event names its caller; one that does not is refused (and counted)."""
+    if _request().principal_arn is None:
+        _count(WITHOUT_IDENTITY_METRIC)
+        raise NoIamIdentity("This route answers only requests signed with AWS credentials through the API's IAM "
+                            "authorization: call it through the API as the OpsSupportRole (python -m ops).")
+    return next_middleware(resolver)
 
 
-def _metric_name(request_type: AuditType) -> str:
-    return "".join(part.capitalize() for part in request_type.value.split("_"))
+def refuse_unreadable_body(resolver: HttpApi, next_middleware: NextMiddleware) -> Response[Any]:
+    """A body sent as base64 that is not UTF-8 is refused on every route, before the route is looked at."""
+    if _request().body_unreadable:
+        raise BadInput(UNREADABLE_BODY)
+    return next_middleware(resolver)
+
+
+app.use([audit_every_request, require_iam_identity, refuse_unreadable_body])
+
+
+def _request() -> AdminRequest:
+    request: AdminRequest = app.context["admin_request"]
+    return request
+
+
+def _done() -> tuple[AdminRoute, Answer]:
+    done: tuple[AdminRoute, Answer] = app.context["done"]
+    return done
+
+
+def _record(request: AdminRequest, received_at: datetime, key: str | None, outcome: AuditOutcome,
+            detail: dict[str, int]) -> None:
+    try:
+        audit().record_request(request_id=request.request_id, request_type=request.audit_type, seller_key=key,
+                               principal_arn=request.principal_arn or UNKNOWN_PRINCIPAL, received_at=received_at,
+                               completed_at=clock.now(), outcome=outcome, detail=detail)
+    except Exception as exc:
+        raise AuditNotRecorded("the audit record could not be written") from exc
+
+
+# --- routes -------------------------------------------------------------------------------------------
+
+_Action = Callable[[DataRequestsService, str, AdminRequest], Answer]
+
+# What each route does, by the request type routes.py gives it.
+_ACTIONS: dict[AuditType, _Action] = {
+    AuditType.ACCESS: lambda s, seller, r: s.access(seller),
+    AuditType.CORRECTION: lambda s, seller, r: s.correct(seller, r.json_object()),
+    AuditType.EXPORT: lambda s, seller, r: s.export(seller, r.request_id),
+    AuditType.DELETION: lambda s, seller, r: s.request_deletion(seller),
+    AuditType.DELETION_ROLLBACK: lambda s, seller, r: s.rollback_deletion(seller),
+    AuditType.TOKEN_REMOVAL: lambda s, seller, r: s.remove_tokens(seller),
+}
+
+
+def _endpoint(route: AdminRoute) -> Callable[..., Response[dict[str, Any]]]:
+    action = _ACTIONS[route.request_type]
+
+    def endpoint(**_path_parameters: str) -> Response[dict[str, Any]]:
+        # The seller id comes from API Gateway's pathParameters (AdminRequest), not the resolver's match.
+        request = _request()
+        answer = action(service(), request.seller_id(), request)
+        app.append_context(done=(route, answer))
+        return _json(200, answer.body)
+
+    endpoint.__name__ = f"{route.request_type.value}_endpoint"
+    return endpoint
+
+
+for _route in ROUTES:
+    app.route(resolver_rule(_route.path), method=_route.method)(_endpoint(_route))
+
+
+@app.not_found
+def no_such_route(_: NotFoundError) -> Response[dict[str, Any]]:
+    """No route matched: an unknown path is 404, a known one with another method 405 (with Allow), and a
+    known path and method without a seller id 400."""
+    request = _request()
+    if request.suffix not in SUFFIXES:
+        raise NotFound("There is no such admin route. Use /admin/sellers/{seller_id} with /export, "
+                       "/deletion or /tokens/removal.")
+    allowed = methods_of(request.suffix)
+    if request.method not in allowed:
+        raise MethodNotAllowed(f"This address answers {', '.join(allowed)} only.", allowed)
+    request.seller_id()  # raises BadInput: the resolver matches every route that has a seller id
+    raise NotFound("There is no such admin route.")
+
+
+# --- one exception handler per error type -------------------------------------------------------------
+
+
+@app.exception_handler(MethodNotAllowed)
+def method_not_allowed(exc: MethodNotAllowed) -> Response[dict[str, Any]]:
+    response = _json(exc.status, {"message": exc.message})
+    response.headers["Allow"] = ", ".join(exc.allow)
+    return response
+
+
+@app.exception_handler(RequestError)
+def refused(exc: RequestError) -> Response[dict[str, Any]]:
+    return _json(exc.status, {"message": exc.message})
+
+
+@app.exception_handler(AuditNotRecorded)
+def not_recorded(exc: AuditNotRecorded) -> Response[dict[str, Any]]:
+    logger.exception("data request could not be recorded")
+    _count(FAILED_METRIC)
+    return _json(exc.status, {"message": "The request could not be recorded in the audit log. Send it again "
+                                         "in a minute; every data request is safe to repeat."})
+
+
+@app.exception_handler(Exception)
+def failed(_: Exception) -> Response[dict[str, Any]]:
+    # Logged and recorded by audit_every_request.
+    _count(FAILED_METRIC)
+    return _json(500, {"message": "The request failed and was recorded. Nothing was half-done that a "
+                                  "retry cannot finish: send it again in a minute."})
+
+
+def _json(status: int, body: dict[str, Any]) -> Response[dict[str, Any]]:
+    return Response(status_code=status, content_type="application/json", body=body,
+                    headers={"Cache-Control": "no-store"})
 
 
 def _count(name: str) -> None:

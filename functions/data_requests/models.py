@@ -1,4 +1,4 @@
-"""The HTTP shapes of the data-request routes (API Gateway HTTP API payload 2.0) and their errors."""
+"""What the data-request routes read of a request (API Gateway HTTP API payload 2.0), and their errors."""
 
 from __future__ import annotations
 
@@ -7,38 +7,27 @@ import binascii
 import json
 import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from seller_insights.data_rights import AuditType
+from data_requests.routes import SELLER_PREFIX, request_type
+from seller_insights.data_rights import AuditOutcome, AuditType
+from seller_insights.errors import SellerInsightsError
 
-ADMIN_PREFIX = "/admin/sellers/"
 SELLER_ID = re.compile(r"[A-Z0-9]{8,20}")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9=_-]{1,64}")
 # An IAM or STS principal ARN as the IAM authorizer reports it (user, role, assumed-role session, root).
 _PRINCIPAL_ARN = re.compile(r"arn:aws[a-z-]*:(iam|sts)::\d{12}:[A-Za-z0-9+=,.@_/-]{1,1900}")
 MAX_BODY = 16 * 1024
-
-# (suffix after the seller id, method) -> audit type; the suffixes are the routes' paths.
-ROUTES: dict[tuple[str, str], AuditType] = {
-    ("", "GET"): AuditType.ACCESS,
-    ("", "PATCH"): AuditType.CORRECTION,
-    ("/export", "POST"): AuditType.EXPORT,
-    ("/deletion", "POST"): AuditType.DELETION,
-    ("/deletion", "DELETE"): AuditType.DELETION_ROLLBACK,
-    ("/tokens/removal", "POST"): AuditType.TOKEN_REMOVAL,
-}
-# What an audit record calls a request with a method the path does not answer.
-_PATH_TYPES: dict[str, AuditType] = {
-    "": AuditType.ACCESS, "/export": AuditType.EXPORT, "/deletion": AuditType.DELETION,
-    "/tokens/removal": AuditType.TOKEN_REMOVAL,
-}
+UNREADABLE_BODY = "The body is not valid UTF-8 JSON: send a JSON object."
 
 
-class RequestError(Exception):
-    """A request we answer with `status` and `{"message": ...}`; the message says what to do next."""
+class RequestError(SellerInsightsError):
+    """A request we answer with `status` and `{"message": ...}`; the message says what to do next.
+    `outcome` is what its audit record says."""
 
     status = 400
+    outcome = AuditOutcome.BAD_REQUEST
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -51,6 +40,7 @@ class BadInput(RequestError):
 
 class UnknownSeller(RequestError):
     status = 404
+    outcome = AuditOutcome.UNKNOWN_SELLER
 
 
 class NotFound(RequestError):
@@ -73,6 +63,7 @@ class NoIamIdentity(RequestError):
     """The event carries no IAM caller: the route is not behind IAM authorization as it must be."""
 
     status = 403
+    outcome = AuditOutcome.FORBIDDEN
 
 
 @dataclass(frozen=True)
@@ -84,6 +75,7 @@ class AdminRequest:
     body: str | None
     # requestContext.authorizer.iam.userArn of payload 2.0: who signed the request; None without one.
     principal_arn: str | None = None
+    body_unreadable: bool = False  # base64 that does not decode to UTF-8 (refused after the identity check)
 
     @classmethod
     def from_event(cls, event: dict[str, Any]) -> AdminRequest:
@@ -92,19 +84,23 @@ class AdminRequest:
         method = str(http.get("method") or "GET").upper()
         path = str(event.get("rawPath") or http.get("path") or "/")
         params = event.get("pathParameters") or {}
-        rest = path.removeprefix(ADMIN_PREFIX) if path.startswith(ADMIN_PREFIX) else ""
+        rest = path.removeprefix(SELLER_PREFIX) if path.startswith(SELLER_PREFIX) else ""
         seller, _, tail = rest.partition("/")
         seller = str(params.get("seller_id") or seller)
         suffix = ("/" + tail).rstrip("/") if tail else ""
         request_id = str(context.get("requestId") or "")
         if not _REQUEST_ID.fullmatch(request_id):
             request_id = uuid.uuid4().hex  # only API Gateway's own ids are used as keys
+        try:
+            body, unreadable = _body(event), False
+        except BadInput:
+            body, unreadable = None, True
         return cls(method=method, suffix=suffix, raw_seller_id=seller, request_id=request_id,
-                   body=_body(event), principal_arn=_principal_arn(context))
+                   body=body, principal_arn=_principal_arn(context), body_unreadable=unreadable)
 
     @property
     def audit_type(self) -> AuditType:
-        return ROUTES.get((self.suffix, self.method)) or _PATH_TYPES.get(self.suffix, AuditType.ACCESS)
+        return request_type(self.suffix, self.method)
 
     @property
     def valid_seller_id(self) -> bool:
@@ -150,20 +146,11 @@ def _body(event: dict[str, Any]) -> str | None:
         try:
             return base64.b64decode(str(body), validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
-            raise BadInput("The body is not valid UTF-8 JSON: send a JSON object.") from None
+            raise BadInput(UNREADABLE_BODY) from None
     return str(body)
 
 
-@dataclass
-class JsonResponse:
-    status: int
-    body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
+class AuditNotRecorded(SellerInsightsError):
+    """The audit table refused the request's record: no answer goes out without its record."""
 
-    def to_event(self) -> dict[str, Any]:
-        return {
-            "statusCode": self.status,
-            "headers": {"Content-Type": "application/json", "Cache-Control": "no-store", **self.headers},
-            "body": json.dumps(self.body, separators=(",", ":"), default=str),
-            "isBase64Encoded": False,
-        }
+    status = 503

@@ -1,12 +1,13 @@
-"""The HTTP shapes the consent function reads and writes (API Gateway HTTP API payload 2.0)."""
+"""What the consent function reads of a request (API Gateway HTTP API payload 2.0), strictly checked."""
 
 from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 from urllib.parse import parse_qsl
+
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
 from seller_insights.errors import BadRequest
 
@@ -16,22 +17,17 @@ MAX_PARAMETERS = 20
 
 
 @dataclass(frozen=True)
-class HttpRequest:
-    method: str
-    path: str
+class ConsentRequest:
+    """What the consent routes read of a request, after the strict checks of `parse_query`/`parse_cookies`."""
+
     query: dict[str, str]
     cookies: dict[str, str]
     request_id: str = ""
 
     @classmethod
-    def from_event(cls, event: dict[str, Any]) -> HttpRequest:
-        context = event.get("requestContext", {})
-        http = context.get("http", {})
-        method = str(http.get("method", "GET")).upper()
-        path = str(event.get("rawPath") or http.get("path") or "/")
-        request_id = str(context.get("requestId") or "")
-        return cls(method=method, path=path, query=parse_query(event.get("rawQueryString") or ""),
-                   cookies=parse_cookies(event.get("cookies") or []),
+    def from_event(cls, event: APIGatewayProxyEventV2) -> ConsentRequest:
+        request_id = str(event.request_context.get("requestId") or "")
+        return cls(query=parse_query(event.raw_query_string), cookies=parse_cookies(event.cookies),
                    request_id=request_id if _REQUEST_ID.fullmatch(request_id) else uuid.uuid4().hex)
 
 
@@ -67,22 +63,3 @@ def parse_cookies(cookies: list[str]) -> dict[str, str]:
             repeated.add(name)
         seen[name] = value
     return {k: v for k, v in seen.items() if k not in repeated}
-
-
-@dataclass
-class HttpResponse:
-    status: int
-    body: str = ""
-    headers: dict[str, str] = field(default_factory=dict)
-    cookies: list[str] = field(default_factory=list)
-
-    def to_event(self) -> dict[str, Any]:
-        response: dict[str, Any] = {
-            "statusCode": self.status,
-            "headers": self.headers,
-            "body": self.body,
-            "isBase64Encoded": False,
-        }
-        if self.cookies:
-            response["cookies"] = self.cookies
-        return response

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.shared.cookies import Cookie
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from oauth_callback.models import HttpResponse
 from seller_insights.marketplaces import MARKETPLACES
 
 _TEMPLATES = Path(__file__).parent / "templates"
@@ -60,18 +61,18 @@ def page(
     *paragraphs: str,
     action: Link | None = None,
     choices: list[Link] | None = None,
-) -> HttpResponse:
+) -> Response[str]:
     css, _ = _css()
     body = _environment().get_template("base.html").render(
         heading=heading, paragraphs=paragraphs, action=action, choices=choices or [], css=css
     )
-    return HttpResponse(status=status, body=body, headers=security_headers())
+    return Response(status_code=status, body=body, headers=security_headers())
 
 
-def redirect(location: str, status: int = 302, cookies: list[str] | None = None) -> HttpResponse:
+def redirect(location: str, status: int = 302, cookies: list[Cookie] | None = None) -> Response[str]:
     headers = security_headers()
     headers["Location"] = location
-    return HttpResponse(status=status, body="", headers=headers, cookies=cookies or [])
+    return Response(status_code=status, body="", headers=headers, cookies=cookies)
 
 
 def start_again(marketplace: str | None = None) -> Link:

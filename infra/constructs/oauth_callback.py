@@ -27,7 +27,8 @@ from infra.constructs.service_function import ServiceFunction
 from infra.nag import acknowledge
 
 DUTY = "oauth_callback"
-# /done is the clean outcome page the callback 303s to (no code or state in its URL).
+# The consent function's paths as functions/oauth_callback/routes.py declares them (a test proves the two
+# equal; synthesis does not import function code). /done is the clean outcome page the callback 303s to.
 ROUTES = ("/connect", "/login", "/callback", "/done")
 CALLBACK_PATH = "/callback"
 # HTTP APIs give up on an integration after 30 s.

@@ -59,7 +59,8 @@ def test_routes_are_the_contract(raw: dict[str, Any]) -> None:
     assert [i["Properties"]["PayloadFormatVersion"] for i in integrations] == ["2.0", "2.0"]
 
 
-def test_each_route_goes_to_its_function(raw: dict[str, Any]) -> None:
+def _served(raw: dict[str, Any]) -> dict[str, set[str]]:
+    """Handler -> the route keys the template sends to its function."""
     functions = {name: f["Properties"]["Handler"] for name, f in resources(raw, "AWS::Lambda::Function").items()}
     integrations = {
         name: functions[i["Properties"]["IntegrationUri"]["Fn::GetAtt"][0]]
@@ -69,7 +70,42 @@ def test_each_route_goes_to_its_function(raw: dict[str, Any]) -> None:
     for key, route in _routes(raw).items():
         integration = route["Target"]["Fn::Join"][1][1]["Ref"]
         served.setdefault(integrations[integration], set()).add(key)
-    assert served == HANDLERS
+    return served
+
+
+def test_each_route_goes_to_its_function(raw: dict[str, Any]) -> None:
+    assert _served(raw) == HANDLERS
+
+
+def _resolver_routes(module: str) -> dict[str, set[str]]:
+    """Path (API Gateway syntax) -> methods, as a handler's Powertools resolver has them registered."""
+    import importlib
+
+    app = importlib.import_module(module).app
+    return {path: {method.upper() for method in ("get", "put", "post", "delete", "patch", "head", "options")
+                   if getattr(item, method) is not None}
+            for path, item in app.get_openapi_schema().paths.items()}
+
+
+def test_the_template_routes_each_function_exactly_what_its_handler_declares(raw: dict[str, Any]) -> None:
+    """One declaration per function (functions/<duty>/routes.py): the template's route keys, the infra's
+    route list and the routes the handler's resolver registers are all that declaration."""
+    from data_requests import routes as admin
+    from infra.constructs import data_requests as admin_infra
+    from infra.constructs import oauth_callback as consent_infra
+    from oauth_callback import routes as consent
+
+    served = _served(raw)
+    assert served["oauth_callback.handler.lambda_handler"] == consent.route_keys()
+    assert consent_infra.ROUTES == consent.PATHS
+    assert _resolver_routes("oauth_callback.handler") == {path: {consent.METHOD} for path in consent.PATHS}
+
+    assert served["data_requests.handler.lambda_handler"] == {route.key for route in admin.ROUTES}
+    assert {(method.value, path) for method, path in admin_infra.ROUTES} == {(r.method, r.path) for r in admin.ROUTES}
+    declared: dict[str, set[str]] = {}
+    for route in admin.ROUTES:
+        declared.setdefault(route.path, set()).add(route.method)
+    assert _resolver_routes("data_requests.handler") == declared
 
 
 def test_admin_routes_need_iam_and_consent_routes_stay_public(raw: dict[str, Any]) -> None:

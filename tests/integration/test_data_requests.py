@@ -428,26 +428,24 @@ def test_a_malformed_seller_id_is_400(env, seller):
     ("GET", "/tokens/removal", "POST"),
 ])
 def test_other_methods_are_405(env, method, suffix, allow):
-    from data_requests.handler import handle
-    from tests.support.api import http_event
+    from tests.support.api import admin_answer, http_event
 
     event = http_event(method, f"/admin/sellers/{SELLER}{suffix}")
     event["requestContext"]["authorizer"] = {"iam": OPS_IDENTITY}
     with acting_as("data_requests"):
-        response = handle(event)
+        response = admin_answer(event)
     assert response.status == 405 and response.headers["Allow"] == allow
     assert allow.split(", ")[0] in response.body["message"]
 
 
 def test_path_parameters_win_over_the_raw_path(env):
-    from data_requests.handler import handle
-    from tests.support.api import http_event
+    from tests.support.api import admin_answer, http_event
 
     event = http_event("GET", f"/admin/sellers/{SELLER}")
     event["requestContext"]["authorizer"] = {"iam": OPS_IDENTITY}
     event["pathParameters"] = {"seller_id": OTHER}
     with acting_as("data_requests"):
-        assert handle(event).status == 404
+        assert admin_answer(event).status == 404
 
 
 def test_audit_records_are_pii_free_and_complete(env):
@@ -501,12 +499,12 @@ def test_a_request_without_an_iam_identity_is_refused_and_still_audited(env, aut
 
 
 def test_an_undecodable_body_without_identity_is_refused_as_forbidden(env):
-    from data_requests.handler import handle
+    from tests.support.api import admin_answer
 
     event = {"version": "2.0", "rawPath": f"/admin/sellers/{SELLER}", "body": "%%%", "isBase64Encoded": True,
              "pathParameters": {"seller_id": SELLER},
              "requestContext": {"http": {"method": "PATCH"}, "requestId": "abc123"}}
-    assert handle(event).status == 403
+    assert admin_answer(event).status == 403
     [record] = audit_records(env)
     assert (record["principal_arn"], record["outcome"], record["id"]) == ("unknown", "forbidden", "request#abc123")
 
@@ -533,3 +531,36 @@ def test_the_url_never_reaches_the_logs(env, capfd, caplog):
     assert body["url"] not in logs and SELLER not in logs and EMAIL not in logs
     assert seller_key(SELLER) in logs
     print(out, end="")
+
+
+def test_an_unknown_admin_path_is_404_and_audited(env):
+    status, body = call("GET", f"/admin/sellers/{SELLER}/nothing")
+    assert status == 404 and "no such admin route" in body["message"]
+    [record] = audit_records(env)
+    assert (record["type"], record["outcome"], int(record["detail"]["status"])) == ("access", "bad_request", 404)
+
+
+def test_a_trailing_slash_is_the_same_route(env):
+    assert call("GET", f"/admin/sellers/{SELLER}/")[0] == 200
+    assert call("POST", f"/admin/sellers/{SELLER}/tokens/removal/")[0] == 200
+
+
+def test_a_missing_seller_id_is_400(env):
+    status, body = call("POST", "/admin/sellers//export")
+    assert status == 400 and "The seller id is missing" in body["message"]
+    [record] = audit_records(env)
+    assert (record["type"], record["outcome"]) == ("export", "bad_request") and "seller_key" not in record
+
+
+def test_no_answer_goes_out_without_its_audit_record(env, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    from seller_insights.data_rights import AuditLog
+
+    def refused(self, **_record):
+        raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "PutItem")
+
+    monkeypatch.setattr(AuditLog, "record_request", refused)
+    for method, suffix in (("GET", ""), ("POST", "/deletion"), ("PUT", "")):
+        status, body = call(method, f"/admin/sellers/{SELLER}{suffix}")
+        assert status == 503 and "could not be recorded in the audit log" in body["message"]

@@ -290,3 +290,39 @@ def test_parallel_callbacks_one_winner(consent_env, emulator):
     assert connections(consent_env) == 1
     assert results.count(303) >= 1  # the winner, and maybe "already connected" for late twins
     assert len(results) == 4 and all(r in (303, 400, 409) for r in results), results
+
+
+# 14. a trailing slash is the same route; the strict checks run before any route, matched or not
+def test_a_trailing_slash_is_the_same_route(consent_env, emulator):
+    assert ConsentClient().get("/connect/").status == 302
+    r = ConsentClient().get("/callback/", method="POST")
+    assert r.status == 405 and r.headers["Allow"] == "GET"
+    assert ConsentClient().get("/").status == 404
+
+
+def test_a_repeated_parameter_is_refused_on_any_path(consent_env, emulator):
+    for path in ("/nowhere?a=1&a=2", "/done?outcome=pending&outcome=pending"):
+        r = ConsentClient().get(path)
+        assert r.status == 400 and "This request is incomplete" in r.body
+
+
+# 15. metric names are chosen, not built from class names at run time
+def test_failure_metric_names_are_chosen_and_stable():
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    from oauth_callback.handler import FAILURE_METRICS, UNEXPECTED_FAILURE_METRIC, failure_metric
+    from seller_insights.errors import LwaInvalidGrant, SellerInsightsError, StateExpired
+
+    for error_type, name in FAILURE_METRICS.items():
+        # The names the product has always counted under (alarms and dashboards key on them).
+        assert name == f"ConsentFailed{error_type.__name__}"
+    assert len(set(FAILURE_METRICS.values())) == len(FAILURE_METRICS)
+    assert failure_metric(StateExpired("x")) == "ConsentFailedStateExpired"
+    assert failure_metric(LwaInvalidGrant("invalid_grant", 400)) == "ConsentFailedLwaInvalidGrant"
+    assert failure_metric(ClientError({"Error": {"Code": "X"}}, "Op")) == "ConsentFailedClientError"
+    assert failure_metric(EndpointConnectionError(endpoint_url="https://kms")) == "ConsentFailedBotoCoreError"
+
+    class Surprise(SellerInsightsError):
+        pass
+
+    assert failure_metric(Surprise()) == failure_metric(KeyError("k")) == UNEXPECTED_FAILURE_METRIC

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,6 +68,21 @@ class Response:
         return None
 
 
+@dataclass
+class JsonAnswer:
+    status: int
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+def admin_answer(event: dict[str, Any]) -> JsonAnswer:
+    """data_requests.handler's routing alone (no Lambda decorators), its JSON answer parsed."""
+    from data_requests.handler import handle
+
+    raw = handle(event)
+    return JsonAnswer(raw["statusCode"], raw["headers"], json.loads(raw["body"]))
+
+
 class ConsentClient:
     """Calls oauth_callback.handler.lambda_handler like API Gateway would, keeping a cookie jar."""
 
@@ -84,7 +100,7 @@ class ConsentClient:
         cookies = [f"{k}={v}" for k, v in self.jar.items()]
         event = http_event(method, path, parts.query, cookies)
         with acting_as("oauth_callback"):
-            raw = handle(event).to_event() if self._concurrent else lambda_handler(event, FakeContext())
+            raw = handle(event) if self._concurrent else lambda_handler(event, FakeContext())
         response = Response(raw["statusCode"], raw.get("headers", {}), raw.get("cookies", []), raw.get("body", ""))
         for cookie in response.cookies:
             pair, _, attributes = cookie.partition(";")

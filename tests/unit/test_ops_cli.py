@@ -131,6 +131,16 @@ def test_each_command_sends_a_signed_request(api, argv, method, suffix):
     json.loads(out)
 
 
+def test_the_commands_call_exactly_the_declared_admin_routes(api, tmp_path):
+    from data_requests.routes import ROUTES
+
+    for argv in (["show"], ["delete"], ["undelete"], ["remove-tokens"], ["correct", "--email", "new@example.com"],
+                 ["export", "--out", str(tmp_path / "export.zip")]):
+        assert run(argv[0], SELLER, "--api", api.url, *argv[1:])[0] == 0, argv
+    called = {(call["method"], call["path"].removeprefix(f"/admin/sellers/{SELLER}")) for call in api.calls}
+    assert called == {(route.method, route.suffix) for route in ROUTES}
+
+
 def test_correct_sends_the_fields_signed_and_the_api_from_the_environment(api, monkeypatch):
     monkeypatch.setenv("SELLER_INSIGHTS_API", api.url)
     code, out, _ = run("correct", SELLER, "--email", "new@example.com", "--name", "New Name")
