@@ -23,22 +23,14 @@ from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from data_requests.models import (
-    UNREADABLE_BODY,
-    AdminRequest,
-    AuditNotRecorded,
-    BadInput,
-    MethodNotAllowed,
-    NoIamIdentity,
-    NotFound,
-    RequestError,
-)
+from data_requests.models import UNREADABLE_BODY, AdminRequest
 from data_requests.routes import ROUTES, SUFFIXES, AdminRoute, methods_of
 from data_requests.service import Answer, DataRequestsService
 from data_requests.settings import DataRequestsSettings
 from seller_insights import aws, clock
 from seller_insights.containers import per_container
 from seller_insights.data_rights import UNKNOWN_PRINCIPAL, AuditLog, AuditOutcome, AuditType, DataRightsRepository
+from seller_insights.errors import AuditNotRecorded, BadInput, MethodNotAllowed, NoIamIdentity, NotFound, RequestError
 from seller_insights.http_api import HttpApi, resolver_rule
 from seller_insights.observability import get_logger, get_metrics, get_tracer
 from seller_insights.pseudonyms import seller_key
@@ -105,8 +97,9 @@ def audit_every_request(resolver: HttpApi, next_middleware: NextMiddleware) -> R
     try:
         response = next_middleware(resolver)
     except RequestError as exc:
-        _record(request, received_at, key, exc.outcome, {"status": exc.status})
-        logger.info("data request refused", extra={"status": exc.status, "outcome": exc.outcome.value})
+        outcome = AuditOutcome(exc.audit_outcome)
+        _record(request, received_at, key, outcome, {"status": exc.response_status})
+        logger.info("data request refused", extra={"status": exc.response_status, "outcome": outcome.value})
         raise
     except Exception:
         logger.exception("data request failed")
@@ -211,21 +204,21 @@ def no_such_route(_: NotFoundError) -> Response[dict[str, Any]]:
 
 @app.exception_handler(MethodNotAllowed)
 def method_not_allowed(exc: MethodNotAllowed) -> Response[dict[str, Any]]:
-    response = _json(exc.status, {"message": exc.message})
+    response = _json(exc.response_status, {"message": exc.message})
     response.headers["Allow"] = ", ".join(exc.allow)
     return response
 
 
 @app.exception_handler(RequestError)
 def refused(exc: RequestError) -> Response[dict[str, Any]]:
-    return _json(exc.status, {"message": exc.message})
+    return _json(exc.response_status, {"message": exc.message})
 
 
 @app.exception_handler(AuditNotRecorded)
 def not_recorded(exc: AuditNotRecorded) -> Response[dict[str, Any]]:
     logger.exception("data request could not be recorded")
     _count(FAILED_METRIC)
-    return _json(exc.status, {"message": "The request could not be recorded in the audit log. Send it again "
+    return _json(exc.response_status, {"message": "The request could not be recorded in the audit log. Send it again "
                                          "in a minute; every data request is safe to repeat."})
 
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from data_requests.routes import SELLER_PREFIX, request_type
-from seller_insights.data_rights import AuditOutcome, AuditType
-from seller_insights.errors import SellerInsightsError
+from seller_insights.data_rights import AuditType
+from seller_insights.errors import BadInput
 
 SELLER_ID = re.compile(r"[A-Z0-9]{8,20}")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9=_-]{1,64}")
@@ -20,50 +20,6 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9=_-]{1,64}")
 _PRINCIPAL_ARN = re.compile(r"arn:aws[a-z-]*:(iam|sts)::\d{12}:[A-Za-z0-9+=,.@_/-]{1,1900}")
 MAX_BODY = 16 * 1024
 UNREADABLE_BODY = "The body is not valid UTF-8 JSON: send a JSON object."
-
-
-class RequestError(SellerInsightsError):
-    """A request we answer with `status` and `{"message": ...}`; the message says what to do next.
-    `outcome` is what its audit record says."""
-
-    status = 400
-    outcome = AuditOutcome.BAD_REQUEST
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class BadInput(RequestError):
-    status = 400
-
-
-class UnknownSeller(RequestError):
-    status = 404
-    outcome = AuditOutcome.UNKNOWN_SELLER
-
-
-class NotFound(RequestError):
-    status = 404
-
-
-class MethodNotAllowed(RequestError):
-    status = 405
-
-    def __init__(self, message: str, allow: list[str]) -> None:
-        super().__init__(message)
-        self.allow = allow
-
-
-class Conflict(RequestError):
-    status = 409
-
-
-class NoIamIdentity(RequestError):
-    """The event carries no IAM caller: the route is not behind IAM authorization as it must be."""
-
-    status = 403
-    outcome = AuditOutcome.FORBIDDEN
 
 
 @dataclass(frozen=True)
@@ -148,9 +104,3 @@ def _body(event: dict[str, Any]) -> str | None:
         except (binascii.Error, UnicodeDecodeError):
             raise BadInput(UNREADABLE_BODY) from None
     return str(body)
-
-
-class AuditNotRecorded(SellerInsightsError):
-    """The audit table refused the request's record: no answer goes out without its record."""
-
-    status = 503

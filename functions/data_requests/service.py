@@ -14,11 +14,17 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from data_requests.export import ExportBuilder
-from data_requests.models import BadInput, Conflict, UnknownSeller
 from data_requests.settings import DataRequestsSettings
 from seller_insights import clock
 from seller_insights.data_rights import DataRightsRepository, SellerSnapshot
-from seller_insights.errors import ConcurrentChange, NoDeletionPending, PurgeDatePassed
+from seller_insights.errors import (
+    BadInput,
+    ConcurrentChange,
+    Conflict,
+    NoDeletionPending,
+    PurgeDatePassed,
+    UnknownSeller,
+)
 from seller_insights.object_keys import export_key
 from seller_insights.pseudonyms import seller_key
 from seller_insights.redaction import register_secret

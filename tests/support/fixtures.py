@@ -74,6 +74,8 @@ def consent_env(monkeypatch: pytest.MonkeyPatch, emulator: AmazonEmulator,
             "REDIRECT_URI": REDIRECT_URI,
             "DEFAULT_MARKETPLACE": "US",
             "STATE_TTL_SECONDS": "600",
+            # The stage value: the verify-consents task (token refresher) runs in these tests too.
+            "PURGE_AFTER_DAYS": "27",
         }
         for key, value in env.items():
             monkeypatch.setenv(key, value)

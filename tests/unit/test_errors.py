@@ -12,12 +12,6 @@ from seller_insights import errors
 from seller_insights.errors import SellerInsightsError
 
 ROOT = Path(__file__).resolve().parents[2]
-# Other parts of issue 9 move these (and their subclasses) onto SellerInsightsError; take each out of this
-# list when it does.
-NOT_YET_MOVED = {
-    "data_requests.models.RequestError",
-}
-
 
 def _product_modules() -> list[str]:
     names = [f"seller_insights.{path.stem}"
@@ -39,8 +33,7 @@ def test_every_product_exception_is_a_seller_insights_error_defined_in_errors() 
     stray = []
     for module_name in _product_modules():
         for cls in _exceptions_defined_in(module_name):
-            lineage = {f"{base.__module__}.{base.__qualname__}" for base in cls.__mro__}
-            if lineage & NOT_YET_MOVED or (issubclass(cls, SellerInsightsError) and module_name == errors.__name__):
+            if issubclass(cls, SellerInsightsError) and module_name == errors.__name__:
                 continue
             stray.append(f"{module_name}.{cls.__qualname__}")
     assert stray == []

@@ -354,3 +354,56 @@ class UnprocessedRequests(SellerInsightsError):
     def __init__(self, attempts: int) -> None:
         self.attempts = attempts
         super().__init__(f"DynamoDB left requests unprocessed after {attempts} attempts")
+
+
+# --- admin data requests (functions/data_requests) -------------------------------------------------
+
+
+class RequestError(SellerInsightsError):
+    """An admin data request we answer with `response_status` and `{"message": ...}`; the message says what
+    to do next. `audit_outcome` is the AuditOutcome value (seller_insights.data_rights) its audit record says."""
+
+    response_status: ClassVar[int] = 400
+    audit_outcome: ClassVar[str] = "bad_request"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadInput(RequestError):
+    response_status = 400
+
+
+class UnknownSeller(RequestError):
+    response_status = 404
+    audit_outcome = "unknown_seller"
+
+
+class NotFound(RequestError):
+    response_status = 404
+
+
+class MethodNotAllowed(RequestError):
+    response_status = 405
+
+    def __init__(self, message: str, allow: list[str]) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+
+class Conflict(RequestError):
+    response_status = 409
+
+
+class NoIamIdentity(RequestError):
+    """The event carries no IAM caller: the route is not behind IAM authorization as it must be."""
+
+    response_status = 403
+    audit_outcome = "forbidden"
+
+
+class AuditNotRecorded(SellerInsightsError):
+    """The audit table refused the request's record: no answer goes out without its record."""
+
+    response_status: ClassVar[int] = 503
