@@ -10,12 +10,15 @@ import hashlib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.shared.cookies import Cookie
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from seller_insights.marketplaces import MARKETPLACES
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 _TEMPLATES = Path(__file__).parent / "templates"
 
@@ -28,6 +31,9 @@ class Link:
 
 @cache
 def _environment() -> Environment:
+    # Imported on the first rendered page: redirects (most answers) never render one (bench.cold_import).
+    from jinja2 import Environment, FileSystemLoader, select_autoescape  # noqa: PLC0415
+
     return Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=select_autoescape(default=True))
 
 
