@@ -34,11 +34,10 @@ class ReportFetcherSettings(ConnectionsTable, TokenKey, DataBucket, PurgeSchedul
     report_max_decompressed_mib: int = env_field(default=DEFAULT_MAX_DECOMPRESSED_BYTES // MiB)
     report_max_compression_ratio: int = env_field(default=DEFAULT_MAX_RATIO)
     # The report_notifications queue: before planning, connections are subscribed to
-    # REPORT_PROCESSING_FINISHED with a destination for it. Absent: no subscriptions (jobs poll only).
-    # The destinations are created grantless (the LWA client secret) and cached in the idempotency table.
+    # REPORT_PROCESSING_FINISHED with their region's destination for it. Absent: no subscriptions (jobs
+    # poll only). The token refresher creates the destinations and caches their ids in the idempotency table.
     report_notifications_queue_arn: str | None = env_field(default=None)
     idempotency_table: str | None = env_field(default=None)
-    lwa_client_secret_id: str | None = env_field(default=None)
 
     @property
     def enabled_by_default(self) -> tuple[str, ...]:

@@ -31,6 +31,7 @@ from seller_insights.redaction import register_secret
 from seller_insights.repositories import ClaimStatus, ConnectionsRepository, OneTimeClaims
 from seller_insights.spapi import SpApiClient
 from seller_insights.tokens import AccessTokenProvider, TokenPolicy
+from token_refresher.destinations import DestinationKeeper
 from token_refresher.models import (
     NEW_SECRET_TYPE,
     SECRET_EXPIRY_TYPE,
@@ -55,18 +56,25 @@ def count(name: str, value: float = 1) -> None:
 
 class RefreshSweep:
     """Renews the access tokens that are due (sparse index, no Scan). Every refresh also proves the
-    refresh token still works, so a revocation is seen within one token lifetime even for idle sellers."""
+    refresh token still works, so a revocation is seen within one token lifetime even for idle sellers.
 
-    def __init__(self, connections: ConnectionsRepository, tokens: AccessTokenProvider, policy: TokenPolicy) -> None:
+    With `destinations` (a report_notifications queue is configured), the region of each refreshed
+    connection gets its REPORT_PROCESSING_FINISHED destination kept, once per region and run, so the report
+    fetcher can subscribe the seller with the token just refreshed."""
+
+    def __init__(self, connections: ConnectionsRepository, tokens: AccessTokenProvider, policy: TokenPolicy,
+                 destinations: DestinationKeeper | None = None) -> None:
         self._connections = connections
         self._tokens = tokens
         self._policy = policy
+        self._destinations = destinations
 
     def run(self, remaining_millis: Callable[[], int]) -> RefreshReport:
         report = RefreshReport()
         # refresh_due_at is already set refresh_ahead_seconds before each token's expiry.
         due = list(self._connections.refresh_due(clock.epoch_seconds()))
         report.due = len(due)
+        kept: set[str] = set()  # regions whose destination was looked at in this run
         for position, (seller, region) in enumerate(due):
             if remaining_millis() < SAFETY_MILLIS:
                 report.left = report.due - position
@@ -99,6 +107,9 @@ class RefreshSweep:
                     report.skipped += 1  # another caller is refreshing it right now
                 else:
                     report.refreshed += 1
+                    if self._destinations is not None and region not in kept:
+                        kept.add(region)
+                        self._destinations.keep(region)
         return report
 
 
