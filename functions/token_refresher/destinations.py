@@ -5,7 +5,7 @@ A Notifications API destination is the application's, not a seller's: it is crea
 the token lifecycle holds that secret, so the destinations are kept here and the report fetcher, which
 subscribes sellers with their cached access tokens, only reads their ids (seller_insights.report_destinations).
 
-The refresh sweep asks for the region of each connection it refreshed, at most once per region and run:
+The refresh sweep asks for the regions of the connections it is about to refresh, once per region and run:
 a region's destination exists as soon as it has a seller whose token the fetcher can use, and no
 destination is created in a region without sellers.
 """
@@ -31,7 +31,7 @@ class DestinationKeeper:
     """Makes sure the report_notifications queue (`queue_arn`) has a destination in a region: the cached
     id, else the one Amazon already has for the queue (getDestinations), else a new one (createDestination;
     409: another run created it meanwhile, so it is looked up again). Never raises: a failure is counted
-    and logged, and the region is tried again at the next refresh of one of its connections."""
+    and logged, and the region is tried again at the next sweep with a connection of it due."""
 
     def __init__(self, *, queue_arn: str, application_api: SpApiClient, cache: DestinationCache) -> None:
         """`application_api` sends a grantless token of NOTIFICATIONS_SCOPE (seller_insights.spapi.GrantlessTokens),
@@ -47,7 +47,7 @@ class DestinationKeeper:
             if self._cache.get(home) is not None:
                 return False
             self._cache.store(home, self._find_or_create(home))
-        except Exception as exc:  # the refresh goes on; the next run of a refresh in this region tries again
+        except Exception as exc:  # the refresh goes on; the next sweep with a due connection here tries again
             get_metrics().add_metric(name=DESTINATION_FAILED_METRIC, unit=MetricUnit.Count, value=1)
             get_logger().warning("REPORT_PROCESSING_FINISHED destination not kept", extra={
                 "region": home.value, "reason": type(exc).__name__, "status": getattr(exc, "status", None),

@@ -58,9 +58,10 @@ class RefreshSweep:
     """Renews the access tokens that are due (sparse index, no Scan). Every refresh also proves the
     refresh token still works, so a revocation is seen within one token lifetime even for idle sellers.
 
-    With `destinations` (a report_notifications queue is configured), the region of each refreshed
-    connection gets its REPORT_PROCESSING_FINISHED destination kept, once per region and run, so the report
-    fetcher can subscribe the seller with the token just refreshed."""
+    With `destinations` (a report_notifications queue is configured), each region with a due connection
+    gets its REPORT_PROCESSING_FINISHED destination kept first, once per run (at most three regions, while
+    the whole time budget is left), so the report fetcher can subscribe those sellers with the tokens
+    refreshed next."""
 
     def __init__(self, connections: ConnectionsRepository, tokens: AccessTokenProvider, policy: TokenPolicy,
                  destinations: DestinationKeeper | None = None) -> None:
@@ -74,7 +75,9 @@ class RefreshSweep:
         # refresh_due_at is already set refresh_ahead_seconds before each token's expiry.
         due = list(self._connections.refresh_due(clock.epoch_seconds()))
         report.due = len(due)
-        kept: set[str] = set()  # regions whose destination was looked at in this run
+        if self._destinations is not None:
+            for region in dict.fromkeys(region for _, region in due):
+                self._destinations.keep(region)
         for position, (seller, region) in enumerate(due):
             if remaining_millis() < SAFETY_MILLIS:
                 report.left = report.due - position
@@ -107,9 +110,6 @@ class RefreshSweep:
                     report.skipped += 1  # another caller is refreshing it right now
                 else:
                     report.refreshed += 1
-                    if self._destinations is not None and region not in kept:
-                        kept.add(region)
-                        self._destinations.keep(region)
         return report
 
 

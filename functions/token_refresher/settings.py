@@ -26,7 +26,7 @@ class TokenRefresherSettings(ConnectionsTable, IdempotencyTable, AuditTable, Tok
     rotate_when_days_left: int = env_field(default=7)
     event_bus_name: str = env_field(default="default")
     # The report pipeline's report_notifications queue: the refresh sweep keeps its REPORT_PROCESSING_FINISHED
-    # destination in each region it refreshed a connection of (grantless, ids cached in the idempotency
+    # destination in each region with a connection due for refresh (grantless, ids cached in the idempotency
     # table) for the report fetcher to subscribe sellers with. Absent: no destinations.
     report_notifications_queue_arn: str | None = env_field(default=None)
 

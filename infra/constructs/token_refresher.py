@@ -132,7 +132,7 @@ class TokenRefresher(Construct):
 
     def keep_report_destinations(self, queue_arn: str) -> None:
         """The refresh sweep keeps a REPORT_PROCESSING_FINISHED destination for this queue (the report
-        pipeline's report_notifications) in each region it refreshes a connection of: destinations are
+        pipeline's report_notifications) in each region with a connection due for refresh: destinations are
         created grantless, with the LWA client secret only this duty and the consent callback hold. Their
         ids go to the idempotency table, which the function already reads and writes."""
         self.handler.add_environment("REPORT_NOTIFICATIONS_QUEUE_ARN", queue_arn)

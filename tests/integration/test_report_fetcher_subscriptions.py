@@ -5,7 +5,7 @@ subscription per seller in its own region, recorded on the CONN item; the emulat
 subscribed sellers only. Failures never fail the plan nor the refresh.
 
 `sweep()` is one round of the schedules: the token refresher's refresh-tokens (which keeps the access
-tokens the fetcher uses warm, and the destination of each region it refreshed a connection of), then the
+tokens the fetcher uses warm, and first the destination of each region with a connection due), then the
 fetcher's plan-reports (which subscribes the due connections with their region's cached destination)."""
 
 from __future__ import annotations
@@ -308,7 +308,7 @@ def test_a_refused_cached_destination_is_dropped_and_looked_up_again(subscribing
                                                                      log_guard):
     """The EU cache entry holds a destination id Amazon's EU region does not know (here: NA's, which the
     single-destination design subscribed every seller with): the plan's 400 drops that entry (a failure,
-    counted), the next refresh of an EU connection finds or creates the EU destination again and the plan
+    counted), the next sweep with an EU connection due finds or creates the EU destination again and the plan
     after it subscribes the seller; NA's entry is left alone."""
     assert connect_and_confirm(ConsentClient(), emulator.base_url, EU_SELLER, "DE").status == 303
     assert sweep()["subscribed"] == 2  # NA and EU, each with its own destination
