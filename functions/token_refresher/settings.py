@@ -12,6 +12,7 @@ from seller_insights.settings import (
     IdempotencyTable,
     LwaClientSecret,
     PurgeSchedule,
+    ReportNotificationsQueue,
     TokenKey,
     env_field,
 )
@@ -19,16 +20,15 @@ from seller_insights.settings import (
 
 @dataclass(frozen=True, kw_only=True)
 class TokenRefresherSettings(ConnectionsTable, IdempotencyTable, AuditTable, TokenKey, LwaClientSecret, PurgeSchedule,
-                             BaseSettings):
+                             ReportNotificationsQueue, BaseSettings):
+    """REPORT_NOTIFICATIONS_QUEUE_ARN: the refresh sweep keeps the queue's REPORT_PROCESSING_FINISHED
+    destination in each region with a connection due (grantless; ids cached in the idempotency table)."""
+
     # Re-authorization notices start this many days before the yearly due date.
     reauth_notice_days: int = env_field(default=30)
     # An expiry notice with fewer days left than this rotates the LWA client secret.
     rotate_when_days_left: int = env_field(default=7)
     event_bus_name: str = env_field(default="default")
-    # The report pipeline's report_notifications queue: the refresh sweep keeps its REPORT_PROCESSING_FINISHED
-    # destination in each region with a connection due for refresh (grantless, ids cached in the idempotency
-    # table) for the report fetcher to subscribe sellers with. Absent: no destinations.
-    report_notifications_queue_arn: str | None = env_field(default=None)
 
     def validate(self) -> None:
         super().validate()

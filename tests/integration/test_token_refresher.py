@@ -177,8 +177,8 @@ def test_sweep_refreshes_due_connections_and_detects_revocations(connected, emul
     assert refresher("refresh-tokens")["due"] == 0  # a revoked connection leaves the index
 
 
-def test_the_sweep_keeps_a_report_destination_in_each_region_it_refreshed(connected, emulator, monkeypatch,
-                                                                          product_clock, capfd):
+def test_the_sweep_keeps_a_report_destination_in_each_region_with_a_due_connection(connected, emulator,
+                                                                                  monkeypatch, product_clock, capfd):
     """The report_notifications queue's destination, created grantless (the client secret is this duty's),
     once per region with a connection due for refresh; none where no seller is; cached for the report fetcher."""
     queue_arn = "arn:aws:sqs:us-east-1:123456789012:report-notifications"
