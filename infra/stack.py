@@ -65,6 +65,7 @@ class SellerInsightsStack(Stack):
             events_key=tokens.events_key,
             notifications_key=tokens.notifications_key,
         )
+        tokens.keep_report_destinations(reports.notifications.queue_arn)
         observability.watch_function(reports.handler)
         for alarm_id, (queue, description) in reports.dead_letter_queues.items():
             observability.watch_dead_letter_queue(alarm_id, queue, description)
@@ -78,6 +79,13 @@ class SellerInsightsStack(Stack):
             reports.subscription_failed_metric,
             "report_fetcher: a seller could not be subscribed to REPORT_PROCESSING_FINISHED in its region "
             "(reports then wait for polling); see the function's log for the operation and HTTP status",
+        )
+        observability.watch_metric(
+            "ReportDestinationFailed",
+            tokens.destination_failed_metric,
+            "token_refresher: the report_notifications queue's REPORT_PROCESSING_FINISHED destination could "
+            "not be found or created in a region (its sellers' reports wait for polling); see the function's "
+            "log for the region, operation and HTTP status",
         )
         observability.watch_metric(
             "UnexpectedColumnsDropped",

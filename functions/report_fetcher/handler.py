@@ -11,20 +11,17 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from report_fetcher.planner import Planner
 from report_fetcher.service import JobRunner
 from report_fetcher.settings import ReportFetcherSettings
-from report_fetcher.subscriptions import NOTIFICATIONS_SCOPE, ReportSubscriptions
+from report_fetcher.subscriptions import ReportSubscriptions
 from seller_insights import aws, clock
 from seller_insights.containers import per_container
-from seller_insights.credentials import SecretsManagerCredentials
-from seller_insights.endpoints import amazon_url
 from seller_insights.errors import ConfigurationError
-from seller_insights.lwa import LwaClient
-from seller_insights.marketplaces import LWA_TOKEN_URL
 from seller_insights.observability import get_logger, get_metrics, get_tracer
 from seller_insights.quotas import QuotaBuckets
 from seller_insights.redaction import invocation_scope
+from seller_insights.report_destinations import DestinationCache
 from seller_insights.report_jobs import Job, JobRepository, JobStatus, PlanRepository, ReportRepository
 from seller_insights.repositories import ConnectionsRepository
-from seller_insights.spapi import GrantlessTokens, SpApiClient
+from seller_insights.spapi import SpApiClient
 from seller_insights.tokens import AccessTokenCache, AccessTokenProvider, CachedTokensOnly
 from seller_insights.vault import Vault
 
@@ -37,8 +34,8 @@ metrics = get_metrics()
 
 
 class _NoLwa:
-    """Seller tokens are never refreshed here (the fetcher may not open refresh tokens); CachedTokensOnly
-    never asks. Only the grantless tokens of `subscriptions()` come from LWA."""
+    """Tokens are never refreshed here (the fetcher may open neither refresh tokens nor the LWA client
+    secret); CachedTokensOnly never asks."""
 
     def refresh(self, refresh_token: str) -> Any:
         raise AssertionError("the report fetcher must not refresh tokens")
@@ -87,22 +84,17 @@ def runner() -> JobRunner:
 
 @per_container
 def subscriptions() -> ReportSubscriptions | None:
-    """None without a report_notifications queue. Destinations are the application's, created with a
-    grantless token: the one use of the LWA client secret here."""
+    """None without a report_notifications queue. The destinations' ids are the token refresher's (cached
+    in the idempotency table); the fetcher only reads them, and drops one Amazon refuses."""
     config = settings()
     if not config.report_notifications_queue_arn:
         return None
-    if not (config.idempotency_table and config.lwa_client_secret_id):
-        raise ConfigurationError("REPORT_NOTIFICATIONS_QUEUE_ARN needs IDEMPOTENCY_TABLE and LWA_CLIENT_SECRET_ID")
-    lwa = LwaClient(amazon_url(LWA_TOKEN_URL, config.amazon_endpoint_override),
-                    SecretsManagerCredentials(config.lwa_client_secret_id))
+    if not config.idempotency_table:
+        raise ConfigurationError("REPORT_NOTIFICATIONS_QUEUE_ARN needs IDEMPOTENCY_TABLE")
     return ReportSubscriptions(
-        queue_arn=config.report_notifications_queue_arn,
         sellers_api=sellers_api(),
-        grantless_api=SpApiClient(GrantlessTokens(lwa, NOTIFICATIONS_SCOPE),
-                                  endpoint_override=config.amazon_endpoint_override),
         connections=connections(),
-        idempotency_table=aws.table(config.idempotency_table),
+        destinations=DestinationCache(aws.table(config.idempotency_table), config.report_notifications_queue_arn),
     )
 
 

@@ -7,7 +7,8 @@ plan that runs twice produces the same jobs, which the fetcher recognises as don
 Before its jobs are sent, a due connection not yet subscribed to REPORT_PROCESSING_FINISHED is subscribed
 (report_fetcher.subscriptions; one GetItem when it already is). A subscription that fails never fails the
 plan: it is counted (ReportSubscriptionFailed, alarmed) and the connection stays due, so the next run tries
-again (and plans no job twice: each type's own due time has moved on).
+again (and plans no job twice: each type's own due time has moved on). A subscription whose region has no
+destination yet (the token refresher keeps them) is deferred the same way, without counting a failure.
 """
 
 from __future__ import annotations
@@ -105,7 +106,8 @@ class Planner:
         return jobs
 
     def _subscribe(self, plan: Plan) -> bool | None:
-        """True: subscribed now; False: already (or no subscriptions configured); None: failed this time."""
+        """True: subscribed now; False: already (or no subscriptions configured); None: deferred or failed
+        this time (the connection stays due)."""
         if self._subscriptions is None:
             return False
         try:

@@ -14,7 +14,15 @@ from seller_insights.report_stream import (
     DocumentLimits,
     MiB,
 )
-from seller_insights.settings import BaseSettings, ConnectionsTable, DataBucket, PurgeSchedule, TokenKey, env_field
+from seller_insights.settings import (
+    BaseSettings,
+    ConnectionsTable,
+    DataBucket,
+    PurgeSchedule,
+    ReportNotificationsQueue,
+    TokenKey,
+    env_field,
+)
 
 # The bounds infra/config.py enforces on the stage keys report_max_decompressed_mib and
 # report_max_compression_ratio. Above 10,000 parts of PART_SIZE an S3 multipart upload cannot go on;
@@ -26,19 +34,18 @@ MAX_COMPRESSION_RATIO_RANGE = (20, GZIP_MAX_RATIO)
 
 
 @dataclass(frozen=True, kw_only=True)
-class ReportFetcherSettings(ConnectionsTable, TokenKey, DataBucket, PurgeSchedule, BaseSettings):
+class ReportFetcherSettings(ConnectionsTable, TokenKey, DataBucket, PurgeSchedule, ReportNotificationsQueue,
+                            BaseSettings):
     report_jobs_queue_url: str = env_field()
     # Report types a connection pulls unless its planning cursor lists its own (comma-separated).
     default_report_types: str = env_field()
     # Caps on a report document: above either it is DocumentCorrupt and nothing is stored.
     report_max_decompressed_mib: int = env_field(default=DEFAULT_MAX_DECOMPRESSED_BYTES // MiB)
     report_max_compression_ratio: int = env_field(default=DEFAULT_MAX_RATIO)
-    # The report_notifications queue: before planning, connections are subscribed to
-    # REPORT_PROCESSING_FINISHED with a destination for it. Absent: no subscriptions (jobs poll only).
-    # The destinations are created grantless (the LWA client secret) and cached in the idempotency table.
-    report_notifications_queue_arn: str | None = env_field(default=None)
+    # With REPORT_NOTIFICATIONS_QUEUE_ARN, connections are subscribed to REPORT_PROCESSING_FINISHED with their
+    # region's destination for it before planning; the token refresher creates the destinations and caches
+    # their ids here.
     idempotency_table: str | None = env_field(default=None)
-    lwa_client_secret_id: str | None = env_field(default=None)
 
     @property
     def enabled_by_default(self) -> tuple[str, ...]:

@@ -18,10 +18,12 @@ from seller_insights.lwa import LwaClient
 from seller_insights.marketplaces import LWA_TOKEN_URL
 from seller_insights.observability import get_logger, get_metrics, get_tracer
 from seller_insights.redaction import invocation_scope
+from seller_insights.report_destinations import DestinationCache
 from seller_insights.repositories import ConnectionsRepository, OneTimeClaims
 from seller_insights.spapi import GrantlessTokens, SpApiClient
 from seller_insights.tokens import AccessTokenCache, AccessTokenProvider, TokenPolicy
 from seller_insights.vault import Vault
+from token_refresher.destinations import NOTIFICATIONS_SCOPE, DestinationKeeper
 from token_refresher.service import (
     ROTATION_SCOPE,
     ReauthorizationCheck,
@@ -116,6 +118,19 @@ def notifications() -> NotificationConsumer:
                                 dynamodb=aws.client("dynamodb"))
 
 
+@per_container
+def destinations() -> DestinationKeeper | None:
+    """None without a report_notifications queue (the report pipeline then polls only)."""
+    config = settings()
+    if not config.report_notifications_queue_arn:
+        return None
+    return DestinationKeeper(
+        queue_arn=config.report_notifications_queue_arn,
+        application_api=grantless_api(NOTIFICATIONS_SCOPE),
+        cache=DestinationCache(aws.table(config.idempotency_table), config.report_notifications_queue_arn),
+    )
+
+
 @invocation_scope
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
@@ -125,7 +140,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return notifications().consume(event, context)
     task = event.get("task")
     if task == "refresh-tokens":
-        sweep = RefreshSweep(connections(), tokens(), TOKEN_POLICY)
+        sweep = RefreshSweep(connections(), tokens(), TOKEN_POLICY, destinations())
         return sweep.run(context.get_remaining_time_in_millis).as_dict()
     if task == "verify-consents":
         return verification().run(context.get_remaining_time_in_millis).as_dict()

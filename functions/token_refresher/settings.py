@@ -12,6 +12,7 @@ from seller_insights.settings import (
     IdempotencyTable,
     LwaClientSecret,
     PurgeSchedule,
+    ReportNotificationsQueue,
     TokenKey,
     env_field,
 )
@@ -19,7 +20,10 @@ from seller_insights.settings import (
 
 @dataclass(frozen=True, kw_only=True)
 class TokenRefresherSettings(ConnectionsTable, IdempotencyTable, AuditTable, TokenKey, LwaClientSecret, PurgeSchedule,
-                             BaseSettings):
+                             ReportNotificationsQueue, BaseSettings):
+    """REPORT_NOTIFICATIONS_QUEUE_ARN: the refresh sweep keeps the queue's REPORT_PROCESSING_FINISHED
+    destination in each region with a connection due (grantless; ids cached in the idempotency table)."""
+
     # Re-authorization notices start this many days before the yearly due date.
     reauth_notice_days: int = env_field(default=30)
     # An expiry notice with fewer days left than this rotates the LWA client secret.

@@ -441,16 +441,6 @@ class DataStores(Construct):
         # Adds GetSecretValue/DescribeSecret and kms:Decrypt restricted to Secrets Manager.
         self.lwa_client_secret.grant_read(grantee)
 
-    def grant_lwa_client_value(self, grantee: iam.IGrantable) -> None:
-        """GetSecretValue of the LWA client secret only (no DescribeSecret, no other secret), the key only
-        through Secrets Manager: for a duty that needs grantless tokens and must not refresh tokens."""
-        iam.Grant.add_to_principal(
-            grantee=grantee,
-            actions=["secretsmanager:GetSecretValue"],
-            resource_arns=[self.lwa_client_secret.secret_arn],
-        )
-        self._grant_key_via_service(grantee, "secretsmanager", SECRET_READ_KEY_ACTIONS)
-
     def grant_lwa_client_store(self, grantee: iam.IGrantable) -> None:
         """Store a new version of the LWA client secret (the rotated secret Amazon sends).
 

@@ -13,10 +13,10 @@ token key only for ``purpose=access_token``: it reads the shared access-token ca
 decrypt nor refresh refresh tokens.
 
 REPORT_PROCESSING_FINISHED subscriptions are the pipeline's own (report_fetcher.subscriptions): the
-plan subscribes each connection once with its cached access token, to a destination for
-``report_notifications`` that it creates per region with a grantless token. That is the one reason the
-fetcher reads the LWA client secret (GetSecretValue on that secret only); the destination ids are
-cached in the idempotency table (get, put and delete of items, nothing else there).
+plan subscribes each connection once with its cached access token, to its region's destination for
+``report_notifications``. Destinations need a grantless token, so the token refresher creates them and
+caches their ids in the idempotency table; the fetcher gets and (when Amazon refuses one) deletes those
+items, nothing else there, and never reads the LWA client secret.
 """
 
 from __future__ import annotations
@@ -119,7 +119,6 @@ class ReportFetcher(Construct):
             "REPORT_MAX_COMPRESSION_RATIO": str(config.report_max_compression_ratio),
             "REPORT_NOTIFICATIONS_QUEUE_ARN": self.notifications.queue_arn,
             "IDEMPOTENCY_TABLE": stores.idempotency.table_name,
-            "LWA_CLIENT_SECRET_ID": stores.lwa_client_secret.secret_arn,
         }.items():
             fn.add_environment(name, value)
 
@@ -157,10 +156,8 @@ class ReportFetcher(Construct):
         stores.grant_connection_index_query(fn, PLAN_DUE_INDEX)
         # The shared access-token cache only: no refresh tokens.
         stores.grant_access_token_crypto(fn)
-        # Grantless tokens for the Notifications API destinations, and their cached ids.
-        stores.grant_lwa_client_value(fn)
-        stores.grant_table_actions(fn, stores.idempotency, "dynamodb:GetItem", "dynamodb:PutItem",
-                                   "dynamodb:DeleteItem")
+        # The destination ids the token refresher caches: read, and dropped when Amazon refuses one.
+        stores.grant_table_actions(fn, stores.idempotency, "dynamodb:GetItem", "dynamodb:DeleteItem")
         stores.grant_seller_keys(fn)
         stores.grant_seller_objects_read_write(fn)
         acknowledge(

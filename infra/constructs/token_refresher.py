@@ -42,6 +42,8 @@ DEFAULT_EVENT_BUS = "default"
 INVALID_CLIENT_METRIC = "LwaInvalidClient"
 IDENTITY_MISMATCH_METRIC = "ConsentIdentityMismatch"
 VERIFICATION_EXPIRED_METRIC = "ConsentVerificationExpired"
+# A region's REPORT_PROCESSING_FINISHED destination could not be found or created (the refresh went on).
+DESTINATION_FAILED_METRIC = "ReportDestinationFailed"
 
 SWEEP_TIMEOUT_SECONDS = 120
 NOTIFICATIONS_BATCH_SIZE = 10
@@ -115,6 +117,7 @@ class TokenRefresher(Construct):
 
         self.invalid_client_metric = self._metric(INVALID_CLIENT_METRIC)
         self.verification_expired_metric = self._metric(VERIFICATION_EXPIRED_METRIC)
+        self.destination_failed_metric = self._metric(DESTINATION_FAILED_METRIC)
 
     def identity_mismatch_metric(self, consent_duty: str) -> cloudwatch.IMetric:
         """ConsentIdentityMismatch from the verifier and from the consent callback (a pending deletion's
@@ -126,6 +129,13 @@ class TokenRefresher(Construct):
             label=IDENTITY_MISMATCH_METRIC,
             period=Duration.minutes(5),
         )
+
+    def keep_report_destinations(self, queue_arn: str) -> None:
+        """The refresh sweep keeps a REPORT_PROCESSING_FINISHED destination for this queue (the report
+        pipeline's report_notifications) in each region with a connection due for refresh: destinations are
+        created grantless, with the LWA client secret only this duty and the consent callback hold. Their
+        ids go to the idempotency table, which the function already reads and writes."""
+        self.handler.add_environment("REPORT_NOTIFICATIONS_QUEUE_ARN", queue_arn)
 
     # ------------------------------------------------------------------ pieces
 

@@ -1,7 +1,7 @@
-"""REPORT_PROCESSING_FINISHED from outside North America, through `python -m local serve`: a European
-seller is subscribed with the EU region's own destination by the report fetcher's plan (with the access
-token the refresher keeps warm), and Amazon's notifications for its reports reach the report_notifications
-queue and the fetcher.
+"""REPORT_PROCESSING_FINISHED from outside North America, through `python -m local serve`: the token
+refresher's sweep creates the EU region's own destination (it alone holds the LWA client secret), the
+report fetcher's plan subscribes the European seller with it (with the access token the refresher keeps
+warm), and Amazon's notifications for its reports reach the report_notifications queue and the fetcher.
 
 Driven over HTTP only (our control calls, the Amazon emulator's); boto3 against the printed AWS endpoint
 only to read what is stored. The stack is this module's own, so every notification it counts belongs to
@@ -30,7 +30,7 @@ def test_a_european_sellers_report_notifications_arrive(info: dict[str, Any]) ->
     seller = new_seller()
     connect(info, seller, "DE")
 
-    refreshed = fire(info, "refresh-tokens")
+    refreshed = fire(info, "refresh-tokens")  # refreshes the token and creates the EU destination
     plan = fire(info, "plan-reports")  # subscribes the connection, then sends its jobs
     refreshed = {**refreshed, "subscribed": plan["subscribed"]}
 

@@ -56,6 +56,7 @@ TOKEN_ENV = {
     "REAUTH_NOTICE_DAYS",
     "ROTATE_WHEN_DAYS_LEFT",
     "EVENT_BUS_NAME",
+    "REPORT_NOTIFICATIONS_QUEUE_ARN",
 }
 REFRESH_TOKEN_CONDITION = ("kms:EncryptionContext:purpose", "refresh_token")
 
@@ -126,6 +127,17 @@ def test_every_function_names_sellers_by_the_keyed_seller_key(raw: dict[str, Any
         # (policy minimization may merge it with another secret's GetSecretValue into one statement)
         reading = [s for s in statements if {"Ref": secret_id} in _as_list(s.get("Resource"))]
         assert [s["Action"] for s in reading] == ["secretsmanager:GetSecretValue"], handler
+
+
+def test_only_the_consent_and_token_functions_hold_the_lwa_client_secret(raw: dict[str, Any]) -> None:
+    """With the client secret a function could mint grantless tokens of any scope, rotation included: the
+    consent callback (code exchange) and the token refresher (refresh, destinations, rotation) only."""
+    secret_id, _ = by_purpose(raw, "lwa_client")
+    holders = {handler for handler, statements in _function_policies(raw).items()
+               if any({"Ref": secret_id} in _as_list(s.get("Resource")) for s in statements)}
+    assert holders == {CONSENT_HANDLER, TOKEN_HANDLER}
+    told = {handler for handler, variables in function_environments(raw).items() if "LWA_CLIENT_SECRET_ID" in variables}
+    assert told == {CONSENT_HANDLER, TOKEN_HANDLER}
 
 
 def test_no_wildcard_permissions(raw: dict[str, Any]) -> None:
@@ -280,6 +292,9 @@ def test_token_environment_follows_the_contract(raw: dict[str, Any], stage: str)
         "27", "30", "7"
     )
     assert variables["EVENT_BUS_NAME"] == "default"
+    # The refresh sweep keeps the REPORT_PROCESSING_FINISHED destinations of the report pipeline's queue.
+    report_queue_id, _ = by_purpose(raw, "report_notifications")
+    assert variables["REPORT_NOTIFICATIONS_QUEUE_ARN"] == {"Fn::GetAtt": [report_queue_id, "Arn"]}
     consent = function_environments(raw)[CONSENT_HANDLER]
     for shared in ("CONNECTIONS_TABLE", "IDEMPOTENCY_TABLE", "AUDIT_TABLE", "TOKEN_KEY_ID", "LWA_CLIENT_SECRET_ID"):
         assert variables[shared] == consent[shared], shared

@@ -34,7 +34,6 @@ REPORT_ENV = {
     "REPORT_MAX_COMPRESSION_RATIO",
     "REPORT_NOTIFICATIONS_QUEUE_ARN",
     "IDEMPOTENCY_TABLE",
-    "LWA_CLIENT_SECRET_ID",
 }
 SELLER_OBJECT_ACTIONS = ["s3:AbortMultipartUpload", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:PutObject"]
 TOKEN_CRYPTO_ACTIONS = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey")
@@ -277,11 +276,11 @@ def test_fetcher_permissions_are_scoped(raw: dict[str, Any]) -> None:
     unkeyed = ("dynamodb:Scan", "dynamodb:PartiQLSelect", "dynamodb:ExportTableToPointInTime")
     assert not any(action in by_action for action in unkeyed)
     idempotency_id, _ = by_purpose(raw, "idempotency")
-    assert sorted(json.dumps(r) for r in by_action["dynamodb:PutItem"]) == sorted(
-        json.dumps(_arn(i)) for i in (connections_id, idempotency_id))
-    # The idempotency table only for the cached destination ids: get, put, delete by key.
+    assert by_action["dynamodb:PutItem"] == [_arn(connections_id)]
+    # The idempotency table only for the destination ids the token refresher caches: get, and delete by
+    # key when Amazon refuses one; never a write of its own.
     assert {a for a, rs in by_action.items() if _arn(idempotency_id) in rs} == {
-        "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"}
+        "dynamodb:GetItem", "dynamodb:DeleteItem"}
     queried = sorted(json.dumps(r) for r in by_action["dynamodb:Query"])
     assert queried == sorted([
         json.dumps(_arn(connections_id)),
@@ -300,13 +299,13 @@ def test_fetcher_permissions_are_scoped(raw: dict[str, Any]) -> None:
         assert sorted(json.dumps(r) for r in by_action[action]) == sorted(
             json.dumps(_arn(i)) for i in (jobs_id, notifications_id)
         ), action
-    # Reads the seller-key secret and the LWA client secret (grantless tokens for the Notifications API's
-    # destinations), nothing else in Secrets Manager; no events, no metrics API (EMF through logs).
+    # No LWA client secret (only the seller-key secret: it cannot mint grantless tokens nor rotate the
+    # client secret), no events, no metrics API (EMF through logs).
     seller_keys_id, _ = by_purpose(raw, "seller_keys")
     lwa_secret_id, _ = by_purpose(raw, "lwa_client")
     assert {a for a in by_action if a.startswith("secretsmanager:")} == {"secretsmanager:GetSecretValue"}
-    assert sorted(json.dumps(r) for r in by_action["secretsmanager:GetSecretValue"]) == sorted(
-        json.dumps({"Ref": i}) for i in (seller_keys_id, lwa_secret_id))
+    assert by_action["secretsmanager:GetSecretValue"] == [{"Ref": seller_keys_id}]
+    assert {"Ref": lwa_secret_id} not in [r for rs in by_action.values() for r in rs]
     assert not any(a.startswith(("events:", "cloudwatch:", "ssm:")) for a in by_action)
 
 
@@ -376,12 +375,15 @@ def test_fetcher_environment_follows_the_contract(raw: dict[str, Any], stage: st
     assert variables["REPORT_JOBS_QUEUE_URL"] == {"Ref": by_purpose(raw, "report_jobs")[0]}
     assert variables["DATA_BUCKET"] == {"Ref": by_purpose(raw, "data")[0]}
     tokens = function_environments(raw)[TOKEN_HANDLER]
-    for shared in ("CONNECTIONS_TABLE", "TOKEN_KEY_ID", "IDEMPOTENCY_TABLE", "LWA_CLIENT_SECRET_ID"):
+    for shared in ("CONNECTIONS_TABLE", "TOKEN_KEY_ID", "IDEMPOTENCY_TABLE"):
         assert variables[shared] == tokens[shared], shared
-    # Its plan subscribes sellers to REPORT_PROCESSING_FINISHED with a destination for its own queue.
+    # It never calls LWA, so it is not told where the client secret lives.
+    assert "LWA_CLIENT_SECRET_ID" not in variables
+    # Its plan subscribes sellers to REPORT_PROCESSING_FINISHED with the destinations the token refresher
+    # keeps for the same queue.
     report_queue_id, _ = by_purpose(raw, "report_notifications")
     assert variables["REPORT_NOTIFICATIONS_QUEUE_ARN"] == {"Fn::GetAtt": [report_queue_id, "Arn"]}
-    assert "REPORT_NOTIFICATIONS_QUEUE_ARN" not in tokens
+    assert tokens["REPORT_NOTIFICATIONS_QUEUE_ARN"] == variables["REPORT_NOTIFICATIONS_QUEUE_ARN"]
 
 
 def test_fetcher_has_room_to_stream_documents(raw: dict[str, Any]) -> None:

@@ -250,6 +250,19 @@ def test_consent_identity_alarms(raw: dict[str, Any]) -> None:
         assert alarm["AlarmActions"] == [{"Ref": topic_id}]
 
 
+def test_a_failed_report_destination_is_alarmed(raw: dict[str, Any]) -> None:
+    topic_id, _ = by_purpose(raw, "alarms")
+    (alarm,) = [a["Properties"] for a in resources(raw, "AWS::CloudWatch::Alarm").values()
+                if a["Properties"].get("MetricName") == "ReportDestinationFailed"]
+    assert alarm["Namespace"] == "SellerInsights"
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": "token_refresher"}]
+    assert (alarm["Statistic"], alarm["Period"]) == ("Sum", 300)
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+    assert alarm["TreatMissingData"] == "notBreaching"
+    assert alarm["AlarmActions"] == [{"Ref": topic_id}]
+    assert "REPORT_PROCESSING_FINISHED" in alarm["AlarmDescription"]
+
+
 def test_outputs_name_the_queue_and_the_notices_topic(raw: dict[str, Any]) -> None:
     queue_id, _ = by_purpose(raw, "notifications")
     topic_id, _ = by_purpose(raw, "operator_notices")

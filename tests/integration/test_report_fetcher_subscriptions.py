@@ -1,10 +1,12 @@
 """The report fetcher's plan subscribes sellers to REPORT_PROCESSING_FINISHED (Notifications API): one
 grantless destination for the report_notifications queue in each SP-API region (Amazon keeps them per
-region), cached per region, one subscription per seller in its own region, recorded on the CONN item; the
-emulator then notifies subscribed sellers only. Failures never fail the plan (nor the refresh before it).
+region), kept by the token refresher (the one duty with the LWA client secret) and cached per region, one
+subscription per seller in its own region, recorded on the CONN item; the emulator then notifies
+subscribed sellers only. Failures never fail the plan nor the refresh.
 
 `sweep()` is one round of the schedules: the token refresher's refresh-tokens (which keeps the access
-tokens the fetcher uses warm), then the fetcher's plan-reports (which subscribes the due connections)."""
+tokens the fetcher uses warm, and first the destination of each region with a connection due), then the
+fetcher's plan-reports (which subscribes the due connections with their region's cached destination)."""
 
 from __future__ import annotations
 
@@ -196,15 +198,21 @@ def test_reports_notify_subscribed_sellers_only(subscribing, emulator, sqs, repo
     assert stats(emulator)["notifications"] == {"REPORT_PROCESSING_FINISHED": 1}
 
 
-def test_a_failed_subscription_never_fails_the_refresh(subscribing, emulator, product_clock, monkeypatch, capfd):
+def test_a_failed_destination_never_fails_the_refresh_nor_the_plan(subscribing, emulator, product_clock,
+                                                                   monkeypatch, capfd):
     monkeypatch.setenv("REPORT_NOTIFICATIONS_QUEUE_ARN", "not-an-sqs-arn")  # createDestination answers 400
     forget_all()
     report = sweep()
     assert (report["refreshed"], report["subscribed"], report["failed"]) == (1, 0, 0)
     assert "rpf_subscription_id" not in connection_item(subscribing, SELLER, "NA")
     assert destination_item(subscribing) is None
-    out = capfd.readouterr().out
-    assert '"ReportSubscriptionFailed":[1.0]' in out and "Atc|" not in out and "Atza|" not in out
+    out, err = capfd.readouterr()
+    # Counted (and alarmed) where it failed, in the refresher; the plan only waits for the destination.
+    assert '"ReportDestinationFailed":[1.0]' in out and "Atc|" not in out and "Atza|" not in out
+    assert "ReportSubscriptionFailed" not in out
+    assert "REPORT_PROCESSING_FINISHED destination not kept" in err
+    assert "subscription waits for its region's destination" in err
+    assert stats(emulator)["spapi"]["createSubscription"] == 0
 
     # Fixed configuration: the next refresh subscribes.
     monkeypatch.setenv("REPORT_NOTIFICATIONS_QUEUE_ARN", "arn:aws:sqs:us-east-1:123456789012:report-notifications")
@@ -214,13 +222,19 @@ def test_a_failed_subscription_never_fails_the_refresh(subscribing, emulator, pr
     assert connection_item(subscribing, SELLER, "NA")["rpf_subscription_id"]
 
 
-def test_a_failed_subscription_is_tried_at_the_next_plan_without_planning_jobs_twice(subscribing, product_clock,
-                                                                                      monkeypatch, report_queue):
-    refresher("refresh-tokens")  # the access token the fetcher will use
-    monkeypatch.setenv("REPORT_NOTIFICATIONS_QUEUE_ARN", "not-an-sqs-arn")  # createDestination answers 400
+def test_a_deferred_subscription_is_tried_at_the_next_plan_without_planning_jobs_twice(subscribing, product_clock,
+                                                                                        monkeypatch, report_queue,
+                                                                                        capfd):
+    """The plan finds no destination kept for its queue (here: its queue is not the one the refresher kept
+    the NA destination for): the subscription waits, not a failure; the jobs are planned and poll, and the
+    next plan that finds the destination subscribes."""
+    refresher("refresh-tokens")  # the access token the fetcher will use, and the NA destination
+    monkeypatch.setenv("REPORT_NOTIFICATIONS_QUEUE_ARN", "not-an-sqs-arn")
     forget_all()
     failed = fetcher("plan-reports")
     assert (failed["connections"], failed["jobs"], failed["subscribed"]) == (1, 1, 0)
+    out, err = capfd.readouterr()
+    assert "ReportSubscriptionFailed" not in out and "subscription waits for its region's destination" in err
 
     monkeypatch.setenv("REPORT_NOTIFICATIONS_QUEUE_ARN", report_queue[1])
     forget_all()
@@ -293,8 +307,9 @@ def test_report_notifications_arrive_for_eu_and_fe_sellers(subscribing, emulator
 def test_a_refused_cached_destination_is_dropped_and_looked_up_again(subscribing, emulator, product_clock, capfd,
                                                                      log_guard):
     """The EU cache entry holds a destination id Amazon's EU region does not know (here: NA's, which the
-    single-destination design subscribed every seller with): the 400 drops that entry, the next refresh
-    finds or creates the EU destination and subscribes the seller; NA's entry is left alone."""
+    single-destination design subscribed every seller with): the plan's 400 drops that entry (a failure,
+    counted), the next sweep with an EU connection due finds or creates the EU destination again and the plan
+    after it subscribes the seller; NA's entry is left alone."""
     assert connect_and_confirm(ConsentClient(), emulator.base_url, EU_SELLER, "DE").status == 303
     assert sweep()["subscribed"] == 2  # NA and EU, each with its own destination
     north_america = destination_item(subscribing, "NA")
@@ -333,8 +348,8 @@ def test_a_refused_cached_destination_is_dropped_and_looked_up_again(subscribing
 
 
 def test_a_refused_grantless_token_is_not_used_again(subscribing, emulator, product_clock, capfd, log_guard):
-    """The grantless token is kept in memory until shortly before its expiry by our clock; if Amazon
-    refuses it sooner (here: Amazon's clock is an hour ahead), the next run asks LWA for a new one."""
+    """The refresher's grantless token is kept in memory until shortly before its expiry by our clock; if
+    Amazon refuses it sooner (here: Amazon's clock is an hour ahead), the next run asks LWA for a new one."""
     assert sweep()["subscribed"] == 1  # NA, with a new grantless token
     emulator.advance_clock(3600)  # Amazon considers that token expired; our clock does not
     assert connect_and_confirm(ConsentClient(), emulator.base_url, EU_SELLER, "DE").status == 303
@@ -344,7 +359,8 @@ def test_a_refused_grantless_token_is_not_used_again(subscribing, emulator, prod
     assert (refused["refreshed"], refused["subscribed"], refused["failed"]) == (1, 0, 0)
     assert stats(emulator)["spapi_denied"]["getDestinations"] == 1
     out, err = capfd.readouterr()
-    assert '"ReportSubscriptionFailed":[1.0]' in out and log_guard.findings(out + err) == []
+    assert '"ReportDestinationFailed":[1.0]' in out and log_guard.findings(out + err) == []
+    assert "ReportSubscriptionFailed" not in out  # the EU seller's subscription waits for its destination
 
     product_clock.advance(3600 - 300)  # due again; the first token would still look fresh to us
     again = sweep()

@@ -11,6 +11,7 @@ import pytest
 import requests
 from aws_lambda_powertools.utilities.parameters.base import clear_caches
 
+from seller_insights.containers import forget_all
 from seller_insights.errors import AuthorizationRevoked, ConnectionNotActive, LwaUnavailable
 from seller_insights.spapi import SpApiClient
 from tests.support.api import ConsentClient, FakeContext
@@ -20,6 +21,7 @@ from tests.support.tokens import connection_item, lwa_stats, provider, token_ite
 
 SELLER = "A1LIFECYCLE0001"
 OTHER = "A2LIFECYCLE0002"
+EUROPEAN = "A3LIFECYCLE0003"
 
 
 @pytest.fixture
@@ -44,6 +46,10 @@ def fault(emulator, status, count, **extra):
     requests.post(f"{emulator.base_url}/_emulator/faults",
                   json={"operation": "lwa_token", "status": status, "count": count, **extra},
                   timeout=5).raise_for_status()
+
+
+def emulator_stats(emulator):
+    return requests.get(f"{emulator.base_url}/_emulator/stats", timeout=5).json()
 
 
 def every_item(resources):
@@ -169,6 +175,37 @@ def test_sweep_refreshes_due_connections_and_detects_revocations(connected, emul
     assert (second["due"], second["refreshed"], second["revoked"]) == (2, 1, 1)
     assert connection_item(connected, OTHER, "EU")["status"] == "REVOKED"
     assert refresher("refresh-tokens")["due"] == 0  # a revoked connection leaves the index
+
+
+def test_the_sweep_keeps_a_report_destination_in_each_region_with_a_due_connection(connected, emulator,
+                                                                                  monkeypatch, product_clock, capfd):
+    """The report_notifications queue's destination, created grantless (the client secret is this duty's),
+    once per region with a connection due for refresh; none where no seller is; cached for the report fetcher."""
+    queue_arn = "arn:aws:sqs:us-east-1:123456789012:report-notifications"
+    monkeypatch.setenv("REPORT_NOTIFICATIONS_QUEUE_ARN", queue_arn)
+    forget_all()
+    for seller, marketplace in ((OTHER, "US"), (EUROPEAN, "DE")):
+        assert connect_and_confirm(ConsentClient(), emulator.base_url, seller, marketplace).status == 303
+
+    first = refresher("refresh-tokens")
+
+    assert (first["refreshed"], first["failed"]) == (3, 0)
+    amazon = emulator_stats(emulator)
+    assert amazon["destinations_by_region"] == {"NA": 1, "EU": 1, "FE": 0}
+    assert (amazon["spapi"]["getDestinations"], amazon["spapi"]["createDestination"]) == (2, 2)  # once a region
+    assert amazon["lwa"]["client_credentials"] == 1  # one grantless token for both hosts
+    idempotency = boto3.resource("dynamodb").Table(connected.tables["idempotency"])
+    for region in ("NA", "EU"):
+        item = idempotency.get_item(Key={"id": f"destination#report_notifications#{region}"})["Item"]
+        assert (item["region"], item["queue_arn"]) == (region, queue_arn) and item["destination_id"]
+    assert "Item" not in idempotency.get_item(Key={"id": "destination#report_notifications#FE"})
+    out, err = capfd.readouterr()
+    assert '"ReportDestinationCreated":[1.0,1.0]' in out and "ReportDestinationFailed" not in out
+    assert "Atc|" not in out + err and "Atza|" not in out + err
+
+    product_clock.advance(3600 - 300)  # every connection due again: the destinations come from the cache
+    assert refresher("refresh-tokens")["refreshed"] == 3
+    assert emulator_stats(emulator)["spapi"] == amazon["spapi"]
 
 
 def test_invalid_client_touches_no_connection(connected, emulator, capfd):

@@ -192,6 +192,32 @@ def test_a_bucket_encrypted_with_another_key_denies_the_fetchers_upload(env: Res
     assert f"kms:GenerateDataKey on resource: {other}" in message
 
 
+def test_only_the_token_refresher_keeps_report_destinations(env: Resources) -> None:
+    """The fetcher reads the destination ids the refresher caches and may drop one Amazon refuses; it can
+    neither write one nor read the LWA client secret (no grantless token of any scope)."""
+    from seller_insights.marketplaces import Region
+    from seller_insights.report_destinations import DestinationCache
+
+    table = boto3.resource("dynamodb").Table(env.tables["idempotency"])
+    queue_arn = f"arn:aws:sqs:us-east-1:{ACCOUNT}:report-notifications"
+    cache = DestinationCache(table, queue_arn)
+    with acting_as("token_refresher"):
+        boto3.client("secretsmanager").get_secret_value(SecretId=env.secret_arn)
+        cache.store(Region.EU, "destination-eu")
+    with acting_as("report_fetcher"), pytest.raises(ClientError) as denied:
+        boto3.client("secretsmanager").get_secret_value(SecretId=env.secret_arn)
+    assert error(denied.value)[:2] == ("AccessDeniedException", 400)
+    assert "secretsmanager:GetSecretValue" in error(denied.value)[2]
+    with acting_as("report_fetcher"), pytest.raises(ClientError) as denied:
+        cache.store(Region.FE, "destination-fe")
+    assert error(denied.value)[0] == "AccessDeniedException"
+    assert "dynamodb:PutItem" in error(denied.value)[2]
+    with acting_as("report_fetcher"):
+        assert cache.get(Region.EU) == "destination-eu"
+        assert cache.forget(Region.EU, "destination-eu")
+        assert cache.get(Region.EU) is None
+
+
 def test_the_data_buckets_tls_only_policy_denies_a_request_without_tls(env: Resources) -> None:
     """Locally every request counts as HTTPS (the product's clients use it in AWS); the template's bucket
     policy is still evaluated, and without TLS its explicit deny wins over the fetcher's grant."""

@@ -74,6 +74,14 @@ class LwaClientSecret(SettingsFields):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ReportNotificationsQueue(SettingsFields):
+    # The report pipeline's report_notifications queue (its ARN), where Amazon sends REPORT_PROCESSING_FINISHED:
+    # the token refresher keeps its destination per region, the report fetcher subscribes sellers to it.
+    # Absent: neither (report jobs poll only).
+    report_notifications_queue_arn: str | None = env_field(default=None)
+
+
+@dataclass(frozen=True, kw_only=True)
 class PurgeSchedule(SettingsFields):
     # Days between a deletion request or a revocation and the purge of everything the seller left: the
     # 30-day promise less point-in-time recovery's window and the daily sweep's lag (stage config
