@@ -1,6 +1,6 @@
 """The consent flows: website (/connect), Log-in URI (/login) and the final callback.
 
-The rules (security.md §2): state is 256-bit random, stored only as a hash, bound to this browser by
+The rules: state is 256-bit random, stored only as a hash, bound to this browser by
 a cookie, at most STATE_TTL_SECONDS old and consumed with a conditional delete before anything else;
 the code is exchanged at LWA at most once; the region comes from the stored state, never from the
 callback; the refresh token is sealed before it is written.

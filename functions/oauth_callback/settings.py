@@ -17,7 +17,7 @@ from seller_insights.settings import (
     env_field,
 )
 
-MAX_STATE_TTL_SECONDS = 600  # the state may live at most 10 minutes (security.md OA-04)
+MAX_STATE_TTL_SECONDS = 600  # the state may live at most 10 minutes
 # How long a consent may wait for Amazon to confirm its seller before it is destroyed.
 MIN_VERIFICATION_SECONDS = 300
 MAX_VERIFICATION_SECONDS = 72 * 3600

@@ -1,7 +1,7 @@
 """The retention sweep: for each connection whose purge date came, delete everything it left.
 
 Per (seller, region), in this order, each step idempotent so that a crash anywhere resumes on the next
-run and ends in the same state (security.md §4.2, §7.3):
+run and ends in the same state:
 
 a. re-read the connection: still REVOKED / DELETION_REQUESTED with this purge date, or skip it;
 b. S3: abort the incomplete multipart uploads, then delete every version and delete marker under

@@ -1,4 +1,4 @@
-"""The local stack through its HTTP interfaces (design/local-contract.md)."""
+"""The local stack through its HTTP interfaces (docs/local-stack.md)."""
 
 from __future__ import annotations
 

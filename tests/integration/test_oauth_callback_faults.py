@@ -1,4 +1,4 @@
-"""security.md §7.3 rows that touch the consent exchange, each with its "nothing lost" oracle:
+"""Faults during the consent exchange, each with its "nothing lost" oracle:
 no half-stored connection, no token in logs, the seller can start again."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""security.md §7.1 item 14: arbitrary query dicts against /callback.
+"""Arbitrary query dicts against /callback.
 
 Invariants: the status is a 303 to our own /done page, 400 or 405; LWA is never called unless the
 (state, browser) pair is valid — and a fuzzer cannot forge one; no input value of 8 characters or

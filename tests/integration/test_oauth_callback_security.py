@@ -1,4 +1,4 @@
-"""security.md §7.1: every bad input is refused safely, with no exchange and nothing stored."""
+"""Every bad input is refused safely, with no exchange and nothing stored."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The report fetcher through its handler: moto in-process, the Amazon emulator's Reports API over HTTP.
 
-Each test ends with the "nothing lost" oracle of security.md §7.4: every job in a recorded terminal
+Each test ends with the "nothing lost" oracle: every job in a recorded terminal
 state (or knowingly waiting), one object and one row per report, no orphan multipart upload.
 """
 

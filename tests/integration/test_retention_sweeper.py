@@ -1,4 +1,4 @@
-"""The retention sweep against moto in-process (security.md §4.2, §7.3, §7.7).
+"""The retention sweep against moto in-process.
 
 The oracle of every test is a fresh listing, never the sweep's own report: ListObjectVersions and
 ListMultipartUploads of the prefix, a Query of the seller's partition, the quota buckets, and the
@@ -308,7 +308,7 @@ def test_the_handler_refuses_other_events(env: Resources) -> None:
         lambda_handler({"task": "plan-reports"}, LongContext(function_name="retention_sweeper"))
 
 
-# --- fault rows (security.md §7.3) ---------------------------------------------------------------------
+# --- faults ---------------------------------------------------------------------------------------------
 
 
 class Wrapped:

@@ -1,5 +1,5 @@
 """Revocation, the 403 rule, LWA faults on refresh, the refresh sweep and re-authorization notices,
-each with its "nothing lost" oracle (security.md §7.3-7.4)."""
+each with its "nothing lost" oracle."""
 
 from __future__ import annotations
 

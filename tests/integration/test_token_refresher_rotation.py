@@ -1,4 +1,4 @@
-"""LWA client secret rotation through the notifications queue (spapi-protocol.md §3)."""
+"""LWA client secret rotation through the notifications queue (Application Management API)."""
 
 from __future__ import annotations
 

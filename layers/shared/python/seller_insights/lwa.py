@@ -30,7 +30,7 @@ from seller_insights.observability import get_logger
 from seller_insights.redaction import register_secret
 
 RETRYABLE_CODES = {"server_error", "temporarily_unavailable"}
-# Amazon's auth helpers map an unusable body by HTTP status (spapi-protocol.md §2.6).
+# Amazon's auth helpers map an unusable body by HTTP status (as Amazon's own SDKs do).
 _STATUS_CODES = {400: "invalid_request", 401: "unauthorized_client", 403: "access_denied",
                  500: "server_error", 503: "temporarily_unavailable"}
 

@@ -27,7 +27,7 @@ class Rate:
     burst: int
 
 
-# Reports API 2021-06-30, per selling partner and application (spapi-protocol.md §4.1).
+# Reports API 2021-06-30, per selling partner and application (Reports API usage plans).
 OPERATION_RATES: dict[str, Rate] = {
     "getReports": Rate(0.0222, 10),
     "createReport": Rate(0.0167, 15),

@@ -1,8 +1,8 @@
 """The AWS side of the retention purge (docs/internal-contracts.md, "Retention and data rights").
 
 Every operation here is idempotent and safe to repeat after a crash at any point: deleting what is
-already gone is a no-op, and each step ends only when a fresh listing shows nothing left (security.md
-§4.2). Nothing here logs; errors never carry seller ids or object keys (they name counts and codes).
+already gone is a no-op, and each step ends only when a fresh listing shows nothing left.
+Nothing here logs; errors never carry seller ids or object keys (they name counts and codes).
 """
 
 from __future__ import annotations
