@@ -60,3 +60,17 @@ def _tags(resource: dict[str, Any]) -> list[Any]:
     if isinstance(tags, dict):  # a few resource types take a key/value map instead of a list
         return [{"Key": k, "Value": v} for k, v in tags.items()]
     return list(tags)
+
+
+def alarm_at_first_count(raw: dict[str, Any], metric: str, service: str) -> dict[str, Any]:
+    """The alarm on `metric` of `service`, checked to fire on any count in 5 minutes, to the alarm topic."""
+    topic_id, _ = by_purpose(raw, "alarms")
+    (alarm,) = [a["Properties"] for a in resources(raw, "AWS::CloudWatch::Alarm").values()
+                if a["Properties"].get("MetricName") == metric]
+    assert alarm["Namespace"] == "SellerInsights"
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": service}]
+    assert (alarm["Statistic"], alarm["Period"]) == ("Sum", 300)
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+    assert alarm["TreatMissingData"] == "notBreaching"
+    assert alarm["AlarmActions"] == [{"Ref": topic_id}]
+    return alarm

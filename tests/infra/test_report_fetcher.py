@@ -10,7 +10,7 @@ import pytest
 
 from infra.app import function_environments, load_cdk_context
 from infra.config import DEFAULT_REPORT_TYPES, StageConfig
-from tests.infra.conftest import by_purpose, resources
+from tests.infra.conftest import alarm_at_first_count, by_purpose, resources
 
 pytestmark = pytest.mark.slow
 
@@ -350,15 +350,7 @@ def test_report_pipeline_alarms(raw: dict[str, Any]) -> None:
 
 
 def test_a_failed_report_subscription_is_alarmed(raw: dict[str, Any]) -> None:
-    topic_id, _ = by_purpose(raw, "alarms")
-    (alarm,) = [a["Properties"] for a in resources(raw, "AWS::CloudWatch::Alarm").values()
-                if a["Properties"].get("MetricName") == "ReportSubscriptionFailed"]
-    assert alarm["Namespace"] == "SellerInsights"
-    assert alarm["Dimensions"] == [{"Name": "service", "Value": "report_fetcher"}]
-    assert (alarm["Statistic"], alarm["Period"]) == ("Sum", 300)
-    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
-    assert alarm["TreatMissingData"] == "notBreaching"
-    assert alarm["AlarmActions"] == [{"Ref": topic_id}]
+    alarm = alarm_at_first_count(raw, "ReportSubscriptionFailed", "report_fetcher")
     assert "REPORT_PROCESSING_FINISHED" in alarm["AlarmDescription"]
 
 
