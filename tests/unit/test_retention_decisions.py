@@ -252,3 +252,103 @@ def test_items_dynamodb_never_processes_leave_the_purge_incomplete() -> None:
         TableItems(table, "connections", sleep=pauses.append).delete(keys(3))
 
     assert len(table.writes) == ATTEMPTS and len(pauses) == ATTEMPTS - 1
+
+
+# --- what a purge claims and deletes ------------------------------------------------------------------
+
+
+class Partitions:
+    """The connections table by partition (Query by pk), and the CONN item the sweep claims."""
+
+    def __init__(self, partitions: dict[str, list[dict[str, Any]]], connection: dict[str, Any] | None = None) -> None:
+        self.partitions = partitions
+        self.connection = connection
+        self.updates: list[dict[str, Any]] = []
+
+    def query(self, **kwargs: Any) -> dict[str, Any]:
+        pk = kwargs["KeyConditionExpression"].get_expression()["values"][1]
+        return {"Items": list(self.partitions.get(pk, []))}
+
+    def get_item(self, **kwargs: Any) -> dict[str, Any]:
+        return {"Item": dict(self.connection)} if self.connection else {}
+
+    def update_item(self, **kwargs: Any) -> dict[str, Any]:
+        self.updates.append(kwargs)
+        return {}
+
+
+def sweep_over(db: Partitions) -> RetentionSweep:
+    return RetentionSweep(db=db, connections_table="connections", audit_table="audit", s3=None, bucket="data",
+                          sleep=lambda _: None)
+
+
+SELLER_ITEMS = [item("CONN#NA"), item("TOKEN#NA"), item("PLAN#NA"), item("JOB#j1", "NA"), item("PROFILE"),
+                item("CONN#EU"), item("TOKEN#EU"), item("JOB#j2", "EU")]
+CANDIDATES = [{"pk": "CANDIDATE#A1SELLER01", "sk": "CONSENT#c1"}]
+
+
+def due(region: str = "NA", status: str = "REVOKED") -> Any:
+    from retention_sweeper.service import COUNTERS, _Due
+
+    return _Due("A1SELLER01", region, status, "2026-11-01T00:00:00Z", "2026-11-29T12:00:00Z",
+                dict.fromkeys(COUNTERS, 0))
+
+
+def sks(keys: list[dict[str, str]]) -> set[str]:
+    return {key["sk"] for key in keys}
+
+
+def test_a_region_with_another_connection_left_takes_only_its_own_items() -> None:
+    db = Partitions({"SELLER#A1SELLER01": SELLER_ITEMS, "CANDIDATE#A1SELLER01": CANDIDATES})
+    sweep = sweep_over(db)
+
+    assert sks(sweep._doomed(due("NA"))) == {"TOKEN#NA", "PLAN#NA", "JOB#j1"}
+    assert sweep._prefixes(due("NA")) == [f"sellers/{due().seller_key}/NA/"]
+
+
+def test_the_last_connection_takes_everything_of_the_seller_but_its_own_conn_item() -> None:
+    remaining = [entry for entry in SELLER_ITEMS if not entry["sk"].endswith("EU") and entry["sk"] != "JOB#j2"]
+    db = Partitions({"SELLER#A1SELLER01": remaining, "CANDIDATE#A1SELLER01": CANDIDATES})
+    sweep = sweep_over(db)
+
+    assert sks(sweep._doomed(due("NA"))) == {"TOKEN#NA", "PLAN#NA", "JOB#j1", "PROFILE", "CONSENT#c1"}
+    key = due().seller_key
+    assert sweep._prefixes(due("NA")) == [f"sellers/{key}/", f"exports/{key}/"]
+
+
+@pytest.mark.parametrize("connection", [
+    None,
+    {"status": "ACTIVE", "purge_after": "2026-11-01T00:00:00Z"},  # re-authorized
+    {"status": "REVOKED"},  # no purge date
+    {"status": "DELETION_REQUESTED", "purge_after": "2026-11-29T12:00:01Z"},  # a second early
+])
+def test_a_connection_that_is_not_due_is_not_claimed(fixed_clock: FixedClock,
+                                                     connection: dict[str, Any] | None) -> None:
+    db = Partitions({}, connection)
+
+    assert sweep_over(db)._claim("A1SELLER01", "NA") is None
+    assert db.updates == []
+
+
+def test_a_due_connection_is_claimed_with_counters_from_zero(fixed_clock: FixedClock) -> None:
+    db = Partitions({}, {"status": "DELETION_REQUESTED", "purge_after": "2026-11-29T12:00:00Z"})
+
+    claimed = sweep_over(db)._claim("A1SELLER01", "NA")
+
+    assert claimed is not None and claimed.status == "DELETION_REQUESTED"
+    assert set(claimed.counted.values()) == {0}
+    (update,) = db.updates
+    assert update["ExpressionAttributeValues"][":purge"] == "2026-11-29T12:00:00Z"
+
+
+def test_a_resumed_purge_keeps_what_the_crashed_run_counted(fixed_clock: FixedClock) -> None:
+    db = Partitions({}, {"status": "REVOKED", "purge_after": "2026-11-01T00:00:00Z",
+                         "purge_run": "2026-11-01T00:00:00Z", "purge_started_at": "2026-11-28T00:00:00Z",
+                         "purged_s3_versions": 40, "purged_table_items": 7})
+
+    claimed = sweep_over(db)._claim("A1SELLER01", "NA")
+
+    assert claimed is not None and claimed.started_at == "2026-11-28T00:00:00Z"
+    counted = claimed.counted
+    assert (counted["s3_versions"], counted["table_items"], counted["quota_items"]) == (40, 7, 0)
+    assert db.updates == []
