@@ -97,4 +97,4 @@ deploy: install  ## cdk deploy STAGE=dev|prod to the account in your AWS credent
 	@$(CDK) deploy -c stage=$(STAGE) --require-approval broadening
 
 clean:  ## remove build outputs (keeps the virtual environments)
-	rm -rf cdk.out build .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf cdk.out build .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage .coverage.*
