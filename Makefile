@@ -55,8 +55,9 @@ demo: install  ## the main job on the local stack: consent, tokens, reports into
 dev: install  ## run the local stack until Ctrl-C (prints its endpoints as one JSON line)
 	@$(PY) -m local serve
 
-lint: $(VENV)/.installed  ## ruff
+lint: $(VENV)/.installed  ## ruff, and the import boundaries of pyproject.toml (import-linter)
 	@$(VENV)/bin/ruff check .
+	@PYTHONPATH=functions:layers/shared/python:. $(VENV)/bin/lint-imports --no-cache --no-logo
 
 typecheck: $(VENV)/.installed  ## mypy on the deployed code, the infrastructure, the local stack and the benchmarks
 	@$(VENV)/bin/mypy layers functions infra app.py local bench ops
@@ -84,9 +85,9 @@ lint-iac: synth $(CHECKOV_VENV)/.installed  ## cfn-lint and checkov on the synth
 	@$(VENV)/bin/cfn-lint
 	@$(CHECKOV_VENV)/bin/checkov --config-file .checkov.yaml --quiet --compact
 
-test: install chromium $(CHECKOV_VENV)/.installed  ## everything CI runs
+test: install chromium $(CHECKOV_VENV)/.installed  ## everything CI runs; line coverage of functions/ and layers/shared/, floor 90%
 	@$(MAKE) --no-print-directory lint typecheck
-	@$(PY) -m pytest tests -q -p no:cacheprovider
+	@$(PY) -m pytest tests -q -p no:cacheprovider --cov --cov-report=term
 	@$(MAKE) --no-print-directory lint-iac
 
 diff: install  ## cdk diff against the account in your AWS credentials
@@ -96,4 +97,4 @@ deploy: install  ## cdk deploy STAGE=dev|prod to the account in your AWS credent
 	@$(CDK) deploy -c stage=$(STAGE) --require-approval broadening
 
 clean:  ## remove build outputs (keeps the virtual environments)
-	rm -rf cdk.out build .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf cdk.out build .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage .coverage.*

@@ -20,7 +20,7 @@ import requests
 
 from local.admin import AdminClient
 from local.template import load_template
-from tests.e2e_local.test_token_refresher import TIMEOUT, connect, new_seller
+from tests.support.e2e import TIMEOUT, connect, new_seller
 from tests.support.local_stack import REPO, Serve, every_item, serving, stack_seller_key, stack_table
 
 pytestmark = pytest.mark.slow

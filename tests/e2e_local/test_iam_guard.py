@@ -19,8 +19,7 @@ import pytest
 
 from local.admin import AdminClient
 from local.template import load_template, referenced_id, resources
-from tests.e2e_local.test_retention_sweeper import MONTH_AND_A_DAY, receipts, versions_left
-from tests.e2e_local.test_token_refresher import advance, connect, fire, new_seller
+from tests.support.e2e import MONTH_AND_A_DAY, advance, connect, fire, new_seller, receipts, versions_left
 from tests.support.local_stack import REPO, Serve, serving
 
 pytestmark = pytest.mark.slow

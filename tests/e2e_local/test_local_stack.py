@@ -76,6 +76,8 @@ def test_fire_lists_the_schedules_and_refuses_unknown_ones(info: dict[str, Any])
     assert listed.status_code == 200
     names = listed.json()["schedules"]
     assert isinstance(names, list) and all(isinstance(n, str) for n in names)
+    # The template's schedules that the e2e tests fire by name.
+    assert {"verify-consents", "refresh-tokens", "plan-reports"} <= set(names), names
 
     unknown = requests.post(f"{info['api']}/_local/fire/no-such-schedule", timeout=TIMEOUT)
     assert unknown.status_code == 404
@@ -114,6 +116,9 @@ def test_a_seller_connects_through_the_local_stack(info: dict[str, Any]) -> None
     item = table.get_item(Key={"pk": f"SELLER#{seller}", "sk": "CONN#NA"}, ConsistentRead=True).get("Item")
     assert item is not None and item["status"] == "ACTIVE"
     assert "Atzr|" not in repr(item)
+    # The refresh token is stored sealed (encrypted data key, nonce, ciphertext): binaries, none of them plain.
+    sealed = _binaries(item.get("refresh_token"))
+    assert len(sealed) >= 3, f"the connection's refresh_token holds {len(sealed)} binary values"
     assert all(b"Atzr|" not in value.value for value in _binaries(item))
 
 

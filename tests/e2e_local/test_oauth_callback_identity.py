@@ -19,7 +19,7 @@ import requests
 
 from local.admin import AdminClient
 from local.browser import browser_session
-from tests.e2e_local.test_token_refresher import (
+from tests.support.e2e import (
     TIMEOUT,
     advance,
     connect,

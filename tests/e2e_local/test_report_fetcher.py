@@ -14,7 +14,6 @@ import hashlib
 import re
 from typing import Any
 
-import boto3
 import pytest
 
 from seller_insights.report_catalog import (
@@ -25,7 +24,7 @@ from seller_insights.report_catalog import (
     SETTLEMENT,
     ReportFormat,
 )
-from tests.e2e_local.test_token_refresher import advance, connect, drain, fire, new_seller, post, stats
+from tests.support.e2e import advance, bucket, connect, drain, fire, new_seller, post, s3, stats
 from tests.support.local_stack import seller_items, stack_of_its_own, stack_seller_key
 
 pytestmark = pytest.mark.slow
@@ -45,14 +44,6 @@ info = stack_of_its_own("reports")
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def s3(info: dict[str, Any]) -> Any:
-    return boto3.client("s3", endpoint_url=info["aws"], region_name=info["region"])
-
-
-def bucket(info: dict[str, Any]) -> str:
-    return str(info["resources"]["buckets"]["data"])
 
 
 def jobs_by_type(info: dict[str, Any], seller: str) -> dict[str, dict[str, Any]]:

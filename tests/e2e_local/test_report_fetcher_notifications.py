@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e_local.test_token_refresher import advance, connect, drain, fire, new_seller, stats
+from tests.support.e2e import advance, connect, drain, fire, new_seller, stats
 from tests.support.local_stack import seller_items, stack_of_its_own, stack_seller_key, stack_table
 
 pytestmark = pytest.mark.slow

@@ -22,12 +22,22 @@ import pytest
 import requests
 
 from local.admin import AdminClient, download_export, signed_headers, verify_export, virtual_now
-from tests.e2e_local.test_report_fetcher import bucket, s3
-from tests.e2e_local.test_token_refresher import TIMEOUT, advance, connect, drain, fire, new_seller
-from tests.support.local_stack import REPO, every_item, seller_items, stack_of_its_own, stack_seller_key, stack_table
+from tests.support.e2e import (
+    MONTH_AND_A_DAY,
+    TIMEOUT,
+    advance,
+    bucket,
+    connect,
+    drain,
+    fire,
+    new_seller,
+    receipts,
+    s3,
+    versions_left,
+)
+from tests.support.local_stack import REPO, seller_items, stack_of_its_own, stack_seller_key
 
 pytestmark = pytest.mark.slow
-MONTH_AND_A_DAY = 31 * 24 * 3600
 REPORT_SECONDS = 120
 MAX_ROUNDS = 4
 TERMINAL = {"DONE", "NO_DATA", "FAILED", "ENDED"}
@@ -76,14 +86,6 @@ def connected_with_reports(info: dict[str, Any], admin: AdminClient) -> dict[str
     return {"seller": seller, "rows": rows, "contact": contact}
 
 
-def versions_left(info: dict[str, Any], prefix: str) -> tuple[int, int]:
-    versions = markers = 0
-    for page in s3(info).get_paginator("list_object_versions").paginate(Bucket=bucket(info), Prefix=prefix):
-        versions += len(page.get("Versions", []))
-        markers += len(page.get("DeleteMarkers", []))
-    return versions, markers
-
-
 def uploads_left(info: dict[str, Any], prefix: str) -> int:
     return len(s3(info).list_multipart_uploads(Bucket=bucket(info), Prefix=prefix).get("Uploads", []))
 
@@ -91,12 +93,6 @@ def uploads_left(info: dict[str, Any], prefix: str) -> int:
 def partition(info: dict[str, Any], seller: str) -> list[dict[str, Any]]:
     """Every item under `pk=SELLER#{seller}` in the connections table (a Query of the partition)."""
     return seller_items(info, seller)
-
-
-def receipts(info: dict[str, Any], key: str) -> list[dict[str, Any]]:
-    """Receipts of a seller key (a scan of a test's own audit table; the product never scans it)."""
-    return every_item(stack_table(info, "audit").scan, FilterExpression="begins_with(id, :p)",
-                      ExpressionAttributeValues={":p": f"receipt#{key}"})
 
 
 def holds_plaintext(value: Any) -> bool:

@@ -12,116 +12,35 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
-from urllib.parse import urljoin
 
 import boto3
 import pytest
-import requests
 from boto3.dynamodb.types import Binary
 
-from local.browser import browser_session
+from tests.support.e2e import (
+    advance,
+    authorize_from_appstore,
+    connect,
+    drain,
+    fire,
+    new_seller,
+    post,
+    stats,
+    stored,
+    virtual_now,
+    when,
+)
 from tests.support.local_stack import every_item, stack_of_its_own, stack_table
 
 pytestmark = pytest.mark.slow
-TIMEOUT = 30
-ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 PURPOSE_TAG = "seller-insights:purpose"
 PLAINTEXT_MARKERS = ("Atzr|", "Atza|")
 
 
 # A stack of this module's own: it moves the clock.
 info = stack_of_its_own("token-lifecycle")
-
-
-# --- helpers: HTTP ------------------------------------------------------------------------------
-
-
-def new_seller() -> str:
-    return "A" + "".join(secrets.choice(ALPHABET) for _ in range(13))
-
-
-def when(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def post(url: str, body: Any = None) -> dict[str, Any]:
-    answer = requests.post(url, json=body, timeout=TIMEOUT)
-    assert answer.status_code == 200, f"POST {url.split('/', 3)[-1]}: {answer.status_code} {answer.text[:300]}"
-    result: dict[str, Any] = answer.json()
-    return result
-
-
-def fire(info: dict[str, Any], schedule: str) -> dict[str, Any]:
-    return post(f"{info['api']}/_local/fire/{schedule}")
-
-
-def advance(info: dict[str, Any], seconds: int) -> datetime:
-    return when(post(f"{info['api']}/_local/clock", {"advance_seconds": seconds})["now"])
-
-
-def virtual_now(info: dict[str, Any]) -> datetime:
-    return when(requests.get(f"{info['api']}/_local/clock", timeout=TIMEOUT).json()["now"])
-
-
-def drain(info: dict[str, Any], max_seconds: int = 30) -> dict[str, Any]:
-    return post(f"{info['api']}/_local/drain", {"max_seconds": max_seconds})
-
-
-def stats(info: dict[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = requests.get(f"{info['amazon']}/_emulator/stats", timeout=TIMEOUT).json()
-    return result
-
-
-def redirect(response: requests.Response, status: int) -> str:
-    assert response.status_code == status, f"{response.url.split('?')[0]}: {response.status_code}"
-    return response.headers["Location"]
-
-
-def finish_at_callback(info: dict[str, Any], browser: requests.Session, callback_url: str) -> None:
-    """The callback, its page, then Amazon confirms the seller (the `verify-consents` schedule)."""
-    assert callback_url.startswith(f"{info['api']}/callback?")
-    callback = browser.get(callback_url, allow_redirects=False, timeout=TIMEOUT)
-    success = urljoin(callback_url, redirect(callback, 303))
-    assert browser.get(success, allow_redirects=False, timeout=TIMEOUT).status_code == 200
-    confirmed = fire(info, "verify-consents")
-    assert confirmed["verified"] == 1, confirmed
-
-
-def connect(info: dict[str, Any], seller: str, marketplace: str = "US") -> None:
-    """The website flow: /connect → Amazon's consent page → /callback."""
-    browser = browser_session()
-    start = browser.get(
-        f"{info['api']}/connect", params={"marketplace": marketplace}, allow_redirects=False, timeout=TIMEOUT
-    )
-    consent_url = redirect(start, 302)
-    assert consent_url.startswith(info["amazon"])
-    answer = post(f"{info['amazon']}/_emulator/consent", {"consent_url": consent_url, "selling_partner_id": seller})
-    finish_at_callback(info, browser, answer["redirect"])
-
-
-def authorize_from_appstore(info: dict[str, Any], seller: str, region: str) -> None:
-    """The Appstore flow: Amazon → our Log-in URI → Amazon's confirm hop → /callback."""
-    login_url = post(f"{info['amazon']}/_emulator/appstore", {"selling_partner_id": seller, "region": region})[
-        "login_url"
-    ]
-    assert login_url.startswith(f"{info['api']}/login?")
-    browser = browser_session()
-    confirm_url = redirect(browser.get(login_url, allow_redirects=False, timeout=TIMEOUT), 302)
-    assert confirm_url.startswith(info["amazon"])
-    callback_url = redirect(browser.get(confirm_url, allow_redirects=False, timeout=TIMEOUT), 302)
-    finish_at_callback(info, browser, callback_url)
-
-
-# --- helpers: what is stored --------------------------------------------------------------------
-
-
-def stored(info: dict[str, Any], seller: str, sort_key: str) -> dict[str, Any] | None:
-    table = stack_table(info, "connections")
-    item: dict[str, Any] | None = table.get_item(Key={"pk": f"SELLER#{seller}", "sk": sort_key},
-                                                 ConsistentRead=True).get("Item")
-    return item
 
 
 def holds_plaintext(value: Any) -> bool:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
+import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Template
 
@@ -13,16 +13,22 @@ from infra.app import build_app, stack_id
 STAGES = ("dev", "prod")
 
 
-def synthesize(stage: str, outdir: Path) -> dict[str, Any]:
+def synthesize(app: cdk.App, stage: str) -> dict[str, Any]:
     # app.synth() runs the validation plugins: a nag finding without acknowledgement raises here.
-    assembly = build_app(stage, outdir=str(outdir)).synth()
+    assembly = app.synth()
     template: dict[str, Any] = assembly.get_stack_by_name(stack_id(stage)).template
     return template
 
 
 @pytest.fixture(scope="session")
-def templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    return {stage: synthesize(stage, tmp_path_factory.mktemp(f"cdk-{stage}")) for stage in STAGES}
+def apps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, cdk.App]:
+    """The apps `cdk synth` builds, one per stage (tests/infra/test_nag.py looks at their gate)."""
+    return {stage: build_app(stage, outdir=str(tmp_path_factory.mktemp(f"cdk-{stage}"))) for stage in STAGES}
+
+
+@pytest.fixture(scope="session")
+def templates(apps: dict[str, cdk.App]) -> dict[str, dict[str, Any]]:
+    return {stage: synthesize(app, stage) for stage, app in apps.items()}
 
 
 @pytest.fixture(scope="session", params=STAGES)

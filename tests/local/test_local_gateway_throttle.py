@@ -26,8 +26,7 @@ from local.gateway import (
 )
 from local.poller import QueuePoller
 from seller_insights.clock import FixedClock
-from tests.local.test_local_sigv4 import ACCESS_KEY, SECRET_KEY, signed
-from tests.support.local_gateway import ECHO
+from tests.support.local_gateway import ACCESS_KEY, ECHO, SECRET_KEY, signed
 
 
 class FakeMonotonic:

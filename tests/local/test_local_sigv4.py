@@ -6,31 +6,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 
 from local import sigv4
-from tests.support.local_gateway import echo_gateway
-
-ACCESS_KEY, SECRET_KEY = "AKIALOCALADMINTEST01", "local-admin-secret-key-for-the-unit-tests"
-
-
-def signed(
-    method: str,
-    url: str,
-    body: bytes = b"",
-    *,
-    secret: str = SECRET_KEY,
-    service: str = "execute-api",
-    region: str = "us-east-1",
-    access_key: str = ACCESS_KEY,
-) -> dict[str, str]:
-    request = AWSRequest(method=method, url=url, data=body, headers={"Content-Type": "application/json"})
-    SigV4Auth(Credentials(access_key, secret), service, region).add_auth(request)
-    headers = dict(request.headers.items())
-    headers["Host"] = url.split("/")[2]
-    return headers
+from tests.support.local_gateway import ACCESS_KEY, SECRET_KEY, echo_gateway, signed
 
 
 def check(

@@ -1,4 +1,5 @@
-"""A local API gateway in front of an echo handler, for unit tests through werkzeug's test client."""
+"""A local API gateway in front of an echo handler, for unit tests through werkzeug's test client, and
+SigV4-signed headers for its IAM-authorized routes."""
 
 from __future__ import annotations
 
@@ -7,12 +8,36 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from werkzeug.test import Client
 
 from local.functions import FunctionRuntime, FunctionSpec
 from local.gateway import AdminCredentials, Gateway, Route
 from local.poller import QueuePoller
 from seller_insights.clock import FixedClock
+
+# The local admin credentials the gateway is given in these tests.
+ACCESS_KEY, SECRET_KEY = "AKIALOCALADMINTEST01", "local-admin-secret-key-for-the-unit-tests"
+
+
+def signed(
+    method: str,
+    url: str,
+    body: bytes = b"",
+    *,
+    secret: str = SECRET_KEY,
+    service: str = "execute-api",
+    region: str = "us-east-1",
+    access_key: str = ACCESS_KEY,
+) -> dict[str, str]:
+    request = AWSRequest(method=method, url=url, data=body, headers={"Content-Type": "application/json"})
+    SigV4Auth(Credentials(access_key, secret), service, region).add_auth(request)
+    headers = dict(request.headers.items())
+    headers["Host"] = url.split("/")[2]
+    return headers
+
 
 ECHO = '''
 import base64, json

@@ -1,7 +1,22 @@
+"""LWA's error answers map to one error type each, and the error carries LWA's `error` code only: nothing
+else of the body (its description, or a token LWA echoes) reaches the exception's text."""
+
+from __future__ import annotations
+
+from typing import Any
+
 import pytest
 
-from seller_insights.errors import LwaInvalidClient, LwaInvalidGrant, LwaRejected, LwaUnavailable
+from seller_insights.errors import LwaError, LwaInvalidClient, LwaInvalidGrant, LwaRejected, LwaUnavailable
 from seller_insights.lwa import _error
+
+# What an LWA error body may carry besides `error`: a description that quotes the refresh token, and
+# token fields. None of it may reach the error's text.
+SECRET_BEARING_FIELDS = {
+    "error_description": "The refresh token Atzr|IwEBIDescriptionQuotesTheToken is revoked",
+    "refresh_token": "Atzr|IwEBIEchoedRefreshToken",
+    "access_token": "Atza|IwEBIEchoedAccessToken",
+}
 
 
 @pytest.mark.parametrize(("status", "body", "expected"), [
@@ -15,7 +30,12 @@ from seller_insights.lwa import _error
     (400, {"error": "unauthorized_client"}, LwaRejected),
     (400, {}, LwaRejected),
 ])
-def test_lwa_error_codes_map_to_types(status, body, expected):
-    error = _error(status, body)
+def test_lwa_error_codes_map_to_types(status: int, body: dict[str, Any], expected: type[LwaError]) -> None:
+    error = _error(status, {**body, **SECRET_BEARING_FIELDS})
+
     assert type(error) is expected
-    assert "Atz" not in str(error)
+    assert error.http_status == status
+    assert error.code == body.get("error", error.code)
+    for text in (str(error), repr(error), *map(str, error.args)):
+        assert "Atz" not in text
+        assert "revoked" not in text

@@ -1,6 +1,8 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from seller_insights.errors import ConfigurationError
 from seller_insights.report_catalog import (
@@ -72,3 +74,47 @@ def test_catalog_columns_are_shaped_like_column_names(report_type):
     report_spec = CATALOG[report_type]
     for name in (*(report_spec.kept_columns or ()), *report_spec.known_dropped):
         assert COLUMN_NAME.fullmatch(name), name
+
+
+# --- windows ----------------------------------------------------------------------------------------
+
+
+def test_a_window_longer_than_the_types_maximum_is_cut_at_its_start():
+    from seller_insights.report_catalog import ReportFormat, ReportSpec
+
+    wide = ReportSpec("GET_TEST_REPORT", ReportFormat.TSV, WindowKind.UPDATED, cadence=timedelta(days=1),
+                      lookback=timedelta(days=45), max_window=timedelta(days=30))
+    start, end = wide.window_for(datetime(2026, 11, 29, 10, tzinfo=UTC))
+    assert end == datetime(2026, 11, 29, tzinfo=UTC)
+    assert end - start == timedelta(days=30)
+
+
+def test_settlement_is_looked_for_over_its_cadence_and_three_days_back():
+    start, end = CATALOG[SETTLEMENT].window_for(datetime(2026, 11, 29, 13, 5, tzinfo=UTC))
+    assert end == datetime(2026, 11, 29, 12, tzinfo=UTC)
+    assert end - start == timedelta(hours=12) + timedelta(days=3)
+
+
+def test_an_unknown_type_is_a_configuration_error():
+    from seller_insights.report_catalog import spec
+
+    assert spec(ORDERS) is CATALOG[ORDERS]
+    with pytest.raises(ConfigurationError, match="GET_NOT_A_REPORT"):
+        spec("GET_NOT_A_REPORT")
+
+
+@given(due=st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2040, 1, 1), timezones=st.just(UTC)),
+       report_type=st.sampled_from(sorted(CATALOG)))
+def test_every_window_is_over_before_it_is_due_and_names_its_run(due, report_type):
+    report_spec = CATALOG[report_type]
+    start, end = report_spec.window_for(due)
+    assert start < end <= due
+    # Any moment of the same cadence step is the same run: the same window, so the same job id.
+    step_start = align(due, report_spec.cadence)
+    assert report_spec.window_for(step_start) == (start, end)
+    assert report_spec.window_for(step_start + report_spec.cadence - timedelta(seconds=1)) == (start, end)
+    # The next run's window starts no later than this one ends: consecutive runs leave no gap.
+    next_start, next_end = report_spec.window_for(step_start + report_spec.cadence)
+    assert next_end > end
+    if report_spec.window is not WindowKind.SNAPSHOT:
+        assert next_start <= end

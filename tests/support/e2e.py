@@ -1,0 +1,136 @@
+"""Helpers of the e2e tests against `python -m local serve`: HTTP calls to our API, its control calls and
+the Amazon emulator's, the website's consent flow, and boto3 against the printed AWS endpoint to look at
+what is stored. Shared by the modules of tests/e2e_local (a test module never imports another)."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Any
+from urllib.parse import urljoin
+
+import boto3
+import requests
+
+from local.browser import browser_session
+from tests.support.local_stack import every_item, stack_table
+
+TIMEOUT = 30
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+# A month and a day: past a deletion request's grace period.
+MONTH_AND_A_DAY = 31 * 24 * 3600
+
+
+# --- helpers: HTTP ------------------------------------------------------------------------------
+
+
+def new_seller() -> str:
+    return "A" + "".join(secrets.choice(ALPHABET) for _ in range(13))
+
+
+def when(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def post(url: str, body: Any = None) -> dict[str, Any]:
+    answer = requests.post(url, json=body, timeout=TIMEOUT)
+    assert answer.status_code == 200, f"POST {url.split('/', 3)[-1]}: {answer.status_code} {answer.text[:300]}"
+    result: dict[str, Any] = answer.json()
+    return result
+
+
+def fire(info: dict[str, Any], schedule: str) -> dict[str, Any]:
+    return post(f"{info['api']}/_local/fire/{schedule}")
+
+
+def advance(info: dict[str, Any], seconds: int) -> datetime:
+    return when(post(f"{info['api']}/_local/clock", {"advance_seconds": seconds})["now"])
+
+
+def virtual_now(info: dict[str, Any]) -> datetime:
+    return when(requests.get(f"{info['api']}/_local/clock", timeout=TIMEOUT).json()["now"])
+
+
+def drain(info: dict[str, Any], max_seconds: int = 30) -> dict[str, Any]:
+    return post(f"{info['api']}/_local/drain", {"max_seconds": max_seconds})
+
+
+def stats(info: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = requests.get(f"{info['amazon']}/_emulator/stats", timeout=TIMEOUT).json()
+    return result
+
+
+def redirect(response: requests.Response, status: int) -> str:
+    assert response.status_code == status, f"{response.url.split('?')[0]}: {response.status_code}"
+    return response.headers["Location"]
+
+
+def finish_at_callback(info: dict[str, Any], browser: requests.Session, callback_url: str) -> None:
+    """The callback, its page, then Amazon confirms the seller (the `verify-consents` schedule)."""
+    assert callback_url.startswith(f"{info['api']}/callback?")
+    callback = browser.get(callback_url, allow_redirects=False, timeout=TIMEOUT)
+    success = urljoin(callback_url, redirect(callback, 303))
+    assert browser.get(success, allow_redirects=False, timeout=TIMEOUT).status_code == 200
+    confirmed = fire(info, "verify-consents")
+    assert confirmed["verified"] == 1, confirmed
+
+
+def connect(info: dict[str, Any], seller: str, marketplace: str = "US") -> None:
+    """The website flow: /connect → Amazon's consent page → /callback."""
+    browser = browser_session()
+    start = browser.get(
+        f"{info['api']}/connect", params={"marketplace": marketplace}, allow_redirects=False, timeout=TIMEOUT
+    )
+    consent_url = redirect(start, 302)
+    assert consent_url.startswith(info["amazon"])
+    answer = post(f"{info['amazon']}/_emulator/consent", {"consent_url": consent_url, "selling_partner_id": seller})
+    finish_at_callback(info, browser, answer["redirect"])
+
+
+def authorize_from_appstore(info: dict[str, Any], seller: str, region: str) -> None:
+    """The Appstore flow: Amazon → our Log-in URI → Amazon's confirm hop → /callback."""
+    login_url = post(f"{info['amazon']}/_emulator/appstore", {"selling_partner_id": seller, "region": region})[
+        "login_url"
+    ]
+    assert login_url.startswith(f"{info['api']}/login?")
+    browser = browser_session()
+    confirm_url = redirect(browser.get(login_url, allow_redirects=False, timeout=TIMEOUT), 302)
+    assert confirm_url.startswith(info["amazon"])
+    callback_url = redirect(browser.get(confirm_url, allow_redirects=False, timeout=TIMEOUT), 302)
+    finish_at_callback(info, browser, callback_url)
+
+
+# --- helpers: what is stored --------------------------------------------------------------------
+
+
+def stored(info: dict[str, Any], seller: str, sort_key: str) -> dict[str, Any] | None:
+    table = stack_table(info, "connections")
+    item: dict[str, Any] | None = table.get_item(Key={"pk": f"SELLER#{seller}", "sk": sort_key},
+                                                 ConsistentRead=True).get("Item")
+    return item
+
+
+# --- helpers: S3 --------------------------------------------------------------------------------
+
+
+def s3(info: dict[str, Any]) -> Any:
+    return boto3.client("s3", endpoint_url=info["aws"], region_name=info["region"])
+
+
+def bucket(info: dict[str, Any]) -> str:
+    return str(info["resources"]["buckets"]["data"])
+
+
+def versions_left(info: dict[str, Any], prefix: str) -> tuple[int, int]:
+    """(object versions, delete markers) under a prefix of the data bucket."""
+    versions = markers = 0
+    for page in s3(info).get_paginator("list_object_versions").paginate(Bucket=bucket(info), Prefix=prefix):
+        versions += len(page.get("Versions", []))
+        markers += len(page.get("DeleteMarkers", []))
+    return versions, markers
+
+
+def receipts(info: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    """Receipts of a seller key (a scan of a test's own audit table; the product never scans it)."""
+    return every_item(stack_table(info, "audit").scan, FilterExpression="begins_with(id, :p)",
+                      ExpressionAttributeValues={":p": f"receipt#{key}"})

@@ -1,0 +1,177 @@
+"""Planning (report_fetcher.planner.Planner) without AWS: which jobs a due cursor yields, where its cursor
+moves, how jobs are packed into messages and messages into SendMessageBatch calls, and that a failed send
+moves no cursor. The cursor store and the queue are in-memory stand-ins; the clock is fixed."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from report_fetcher.planner import MAX_JOBS_PER_MESSAGE, Planner, PlanningFailed
+from seller_insights.clock import FixedClock
+from seller_insights.report_catalog import CATALOG, FBA_RETURNS, LISTINGS, ORDERS, SETTLEMENT, align
+from seller_insights.report_jobs import Plan, job_id
+
+ALL_TYPES = tuple(CATALOG)
+US = "ATVPDKIKX0DER"
+
+
+@dataclass
+class Cursors:
+    """PlanRepository's planning side: the due cursors, and what the planner saved."""
+
+    plans: list[Plan] = field(default_factory=list)
+    saved: list[list[Plan]] = field(default_factory=list)
+
+    def due(self, now: int) -> list[Plan]:
+        return [plan for plan in self.plans if plan.next_plan_at <= now]
+
+    def save_all(self, plans: list[Plan]) -> None:
+        self.saved.append(list(plans))
+
+
+@dataclass
+class Queue:
+    batches: list[list[dict[str, Any]]] = field(default_factory=list)
+    refuse: bool = False
+
+    def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+        self.batches.append(Entries)
+        if self.refuse:
+            return {"Successful": [], "Failed": [{"Id": Entries[0]["Id"], "SenderFault": False}]}
+        return {"Successful": [{"Id": e["Id"]} for e in Entries], "Failed": []}
+
+    def jobs(self) -> list[list[dict[str, Any]]]:
+        """The jobs of each message, in order."""
+        return [json.loads(entry["MessageBody"])["jobs"] for batch in self.batches for entry in batch]
+
+
+def cursor(seller: str, now: FixedClock, *, enabled: list[str] | None = None, due: dict[str, int] | None = None,
+           region: str = "NA") -> Plan:
+    return Plan(seller, region, int(now.now().timestamp()), dict(due or {}), enabled, [US])
+
+
+def plan(cursors: Cursors, queue: Queue, types: tuple[str, ...] = ALL_TYPES) -> Any:
+    return Planner(cursors, queue, "https://sqs.example/jobs", types).run()  # type: ignore[arg-type]
+
+
+def test_a_new_cursor_yields_one_job_per_type_with_deterministic_ids(fixed_clock: FixedClock) -> None:
+    cursors, queue = Cursors([cursor("A1SELLER01", fixed_clock)]), Queue()
+
+    report = plan(cursors, queue)
+
+    assert report.as_dict() == {"connections": 1, "jobs": len(ALL_TYPES), "messages": 1}
+    (jobs,) = queue.jobs()
+    assert sorted(job["report_type"] for job in jobs) == sorted(ALL_TYPES)
+    for job in jobs:
+        start, end = CATALOG[job["report_type"]].window_for(fixed_clock.now())
+        assert (job["window_start"], job["window_end"]) == (
+            start.isoformat().replace("+00:00", "Z"), end.isoformat().replace("+00:00", "Z"))
+        assert job["job_id"] == job_id("A1SELLER01", "NA", job["report_type"], job["window_start"], job["window_end"])
+        assert job["marketplace_ids"] == [US]
+
+
+def test_planning_the_same_moment_twice_yields_the_same_jobs(fixed_clock: FixedClock) -> None:
+    first, second = Queue(), Queue()
+    plan(Cursors([cursor("A1SELLER01", fixed_clock)]), first)
+    plan(Cursors([cursor("A1SELLER01", fixed_clock)]), second)
+
+    assert first.jobs() == second.jobs()
+
+
+def test_each_type_becomes_due_at_its_next_cadence_boundary(fixed_clock: FixedClock) -> None:
+    fixed_clock.advance(37 * 60)  # 12:37
+    due_cursor = cursor("A1SELLER01", fixed_clock)
+    cursors = Cursors([due_cursor])
+
+    plan(cursors, Queue())
+
+    now = fixed_clock.now()
+    for report_type in ALL_TYPES:
+        cadence = CATALOG[report_type].cadence
+        assert due_cursor.due[report_type] == int((align(now, cadence) + cadence).timestamp()), report_type
+    # The cursor is next due with its most frequent type: the hourly orders report at 13:00.
+    assert due_cursor.next_plan_at == int(datetime(2026, 11, 29, 13, tzinfo=UTC).timestamp())
+    assert cursors.saved == [[due_cursor]]
+
+
+def test_only_the_types_that_are_due_are_planned(fixed_clock: FixedClock) -> None:
+    later = int((fixed_clock.now() + timedelta(hours=3)).timestamp())
+    cursors, queue = Cursors([cursor("A1SELLER01", fixed_clock, due={LISTINGS: later, SETTLEMENT: later})]), Queue()
+
+    report = plan(cursors, queue, (ORDERS, LISTINGS, SETTLEMENT))
+
+    assert report.jobs == 1
+    assert [job["report_type"] for job in queue.jobs()[0]] == [ORDERS]
+
+
+def test_a_cursors_own_types_replace_the_defaults_and_unknown_ones_are_skipped(fixed_clock: FixedClock) -> None:
+    own = cursor("A1SELLER01", fixed_clock, enabled=[FBA_RETURNS, "GET_RETIRED_REPORT"])
+    cursors, queue = Cursors([own]), Queue()
+
+    report = plan(cursors, queue, (ORDERS, LISTINGS))
+
+    assert report.jobs == 1
+    assert [job["report_type"] for job in queue.jobs()[0]] == [FBA_RETURNS]
+    assert own.next_plan_at == own.due[FBA_RETURNS]
+
+
+def test_a_cursor_naming_only_unknown_types_still_moves_on_the_defaults(fixed_clock: FixedClock) -> None:
+    own = cursor("A1SELLER01", fixed_clock, enabled=["GET_RETIRED_REPORT"])
+    cursors, queue = Cursors([own]), Queue()
+
+    report = plan(cursors, queue, (ORDERS,))
+
+    assert report.as_dict() == {"connections": 1, "jobs": 0, "messages": 0}
+    assert queue.batches == []
+    # No default type was planned for it, so none is due later: the cursor stays due now.
+    assert own.next_plan_at == int(fixed_clock.now().timestamp())
+
+
+def test_connections_share_messages_but_one_is_never_split(fixed_clock: FixedClock) -> None:
+    # 4 jobs per connection: two fit a message (8), a third would overflow it (12 > 10).
+    types = (ORDERS, LISTINGS, FBA_RETURNS, SETTLEMENT)
+    cursors = Cursors([cursor(f"A1SELLER{n:02d}", fixed_clock) for n in range(5)])
+    queue = Queue()
+
+    report = plan(cursors, queue, types)
+
+    sizes = [len(jobs) for jobs in queue.jobs()]
+    assert sizes == [8, 8, 4]
+    assert report.messages == 3 and report.jobs == 20
+    for jobs in queue.jobs():
+        assert len(jobs) <= MAX_JOBS_PER_MESSAGE
+        sellers = [job["seller"] for job in jobs]
+        assert all(sellers.count(s) == len(types) for s in set(sellers))
+
+
+def test_more_than_ten_messages_take_several_send_batches(fixed_clock: FixedClock) -> None:
+    cursors = Cursors([cursor(f"A1SELLER{n:02d}", fixed_clock) for n in range(23)])
+    queue = Queue()
+
+    report = plan(cursors, queue)  # 6 jobs each: one connection per message
+
+    assert report.messages == 23
+    assert [len(batch) for batch in queue.batches] == [10, 10, 3]
+
+
+def test_nothing_due_sends_nothing(fixed_clock: FixedClock) -> None:
+    tomorrow = cursor("A1SELLER01", fixed_clock)
+    tomorrow.next_plan_at += 86_400
+    cursors, queue = Cursors([tomorrow]), Queue()
+
+    assert plan(cursors, queue).as_dict() == {"connections": 0, "jobs": 0, "messages": 0}
+    assert queue.batches == []
+
+
+def test_a_refused_send_moves_no_cursor(fixed_clock: FixedClock) -> None:
+    cursors, queue = Cursors([cursor("A1SELLER01", fixed_clock)]), Queue(refuse=True)
+
+    with pytest.raises(PlanningFailed, match="1 of 1"):
+        plan(cursors, queue)
+
+    assert cursors.saved == []

@@ -1,0 +1,354 @@
+"""Retention decisions without AWS: the receipt's dates, which of a seller's items a purge takes, when the
+sweep stops for time, and the bounded retries of what S3 and DynamoDB refuse (seller_insights.retention,
+retention_sweeper.service). S3 and DynamoDB are in-memory stand-ins that answer what the test scripts;
+sleeping is injected and recorded, never done."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from retention_sweeper.service import SAFETY_MILLIS, RetentionSweep, _of_region, _only_connection
+from seller_insights.clock import FixedClock
+from seller_insights.retention import (
+    ATTEMPTS,
+    AUDIT_RETENTION_MONTHS,
+    DELETE_OBJECTS_MAX,
+    MAX_DELAY,
+    PurgeIncomplete,
+    S3Purge,
+    TableItems,
+    add_months,
+    expiry_epoch,
+    quota_keys,
+    receipt_id,
+)
+
+# --- dates --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("start", "months", "expected"), [
+    (datetime(2026, 1, 31, 9, 30, tzinfo=UTC), 1, datetime(2026, 2, 28, 9, 30, tzinfo=UTC)),
+    (datetime(2028, 1, 31, tzinfo=UTC), 1, datetime(2028, 2, 29, tzinfo=UTC)),  # leap year
+    (datetime(2026, 11, 29, tzinfo=UTC), 2, datetime(2027, 1, 29, tzinfo=UTC)),  # across the year
+    (datetime(2026, 12, 31, tzinfo=UTC), 12, datetime(2027, 12, 31, tzinfo=UTC)),
+    (datetime(2026, 3, 31, tzinfo=UTC), 25, datetime(2028, 4, 30, tzinfo=UTC)),
+])
+def test_months_are_added_to_the_same_day_or_the_months_last(start: datetime, months: int,
+                                                             expected: datetime) -> None:
+    assert add_months(start, months) == expected
+
+
+def test_receipts_are_kept_at_least_two_years() -> None:
+    verified = datetime(2026, 11, 29, 12, tzinfo=UTC)
+    assert AUDIT_RETENTION_MONTHS >= 24
+    assert expiry_epoch(verified) == int(datetime(2028, 12, 29, 12, tzinfo=UTC).timestamp())
+
+
+def test_one_receipt_per_purge_of_a_region() -> None:
+    first = receipt_id("key1", "NA", "2026-12-01T00:00:00Z")
+    assert first == receipt_id("key1", "NA", "2026-12-01T00:00:00Z")
+    others = {receipt_id("key1", "EU", "2026-12-01T00:00:00Z"), receipt_id("key1", "NA", "2027-01-01T00:00:00Z"),
+              receipt_id("key2", "NA", "2026-12-01T00:00:00Z")}
+    assert len(others | {first}) == 4
+
+
+def test_the_quota_buckets_of_a_region_are_the_sellers_own() -> None:
+    keys = quota_keys("A1SELLER01", "EU")
+    assert keys and all(k["pk"].startswith("QUOTA#A1SELLER01#EU#") and k["sk"] == "BUCKET" for k in keys)
+
+
+# --- what a purge takes ---------------------------------------------------------------------------
+
+
+def item(sk: str, region: str | None = None) -> dict[str, Any]:
+    found = {"pk": "SELLER#A1SELLER01", "sk": sk}
+    if region:
+        found["region"] = region
+    return found
+
+
+@pytest.mark.parametrize(("entry", "taken"), [
+    (item("TOKEN#NA"), True),
+    (item("PLAN#NA"), True),
+    (item("REPORT#NA#GET_MERCHANT_LISTINGS_ALL_DATA#x"), True),
+    (item("JOB#abc", "NA"), True),
+    (item("REPORTID#r1", "NA"), True),
+    (item("TOKEN#EU"), False),
+    (item("REPORT#EU#GET_MERCHANT_LISTINGS_ALL_DATA#x"), False),
+    (item("JOB#abc", "EU"), False),
+    (item("JOB#abc"), False),  # a job of no known region is never taken by a region's purge
+    (item("PROFILE"), False),  # the seller's, not the region's
+    (item("REPORT#NAX#T#x"), False),
+])
+def test_a_regions_purge_takes_its_own_items_only(entry: dict[str, Any], taken: bool) -> None:
+    assert _of_region(entry, "NA") is taken
+
+
+def test_the_last_connection_is_the_one_with_no_other_conn_item() -> None:
+    own = "CONN#NA"
+    assert _only_connection([item("CONN#NA"), item("PROFILE"), item("TOKEN#EU")], own)
+    assert not _only_connection([item("CONN#NA"), item("CONN#EU")], own)
+    assert _only_connection([], own)
+
+
+# --- when the sweep stops -------------------------------------------------------------------------
+
+
+class DueConnections:
+    """The connections table as the sweep reads it: the purge index lists `due` connections (all in the
+    first shard's page); each connection is gone when re-read, so the sweep skips it."""
+
+    def __init__(self, due: int) -> None:
+        self._due = due
+        self.queries = 0
+        self.reads = 0
+
+    def query(self, **kwargs: Any) -> dict[str, Any]:
+        assert kwargs["IndexName"] == "by_purge_due"  # the sparse index, never a Scan
+        self.queries += 1
+        if self.queries > 1:
+            return {"Items": []}
+        return {"Items": [{"pk": f"SELLER#A1SELLER{n:02d}", "sk": "CONN#NA"} for n in range(self._due)]}
+
+    def get_item(self, **kwargs: Any) -> dict[str, Any]:
+        self.reads += 1
+        return {}
+
+
+def test_the_sweep_stops_taking_connections_when_time_runs_short(fixed_clock: FixedClock) -> None:
+    db = DueConnections(due=5)
+    sweep = RetentionSweep(db=db, connections_table="connections", audit_table="audit", s3=None, bucket="data",
+                           sleep=lambda _: None)
+    budget = iter([SAFETY_MILLIS + 5_000, SAFETY_MILLIS, SAFETY_MILLIS - 1])
+
+    report = sweep.run(lambda: next(budget))
+
+    assert (report.due, report.skipped, report.stopped, report.left) == (5, 2, "time", 3)
+    assert db.reads == 2
+
+
+def test_a_sweep_with_time_left_looks_at_every_due_connection(fixed_clock: FixedClock) -> None:
+    db = DueConnections(due=12)
+    sweep = RetentionSweep(db=db, connections_table="connections", audit_table="audit", s3=None, bucket="data")
+
+    report = sweep.run(lambda: 900_000)
+
+    assert (report.due, report.skipped, report.stopped, report.left, report.failed) == (12, 12, None, 0, 0)
+
+
+# --- bounded retries --------------------------------------------------------------------------------
+
+
+@dataclass
+class Bucket:
+    """list_object_versions / delete_objects over a set of (key, version); `refuse` maps a key to the number
+    of DeleteObjects calls that report it in Errors; `immortal` keys are confirmed deleted but stay."""
+
+    versions: set[tuple[str, str]] = field(default_factory=set)
+    refuse: dict[str, int] = field(default_factory=dict)
+    immortal: set[str] = field(default_factory=set)
+    deletes: list[int] = field(default_factory=list)
+
+    def list_object_versions(self, Bucket: str, Prefix: str, MaxKeys: int) -> dict[str, Any]:
+        listed = sorted(v for v in self.versions if v[0].startswith(Prefix))[:MaxKeys]
+        return {"Versions": [{"Key": k, "VersionId": v} for k, v in listed]}
+
+    def delete_objects(self, Bucket: str, Delete: dict[str, Any]) -> dict[str, Any]:
+        assert Delete["Quiet"] is True and len(Delete["Objects"]) <= DELETE_OBJECTS_MAX
+        self.deletes.append(len(Delete["Objects"]))
+        errors = []
+        for entry in Delete["Objects"]:
+            key, version = entry["Key"], entry["VersionId"]
+            if self.refuse.get(key, 0) > 0:
+                self.refuse[key] -= 1
+                errors.append({"Key": key, "VersionId": version, "Code": "SlowDown"})
+            elif key not in self.immortal:
+                self.versions.discard((key, version))
+        return {"Errors": errors} if errors else {}
+
+
+def objects(count: int, prefix: str = "sellers/k1/NA/") -> set[tuple[str, str]]:
+    return {(f"{prefix}r{n:05d}.tsv", "v1") for n in range(count)}
+
+
+def test_versions_go_one_listing_page_at_a_time_until_a_fresh_listing_is_empty() -> None:
+    bucket = Bucket(versions=objects(2_500) | objects(3, "sellers/k2/NA/"))
+
+    counts = S3Purge(bucket, "data", sleep=lambda _: None).delete_versions("sellers/k1/")
+
+    assert counts.versions == 2_500 and counts.delete_markers == 0
+    assert bucket.deletes == [1_000, 1_000, 500]
+    assert bucket.versions == objects(3, "sellers/k2/NA/")
+
+
+def test_only_the_refused_keys_are_sent_again_with_growing_pauses() -> None:
+    bucket = Bucket(versions=objects(4), refuse={"sellers/k1/NA/r00001.tsv": 3})
+    pauses: list[float] = []
+
+    S3Purge(bucket, "data", sleep=pauses.append).delete_versions("sellers/k1/")
+
+    assert bucket.deletes == [4, 1, 1, 1]
+    assert pauses == sorted(pauses) and len(pauses) == 3 and max(pauses) <= MAX_DELAY
+    assert bucket.versions == set()
+
+
+def test_keys_refused_on_every_attempt_leave_the_purge_incomplete_without_naming_them() -> None:
+    bucket = Bucket(versions=objects(2), refuse={"sellers/k1/NA/r00000.tsv": 100})
+    pauses: list[float] = []
+
+    with pytest.raises(PurgeIncomplete) as refused:
+        S3Purge(bucket, "data", sleep=pauses.append).delete_versions("sellers/k1/")
+
+    assert len(pauses) == ATTEMPTS - 1
+    assert str(refused.value) == "1 object versions could not be deleted (SlowDown)"
+
+
+def test_versions_that_survive_a_confirmed_deletion_stop_the_purge() -> None:
+    bucket = Bucket(versions=objects(3), immortal={"sellers/k1/NA/r00002.tsv"})
+
+    with pytest.raises(PurgeIncomplete, match="1 object versions survived deletion"):
+        S3Purge(bucket, "data", sleep=lambda _: None).delete_versions("sellers/k1/")
+
+    assert bucket.deletes == [3]  # no second DeleteObjects of what S3 already confirmed
+
+
+@dataclass
+class Table:
+    """batch_write_item that leaves `unprocessed` rounds of the request unprocessed."""
+
+    unprocessed: int = 0
+    writes: list[int] = field(default_factory=list)
+
+    def batch_write_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+        (requests,) = RequestItems.values()
+        self.writes.append(len(requests))
+        if self.unprocessed:
+            self.unprocessed -= 1
+            return {"UnprocessedItems": RequestItems}
+        return {}
+
+
+def keys(count: int) -> list[dict[str, str]]:
+    return [{"pk": "SELLER#A1SELLER01", "sk": f"JOB#{n}"} for n in range(count)]
+
+
+def test_items_are_deleted_twenty_five_at_a_time_and_the_unprocessed_retried() -> None:
+    table, pauses = Table(unprocessed=2), []
+
+    assert TableItems(table, "connections", sleep=pauses.append).delete(keys(60)) == 60
+
+    assert table.writes == [25, 25, 25, 25, 10]
+    assert pauses == [0.05, 0.1]
+
+
+def test_items_dynamodb_never_processes_leave_the_purge_incomplete() -> None:
+    table, pauses = Table(unprocessed=100), []
+
+    with pytest.raises(PurgeIncomplete, match=f"after {ATTEMPTS} attempts"):
+        TableItems(table, "connections", sleep=pauses.append).delete(keys(3))
+
+    assert len(table.writes) == ATTEMPTS and len(pauses) == ATTEMPTS - 1
+
+
+# --- what a purge claims and deletes ------------------------------------------------------------------
+
+
+class Partitions:
+    """The connections table by partition (Query by pk), and the CONN item the sweep claims."""
+
+    def __init__(self, partitions: dict[str, list[dict[str, Any]]], connection: dict[str, Any] | None = None) -> None:
+        self.partitions = partitions
+        self.connection = connection
+        self.updates: list[dict[str, Any]] = []
+
+    def query(self, **kwargs: Any) -> dict[str, Any]:
+        pk = kwargs["KeyConditionExpression"].get_expression()["values"][1]
+        return {"Items": list(self.partitions.get(pk, []))}
+
+    def get_item(self, **kwargs: Any) -> dict[str, Any]:
+        return {"Item": dict(self.connection)} if self.connection else {}
+
+    def update_item(self, **kwargs: Any) -> dict[str, Any]:
+        self.updates.append(kwargs)
+        return {}
+
+
+def sweep_over(db: Partitions) -> RetentionSweep:
+    return RetentionSweep(db=db, connections_table="connections", audit_table="audit", s3=None, bucket="data",
+                          sleep=lambda _: None)
+
+
+SELLER_ITEMS = [item("CONN#NA"), item("TOKEN#NA"), item("PLAN#NA"), item("JOB#j1", "NA"), item("PROFILE"),
+                item("CONN#EU"), item("TOKEN#EU"), item("JOB#j2", "EU")]
+CANDIDATES = [{"pk": "CANDIDATE#A1SELLER01", "sk": "CONSENT#c1"}]
+
+
+def due(region: str = "NA", status: str = "REVOKED") -> Any:
+    from retention_sweeper.service import COUNTERS, _Due
+
+    return _Due("A1SELLER01", region, status, "2026-11-01T00:00:00Z", "2026-11-29T12:00:00Z",
+                dict.fromkeys(COUNTERS, 0))
+
+
+def sks(keys: list[dict[str, str]]) -> set[str]:
+    return {key["sk"] for key in keys}
+
+
+def test_a_region_with_another_connection_left_takes_only_its_own_items() -> None:
+    db = Partitions({"SELLER#A1SELLER01": SELLER_ITEMS, "CANDIDATE#A1SELLER01": CANDIDATES})
+    sweep = sweep_over(db)
+
+    assert sks(sweep._doomed(due("NA"))) == {"TOKEN#NA", "PLAN#NA", "JOB#j1"}
+    assert sweep._prefixes(due("NA")) == [f"sellers/{due().seller_key}/NA/"]
+
+
+def test_the_last_connection_takes_everything_of_the_seller_but_its_own_conn_item() -> None:
+    remaining = [entry for entry in SELLER_ITEMS if not entry["sk"].endswith("EU") and entry["sk"] != "JOB#j2"]
+    db = Partitions({"SELLER#A1SELLER01": remaining, "CANDIDATE#A1SELLER01": CANDIDATES})
+    sweep = sweep_over(db)
+
+    assert sks(sweep._doomed(due("NA"))) == {"TOKEN#NA", "PLAN#NA", "JOB#j1", "PROFILE", "CONSENT#c1"}
+    key = due().seller_key
+    assert sweep._prefixes(due("NA")) == [f"sellers/{key}/", f"exports/{key}/"]
+
+
+@pytest.mark.parametrize("connection", [
+    None,
+    {"status": "ACTIVE", "purge_after": "2026-11-01T00:00:00Z"},  # re-authorized
+    {"status": "REVOKED"},  # no purge date
+    {"status": "DELETION_REQUESTED", "purge_after": "2026-11-29T12:00:01Z"},  # a second early
+])
+def test_a_connection_that_is_not_due_is_not_claimed(fixed_clock: FixedClock,
+                                                     connection: dict[str, Any] | None) -> None:
+    db = Partitions({}, connection)
+
+    assert sweep_over(db)._claim("A1SELLER01", "NA") is None
+    assert db.updates == []
+
+
+def test_a_due_connection_is_claimed_with_counters_from_zero(fixed_clock: FixedClock) -> None:
+    db = Partitions({}, {"status": "DELETION_REQUESTED", "purge_after": "2026-11-29T12:00:00Z"})
+
+    claimed = sweep_over(db)._claim("A1SELLER01", "NA")
+
+    assert claimed is not None and claimed.status == "DELETION_REQUESTED"
+    assert set(claimed.counted.values()) == {0}
+    (update,) = db.updates
+    assert update["ExpressionAttributeValues"][":purge"] == "2026-11-29T12:00:00Z"
+
+
+def test_a_resumed_purge_keeps_what_the_crashed_run_counted(fixed_clock: FixedClock) -> None:
+    db = Partitions({}, {"status": "REVOKED", "purge_after": "2026-11-01T00:00:00Z",
+                         "purge_run": "2026-11-01T00:00:00Z", "purge_started_at": "2026-11-28T00:00:00Z",
+                         "purged_s3_versions": 40, "purged_table_items": 7})
+
+    claimed = sweep_over(db)._claim("A1SELLER01", "NA")
+
+    assert claimed is not None and claimed.started_at == "2026-11-28T00:00:00Z"
+    counted = claimed.counted
+    assert (counted["s3_versions"], counted["table_items"], counted["quota_items"]) == (40, 7, 0)
+    assert db.updates == []
