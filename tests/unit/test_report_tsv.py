@@ -70,3 +70,18 @@ def test_a_line_longer_than_8_mib_is_corrupt() -> None:
     with pytest.raises(DocumentCorrupt, match="longer than 8 MiB"):
         for _ in range(9):
             filt.feed(b"x" * (1024 * 1024))
+
+
+@pytest.mark.parametrize(("body", "stored", "malformed"), [
+    # A short line and a long one hold as many tabs as two good ones: no row is made of both.
+    (b"a\tb\nc\td\te\tf\ng\th\ti\n", b"g\ti\n", 2),
+    # As many CRs as lines, but one is a lone CR (a line break) inside the first line.
+    (b"a\rb\tc\td\r\ne\tf\tg\n", b"b\td\ne\tg\n", 1),
+    # All in CRLF, all well-formed: the quick way; a CR missing on one line: the careful way, same rows.
+    (b"a\tb\tc\r\nd\te\tf\r\n", b"a\tc\nd\tf\n", 0),
+    (b"a\tb\tc\r\nd\te\tf\n", b"a\tc\nd\tf\n", 0),
+])
+def test_batches_that_look_well_formed_by_their_counts(body: bytes, stored: bytes, malformed: int) -> None:
+    filt = TsvFilter(("c0", "c2"))
+    assert filt.feed(b"c0\tc1\tc2\n" + body) + filt.finish() == b"c0\tc2\n" + stored
+    assert (filt.rows, filt.malformed) == (stored.count(b"\n"), malformed)

@@ -52,7 +52,9 @@ class TsvFilter:
         self._header_seen = False
         self._width = 0
         self._pattern: re.Pattern[bytes] | None = None  # None: every column is kept
-        self._quick: re.Pattern[bytes] | None = None  # the same columns, for lines known to be well-formed
+        # The same columns, faster, for batches whose lines all end in LF, or all in CRLF (see _rows).
+        self._quick_lf: re.Pattern[bytes] | None = None
+        self._quick_crlf: re.Pattern[bytes] | None = None
         self._template = b""
         self._pick: Callable[[list[bytes]], bytes] = _TAB.join
         self.rows = 0
@@ -106,7 +108,8 @@ class TsvFilter:
         self._width = len(cells)
         if len(kept) < len(cells):
             self._pattern, self._template = _row_pattern(len(cells), kept)
-            self._quick, _ = _row_pattern(len(cells), kept, checked=True)
+            self._quick_lf, _ = _row_pattern(len(cells), kept, quick=True, line_end="$")
+            self._quick_crlf, _ = _row_pattern(len(cells), kept, quick=True, line_end="\r$")
             if len(kept) == 1:
                 only = kept[0]
                 self._pick = lambda fields: fields[only]
@@ -120,18 +123,19 @@ class TsvFilter:
         LF. The fast paths take batches in which every line is well-formed; the rest goes the careful way."""
         if not data:
             return b""
-        if self._pattern is not None and self._quick is not None:
-            # Usually every line of a batch is well-formed: each has the header's count of tabs and no
-            # CR but its CRLF's (counted in C, line by line). Then a pattern that only looks for tabs
-            # (a tight loop in the regex engine) cuts the columns. Otherwise the strict pattern, which
-            # matches a line only when it is well-formed, is tried on the whole batch.
-            lines = data.split(b"\n")
-            lines.pop()  # after the last LF
-            carriage_returns = data.count(b"\r")
-            if ((not carriage_returns or carriage_returns == sum(map(bytes.endswith, lines, repeat(b"\r"))))
-                    and list(map(bytes.count, lines, repeat(_TAB))).count(self._width - 1) == len(lines)):
-                out, matched = self._quick.subn(self._template, data)
-                if matched == len(lines):
+        if self._pattern is not None:
+            # Usually the whole batch is well-formed and ends its lines all in LF or all in CRLF. Then a
+            # pattern whose fields only look for the next tab (a tight loop in the regex engine) cuts
+            # the columns. Such a pattern could match across a line break, but a match always starts at
+            # a line start and ends at a line end: as many matches as lines means one match per line,
+            # every line of the header's width. The CRLF pattern requires the CR, so as many CRs as
+            # lines means no CR elsewhere.
+            line_count, carriage_returns = data.count(b"\n"), data.count(b"\r")
+            quick = (self._quick_lf if not carriage_returns
+                     else self._quick_crlf if carriage_returns == line_count else None)
+            if quick is not None:
+                out, matched = quick.subn(self._template, data)
+                if matched == line_count:
                     self.rows += matched
                     return out
             # One regular-expression pass over the whole batch, in C: it matches a line only when the
@@ -171,14 +175,15 @@ class TsvFilter:
         return b"\n".join(out) + b"\n" if out else b""
 
 
-def _row_pattern(width: int, kept: tuple[int, ...], *, checked: bool = False) -> tuple[re.Pattern[bytes], bytes]:
+def _row_pattern(width: int, kept: tuple[int, ...], *, quick: bool = False,
+                 line_end: str = "\r?$") -> tuple[re.Pattern[bytes], bytes]:
     """A pattern matching one line of exactly `width` (>= 2) fields (and its CR), capturing each run of
     kept adjacent columns, and the template that joins the runs with tabs.
 
-    `checked`: only for lines known to hold exactly `width - 1` tabs and no CR but a final one. Then a
-    field is whatever comes before the next tab (`[^\t]*`, which the regex engine scans in a tight
-    loop), and only the last one needs to stop at the line break."""
-    field = "[^\t]*" if checked else "[^\t\r\n]*"
+    `quick`: every field but the last is whatever comes before the next tab (`[^\t]*`, which the regex
+    engine scans in a tight loop, three times as fast as a set of characters), so a match may span
+    lines: only for the counting check of `TsvFilter._rows`. `line_end`: what ends the line."""
+    field = "[^\t]*" if quick else "[^\t\r\n]*"
     wanted = set(kept)
     pieces: list[str] = []
     start = 0
@@ -194,7 +199,7 @@ def _row_pattern(width: int, kept: tuple[int, ...], *, checked: bool = False) ->
         start = end
     groups = sum(1 for piece in pieces if piece.startswith("("))
     template = "\t".join(f"\\g<{n}>" for n in range(1, groups + 1))
-    return re.compile(("^" + "\t".join(pieces) + "\r?$").encode(), re.MULTILINE), template.encode()
+    return re.compile(("^" + "\t".join(pieces) + line_end).encode(), re.MULTILINE), template.encode()
 
 
 class LineCounter:
