@@ -1,6 +1,9 @@
 """Report streaming: peak memory and throughput of `stream_document_to_s3` against a peer and gzip -dc.
 
-Usage: python -m bench.report_streaming [--sizes 64M,256M,1G]
+Usage: python -m bench.report_streaming [--sizes 64M,256M,1G] [--baseline DIR]
+
+`--sizes`: a bare number is MiB (`64` = `64M`); K, M, G (with or without `iB`/`B`) as written; bytes
+only with an explicit `B` (`4096B`); anything else is refused.
 
 Method. For each size N this process writes an orders report (GET_FLAT_FILE_ALL_ORDERS_DATA_BY_LAST_UPDATE
 columns, cp1252, about one product name in five with umlauts or a euro sign; rows drawn from a pool of
@@ -13,7 +16,10 @@ contender runs in a fresh child interpreter that imports everything it needs, re
 (`/proc/self/clear_refs` 5, so that the imports' transient peak does not hide a smaller run), reads
 its peak RSS (`VmHWM` of /proc/self/status: `ru_maxrss` would carry the parent's peak over the exec,
 and this parent holds moto's data), runs once, and reads it again: `rss_growth_mib` is the growth of
-the child's peak RSS, `seconds` the wall time of the run, `mib_per_s` the UNCOMPRESSED size over it.
+the child's peak RSS, `seconds` the wall time of the run, `mib_per_s` the UNCOMPRESSED size over it,
+`cpu_seconds` the child's user + system time over the run (all its threads; moto's work in the parent
+is not in it) and `mib_per_cpu_s` the size over that: on a machine other work keeps busy, the CPU time
+moves far less than the wall time.
 
 Contenders:
 - `ours`: `stream_document_to_s3` with the orders column allowlist (ship-city, ship-postal-code and url
@@ -26,6 +32,12 @@ Contenders:
   this 2-core machine moto's server (in the parent) competes with the pipeline for the CPU; in Lambda the
   parts go over the network to S3. This isolates the product's own work (download, gunzip, decode,
   filter, UTF-8, sha256, part assembly).
+- `ours_upload_fileobj_default`, `ours_upload_fileobj_2_threads`: `ours` with the multipart writer
+  replaced by boto3's `upload_fileobj` (a non-seekable reader over the pipeline's output, hashed as it
+  is read) and a `TransferConfig` of 8 MiB parts: boto3's defaults otherwise (10 threads, up to 10
+  parts in memory), or 2 threads and 2 parts in memory (`UPLOAD_FILEOBJ`).
+- `baseline`, `baseline_null_sink` (with `--baseline DIR` only): `ours` and `ours_null_sink` run with
+  the shared layer of another checkout (e.g. the commit before a change), in the same run.
 - `peer_download`: python-amazon-sp-api 2.1.35, `ReportsV2().get_report_document(id, download=True)`,
   the library's own code, with only the metadata call (`_request`) replaced by the answer Amazon would
   give (`{"url": <our local URL>, "compressionAlgorithm": "GZIP"}`), so no credentials are needed. Its
@@ -33,10 +45,13 @@ Contenders:
   does less work than ours: no filtering, no UTF-8 encoding, no hashing, no upload.
 - `peer_stream_to_file`: the same library with `stream=True, file=<path in /tmp>` (its streaming
   option, 8 KiB reads, writes the text back in the source charset to a local file; no upload).
-- `gzip_dc`: `gzip -dc file > /dev/null`, the speed limit (one run, wall time).
+- `gzip_dc`: `gzip -dc file > /dev/null`, the speed limit: run before and after the contenders, the
+  faster run counts (the stricter yardstick). `<contender>_vs_gzip_dc` is the ratio of MiB/s in this
+  run, `<contender>_vs_gzip_dc_cpu` the ratio of MiB per CPU second.
 
-Results go to bench/results/report_streaming.json and, as one JSON line, to stdout; progress to
-stderr. Every temporary file is removed at the end, also on failure.
+Results go to bench/results/report_streaming.json and to stdout: one line per contender and size with
+its ratio to gzip -dc, then the whole result as one JSON line; progress to stderr. Every temporary
+file is removed at the end, also on failure.
 """
 
 from __future__ import annotations
@@ -199,18 +214,18 @@ def free_port() -> int:
 # --- children --------------------------------------------------------------------------------------
 
 
-def child_env() -> dict[str, str]:
+def child_env(layer: Path | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION,
                 "POWERTOOLS_SERVICE_NAME": "bench", "LOG_LEVEL": "WARNING",
-                "PYTHONPATH": os.pathsep.join([str(REPO / "layers" / "shared" / "python"), str(REPO)])})
+                "PYTHONPATH": os.pathsep.join([str(layer or REPO / "layers" / "shared" / "python"), str(REPO)])})
     return env
 
 
-def run_child(spec: dict[str, Any]) -> dict[str, Any]:
+def run_child(spec: dict[str, Any], layer: Path | None = None) -> dict[str, Any]:
     out = subprocess.run(  # noqa: S603 - our own interpreter and module
         [sys.executable, "-m", "bench.report_streaming", "--child", json.dumps(spec)],
-        capture_output=True, text=True, env=child_env(), cwd=REPO, timeout=3600, check=False,
+        capture_output=True, text=True, env=child_env(layer), cwd=REPO, timeout=3600, check=False,
     )
     if out.returncode != 0:
         raise RuntimeError(f"{spec['kind']} failed: {out.stderr[-2000:]}")
@@ -240,7 +255,7 @@ def _reset_peak_rss() -> None:
 
 def child_main(spec: dict[str, Any]) -> None:
     kind = spec["kind"]
-    if kind.startswith("ours"):
+    if kind.startswith(("ours", "baseline")):
         # Imported here, not at the top: each child loads only its own contender.
         import boto3
         from botocore.config import Config
@@ -252,15 +267,15 @@ def child_main(spec: dict[str, Any]) -> None:
         s3: Any = boto3.client("s3", endpoint_url=spec["endpoint"], region_name=REGION,
                                config=Config(retries={"max_attempts": 4, "mode": "standard"}, read_timeout=120))
         s3.list_buckets()  # the client is fully built before the baseline
-        if kind == "ours_null_sink":
+        if kind.endswith("null_sink"):
             s3 = NullSink()
         _reset_peak_rss()
-        start_rss, started = _maxrss_kib(), time.perf_counter()
+        start_rss, started, cpu = _maxrss_kib(), time.perf_counter(), time.process_time()
         stored = stream_document_to_s3(
             url=spec["url"], compression_label=None, s3_client=s3, bucket=BUCKET, key=spec["key"],
             fallback_charset="cp1252", keep_columns=tuple(spec["keep"]) if spec["keep"] else None,
         )
-        seconds, end_rss = time.perf_counter() - started, _maxrss_kib()
+        seconds, end_rss, cpu = time.perf_counter() - started, _maxrss_kib(), time.process_time() - cpu
         detail = {"bytes_out": stored.bytes_out, "rows": stored.rows, "parts": stored.parts,
                   "dropped_columns": list(stored.dropped_columns), "undecodable": stored.undecodable,
                   "sha256": stored.sha256}
@@ -276,7 +291,7 @@ def child_main(spec: dict[str, Any]) -> None:
         reports = LocalReports(credentials={"refresh_token": "Atzr|bench-not-a-token", "lwa_app_id": "bench",
                                             "lwa_client_secret": "bench"})
         _reset_peak_rss()
-        start_rss, started = _maxrss_kib(), time.perf_counter()
+        start_rss, started, cpu = _maxrss_kib(), time.perf_counter(), time.process_time()
         if kind == "peer_download":
             res = reports.get_report_document("bench", download=True, timeout=600)
             document = res.payload["document"]
@@ -285,8 +300,9 @@ def child_main(spec: dict[str, Any]) -> None:
         else:
             res = reports.get_report_document("bench", stream=True, file=spec["file"], timeout=600)
             detail = {"file_bytes": os.path.getsize(spec["file"]), "character_code": res.character_code}
-        seconds, end_rss = time.perf_counter() - started, _maxrss_kib()
-    print(json.dumps({"seconds": seconds, "rss_start_kib": start_rss, "rss_end_kib": end_rss, **detail}))
+        seconds, end_rss, cpu = time.perf_counter() - started, _maxrss_kib(), time.process_time() - cpu
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "rss_start_kib": start_rss, "rss_end_kib": end_rss,
+                      **detail}))
 
 
 # --- boto3's upload_fileobj in place of our multipart writer ---------------------------------------
@@ -377,20 +393,35 @@ def upload_fileobj_writer(*, max_concurrency: int, max_in_memory_upload_chunks: 
 # --- the run ---------------------------------------------------------------------------------------
 
 
-def gzip_dc(path: Path) -> float:
+def gzip_dc(path: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of `gzip -dc path > /dev/null`."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     with open(os.devnull, "wb") as sink:
         subprocess.run(["gzip", "-dc", str(path)], stdout=sink, check=True)  # noqa: S603, S607
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return seconds, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
-def row(uncompressed: int, seconds: float, rss_growth_kib: int | None, **extra: Any) -> dict[str, Any]:
+def row(uncompressed: int, seconds: float, rss_growth_kib: int | None, cpu_seconds: float | None = None,
+        **extra: Any) -> dict[str, Any]:
+    """`cpu_seconds`: user + system time of every thread of the child (moto's work, in the parent, is not
+    in it). On a loaded machine it moves much less than the wall time."""
+    cpu = {} if cpu_seconds is None else {"cpu_seconds": round(cpu_seconds, 2),
+                                          "mib_per_cpu_s": round(uncompressed / MiB / cpu_seconds, 1)}
     return {
         "rss_growth_mib": None if rss_growth_kib is None else round(rss_growth_kib / 1024, 1),
         "seconds": round(seconds, 2),
         "mib_per_s": round(uncompressed / MiB / seconds, 1),
+        **cpu,
         **extra,
     }
+
+
+def measured(uncompressed: int, out: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """The row of a child's answer."""
+    return row(uncompressed, out["seconds"], out["rss_end_kib"] - out["rss_start_kib"], out["cpu_seconds"], **extra)
 
 
 class NullSink:
@@ -409,7 +440,8 @@ class NullSink:
         return {}
 
 
-def measure_size(label: str, size: int, workdir: Path, endpoint: str, s3: Any) -> dict[str, Any]:
+def measure_size(label: str, size: int, workdir: Path, endpoint: str, s3: Any, *,
+                 baseline: Path | None = None) -> dict[str, Any]:
     gz = workdir / f"orders-{label}.tsv.gz"
     log(f"[{label}] writing and gzipping the document")
     uncompressed, rows = write_document(gz, size)
@@ -431,40 +463,55 @@ def measure_size(label: str, size: int, workdir: Path, endpoint: str, s3: Any) -
                 filtered_sha256 = out["sha256"]
             elif kind in UPLOAD_FILEOBJ:
                 assert out["sha256"] == filtered_sha256, "upload_fileobj stored different bytes"
-            result[kind] = row(uncompressed, out["seconds"], out["rss_end_kib"] - out["rss_start_kib"],
-                               bytes_out=out["bytes_out"], parts=out["parts"],
-                               dropped_columns=out["dropped_columns"], undecodable=out["undecodable"])
+            result[kind] = measured(uncompressed, out, bytes_out=out["bytes_out"], parts=out["parts"],
+                                    dropped_columns=out["dropped_columns"], undecodable=out["undecodable"])
         log(f"[{label}] ours_null_sink")
         out = run_child({"kind": "ours_null_sink", "url": url, "endpoint": endpoint, "key": "null", "keep": KEEP})
         assert out["rows"] == rows, "row count differs"
         assert out["sha256"] == filtered_sha256, "the null sink stored different bytes"
-        result["ours_null_sink"] = row(uncompressed, out["seconds"], out["rss_end_kib"] - out["rss_start_kib"],
-                                       bytes_out=out["bytes_out"], parts=out["parts"])
+        result["ours_null_sink"] = measured(uncompressed, out, bytes_out=out["bytes_out"], parts=out["parts"])
+        if baseline is not None:  # the same two runs with another tree's shared layer (e.g. before a change)
+            for kind, key in (("baseline", f"bench/{label}/baseline.tsv"), ("baseline_null_sink", "null")):
+                log(f"[{label}] {kind}")
+                out = run_child({"kind": kind, "url": url, "endpoint": endpoint, "key": key, "keep": KEEP},
+                                baseline / "layers" / "shared" / "python")
+                assert out["rows"] == rows and out["sha256"] == filtered_sha256, "the baseline stored other bytes"
+                with contextlib.suppress(Exception):
+                    s3.delete_object(Bucket=BUCKET, Key=key)
+                result[kind] = measured(uncompressed, out, bytes_out=out["bytes_out"], parts=out["parts"])
         log(f"[{label}] peer_download")
         out = run_child({"kind": "peer_download", "url": url})
-        result["peer_download"] = row(uncompressed, out["seconds"], out["rss_end_kib"] - out["rss_start_kib"],
-                                      chars=out["chars"], character_code=out["character_code"])
+        result["peer_download"] = measured(uncompressed, out, chars=out["chars"], character_code=out["character_code"])
         log(f"[{label}] peer_stream_to_file")
         target = workdir / f"peer-{label}.tsv"
         out = run_child({"kind": "peer_stream_to_file", "url": url, "file": str(target)})
         target.unlink(missing_ok=True)
-        result["peer_stream_to_file"] = row(uncompressed, out["seconds"],
-                                            out["rss_end_kib"] - out["rss_start_kib"],
-                                            file_bytes=out["file_bytes"], character_code=out["character_code"])
+        result["peer_stream_to_file"] = measured(uncompressed, out, file_bytes=out["file_bytes"],
+                                                 character_code=out["character_code"])
     log(f"[{label}] gzip -dc again")
     gzip_seconds.append(gzip_dc(gz))
     gz.unlink()
-    # The faster of the two gzip -dc runs (before and after the contenders): the stricter yardstick.
-    result["gzip_dc"] = row(uncompressed, min(gzip_seconds), None, runs_seconds=[round(t, 2) for t in gzip_seconds])
-    limit = result["gzip_dc"]["mib_per_s"]
-    for kind in ("ours", "ours_null_sink", *UPLOAD_FILEOBJ):
-        result[f"{kind}_vs_gzip_dc"] = round(result[kind]["mib_per_s"] / limit, 2)
-    log(f"[{label}] {json.dumps(result)}")
-    for kind in ("ours", "ours_null_sink", "ours_no_filter", "ours_passthrough", *UPLOAD_FILEOBJ):
-        print(f"[{label}] {kind}: {result[kind]['mib_per_s']} MiB/s = "
-              f"{result[kind]['mib_per_s'] / limit:.2f} x gzip -dc ({limit} MiB/s, this run), "
-              f"RSS growth {result[kind]['rss_growth_mib']} MiB", flush=True)
+    compare(label, result, gzip_seconds, baseline=baseline is not None)
     return result
+
+
+def compare(label: str, result: dict[str, Any], gzip_seconds: list[tuple[float, float]], *, baseline: bool) -> None:
+    """gzip -dc's row, each contender's ratio to it (wall and CPU), and one line per contender on stdout."""
+    # The faster of the two gzip -dc runs (before and after the contenders): the stricter yardstick.
+    fastest = min(gzip_seconds)
+    result["gzip_dc"] = row(result["uncompressed_bytes"], fastest[0], None, fastest[1],
+                            runs_seconds=[round(wall, 2) for wall, _ in gzip_seconds])
+    limit, limit_cpu = result["gzip_dc"]["mib_per_s"], result["gzip_dc"]["mib_per_cpu_s"]
+    compared = ("ours", "ours_null_sink", *UPLOAD_FILEOBJ, *(("baseline", "baseline_null_sink") if baseline else ()))
+    for kind in compared:
+        result[f"{kind}_vs_gzip_dc"] = round(result[kind]["mib_per_s"] / limit, 2)
+        result[f"{kind}_vs_gzip_dc_cpu"] = round(result[kind]["mib_per_cpu_s"] / limit_cpu, 2)
+    log(f"[{label}] {json.dumps(result)}")
+    for kind in (*compared, "ours_no_filter", "ours_passthrough"):
+        out = result[kind]
+        print(f"[{label}] {kind}: {out['mib_per_s']} MiB/s = {out['mib_per_s'] / limit:.2f} x gzip -dc "
+              f"({limit} MiB/s, this run); per CPU second {out['mib_per_cpu_s'] / limit_cpu:.2f} x gzip -dc; "
+              f"RSS growth {out['rss_growth_mib']} MiB", flush=True)
 
 
 def log(message: str) -> None:
@@ -475,6 +522,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="64M,256M,1G", type=parse_sizes,
                         help="comma-separated sizes; a bare number is MiB (64 = 64M), bytes need a B (4096B)")
+    parser.add_argument("--baseline", type=Path,
+                        help="another checkout: its shared layer runs `ours` and `ours_null_sink` again as `baseline*`")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -494,7 +543,8 @@ def main() -> None:
     try:
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
         s3.create_bucket(Bucket=BUCKET)
-        sizes = {label: measure_size(label, size, workdir, endpoint, s3) for label, size in args.sizes.items()}
+        sizes = {label: measure_size(label, size, workdir, endpoint, s3, baseline=args.baseline)
+                 for label, size in args.sizes.items()}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         moto.stop()
