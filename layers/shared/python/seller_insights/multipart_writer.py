@@ -2,13 +2,14 @@
 
 - Always a multipart upload, also for fewer bytes than one part (one part, possibly empty): one code
   path, one abort path, and every object gets a SHA-256 part checksum (`ChecksumAlgorithm`).
-- Every part but the last is exactly `part_size` bytes. Parts are uploaded by one background thread
-  (`report-part-uploader`) while the next part is produced; at most one part waits for it. Peak
-  memory: about 3 parts, flat in the object's size.
-- The uploader thread runs in a copy of the starting thread's `contextvars` context, so context
+- Every part but the last is exactly `part_size` bytes. Parts are uploaded by `UPLOADERS` background
+  threads (`report-part-uploader`) while the next part is produced; at most one part waits for them.
+  Two parts in flight, not one: when one PUT is slow the producer goes on (bench/README.md,
+  "report_streaming"). Peak memory: about 4 parts, flat in the object's size.
+- Each uploader thread runs in a copy of the starting thread's `contextvars` context, so context
   variables the caller set (e.g. which function is calling AWS) hold in it too.
-- `complete()` returns the sha256 of every byte written (hashed on the uploader thread, in part order;
-  hashlib releases the GIL on large buffers). After any failure the caller calls `abort()`, which
+- `complete()` returns the sha256 of every byte written (hashed on the uploader threads, in part
+  order; hashlib releases the GIL on large buffers). After any failure the caller calls `abort()`, which
   stops the uploader first. Errors are `StorageFailed` naming the S3 operation and S3's error code.
 
 bench/README.md ("report_streaming") compares it with boto3's `upload_fileobj` and a `TransferConfig`.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import queue
+import threading
 from typing import Any
 
 from seller_insights.context_threads import thread_in_this_context
@@ -27,20 +29,26 @@ from seller_insights.observability import get_logger
 MiB = 1024 * 1024
 PART_SIZE = 8 * MiB
 MIN_PART_SIZE = 5 * MiB  # S3's minimum for every part but the last
+UPLOADERS = 2  # parts in flight at once
 
 
 class PartUploader:
-    """Uploads parts on one background thread; at most one part waits while another is uploading."""
+    """Uploads parts on `uploaders` background threads; at most one part waits while they upload.
+    Parts must be submitted in order, numbered from 1; they are hashed in that order."""
 
-    def __init__(self, s3: Any, bucket: str, key: str, upload_id: str) -> None:
+    def __init__(self, s3: Any, bucket: str, key: str, upload_id: str, uploaders: int = UPLOADERS) -> None:
         self._s3, self._bucket, self._key, self._upload_id = s3, bucket, key, upload_id
         self._queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=1)
         self._parts: list[dict[str, Any]] = []
         self._error: BaseException | None = None
-        # Hashed here, in part order, off the producing thread's critical path.
+        # Hashed here, in part order, off the producing thread's critical path: the thread holding
+        # part n hashes it once part n - 1 is hashed (or skipped after an error).
         self.sha256 = hashlib.sha256()
-        self._thread = thread_in_this_context(self._run, "report-part-uploader")
-        self._thread.start()
+        self._hashed = 0
+        self._turn = threading.Condition()
+        self._threads = [thread_in_this_context(self._run, "report-part-uploader") for _ in range(uploaders)]
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, number: int, body: bytes) -> None:
         self._raise_if_failed()
@@ -52,9 +60,11 @@ class PartUploader:
         return sorted(self._parts, key=lambda part: int(part["PartNumber"]))
 
     def stop(self) -> None:
-        if self._thread.is_alive():
+        alive = [thread for thread in self._threads if thread.is_alive()]
+        for _ in alive:
             self._queue.put(None)
-            self._thread.join()
+        for thread in alive:
+            thread.join()
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
@@ -62,10 +72,15 @@ class PartUploader:
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
+            number, body = item
+            with self._turn:
+                self._turn.wait_for(lambda: self._hashed == number - 1)  # noqa: B023 - called right here
+                if self._error is None:
+                    self.sha256.update(body)
+                self._hashed = number
+                self._turn.notify_all()
             if self._error is not None:
                 continue  # drain, so that submit() never blocks for ever
-            number, body = item
-            self.sha256.update(body)
             try:
                 answer = self._s3.upload_part(
                     Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number,
