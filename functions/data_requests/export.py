@@ -3,8 +3,8 @@
 The archive is written to a non-seekable sink, so `zipfile` puts a data descriptor after each member
 (sizes and CRC follow the data) and nothing is ever rewound. Every report object is read from S3 in
 chunks of `CHUNK` and deflated into the archive as it arrives; the sink hands the bytes to
-`report_stream.MultipartWriter`, which uploads parts of `PART_SIZE` on a background thread. Peak
-memory is about three parts plus a chunk, whatever the number or size of the reports.
+`report_stream.MultipartWriter`, which uploads parts of `PART_SIZE` on two background threads. Peak
+memory is about four parts plus a chunk, whatever the number or size of the reports.
 
 Contents (schema_version "1"):
 - `connections.json`: the seller's connection records (allowlisted fields only: no token, sealed

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
-import itertools
 import secrets
 import threading
 import traceback
@@ -25,9 +24,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from seller_insights import report_stream
+from seller_insights import report_gzip, report_stream
 from seller_insights.errors import DocumentCorrupt, DocumentDownloadFailed, StorageFailed
-from seller_insights.report_stream import StoredDocument, resolve_charset, stream_document_to_s3
+from seller_insights.report_charset import choose_charset, resolve_charset
+from seller_insights.report_stream import StoredDocument, stream_document_to_s3
+from tests.support.tsv import assert_aligned, tsv
 
 BUCKET = "seller-insights-test-data"
 KEY = ("sellers/A1SELLER/EU/reports/GET_FLAT_FILE_ALL_ORDERS_DATA_BY_LAST_UPDATE_GENERAL/"
@@ -123,10 +124,6 @@ def assert_nothing_left(s3: Any) -> None:
     assert s3.list_objects_v2(Bucket=BUCKET)["KeyCount"] == 0
 
 
-def tsv(rows: list[list[str]], newline: str = "\n") -> str:
-    return "".join("\t".join(row) + newline for row in rows)
-
-
 EU_ROWS = [
     ["amazon-order-id", "purchase-date", "buyer-email", "product-name", "quantity", "item-price", "currency",
      "ship-city", "ship-country"],
@@ -188,21 +185,6 @@ def test_a_utf8_bom_wins_over_the_declared_charset(server: DocumentServer, s3: A
     result = store(s3, server.serve(body, "text/plain; charset=Cp1252"), keep=None)
     assert stored_bytes(s3).decode("utf-8") == "sku\tproduct-name\nA-1\tGröße €\n"
     assert (result.source_charset, result.undecodable) == ("utf-8", 0)
-
-
-def test_charset_tokens() -> None:
-    assert resolve_charset("text/plain; charset=Cp1252", "cp932") == "cp1252"
-    assert resolve_charset('text/plain; charset="windows-1252"', "cp932") == "cp1252"
-    assert resolve_charset("text/plain; charset=ISO-8859-1", "cp932") == "cp1252"
-    assert resolve_charset("text/plain; charset=Windows-31J", "cp1252") == "cp932"
-    assert resolve_charset("text/plain; charset=shift_jis", "cp1252") == "cp932"
-    assert resolve_charset("text/plain; charset=utf8", "cp1252") == "utf-8"
-    assert resolve_charset("application/json; charset=UTF-8", "cp1252") == "utf-8"
-    assert resolve_charset("text/plain; charset=no-such-charset", "cp932") == "cp932"
-    assert resolve_charset("text/plain; charset=base64", "cp1252") == "cp1252"
-    assert resolve_charset(None, "Windows-31J") == "cp932"
-    with pytest.raises(ValueError, match="fallback"):
-        resolve_charset(None, "klingon")
 
 
 def test_undecodable_bytes_are_counted_not_fatal(server: DocumentServer, s3: Any) -> None:
@@ -285,7 +267,7 @@ def test_invalid_gzip_is_corrupt(server: DocumentServer, s3: Any) -> None:
 def test_crlf_and_header_split_across_chunks(server: DocumentServer, s3: Any, monkeypatch: pytest.MonkeyPatch,
                                             gzipped: bool) -> None:
     monkeypatch.setattr(report_stream, "READ_CHUNK", 3)
-    monkeypatch.setattr(report_stream, "INFLATE_CHUNK", 5)
+    monkeypatch.setattr(report_gzip, "INFLATE_CHUNK", 5)
     text = "\ufeff" + tsv(EU_ROWS, "\r\n")
     body = text.encode("utf-8")
     body = gzip.compress(body) if gzipped else body
@@ -457,7 +439,7 @@ def test_unfiltered_output_is_the_input_as_utf8(server: DocumentServer, s3: Any,
                                                 read_chunk: int, inflate_chunk: int) -> None:
     text = data.draw(st.text(st.one_of(ENCODABLE[charset], st.sampled_from("\t\r\n")), max_size=300))
     monkeypatch.setattr(report_stream, "READ_CHUNK", read_chunk)
-    monkeypatch.setattr(report_stream, "INFLATE_CHUNK", inflate_chunk)
+    monkeypatch.setattr(report_gzip, "INFLATE_CHUNK", inflate_chunk)
     body = text.encode(charset)
     body = gzip.compress(body) if gzipped else body
     result = store(s3, server.serve(body, f"text/plain; charset={charset}"), keep=None)
@@ -466,30 +448,6 @@ def test_unfiltered_output_is_the_input_as_utf8(server: DocumentServer, s3: Any,
     assert stored_bytes(s3) == text.encode("utf-8")
     lines = text.count("\n") + (1 if text and not text.endswith("\n") else 0)
     assert result.rows == max(lines - 1, 0)
-
-
-@settings(max_examples=200, deadline=None)
-@given(rows=st.lists(st.lists(st.text(st.characters(exclude_characters="\t\r\n"), max_size=6), min_size=0,
-                              max_size=5), min_size=1, max_size=12),
-       keep=st.sets(st.sampled_from(["c0", "c1", "c2", "c3"])), crlf=st.booleans(),
-       cuts=st.lists(st.integers(0, 400), max_size=8))
-def test_filter_at_any_chunk_boundaries(rows: list[list[str]], keep: set[str], crlf: bool, cuts: list[int]) -> None:
-    header = ["c0", "c1", "c2", "c3"]
-    text = tsv([header, *rows], "\r\n" if crlf else "\n")
-    filt = report_stream._TsvFilter(tuple(sorted(keep)))
-    bounds = sorted({0, len(text), *(c for c in cuts if c < len(text))})
-    if not keep:  # nothing to keep: the first line is no header of ours
-        with pytest.raises(DocumentCorrupt, match="first line"):
-            "".join(filt.feed(text[a:b]) for a, b in itertools.pairwise(bounds)) + filt.finish()
-        return
-    out = "".join(filt.feed(text[a:b]) for a, b in itertools.pairwise(bounds)) + filt.finish()
-    idx = [i for i, name in enumerate(header) if name in keep]
-    whole = [r for r in rows if len(r) == len(header)]  # other widths are dropped, blank lines skipped
-    assert out == "".join("\t".join(r[i] for i in idx) + "\n" for r in [header, *whole])
-    assert filt.rows == len(whole)
-    assert filt.blank == sum(1 for r in rows if not "\t".join(r))
-    assert filt.malformed == len(rows) - len(whole) - filt.blank
-    assert filt.dropped == tuple(name for name in header if name not in keep)
 
 
 # --- rows that would move data between columns ------------------------------------------------------
@@ -505,13 +463,6 @@ def returns_row(n: int, product: str = "Kaffeebecher Größe L", comment: str = 
     return [f"2026-11-28T0{n}:00:00+00:00", f"302-000000{n}-1234567", f"SKU-{n}", "B0ABCDEFGH", "X001234567",
             product, "1", "FRA1", "CUSTOMER_DAMAGED", "DEFECTIVE", "Unit returned to inventory", f"LPN{n:010d}",
             comment]
-
-
-def assert_aligned(text: str, width: int) -> None:
-    """Every stored line has exactly the stored header's field count, and no CR (universal-newline
-    readers would split there): safe to read by position, whatever the reader."""
-    assert "\r" not in text
-    assert all(line.count("\t") == width - 1 for line in text.splitlines()), text
 
 
 def test_a_newline_in_a_product_name_cannot_shift_a_return_comment_into_a_kept_column(
@@ -593,28 +544,6 @@ def test_a_single_column_document_skips_blank_lines(server: DocumentServer, s3: 
     assert (result.rows, result.malformed_rows, result.blank_lines) == (2, 0, 1)
 
 
-@settings(max_examples=200, deadline=None)
-@given(rows=st.lists(st.lists(st.text(st.sampled_from("ab\t\r\n"), max_size=4), min_size=0, max_size=5),
-                     min_size=1, max_size=12),
-       keep=st.sets(st.sampled_from(["c0", "c1", "c2", "c3"]), min_size=1), cuts=st.lists(st.integers(0, 400),
-                                                                                        max_size=8))
-def test_stored_rows_always_have_the_header_width(rows: list[list[str]], keep: set[str], cuts: list[int]) -> None:
-    """Whatever the fields hold (tabs, CR, LF) and wherever the chunks end, every stored line has the
-    stored header's width, and every source line is a stored row, a dropped row or a blank line."""
-    header = ["c0", "c1", "c2", "c3"]
-    text = tsv([header, *rows])
-    filt = report_stream._TsvFilter(tuple(sorted(keep)))
-    bounds = sorted({0, len(text), *(c for c in cuts if c < len(text))})
-    out = "".join(filt.feed(text[a:b]) for a, b in itertools.pairwise(bounds)) + filt.finish()
-    kept = [i for i, name in enumerate(header) if name in keep]
-    assert_aligned(out, len(kept))
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")[1:-1]  # universal newlines
-    well_formed = [line.split("\t") for line in lines if line and line.count("\t") == 3]
-    assert out == "".join("\t".join(f[i] for i in kept) + "\n" for f in [header, *well_formed])
-    assert filt.rows + filt.malformed + filt.blank == len(lines)
-    assert filt.blank == lines.count("")
-
-
 # --- the header: the first line names the columns, and only column-shaped names are ever repeated ---
 
 
@@ -665,24 +594,12 @@ def test_header_cells_are_named_only_when_shaped_like_column_names(server: Docum
 # --- charsets: only what Amazon sends ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("label", "codec"), [
-    ("UTF-8", "utf-8"), ("utf8", "utf-8"), ('"utf-8"', "utf-8"),
-    ("Cp1252", "cp1252"), ("windows-1252", "cp1252"), ("x-cp1252", "cp1252"),
-    ("ISO-8859-1", "cp1252"), ("iso8859_1", "cp1252"), ("ISO_8859-1:1987", "cp1252"), ("latin1", "cp1252"),
-    ("Shift_JIS", "cp932"), ("SJIS", "cp932"), ("Windows-31J", "cp932"), ("MS932", "cp932"), ("cp932", "cp932"),
-    ("csWindows31J", "cp932"), ("x-sjis", "cp932"),
-])
-def test_amazons_charsets_and_their_aliases_are_honoured(label: str, codec: str) -> None:
-    chosen = report_stream.choose_charset(f"text/plain; charset={label}", "cp1252" if codec != "cp1252" else "cp932")
-    assert (chosen.codec, chosen.rejected) == (codec, False)
-
-
 @pytest.mark.parametrize("label", ["utf-7", "UTF7", "unicode_escape", "raw_unicode_escape", "rot13", "rot_13",
                                    "utf-16", "UTF-16LE", "utf-32", "idna", "punycode", "base64", "hex", "zlib",
                                    "koi8-r", "big5", "euc-jp", "iso-2022-jp", "x-klingon", '""', "mbcs"])
 def test_other_charsets_fall_back_to_the_marketplace_and_are_counted(server: DocumentServer, s3: Any,
                                                                       label: str) -> None:
-    chosen = report_stream.choose_charset(f"text/plain; charset={label}", "cp932")
+    chosen = choose_charset(f"text/plain; charset={label}", "cp932")
     assert (chosen.codec, chosen.rejected) == ("cp932", True)
     # utf-7 would turn "+AEA-" into "@"; the fallback leaves the bytes as they are.
     body = "sku\tproduct-name\nA-1\t+AEA- Größe\n".encode("cp1252")

@@ -254,12 +254,12 @@ def test_a_thread_started_in_a_copy_of_the_context_acts_as_the_same_role(env: Re
 
 def test_the_report_part_uploader_thread_acts_as_the_caller(env: Resources) -> None:
     from seller_insights.errors import StorageFailed
-    from seller_insights.report_stream import _PartUploader
+    from seller_insights.multipart_writer import PartUploader
 
     s3 = boto3.client("s3")
     upload = s3.create_multipart_upload(Bucket=BUCKET, Key="exports/k1/x.zip")["UploadId"]
     with acting_as("report_fetcher"):  # it may write sellers/, never exports/
-        uploader = _PartUploader(s3, BUCKET, "exports/k1/x.zip", upload)
+        uploader = PartUploader(s3, BUCKET, "exports/k1/x.zip", upload)
         uploader.submit(1, b"x" * 16)
         with pytest.raises(StorageFailed):
             uploader.close()
