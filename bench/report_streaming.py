@@ -263,7 +263,7 @@ def child_main(spec: dict[str, Any]) -> None:
         from seller_insights import report_stream
         from seller_insights.report_stream import stream_document_to_s3
         if kind in UPLOAD_FILEOBJ:
-            report_stream.MultipartWriter = upload_fileobj_writer(**UPLOAD_FILEOBJ[kind])  # type: ignore[misc]
+            setattr(report_stream, "MultipartWriter", upload_fileobj_writer(**UPLOAD_FILEOBJ[kind]))  # noqa: B010
         s3: Any = boto3.client("s3", endpoint_url=spec["endpoint"], region_name=REGION,
                                config=Config(retries={"max_attempts": 4, "mode": "standard"}, read_timeout=120))
         s3.list_buckets()  # the client is fully built before the baseline

@@ -3,7 +3,7 @@
 The archive is written to a non-seekable sink, so `zipfile` puts a data descriptor after each member
 (sizes and CRC follow the data) and nothing is ever rewound. Every report object is read from S3 in
 chunks of `CHUNK` and deflated into the archive as it arrives; the sink hands the bytes to
-`report_stream.MultipartWriter`, which uploads parts of `PART_SIZE` on two background threads. Peak
+`multipart_writer.MultipartWriter`, which uploads parts of `PART_SIZE` on two background threads. Peak
 memory is about four parts plus a chunk, whatever the number or size of the reports.
 
 Contents (schema_version "1"):
@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from seller_insights.multipart_writer import PART_SIZE, MultipartWriter
 from seller_insights.object_keys import seller_prefix
 from seller_insights.observability import get_logger
-from seller_insights.report_stream import PART_SIZE, MultipartWriter
 from seller_insights.repositories import iso
 
 if TYPE_CHECKING:

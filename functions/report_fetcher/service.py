@@ -28,8 +28,9 @@ from seller_insights.object_keys import error_document_key, report_key
 from seller_insights.observability import get_logger, get_metrics
 from seller_insights.quotas import QuotaBuckets
 from seller_insights.report_catalog import ReportFormat, ReportSpec, WindowKind, spec
+from seller_insights.report_gzip import DocumentLimits
 from seller_insights.report_jobs import Job, JobRepository, JobStatus, PlanRepository, ReportRepository, StoredReport
-from seller_insights.report_stream import DocumentLimits, StoredDocument, stream_document_to_s3
+from seller_insights.report_stream import StoredDocument, stream_document_to_s3
 from seller_insights.repositories import ConnectionsRepository, ConnectionStatus
 from seller_insights.spapi import SpApiClient
 

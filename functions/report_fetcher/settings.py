@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from seller_insights.errors import ConfigurationError
+from seller_insights.multipart_writer import PART_SIZE
 from seller_insights.report_catalog import parse_enabled
-from seller_insights.report_stream import (
+from seller_insights.report_gzip import (
     DEFAULT_MAX_DECOMPRESSED_BYTES,
     DEFAULT_MAX_RATIO,
     GZIP_MAX_RATIO,
-    PART_SIZE,
     DocumentLimits,
     MiB,
 )

@@ -64,7 +64,7 @@ def test_a_new_cursor_yields_one_job_per_type_with_deterministic_ids(fixed_clock
 
     report = plan(cursors, queue)
 
-    assert report.as_dict() == {"connections": 1, "jobs": len(ALL_TYPES), "messages": 1}
+    assert report.as_dict() == {"connections": 1, "jobs": len(ALL_TYPES), "messages": 1, "subscribed": 0}
     (jobs,) = queue.jobs()
     assert sorted(job["report_type"] for job in jobs) == sorted(ALL_TYPES)
     for job in jobs:
@@ -126,7 +126,7 @@ def test_a_cursor_naming_only_unknown_types_still_moves_on_the_defaults(fixed_cl
 
     report = plan(cursors, queue, (ORDERS,))
 
-    assert report.as_dict() == {"connections": 1, "jobs": 0, "messages": 0}
+    assert report.as_dict() == {"connections": 1, "jobs": 0, "messages": 0, "subscribed": 0}
     assert queue.batches == []
     # No default type was planned for it, so none is due later: the cursor stays due now.
     assert own.next_plan_at == int(fixed_clock.now().timestamp())
@@ -164,7 +164,7 @@ def test_nothing_due_sends_nothing(fixed_clock: FixedClock) -> None:
     tomorrow.next_plan_at += 86_400
     cursors, queue = Cursors([tomorrow]), Queue()
 
-    assert plan(cursors, queue).as_dict() == {"connections": 0, "jobs": 0, "messages": 0}
+    assert plan(cursors, queue).as_dict() == {"connections": 0, "jobs": 0, "messages": 0, "subscribed": 0}
     assert queue.batches == []
 
 

@@ -69,7 +69,7 @@ def test_known_dropped_columns_are_never_kept(report_type):
 def test_catalog_columns_are_shaped_like_column_names(report_type):
     # Only header cells of this shape are ever named in logs and REPORT# rows: a known-dropped column of
     # another shape could never be recognised as known, and would count as unexpected for ever.
-    from seller_insights.report_stream import COLUMN_NAME
+    from seller_insights.report_tsv import COLUMN_NAME
 
     report_spec = CATALOG[report_type]
     for name in (*(report_spec.kept_columns or ()), *report_spec.known_dropped):

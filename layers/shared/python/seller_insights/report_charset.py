@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-# The charsets Amazon sends (spapi-protocol.md §6.2), under the labels its Java servers, IANA and the
+# The charsets Amazon sends, under the labels its Java servers, IANA and the
 # WHATWG Encoding Standard give them, lower-cased, to the Python codec that reads them. Nothing else is
 # honoured: `utf-7`, `utf-16`, `unicode_escape`, `rot13` and friends are codecs Python knows, not
 # charsets Amazon sends, and some of them turn bytes into characters the bytes do not spell.

@@ -52,23 +52,13 @@ from seller_insights.observability import get_logger
 from seller_insights.redaction import register_secret
 from seller_insights.report_charset import Charset, Decoder, choose_charset, counting_undecodable, resolve_charset
 from seller_insights.report_gzip import (
-    DEFAULT_MAX_DECOMPRESSED_BYTES,
-    DEFAULT_MAX_RATIO,
     GZIP_MAGIC,
-    GZIP_MAX_RATIO,
     DocumentLimits,
     Gunzip,
     capped,
     plain_chunks,
 )
-from seller_insights.report_tsv import COLUMN_NAME, LineCounter, TsvFilter
-
-# Re-exported: the fetcher's settings, the data-request export and the catalog's tests import them here.
-__all__ = [
-    "COLUMN_NAME", "DEFAULT_MAX_DECOMPRESSED_BYTES", "DEFAULT_MAX_RATIO", "GZIP_MAX_RATIO", "PART_SIZE", "Charset",
-    "DocumentLimits", "DocumentTimeouts", "MiB", "MultipartWriter", "StoredDocument", "choose_charset",
-    "resolve_charset", "stream_document_to_s3",
-]
+from seller_insights.report_tsv import LineCounter, TsvFilter
 
 MiB = 1024 * 1024
 READ_CHUNK = 1 * MiB  # compressed bytes per read from the socket
