@@ -1,7 +1,7 @@
 """Cold import of every handler against a bare `import boto3`, side by side, laid out as Lambda does it.
 
-Usage: python -m bench.cold_import [--runs 15] [--outside-lambda] [--code-bytecode] [--no-extras]
-       python -m bench.cold_import --importtime report_fetcher.handler [--outside-lambda] [--code-bytecode]
+Usage: python -m bench.cold_import [--runs 15] [--outside-lambda] [--code-source] [--no-extras]
+       python -m bench.cold_import --importtime report_fetcher.handler [--outside-lambda] [--code-source]
 
 Layout (built under build/bench/cold_import/, from the packages installed in this environment, offline):
 - `runtime/`: boto3 and what it needs (botocore, s3transfer, jmespath, dateutil, urllib3, six): what the
@@ -10,10 +10,10 @@ Layout (built under build/bench/cold_import/, from the packages installed in thi
   `layers.deps.build` compiles the deps layer (unchecked-hash .pyc). Nothing else of the development
   environment is on the path: the X-Ray SDK's `patch_all` imports every supported library it finds
   (httpx, sqlite3, ...), so a development venv would time libraries Lambda never sees.
-- `task/` and `shared/`: `functions/` and `layers/shared/python/` copied WITHOUT bytecode, as the CDK
-  assets ship them (infra/constructs/service_function.py excludes `__pycache__`), imported with
-  `sys.dont_write_bytecode` because /var/task and /opt are read-only: every cold start compiles them.
-  `--code-bytecode` byte-compiles them as the deps layer is, to show what shipping .pyc would save.
+- `task/` and `shared/`: `functions/` and `layers/shared/python/` byte-compiled as the CDK assets ship
+  them (infra/bytecode.py), imported with `sys.dont_write_bytecode` because /var/task and /opt are
+  read-only. `--code-source` copies them without bytecode, as they shipped before infra/bytecode.py:
+  every cold start then compiles them.
 
 Each measurement is a new `python -I -S` whose sys.path is [task, shared, deps, runtime] and whose
 environment is a Lambda function's (LAMBDA_TASK_ROOT, AWS_LAMBDA_FUNCTION_NAME, X-Ray daemon address,
@@ -29,7 +29,7 @@ Extras: what a Powertools building block that issue 9 adopts would add at import
 `--importtime MODULE` prints, instead, the 40 largest cumulative entries of `python -X importtime` for
 one import in the same layout and environment (where the time goes).
 
-Results: bench/results/cold_import[_outside_lambda][_code_bytecode].json.
+Results: bench/results/cold_import[_outside_lambda][_code_source].json.
 """
 
 from __future__ import annotations
@@ -228,14 +228,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15, help="rounds; each times every target once")
     parser.add_argument("--outside-lambda", action="store_true",
                         help="the tests' and local stack's environment: no Lambda variables, tracing disabled")
-    parser.add_argument("--code-bytecode", action="store_true",
-                        help="ship functions/ and the shared layer byte-compiled (today they are not)")
+    parser.add_argument("--code-source", action="store_true",
+                        help="functions/ and the shared layer without .pyc, as they shipped before infra/bytecode.py")
     parser.add_argument("--no-extras", action="store_true", help="skip the Powertools building blocks")
     parser.add_argument("--importtime", metavar="MODULE", help="where the import of MODULE spends its time")
     args = parser.parse_args()
     in_lambda = not args.outside_lambda
     deps, runtime = third_party_layout()
-    task, shared = code_layout(args.code_bytecode)
+    task, shared = code_layout(not args.code_source)
     paths = [str(task), str(shared), str(deps), str(runtime)]
     if args.importtime:
         print_importtime(args.importtime, paths, environment(args.importtime.split(".")[0], task, in_lambda))
@@ -253,7 +253,7 @@ def main() -> None:
             cpu[target.name].append(cpu_ms)
     result = {
         "environment": "lambda" if in_lambda else "outside_lambda",
-        "code_bytecode": args.code_bytecode,
+        "code_bytecode": not args.code_source,
         "runs": args.runs,
         "handlers": [{"handler": module, **summary(wall, cpu, module)} for module in HANDLERS],
         "bare_boto3": summary(wall, cpu, BASELINE),
@@ -264,9 +264,9 @@ def main() -> None:
         "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "note": "fresh `python -I -S` per measurement, interleaved rounds, medians of wall and CPU (process) "
                 "time; Lambda layout (module docstring); function and shared code "
-                + ("from .pyc" if args.code_bytecode else "compiled at import (shipped without .pyc)"),
+                + ("compiled at import (shipped without .pyc)" if args.code_source else "from .pyc, as shipped"),
     }
-    name = f"cold_import{'' if in_lambda else '_outside_lambda'}{'_code_bytecode' if args.code_bytecode else ''}.json"
+    name = f"cold_import{'' if in_lambda else '_outside_lambda'}{'_code_source' if args.code_source else ''}.json"
     (RESULTS / name).write_text(json.dumps(result, indent=2) + "\n")
     print_table(result)
     print(f"written to bench/results/{name}")

@@ -10,7 +10,7 @@ highest running ratio (decompressed so far / compressed consumed so far) seen on
 1, 8 and 16 MiB: what a ratio cap that applies from that much output would compare against.
 
 Documents:
-- `emulator_small/*`: the Amazon emulator's own generated documents (local/amazon/generators.generate,
+- `emulator_small/*`: the Amazon emulator's own generated documents (`generate` in local/amazon/generators.py,
   5-20 rows) for every flat-file type in US (cp1252) and JP (cp932), and the Sales and Traffic JSON.
 - `emulator_rows5000/*`: the same generators with 5,000 rows (the JSON: 5,000 ASINs).
 - `emulator_stream/*`: `stream_tsv` (the emulator's source for big downloads: rows drawn from a pool
