@@ -1,24 +1,29 @@
 """Retention decisions without AWS: the receipt's dates, which of a seller's items a purge takes, when the
 sweep stops for time, and the bounded retries of what S3 and DynamoDB refuse (seller_insights.retention,
-retention_sweeper.service). S3 and DynamoDB are in-memory stand-ins that answer what the test scripts;
-sleeping is injected and recorded, never done."""
+retention_sweeper.service). S3 and DynamoDB clients are in-memory stand-ins that answer what the test
+scripts; the sweep's decisions run over in-memory stand-ins of its adapters (PurgeIndex, PurgeStates,
+TableItems); sleeping is injected and recorded, never done."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from retention_sweeper.service import SAFETY_MILLIS, RetentionSweep, _of_region, _only_connection
+from retention_sweeper.service import COUNTERS, SAFETY_MILLIS, RetentionSweep, _Due, _of_region, _only_connection
 from seller_insights.clock import FixedClock
+from seller_insights.repositories import SHARDS
 from seller_insights.retention import (
     ATTEMPTS,
     AUDIT_RETENTION_MONTHS,
     DELETE_OBJECTS_MAX,
     MAX_DELAY,
+    PURGE_DUE_INDEX,
     PurgeIncomplete,
+    PurgeIndex,
     S3Purge,
     TableItems,
     add_months,
@@ -95,49 +100,110 @@ def test_the_last_connection_is_the_one_with_no_other_conn_item() -> None:
     assert _only_connection([], own)
 
 
-# --- when the sweep stops -------------------------------------------------------------------------
+# --- the sweep over its adapters ----------------------------------------------------------------------
+
+
+class Untouched:
+    """An adapter the decision under test must never reach (S3 and the receipts, here)."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the sweep reached an adapter it should not: {name}")
+
+
+@dataclass
+class Connections:
+    """PurgeStates in memory, as far as a claim reaches it: connection items by (pk, sk); `start` applies
+    only under its DynamoDB condition, and every write is recorded as (operation, arguments)."""
+
+    items: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    reads: int = 0
+    writes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def read(self, key: dict[str, str]) -> dict[str, Any] | None:
+        self.reads += 1
+        found = self.items.get((key["pk"], key["sk"]))
+        return dict(found) if found is not None else None
+
+    def start(self, key: dict[str, str], *, status: str, purge_after: str, started_at: str,
+              counters: tuple[str, ...]) -> bool:
+        self.writes.append(("start", {"key": key, "status": status, "purge_after": purge_after,
+                                      "started_at": started_at, "counters": counters}))
+        found = self.items.get((key["pk"], key["sk"]))
+        if found is None or found.get("status") != status or found.get("purge_after") != purge_after:
+            return False
+        found.update({"purge_run": purge_after, "purge_started_at": started_at},
+                     **{f"purged_{name}": 0 for name in counters})
+        return True
+
+
+def connections(connection: dict[str, Any] | None) -> Connections:
+    """PurgeStates holding A1SELLER01's CONN#NA item (none when `connection` is None)."""
+    if connection is None:
+        return Connections()
+    return Connections({("SELLER#A1SELLER01", "CONN#NA"): dict(connection)})
+
+
+class Partitions:
+    """TableItems in memory, as far as choosing what to delete reaches it: the items by partition."""
+
+    def __init__(self, partitions: dict[str, list[dict[str, Any]]]) -> None:
+        self.partitions = partitions
+
+    def partition(self, pk: str) -> Iterator[dict[str, Any]]:
+        return iter([dict(entry) for entry in self.partitions.get(pk, [])])
 
 
 class DueConnections:
-    """The connections table as the sweep reads it: the purge index lists `due` connections (all in the
-    first shard's page); each connection is gone when re-read, so the sweep skips it."""
+    """The DynamoDB client as PurgeIndex reads it: its Query of the purge index lists `due` connections,
+    all in the first shard's page; the other shards have none."""
 
     def __init__(self, due: int) -> None:
         self._due = due
         self.queries = 0
-        self.reads = 0
 
-    def query(self, **kwargs: Any) -> dict[str, Any]:
-        assert kwargs["IndexName"] == "by_purge_due"  # the sparse index, never a Scan
+    def get_paginator(self, operation: str) -> DueConnections:
+        assert operation == "query"  # the sparse index, never a Scan
+        return self
+
+    def paginate(self, **request: Any) -> Iterator[dict[str, Any]]:
+        assert request["IndexName"] == PURGE_DUE_INDEX
         self.queries += 1
         if self.queries > 1:
-            return {"Items": []}
-        return {"Items": [{"pk": f"SELLER#A1SELLER{n:02d}", "sk": "CONN#NA"} for n in range(self._due)]}
+            yield {"Items": []}
+            return
+        yield {"Items": [{"pk": f"SELLER#A1SELLER{n:02d}", "sk": "CONN#NA"} for n in range(self._due)]}
 
-    def get_item(self, **kwargs: Any) -> dict[str, Any]:
-        self.reads += 1
-        return {}
+
+def sweep_over(*, index: Any = None, states: Any = None, items: Any = None) -> RetentionSweep:
+    """The sweep with these adapters; whichever is not given must not be reached."""
+    return RetentionSweep(index=index or Untouched(), states=states or Untouched(), items=items or Untouched(),
+                          objects=Untouched(), receipts=Untouched())
+
+
+# --- when the sweep stops -------------------------------------------------------------------------
 
 
 def test_the_sweep_stops_taking_connections_when_time_runs_short(fixed_clock: FixedClock) -> None:
-    db = DueConnections(due=5)
-    sweep = RetentionSweep(db=db, connections_table="connections", audit_table="audit", s3=None, bucket="data",
-                           sleep=lambda _: None)
+    # Each due connection is gone when re-read, so the sweep skips it.
+    db, states = DueConnections(due=5), Connections()
+    sweep = sweep_over(index=PurgeIndex(db, "connections"), states=states)
     budget = iter([SAFETY_MILLIS + 5_000, SAFETY_MILLIS, SAFETY_MILLIS - 1])
 
     report = sweep.run(lambda: next(budget))
 
     assert (report.due, report.skipped, report.stopped, report.left) == (5, 2, "time", 3)
-    assert db.reads == 2
+    assert states.reads == 2
+    assert db.queries == SHARDS  # one Query per shard of the index
 
 
 def test_a_sweep_with_time_left_looks_at_every_due_connection(fixed_clock: FixedClock) -> None:
-    db = DueConnections(due=12)
-    sweep = RetentionSweep(db=db, connections_table="connections", audit_table="audit", s3=None, bucket="data")
+    states = Connections()
+    sweep = sweep_over(index=PurgeIndex(DueConnections(due=12), "connections"), states=states)
 
     report = sweep.run(lambda: 900_000)
 
     assert (report.due, report.skipped, report.stopped, report.left, report.failed) == (12, 12, None, 0, 0)
+    assert states.reads == 12
 
 
 # --- bounded retries --------------------------------------------------------------------------------
@@ -257,39 +323,12 @@ def test_items_dynamodb_never_processes_leave_the_purge_incomplete() -> None:
 # --- what a purge claims and deletes ------------------------------------------------------------------
 
 
-class Partitions:
-    """The connections table by partition (Query by pk), and the CONN item the sweep claims."""
-
-    def __init__(self, partitions: dict[str, list[dict[str, Any]]], connection: dict[str, Any] | None = None) -> None:
-        self.partitions = partitions
-        self.connection = connection
-        self.updates: list[dict[str, Any]] = []
-
-    def query(self, **kwargs: Any) -> dict[str, Any]:
-        pk = kwargs["KeyConditionExpression"].get_expression()["values"][1]
-        return {"Items": list(self.partitions.get(pk, []))}
-
-    def get_item(self, **kwargs: Any) -> dict[str, Any]:
-        return {"Item": dict(self.connection)} if self.connection else {}
-
-    def update_item(self, **kwargs: Any) -> dict[str, Any]:
-        self.updates.append(kwargs)
-        return {}
-
-
-def sweep_over(db: Partitions) -> RetentionSweep:
-    return RetentionSweep(db=db, connections_table="connections", audit_table="audit", s3=None, bucket="data",
-                          sleep=lambda _: None)
-
-
 SELLER_ITEMS = [item("CONN#NA"), item("TOKEN#NA"), item("PLAN#NA"), item("JOB#j1", "NA"), item("PROFILE"),
                 item("CONN#EU"), item("TOKEN#EU"), item("JOB#j2", "EU")]
 CANDIDATES = [{"pk": "CANDIDATE#A1SELLER01", "sk": "CONSENT#c1"}]
 
 
-def due(region: str = "NA", status: str = "REVOKED") -> Any:
-    from retention_sweeper.service import COUNTERS, _Due
-
+def due(region: str = "NA", status: str = "REVOKED") -> _Due:
     return _Due("A1SELLER01", region, status, "2026-11-01T00:00:00Z", "2026-11-29T12:00:00Z",
                 dict.fromkeys(COUNTERS, 0))
 
@@ -299,8 +338,7 @@ def sks(keys: list[dict[str, str]]) -> set[str]:
 
 
 def test_a_region_with_another_connection_left_takes_only_its_own_items() -> None:
-    db = Partitions({"SELLER#A1SELLER01": SELLER_ITEMS, "CANDIDATE#A1SELLER01": CANDIDATES})
-    sweep = sweep_over(db)
+    sweep = sweep_over(items=Partitions({"SELLER#A1SELLER01": SELLER_ITEMS, "CANDIDATE#A1SELLER01": CANDIDATES}))
 
     assert sks(sweep._doomed(due("NA"))) == {"TOKEN#NA", "PLAN#NA", "JOB#j1"}
     assert sweep._prefixes(due("NA")) == [f"sellers/{due().seller_key}/NA/"]
@@ -308,8 +346,7 @@ def test_a_region_with_another_connection_left_takes_only_its_own_items() -> Non
 
 def test_the_last_connection_takes_everything_of_the_seller_but_its_own_conn_item() -> None:
     remaining = [entry for entry in SELLER_ITEMS if not entry["sk"].endswith("EU") and entry["sk"] != "JOB#j2"]
-    db = Partitions({"SELLER#A1SELLER01": remaining, "CANDIDATE#A1SELLER01": CANDIDATES})
-    sweep = sweep_over(db)
+    sweep = sweep_over(items=Partitions({"SELLER#A1SELLER01": remaining, "CANDIDATE#A1SELLER01": CANDIDATES}))
 
     assert sks(sweep._doomed(due("NA"))) == {"TOKEN#NA", "PLAN#NA", "JOB#j1", "PROFILE", "CONSENT#c1"}
     key = due().seller_key
@@ -324,31 +361,32 @@ def test_the_last_connection_takes_everything_of_the_seller_but_its_own_conn_ite
 ])
 def test_a_connection_that_is_not_due_is_not_claimed(fixed_clock: FixedClock,
                                                      connection: dict[str, Any] | None) -> None:
-    db = Partitions({}, connection)
+    states = connections(connection)
 
-    assert sweep_over(db)._claim("A1SELLER01", "NA") is None
-    assert db.updates == []
+    assert sweep_over(states=states)._claim("A1SELLER01", "NA") is None
+    assert states.writes == []
 
 
 def test_a_due_connection_is_claimed_with_counters_from_zero(fixed_clock: FixedClock) -> None:
-    db = Partitions({}, {"status": "DELETION_REQUESTED", "purge_after": "2026-11-29T12:00:00Z"})
+    states = connections({"status": "DELETION_REQUESTED", "purge_after": "2026-11-29T12:00:00Z"})
 
-    claimed = sweep_over(db)._claim("A1SELLER01", "NA")
+    claimed = sweep_over(states=states)._claim("A1SELLER01", "NA")
 
     assert claimed is not None and claimed.status == "DELETION_REQUESTED"
     assert set(claimed.counted.values()) == {0}
-    (update,) = db.updates
-    assert update["ExpressionAttributeValues"][":purge"] == "2026-11-29T12:00:00Z"
+    ((operation, start),) = states.writes
+    assert operation == "start" and start["purge_after"] == "2026-11-29T12:00:00Z"
+    assert start["counters"] == COUNTERS  # every counter of the purge starts at zero on the connection item
 
 
 def test_a_resumed_purge_keeps_what_the_crashed_run_counted(fixed_clock: FixedClock) -> None:
-    db = Partitions({}, {"status": "REVOKED", "purge_after": "2026-11-01T00:00:00Z",
-                         "purge_run": "2026-11-01T00:00:00Z", "purge_started_at": "2026-11-28T00:00:00Z",
-                         "purged_s3_versions": 40, "purged_table_items": 7})
+    states = connections({"status": "REVOKED", "purge_after": "2026-11-01T00:00:00Z",
+                          "purge_run": "2026-11-01T00:00:00Z", "purge_started_at": "2026-11-28T00:00:00Z",
+                          "purged_s3_versions": 40, "purged_table_items": 7})
 
-    claimed = sweep_over(db)._claim("A1SELLER01", "NA")
+    claimed = sweep_over(states=states)._claim("A1SELLER01", "NA")
 
     assert claimed is not None and claimed.started_at == "2026-11-28T00:00:00Z"
     counted = claimed.counted
     assert (counted["s3_versions"], counted["table_items"], counted["quota_items"]) == (40, 7, 0)
-    assert db.updates == []
+    assert states.writes == []
