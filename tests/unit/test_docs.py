@@ -41,7 +41,7 @@ def test_readme_layout_names_every_module() -> None:
 def test_docs_and_docstrings_cite_only_what_the_repository_holds() -> None:
     outside, absent = [], []
     for path in _tracked(".py", ".md"):
-        if "local/amazon/models" in path.as_posix():
+        if "local/amazon/models" in path.as_posix() or path == Path(__file__):  # models: Amazon's; this: the patterns
             continue
         text = path.read_text(encoding="utf-8")
         where = str(path.relative_to(ROOT))
