@@ -52,7 +52,8 @@ def settings() -> DataRequestsSettings:
 @per_container
 def service() -> DataRequestsService:
     config = settings()
-    return DataRequestsService(config, DataRightsRepository(aws.table(config.connections_table)), aws.client("s3"))
+    return DataRequestsService(config, repository=DataRightsRepository(aws.table(config.connections_table)),
+                               s3=aws.client("s3"))
 
 
 @per_container

@@ -59,7 +59,7 @@ def plain(value: Any) -> Any:
 
 
 class DataRequestsService:
-    def __init__(self, settings: DataRequestsSettings, repository: DataRightsRepository, s3: S3Client,
+    def __init__(self, settings: DataRequestsSettings, *, repository: DataRightsRepository, s3: S3Client,
                  exports: ExportBuilder | None = None) -> None:
         self._settings = settings
         self._repository = repository
