@@ -343,7 +343,7 @@ class _QueueReader:
 
 
 def upload_fileobj_writer(*, max_concurrency: int, max_in_memory_upload_chunks: int) -> Any:
-    """A class with `report_stream.MultipartWriter`'s interface that stores through `upload_fileobj`."""
+    """A class with `multipart_writer.MultipartWriter`'s interface that stores through `upload_fileobj`."""
     from boto3.s3.transfer import TransferConfig
 
     class FileobjWriter:

@@ -1,7 +1,7 @@
 """Code assets shipped with their bytecode.
 
 Lambda cannot write `__pycache__`, so a module shipped without its `.pyc` is compiled again at every cold
-start: 55-77 ms per handler (`python -m bench.cold_import --code-bytecode`, bench/README.md). Synthesis
+start: 55-77 ms per handler (`python -m bench.cold_import --code-source`, bench/README.md). Synthesis
 therefore packages a copy of `functions/` and of the shared layer with unchecked-hash `.pyc` beside the
 sources, compiled by the same Python 3.13 as the runtime (as `layers.deps.build` does for the deps layer).
 Each copy is named by the digest of its sources, so a synthesis reuses it until a source changes, and it
