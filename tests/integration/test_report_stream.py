@@ -404,6 +404,30 @@ def test_s3_failure_mid_upload_aborts(server: DocumentServer, s3: Any) -> None:
     assert_nothing_left(s3)
 
 
+class FailingToComplete:
+    """The real moto client, except that CompleteMultipartUpload fails like S3 would."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def complete_multipart_upload(self, **_: Any) -> Any:
+        from botocore.exceptions import ClientError
+        raise ClientError({"Error": {"Code": "InternalError", "Message": "We encountered an internal error"}},
+                          "CompleteMultipartUpload")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_s3_failure_on_complete_aborts(server: DocumentServer, s3: Any) -> None:
+    """Every part uploaded, then the completion fails: the upload is aborted, no part is left behind."""
+    body, _ = big_document(9 * report_stream.MiB)
+    with pytest.raises(StorageFailed) as caught:
+        store(FailingToComplete(s3), server.serve(body))
+    assert (caught.value.operation, caught.value.code) == ("CompleteMultipartUpload", "InternalError")
+    assert_nothing_left(s3)
+
+
 def test_missing_bucket_is_a_storage_failure(server: DocumentServer, s3: Any) -> None:
     with pytest.raises(StorageFailed) as caught:
         stream_document_to_s3(url=server.serve(b"sku\n"), compression_label=None, s3_client=s3,

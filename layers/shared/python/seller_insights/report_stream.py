@@ -14,7 +14,8 @@ One pass, every stage incremental, whatever the document's size:
 
 This module ties the stages together, downloads, and runs the download and gunzip on a thread of
 their own (`report-download`) so that they overlap with decoding and filtering; the parts are hashed
-and uploaded on a third (`report-part-uploader`). Each stage module documents its own rules.
+and uploaded on two more (`report-part-uploader`, see multipart_writer). Each stage module documents its
+own rules.
 
 Decisions (see docs/internal-contracts.md, "Report pipeline", and docs/architecture.md):
 
@@ -26,8 +27,8 @@ Decisions (see docs/internal-contracts.md, "Report pipeline", and docs/architect
   one, and C-string readers downstream would cut a field at it.
 - Without `keep_columns` (JSON, XML, or TSV kept whole) the text is transcoded verbatim, line endings
   included.
-- Both background threads run in a copy of the starting thread's `contextvars` context, so context
-  variables the caller set (e.g. which function is calling AWS) hold in them too.
+- Every background thread runs in a copy of the starting thread's `contextvars` context, so context
+  variables the caller set (e.g. which function is calling AWS) hold in it too.
 - Any failure after the multipart upload was created aborts it (after the uploader stopped) and raises
   a typed error: `DocumentDownloadFailed`, `DocumentCorrupt` or `StorageFailed`. Errors and logs never
   carry the URL (registered as a secret first) nor any content of the document: no row, no line

@@ -218,7 +218,7 @@ class TableItems:
                  attempts: int = ATTEMPTS) -> None:
         self._db = db  # Table.meta.client: plain Python values in and out
         self._table = table_name
-        self._batches = Batches(db, sleep=sleep, attempts=attempts, first_delay=FIRST_DELAY, max_delay=MAX_DELAY)
+        self._batches = Batches(db, sleep=sleep, attempts=attempts)
 
     def partition(self, pk: str) -> Iterator[dict[str, Any]]:
         """Keys and `region` of every item of a partition (strongly consistent, paged)."""
