@@ -66,4 +66,6 @@ def _dynamodb() -> DynamoDBServiceResource:
 
 @per_container
 def table(name: str) -> Table:
-    return _dynamodb().Table(name)
+    resource = _dynamodb()
+    with _BUILD:  # a resource, like the session, is not safe to build from on several threads at once
+        return resource.Table(name)

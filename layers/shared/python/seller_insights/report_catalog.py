@@ -2,7 +2,7 @@
 
 Columns: for TSV reports only the columns listed in `kept_columns` are stored (an allowlist), so a
 buyer's name, e-mail, phone or address never lands in S3, even if Amazon adds such a column later.
-Names here are lowercase ASCII letters, digits and hyphens (`report_stream.COLUMN_NAME`): the header
+Names here are lowercase ASCII letters, digits and hyphens (`report_tsv.COLUMN_NAME`): the header
 cells of that shape are the only ones ever named in logs and REPORT# rows. The English names are the
 only header language understood: a document whose header names none of the kept columns (a JP account
 whose report language is Japanese, Amazon's report encodings) is DocumentCorrupt, not stored empty.
