@@ -368,3 +368,32 @@ def test_a_refused_grantless_token_is_not_used_again(subscribing, emulator, prod
     assert (again["refreshed"], again["subscribed"], again["failed"]) == (2, 1, 0)
     assert stats(emulator)["lwa"]["client_credentials"] == 2
     assert connection_item(subscribing, EU_SELLER, "EU")["rpf_subscription_id"] not in ("", "existing")
+
+
+class _SubscribedConnections:
+    """ConnectionsRepository's subscription side for a connection already subscribed; records each read."""
+
+    def __init__(self) -> None:
+        self.reads: list[tuple[str, str]] = []
+
+    def report_subscription(self, seller: str, region: str) -> str:
+        self.reads.append((seller, region))
+        return "subscription-1"
+
+
+class _NotToBeReached:
+    """Amazon (createSubscription) or the destination cache: an already subscribed connection needs neither."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"{name} was called for a connection that is already subscribed")
+
+
+def test_an_already_subscribed_connection_costs_the_plan_one_read_and_no_call_to_amazon() -> None:
+    from report_fetcher.subscriptions import ReportSubscriptions
+
+    connections = _SubscribedConnections()
+    subscriptions = ReportSubscriptions(sellers_api=_NotToBeReached(), connections=connections,  # type: ignore[arg-type]
+                                        destinations=_NotToBeReached())  # type: ignore[arg-type]
+
+    assert subscriptions.ensure(SELLER, "NA") is False
+    assert connections.reads == [(SELLER, "NA")]

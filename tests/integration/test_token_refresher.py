@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.parameters.base import clear_caches
 
 from seller_insights.containers import forget_all
 from seller_insights.errors import AuthorizationRevoked, ConnectionNotActive, LwaUnavailable
+from seller_insights.report_destinations import DestinationCache
 from seller_insights.spapi import SpApiClient
 from tests.support.api import ConsentClient, FakeContext
 from tests.support.flows import appstore_login_query, callback_query, confirm_consents, connect_and_confirm
@@ -206,6 +207,56 @@ def test_the_sweep_keeps_a_report_destination_in_each_region_with_a_due_connecti
     product_clock.advance(3600 - 300)  # every connection due again: the destinations come from the cache
     assert refresher("refresh-tokens")["refreshed"] == 3
     assert emulator_stats(emulator)["spapi"] == amazon["spapi"]
+
+
+class _AnotherRunMeanwhile:
+    """The refresher's grantless SP-API client, with another run creating the queue's destination right
+    after this run's getDestinations found none (so this run's createDestination meets a 409)."""
+
+    def __init__(self, api, queue_arn):
+        self._api = api
+        self._queue_arn = queue_arn
+        self.created_elsewhere = None
+
+    def get_destinations(self, region):
+        seen = self._api.get_destinations(region)
+        if self.created_elsewhere is None:
+            body = {"name": "another-run", "resourceSpecification": {"sqs": {"arn": self._queue_arn}}}
+            self.created_elsewhere = str(self._api.create_destination(region, body)["destinationId"])
+        return seen
+
+    def create_destination(self, region, body):
+        return self._api.create_destination(region, body)
+
+
+def test_a_destination_created_meanwhile_by_another_run_is_found_not_duplicated(connected, emulator, monkeypatch,
+                                                                                capfd, log_guard):
+    """createDestination answers 409 when another run created the queue's destination after this run
+    looked: the keeper looks again and caches that one; Amazon holds one destination, the refresh stands."""
+    from token_refresher import handler
+    from token_refresher.destinations import NOTIFICATIONS_SCOPE, DestinationKeeper
+
+    queue_arn = "arn:aws:sqs:us-east-1:123456789012:report-notifications"
+    monkeypatch.setenv("REPORT_NOTIFICATIONS_QUEUE_ARN", queue_arn)
+    forget_all()
+    racing = _AnotherRunMeanwhile(handler.grantless_api(NOTIFICATIONS_SCOPE), queue_arn)
+    cache = DestinationCache(boto3.resource("dynamodb").Table(connected.tables["idempotency"]), queue_arn)
+    keeper = DestinationKeeper(queue_arn=queue_arn, application_api=racing, cache=cache)
+    monkeypatch.setattr(handler, "destinations", lambda: keeper)
+
+    swept = refresher("refresh-tokens")
+
+    assert (swept["refreshed"], swept["failed"]) == (1, 0)
+    amazon = emulator_stats(emulator)
+    assert amazon["destinations_by_region"] == {"NA": 1, "EU": 0, "FE": 0}  # found again, not duplicated
+    assert (amazon["spapi"]["getDestinations"], amazon["spapi"]["createDestination"]) == (2, 2)
+    assert racing.created_elsewhere is not None
+    item = boto3.resource("dynamodb").Table(connected.tables["idempotency"]).get_item(
+        Key={"id": "destination#report_notifications#NA"})["Item"]
+    assert item["destination_id"] == racing.created_elsewhere
+    out, err = capfd.readouterr()
+    assert '"ReportDestinationCreated":[1.0]' in out and "ReportDestinationFailed" not in out
+    assert log_guard.findings(out + err) == []
 
 
 def test_invalid_client_touches_no_connection(connected, emulator, capfd):
