@@ -1,8 +1,9 @@
 """Lambda entry for the consent routes (routes.py) on Powertools' HTTP API resolver.
 
 The middleware `strict_request` checks the query string and cookies of every request, matched or not, before
-any route runs; each error type has its own exception handler and page, counted under a metric name chosen
-in `FAILURE_METRICS`. Page texts are fixed; nothing from the request is logged or shown.
+any route runs; each error type has its own exception handler and page. The outer middleware `count_failures`
+counts every failure once, under a metric name chosen in `FAILURE_METRICS`. Page texts are fixed; nothing
+from the request is logged or shown.
 """
 
 from __future__ import annotations
@@ -151,6 +152,16 @@ def handle(event: dict[str, Any]) -> dict[str, Any]:
 # --- middleware ---------------------------------------------------------------------------------------
 
 
+def count_failures(resolver: HttpApi, next_middleware: NextMiddleware) -> Response[Any]:
+    """Every failure, raised by a route or a later middleware, is counted once under its metric name here,
+    before its exception handler builds the page."""
+    try:
+        return next_middleware(resolver)
+    except Exception as exc:
+        _count(failure_metric(exc))
+        raise
+
+
 def strict_request(resolver: HttpApi, next_middleware: NextMiddleware) -> Response[Any]:
     """Every request, routed or not: a repeated, oversized or excess query parameter is refused
     (BadRequest) before anything else; a cookie sent twice counts as absent."""
@@ -158,7 +169,7 @@ def strict_request(resolver: HttpApi, next_middleware: NextMiddleware) -> Respon
     return next_middleware(resolver)
 
 
-app.use([strict_request])
+app.use([count_failures, strict_request])
 
 
 def _request() -> ConsentRequest:
@@ -236,12 +247,11 @@ def _redirect_with_binding(redirect: Redirect) -> Response[str]:
     return pages.redirect(redirect.location, status=302, cookies=[cookie])
 
 
-# --- one exception handler per error type; each page's text is fixed -----------------------------------
+# --- one exception handler per error type (counted by count_failures); each page's text is fixed -------
 
 
 @app.exception_handler(UnknownMarketplace)
 def unknown_marketplace(exc: UnknownMarketplace) -> Response[str]:
-    _failed(exc)
     choices = [Link(f"connect?marketplace={code}", f"{code} · {MARKETPLACES[code].country}")
                for code in marketplace_codes()]
     return pages.page(400, "Unknown marketplace",
@@ -250,7 +260,6 @@ def unknown_marketplace(exc: UnknownMarketplace) -> Response[str]:
 
 @app.exception_handler(AuthorizationCancelled)
 def authorization_cancelled(exc: AuthorizationCancelled) -> Response[str]:
-    _failed(exc)
     return pages.page(400, "Authorization was cancelled",
                       "You did not authorize Seller Insights on Amazon, so nothing was connected.",
                       "If that was a mistake, start again.", action=pages.start_again())
@@ -258,13 +267,11 @@ def authorization_cancelled(exc: AuthorizationCancelled) -> Response[str]:
 
 @app.exception_handler(AlreadyConnected)
 def already_connected(exc: AlreadyConnected) -> Response[str]:
-    _failed(exc)
     return pages.redirect("done?outcome=already_connected", status=303)
 
 
 @app.exception_handler(DeletionPending)
 def deletion_pending(exc: DeletionPending) -> Response[str]:
-    _failed(exc)
     # The date comes from our table and is shown only after Amazon confirmed the seller.
     date = exc.purge_after[:10]
     return pages.page(409, "Your data is being deleted",
@@ -276,7 +283,6 @@ def deletion_pending(exc: DeletionPending) -> Response[str]:
 
 @app.exception_handler(IdentityMismatch)
 def identity_mismatch(exc: IdentityMismatch) -> Response[str]:
-    _failed(exc)
     return pages.page(400, "This authorization belongs to another account",
                       "Amazon says this authorization belongs to a different seller account than the one "
                       "named in the link Amazon sent you back with. Nothing was stored.",
@@ -286,7 +292,6 @@ def identity_mismatch(exc: IdentityMismatch) -> Response[str]:
 
 @app.exception_handler(IdentityUnconfirmed)
 def identity_unconfirmed(exc: IdentityUnconfirmed) -> Response[str]:
-    _failed(exc)
     return pages.page(503, "We could not confirm your account",
                       "Amazon did not confirm which seller account this authorization belongs to just now. "
                       "Nothing was stored. Please try again in a few minutes.",
@@ -295,7 +300,6 @@ def identity_unconfirmed(exc: IdentityUnconfirmed) -> Response[str]:
 
 @app.exception_handler(ConnectionInProgress)
 def connection_in_progress(exc: ConnectionInProgress) -> Response[str]:
-    _failed(exc)
     return pages.page(409, "Still connecting",
                       "This authorization is being completed in another tab or request. "
                       "Wait a moment, then open Seller Insights again.")
@@ -303,7 +307,6 @@ def connection_in_progress(exc: ConnectionInProgress) -> Response[str]:
 
 @app.exception_handler(StateExpired)
 def state_expired(exc: StateExpired) -> Response[str]:
-    _failed(exc)
     return pages.page(400, "This link has expired",
                       "The authorization took longer than 10 minutes. Start again to get a fresh link.",
                       action=pages.start_again())
@@ -311,7 +314,6 @@ def state_expired(exc: StateExpired) -> Response[str]:
 
 @app.exception_handler(StateNotFound)
 def state_not_found(exc: StateNotFound) -> Response[str]:
-    _failed(exc)
     return pages.page(400, "This link cannot be used",
                       "It was already used, has expired, or was not issued by us. Start again.",
                       action=pages.start_again())
@@ -319,7 +321,6 @@ def state_not_found(exc: StateNotFound) -> Response[str]:
 
 @app.exception_handler(BrowserMismatch)
 def browser_mismatch(exc: BrowserMismatch) -> Response[str]:
-    _failed(exc)
     return pages.page(400, "Start again in this browser",
                       "The authorization was started in another browser or the session cookie is "
                       "missing. Start again here, in one browser, with cookies enabled.", action=pages.start_again())
@@ -327,7 +328,6 @@ def browser_mismatch(exc: BrowserMismatch) -> Response[str]:
 
 @app.exception_handler(SellerMismatch)
 def seller_mismatch(exc: SellerMismatch) -> Response[str]:
-    _failed(exc)
     return pages.page(400, "A different seller account answered",
                       "Amazon returned another seller account than the one that started the "
                       "authorization. Sign in to Seller Central with the right account and start again.",
@@ -336,7 +336,6 @@ def seller_mismatch(exc: SellerMismatch) -> Response[str]:
 
 @app.exception_handler(UntrustedCallbackUri)
 def untrusted_callback_uri(exc: UntrustedCallbackUri) -> Response[str]:
-    _failed(exc)
     return pages.page(400, "Untrusted return address",
                       "This sign-in link does not come from Seller Central or Vendor Central. "
                       "Open Seller Insights from the Selling Partner Appstore and try again.")
@@ -344,14 +343,12 @@ def untrusted_callback_uri(exc: UntrustedCallbackUri) -> Response[str]:
 
 @app.exception_handler(BadRequest)
 def bad_request(exc: BadRequest) -> Response[str]:
-    _failed(exc)
     return pages.page(400, "This request is incomplete",
                       "Some information from Amazon is missing or malformed. Start again.", action=pages.start_again())
 
 
 @app.exception_handler(LwaInvalidGrant)
 def lwa_invalid_grant(exc: LwaInvalidGrant) -> Response[str]:
-    _failed(exc)
     return pages.page(400, "The authorization expired",
                       "Amazon's authorization code is valid for only 5 minutes and works once. "
                       "Start again to authorize Seller Insights.", action=pages.start_again())
@@ -359,7 +356,6 @@ def lwa_invalid_grant(exc: LwaInvalidGrant) -> Response[str]:
 
 @app.exception_handler(LwaUnavailable)
 def lwa_unavailable(exc: LwaUnavailable) -> Response[str]:
-    _failed(exc)
     logger.warning("LWA unavailable during the code exchange", extra={"lwa_error": exc.code})
     return pages.page(502, "Amazon did not answer",
                       "Amazon's sign-in service did not answer in time. Nothing was stored. "
@@ -368,7 +364,6 @@ def lwa_unavailable(exc: LwaUnavailable) -> Response[str]:
 
 @app.exception_handler(LwaError)
 def lwa_refused(exc: LwaError) -> Response[str]:
-    _failed(exc)
     logger.error("LWA refused the code exchange", extra={"lwa_error": exc.code})
     return pages.page(502, "We could not finish connecting",
                       "Amazon refused our application's credentials. Nothing was stored. Our team "
@@ -377,7 +372,6 @@ def lwa_refused(exc: LwaError) -> Response[str]:
 
 @app.exception_handler([ConfigurationError, VaultError, ClientError, BotoCoreError])
 def dependency_unavailable(exc: Exception) -> Response[str]:
-    _failed(exc)
     logger.exception("consent could not complete")
     return pages.page(503, "Temporarily unavailable",
                       "We could not complete this step. Nothing was stored. Please try again shortly.",
@@ -386,7 +380,6 @@ def dependency_unavailable(exc: Exception) -> Response[str]:
 
 @app.exception_handler(Exception)
 def unexpected(exc: Exception) -> Response[str]:
-    _failed(exc)
     logger.exception("unexpected consent failure")
     return pages.page(500, "Something went wrong", "Nothing was stored. Please start again.",
                       action=pages.start_again())
@@ -396,10 +389,6 @@ def failure_metric(exc: Exception) -> str:
     """The chosen metric name of the nearest listed type of `exc`."""
     return next((FAILURE_METRICS[cls] for cls in type(exc).__mro__ if cls in FAILURE_METRICS),
                 UNEXPECTED_FAILURE_METRIC)
-
-
-def _failed(exc: Exception) -> None:
-    _count(failure_metric(exc))
 
 
 def _count(name: str) -> None:

@@ -326,3 +326,17 @@ def test_failure_metric_names_are_chosen_and_stable():
         pass
 
     assert failure_metric(Surprise()) == failure_metric(KeyError("k")) == UNEXPECTED_FAILURE_METRIC
+
+
+def test_each_failure_is_counted_once_whether_a_middleware_or_a_route_raised_it(consent_env, emulator, capfd):
+    client = ConsentClient()
+    _, query = started(client, emulator)
+    forged = query.replace(params("?" + query)["state"], "A" * 43)
+    capfd.readouterr()
+    # strict_request (a middleware) refuses a repeated parameter; the callback route refuses an unknown state.
+    assert client.get("/callback?state=a&state=b").status == 400
+    assert "cannot be used" in client.get(f"/callback?{forged}").body
+    out = capfd.readouterr().out
+    assert out.count('"ConsentFailedBadRequest":[1.0]') == 1
+    assert out.count('"ConsentFailedStateNotFound":[1.0]') == 1
+    assert "ConsentFailedUnexpected" not in out
