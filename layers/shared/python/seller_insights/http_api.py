@@ -5,8 +5,8 @@
   but the local stack runs the consent and admin functions side by side in one process, and tests run
   several requests of one function on threads standing for containers: each thread sees its own event.
 - A trailing slash is ignored (`/connect/` is `/connect`), as the handlers always did.
-- Powertools' routing logs stay quiet below INFO: its DEBUG lines carry the path and path parameters (a
-  seller id), and nothing of a request is logged.
+- Powertools' routing logs (DEBUG lines with the path and its parameters, a seller id) are held at WARNING
+  with the other noisy libraries (seller_insights.observability.pin_noisy_loggers).
 - Fields API Gateway always sends (`rawPath`, `rawQueryString`, `requestContext.stage` and `.http.method`,
   `headers`) get API Gateway's values when an event lacks them, so a hand-built event routes instead of
   raising before any exception handler or middleware could answer it.
@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 import threading
 from collections.abc import Callable
@@ -51,7 +50,6 @@ class HttpApi(APIGatewayHttpResolver):
 
     def __init__(self, *, serializer: Callable[[dict[str, Any]], str] | None = None) -> None:
         self._request_state = threading.local()
-        logging.getLogger("aws_lambda_powertools.event_handler").setLevel(logging.INFO)
         # debug=False whatever POWERTOOLS_DEV says: debug mode prints every event (codes, state, cookies) and
         # answers unhandled errors with their traceback.
         super().__init__(serializer=serializer, strip_prefixes=[_TRAILING_SLASHES], debug=False)

@@ -2,8 +2,8 @@
 
 - Powertools Logger (JSON), whose formatter scrubs the finished line with `redaction.redact`.
 - A `RedactingFilter` on every other handler of the root logger (local stack, tests).
-- botocore, boto3, urllib3, requests and s3transfer stay at WARNING or above whatever LOG_LEVEL says:
-  at DEBUG they print request bodies and headers (boto3#2292).
+- botocore, boto3, urllib3, requests, s3transfer and Powertools' HTTP resolver stay at WARNING or above
+  whatever LOG_LEVEL says: at DEBUG they print request bodies and headers (boto3#2292), or paths.
 - In Lambda a process runs one function, named by POWERTOOLS_SERVICE_NAME. The local stack runs every
   function in one process: it wraps each invocation in `logging_as(service)`, and the records logged
   within carry that function's service instead of the process's.
@@ -28,7 +28,8 @@ from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
 
 from seller_insights.redaction import redact
 
-NOISY_LOGGERS = ("botocore", "boto3", "urllib3", "requests", "s3transfer")
+# Powertools' HTTP resolver logs each route match at DEBUG, with the path and its parameters (a seller id).
+NOISY_LOGGERS = ("botocore", "boto3", "urllib3", "requests", "s3transfer", "aws_lambda_powertools.event_handler")
 METRICS_NAMESPACE = "SellerInsights"
 
 
