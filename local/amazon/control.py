@@ -95,6 +95,22 @@ def faults(call: Call) -> Response:
     return json_response({})
 
 
+def roles(call: Call) -> Response:
+    """Withhold a role from the application (no selling_partner_id) or one seller, or give it back."""
+    if call.request.method == "POST":
+        body = json_object(call.request)
+        role = required_str(body, "role")
+        seller = check_seller_id(body["selling_partner_id"]) if body.get("selling_partner_id") else None
+        withheld = body.get("withheld", True)
+        if not isinstance(withheld, bool):
+            raise HttpError(400, "invalid_request", "withheld must be true or false")
+        try:
+            (call.state.roles.withhold if withheld else call.state.roles.restore)(role, seller)
+        except ValueError as exc:
+            raise HttpError(400, "invalid_request", str(exc)) from None
+    return json_response({"withheld": call.state.roles.listed()})
+
+
 def clock(call: Call) -> Response:
     if call.request.method == "POST":
         seconds = optional_number(json_object(call.request), "advance_seconds")
@@ -149,6 +165,7 @@ RULES = [
     Rule("/_emulator/appstore", endpoint=appstore, methods=["POST"]),
     Rule("/_emulator/stats", endpoint=stats, methods=["GET"]),
     Rule("/_emulator/faults", endpoint=faults, methods=["GET", "POST"]),
+    Rule("/_emulator/roles", endpoint=roles, methods=["GET", "POST"]),
     Rule("/_emulator/clock", endpoint=clock, methods=["GET", "POST"]),
     Rule("/_emulator/sellers", endpoint=sellers, methods=["GET", "POST"]),
     Rule("/_emulator/app", endpoint=app_info, methods=["GET"]),

@@ -25,6 +25,7 @@ from .marketplaces import Region
 from .notifications import Notifier
 from .registration import EmulatorApp, LwaClient, new_client_secret
 from .reportstore import ReportStore
+from .roles import RoleBook
 
 CODE_LIFETIME = timedelta(minutes=5)
 AMAZON_STATE_LIFETIME = timedelta(minutes=10)
@@ -187,6 +188,7 @@ class EmulatorState:
         self._app = app
         self.clock: EmulatorClock = clock or VirtualClock()
         self.faults = FaultBook()
+        self.roles = RoleBook()
         # Part of the app's registration (Developer Console notification preferences): reset() keeps it.
         self.notifier = notifier or Notifier()
         self.buckets = BucketBook()
@@ -236,6 +238,7 @@ class EmulatorState:
             if fresh != self._app.client:
                 self._app = self._app.with_client(fresh)
         self.faults.clear()
+        self.roles.clear()
         self.buckets.clear()
         self.sales_and_traffic_quota.clear()
         self.reports.clear()

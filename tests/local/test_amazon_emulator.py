@@ -575,3 +575,29 @@ def test_nothing_secret_reaches_the_logs(
     assert "POST /_hosts/api.amazon.com/auth/o2/token" in text  # it does log, just not the secrets
     for secret in ("secret-state-value", code, tokens["access_token"], tokens["refresh_token"], emu.client_secret):
         assert secret not in text
+
+
+def test_roles_are_withheld_per_application_or_seller_and_given_back(
+    http: requests.Session, emu: AmazonEmulator
+) -> None:
+    listed = control(http, emu, "roles", {"role": "Brand Analytics", "selling_partner_id": "A1EXAMPLESELLERN"})
+    assert listed == {"withheld": [{"role": "Brand Analytics", "selling_partner_id": "A1EXAMPLESELLERN"}]}
+    assert emu.state.roles.withheld("A1EXAMPLESELLERN", "Brand Analytics")
+    assert not emu.state.roles.withheld("A2OTHERSELLERXX", "Brand Analytics")
+
+    control(http, emu, "roles", {"role": "Finance and Accounting"})  # the whole application
+    assert emu.state.roles.report_type_withheld("A2OTHERSELLERXX", "GET_V2_SETTLEMENT_REPORT_DATA_FLAT_FILE_V2")
+
+    control(http, emu, "roles", {"role": "Brand Analytics", "selling_partner_id": "A1EXAMPLESELLERN",
+                                 "withheld": False})
+    assert control(http, emu, "roles") == {"withheld": [{"role": "Finance and Accounting",
+                                                         "selling_partner_id": None}]}
+    control(http, emu, "reset", {})
+    assert control(http, emu, "roles") == {"withheld": []}
+
+
+def test_an_unknown_role_is_refused(http: requests.Session, emu: AmazonEmulator) -> None:
+    response = http.post(f"{emu.base_url}/_emulator/roles", json={"role": "Everything"}, timeout=5)
+
+    assert response.status_code == 400
+    assert "known:" in response.json()["message"]

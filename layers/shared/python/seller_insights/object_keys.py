@@ -4,7 +4,9 @@ Keys name sellers by their opaque seller key (seller_insights.pseudonyms), never
 server access logs, kept 365 days, record every key, and they must not name a seller whose data is gone.
 
     sellers/{seller_key}/{region}/reports/{type}/{window_start}_{window_end}.{tsv|json|xml}
-    sellers/{seller_key}/{region}/reports/{type}/{report_id}.tsv          (settlement: discovered reports)
+    sellers/{seller_key}/{region}/reports/{type}/{marketplace_id}/{window_start}_{window_end}.{...}
+                                          (types Amazon reports one marketplace at a time)
+    sellers/{seller_key}/{region}/reports/{type}/{marketplace_id}/{report_id}.tsv  (settlement: discovered)
     sellers/{seller_key}/{region}/reports/{type}/errors/{report_id}.txt   (FATAL error documents)
     exports/{seller_key}/{request_id}.zip                                  (portability exports, 7 days)
 """
@@ -23,8 +25,11 @@ def seller_prefix(seller_id: str, region: str | None = None) -> str:
     return f"{base}{region}/" if region else base
 
 
-def report_key(seller_id: str, region: str, report_type: str, name: str, extension: str) -> str:
-    return f"{seller_prefix(seller_id, region)}reports/{report_type}/{name}.{extension}"
+def report_key(seller_id: str, region: str, report_type: str, name: str, extension: str, *,
+               marketplace_id: str | None = None) -> str:
+    """`marketplace_id`: for a report of one marketplace (None: one report covers the whole request)."""
+    scope = f"{marketplace_id}/" if marketplace_id else ""
+    return f"{seller_prefix(seller_id, region)}reports/{report_type}/{scope}{name}.{extension}"
 
 
 def error_document_key(seller_id: str, region: str, report_type: str, report_id: str) -> str:
