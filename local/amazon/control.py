@@ -111,6 +111,14 @@ def roles(call: Call) -> Response:
     return json_response({"withheld": call.state.roles.listed()})
 
 
+def requests_received(call: Call) -> Response:
+    """Every accepted createReport / createQuery, oldest first; `?operation=` and `?selling_partner_id=` filter."""
+    args = call.request.args
+    entries = call.state.request_log.entries(operation=args.get("operation") or None,
+                                             seller=args.get("selling_partner_id") or None)
+    return json_response({"requests": [entry.as_dict() for entry in entries]})
+
+
 def clock(call: Call) -> Response:
     if call.request.method == "POST":
         seconds = optional_number(json_object(call.request), "advance_seconds")
@@ -166,6 +174,7 @@ RULES = [
     Rule("/_emulator/stats", endpoint=stats, methods=["GET"]),
     Rule("/_emulator/faults", endpoint=faults, methods=["GET", "POST"]),
     Rule("/_emulator/roles", endpoint=roles, methods=["GET", "POST"]),
+    Rule("/_emulator/requests", endpoint=requests_received, methods=["GET"]),
     Rule("/_emulator/clock", endpoint=clock, methods=["GET", "POST"]),
     Rule("/_emulator/sellers", endpoint=sellers, methods=["GET", "POST"]),
     Rule("/_emulator/app", endpoint=app_info, methods=["GET"]),

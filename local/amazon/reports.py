@@ -158,9 +158,11 @@ def create_report(call: Call) -> Response:
     if report_type == generators.SALES_AND_TRAFFIC and not call.state.sales_and_traffic_quota.take(now):
         call.state.count_throttled(CREATE)
         raise SpapiError(429, "QuotaExceeded", QUOTA_EXCEEDED, "")
-    report = call.state.reports.create(
-        seller, region, report_type, list(dict.fromkeys(marketplace_ids)), start=start, end=end
-    )
+    marketplace_ids = list(dict.fromkeys(marketplace_ids))
+    report = call.state.reports.create(seller, region, report_type, marketplace_ids, start=start, end=end)
+    call.state.request_log.record(operation=CREATE, seller=seller, region=region.value, kind=report_type,
+                                  marketplace_ids=marketplace_ids, start=body.get("dataStartTime"),
+                                  end=body.get("dataEndTime"), at=now)
     return _ok({"reportId": report.report_id}, 202, CREATE)
 
 

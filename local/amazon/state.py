@@ -25,6 +25,7 @@ from .marketplaces import Region
 from .notifications import Notifier
 from .registration import EmulatorApp, LwaClient, new_client_secret
 from .reportstore import ReportStore
+from .request_log import RequestLog
 from .roles import RoleBook
 
 CODE_LIFETIME = timedelta(minutes=5)
@@ -189,6 +190,7 @@ class EmulatorState:
         self.clock: EmulatorClock = clock or VirtualClock()
         self.faults = FaultBook()
         self.roles = RoleBook()
+        self.request_log = RequestLog()
         # Part of the app's registration (Developer Console notification preferences): reset() keeps it.
         self.notifier = notifier or Notifier()
         self.buckets = BucketBook()
@@ -239,6 +241,7 @@ class EmulatorState:
                 self._app = self._app.with_client(fresh)
         self.faults.clear()
         self.roles.clear()
+        self.request_log.clear()
         self.buckets.clear()
         self.sales_and_traffic_quota.clear()
         self.reports.clear()

@@ -735,3 +735,17 @@ def test_seed_validation(http: requests.Session, emu: AmazonEmulator) -> None:
     for body in bad:
         response = http.post(f"{emu.base_url}/_emulator/reports/documents", json=body, timeout=5)
         assert response.status_code == 400, body
+
+
+def test_accepted_create_reports_are_listed_in_order(http: requests.Session, emu: AmazonEmulator, na: Api) -> None:
+    na.created(ORDERS)
+    assert na.create(ORDERS, dataStartTime="not a time").status_code == 400  # refused: not listed
+    window = {"dataStartTime": "2026-01-01T00:00:00Z", "dataEndTime": "2026-01-01T01:00:00Z"}
+    assert na.create(LISTINGS, **window).status_code == 202
+
+    listed = control(http, emu, "requests?operation=createReport")["requests"]
+
+    assert [(r["kind"], r["marketplace_ids"], r["start"], r["end"]) for r in listed] == [
+        (ORDERS, [US], None, None), (LISTINGS, [US], window["dataStartTime"], window["dataEndTime"])]
+    assert {r["region"] for r in listed} == {"NA"}
+    assert control(http, emu, "requests?selling_partner_id=A0NOBODYHERE00")["requests"] == []
