@@ -24,13 +24,14 @@ import pytest
 from moto import mock_aws
 
 from seller_insights import aws, clock
+from seller_insights.candidates import Candidate, CandidateRepository, new_candidate_id
 from seller_insights.clock import FixedClock
 from seller_insights.containers import forget_all
 from seller_insights.object_keys import seller_prefix
 from seller_insights.pseudonyms import seller_key
 from seller_insights.redaction import register_secret
 from seller_insights.repositories import iso, shard
-from seller_insights.vault import Purpose, SecretContext, Vault
+from seller_insights.vault import Purpose, Sealed, SecretContext, Vault
 from tests.support.api import FakeContext
 from tests.support.iam import acting_as
 from tests.support.resources import create_resources
@@ -375,6 +376,19 @@ def test_correction_writes_the_profile(env):
     records = audit_records(env)
     assert {r["type"] for r in records} == {"correction"}
     assert EMAIL not in json.dumps(records, default=str) and new_email not in json.dumps(records, default=str)
+
+
+def test_a_correction_needs_a_connection_not_only_a_waiting_consent(env):
+    waiting = "A3WAITINGSELLER1"
+    CandidateRepository(env["connections"]).create(Candidate(
+        waiting, "NA", new_candidate_id(), Sealed(b"k" * 16, b"n" * 12, b"c" * 32),
+        created_at=int(NOW.timestamp()), verify_by=int(NOW.timestamp()) + 3600, flow="website", marketplace=None))
+    status, body = call("PATCH", f"/admin/sellers/{waiting}", {"contact_name": "X"})
+    # A profile of a seller Amazon has not confirmed would belong to no connection (and outlive the consent).
+    assert status == 404 and "No seller with this id" in body["message"]
+    assert item(env, "PROFILE", waiting) is None
+    [record] = audit_records(env)
+    assert (record["type"], record["outcome"]) == ("correction", "unknown_seller")
 
 
 @pytest.mark.parametrize(("body", "raw", "needle"), [

@@ -21,6 +21,7 @@ from seller_insights import clock
 from seller_insights.candidates import Candidate, CandidateRepository, new_candidate_id
 from seller_insights.clock import FixedClock
 from seller_insights.containers import forget_all
+from seller_insights.errors import UnknownSeller
 from seller_insights.object_keys import report_key, seller_prefix
 from seller_insights.pseudonyms import seller_key
 from seller_insights.quotas import OPERATION_RATES, QuotaBuckets
@@ -520,3 +521,69 @@ def test_a_revoked_sellers_waiting_consent_survives_its_last_purge(env: Resource
     assert candidates.get(SELLER, "EU", candidate.candidate_id) is not None
     assert candidates.promote(candidate, candidate.sealed, now=clock.now(),
                               marketplace_ids=["A1PA6795UKMFR9"]).value == "connected"
+
+
+def correction_service(monkeypatch: pytest.MonkeyPatch, connections_table: Any) -> Any:
+    """The data-request function's correction over `connections_table` (its own client)."""
+    from data_requests.service import DataRequestsService
+    from data_requests.settings import DataRequestsSettings
+    from seller_insights.data_rights import DataRightsRepository
+
+    monkeypatch.setenv("PURGE_AFTER_DAYS", "20")
+    return DataRequestsService(DataRequestsSettings.from_env(), repository=DataRightsRepository(connections_table),
+                               s3=boto3.client("s3"))
+
+
+def test_a_correction_whose_write_lands_after_the_last_purge_leaves_no_profile(
+        env: Resources, monkeypatch: pytest.MonkeyPatch) -> None:
+    seed(env, SELLER, regions=("EU",))
+    request_deletion(env, SELLER, "EU")
+    corrections = table(env)
+    service = correction_service(monkeypatch, corrections)
+    purged: list[int] = []
+
+    def purge_first(params: dict[str, Any], **_: Any) -> None:
+        # The correction has read the seller and is about to write PROFILE: the whole purge runs now.
+        if "PROFILE" in str(params) and not purged:
+            purged.append(sweep_with(env).purged)
+
+    for operation in ("UpdateItem", "TransactWriteItems"):
+        corrections.meta.client.meta.events.register(f"before-call.dynamodb.{operation}", purge_first)
+    refused: list[str] = []
+    try:
+        service.correct(SELLER, {"contact_email": "new.owner@example.com"})
+    except UnknownSeller as exc:
+        refused.append(exc.message)
+
+    assert purged == [1]
+    assert partition(env, SELLER) == []  # no PROFILE came back after the purge
+    assert refused and "already purged" in refused[0]  # the operator is told the seller is gone
+
+
+def test_a_correction_between_the_verification_and_the_connections_deletion_goes_with_it(
+        env: Resources, monkeypatch: pytest.MonkeyPatch) -> None:
+    seed(env, SELLER, regions=("EU",))
+    request_deletion(env, SELLER, "EU")
+    service = correction_service(monkeypatch, table(env))
+    db = table(env).meta.client
+    corrected: list[dict[str, Any]] = []
+
+    def deletes_the_connection(operation: str, request: dict[str, Any]) -> bool:
+        if operation == "delete_item":
+            return bool(request["Key"]["sk"] == "CONN#EU")
+        return any(action.get("Delete", {}).get("Key", {}).get("sk") == "CONN#EU"
+                   for action in request["TransactItems"])
+
+    def correct_first(operation: str) -> Any:
+        def call(**request: Any) -> Any:
+            # The sweep verified and wrote its receipt; it is about to delete the CONN item.
+            if deletes_the_connection(operation, request) and not corrected:
+                corrected.append(service.correct(SELLER, {"contact_email": "new.owner@example.com"}).body)
+            return getattr(db, operation)(**request)
+        return call
+
+    report = sweep_with(env, db=Wrapped(db, delete_item=correct_first("delete_item"),
+                                        transact_write_items=correct_first("transact_write_items")))
+
+    assert report.purged == 1 and corrected and corrected[0]["contact_email"] == "new.owner@example.com"
+    assert partition(env, SELLER) == []  # the PROFILE the correction wrote went with the CONN item

@@ -33,7 +33,13 @@ from boto3.dynamodb.conditions import Key
 
 from seller_insights import dynamo
 from seller_insights.candidates import Candidate, CandidateRepository
-from seller_insights.errors import ConcurrentChange, NoDeletionPending, PurgeDatePassed, TransactionCancelled
+from seller_insights.errors import (
+    ConcurrentChange,
+    NoDeletionPending,
+    PurgeDatePassed,
+    SellerGone,
+    TransactionCancelled,
+)
 from seller_insights.marketplaces import MARKETPLACES, marketplace
 from seller_insights.report_jobs import Plan, plan_key
 from seller_insights.repositories import ConnectionStatus, access_token_key, connection_key, iso, shard
@@ -158,7 +164,14 @@ class DataRightsRepository:
     # --- correction ----------------------------------------------------------------------------
 
     def correct_profile(self, seller_id: str, changes: dict[str, str | None], now: datetime) -> dict[str, Any]:
-        """SET the given contact fields (None removes one); returns the PROFILE item as it is now."""
+        """SET the given contact fields (None removes one); returns the PROFILE item as it is now.
+
+        PROFILE is written only while the seller has a connection: one transaction with a ConditionCheck
+        that each CONN item read still exists. The retention sweep deletes PROFILE in the same transaction
+        as the seller's last CONN item, so a correction racing that purge either commits first (and its
+        PROFILE goes with the CONN item) or fails its check (SellerGone): never an orphan PROFILE. A
+        connection purged meanwhile while others remain makes it read them again (ConcurrentChange after
+        DATA_REQUEST_PASSES runs)."""
         sets, removes = ["updated_at = :now"], []
         values: dict[str, Any] = {":now": iso(now)}
         for number, (name, value) in enumerate(sorted(changes.items())):
@@ -168,9 +181,24 @@ class DataRightsRepository:
                 sets.append(f"{name} = :v{number}")
                 values[f":v{number}"] = value
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
-        answer = self._table.update_item(Key=profile_key(seller_id), UpdateExpression=expression,
-                                         ExpressionAttributeValues=values, ReturnValues="ALL_NEW")
-        return dict(answer["Attributes"])
+        for _ in range(DATA_REQUEST_PASSES):
+            connections = [item["sk"] for item in self.items(seller_id, "CONN#", projection="sk")]
+            if not connections:
+                raise SellerGone()
+            actions: list[dict[str, Any]] = [{"ConditionCheck": {
+                "TableName": self._table.name, "Key": {"pk": f"SELLER#{seller_id}", "sk": sk},
+                "ConditionExpression": "attribute_exists(pk)"}} for sk in connections]
+            actions.append({"Update": {"TableName": self._table.name, "Key": profile_key(seller_id),
+                                       "UpdateExpression": expression, "ExpressionAttributeValues": values}})
+            try:
+                dynamo.transact(self._client, actions)
+            except TransactionCancelled:
+                continue
+            profile = self.profile(seller_id)
+            if profile is None:  # the last purge came right after the correction
+                raise SellerGone()
+            return profile
+        raise ConcurrentChange()
 
     # --- deletion request ------------------------------------------------------------------------
 
