@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
@@ -87,7 +87,8 @@ class PurgeClaim:
     status: str
     purge_after: str
 
-    CONDITION = "#status = :claimed_status AND purge_after = :claimed_purge AND purge_run = :claimed_purge"
+    CONDITION: ClassVar[str] = ("#status = :claimed_status AND purge_after = :claimed_purge "
+                                "AND purge_run = :claimed_purge")
 
     def names(self) -> dict[str, str]:
         return {"#status": "status"}
