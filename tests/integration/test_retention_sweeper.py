@@ -587,3 +587,29 @@ def test_a_correction_between_the_verification_and_the_connections_deletion_goes
 
     assert report.purged == 1 and corrected and corrected[0]["contact_email"] == "new.owner@example.com"
     assert partition(env, SELLER) == []  # the PROFILE the correction wrote went with the CONN item
+
+
+def test_a_connection_in_another_region_during_the_last_purge_keeps_the_profile(env: Resources) -> None:
+    seed(env, SELLER, regions=("EU",))
+    revoke(env, SELLER, "EU")
+    db = table(env).meta.client
+    connected: list[str] = []
+
+    def connect_first(TransactItems: list[dict[str, Any]]) -> dict[str, Any]:
+        if any(action.get("Delete", {}).get("Key", {}).get("sk") == "CONN#EU" for action in TransactItems) \
+                and not connected:
+            # The seller connects in NA and corrects its contact before the EU purge ends.
+            authorize(table(env), SELLER, "NA", consented_at=clock.now())
+            table(env).put_item(Item={"pk": f"SELLER#{SELLER}", "sk": "PROFILE", "contact_email": "n@example.com"})
+            connected.append("NA")
+        return dict(db.transact_write_items(TransactItems=TransactItems))
+
+    report = sweep_with(env, db=Wrapped(db, transact_write_items=connect_first))
+    assert (report.purged, report.failed) == (0, 1)  # left for the next run, which sees NA
+    assert len(receipts(env)) == 1
+
+    report = sweep_with(env)
+    assert (report.purged, report.failed) == (1, 0)
+    assert region_items(env, SELLER, "EU") == []
+    assert {"CONN#NA", "PLAN#NA", "PROFILE"} <= {item["sk"] for item in partition(env, SELLER)}
+    assert len(receipts(env)) == 1
