@@ -1,11 +1,14 @@
 """Lambda entry of the `/admin/sellers/{seller_id}...` routes (routes.py) on Powertools' HTTP API resolver.
 
-Every request, whatever its outcome, writes one audit record (`request#{request_id}`) with the
-seller's `seller_key` only and the caller's IAM principal ARN (`principal_arn`): the outermost middleware,
-`audit_every_request`, writes it after the route, the 404/405 answer or the refusal. A request without
-an IAM identity (its route would have lost its IAM authorization) is refused with 403 before anything
-else (`require_iam_identity`) and recorded with `principal_arn` `unknown`, outcome `forbidden`. Each error
-type has an exception handler; no answer goes out without its record (503 when the audit table fails).
+Every request, whatever its outcome, has one audit record (`request#{request_id}`) with the seller's
+`seller_key` only and the caller's IAM principal ARN (`principal_arn`): the outermost middleware,
+`audit_every_request`, writes it STARTED before anything else runs, and completes the same item
+(SUCCEEDED or FAILED, with `outcome`, `detail`, `completed_at`) after the route, the 404/405 answer or
+the refusal. A request the runtime kills (a timeout) leaves its STARTED record. A request without an IAM
+identity (its route would have lost its IAM authorization) is refused with 403 before anything else
+(`require_iam_identity`) and recorded with `principal_arn` `unknown`, outcome `forbidden`. Each error
+type has an exception handler; nothing is done before the record is started and no answer goes out
+before it is completed (503 when the audit table fails).
 Logs carry `seller_key` and counts, never the seller id, an e-mail, a token or the export's presigned URL.
 """
 
@@ -81,8 +84,8 @@ def handle(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def audit_every_request(resolver: HttpApi, next_middleware: NextMiddleware) -> Response[Any]:
-    """One audit record per request, whatever happens below; a record that cannot be written is
-    AuditNotRecorded (503)."""
+    """One audit record per request, started before and completed after whatever happens below; a
+    record that cannot be written is AuditNotRecorded (503)."""
     received_at = clock.now()
     request = AdminRequest.from_event(resolver.current_event.raw_event)
     try:
@@ -95,19 +98,20 @@ def audit_every_request(resolver: HttpApi, next_middleware: NextMiddleware) -> R
             logger.append_keys(seller_key=key)
         logger.append_keys(request_type=request.audit_type.value)
     resolver.append_context(admin_request=request)
+    _start(request, received_at, key)
     try:
         response = next_middleware(resolver)
     except RequestError as exc:
         outcome = AuditOutcome(exc.audit_outcome)
-        _record(request, received_at, key, outcome, {"status": exc.response_status})
+        _complete(request, outcome, {"status": exc.response_status})
         logger.info("data request refused", extra={"status": exc.response_status, "outcome": outcome.value})
         raise
     except Exception:
         logger.exception("data request failed")
-        _record(request, received_at, key, AuditOutcome.FAILED, {"status": 500})
+        _complete(request, AuditOutcome.FAILED, {"status": 500})
         raise
     route, answer = _done()
-    _record(request, received_at, key, AuditOutcome.DONE, answer.detail)
+    _complete(request, AuditOutcome.DONE, answer.detail)
     _count(route.metric)
     logger.info("data request done", extra={"detail": answer.detail})
     return response
@@ -142,14 +146,20 @@ def _done() -> tuple[AdminRoute, Answer]:
     return done
 
 
-def _record(request: AdminRequest, received_at: datetime, key: str | None, outcome: AuditOutcome,
-            detail: dict[str, int]) -> None:
+def _start(request: AdminRequest, received_at: datetime, key: str | None) -> None:
     try:
-        audit().record_request(request_id=request.request_id, request_type=request.audit_type, seller_key=key,
-                               principal_arn=request.principal_arn or UNKNOWN_PRINCIPAL, received_at=received_at,
-                               completed_at=clock.now(), outcome=outcome, detail=detail)
+        audit().start_request(request_id=request.request_id, request_type=request.audit_type, seller_key=key,
+                              principal_arn=request.principal_arn or UNKNOWN_PRINCIPAL, received_at=received_at)
     except Exception as exc:
-        raise AuditNotRecorded("the audit record could not be written") from exc
+        raise AuditNotRecorded("the audit record could not be started") from exc
+
+
+def _complete(request: AdminRequest, outcome: AuditOutcome, detail: dict[str, int]) -> None:
+    try:
+        audit().complete_request(request_id=request.request_id, completed_at=clock.now(), outcome=outcome,
+                                 detail=detail)
+    except Exception as exc:
+        raise AuditNotRecorded("the audit record could not be completed") from exc
 
 
 # --- routes -------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from seller_insights.errors import (
     Conflict,
     NoDeletionPending,
     PurgeDatePassed,
+    SellerGone,
     UnknownSeller,
 )
 from seller_insights.object_keys import export_key
@@ -39,6 +40,8 @@ MAX_NAME = 200
 _EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+UNKNOWN_SELLER = ("No seller with this id has connected Seller Insights (or its data was already purged). Check "
+                  "the selling partner id; nothing was changed.")
 
 
 @dataclass(frozen=True)
@@ -69,8 +72,7 @@ class DataRequestsService:
     def _known(self, seller_id: str) -> SellerSnapshot:
         snapshot = self._repository.snapshot(seller_id)
         if not snapshot.exists:
-            raise UnknownSeller("No seller with this id has connected Seller Insights (or its data was already "
-                                "purged). Check the selling partner id; nothing was changed.")
+            raise UnknownSeller(UNKNOWN_SELLER)
         return snapshot
 
     # --- access ----------------------------------------------------------------------------------
@@ -161,7 +163,15 @@ class DataRequestsService:
     def correct(self, seller_id: str, body: dict[str, Any]) -> Answer:
         changes = validate_correction(body)
         self._known(seller_id)
-        item = self._repository.correct_profile(seller_id, changes, clock.now())
+        try:
+            item = self._repository.correct_profile(seller_id, changes, clock.now())
+        except SellerGone:
+            # Purged while the request ran, or only a consent Amazon has not confirmed yet: a profile
+            # written now would belong to no connection.
+            raise UnknownSeller(UNKNOWN_SELLER) from None
+        except ConcurrentChange:
+            raise Conflict("The seller's connections changed while the correction ran (a purge). Send the "
+                           "correction again.") from None
         answer = {name: item.get(name) for name in CONTACT_FIELDS}
         answer["updated_at"] = item.get("updated_at")
         return Answer(answer, {"fields": len(changes)})

@@ -3,14 +3,23 @@
 Per (seller, region), in this order, each step idempotent so that a crash anywhere resumes on the next
 run and ends in the same state:
 
-a. re-read the connection: still REVOKED / DELETION_REQUESTED with this purge date, or skip it;
+a. re-read the connection: still REVOKED / DELETION_REQUESTED with this purge date, or skip it; claim
+   it (`purge_run` = its purge date);
 b. S3: abort the incomplete multipart uploads, then delete every version and delete marker under
-   `sellers/{seller_key}/{region}/` (seller_insights.object_keys);
+   `sellers/{seller_key}/{region}/` (seller_insights.object_keys), the claim re-read before each batch;
 c. the table: every item of that region under `pk=SELLER#{seller}` except the CONN item (the last
-   connection also takes PROFILE, anything else of the seller and its unconfirmed consents under
-   `pk=CANDIDATE#{seller}`), and the region's quota buckets;
+   connection also takes PROFILE and anything else of the seller, and, for a deletion request, the
+   consents under `pk=CANDIDATE#{seller}`), and the region's quota buckets, each TransactWriteItems
+   under a ConditionCheck of the claim on the CONN item;
 d. verify by listing: nothing left in S3 or the table but the CONN item, or raise (resume next run);
-e. the PII-free receipt in the audit table, THEN the CONN item.
+e. the PII-free receipt in the audit table, THEN the CONN item, in one transaction under the claim with
+   whatever of the connection (PROFILE, for the last one) was written since the verification.
+
+A re-authorization (or a rolled-back deletion request) racing the purge breaks the claim: the sweep then
+stops and deletes nothing more, and counts the connection as `came_back` (metric
+`PurgeStoppedConnectionBack`). Objects deleted from S3 before that stay deleted: they were due.
+A REVOKED seller's waiting consent is its re-authorization in flight: no purge takes it (the verifier
+promotes it or destroys it by its deadline).
 
 What each run deleted is added to counters on the CONN item (`purged_*`), so a receipt written by a
 resumed run still counts what the crashed runs deleted. Logs and metrics carry `seller_key` only.
@@ -28,12 +37,15 @@ from botocore.exceptions import ClientError
 
 from seller_insights import clock
 from seller_insights.candidates import candidate_partition
-from seller_insights.errors import ConnectionChanged, PurgeIncomplete
+from seller_insights.data_rights import profile_key
+from seller_insights.errors import ConnectionChanged, PurgeIncomplete, TransactionCancelled
+from seller_insights.marketplaces import Region
 from seller_insights.object_keys import export_prefix, seller_prefix
 from seller_insights.observability import get_logger, get_metrics
 from seller_insights.pseudonyms import seller_key
 from seller_insights.repositories import ConnectionStatus, connection_key, iso
 from seller_insights.retention import (
+    PurgeClaim,
     PurgeIndex,
     PurgeStates,
     Receipts,
@@ -59,7 +71,8 @@ def count(name: str, value: float = 1) -> None:
 class SweepReport:
     due: int = 0
     purged: int = 0
-    skipped: int = 0  # no longer due: re-authorized, rolled back, or already gone
+    skipped: int = 0  # no longer due when claimed: re-authorized, rolled back, or already gone
+    came_back: int = 0  # re-authorized or rolled back while its purge ran: stopped, nothing more deleted
     failed: int = 0  # left for the next run (PurgeFailed metric)
     stopped: str | None = None  # "time" when the invocation ran short
     left: int = 0
@@ -87,6 +100,10 @@ class _Due:
     def seller_key(self) -> str:
         return seller_key(self.seller)
 
+    @property
+    def claim(self) -> PurgeClaim:
+        return PurgeClaim(self.key, self.status, self.purge_after)
+
 
 class RetentionSweep:
     def __init__(self, *, index: PurgeIndex, states: PurgeStates, items: TableItems, objects: S3Purge,
@@ -109,8 +126,10 @@ class RetentionSweep:
             try:
                 outcome = self.purge(seller, region, report)
             except ConnectionChanged:
-                get_logger().warning("connection left its purge state during the purge; stopped", extra=log)
-                report.skipped += 1
+                get_logger().warning("connection came back (re-authorized or rolled back) during its purge; "
+                                     "stopped, nothing more deleted", extra=log)
+                count("PurgeStoppedConnectionBack")
+                report.came_back += 1
                 continue
             except Exception as exc:
                 code = exc.response["Error"]["Code"] if isinstance(exc, ClientError) else None
@@ -147,7 +166,9 @@ class RetentionSweep:
         now = clock.now()
         if self._receipts.write(self._receipt(due, totals, verification, now)):
             report.receipts += 1
-        self._delete_connection(due)
+        if not self._delete_connection(due):
+            count("PurgeStoppedConnectionBack")
+            report.came_back += 1
         get_logger().info("connection purged", extra={"seller_key": due.seller_key, "region": region,
                                                       "reason": REASONS[due.status], **totals})
         return True
@@ -176,7 +197,11 @@ class RetentionSweep:
         counts = {name: value for name, value in counts.items() if value}
         if not counts:
             return
-        if not self._states.add(due.key, status=due.status, purge_after=due.purge_after, counts=counts):
+        if not self._states.add(due.claim, counts):
+            raise ConnectionChanged("the connection left its purge state during the purge")
+
+    def _ensure_claimed(self, due: _Due) -> None:
+        if not self._states.holds(due.claim):
             raise ConnectionChanged("the connection left its purge state during the purge")
 
     # b. ------------------------------------------------------------------------------------------------
@@ -191,8 +216,10 @@ class RetentionSweep:
     def _purge_s3(self, due: _Due, deleted: dict[str, int], prefixes: list[str]) -> None:
         step = {"multipart_uploads": 0, "s3_versions": 0, "s3_delete_markers": 0}
         for prefix in prefixes:
+            self._ensure_claimed(due)
             step["multipart_uploads"] += self._s3.abort_uploads(prefix)
-            counts = self._s3.delete_versions(prefix)
+            # Re-read before each batch of 1,000: a re-authorization stops the deletion within one batch.
+            counts = self._s3.delete_versions(prefix, before_batch=lambda: self._ensure_claimed(due))
             step["s3_versions"] += counts.versions
             step["s3_delete_markers"] += counts.delete_markers
         deleted.update(step)
@@ -201,15 +228,16 @@ class RetentionSweep:
     # c. ------------------------------------------------------------------------------------------------
 
     def _doomed(self, due: _Due) -> list[dict[str, str]]:
-        """Keys of the partition's items this purge deletes (everything of the region but its CONN item;
-        for the seller's last connection, everything but that CONN item, and any consent of the seller
-        still waiting for Amazon's confirmation)."""
+        """Keys of the partition's items this purge deletes: everything of the region but its CONN item
+        (any item kind: by its `region` or its sort key, `_of_region`); for the seller's last connection,
+        everything but that CONN item and, for a deletion request, any consent of the seller still
+        waiting for Amazon's confirmation (a revoked seller's waiting consent is a re-authorization)."""
         items = list(self._items.partition(f"SELLER#{due.seller}"))
         own = f"CONN#{due.region}"
         last = _only_connection(items, own)
         doomed = [{"pk": item["pk"], "sk": item["sk"]} for item in items
                   if item["sk"] != own and (last or _of_region(item, due.region))]
-        if last:
+        if last and due.status == ConnectionStatus.DELETION_REQUESTED.value:
             doomed += [{"pk": item["pk"], "sk": item["sk"]}
                        for item in self._items.partition(candidate_partition(due.seller))]
         return doomed
@@ -218,8 +246,11 @@ class RetentionSweep:
         return _only_connection(self._items.partition(f"SELLER#{due.seller}"), f"CONN#{due.region}")
 
     def _purge_table(self, due: _Due, deleted: dict[str, int]) -> None:
-        items = self._items.delete(self._doomed(due))
-        quotas = self._items.delete(self._items.existing(quota_keys(due.seller, due.region)))
+        try:
+            items = self._items.delete(self._doomed(due), due.claim)
+            quotas = self._items.delete(self._items.existing(quota_keys(due.seller, due.region)), due.claim)
+        except TransactionCancelled:
+            raise ConnectionChanged("the connection left its purge state during the purge") from None
         step = {"table_items": items, "quota_items": quotas}
         deleted.update(step)
         self._add_progress(due, step)
@@ -234,6 +265,7 @@ class RetentionSweep:
                         "table_items": len(self._doomed(due)),
                         "quota_items": len(self._items.existing(quota_keys(due.seller, due.region)))}
         if any(verification.values()):
+            self._ensure_claimed(due)  # left over, or written by the connection that came back?
             raise PurgeIncomplete("verification found data left: "
                                   + ", ".join(f"{name}={value}" for name, value in verification.items() if value))
         return verification
@@ -255,12 +287,23 @@ class RetentionSweep:
             "expires_at": expiry_epoch(now),
         }
 
-    def _delete_connection(self, due: _Due) -> None:
-        if not self._states.delete(due.key, status=due.status, purge_after=due.purge_after):
-            # Re-authorized between the verification and now: its data is gone and receipted; the new
-            # authorization keeps its connection.
-            get_logger().warning("connection re-authorized during its purge; kept",
-                                 extra={"seller_key": due.seller_key, "region": due.region})
+    def _delete_connection(self, due: _Due) -> bool:
+        """The CONN item, with what was written of the connection since the verification (for the last
+        connection, PROFILE whatever the listing said: a correction commits before this transaction, and
+        is then deleted with it, or after, and then fails its own check of the CONN item). False if the
+        connection came back meanwhile: it keeps everything."""
+        late = self._doomed(due) + self._items.existing(quota_keys(due.seller, due.region))
+        absent: tuple[dict[str, str], ...] = ()
+        if self._last_connection(due):
+            late = [key for key in late if key != profile_key(due.seller)] + [profile_key(due.seller)]
+            absent = tuple(connection_key(due.seller, region) for region in Region if region != due.region)
+        if self._states.delete(due.claim, late, absent=absent):
+            return True
+        # Re-authorized between the verification and now: its data is gone and receipted; the new
+        # authorization keeps its connection.
+        get_logger().warning("connection re-authorized during its purge; kept",
+                             extra={"seller_key": due.seller_key, "region": due.region})
+        return False
 
 
 def _only_connection(items: Iterable[dict[str, Any]], own: str) -> bool:
@@ -268,12 +311,13 @@ def _only_connection(items: Iterable[dict[str, Any]], own: str) -> bool:
 
 
 def _of_region(item: dict[str, Any], region: str) -> bool:
-    sk: str = item["sk"]
-    if sk in (f"TOKEN#{region}", f"PLAN#{region}"):
-        return True
-    if sk.startswith(f"REPORT#{region}#"):
-        return True
-    return sk.startswith(("JOB#", "REPORTID#")) and item.get("region") == region
+    """Whether an item of the seller's partition belongs to `region`'s connection, whatever its kind: its
+    `region` attribute names it, or (without one) its sort key does as its second part (`TOKEN#{region}`,
+    `PLAN#{region}`, `REPORT#{region}#...`, `COVER#{region}#...`). Items naming no region (PROFILE) are
+    the seller's: its last connection takes them."""
+    if "region" in item:
+        return bool(item["region"] == region)
+    return str(item["sk"]).split("#")[1:2] == [region]
 
 
 def _parse(value: str) -> datetime:

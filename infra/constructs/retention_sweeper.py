@@ -40,8 +40,10 @@ CONNECTION_ACTIONS = (
     "dynamodb:Query",
     "dynamodb:GetItem",
     "dynamodb:UpdateItem",
+    # Deletions are TransactWriteItems of DeleteItem actions under a ConditionCheck of the connection
+    # item, so a re-authorization racing the purge cancels them (IAM authorizes each action).
     "dynamodb:DeleteItem",
-    "dynamodb:BatchWriteItem",
+    "dynamodb:ConditionCheckItem",
 )
 AUDIT_ACTIONS = ("dynamodb:PutItem", "dynamodb:GetItem")
 

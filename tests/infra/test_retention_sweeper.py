@@ -221,14 +221,15 @@ def test_sweeper_permissions_are_erase_only(raw: dict[str, Any]) -> None:
     # Connections by key and through by_purge_due only; never a Scan.
     assert not any(action in by_action for action in UNKEYED)
     assert by_action["dynamodb:Query"] == _keys(_arn(connections_id), _under(connections_id, "/index/by_purge_due"))
-    for action in ("dynamodb:GetItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem", "dynamodb:UpdateItem",
+    # Deletions are transactions of DeleteItem actions under a ConditionCheck of the connection item.
+    for action in ("dynamodb:GetItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem", "dynamodb:UpdateItem",
                    "dynamodb:BatchGetItem"):
         expected = [_arn(connections_id), _arn(audit_id)] if action == "dynamodb:GetItem" else [_arn(connections_id)]
         assert by_action[action] == _keys(*expected), action
     # Receipts: written and read back, never changed or deleted.
     assert by_action["dynamodb:PutItem"] == _keys(_arn(audit_id))
     dynamodb = {a for a in by_action if a.startswith("dynamodb:")}
-    assert dynamodb == {"dynamodb:Query", "dynamodb:GetItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem",
+    assert dynamodb == {"dynamodb:Query", "dynamodb:GetItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem",
                         "dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:BatchGetItem"}
 
     # S3: list versions under the two prefixes it owns (sellers/ and exports/: a seller's last purge takes

@@ -24,13 +24,14 @@ import pytest
 from moto import mock_aws
 
 from seller_insights import aws, clock
+from seller_insights.candidates import Candidate, CandidateRepository, new_candidate_id
 from seller_insights.clock import FixedClock
 from seller_insights.containers import forget_all
 from seller_insights.object_keys import seller_prefix
 from seller_insights.pseudonyms import seller_key
 from seller_insights.redaction import register_secret
 from seller_insights.repositories import iso, shard
-from seller_insights.vault import Purpose, SecretContext, Vault
+from seller_insights.vault import Purpose, Sealed, SecretContext, Vault
 from tests.support.api import FakeContext
 from tests.support.iam import acting_as
 from tests.support.resources import create_resources
@@ -377,6 +378,19 @@ def test_correction_writes_the_profile(env):
     assert EMAIL not in json.dumps(records, default=str) and new_email not in json.dumps(records, default=str)
 
 
+def test_a_correction_needs_a_connection_not_only_a_waiting_consent(env):
+    waiting = "A3WAITINGSELLER1"
+    CandidateRepository(env["connections"]).create(Candidate(
+        waiting, "NA", new_candidate_id(), Sealed(b"k" * 16, b"n" * 12, b"c" * 32),
+        created_at=int(NOW.timestamp()), verify_by=int(NOW.timestamp()) + 3600, flow="website", marketplace=None))
+    status, body = call("PATCH", f"/admin/sellers/{waiting}", {"contact_name": "X"})
+    # A profile of a seller Amazon has not confirmed would belong to no connection (and outlive the consent).
+    assert status == 404 and "No seller with this id" in body["message"]
+    assert item(env, "PROFILE", waiting) is None
+    [record] = audit_records(env)
+    assert (record["type"], record["outcome"]) == ("correction", "unknown_seller")
+
+
 @pytest.mark.parametrize(("body", "raw", "needle"), [
     ({"contact_email": "not-an-email"}, None, "contact_email is not an e-mail"),
     ({"contact_name": ""}, None, "contact_name must be"),
@@ -465,7 +479,8 @@ def test_audit_records_are_pii_free_and_complete(env):
     for record in records:
         assert record["id"].startswith("request#")
         assert set(record) == {"id", "type", "seller_key", "principal_arn", "received_at", "completed_at",
-                               "outcome", "detail", "expires_at"}
+                               "outcome", "detail", "expires_at", "status"}
+        assert record["status"] == ("SUCCEEDED" if record["outcome"] == "done" else "FAILED")
         assert record["principal_arn"] == OPS_ARN
         received = datetime.fromisoformat(record["received_at"])
         assert int(record["expires_at"]) == int(received.replace(year=received.year + 2, month=12).timestamp())
@@ -522,6 +537,68 @@ def test_a_failure_is_audited_and_answers_500(env, monkeypatch):
     assert record["outcome"] == "failed"
 
 
+class Killed(BaseException):
+    """The Lambda runtime ending an invocation at its timeout: nothing after that point runs."""
+
+
+# method, path suffix, body, the service's method, the audit record's type
+EVERY_ROUTE = [("GET", "", None, "access", "access"), ("POST", "/export", None, "export", "export"),
+               ("PATCH", "", {"contact_name": "X"}, "correct", "correction"),
+               ("POST", "/deletion", None, "request_deletion", "deletion"),
+               ("DELETE", "/deletion", None, "rollback_deletion", "deletion_rollback"),
+               ("POST", "/tokens/removal", None, "remove_tokens", "token_removal")]
+
+
+@pytest.mark.parametrize("route", EVERY_ROUTE, ids=[route[3] for route in EVERY_ROUTE])
+def test_a_request_killed_midway_leaves_its_started_record(env, monkeypatch, route):
+    from data_requests import handler
+
+    method, suffix, body, action, request_type = route
+
+    def killed(*_args, **_kwargs):
+        raise Killed()
+
+    monkeypatch.setattr(handler.DataRequestsService, action, killed)
+    with pytest.raises(Killed):
+        call(method, f"/admin/sellers/{SELLER}{suffix}", body)
+    [record] = audit_records(env)
+    # What the operator sees of a request that never finished: who asked what, when, and that it started.
+    assert record["status"] == "STARTED"
+    assert (record["seller_key"], record["principal_arn"], record["received_at"]) == (
+        seller_key(SELLER), OPS_ARN, iso(NOW))
+    assert record["type"] == request_type
+    assert not {"completed_at", "outcome", "detail"} & set(record)
+
+
+@pytest.mark.parametrize("route", EVERY_ROUTE, ids=[route[3] for route in EVERY_ROUTE])
+def test_a_finished_request_leaves_one_completed_record(env, route):
+    method, suffix, body, action, request_type = route
+    if action == "rollback_deletion":
+        assert call("POST", f"/admin/sellers/{SELLER}/deletion")[0] == 200
+        env["audit"].delete_item(Key={"id": audit_records(env)[0]["id"]})
+    status, _ = call(method, f"/admin/sellers/{SELLER}{suffix}", body)
+    assert status == 200
+    [record] = audit_records(env)
+    assert (record["type"], record["status"], record["outcome"]) == (request_type, "SUCCEEDED", "done")
+    assert record["completed_at"] == iso(NOW)
+
+
+def test_a_refused_or_failed_request_completes_its_record_as_failed(env, monkeypatch):
+    from data_requests import handler
+
+    assert call("PATCH", f"/admin/sellers/{SELLER}", {"phone": "1"})[0] == 400
+    [refused] = audit_records(env)
+    assert (refused["status"], refused["outcome"], int(refused["detail"]["status"])) == ("FAILED", "bad_request", 400)
+
+    def boom(self, seller_id):
+        raise RuntimeError("storage down")
+
+    monkeypatch.setattr(handler.DataRequestsService, "access", boom)
+    assert call("GET", f"/admin/sellers/{SELLER}")[0] == 500
+    failed = next(r for r in audit_records(env) if r["id"] != refused["id"])
+    assert (failed["status"], failed["outcome"], int(failed["detail"]["status"])) == ("FAILED", "failed", 500)
+
+
 def test_the_url_never_reaches_the_logs(env, capfd, caplog):
     status, body = call("POST", f"/admin/sellers/{SELLER}/export")
     assert status == 200
@@ -560,7 +637,18 @@ def test_no_answer_goes_out_without_its_audit_record(env, monkeypatch):
     def refused(self, **_record):
         raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "PutItem")
 
-    monkeypatch.setattr(AuditLog, "record_request", refused)
+    # The record cannot be started: nothing is done, the answer is 503.
+    with monkeypatch.context() as patched:
+        patched.setattr(AuditLog, "start_request", refused)
+        for method, suffix in (("GET", ""), ("POST", "/deletion"), ("PUT", "")):
+            status, body = call(method, f"/admin/sellers/{SELLER}{suffix}")
+            assert status == 503 and "could not be recorded in the audit log" in body["message"]
+    assert item(env, "CONN#NA")["status"] == "ACTIVE"
+    # Started but not completed: the request ran (it is safe to repeat), yet no answer goes out but 503, and
+    # its record stays STARTED.
+    monkeypatch.setattr(AuditLog, "complete_request", refused)
     for method, suffix in (("GET", ""), ("POST", "/deletion"), ("PUT", "")):
         status, body = call(method, f"/admin/sellers/{SELLER}{suffix}")
         assert status == 503 and "could not be recorded in the audit log" in body["message"]
+    assert {record["status"] for record in audit_records(env)} == {"STARTED"}
+    assert len(audit_records(env)) == 3

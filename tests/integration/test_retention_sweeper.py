@@ -13,6 +13,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from retention_sweeper.service import RetentionSweep
@@ -20,6 +21,7 @@ from seller_insights import clock
 from seller_insights.candidates import Candidate, CandidateRepository, new_candidate_id
 from seller_insights.clock import FixedClock
 from seller_insights.containers import forget_all
+from seller_insights.errors import UnknownSeller
 from seller_insights.object_keys import report_key, seller_prefix
 from seller_insights.pseudonyms import seller_key
 from seller_insights.quotas import OPERATION_RATES, QuotaBuckets
@@ -217,7 +219,8 @@ def test_sweep_purges_a_revoked_region_and_nothing_else(env: Resources) -> None:
 
     report = invoke()
 
-    assert report == {"due": 1, "purged": 1, "skipped": 0, "failed": 0, "stopped": None, "left": 0, "receipts": 1,
+    assert report == {"due": 1, "purged": 1, "skipped": 0, "came_back": 0, "failed": 0, "stopped": None, "left": 0,
+                      "receipts": 1,
                       "deleted": {"s3_versions": 12, "s3_delete_markers": 2, "multipart_uploads": 1,
                                   "table_items": eu_items, "quota_items": 5}}
     # Nothing of the region is left: versions, markers, uploads, items (CONN too), quota buckets.
@@ -246,8 +249,8 @@ def test_sweep_purges_a_revoked_region_and_nothing_else(env: Resources) -> None:
     assert SELLER not in str(receipt)
 
     # A second sweep is a no-op: nothing is due any more.
-    assert invoke() == {"due": 0, "purged": 0, "skipped": 0, "failed": 0, "stopped": None, "left": 0,
-                        "receipts": 0, "deleted": dict.fromkeys(receipt["deleted"], 0)}
+    assert invoke() == {"due": 0, "purged": 0, "skipped": 0, "came_back": 0, "failed": 0, "stopped": None,
+                        "left": 0, "receipts": 0, "deleted": dict.fromkeys(receipt["deleted"], 0)}
     assert len(receipts(env)) == 1
 
 
@@ -370,27 +373,32 @@ def test_delete_objects_errors_that_persist_leave_it_for_the_next_run(env: Resou
     assert region_items(env, SELLER, "EU") == []
 
 
-def test_unprocessed_items_are_written_again_until_none_are_left(env: Resources) -> None:
+def conflict(actions: list[dict[str, Any]]) -> ClientError:
+    """What DynamoDB answers when another write touched an item of the transaction meanwhile."""
+    reasons = [{"Code": "TransactionConflict" if position == 1 else "None"} for position in range(len(actions))]
+    return ClientError({"Error": {"Code": "TransactionCanceledException", "Message": "Transaction cancelled"},
+                        "CancellationReasons": reasons}, "TransactWriteItems")
+
+
+def test_cancelled_deletion_transactions_are_sent_again_until_applied(env: Resources) -> None:
     seed(env, SELLER, regions=("EU",))
     revoke(env, SELLER, "EU")
     db = table(env).meta.client
-    calls: list[int] = []
+    sizes: list[int] = []
 
-    def batch_write_item(RequestItems: dict[str, Any]) -> dict[str, Any]:
-        [(name, requests)] = RequestItems.items()
-        calls.append(len(requests))
-        if len(calls) > 2:
-            return dict(db.batch_write_item(RequestItems=RequestItems))
-        half = len(requests) // 2
-        db.batch_write_item(RequestItems={name: requests[:half]})
-        return {"UnprocessedItems": {name: requests[half:]}}
+    def transact_write_items(TransactItems: list[dict[str, Any]]) -> dict[str, Any]:
+        sizes.append(len(TransactItems))
+        if len(sizes) <= 2:
+            raise conflict(TransactItems)
+        return dict(db.transact_write_items(TransactItems=TransactItems))
 
     sleeps: list[float] = []
-    report = sweep_with(env, db=Wrapped(db, batch_write_item=batch_write_item), sleeps=sleeps)
+    report = sweep_with(env, db=Wrapped(db, transact_write_items=transact_write_items), sleeps=sleeps)
 
     assert (report.purged, report.failed) == (1, 0)
-    # 7 items (6 of the region, and PROFILE: its last connection): 3 + 1 refused, then 2; then 5 quota buckets
-    assert calls == [7, 4, 2, 5]
+    # The claim's check and 7 deletions (6 of the region, and PROFILE: its last connection), refused twice;
+    # then the check and the 5 quota buckets; then the CONN item with PROFILE and the other regions' checks.
+    assert sizes == [8, 8, 8, 6, 4]
     assert sleeps[:2] == [0.05, 0.1]  # backoff between the retries
     assert partition(env, SELLER) == []
     assert quota_items(env, SELLER, "EU") == 0
@@ -404,7 +412,7 @@ def test_a_crash_between_s3_and_the_table_resumes_with_one_receipt(env: Resource
     def crash(**_: Any) -> dict[str, Any]:
         raise RuntimeError("the function timed out")
 
-    report = sweep_with(env, db=Wrapped(db, batch_write_item=crash))
+    report = sweep_with(env, db=Wrapped(db, transact_write_items=crash))
     assert (report.purged, report.failed) == (0, 1)
     assert s3_left(SELLER, "EU") == {"versions": 0, "markers": 0, "uploads": 0}
     assert "CONN#EU" in region_items(env, SELLER, "EU")
@@ -430,10 +438,12 @@ def test_a_crash_after_the_receipt_resumes_without_a_second_receipt(env: Resourc
     revoke(env, SELLER, "EU")
     db = table(env).meta.client
 
-    def crash(**_: Any) -> dict[str, Any]:
-        raise RuntimeError("the function timed out")
+    def crash_at_the_connection(TransactItems: list[dict[str, Any]]) -> dict[str, Any]:
+        if any(action.get("Delete", {}).get("Key", {}).get("sk") == "CONN#EU" for action in TransactItems):
+            raise RuntimeError("the function timed out")
+        return dict(db.transact_write_items(TransactItems=TransactItems))
 
-    report = sweep_with(env, db=Wrapped(db, delete_item=crash))
+    report = sweep_with(env, db=Wrapped(db, transact_write_items=crash_at_the_connection))
     assert (report.purged, report.failed, report.receipts) == (0, 1, 1)
     assert region_items(env, SELLER, "EU") == ["CONN#EU"]
 
@@ -442,3 +452,164 @@ def test_a_crash_after_the_receipt_resumes_without_a_second_receipt(env: Resourc
     assert region_items(env, SELLER, "EU") == []
     [receipt] = receipts(env)
     assert receipt["deleted"]["s3_versions"] == 12
+
+
+# --- races -----------------------------------------------------------------------------------------------
+
+
+class Interleaved:
+    """The connections table's client with `step` run once, just before the sweep's first write to the
+    seller's items (after its claim and its S3 step): the race driven in the order it happens."""
+
+    def __init__(self, real: Any, step: Any) -> None:
+        self._real = real
+        self._step: Any = step
+
+    def _first(self, operation: str) -> Any:
+        def call(**kwargs: Any) -> Any:
+            step, self._step = self._step, None
+            if step is not None:
+                step()
+            return getattr(self._real, operation)(**kwargs)
+        return call
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("batch_write_item", "transact_write_items"):
+            return self._first(name)
+        return getattr(self._real, name)
+
+
+def test_a_reauthorization_racing_the_purge_keeps_every_item_of_the_connection(env: Resources) -> None:
+    seed(env, SELLER)
+    revoke(env, SELLER, "EU")
+    region_before = region_items(env, SELLER, "EU")
+
+    def reauthorize() -> None:
+        # The seller consents again and Amazon confirms it: the connection is ACTIVE, with a planning
+        # cursor; the token refresher caches an access token at once.
+        authorize(table(env), SELLER, "EU", consented_at=clock.now())
+        table(env).put_item(Item={"pk": f"SELLER#{SELLER}", "sk": "TOKEN#EU", "expires_at": 2})
+
+    report = sweep_with(env, db=Interleaved(table(env).meta.client, reauthorize))
+
+    # Nothing of the connection went: its cursor and token (the new authorization's), its jobs and rows.
+    left = region_items(env, SELLER, "EU")
+    assert {"PLAN#EU", "TOKEN#EU"} <= set(left)
+    assert left == sorted({*region_before, "PLAN#EU"})
+    connection = table(env).get_item(Key={"pk": f"SELLER#{SELLER}", "sk": "CONN#EU"})["Item"]
+    assert connection["status"] == "ACTIVE" and "purge_after" not in connection
+    assert quota_items(env, SELLER, "EU") == 5
+    # Counted and logged as a connection that came back, not as a purge or a failure; no receipt.
+    assert (report.purged, report.failed, report.came_back) == (0, 0, 1)
+    assert receipts(env) == []
+
+
+def test_a_revoked_sellers_waiting_consent_survives_its_last_purge(env: Resources) -> None:
+    seed(env, SELLER, regions=("EU",))
+    revoke(env, SELLER, "EU")
+    # The seller consents again; Amazon has not confirmed it yet when the sweep comes.
+    candidates = CandidateRepository(table(env))
+    candidate = Candidate(SELLER, "EU", new_candidate_id(), Sealed(b"k" * 16, b"n" * 12, b"c" * 32),
+                          created_at=clock.epoch_seconds(), verify_by=clock.epoch_seconds() + 3600,
+                          flow="website", marketplace=None)
+    candidates.create(candidate)
+
+    assert invoke()["purged"] == 1
+
+    assert partition(env, SELLER) == []
+    # Confirmed after the purge, the consent becomes a new connection.
+    assert candidates.get(SELLER, "EU", candidate.candidate_id) is not None
+    assert candidates.promote(candidate, candidate.sealed, now=clock.now(),
+                              marketplace_ids=["A1PA6795UKMFR9"]).value == "connected"
+
+
+def correction_service(monkeypatch: pytest.MonkeyPatch, connections_table: Any) -> Any:
+    """The data-request function's correction over `connections_table` (its own client)."""
+    from data_requests.service import DataRequestsService
+    from data_requests.settings import DataRequestsSettings
+    from seller_insights.data_rights import DataRightsRepository
+
+    monkeypatch.setenv("PURGE_AFTER_DAYS", "20")
+    return DataRequestsService(DataRequestsSettings.from_env(), repository=DataRightsRepository(connections_table),
+                               s3=boto3.client("s3"))
+
+
+def test_a_correction_whose_write_lands_after_the_last_purge_leaves_no_profile(
+        env: Resources, monkeypatch: pytest.MonkeyPatch) -> None:
+    seed(env, SELLER, regions=("EU",))
+    request_deletion(env, SELLER, "EU")
+    corrections = table(env)
+    service = correction_service(monkeypatch, corrections)
+    purged: list[int] = []
+
+    def purge_first(params: dict[str, Any], **_: Any) -> None:
+        # The correction has read the seller and is about to write PROFILE: the whole purge runs now.
+        if "PROFILE" in str(params) and not purged:
+            purged.append(sweep_with(env).purged)
+
+    for operation in ("UpdateItem", "TransactWriteItems"):
+        corrections.meta.client.meta.events.register(f"before-call.dynamodb.{operation}", purge_first)
+    refused: list[str] = []
+    try:
+        service.correct(SELLER, {"contact_email": "new.owner@example.com"})
+    except UnknownSeller as exc:
+        refused.append(exc.message)
+
+    assert purged == [1]
+    assert partition(env, SELLER) == []  # no PROFILE came back after the purge
+    assert refused and "already purged" in refused[0]  # the operator is told the seller is gone
+
+
+def test_a_correction_between_the_verification_and_the_connections_deletion_goes_with_it(
+        env: Resources, monkeypatch: pytest.MonkeyPatch) -> None:
+    seed(env, SELLER, regions=("EU",))
+    request_deletion(env, SELLER, "EU")
+    service = correction_service(monkeypatch, table(env))
+    db = table(env).meta.client
+    corrected: list[dict[str, Any]] = []
+
+    def deletes_the_connection(operation: str, request: dict[str, Any]) -> bool:
+        if operation == "delete_item":
+            return bool(request["Key"]["sk"] == "CONN#EU")
+        return any(action.get("Delete", {}).get("Key", {}).get("sk") == "CONN#EU"
+                   for action in request["TransactItems"])
+
+    def correct_first(operation: str) -> Any:
+        def call(**request: Any) -> Any:
+            # The sweep verified and wrote its receipt; it is about to delete the CONN item.
+            if deletes_the_connection(operation, request) and not corrected:
+                corrected.append(service.correct(SELLER, {"contact_email": "new.owner@example.com"}).body)
+            return getattr(db, operation)(**request)
+        return call
+
+    report = sweep_with(env, db=Wrapped(db, delete_item=correct_first("delete_item"),
+                                        transact_write_items=correct_first("transact_write_items")))
+
+    assert report.purged == 1 and corrected and corrected[0]["contact_email"] == "new.owner@example.com"
+    assert partition(env, SELLER) == []  # the PROFILE the correction wrote went with the CONN item
+
+
+def test_a_connection_in_another_region_during_the_last_purge_keeps_the_profile(env: Resources) -> None:
+    seed(env, SELLER, regions=("EU",))
+    revoke(env, SELLER, "EU")
+    db = table(env).meta.client
+    connected: list[str] = []
+
+    def connect_first(TransactItems: list[dict[str, Any]]) -> dict[str, Any]:
+        if any(action.get("Delete", {}).get("Key", {}).get("sk") == "CONN#EU" for action in TransactItems) \
+                and not connected:
+            # The seller connects in NA and corrects its contact before the EU purge ends.
+            authorize(table(env), SELLER, "NA", consented_at=clock.now())
+            table(env).put_item(Item={"pk": f"SELLER#{SELLER}", "sk": "PROFILE", "contact_email": "n@example.com"})
+            connected.append("NA")
+        return dict(db.transact_write_items(TransactItems=TransactItems))
+
+    report = sweep_with(env, db=Wrapped(db, transact_write_items=connect_first))
+    assert (report.purged, report.failed) == (0, 1)  # left for the next run, which sees NA
+    assert len(receipts(env)) == 1
+
+    report = sweep_with(env)
+    assert (report.purged, report.failed) == (1, 0)
+    assert region_items(env, SELLER, "EU") == []
+    assert {"CONN#NA", "PLAN#NA", "PROFILE"} <= {item["sk"] for item in partition(env, SELLER)}
+    assert len(receipts(env)) == 1

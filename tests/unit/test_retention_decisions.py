@@ -12,9 +12,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from retention_sweeper.service import COUNTERS, SAFETY_MILLIS, RetentionSweep, _Due, _of_region, _only_connection
 from seller_insights.clock import FixedClock
+from seller_insights.errors import TransactionCancelled
 from seller_insights.repositories import SHARDS
 from seller_insights.retention import (
     ATTEMPTS,
@@ -22,6 +24,7 @@ from seller_insights.retention import (
     DELETE_OBJECTS_MAX,
     MAX_DELAY,
     PURGE_DUE_INDEX,
+    PurgeClaim,
     PurgeIncomplete,
     PurgeIndex,
     S3Purge,
@@ -88,6 +91,12 @@ def item(sk: str, region: str | None = None) -> dict[str, Any]:
     (item("JOB#abc"), False),  # a job of no known region is never taken by a region's purge
     (item("PROFILE"), False),  # the seller's, not the region's
     (item("REPORT#NAX#T#x"), False),
+    # Item kinds the purge does not name: its region attribute, else its sort key, says whose they are.
+    (item("COVER#NA#ATVPDKIKX0DER#GET_V2_SETTLEMENT_REPORT_DATA_FLAT_FILE"), True),
+    (item("COVER#EU#A1PA6795UKMFR9#GET_V2_SETTLEMENT_REPORT_DATA_FLAT_FILE"), False),
+    (item("QUERY#q1", "NA"), True),
+    (item("QUERY#q1", "EU"), False),
+    (item("BACKFILL#NA"), True),
 ])
 def test_a_regions_purge_takes_its_own_items_only(entry: dict[str, Any], taken: bool) -> None:
     assert _of_region(entry, "NA") is taken
@@ -282,19 +291,30 @@ def test_versions_that_survive_a_confirmed_deletion_stop_the_purge() -> None:
     assert bucket.deletes == [3]  # no second DeleteObjects of what S3 already confirmed
 
 
+CLAIM = PurgeClaim({"pk": "SELLER#A1SELLER01", "sk": "CONN#NA"}, "REVOKED", "2026-11-01T00:00:00Z")
+
+
+def cancelled(reasons: list[str]) -> ClientError:
+    return ClientError({"Error": {"Code": "TransactionCanceledException", "Message": "Transaction cancelled"},
+                        "CancellationReasons": [{"Code": reason} for reason in reasons]}, "TransactWriteItems")
+
+
 @dataclass
 class Table:
-    """batch_write_item that leaves `unprocessed` rounds of the request unprocessed."""
+    """transact_write_items that cancels the first `conflicts` transactions (another write touched one of
+    their items), or every one whose claim `broken` says no longer holds; records each transaction."""
 
-    unprocessed: int = 0
-    writes: list[int] = field(default_factory=list)
+    conflicts: int = 0
+    broken: bool = False
+    transactions: list[list[dict[str, Any]]] = field(default_factory=list)
 
-    def batch_write_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
-        (requests,) = RequestItems.values()
-        self.writes.append(len(requests))
-        if self.unprocessed:
-            self.unprocessed -= 1
-            return {"UnprocessedItems": RequestItems}
+    def transact_write_items(self, TransactItems: list[dict[str, Any]]) -> dict[str, Any]:
+        self.transactions.append(TransactItems)
+        if self.broken:
+            raise cancelled(["ConditionalCheckFailed"] + ["None"] * (len(TransactItems) - 1))
+        if self.conflicts:
+            self.conflicts -= 1
+            raise cancelled(["None", "TransactionConflict"] + ["None"] * (len(TransactItems) - 2))
         return {}
 
 
@@ -302,22 +322,57 @@ def keys(count: int) -> list[dict[str, str]]:
     return [{"pk": "SELLER#A1SELLER01", "sk": f"JOB#{n}"} for n in range(count)]
 
 
-def test_items_are_deleted_twenty_five_at_a_time_and_the_unprocessed_retried() -> None:
-    table, pauses = Table(unprocessed=2), []
+def test_items_are_deleted_99_at_a_time_each_under_the_claims_check() -> None:
+    table, pauses = Table(), []
 
-    assert TableItems(table, "connections", sleep=pauses.append).delete(keys(60)) == 60
+    assert TableItems(table, "connections", sleep=pauses.append).delete(keys(250), CLAIM) == 250
 
-    assert table.writes == [25, 25, 25, 25, 10]
-    assert pauses == [0.05, 0.1]
+    assert [len(actions) for actions in table.transactions] == [100, 100, 53]
+    for actions in table.transactions:
+        check = actions[0]["ConditionCheck"]
+        assert check["Key"] == CLAIM.key and check["ConditionExpression"] == PurgeClaim.CONDITION
+        assert check["ExpressionAttributeValues"] == {":claimed_status": "REVOKED",
+                                                      ":claimed_purge": "2026-11-01T00:00:00Z"}
+        assert all("Delete" in action and "ConditionExpression" not in action["Delete"] for action in actions[1:])
+    assert pauses == []
 
 
-def test_items_dynamodb_never_processes_leave_the_purge_incomplete() -> None:
-    table, pauses = Table(unprocessed=100), []
+def test_transactions_cancelled_by_a_conflict_are_sent_again_with_growing_pauses() -> None:
+    table, pauses = Table(conflicts=2), []
 
-    with pytest.raises(PurgeIncomplete, match=f"after {ATTEMPTS} attempts"):
-        TableItems(table, "connections", sleep=pauses.append).delete(keys(3))
+    assert TableItems(table, "connections", sleep=pauses.append).delete(keys(3), CLAIM) == 3
 
-    assert len(table.writes) == ATTEMPTS and len(pauses) == ATTEMPTS - 1
+    assert len(table.transactions) == 3 and pauses == [0.05, 0.1]
+
+
+def test_transactions_cancelled_every_time_leave_the_purge_incomplete() -> None:
+    table, pauses = Table(conflicts=100), []
+
+    with pytest.raises(PurgeIncomplete, match=f"cancelled {ATTEMPTS} times \\(TransactionConflict\\)"):
+        TableItems(table, "connections", sleep=pauses.append).delete(keys(3), CLAIM)
+
+    assert len(table.transactions) == ATTEMPTS and len(pauses) == ATTEMPTS - 1
+
+
+def test_a_broken_claim_stops_the_deletions_at_once() -> None:
+    table, pauses = Table(broken=True), []
+
+    with pytest.raises(TransactionCancelled):
+        TableItems(table, "connections", sleep=pauses.append).delete(keys(200), CLAIM)
+
+    assert len(table.transactions) == 1 and pauses == []  # never retried, no later transaction sent
+
+
+@pytest.mark.parametrize(("item", "holds"), [
+    ({"status": "REVOKED", "purge_after": "2026-11-01T00:00:00Z", "purge_run": "2026-11-01T00:00:00Z"}, True),
+    ({"status": "ACTIVE", "purge_run": "2026-11-01T00:00:00Z"}, False),  # re-authorized
+    ({"status": "REVOKED", "purge_after": "2026-12-01T00:00:00Z", "purge_run": "2026-11-01T00:00:00Z"}, False),
+    ({"status": "REVOKED", "purge_after": "2026-11-01T00:00:00Z"}, False),  # not claimed
+    (None, False),
+])
+def test_a_claim_holds_while_the_connection_is_as_the_purge_found_it(item: dict[str, Any] | None,
+                                                                    holds: bool) -> None:
+    assert CLAIM.holds(item) is holds
 
 
 # --- what a purge claims and deletes ------------------------------------------------------------------
@@ -348,7 +403,11 @@ def test_the_last_connection_takes_everything_of_the_seller_but_its_own_conn_ite
     remaining = [entry for entry in SELLER_ITEMS if not entry["sk"].endswith("EU") and entry["sk"] != "JOB#j2"]
     sweep = sweep_over(items=Partitions({"SELLER#A1SELLER01": remaining, "CANDIDATE#A1SELLER01": CANDIDATES}))
 
-    assert sks(sweep._doomed(due("NA"))) == {"TOKEN#NA", "PLAN#NA", "JOB#j1", "PROFILE", "CONSENT#c1"}
+    # A deletion request takes the consents still waiting for Amazon too; a revoked seller's waiting
+    # consent is its re-authorization, left to the verifier.
+    assert sks(sweep._doomed(due("NA", "DELETION_REQUESTED"))) == {"TOKEN#NA", "PLAN#NA", "JOB#j1", "PROFILE",
+                                                                   "CONSENT#c1"}
+    assert sks(sweep._doomed(due("NA"))) == {"TOKEN#NA", "PLAN#NA", "JOB#j1", "PROFILE"}
     key = due().seller_key
     assert sweep._prefixes(due("NA")) == [f"sellers/{key}/", f"exports/{key}/"]
 

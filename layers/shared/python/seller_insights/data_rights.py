@@ -29,11 +29,18 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.conditions import Key
+from boto3.dynamodb.conditions import Attr, Key
 
 from seller_insights import dynamo
 from seller_insights.candidates import Candidate, CandidateRepository
-from seller_insights.errors import ConcurrentChange, NoDeletionPending, PurgeDatePassed, TransactionCancelled
+from seller_insights.dynamo import condition_checked
+from seller_insights.errors import (
+    ConcurrentChange,
+    NoDeletionPending,
+    PurgeDatePassed,
+    SellerGone,
+    TransactionCancelled,
+)
 from seller_insights.marketplaces import MARKETPLACES, marketplace
 from seller_insights.report_jobs import Plan, plan_key
 from seller_insights.repositories import ConnectionStatus, access_token_key, connection_key, iso, shard
@@ -158,7 +165,14 @@ class DataRightsRepository:
     # --- correction ----------------------------------------------------------------------------
 
     def correct_profile(self, seller_id: str, changes: dict[str, str | None], now: datetime) -> dict[str, Any]:
-        """SET the given contact fields (None removes one); returns the PROFILE item as it is now."""
+        """SET the given contact fields (None removes one); returns the PROFILE item as it is now.
+
+        PROFILE is written only while the seller has a connection: one transaction with a ConditionCheck
+        that each CONN item read still exists. The retention sweep deletes PROFILE in the same transaction
+        as the seller's last CONN item, so a correction racing that purge either commits first (and its
+        PROFILE goes with the CONN item) or fails its check (SellerGone): never an orphan PROFILE. A
+        connection purged meanwhile while others remain makes it read them again (ConcurrentChange after
+        DATA_REQUEST_PASSES runs)."""
         sets, removes = ["updated_at = :now"], []
         values: dict[str, Any] = {":now": iso(now)}
         for number, (name, value) in enumerate(sorted(changes.items())):
@@ -168,9 +182,24 @@ class DataRightsRepository:
                 sets.append(f"{name} = :v{number}")
                 values[f":v{number}"] = value
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
-        answer = self._table.update_item(Key=profile_key(seller_id), UpdateExpression=expression,
-                                         ExpressionAttributeValues=values, ReturnValues="ALL_NEW")
-        return dict(answer["Attributes"])
+        for _ in range(DATA_REQUEST_PASSES):
+            connections = [item["sk"] for item in self.items(seller_id, "CONN#", projection="sk")]
+            if not connections:
+                raise SellerGone()
+            actions: list[dict[str, Any]] = [{"ConditionCheck": {
+                "TableName": self._table.name, "Key": {"pk": f"SELLER#{seller_id}", "sk": sk},
+                "ConditionExpression": "attribute_exists(pk)"}} for sk in connections]
+            actions.append({"Update": {"TableName": self._table.name, "Key": profile_key(seller_id),
+                                       "UpdateExpression": expression, "ExpressionAttributeValues": values}})
+            try:
+                dynamo.transact(self._client, actions)
+            except TransactionCancelled:
+                continue
+            profile = self.profile(seller_id)
+            if profile is None:  # the last purge came right after the correction
+                raise SellerGone()
+            return profile
+        raise ConcurrentChange()
 
     # --- deletion request ------------------------------------------------------------------------
 
@@ -396,6 +425,16 @@ class AuditOutcome(StrEnum):
     REVOKED = "revoked"  # the seller removed the app before its consent was confirmed
 
 
+class AuditStatus(StrEnum):
+    """Where a data request's record stands: written STARTED before the request does anything, then
+    completed once (SUCCEEDED: outcome `done`; FAILED: refused or failed, the outcome says which). A
+    record left STARTED is a request that never finished (the function timed out or was killed)."""
+
+    STARTED = "STARTED"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
 # The audit record's principal when the request carried no IAM identity (refused with 403).
 UNKNOWN_PRINCIPAL = "unknown"
 
@@ -405,11 +444,40 @@ class AuditLog:
 
     Each admin request names who asked: `principal_arn`, the caller's IAM principal as API Gateway's IAM
     authorization identified it (an operator's `assumed-role/OpsSupportRole/{session}` ARN), or `unknown`.
-    Consent records (types `consent`, `consent_verification`) have no IAM caller.
+    An admin request's record is written as it starts and completed as it ends (`AuditStatus`), so one
+    that never ends still shows. Consent records (types `consent`, `consent_verification`) have no IAM
+    caller and are written once, complete.
     """
 
     def __init__(self, table: Table) -> None:
         self._table = table
+
+    def start_request(self, *, request_id: str, request_type: AuditType, seller_key: str | None,
+                      received_at: datetime, principal_arn: str) -> None:
+        """The record of an admin request as it starts (status STARTED); ConditionFailed if a record with
+        this request id exists (API Gateway's request ids are unique: never overwrite one)."""
+        item = self._item(request_id=request_id, request_type=request_type, seller_key=seller_key,
+                          received_at=received_at, principal_arn=principal_arn)
+        with condition_checked():
+            self._table.put_item(Item={**item, "status": AuditStatus.STARTED.value},
+                                 ConditionExpression=Attr("id").not_exists())
+
+    def complete_request(self, *, request_id: str, completed_at: datetime, outcome: AuditOutcome,
+                         detail: dict[str, int]) -> None:
+        """Complete the STARTED record of this request: status, `completed_at`, `outcome`, `detail`, in
+        one update of the same item; ConditionFailed if it is not STARTED (missing, or already completed)."""
+        status = AuditStatus.SUCCEEDED if outcome is AuditOutcome.DONE else AuditStatus.FAILED
+        with condition_checked():
+            self._table.update_item(
+                Key={"id": f"request#{request_id}"},
+                UpdateExpression="SET #status = :status, completed_at = :completed, outcome = :outcome, "
+                                 "detail = :detail",
+                ConditionExpression="#status = :started",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":status": status.value, ":completed": iso(completed_at),
+                                           ":outcome": outcome.value, ":started": AuditStatus.STARTED.value,
+                                           ":detail": {name: int(value) for name, value in detail.items()}},
+            )
 
     def record_request(self, *, request_id: str, request_type: AuditType, seller_key: str | None,
                        received_at: datetime, completed_at: datetime, outcome: AuditOutcome,
@@ -418,16 +486,23 @@ class AuditLog:
         """`principal_arn`: the IAM caller of an admin request (consent records have none: a seller's
         browser or the product itself acted). `other_seller_key`: the seller Amazon named when a consent
         named another one (for abuse reports to Amazon)."""
+        item = self._item(request_id=request_id, request_type=request_type, seller_key=seller_key,
+                          received_at=received_at, principal_arn=principal_arn)
+        item.update({"completed_at": iso(completed_at), "outcome": outcome.value,
+                     "detail": {name: int(value) for name, value in detail.items()}})
+        if other_seller_key:
+            item["other_seller_key"] = other_seller_key
+        self._table.put_item(Item=item)
+
+    @staticmethod
+    def _item(*, request_id: str, request_type: AuditType, seller_key: str | None, received_at: datetime,
+              principal_arn: str | None) -> dict[str, Any]:
         item: dict[str, Any] = {
-            "id": f"request#{request_id}", "type": request_type.value,
-            "received_at": iso(received_at), "completed_at": iso(completed_at), "outcome": outcome.value,
-            "detail": {name: int(value) for name, value in detail.items()},
+            "id": f"request#{request_id}", "type": request_type.value, "received_at": iso(received_at),
             "expires_at": int(add_months(received_at, AUDIT_RETENTION_MONTHS).timestamp()),
         }
         if seller_key:
             item["seller_key"] = seller_key
         if principal_arn:
             item["principal_arn"] = principal_arn
-        if other_seller_key:
-            item["other_seller_key"] = other_seller_key
-        self._table.put_item(Item=item)
+        return item

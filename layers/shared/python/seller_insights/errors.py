@@ -281,6 +281,10 @@ class PurgeDatePassed(PendingDeletion):
         self.purge_after = purge_after
 
 
+class SellerGone(SellerInsightsError):
+    """The seller has no connection any more (purged, or never confirmed): nothing of it may be written."""
+
+
 class ConcurrentChange(SellerInsightsError):
     """The seller's connections changed while we worked on them (another request); retry."""
 

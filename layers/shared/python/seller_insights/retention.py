@@ -2,6 +2,9 @@
 
 Every operation here is idempotent and safe to repeat after a crash at any point: deleting what is
 already gone is a no-op, and each step ends only when a fresh listing shows nothing left.
+Every item of the connections table is deleted under a ConditionCheck of the connection's CONN item
+(`PurgeClaim`), in the same TransactWriteItems: a re-authorization (or a rolled-back deletion request)
+that lands while the purge runs cancels the deletions instead of losing the new connection's items.
 Nothing here logs; errors never carry seller ids or object keys (they name counts and codes).
 """
 
@@ -9,18 +12,17 @@ from __future__ import annotations
 
 import calendar
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from seller_insights.dynamo import ATTEMPTS, FIRST_DELAY, MAX_DELAY, Batches, Sleep, applied
+from seller_insights.dynamo import ATTEMPTS, FIRST_DELAY, MAX_DELAY, Batches, Sleep, applied, transact
 from seller_insights.dynamo import query_client as query
-from seller_insights.errors import PurgeIncomplete, UnprocessedRequests
+from seller_insights.errors import PurgeIncomplete, TransactionCancelled, UnprocessedRequests
 from seller_insights.quotas import OPERATION_RATES
 from seller_insights.repositories import SHARDS, parse_key
 
@@ -30,6 +32,9 @@ if TYPE_CHECKING:
 
 PURGE_DUE_INDEX = "by_purge_due"
 DELETE_OBJECTS_MAX = 1000  # S3 DeleteObjects: at most 1,000 keys per request
+TRANSACTION_MAX = 100  # TransactWriteItems: at most 100 actions
+# The claim's ConditionCheck takes one action of each transaction; the deletions the rest.
+DELETES_PER_TRANSACTION = TRANSACTION_MAX - 1
 AUDIT_RETENTION_MONTHS = 25  # the CCPA asks for at least 24 months
 
 
@@ -71,6 +76,38 @@ class PurgeIndex:
 # --- The connection item's purge bookkeeping ---------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class PurgeClaim:
+    """The state a purge decided on: the connection still `status`, with `purge_after` as its purge date
+    and as the purge run it started (`purge_run`). A re-authorization makes it ACTIVE and removes
+    `purge_after`; a rollback restores the previous status; a new revocation sets another date: each
+    breaks the claim."""
+
+    key: dict[str, str]
+    status: str
+    purge_after: str
+
+    CONDITION: ClassVar[str] = ("#status = :claimed_status AND purge_after = :claimed_purge "
+                                "AND purge_run = :claimed_purge")
+
+    def names(self) -> dict[str, str]:
+        return {"#status": "status"}
+
+    def values(self) -> dict[str, str]:
+        return {":claimed_status": self.status, ":claimed_purge": self.purge_after}
+
+    def holds(self, item: dict[str, Any] | None) -> bool:
+        """Whether a CONN item, as read, still satisfies the claim."""
+        return (item is not None and item.get("status") == self.status
+                and item.get("purge_after") == self.purge_after == item.get("purge_run"))
+
+    def check(self, table_name: str) -> dict[str, Any]:
+        """The ConditionCheck that guards every deletion of the purge (TransactWriteItems action)."""
+        return {"ConditionCheck": {"TableName": table_name, "Key": self.key, "ConditionExpression": self.CONDITION,
+                                   "ExpressionAttributeNames": self.names(),
+                                   "ExpressionAttributeValues": self.values()}}
+
+
 class PurgeStates:
     """The purge's marks on the connection item (`purge_run`, `purge_started_at`, `purged_*` counters),
     each write conditional on the connection still being in the state the purge started from."""
@@ -83,6 +120,10 @@ class PurgeStates:
         item: dict[str, Any] | None = self._db.get_item(TableName=self._table, Key=key,
                                                         ConsistentRead=True).get("Item")
         return item
+
+    def holds(self, claim: PurgeClaim) -> bool:
+        """Whether the connection is still as the purge claimed it (a consistent read)."""
+        return claim.holds(self.read(claim.key))
 
     def start(self, key: dict[str, str], *, status: str, purge_after: str, started_at: str,
               counters: tuple[str, ...]) -> bool:
@@ -97,25 +138,37 @@ class PurgeStates:
             ExpressionAttributeValues={":purge": purge_after, ":now": started_at, ":zero": 0, ":status": status},
         ))
 
-    def add(self, key: dict[str, str], *, status: str, purge_after: str, counts: dict[str, int]) -> bool:
-        """Add to the `purged_*` counters; False if the purge is no longer the connection's."""
+    def add(self, claim: PurgeClaim, counts: dict[str, int]) -> bool:
+        """Add to the `purged_*` counters; False if the claim no longer holds."""
         return applied(lambda: self._db.update_item(
-            TableName=self._table, Key=key,
+            TableName=self._table, Key=claim.key,
             UpdateExpression="ADD " + ", ".join(f"purged_{name} :{name}" for name in counts),
-            ConditionExpression="#status = :status AND purge_run = :purge",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={**{f":{name}": value for name, value in counts.items()},
-                                       ":status": status, ":purge": purge_after},
+            ConditionExpression=claim.CONDITION, ExpressionAttributeNames=claim.names(),
+            ExpressionAttributeValues={**{f":{name}": value for name, value in counts.items()}, **claim.values()},
         ))
 
-    def delete(self, key: dict[str, str], *, status: str, purge_after: str) -> bool:
-        """Delete the connection item; False if it left its purge state (re-authorized) meanwhile."""
-        return applied(lambda: self._db.delete_item(
-            TableName=self._table, Key=key,
-            ConditionExpression="#status = :status AND purge_after = :purge",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":status": status, ":purge": purge_after},
-        ))
+    def delete(self, claim: PurgeClaim, also: list[dict[str, str]], *,
+               absent: tuple[dict[str, str], ...] = ()) -> bool:
+        """Delete the connection item and the items `also` (what was written since the verification), in
+        one transaction under the claim and under a check that each key of `absent` does not exist (the
+        seller's other connections, when this is its last one); False if the claim no longer holds
+        (re-authorized meanwhile): then nothing is deleted. A key of `absent` that appeared, or more
+        items than one transaction takes, is PurgeIncomplete (the next run looks again)."""
+        if len(also) + len(absent) >= TRANSACTION_MAX:
+            raise PurgeIncomplete(f"{len(also)} items were written during the purge")
+        actions: list[dict[str, Any]] = [{"Delete": {
+            "TableName": self._table, "Key": claim.key, "ConditionExpression": claim.CONDITION,
+            "ExpressionAttributeNames": claim.names(), "ExpressionAttributeValues": claim.values()}}]
+        actions += [{"Delete": {"TableName": self._table, "Key": key}} for key in also]
+        actions += [{"ConditionCheck": {"TableName": self._table, "Key": key,
+                                        "ConditionExpression": "attribute_not_exists(pk)"}} for key in absent]
+        try:
+            transact(self._db, actions)
+        except TransactionCancelled as cancelled:
+            if cancelled.failed(0):
+                return False
+            raise PurgeIncomplete("the seller connected in another region during its last purge") from None
+        return True
 
 
 # --- S3 ----------------------------------------------------------------------------------------------
@@ -154,9 +207,10 @@ class S3Purge:
                 aborted += 1
         return aborted
 
-    def delete_versions(self, prefix: str) -> S3Counts:
+    def delete_versions(self, prefix: str, *, before_batch: Callable[[], None] = lambda: None) -> S3Counts:
         """Delete every version and delete marker under `prefix`, one DeleteObjects per listing page
-        (≤ 1,000 keys), until a fresh listing from the start returns nothing.
+        (≤ 1,000 keys), until a fresh listing from the start returns nothing. `before_batch` runs before
+        each DeleteObjects and may raise to stop (the purge checks that its claim still holds).
 
         Listing from the start each round (instead of following markers) makes the last listing the
         proof that nothing is left, and makes a repeated or resumed call cost one empty listing."""
@@ -173,6 +227,7 @@ class S3Purge:
                 # S3 confirmed these deletions, yet they are listed again: an Object Lock, a legal hold
                 # or a policy that silently keeps them. Never loop forever; the next run retries.
                 raise PurgeIncomplete(f"{len(deleted.intersection(batch))} object versions survived deletion")
+            before_batch()
             self._delete_batch(batch)
             deleted.update(batch)
             counts.versions += len(versions)
@@ -211,14 +266,18 @@ class S3Purge:
 
 
 class TableItems:
-    """Reads a seller's partition and deletes items by key: BatchWriteItem 25 at a time, what DynamoDB left
-    unprocessed retried a bounded number of times with backoff (then PurgeIncomplete: the next run resumes)."""
+    """Reads a seller's partition and deletes items by key, each TransactWriteItems holding the purge's
+    ConditionCheck and up to 99 deletions. A transaction DynamoDB cancels for another reason than the
+    claim (a conflicting write, throttling) is sent again a bounded number of times with backoff (then
+    PurgeIncomplete: the next run resumes)."""
 
     def __init__(self, db: DynamoDBClient, table_name: str, *, sleep: Sleep = time.sleep,
                  attempts: int = ATTEMPTS) -> None:
         self._db = db  # Table.meta.client: plain Python values in and out
         self._table = table_name
         self._batches = Batches(db, sleep=sleep, attempts=attempts)
+        self._sleep = sleep
+        self._attempts = attempts
 
     def partition(self, pk: str) -> Iterator[dict[str, Any]]:
         """Keys and `region` of every item of a partition (strongly consistent, paged)."""
@@ -227,21 +286,39 @@ class TableItems:
 
     def existing(self, keys: list[dict[str, str]]) -> list[dict[str, str]]:
         """Which of `keys` exist (BatchGetItem, strongly consistent, unprocessed keys retried)."""
-        with _incomplete_when_unprocessed():
+        try:
             found = self._batches.get(self._table, list(keys), projection="pk, sk")
+        except UnprocessedRequests as exc:
+            raise PurgeIncomplete(str(exc)) from None
         return [{"pk": item["pk"], "sk": item["sk"]} for item in found]
 
-    def delete(self, keys: list[dict[str, str]]) -> int:
-        with _incomplete_when_unprocessed():
-            return self._batches.delete(self._table, list(keys))
+    def delete(self, keys: list[dict[str, str]], claim: PurgeClaim) -> int:
+        """Delete `keys` while `claim` holds; how many. TransactionCancelled when it stopped holding:
+        the transactions before that one were applied (under the claim), none after."""
+        for start in range(0, len(keys), DELETES_PER_TRANSACTION):
+            actions = [claim.check(self._table)] + [{"Delete": {"TableName": self._table, "Key": key}}
+                                                    for key in keys[start:start + DELETES_PER_TRANSACTION]]
+            self._transact(actions)
+        return len(keys)
 
-
-@contextmanager
-def _incomplete_when_unprocessed() -> Iterator[None]:
-    try:
-        yield
-    except UnprocessedRequests as exc:
-        raise PurgeIncomplete(str(exc)) from None
+    def _transact(self, actions: list[dict[str, Any]]) -> None:
+        delay = FIRST_DELAY
+        codes: set[str] = set()
+        for attempt in range(self._attempts):
+            if attempt:
+                self._sleep(delay)
+                delay = _backoff(delay)
+            try:
+                transact(self._db, actions)
+            except ClientError as exc:  # the claim's failure is TransactionCancelled and passes through
+                if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                    raise
+                codes = {str(reason.get("Code")) for reason in exc.response.get("CancellationReasons", [])
+                         if reason.get("Code") not in (None, "None")}
+                continue
+            return
+        raise PurgeIncomplete(f"a deletion transaction was cancelled {self._attempts} times "
+                              f"({', '.join(sorted(codes)) or 'no reason given'})")
 
 
 class Receipts:
