@@ -18,8 +18,11 @@ from typing import Any
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
-from .marketplaces import MARKETPLACES, PARTICIPATIONS, SPAPI_HOSTS, STOREFRONTS
+from .buckets import Rate
+from .faults import Fault
+from .marketplaces import MARKETPLACES, SPAPI_HOSTS, STOREFRONTS
 from .notifications import NEW_SECRET, NotificationError, envelope, new_secret_payload
+from .participations import Participation
 from .state import AccessToken, Authorization
 from .web import Call, HttpError
 
@@ -30,7 +33,8 @@ ROTATION_OPERATION = "rotateApplicationClientSecret"
 ROTATION_SCOPE = "sellingpartnerapi::client_credential:rotation"
 
 # The default usage plans of the models, as x-amzn-RateLimit-Limit reports them.
-PARTICIPATIONS_RATE = "0.016"
+PARTICIPATIONS_USAGE_PLAN = Rate(0.016, 15)  # per seller (sellers.json)
+PARTICIPATIONS_RATE = PARTICIPATIONS_USAGE_PLAN.header
 ROTATION_RATE = "0.0167"
 
 DENIED = "Access to requested resource is denied."
@@ -118,11 +122,25 @@ def get_marketplace_participations(call: Call) -> Response:
     authorization = authorize_seller(call, PARTICIPATIONS_OPERATION)
     region = authorization.region
     seller = authorization.selling_partner_id
-    payload = [_participation(country, seller) for country in PARTICIPATIONS[region]]
+    fault = state.faults.take(PARTICIPATIONS_OPERATION)
+    if fault is not None:
+        raise participations_fault(call, fault)
+    if not state.buckets.take((seller, PARTICIPATIONS_OPERATION), PARTICIPATIONS_USAGE_PLAN, state.now()):
+        state.count_throttled(PARTICIPATIONS_OPERATION)
+        raise SpapiError(429, "QuotaExceeded", QUOTA_EXCEEDED, "")
+    payload = [_participation(entry, seller) for entry in state.participations.of(seller, region)]
     return response({"payload": payload}, 200, {"x-amzn-RateLimit-Limit": PARTICIPATIONS_RATE})
 
 
-def _participation(country: str, seller: str) -> dict[str, Any]:
+def participations_fault(call: Call, fault: Fault) -> SpapiError:
+    """An armed fault of getMarketplaceParticipations, as the Reports API's faults answer."""
+    from .reports import fault_error  # noqa: PLC0415 - reports imports this module
+
+    return fault_error(call, PARTICIPATIONS_OPERATION, fault)
+
+
+def _participation(entry: Participation, seller: str) -> dict[str, Any]:
+    country = entry.country
     storefront = STOREFRONTS[country]
     return {
         "marketplace": {
@@ -134,7 +152,8 @@ def _participation(country: str, seller: str) -> dict[str, Any]:
             "domainName": storefront.domain,
         },
         "storeName": f"Store {seller}",
-        "participation": {"isParticipating": True, "hasSuspendedListings": False},
+        "participation": {"isParticipating": entry.is_participating,
+                          "hasSuspendedListings": entry.has_suspended_listings},
     }
 
 
