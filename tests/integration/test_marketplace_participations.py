@@ -18,9 +18,9 @@ from seller_insights.containers import forget_all
 from seller_insights.object_keys import seller_prefix
 from seller_insights.quotas import QuotaBuckets
 from seller_insights.report_catalog import ORDERS
-from seller_insights.report_jobs import plan_key
+from seller_insights.report_jobs import PlanRepository, plan_key
 from tests.support.api import ConsentClient, FakeContext
-from tests.support.flows import connect, connect_and_confirm, confirm_consents
+from tests.support.flows import confirm_consents, connect, connect_and_confirm
 from tests.support.iam import acting_as
 from tests.support.tokens import connection_item, table
 
@@ -260,8 +260,6 @@ def test_the_daily_check_respects_the_sellers_quota(world, emulator, capfd):
 
 def test_a_plan_gone_meanwhile_is_not_recreated(world, emulator):
     assert connect_and_confirm(ConsentClient(), emulator.base_url, SELLER, "DE").status == 303
-    from seller_insights.report_jobs import PlanRepository
-
     plans = PlanRepository(table(world["resources"]))
     plans.delete(SELLER, "EU")
 
