@@ -17,8 +17,8 @@ import requests
 
 from local.amazon import AmazonEmulator
 
-MODEL = Path("/work/shared/spapi-models/sellers.json")
-LOCAL_MODEL = Path(__file__).resolve().parents[2] / "local" / "amazon" / "models" / "sellers.json"
+# Amazon's model as published (selling-partner-api-models), kept with the emulator.
+MODEL = Path(__file__).resolve().parents[2] / "local" / "amazon" / "models" / "sellers.json"
 CALLBACK = "https://app.example.test/callback"
 PARTICIPATIONS = "/sellers/v1/marketplaceParticipations"
 EU_HOST = "sellingpartnerapi-eu.amazon.com"
@@ -46,8 +46,7 @@ def fresh(emu: AmazonEmulator) -> Iterator[None]:
 @pytest.fixture(scope="module")
 def schema() -> dict[str, Any]:
     """GetMarketplaceParticipationsResponse of Amazon's model, with its definitions for `#/definitions/`."""
-    path = MODEL if MODEL.exists() else LOCAL_MODEL
-    model = json.loads(path.read_text())
+    model = json.loads(MODEL.read_text())
     return {**model["definitions"]["GetMarketplaceParticipationsResponse"], "definitions": model["definitions"]}
 
 
