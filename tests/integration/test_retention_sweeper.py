@@ -219,7 +219,7 @@ def test_sweep_purges_a_revoked_region_and_nothing_else(env: Resources) -> None:
 
     assert report == {"due": 1, "purged": 1, "skipped": 0, "failed": 0, "stopped": None, "left": 0, "receipts": 1,
                       "deleted": {"s3_versions": 12, "s3_delete_markers": 2, "multipart_uploads": 1,
-                                  "table_items": eu_items, "quota_items": 5}}
+                                  "table_items": eu_items, "quota_items": len(OPERATION_RATES)}}
     # Nothing of the region is left: versions, markers, uploads, items (CONN too), quota buckets.
     assert s3_left(SELLER, "EU") == {"versions": 0, "markers": 0, "uploads": 0}
     assert region_items(env, SELLER, "EU") == []
@@ -227,7 +227,7 @@ def test_sweep_purges_a_revoked_region_and_nothing_else(env: Resources) -> None:
     # The other region, the profile (NA still connected) and the other seller are untouched.
     assert s3_left(SELLER, "NA") == SEEDED_S3
     assert region_items(env, SELLER, "NA") == na_before
-    assert quota_items(env, SELLER, "NA") == 5
+    assert quota_items(env, SELLER, "NA") == len(OPERATION_RATES)
     assert any(item["sk"] == "PROFILE" for item in partition(env, SELLER))
     assert s3_left(NEIGHBOUR, "EU") == SEEDED_S3
     assert partition(env, NEIGHBOUR) == neighbour_before
@@ -239,7 +239,7 @@ def test_sweep_purges_a_revoked_region_and_nothing_else(env: Resources) -> None:
         "region": "EU", "reason": "revoked", "purge_after": purge_after, "started_at": iso(now),
         "verified_at": iso(now), "expires_at": int(add_months(now, 25).timestamp()),
         "deleted": {"s3_versions": 12, "s3_delete_markers": 2, "multipart_uploads": 1, "table_items": eu_items,
-                    "quota_items": 5},
+                    "quota_items": len(OPERATION_RATES)},
         "verification": {"s3_versions": 0, "s3_delete_markers": 0, "multipart_uploads": 0, "table_items": 0,
                          "quota_items": 0},
     }
@@ -389,8 +389,9 @@ def test_unprocessed_items_are_written_again_until_none_are_left(env: Resources)
     report = sweep_with(env, db=Wrapped(db, batch_write_item=batch_write_item), sleeps=sleeps)
 
     assert (report.purged, report.failed) == (1, 0)
-    # 7 items (6 of the region, and PROFILE: its last connection): 3 + 1 refused, then 2; then 5 quota buckets
-    assert calls == [7, 4, 2, 5]
+    # 7 items (6 of the region, and PROFILE: its last connection): 3 + 1 refused, then 2; then the quota buckets
+    # (one per operation with a per-seller bucket)
+    assert calls == [7, 4, 2, len(OPERATION_RATES)]
     assert sleeps[:2] == [0.05, 0.1]  # backoff between the retries
     assert partition(env, SELLER) == []
     assert quota_items(env, SELLER, "EU") == 0
