@@ -52,9 +52,9 @@ def participate(emulator, *countries: str, seller: str = SELLER, **flags: dict[s
     assert answer.status_code == 200, answer.text
 
 
-def fault(emulator, status, count=1) -> None:
+def fault(emulator, status, count=1, **extra: float) -> None:
     requests.post(f"{emulator.base_url}/_emulator/faults", timeout=5,
-                  json={"operation": OPERATION, "status": status, "count": count}).raise_for_status()
+                  json={"operation": OPERATION, "status": status, "count": count, **extra}).raise_for_status()
 
 
 def calls(emulator) -> int:
@@ -145,10 +145,11 @@ def test_only_is_participating_decides(world, emulator, capfd):
     assert "ConsentParticipationsDeferred" not in capfd.readouterr().out
 
 
-@pytest.mark.parametrize("status", [429, 500, 503])
+@pytest.mark.parametrize("status", [429, 500, 503, "timeout"])
 def test_a_failed_call_at_consent_still_connects_with_the_marketplace_it_came_from(world, emulator, capfd,
                                                                                    log_guard, status):
-    fault(emulator, status)
+    # "timeout": Amazon holds the answer longer than the consent's 3 s read timeout.
+    fault(emulator, status, **({"hold_seconds": 3.5} if status == "timeout" else {}))
 
     assert connect_and_confirm(ConsentClient(), emulator.base_url, SELLER, "FR").status == 303
 
