@@ -100,9 +100,9 @@ def subscriptions() -> ReportSubscriptions | None:
     )
 
 
-@per_container
 def participations() -> ParticipationsRefresh:
-    """The daily check of each due connection's marketplaces, with the seller's cached token and quota."""
+    """The daily check of each due connection's marketplaces, with the seller's cached token and quota; a
+    new one per plan run (it counts the run's checks), on the container's clients."""
     return ParticipationsRefresh(sellers_api=sellers_api(), plans=PlanRepository(table()),
                                  reader=ParticipationsReader(QuotaBuckets(table())))
 

@@ -25,14 +25,20 @@ from seller_insights.spapi import SpApiClient
 
 FAILED_METRIC = "ParticipationsFailed"
 CHANGED_METRIC = "ParticipationsChanged"
+# Checks per plan run, each one SP-API call of up to the client's timeouts: the connections are checked a
+# day after their last check, so they come due together (after a deployment, all at once); past this many,
+# the rest are checked at their next plan, and a slow Amazon cannot hold the plan run up for long.
+MAX_CHECKS_PER_RUN = 100
 
 
 class ParticipationsRefresh:
-    def __init__(self, *, sellers_api: SpApiClient, plans: PlanRepository, reader: ParticipationsReader) -> None:
-        """`sellers_api` sends the seller's cached access token."""
+    def __init__(self, *, sellers_api: SpApiClient, plans: PlanRepository, reader: ParticipationsReader,
+                 max_checks: int = MAX_CHECKS_PER_RUN) -> None:
+        """One per plan run. `sellers_api` sends the seller's cached access token."""
         self._sellers_api = sellers_api
         self._plans = plans
         self._reader = reader
+        self._checks_left = max_checks
 
     def refresh(self, plan: Plan) -> None:
         """Check `plan`'s marketplaces if they are a day old; `plan` then holds what is stored. Never raises."""
@@ -41,6 +47,11 @@ class ParticipationsRefresh:
         if checked_at is not None and now - checked_at < CHECK_INTERVAL_SECONDS:
             return
         log = {"seller_key": seller_key(plan.seller), "region": plan.region}
+        if self._checks_left <= 0:
+            get_logger().info("marketplace participations check deferred to the connection's next plan",
+                              extra={**log, "reason": "run_budget"})
+            return
+        self._checks_left -= 1
         try:
             marketplace_ids = self._reader.read(self._sellers_api, plan.seller, plan.region)
             stored = self._plans.record_participations(plan.seller, plan.region, marketplace_ids, now)

@@ -192,3 +192,14 @@ def test_the_plan_item_keeps_when_it_was_checked() -> None:
     assert Plan.from_item(item).participations_checked_at == 1_796_000_000
     assert "participations_checked_at" not in plan(None).to_item()
     assert Plan.from_item(plan(None).to_item()).participations_checked_at is None
+
+
+def test_a_run_checks_at_most_its_budget_and_leaves_the_rest_for_their_next_plan(fixed_clock: FixedClock) -> None:
+    sellers, plans = Sellers(), Plans()
+    checking = ParticipationsRefresh(sellers_api=sellers, plans=plans,  # type: ignore[arg-type]
+                                     reader=ParticipationsReader(Buckets()), max_checks=2)  # type: ignore[arg-type]
+    unchecked = [plan(None) for _ in range(3)]
+    for each in unchecked:
+        checking.refresh(each)
+    assert sellers.calls == 2
+    assert [p.participations_checked_at is not None for p in unchecked] == [True, True, False]
