@@ -13,6 +13,8 @@ the plan stays unchecked, so the connection's next plan (at most its shortest ca
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 from aws_lambda_powertools.metrics import MetricUnit
 
 from seller_insights import clock
@@ -72,4 +74,5 @@ class ParticipationsRefresh:
             get_metrics().add_metric(name=CHANGED_METRIC, unit=MetricUnit.Count, value=1)
             get_logger().info("a connection's marketplaces changed", extra={**log, "left": left, "joined": joined})
         # Every field as stored now (the version another writer checks included), for the plan to go on with.
-        vars(plan).update(vars(stored))
+        for name in (f.name for f in fields(stored)):
+            setattr(plan, name, getattr(stored, name))
