@@ -169,6 +169,18 @@ def test_a_failed_call_at_consent_still_connects_with_the_marketplace_it_came_fr
     assert calls(emulator) == 2
 
 
+def test_a_consent_with_the_sellers_bucket_used_up_does_not_ask(world, emulator, capfd):
+    buckets = QuotaBuckets(table(world["resources"]))
+    while buckets.take_operation(SELLER, "EU", OPERATION) == 0:
+        pass
+
+    assert connect_and_confirm(ConsentClient(), emulator.base_url, SELLER, "IT").status == 303
+
+    assert calls(emulator) == 0
+    assert plan_item(world)["marketplace_ids"] == [IT]
+    assert '"ConsentParticipationsDeferred":[1.0]' in capfd.readouterr().out
+
+
 def test_a_renewed_consent_takes_the_marketplaces_of_now(world, emulator):
     participate(emulator, "DE")
     assert connect_and_confirm(ConsentClient(), emulator.base_url, SELLER, "DE").status == 303
