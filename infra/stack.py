@@ -81,6 +81,13 @@ class SellerInsightsStack(Stack):
             "(reports then wait for polling); see the function's log for the operation and HTTP status",
         )
         observability.watch_metric(
+            "ParticipationsFailed",
+            reports.participations_failed_metric,
+            "report_fetcher: the daily getMarketplaceParticipations check of a connection failed (its plan went "
+            "on with the marketplaces it had, and the check is tried again at its next plan); see the "
+            "function's log for the reason",
+        )
+        observability.watch_metric(
             "ReportDestinationFailed",
             tokens.destination_failed_metric,
             "token_refresher: the report_notifications queue's REPORT_PROCESSING_FINISHED destination could "

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from report_fetcher.participations import ParticipationsRefresh
 from report_fetcher.planner import Planner
 from report_fetcher.service import JobRunner
 from report_fetcher.settings import ReportFetcherSettings
@@ -16,6 +17,7 @@ from seller_insights import aws, clock
 from seller_insights.containers import per_container
 from seller_insights.errors import ConfigurationError
 from seller_insights.observability import get_logger, get_metrics, get_tracer
+from seller_insights.participations import ParticipationsReader
 from seller_insights.quotas import QuotaBuckets
 from seller_insights.redaction import invocation_scope
 from seller_insights.report_destinations import DestinationCache
@@ -98,6 +100,13 @@ def subscriptions() -> ReportSubscriptions | None:
     )
 
 
+def participations() -> ParticipationsRefresh:
+    """The daily check of each due connection's marketplaces, with the seller's cached token and quota; a
+    new one per plan run (it counts the run's checks), on the container's clients."""
+    return ParticipationsRefresh(sellers_api=sellers_api(), plans=PlanRepository(table()),
+                                 reader=ParticipationsReader(QuotaBuckets(table())))
+
+
 @invocation_scope
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
@@ -106,7 +115,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if event.get("task") == "plan-reports":
         config = settings()
         planner = Planner(PlanRepository(table()), aws.client("sqs"), config.report_jobs_queue_url,
-                          config.enabled_by_default, subscriptions())
+                          config.enabled_by_default, subscriptions(), participations=participations())
         return planner.run().as_dict()
     if "Records" in event:
         # Imported on the first queue event: Powertools' batch utility loads every event data class (some

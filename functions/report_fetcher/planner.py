@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from report_fetcher.participations import ParticipationsRefresh
 from report_fetcher.subscriptions import ReportSubscriptions
 from seller_insights import clock
 from seller_insights.errors import PlanningFailed
@@ -48,13 +49,16 @@ class PlanReport:
 
 class Planner:
     def __init__(self, plans: PlanRepository, sqs: SQSClient, queue_url: str, default_types: tuple[str, ...],
-                 subscriptions: ReportSubscriptions | None = None) -> None:
-        """`subscriptions`: None when no report_notifications queue is configured (jobs poll only)."""
+                 subscriptions: ReportSubscriptions | None = None, *,
+                 participations: ParticipationsRefresh | None = None) -> None:
+        """`subscriptions`: None when no report_notifications queue is configured (jobs poll only).
+        `participations`: None plans the marketplaces the plans hold without checking them."""
         self._plans = plans
         self._sqs = sqs
         self._queue_url = queue_url
         self._default_types = default_types
         self._subscriptions = subscriptions
+        self._participations = participations
 
     def run(self) -> PlanReport:
         report = PlanReport()
@@ -63,6 +67,8 @@ class Planner:
         batch: list[dict[str, Any]] = []
         updated: list[Plan] = []
         for plan in self._plans.due(epoch):
+            if self._participations is not None:
+                self._participations.refresh(plan)  # its marketplaces, checked daily (never raises)
             subscribed = self._subscribe(plan)
             jobs = self._due_jobs(plan, epoch)
             if subscribed is None:

@@ -17,13 +17,17 @@ from seller_insights.identity import SellerIdentity
 from seller_insights.lwa import LwaClient
 from seller_insights.marketplaces import LWA_TOKEN_URL
 from seller_insights.observability import get_logger, get_metrics, get_tracer
+from seller_insights.participations import ParticipationsReader
+from seller_insights.quotas import QuotaBuckets
 from seller_insights.redaction import invocation_scope
 from seller_insights.report_destinations import DestinationCache
+from seller_insights.report_jobs import PlanRepository
 from seller_insights.repositories import ConnectionsRepository, OneTimeClaims
 from seller_insights.spapi import GrantlessTokens, SpApiClient
 from seller_insights.tokens import AccessTokenCache, AccessTokenProvider, TokenPolicy
 from seller_insights.vault import Vault
 from token_refresher.destinations import NOTIFICATIONS_SCOPE, DestinationKeeper
+from token_refresher.marketplaces import ConsentMarketplaces
 from token_refresher.service import (
     ROTATION_SCOPE,
     ReauthorizationCheck,
@@ -81,12 +85,16 @@ def tokens() -> AccessTokenProvider:
 @per_container
 def verification() -> ConsentVerification:
     config = settings()
+    table = aws.table(config.connections_table)
     return ConsentVerification(
-        candidates=CandidateRepository(aws.table(config.connections_table)),
+        candidates=CandidateRepository(table),
         vault=Vault(aws.client("kms"), config.token_key_id),
         lwa=lwa(),
         identity=SellerIdentity(endpoint_override=config.amazon_endpoint_override),
         audit=AuditLog(aws.table(config.audit_table)),
+        marketplaces=ConsentMarketplaces(reader=ParticipationsReader(QuotaBuckets(table)),
+                                         plans=PlanRepository(table),
+                                         endpoint_override=config.amazon_endpoint_override),
     )
 
 

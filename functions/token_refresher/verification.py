@@ -39,12 +39,14 @@ from seller_insights.observability import get_logger, get_metrics
 from seller_insights.pseudonyms import seller_key
 from seller_insights.redaction import register_secret
 from seller_insights.vault import Purpose, SecretContext, Vault
+from token_refresher.marketplaces import ConsentMarketplaces
 
 # A run that dies mid-attempt leaves the candidate due again after this (longer than the function's timeout).
 LEASE_SECONDS = 300
 FIRST_RETRY_SECONDS = 60
 MAX_RETRY_SECONDS = 900
 SAFETY_MILLIS = 10_000
+_PROMOTED = (PromotionOutcome.CONNECTED, PromotionOutcome.RENEWED, PromotionOutcome.REACTIVATED)
 
 
 def count(name: str, value: float = 1) -> None:
@@ -70,12 +72,14 @@ class VerificationReport:
 
 class ConsentVerification:
     def __init__(self, *, candidates: CandidateRepository, vault: Vault, lwa: LwaClient, identity: SellerIdentity,
-                 audit: AuditLog) -> None:
+                 audit: AuditLog, marketplaces: ConsentMarketplaces | None = None) -> None:
+        """`marketplaces`: None keeps the marketplace the consent came from (no participations asked)."""
         self._candidates = candidates
         self._vault = vault
         self._lwa = lwa
         self._identity = identity
         self._audit = audit
+        self._marketplaces = marketplaces
 
     def run(self, remaining_millis: Callable[[], int]) -> VerificationReport:
         report = VerificationReport()
@@ -139,9 +143,15 @@ class ConsentVerification:
         sealed = taken.sealed
         if grant.refresh_token and grant.refresh_token != refresh_token:  # LWA handed out a new one
             sealed = self._vault.seal(grant.refresh_token, context)
-        outcome = self._candidates.promote(taken, sealed, now=clock.now(),
-                                           marketplace_ids=default_marketplace_ids(
-                                               {"marketplace": taken.marketplace, "region": taken.region}))
+        # Amazon's participations (None: it did not say; the connected marketplace until the daily check).
+        participating = (self._marketplaces.ask(grant.access_token, taken.seller_id, taken.region)
+                         if self._marketplaces is not None else None)
+        outcome = self._candidates.promote(taken, sealed, now=clock.now(), marketplace_ids=(
+            default_marketplace_ids({"marketplace": taken.marketplace, "region": taken.region})
+            if participating is None else participating))
+        if participating is not None and self._marketplaces is not None and outcome in _PROMOTED:
+            # A plan kept from before (a renewal) takes them too.
+            self._marketplaces.record(taken.seller_id, taken.region, participating)
         self._promoted(taken, outcome, report)
 
     def _promoted(self, candidate: Candidate, outcome: PromotionOutcome, report: VerificationReport) -> None:

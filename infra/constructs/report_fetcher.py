@@ -51,6 +51,9 @@ UNEXPECTED_COLUMNS_DROPPED_METRIC = "UnexpectedColumnsDropped"
 # A connection could not be subscribed to REPORT_PROCESSING_FINISHED (the plan went on); alarmed at once.
 SUBSCRIPTION_FAILED_METRIC = "ReportSubscriptionFailed"
 SUBSCRIPTION_METRIC_PERIOD = Duration.minutes(5)
+# The daily check of a connection's marketplaces (getMarketplaceParticipations) failed; the plan went on
+# with the marketplaces it had. Alarmed at once, like the subscriptions.
+PARTICIPATIONS_FAILED_METRIC = "ParticipationsFailed"
 
 
 class ReportFetcher(Construct):
@@ -149,6 +152,7 @@ class ReportFetcher(Construct):
         self.report_failed_metric = self._metric(REPORT_FAILED_METRIC)
         self.unexpected_columns_dropped_metric = self._metric(UNEXPECTED_COLUMNS_DROPPED_METRIC)
         self.subscription_failed_metric = self._metric(SUBSCRIPTION_FAILED_METRIC, SUBSCRIPTION_METRIC_PERIOD)
+        self.participations_failed_metric = self._metric(PARTICIPATIONS_FAILED_METRIC, SUBSCRIPTION_METRIC_PERIOD)
 
     def _grant(self, stores: DataStores) -> None:
         fn = self.handler

@@ -18,7 +18,19 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Response
 
-from . import consent, control, downloads, fees, lifecycle, lwa, notifications_api, reports, reports_control, spapi
+from . import (
+    consent,
+    control,
+    downloads,
+    fees,
+    lifecycle,
+    lwa,
+    notifications_api,
+    participations_control,
+    reports,
+    reports_control,
+    spapi,
+)
 from .marketplaces import LWA_HOST, SPAPI_HOSTS, central_host
 from .state import EmulatorState
 from .web import Call, EmulatorRequest, HttpError, html_error, json_error, json_response
@@ -90,7 +102,9 @@ class EmulatorWsgi:
         self.host_routes = list(default_host_routes() if host_routes is None else host_routes)
         self.control = service(
             "control",
-            [*control.RULES, *lifecycle.RULES, *reports_control.RULES] if control_rules is None else control_rules,
+            [*control.RULES, *lifecycle.RULES, *reports_control.RULES, *participations_control.RULES]
+            if control_rules is None
+            else control_rules,
             _json_error,
         )
         self.documents = service("documents", downloads.RULES, downloads.render_error)

@@ -23,6 +23,7 @@ SUPPORTED: dict[str, frozenset[int | str]] = {
         op: _SPAPI_FAULTS
         for op in ("createReport", "getReports", "getReport", "cancelReport", "getReportDocument")
     },
+    "getMarketplaceParticipations": _SPAPI_FAULTS,
     # Product Fees: 403 stands for an application without any of the operation's roles.
     "getMyFeesEstimateForASIN": _SPAPI_FAULTS | {403},
     # the download of a report document: "truncated" cuts its stream half way

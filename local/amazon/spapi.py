@@ -18,8 +18,10 @@ from typing import Any
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
-from .marketplaces import MARKETPLACES, PARTICIPATIONS, SPAPI_HOSTS, STOREFRONTS
+from .faults import Fault
+from .marketplaces import MARKETPLACES, SPAPI_HOSTS, STOREFRONTS
 from .notifications import NEW_SECRET, NotificationError, envelope, new_secret_payload
+from .participations import Participation
 from .state import AccessToken, Authorization
 from .web import Call, HttpError
 
@@ -118,11 +120,25 @@ def get_marketplace_participations(call: Call) -> Response:
     authorization = authorize_seller(call, PARTICIPATIONS_OPERATION)
     region = authorization.region
     seller = authorization.selling_partner_id
-    payload = [_participation(country, seller) for country in PARTICIPATIONS[region]]
+    fault = state.faults.take(PARTICIPATIONS_OPERATION)
+    if fault is not None:
+        raise participations_fault(call, fault)
+    # No token bucket: bench/lwa_economy.py calls this operation hundreds of times at once as "any seller
+    # call". Amazon's usage plan (0.016/s, burst 15) is the product's to keep (seller_insights.quotas); a
+    # test makes Amazon throttle with an armed 429.
+    payload = [_participation(entry, seller) for entry in state.participations.of(seller, region)]
     return response({"payload": payload}, 200, {"x-amzn-RateLimit-Limit": PARTICIPATIONS_RATE})
 
 
-def _participation(country: str, seller: str) -> dict[str, Any]:
+def participations_fault(call: Call, fault: Fault) -> SpapiError:
+    """An armed fault of getMarketplaceParticipations, as the Reports API's faults answer."""
+    from .reports import fault_error  # noqa: PLC0415 - reports imports this module
+
+    return fault_error(call, PARTICIPATIONS_OPERATION, fault)
+
+
+def _participation(entry: Participation, seller: str) -> dict[str, Any]:
+    country = entry.country
     storefront = STOREFRONTS[country]
     return {
         "marketplace": {
@@ -134,7 +150,8 @@ def _participation(country: str, seller: str) -> dict[str, Any]:
             "domainName": storefront.domain,
         },
         "storeName": f"Store {seller}",
-        "participation": {"isParticipating": True, "hasSuspendedListings": False},
+        "participation": {"isParticipating": entry.is_participating,
+                          "hasSuspendedListings": entry.has_suspended_listings},
     }
 
 

@@ -23,6 +23,7 @@ from .documents import DocumentStore
 from .faults import FaultBook
 from .marketplaces import Region
 from .notifications import Notifier
+from .participations import ParticipationBook
 from .registration import EmulatorApp, LwaClient, new_client_secret
 from .reportstore import ReportStore
 from .request_log import RequestLog
@@ -191,6 +192,7 @@ class EmulatorState:
         self.faults = FaultBook()
         self.roles = RoleBook()
         self.request_log = RequestLog()
+        self.participations = ParticipationBook()
         # Part of the app's registration (Developer Console notification preferences): reset() keeps it.
         self.notifier = notifier or Notifier()
         self.buckets = BucketBook()
@@ -242,6 +244,7 @@ class EmulatorState:
         self.faults.clear()
         self.roles.clear()
         self.request_log.clear()
+        self.participations.clear()
         self.buckets.clear()
         self.sales_and_traffic_quota.clear()
         self.reports.clear()

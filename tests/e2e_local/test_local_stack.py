@@ -12,6 +12,7 @@ import pytest
 import requests
 from boto3.dynamodb.types import Binary
 
+from local.admin import AdminClient
 from local.browser import browser_session
 from tests.support.flows import emulator_consent
 from tests.support.local_stack import launch, secret_findings
@@ -139,3 +140,26 @@ def _binaries(value: Any) -> list[Binary]:
     if isinstance(value, dict):
         return [b for v in value.values() for b in _binaries(v)]
     return []
+
+
+def test_an_eu_consent_gets_the_sellers_marketplaces_through_the_local_stack(info: dict[str, Any]) -> None:
+    """verify-consents asks Amazon where the seller sells (under the stack's IAM guard): the seller set to DE,
+    FR and IT (IT with suspended listings, ES not participating) connects from DE; the admin view shows them."""
+    api, amazon, seller = info["api"], info["amazon"], "A1LOCALMARKETS1"
+    countries = [{"country": "DE"}, {"country": "FR"}, {"country": "IT", "has_suspended_listings": True},
+                 {"country": "ES", "is_participating": False}]
+    assert requests.post(f"{amazon}/_emulator/participations", timeout=TIMEOUT, json={
+        "selling_partner_id": seller, "region": "EU", "marketplaces": countries}).status_code == 200
+    browser = browser_session()
+    start = browser.get(f"{api}/connect?marketplace=DE", allow_redirects=False, timeout=TIMEOUT)
+    redirect = emulator_consent(amazon, start.headers["Location"], seller)
+    assert browser.get(redirect, allow_redirects=False, timeout=TIMEOUT).status_code == 303
+
+    assert requests.post(f"{api}/_local/fire/verify-consents", timeout=TIMEOUT).json()["verified"] == 1
+
+    shown = AdminClient.from_info(info).json("GET", f"/admin/sellers/{seller}")
+    (connection,) = shown["connections"]
+    now = when(requests.get(f"{api}/_local/clock", timeout=TIMEOUT).json()["now"])
+    marketplaces = connection["marketplaces"]
+    assert marketplaces["participating"] == ["A1PA6795UKMFR9", "A13V1IB3VIYZZH", "APJ6JRA9NG5V4"]
+    assert 0 <= (now - when(marketplaces["checked_at"])).total_seconds() < 60

@@ -354,6 +354,11 @@ def test_a_failed_report_subscription_is_alarmed(raw: dict[str, Any]) -> None:
     assert "REPORT_PROCESSING_FINISHED" in alarm["AlarmDescription"]
 
 
+def test_a_failed_participations_check_is_alarmed(raw: dict[str, Any]) -> None:
+    alarm = alarm_at_first_count(raw, "ParticipationsFailed", "report_fetcher")
+    assert "getMarketplaceParticipations" in alarm["AlarmDescription"]
+
+
 # ------------------------------------------------------------------------------- function contract
 
 def test_fetcher_environment_follows_the_contract(raw: dict[str, Any], stage: str) -> None:
@@ -400,3 +405,20 @@ def test_default_report_types_are_catalog_types() -> None:
     assert len(set(DEFAULT_REPORT_TYPES)) == 6 and set(DEFAULT_REPORT_TYPES) <= set(CATALOG)
     for name in stages:
         assert set(StageConfig.from_context(name, stages).default_report_types) <= set(CATALOG), name
+
+
+def test_the_plan_may_check_participations_within_the_quota(raw: dict[str, Any]) -> None:
+    """The daily marketplaces check reads and takes the seller's quota bucket (GetItem, conditional PutItem)
+    and records the answer on the plan (UpdateItem), all in the connections table; SP-API itself is HTTPS."""
+    _, function = _function(raw)
+    role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    connections_id, _ = by_purpose(raw, "connections")
+    allowed = {
+        action
+        for policy in resources(raw, "AWS::IAM::Policy").values() if {"Ref": role_id} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if statement["Effect"] == "Allow" and _arn(connections_id) in _as_list(statement["Resource"])
+        for action in _as_list(statement["Action"])
+    }
+    assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"} <= allowed
+    assert "dynamodb:Scan" not in allowed

@@ -311,3 +311,20 @@ def test_the_function_may_make_every_call_of_powertools_idempotency(raw: dict[st
 
 def _listed(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
+
+
+def test_a_consent_may_record_its_marketplaces_within_the_quota(raw: dict[str, Any]) -> None:
+    """verify-consents takes from the seller's getMarketplaceParticipations bucket (GetItem, conditional
+    PutItem) and records the answer on the plan (UpdateItem), in the connections table."""
+    _, function = _token_function(raw)
+    role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    connections_id, _ = by_purpose(raw, "connections")
+    allowed = {
+        action
+        for policy in resources(raw, "AWS::IAM::Policy").values() if {"Ref": role_id} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if statement["Effect"] == "Allow" and _arn(connections_id) in _listed(statement["Resource"])
+        for action in _listed(statement["Action"])
+    }
+    assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"} <= allowed
+    assert "dynamodb:Scan" not in allowed

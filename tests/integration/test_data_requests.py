@@ -652,3 +652,20 @@ def test_no_answer_goes_out_without_its_audit_record(env, monkeypatch):
         assert status == 503 and "could not be recorded in the audit log" in body["message"]
     assert {record["status"] for record in audit_records(env)} == {"STARTED"}
     assert len(audit_records(env)) == 3
+
+
+def test_access_shows_each_connections_marketplaces_and_when_amazon_was_asked(env):
+    checked = int(NOW.timestamp()) - 3600
+    env["connections"].update_item(Key={"pk": f"SELLER#{SELLER}", "sk": "PLAN#EU"},
+                                   UpdateExpression="SET participations_checked_at = :at",
+                                   ExpressionAttributeValues={":at": checked})
+
+    regions = {c["region"]: c for c in call("GET", f"/admin/sellers/{SELLER}")[1]["connections"]}
+
+    assert regions["EU"]["marketplaces"] == {"participating": MARKETPLACE_IDS["EU"],
+                                             "checked_at": "2026-11-29T11:00:00Z"}
+    assert regions["NA"]["marketplaces"] == {"participating": MARKETPLACE_IDS["NA"], "checked_at": None}
+    # Paused by a deletion request: the marketplaces it will pull again, not when they were checked.
+    assert call("POST", f"/admin/sellers/{SELLER}/deletion")[0] == 200
+    paused = {c["region"]: c for c in call("GET", f"/admin/sellers/{SELLER}")[1]["connections"]}
+    assert paused["EU"]["marketplaces"] == {"participating": MARKETPLACE_IDS["EU"], "checked_at": None}

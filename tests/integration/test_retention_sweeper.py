@@ -222,7 +222,7 @@ def test_sweep_purges_a_revoked_region_and_nothing_else(env: Resources) -> None:
     assert report == {"due": 1, "purged": 1, "skipped": 0, "came_back": 0, "failed": 0, "stopped": None, "left": 0,
                       "receipts": 1,
                       "deleted": {"s3_versions": 12, "s3_delete_markers": 2, "multipart_uploads": 1,
-                                  "table_items": eu_items, "quota_items": 5}}
+                                  "table_items": eu_items, "quota_items": len(OPERATION_RATES)}}
     # Nothing of the region is left: versions, markers, uploads, items (CONN too), quota buckets.
     assert s3_left(SELLER, "EU") == {"versions": 0, "markers": 0, "uploads": 0}
     assert region_items(env, SELLER, "EU") == []
@@ -230,7 +230,7 @@ def test_sweep_purges_a_revoked_region_and_nothing_else(env: Resources) -> None:
     # The other region, the profile (NA still connected) and the other seller are untouched.
     assert s3_left(SELLER, "NA") == SEEDED_S3
     assert region_items(env, SELLER, "NA") == na_before
-    assert quota_items(env, SELLER, "NA") == 5
+    assert quota_items(env, SELLER, "NA") == len(OPERATION_RATES)
     assert any(item["sk"] == "PROFILE" for item in partition(env, SELLER))
     assert s3_left(NEIGHBOUR, "EU") == SEEDED_S3
     assert partition(env, NEIGHBOUR) == neighbour_before
@@ -242,7 +242,7 @@ def test_sweep_purges_a_revoked_region_and_nothing_else(env: Resources) -> None:
         "region": "EU", "reason": "revoked", "purge_after": purge_after, "started_at": iso(now),
         "verified_at": iso(now), "expires_at": int(add_months(now, 25).timestamp()),
         "deleted": {"s3_versions": 12, "s3_delete_markers": 2, "multipart_uploads": 1, "table_items": eu_items,
-                    "quota_items": 5},
+                    "quota_items": len(OPERATION_RATES)},
         "verification": {"s3_versions": 0, "s3_delete_markers": 0, "multipart_uploads": 0, "table_items": 0,
                          "quota_items": 0},
     }
@@ -397,8 +397,8 @@ def test_cancelled_deletion_transactions_are_sent_again_until_applied(env: Resou
 
     assert (report.purged, report.failed) == (1, 0)
     # The claim's check and 7 deletions (6 of the region, and PROFILE: its last connection), refused twice;
-    # then the check and the 5 quota buckets; then the CONN item with PROFILE and the other regions' checks.
-    assert sizes == [8, 8, 8, 6, 4]
+    # then the check and the quota buckets (one per operation with a per-seller bucket); then the CONN item with PROFILE and the other regions' checks.
+    assert sizes == [8, 8, 8, 1 + len(OPERATION_RATES), 4]
     assert sleeps[:2] == [0.05, 0.1]  # backoff between the retries
     assert partition(env, SELLER) == []
     assert quota_items(env, SELLER, "EU") == 0
@@ -498,7 +498,7 @@ def test_a_reauthorization_racing_the_purge_keeps_every_item_of_the_connection(e
     assert left == sorted({*region_before, "PLAN#EU"})
     connection = table(env).get_item(Key={"pk": f"SELLER#{SELLER}", "sk": "CONN#EU"})["Item"]
     assert connection["status"] == "ACTIVE" and "purge_after" not in connection
-    assert quota_items(env, SELLER, "EU") == 5
+    assert quota_items(env, SELLER, "EU") == len(OPERATION_RATES)
     # Counted and logged as a connection that came back, not as a purge or a failure; no receipt.
     assert (report.purged, report.failed, report.came_back) == (0, 0, 1)
     assert receipts(env) == []

@@ -175,3 +175,32 @@ def test_a_refused_send_moves_no_cursor(fixed_clock: FixedClock) -> None:
         plan(cursors, queue)
 
     assert cursors.saved == []
+
+
+@dataclass
+class Participations:
+    """report_fetcher.participations.ParticipationsRefresh: Amazon's answer replaces the plan's marketplaces."""
+
+    answer: list[str]
+    refreshed: list[str] = field(default_factory=list)
+
+    def refresh(self, plan: Plan) -> None:
+        self.refreshed.append(plan.seller)
+        plan.marketplace_ids = list(self.answer)
+
+
+def test_each_due_connection_is_planned_with_the_marketplaces_its_check_found(fixed_clock: FixedClock) -> None:
+    canada = "A2EUQ1WTGCTBG2"
+    cursors = Cursors([cursor("A1SELLER01", fixed_clock), cursor("A2SELLER02", fixed_clock)])
+    later = cursor("A3NOTDUE003", fixed_clock)
+    later.next_plan_at += 3600
+    cursors.plans.append(later)
+    queue, participations = Queue(), Participations([US, canada])
+
+    Planner(cursors, queue, "https://sqs.example/jobs", (ORDERS,),  # type: ignore[arg-type]
+            participations=participations).run()  # type: ignore[arg-type]
+
+    assert participations.refreshed == ["A1SELLER01", "A2SELLER02"]  # the due ones, once each
+    planned = {m for jobs in queue.jobs() for job in jobs for m in job["marketplace_ids"]}
+    assert planned == {US, canada}
+    assert [p.marketplace_ids for p in cursors.saved[0]] == [[US, canada]] * 2

@@ -25,7 +25,7 @@ from __future__ import annotations
 import calendar
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -397,8 +397,21 @@ def public_connection(connection: dict[str, Any], plan: dict[str, Any] | None) -
         public["marketplace_ids"] = list(connection["plan_marketplace_ids"])
     else:
         public["report_types"] = None  # no pulls
+    public["marketplaces"] = public_marketplaces(connection, plan)
     public["has_refresh_token"] = "refresh_token" in connection
     return public
+
+
+def public_marketplaces(connection: dict[str, Any], plan: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The marketplaces a connection pulls (getMarketplaceParticipations decides them) and when Amazon was
+    last asked (`checked_at` None: not since the connection started or was paused). None: no pulls."""
+    if plan is not None:
+        checked = plan.get("participations_checked_at")
+        return {"participating": list(plan.get("marketplace_ids", [])),
+                "checked_at": None if checked is None else iso(datetime.fromtimestamp(int(checked), tz=UTC))}
+    if "plan_marketplace_ids" in connection:  # paused by a deletion request
+        return {"participating": list(connection["plan_marketplace_ids"]), "checked_at": None}
+    return None
 
 
 class AuditType(StrEnum):

@@ -34,6 +34,8 @@ OPERATION_RATES: dict[str, Rate] = {
     "getReport": Rate(2.0, 15),
     "cancelReport": Rate(0.0222, 10),
     "getReportDocument": Rate(0.0167, 15),
+    # Sellers API (sellers.json usage plan), per selling partner and application.
+    "getMarketplaceParticipations": Rate(0.016, 15),
 }
 _RETRIES = 5
 _TTL_SECONDS = 2 * 24 * 3600

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.conditions import Attr, Key
 
 from seller_insights import clock, dynamo
-from seller_insights.dynamo import Batches, applied
+from seller_insights.dynamo import Batches, applied, conditional
 from seller_insights.repositories import SHARDS, iso, shard
 
 if TYPE_CHECKING:
@@ -46,6 +46,8 @@ class Plan:
     due: dict[str, int]
     enabled: list[str] | None
     marketplace_ids: list[str]
+    # When getMarketplaceParticipations last decided marketplace_ids (epoch seconds; None: never).
+    participations_checked_at: int | None = None
 
     def to_item(self) -> dict[str, Any]:
         item: dict[str, Any] = {**plan_key(self.seller, self.region), "seller_id": self.seller,
@@ -54,6 +56,8 @@ class Plan:
                                 "marketplace_ids": self.marketplace_ids}
         if self.enabled is not None:
             item["enabled"] = self.enabled
+        if self.participations_checked_at is not None:
+            item["participations_checked_at"] = self.participations_checked_at
         return item
 
     @classmethod
@@ -61,7 +65,9 @@ class Plan:
         return cls(seller=item["seller_id"], region=item["region"], next_plan_at=int(item["next_plan_at"]),
                    due={k: int(v) for k, v in item.get("due", {}).items()},
                    enabled=list(item["enabled"]) if "enabled" in item else None,
-                   marketplace_ids=list(item.get("marketplace_ids", [])))
+                   marketplace_ids=list(item.get("marketplace_ids", [])),
+                   participations_checked_at=(int(item["participations_checked_at"])
+                                              if "participations_checked_at" in item else None))
 
 
 class PlanRepository:
@@ -87,6 +93,20 @@ class PlanRepository:
 
     def delete(self, seller: str, region: str) -> None:
         self._table.delete_item(Key=plan_key(seller, region))
+
+    def record_participations(self, seller: str, region: str, marketplace_ids: list[str],
+                              checked_at: int) -> Plan | None:
+        """The connection's marketplaces as getMarketplaceParticipations decided them (one UpdateItem that
+        also bumps `version`, so a writer holding an older version re-reads). The plan as stored now, or
+        None when the connection has no plan (paused or purged meanwhile: nothing is recreated)."""
+        answer = conditional(lambda: self._table.update_item(
+            Key=plan_key(seller, region),
+            UpdateExpression="SET marketplace_ids = :mids, participations_checked_at = :at ADD version :one",
+            ConditionExpression=Attr("pk").exists(),
+            ExpressionAttributeValues={":mids": marketplace_ids, ":at": checked_at, ":one": 1},
+            ReturnValues="ALL_NEW",
+        ))
+        return None if answer is None else Plan.from_item(answer["Attributes"])
 
 
 class JobStatus(StrEnum):

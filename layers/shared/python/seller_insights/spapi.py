@@ -107,7 +107,8 @@ class SpApiClient:
 
     def get_marketplace_participations(self, seller: str, region: str) -> dict[str, Any]:
         """Sellers API getMarketplaceParticipations: the marketplaces this seller sells in."""
-        return self.request(seller, region, "GET", "/sellers/v1/marketplaceParticipations")
+        return self.request(seller, region, "GET", "/sellers/v1/marketplaceParticipations",
+                            operation="getMarketplaceParticipations")
 
     def get_my_fees_estimate_for_asin(self, seller: str, region: str, asin: str, body: dict[str, Any], *,
                                       retry_refused_token: bool = True) -> dict[str, Any]:
