@@ -18,7 +18,19 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Response
 
-from . import consent, control, downloads, fees, lifecycle, lwa, notifications_api, reports, reports_control, spapi
+from . import (
+    consent,
+    control,
+    datakiosk,
+    downloads,
+    fees,
+    lifecycle,
+    lwa,
+    notifications_api,
+    reports,
+    reports_control,
+    spapi,
+)
 from .marketplaces import LWA_HOST, SPAPI_HOSTS, central_host
 from .state import EmulatorState
 from .web import Call, EmulatorRequest, HttpError, html_error, json_error, json_response
@@ -73,7 +85,7 @@ def default_host_routes() -> list[HostRoute]:
         HostRoute(lambda host: host.lower() == LWA_HOST, service("lwa", lwa.RULES, _lwa_error)),
         HostRoute(
             lambda host: host.lower() in SPAPI_HOSTS,
-            service("spapi", [*spapi.RULES, *reports.RULES, *notifications_api.RULES, *fees.RULES],
+            service("spapi", [*spapi.RULES, *reports.RULES, *datakiosk.RULES, *notifications_api.RULES, *fees.RULES],
                     spapi.render_error),
         ),
     ]
@@ -90,7 +102,8 @@ class EmulatorWsgi:
         self.host_routes = list(default_host_routes() if host_routes is None else host_routes)
         self.control = service(
             "control",
-            [*control.RULES, *lifecycle.RULES, *reports_control.RULES] if control_rules is None else control_rules,
+            ([*control.RULES, *lifecycle.RULES, *reports_control.RULES, *datakiosk.CONTROL_RULES]
+             if control_rules is None else control_rules),
             _json_error,
         )
         self.documents = service("documents", downloads.RULES, downloads.render_error)
