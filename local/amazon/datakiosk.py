@@ -10,7 +10,8 @@ live in `querystore.py`, their GraphQL in `kioskquery.py`; documents are served 
 
 Control: `POST /_emulator/queries/outcomes` `{"selling_partner_id", "outcome": DONE|CANCELLED|FATAL|NO_DATA,
 "processing_seconds"?}` queues how the seller's next query ends; `POST /_emulator/queries/timing`
-`{"seed"?, "min_seconds"?, "max_seconds"?}` reseeds or narrows the processing times of later queries.
+`{"seed"?, "min_seconds"?, "max_seconds"?}` reseeds or narrows the times later queries take from their
+creation to their end (queue and processing). `processing_seconds` of an outcome is that time too.
 """
 
 from __future__ import annotations

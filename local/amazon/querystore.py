@@ -2,9 +2,10 @@
 seeded outcomes, JSONL documents and DATA_KIOSK_QUERY_PROCESSING_FINISHED notifications (Data Kiosk API
 2023-11-15 and its notification model).
 
-Timings vary per query, as Amazon's do: a query waits IN_QUEUE for 10 s to 5 min and is processed for
-`min_processing` to `max_processing` (default 2 minutes to 3 hours, log-uniform), drawn from a random
-generator seeded by the store's `timing_seed` and the query id, so a run can be replayed. Nothing runs
+Timings vary per query, as Amazon's do: a query ends `min_seconds` to `max_seconds` after its creation
+(default 2 minutes to 3 hours, log-uniform), the first 5 to 25% of it IN_QUEUE, the rest IN_PROGRESS,
+drawn from a random generator seeded by the store's `timing_seed` and the query id, so a run can be
+replayed. Nothing runs
 in the background: statuses are worked out whenever something looks and whenever the clock moves; the
 moment a query becomes terminal its notification goes, once, to the seller's subscription destination
 in the query's region (none without a subscription). A DONE query with no data has no dataDocumentId;
@@ -36,7 +37,7 @@ logger = logging.getLogger(__name__)
 QUERY_FINISHED = "DATA_KIOSK_QUERY_PROCESSING_FINISHED"
 QUERY_PAYLOAD_VERSION = "2023-11-15"
 RETENTION = timedelta(days=30)  # the schema's @resultRetention P30D on every field
-QUEUED_RANGE = (10.0, 300.0)
+QUEUED_SHARE = (0.05, 0.25)  # of the time from creation to the end
 DEFAULT_PROCESSING = (120.0, 3 * 3600.0)
 JSONL = "application/x-ndjson"
 JSON_UTF8 = "application/json; charset=utf-8"
@@ -114,7 +115,7 @@ class QueryStore:
 
     def set_timing(self, *, seed: int | None = None, min_seconds: float | None = None,
                    max_seconds: float | None = None) -> dict[str, float]:
-        """Reseeds and/or narrows the processing time range of later queries."""
+        """Reseeds and/or narrows the range of later queries' times from creation to their end."""
         with self._lock:
             if seed is not None:
                 self._timing_seed = seed
@@ -139,14 +140,15 @@ class QueryStore:
             query_id = str(self._next_id)
             timing = random.Random(f"{self._timing_seed}|{query_id}")  # noqa: S311 - emulated timings
             low, high = self._processing
-            processing = math.exp(timing.uniform(math.log(low), math.log(high)))
+            total = math.exp(timing.uniform(math.log(low), math.log(high)))
             queue = self._seeds.get(seller)
             seed = queue.popleft() if queue else None
             if seed is not None and seed.processing_seconds is not None:
-                processing = seed.processing_seconds
+                total = seed.processing_seconds
+            queued = total * timing.uniform(*QUEUED_SHARE)
             created = Query(query_id, seller, region, query, parsed, self._now(),
-                            queued_for=timedelta(seconds=timing.uniform(*QUEUED_RANGE)),
-                            processing_for=timedelta(seconds=processing), seed=seed)
+                            queued_for=timedelta(seconds=queued), processing_for=timedelta(seconds=total - queued),
+                            seed=seed)
             self._queries[query_id] = created
             return created
 
