@@ -254,3 +254,25 @@ def test_eu_and_fe_report_and_query_jobs_resume_from_their_notifications(notifie
             LISTINGS: ("DONE", 0), SALES_AND_TRAFFIC: ("DONE", 0)}, seller
         assert {r["report_type"] for r in items(seller, f"REPORT#{region}#")} == {LISTINGS, SALES_AND_TRAFFIC}
     assert stats(emulator)["spapi"]["getQuery"] == 2  # one look each, after its notification
+
+
+def test_a_query_notification_for_a_vendor_or_an_unknown_query_changes_nothing(kiosk_env, emulator):
+    invoke({"task": "plan-reports"})
+    while deliver(kiosk_env):
+        pass
+    (job,) = items(SELLER, "JOB#")
+    assert job["status"] == "WAITING"
+    notification = {"notificationType": "DATA_KIOSK_QUERY_PROCESSING_FINISHED", "notificationVersion": "2023-11-15",
+                    "payloadVersion": "2023-11-15", "eventTime": "2026-12-01T00:00:00Z",
+                    "notificationMetadata": {"applicationId": "a", "subscriptionId": "s", "publishTime": "p",
+                                             "notificationId": "n"}}
+    payloads = [
+        {"accountId": "amzn1.vg.6213651", "queryId": job["report_id"], "query": "q", "processingStatus": "DONE"},
+        {"accountId": f"amzn1.merchant.o.{SELLER}", "queryId": "404", "query": "q", "processingStatus": "DONE"},
+    ]
+    records = [{"messageId": str(n), "body": json.dumps({**notification, "payload": payload})}
+               for n, payload in enumerate(payloads)]
+
+    assert invoke({"Records": records})["batchItemFailures"] == []
+    assert items(SELLER, "JOB#")[0]["version"] == job["version"]  # not hurried
+    assert boto3.client("sqs").receive_message(QueueUrl=kiosk_env).get("Messages", []) == []
