@@ -276,3 +276,17 @@ def test_a_query_notification_for_a_vendor_or_an_unknown_query_changes_nothing(k
     assert invoke({"Records": records})["batchItemFailures"] == []
     assert items(SELLER, "JOB#")[0]["version"] == job["version"]  # not hurried
     assert boto3.client("sqs").receive_message(QueueUrl=kiosk_env).get("Messages", []) == []
+
+
+def test_the_reports_api_fallback_pulls_sales_and_traffic_as_a_report(kiosk_env, emulator, monkeypatch):
+    monkeypatch.setenv("SALES_AND_TRAFFIC_SOURCE", "REPORTS")
+    forget_all()
+    invoke({"task": "plan-reports"})
+    run_until_settled(kiosk_env, emulator, rounds=3)
+
+    (job,) = items(SELLER, "JOB#")
+    assert job["status"] == "DONE" and items(SELLER, "QUERYID#") == [] and len(items(SELLER, "REPORTID#")) == 1
+    (row,) = items(SELLER, "REPORT#")
+    assert row["s3_key"].endswith(f"/reports/{SALES_AND_TRAFFIC}/{job['window_start']}_{job['window_end']}.json")
+    counted = stats(emulator)
+    assert (counted["spapi"]["createReport"], counted["spapi"]["createQuery"]) == (1, 0)
