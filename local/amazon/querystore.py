@@ -4,8 +4,8 @@ seeded outcomes, JSONL documents and DATA_KIOSK_QUERY_PROCESSING_FINISHED notifi
 
 Timings vary per query, as Amazon's do: a query ends `min_seconds` to `max_seconds` after its creation
 (default 2 minutes to 3 hours, log-uniform), the first 5 to 25% of it IN_QUEUE, the rest IN_PROGRESS,
-drawn from a random generator seeded by the store's `timing_seed` and the query id, so a run can be
-replayed. Nothing runs
+drawn from a random generator seeded by the store's `timing_seed` and the query's rank (1 for the first
+query since the last reset), so a run that makes the same calls gets the same timings. Nothing runs
 in the background: statuses are worked out whenever something looks and whenever the clock moves; the
 moment a query becomes terminal its notification goes, once, to the seller's subscription destination
 in the query's region (none without a subscription). A DONE query with no data has no dataDocumentId;
@@ -104,6 +104,7 @@ class QueryStore:
         self._timing_seed = timing_seed
         self._processing = DEFAULT_PROCESSING
         self._queries: dict[str, Query] = {}
+        self._created = 0  # queries since the last reset: the rank that seeds each one's timing
         self._seeds: dict[str, deque[QuerySeed]] = {}
         self._next_id = 70_000_000_000 + secrets.randbelow(10**9)
 
@@ -111,6 +112,7 @@ class QueryStore:
         with self._lock:
             self._queries.clear()
             self._seeds.clear()
+            self._created = 0
             self._processing = DEFAULT_PROCESSING
 
     def set_timing(self, *, seed: int | None = None, min_seconds: float | None = None,
@@ -138,7 +140,8 @@ class QueryStore:
         with self._lock:
             self._next_id += secrets.randbelow(900) + 100
             query_id = str(self._next_id)
-            timing = random.Random(f"{self._timing_seed}|{query_id}")  # noqa: S311 - emulated timings
+            self._created += 1
+            timing = random.Random(f"{self._timing_seed}|{self._created}")  # noqa: S311 - emulated timings
             low, high = self._processing
             total = math.exp(timing.uniform(math.log(low), math.log(high)))
             queue = self._seeds.get(seller)

@@ -302,3 +302,24 @@ def test_the_shipped_schema_is_amazons_and_valid():
     query = parse('{ analytics_salesAndTraffic_2024_04_24 { salesAndTrafficByDate(startDate: "2026-01-01", '
                   'endDate: "2026-01-01", aggregateBy: DAY, marketplaceIds: ["x"]) { marketplaceId } } }')
     assert validate(schema, query) == []
+
+
+def test_timings_are_replayed_for_the_same_seed_and_calls(http, emu):
+    def spans() -> list[float]:
+        kiosk = Kiosk(http, emu, subscribed=False)
+        for _ in range(5):
+            kiosk.created()
+        emu.advance_clock(4 * 3600)
+        listed = kiosk.call("GET", "/queries", params={"pageSize": 100}).json()["queries"]
+        return sorted((datetime.fromisoformat(q["processingEndTime"]) - datetime.fromisoformat(q["createdTime"]))
+                      .total_seconds() for q in listed)
+
+    control(http, emu, "queries/timing", {"seed": 7})
+    first = spans()
+    emu.reset()
+    control(http, emu, "queries/timing", {"seed": 7})
+    # The same to the millisecond the answers are rounded to.
+    assert all(abs(a - b) <= 0.002 for a, b in zip(spans(), first, strict=True))
+    emu.reset()
+    control(http, emu, "queries/timing", {"seed": 8})
+    assert not all(abs(a - b) <= 0.002 for a, b in zip(spans(), first, strict=True))
