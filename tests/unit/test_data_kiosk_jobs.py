@@ -17,7 +17,7 @@ from report_fetcher.service import FIRST_CHECK_SECONDS, MAX_DELAY_SECONDS, RETRY
 from seller_insights import clock
 from seller_insights.errors import ConfigurationError, SpApiError
 from seller_insights.observability import get_metrics
-from seller_insights.report_catalog import CATALOG, SALES_AND_TRAFFIC, DataSource
+from seller_insights.report_catalog import CATALOG, SALES_AND_TRAFFIC, DataSource, source_of
 from seller_insights.report_jobs import Job, JobStatus, job_id
 from seller_insights.repositories import iso
 from tests.unit.test_report_job_runner import STORED, Connections, Jobs, Plans, Quotas, Reports
@@ -157,8 +157,13 @@ def new_job(marketplaces: list[str] | None = None) -> Job:
                SALES_AND_TRAFFIC, window_start, window_end, marketplaces or [DE])
 
 
-def test_sales_and_traffic_is_data_kiosk_by_default():
+def test_sales_and_traffic_is_data_kiosk_by_default_and_the_stage_may_fall_back():
     assert CATALOG[SALES_AND_TRAFFIC].source is DataSource.DATA_KIOSK
+    assert source_of(CATALOG[SALES_AND_TRAFFIC]) is DataSource.DATA_KIOSK
+    assert source_of(CATALOG[SALES_AND_TRAFFIC], DataSource.REPORTS) is DataSource.REPORTS
+    # Every other type comes from the Reports API, whatever the Sales and Traffic setting.
+    others = [spec for name, spec in CATALOG.items() if name != SALES_AND_TRAFFIC]
+    assert {source_of(spec, DataSource.DATA_KIOSK) for spec in others} == {DataSource.REPORTS}
 
 
 def test_a_new_job_creates_a_query_without_the_app_wide_quota_and_remembers_its_id(setup: Setup):
