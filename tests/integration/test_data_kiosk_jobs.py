@@ -24,9 +24,7 @@ from seller_insights.containers import forget_all
 from seller_insights.object_keys import seller_prefix
 from seller_insights.report_catalog import LISTINGS, SALES_AND_TRAFFIC
 from seller_insights.spapi import SpApiClient
-from tests.integration.test_report_fetcher import advance, deliver, fault, invoke, stats
-from tests.integration.test_report_fetcher_subscriptions import fetcher, messages, refresher
-from tests.support.api import ConsentClient
+from tests.support.api import ConsentClient, FakeContext
 from tests.support.flows import connect_and_confirm
 from tests.support.iam import acting_as
 from tests.support.tokens import provider
@@ -34,6 +32,63 @@ from tests.support.tokens import provider
 SELLER = "A1KIOSKSELLER01"
 US = "ATVPDKIKX0DER"
 EU_SELLER, FE_SELLER = "A3KIOSKEUROPE03", "A4KIOSKFAREAST4"
+
+
+def invoke(event: dict[str, Any]) -> dict[str, Any]:
+    from report_fetcher.handler import lambda_handler
+
+    with acting_as("report_fetcher"):
+        return dict(lambda_handler(event, FakeContext(function_name="report_fetcher")))
+
+
+def fetcher(task: str) -> dict[str, Any]:
+    return invoke({"task": task})
+
+
+def refresher(task: str) -> dict[str, Any]:
+    from token_refresher.handler import lambda_handler
+
+    with acting_as("token_refresher"):
+        return dict(lambda_handler({"task": task}, FakeContext(function_name="token_refresher")))
+
+
+def deliver(queue: str) -> int:
+    """One poll of the job queue, as the event source mapping would do it; the failed stay."""
+    sqs = boto3.client("sqs")
+    received = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+    if not received:
+        return 0
+    result = invoke({"Records": [{"messageId": m["MessageId"], "body": m["Body"]} for m in received]})
+    failed = {f["itemIdentifier"] for f in result["batchItemFailures"]}
+    for message in received:
+        if message["MessageId"] not in failed:
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+    return len(received)
+
+
+def advance(emulator: Any, seconds: float) -> None:
+    """Both clocks: ours and Amazon's."""
+    clock.get_clock().advance(seconds)  # type: ignore[attr-defined]
+    emulator.advance_clock(seconds)
+
+
+def messages(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    while True:
+        batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+        if not batch:
+            return out
+        for message in batch:
+            out.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def stats(emulator: Any) -> dict[str, Any]:
+    return dict(requests.get(f"{emulator.base_url}/_emulator/stats", timeout=5).json())
+
+
+def fault(emulator: Any, operation: str, status: int) -> None:
+    control(emulator, "faults", {"operation": operation, "status": status, "count": 1})
 
 
 def control(emulator: Any, path: str, body: dict[str, Any]) -> Any:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jsonschema  # type: ignore[import-untyped]
 import pytest
@@ -20,9 +21,13 @@ import requests
 from graphql import build_schema, parse, validate
 
 from local.amazon import AmazonEmulator
-from tests.local.test_amazon_emulator_reports import CALLBACK, SPAPI, connect, control, messages
 
 MODELS = Path(__file__).resolve().parents[2] / "local" / "amazon" / "models"
+CALLBACK = "https://app.example.test/callback"
+SPAPI = {"NA": "sellingpartnerapi-na.amazon.com", "EU": "sellingpartnerapi-eu.amazon.com",
+         "FE": "sellingpartnerapi-fe.amazon.com"}
+CENTRAL = {"NA": "sellercentral.amazon.com", "EU": "sellercentral-europe.amazon.com",
+           "FE": "sellercentral.amazon.co.jp"}
 BASE = "/dataKiosk/2023-11-15"
 US, DE, FR, JP = "ATVPDKIKX0DER", "A1PA6795UKMFR9", "A13V1IB3VIYZZH", "A1VC38T7YXB528"
 MARKETPLACE = {"NA": US, "EU": DE, "FE": JP}
@@ -72,18 +77,56 @@ def validate_body(body: Any, model: dict[str, Any], definition: str) -> None:
     jsonschema.validate(body, {**model["definitions"][definition], "definitions": model["definitions"]})
 
 
+def messages(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    while True:
+        batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+        if not batch:
+            return out
+        for message in batch:
+            out.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def control(http: requests.Session, emu: AmazonEmulator, path: str, body: dict[str, Any] | None = None) -> Any:
+    url = f"{emu.base_url}/_emulator/{path}"
+    response = http.post(url, json=body, timeout=5) if body is not None else http.get(url, timeout=5)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def connect(http: requests.Session, emu: AmazonEmulator, region: str, seller: str) -> str:
+    """The seller consents in its region (again, when its token is about to lapse); its access token."""
+    consent = emu.host_url(CENTRAL[region], "/apps/authorize/consent") + "?" + urlencode(
+        {"application_id": emu.application_id, "state": "s1", "version": "beta"})
+    redirect = control(http, emu, "consent", {"consent_url": consent, "selling_partner_id": seller})["redirect"]
+    code = parse_qs(urlsplit(redirect).query)["spapi_oauth_code"][0]
+    body = {"client_id": emu.client_id, "client_secret": emu.client_secret, "grant_type": "authorization_code",
+            "code": code, "redirect_uri": CALLBACK}
+    response = http.post(emu.host_url("api.amazon.com", "/auth/o2/token"), data=body, timeout=5)
+    assert response.status_code == 200
+    return str(response.json()["access_token"])
+
+
 def subscribe_queries(http: requests.Session, emu: AmazonEmulator, token: str, region: str) -> None:
     """The seller subscribes to DATA_KIOSK_QUERY_PROCESSING_FINISHED with its region's destination."""
     grant = {"client_id": emu.client_id, "client_secret": emu.client_secret, "grant_type": "client_credentials",
              "scope": "sellingpartnerapi::notifications"}
     grantless = http.post(emu.host_url("api.amazon.com", "/auth/o2/token"), data=grant, timeout=5).json()
+    headers = {"x-amz-access-token": grantless["access_token"]}
     destinations = emu.host_url(SPAPI[region], "/notifications/v1/destinations")
-    known = http.get(destinations, headers={"x-amz-access-token": grantless["access_token"]}, timeout=5).json()
+    known = http.get(destinations, headers=headers, timeout=5).json()["payload"]
+    if known:
+        destination = known[0]["destinationId"]
+    else:
+        spec = {"sqs": {"arn": "arn:aws:sqs:us-east-1:123456789012:report-notifications"}}
+        created = http.post(destinations, headers=headers, json={"name": "reports", "resourceSpecification": spec},
+                            timeout=5)
+        destination = created.json()["payload"]["destinationId"]
     answer = http.post(emu.host_url(SPAPI[region], f"/notifications/v1/subscriptions/{FINISHED}"),
                        headers={"x-amz-access-token": token},
-                       json={"payloadVersion": "2023-11-15", "destinationId": known["payload"][0]["destinationId"]},
-                       timeout=5)
-    assert answer.status_code == 200, answer.text
+                       json={"payloadVersion": "2023-11-15", "destinationId": destination}, timeout=5)
+    assert answer.status_code in (200, 409), answer.text
 
 
 class Kiosk:

@@ -3,6 +3,7 @@ against Amazon's schema, and its steps with the fetcher's collaborators faked (n
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -18,9 +19,9 @@ from seller_insights import clock
 from seller_insights.errors import ConfigurationError, SpApiError
 from seller_insights.observability import get_metrics
 from seller_insights.report_catalog import CATALOG, SALES_AND_TRAFFIC, DataSource, source_of
-from seller_insights.report_jobs import Job, JobStatus, job_id
-from seller_insights.repositories import iso
-from tests.unit.test_report_job_runner import STORED, Connections, Jobs, Plans, Quotas, Reports
+from seller_insights.report_jobs import Job, JobStatus, StoredReport, job_id
+from seller_insights.report_stream import StoredDocument
+from seller_insights.repositories import Connection, ConnectionStatus, iso
 
 MODELS = Path(__file__).resolve().parents[2] / "local" / "amazon" / "models"
 SCHEMA = MODELS / "analytics_salesAndTraffic_2024_04_24.graphql"
@@ -115,14 +116,72 @@ class Kiosk:
         return {"documentId": document_id, "documentUrl": f"https://documents.example.com/{document_id}"}
 
 
-class QueryJobs(Jobs):
+# --- stand-ins of the fetcher's collaborators (their contracts, in memory) -------------------------------
+
+STORED = StoredDocument(bytes_in=10, bytes_out=20, rows=2, sha256="0" * 64, source_charset="utf-8",
+                        undecodable=0, dropped_columns=(), parts=1)
+
+
+class QueryJobs:
+    """JobRepository's contract: a save succeeds only over the version it read; query ids remembered."""
+
     def __init__(self) -> None:
-        super().__init__()
+        self.stored: dict[str, Job] = {}
         self.query_ids: dict[str, str] = {}
+
+    def load_or_create(self, job: Job) -> Job:
+        if job.job_id not in self.stored:
+            self.stored[job.job_id] = copy.deepcopy(job)
+            return job
+        return copy.deepcopy(self.stored[job.job_id])
+
+    def save(self, job: Job) -> bool:
+        expected = job.version
+        job.version += 1
+        current = self.stored.get(job.job_id)
+        if current is not None and current.version != expected:
+            return False
+        self.stored[job.job_id] = copy.deepcopy(job)
+        return True
 
     def remember_query_id(self, job: Job) -> None:
         assert job.report_id is not None
         self.query_ids[job.report_id] = job.job_id
+
+
+@dataclass
+class Reports:
+    rows: list[StoredReport] = field(default_factory=list)
+
+    def put(self, report: StoredReport, stored_at: Any) -> None:
+        self.rows.append(report)
+
+
+class Plans:
+    def delete(self, seller: str, region: str) -> None:
+        raise AssertionError("an ACTIVE connection's plan is never deleted")
+
+
+class Connections:
+    def get(self, seller: str, region: str) -> Connection:
+        return Connection(seller, region, ConnectionStatus.ACTIVE, "2026-11-01T00:00:00Z", "2027-11-01T00:00:00Z",
+                          "DE", "2026-11-01T00:00:00Z", "2026-11-01T00:00:00Z", True)
+
+
+@dataclass
+class Quotas:
+    """Seconds to wait per operation (0: a token was taken); the app-wide quota must never be asked."""
+
+    waits: dict[str, float] = field(default_factory=dict)
+    taken: list[str] = field(default_factory=list)
+
+    def take_operation(self, seller: str, region: str, operation: str) -> float:
+        self.taken.append(operation)
+        return self.waits.get(operation, 0.0)
+
+    def take_app_quota(self, report_type: str, quota: Any) -> float:
+        self.taken.append(f"app:{report_type}")
+        return 0.0
 
 
 @dataclass
