@@ -100,7 +100,10 @@ QUERIES: dict[Granularity, tuple[str, str, str]] = {
 
 
 def build_query(granularity: Granularity, first_day: date, last_day: date, marketplace_id: str) -> str:
-    """The createQuery `query` for the days [first_day, last_day] (both included) of one marketplace."""
+    """The createQuery `query` for the days [first_day, last_day] (both included) of one marketplace. By ASIN,
+    Amazon sums the whole range per ASIN: the planner's DAY windows make that one day."""
+    if not marketplace_id.isalnum():  # it goes into the query text: only an identifier may
+        raise ValueError("a marketplace id is letters and digits")
     name, aggregate, selection = QUERIES[granularity]
     return (f'query {{{DATASET}{{{name}(startDate:"{first_day.isoformat()}" endDate:"{last_day.isoformat()}" '
             f'aggregateBy:{aggregate} marketplaceIds:["{marketplace_id}"]){{{selection}}}}}}}')

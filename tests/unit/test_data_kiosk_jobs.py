@@ -75,6 +75,11 @@ def test_the_query_is_valid_for_amazons_schema_and_asks_every_field(granularity,
     assert _leaves(query, row) == _all_leaves(row)  # the schema holds no buyer data: every metric is asked
 
 
+def test_a_marketplace_id_that_is_not_an_identifier_never_reaches_the_query():
+    with pytest.raises(ValueError, match="letters and digits"):
+        build_query(Granularity.DATE, date(2026, 11, 27), date(2026, 11, 27), 'DE"]){x}')
+
+
 def test_the_granularity_setting():
     assert parse_granularity(" asin ") is Granularity.ASIN
     with pytest.raises(ConfigurationError):
