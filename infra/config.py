@@ -21,6 +21,10 @@ from pydantic_core import ErrorDetails
 
 DEFAULT_STAGE = "dev"
 Removal = Literal["retain", "destroy"]
+# Sales and Traffic through Data Kiosk (per-seller quotas) or the Reports API fallback (app-wide quota,
+# 96 a day); its Data Kiosk rows per day and marketplace (DATE) or per day, marketplace and child ASIN.
+SalesAndTrafficSource = Literal["DATA_KIOSK", "REPORTS"]
+SalesAndTrafficGranularity = Literal["DATE", "ASIN"]
 # CloudWatch Logs accepts only these retention periods (>= 365 days, the DPP's 12 months).
 LogRetentionDays = Literal[365, 400, 545, 731, 1096, 1827]
 _RETENTION: dict[int, logs.RetentionDays] = {
@@ -167,6 +171,9 @@ class StageConfig(_Model):
                                              le=REPORT_MAX_DECOMPRESSED_MIB_RANGE[1])
     report_max_compression_ratio: int = Field(ge=REPORT_MAX_COMPRESSION_RATIO_RANGE[0],
                                               le=REPORT_MAX_COMPRESSION_RATIO_RANGE[1])
+    # SALES_AND_TRAFFIC_SOURCE and SALES_AND_TRAFFIC_GRANULARITY of report_fetcher.
+    sales_and_traffic_source: SalesAndTrafficSource = "DATA_KIOSK"
+    sales_and_traffic_granularity: SalesAndTrafficGranularity = "DATE"
 
     @field_validator("redirect_uri")
     @classmethod

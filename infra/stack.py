@@ -88,6 +88,13 @@ class SellerInsightsStack(Stack):
             "function's log for the reason",
         )
         observability.watch_metric(
+            "DataKioskRoleMissing",
+            reports.data_kiosk_role_missing_metric,
+            "report_fetcher: Data Kiosk refused createQuery with 403: the application or a seller lacks the "
+            "Brand Analytics role that Sales and Traffic needs; the job ended FAILED, see the function's log "
+            "for the region (grant the role, or set sales_and_traffic_source to REPORTS)",
+        )
+        observability.watch_metric(
             "ReportDestinationFailed",
             tokens.destination_failed_metric,
             "token_refresher: the report_notifications queue's REPORT_PROCESSING_FINISHED destination could "

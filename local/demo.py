@@ -351,6 +351,11 @@ class Demo:
             timeout=_TIMEOUT,
         )
         expect(answer.status_code == 200, f"the emulator refused the settlement report: {answer.status_code}")
+        # Data Kiosk (Sales and Traffic) takes minutes to hours; the demo asks the emulator for one to two minutes.
+        say("Amazon's Data Kiosk is asked to finish Sales and Traffic queries within two minutes for the demo")
+        timing = requests.post(f"{self.amazon}/_emulator/queries/timing", json={"min_seconds": 60, "max_seconds": 110},
+                               timeout=_TIMEOUT)
+        expect(timing.status_code == 200, f"the emulator refused the query timing: {timing.status_code}")
 
         say("the refresh-tokens schedule fires: the report fetcher only reads the shared token cache")
         refreshed = self.fire("refresh-tokens")

@@ -1,5 +1,6 @@
 """Lambda entry of the report pipeline: the plan schedule, the job queue and Amazon's
-REPORT_PROCESSING_FINISHED notifications. Bodies of messages are never logged."""
+REPORT_PROCESSING_FINISHED and DATA_KIOSK_QUERY_PROCESSING_FINISHED notifications. Bodies of messages are
+never logged."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ from seller_insights.vault import Vault
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+MERCHANT_ACCOUNT_PREFIX = "amzn1.merchant.o."
 
 logger = get_logger()
 tracer = get_tracer()
@@ -81,6 +84,8 @@ def runner() -> JobRunner:
         s3=aws.client("s3"),
         bucket=config.data_bucket,
         limits=config.document_limits,
+        sales_and_traffic_source=config.sales_and_traffic,
+        sales_and_traffic_granularity=config.sales_and_traffic_granularity,
     )
 
 
@@ -133,8 +138,11 @@ def _message(record: SQSRecord) -> None:
         _run_jobs(body["jobs"])
     elif body.get("notificationType") == "REPORT_PROCESSING_FINISHED":
         _resume(body)
+    elif body.get("notificationType") == "DATA_KIOSK_QUERY_PROCESSING_FINISHED":
+        _resume_query(body)
     else:
-        raise ValueError("neither a job message nor a REPORT_PROCESSING_FINISHED notification")
+        raise ValueError("neither a job message nor a REPORT_PROCESSING_FINISHED or "
+                         "DATA_KIOSK_QUERY_PROCESSING_FINISHED notification")
 
 
 def _log_failure(record: SQSRecord, error: BaseException) -> None:
@@ -165,11 +173,26 @@ def _resume(notification: dict[str, Any]) -> None:
     if not seller:
         return  # vendor groups have no seller id; we connect sellers only
     report_id = str(payload["reportId"])
-    job = JobRepository(table()).find_by_report_id(str(seller), report_id)
-    # Only a job still waiting on this very report is hurried. A job cooling down after FATAL (the
-    # notification of that FATAL arrives after the poll saw it) or already waiting on a newer report
+    _hurry(JobRepository(table()).find_by_report_id(str(seller), report_id), report_id)
+
+
+def _resume_query(notification: dict[str, Any]) -> None:
+    """Amazon says a Data Kiosk query finished: look at its job now (the QUERYID# pointer finds it)."""
+    payload = notification["payload"]
+    account = str(payload.get("accountId") or "")
+    if not account.startswith(MERCHANT_ACCOUNT_PREFIX):
+        return  # vendor groups (amzn1.vg.) are not sellers; we connect sellers only
+    # The merchant account id ends with the seller's id (the notification carries no sellerId).
+    seller = account.removeprefix(MERCHANT_ACCOUNT_PREFIX)
+    query_id = str(payload["queryId"])
+    _hurry(JobRepository(table()).find_by_query_id(seller, query_id), query_id)
+
+
+def _hurry(job: Job | None, waited_on: str) -> None:
+    # Only a job still waiting on this very report (or query) is hurried. A job cooling down after FATAL
+    # (the notification of that FATAL arrives after the poll saw it) or already waiting on a newer one
     # keeps its schedule: resuming it would skip the cooldown and request again at once.
-    if job is None or job.status is not JobStatus.WAITING or job.report_id != report_id:
+    if job is None or job.status is not JobStatus.WAITING or job.report_id != waited_on:
         return
     # Due now (not 0): the superseded poll message must still count as stale, not as orphaned.
     job.next_check_at = clock.epoch_seconds()

@@ -5,6 +5,9 @@
                                                                                └─ FATAL → COOLDOWN → NEW
                                                                                   (FAILED after max attempts)
     any step: connection not ACTIVE → ENDED (no Amazon call); 429/quota/token not ready → re-queue.
+
+Types whose source is Data Kiosk (Sales and Traffic unless the stage falls back to the Reports API) take
+the same steps through Data Kiosk's operations: report_fetcher.data_kiosk.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from seller_insights.marketplaces import MARKETPLACES
 from seller_insights.object_keys import error_document_key, report_key
 from seller_insights.observability import get_logger, get_metrics
 from seller_insights.quotas import QuotaBuckets
-from seller_insights.report_catalog import ReportFormat, ReportSpec, WindowKind, spec
+from seller_insights.report_catalog import DataSource, ReportFormat, ReportSpec, WindowKind, source_of, spec
 from seller_insights.report_gzip import DocumentLimits
 from seller_insights.report_jobs import Job, JobRepository, JobStatus, PlanRepository, ReportRepository, StoredReport
 from seller_insights.report_stream import StoredDocument, stream_document_to_s3
@@ -74,8 +77,15 @@ class JobRunner:
         s3: Any,
         bucket: str,
         limits: DocumentLimits | None = None,
+        sales_and_traffic_source: DataSource | None = None,
+        sales_and_traffic_granularity: str = "DATE",
     ) -> None:
-        """`limits`: the caps on a report document (the stage's, through ReportFetcherSettings)."""
+        """`limits`: the caps on a report document (the stage's, through ReportFetcherSettings).
+        `sales_and_traffic_source`: the stage's choice of API for Sales and Traffic (None: the catalog's,
+        Data Kiosk); `sales_and_traffic_granularity`: DATE or ASIN rows for its Data Kiosk queries."""
+        # Imported here: the Data Kiosk path builds on this module's steps.
+        from report_fetcher.data_kiosk import DataKioskPath, parse_granularity  # noqa: PLC0415
+
         self._jobs = jobs
         self._reports = reports
         self._plans = plans
@@ -85,6 +95,8 @@ class JobRunner:
         self._s3 = s3
         self._bucket = bucket
         self._limits = limits or DocumentLimits()
+        self._sales_and_traffic_source = sales_and_traffic_source
+        self._kiosk = DataKioskPath(self, parse_granularity(sales_and_traffic_granularity))
 
     def run(self, message: Job, version: int | None = None) -> Step:
         """One step. `version` is the job version the message was sent for (None: from the planner).
@@ -107,6 +119,8 @@ class JobRunner:
             return Step(job.status, min(wait, MAX_DELAY_SECONDS), job.version)
         report_spec = spec(job.report_type)
         try:
+            if source_of(report_spec, self._sales_and_traffic_source) is DataSource.DATA_KIOSK:
+                return self._kiosk.step(job, report_spec)
             if report_spec.window is WindowKind.DISCOVERED:
                 return self._discover(job, report_spec)
             if job.status is JobStatus.COOLDOWN or job.report_id is None:

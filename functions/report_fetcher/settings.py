@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from seller_insights.errors import ConfigurationError
 from seller_insights.multipart_writer import PART_SIZE
-from seller_insights.report_catalog import parse_enabled
+from seller_insights.report_catalog import DataSource, parse_enabled
 from seller_insights.report_gzip import (
     DEFAULT_MAX_DECOMPRESSED_BYTES,
     DEFAULT_MAX_RATIO,
@@ -46,10 +46,21 @@ class ReportFetcherSettings(ConnectionsTable, TokenKey, DataBucket, PurgeSchedul
     # region's destination for it before planning; the token refresher creates the destinations and caches
     # their ids here.
     idempotency_table: str | None = env_field(default=None)
+    # Sales and Traffic through Data Kiosk (DATA_KIOSK, per-seller quotas) or the Reports API fallback
+    # (REPORTS: app-wide quota, 96 requests a day); and its Data Kiosk rows: per day (DATE) or per ASIN.
+    sales_and_traffic_source: str = env_field(default=DataSource.DATA_KIOSK.value)
+    sales_and_traffic_granularity: str = env_field(default="DATE")
 
     @property
     def enabled_by_default(self) -> tuple[str, ...]:
         return parse_enabled(self.default_report_types)
+
+    @property
+    def sales_and_traffic(self) -> DataSource:
+        try:
+            return DataSource(self.sales_and_traffic_source.strip().upper())
+        except ValueError:
+            raise ConfigurationError("SALES_AND_TRAFFIC_SOURCE must be DATA_KIOSK or REPORTS") from None
 
     @property
     def document_limits(self) -> DocumentLimits:
@@ -60,6 +71,9 @@ class ReportFetcherSettings(ConnectionsTable, TokenKey, DataBucket, PurgeSchedul
         super().validate()
         if not self.enabled_by_default:
             raise ConfigurationError("DEFAULT_REPORT_TYPES lists no report type")
+        _ = self.sales_and_traffic
+        if self.sales_and_traffic_granularity.strip().upper() not in ("DATE", "ASIN"):
+            raise ConfigurationError("SALES_AND_TRAFFIC_GRANULARITY must be DATE or ASIN")
         for name, value, (low, high) in (
             ("REPORT_MAX_DECOMPRESSED_MIB", self.report_max_decompressed_mib, MAX_DECOMPRESSED_MIB_RANGE),
             ("REPORT_MAX_COMPRESSION_RATIO", self.report_max_compression_ratio, MAX_COMPRESSION_RATIO_RANGE),

@@ -54,6 +54,9 @@ SUBSCRIPTION_METRIC_PERIOD = Duration.minutes(5)
 # The daily check of a connection's marketplaces (getMarketplaceParticipations) failed; the plan went on
 # with the marketplaces it had. Alarmed at once, like the subscriptions.
 PARTICIPATIONS_FAILED_METRIC = "ParticipationsFailed"
+# Data Kiosk refused createQuery with a 403: the application or a seller lacks the Brand Analytics role that
+# Sales and Traffic needs (the job ended FAILED; the type is not pulled for that seller); alarmed at once.
+DATA_KIOSK_ROLE_MISSING_METRIC = "DataKioskRoleMissing"
 
 
 class ReportFetcher(Construct):
@@ -120,6 +123,8 @@ class ReportFetcher(Construct):
             "PURGE_AFTER_DAYS": str(config.purge_after_days),
             "REPORT_MAX_DECOMPRESSED_MIB": str(config.report_max_decompressed_mib),
             "REPORT_MAX_COMPRESSION_RATIO": str(config.report_max_compression_ratio),
+            "SALES_AND_TRAFFIC_SOURCE": config.sales_and_traffic_source,
+            "SALES_AND_TRAFFIC_GRANULARITY": config.sales_and_traffic_granularity,
             "REPORT_NOTIFICATIONS_QUEUE_ARN": self.notifications.queue_arn,
             "IDEMPOTENCY_TABLE": stores.idempotency.table_name,
         }.items():
@@ -153,6 +158,7 @@ class ReportFetcher(Construct):
         self.unexpected_columns_dropped_metric = self._metric(UNEXPECTED_COLUMNS_DROPPED_METRIC)
         self.subscription_failed_metric = self._metric(SUBSCRIPTION_FAILED_METRIC, SUBSCRIPTION_METRIC_PERIOD)
         self.participations_failed_metric = self._metric(PARTICIPATIONS_FAILED_METRIC, SUBSCRIPTION_METRIC_PERIOD)
+        self.data_kiosk_role_missing_metric = self._metric(DATA_KIOSK_ROLE_MISSING_METRIC, SUBSCRIPTION_METRIC_PERIOD)
 
     def _grant(self, stores: DataStores) -> None:
         fn = self.handler

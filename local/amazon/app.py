@@ -21,6 +21,7 @@ from werkzeug.wrappers import Response
 from . import (
     consent,
     control,
+    datakiosk,
     downloads,
     fees,
     lifecycle,
@@ -85,7 +86,7 @@ def default_host_routes() -> list[HostRoute]:
         HostRoute(lambda host: host.lower() == LWA_HOST, service("lwa", lwa.RULES, _lwa_error)),
         HostRoute(
             lambda host: host.lower() in SPAPI_HOSTS,
-            service("spapi", [*spapi.RULES, *reports.RULES, *notifications_api.RULES, *fees.RULES],
+            service("spapi", [*spapi.RULES, *reports.RULES, *datakiosk.RULES, *notifications_api.RULES, *fees.RULES],
                     spapi.render_error),
         ),
     ]
@@ -102,7 +103,8 @@ class EmulatorWsgi:
         self.host_routes = list(default_host_routes() if host_routes is None else host_routes)
         self.control = service(
             "control",
-            [*control.RULES, *lifecycle.RULES, *reports_control.RULES, *participations_control.RULES]
+            [*control.RULES, *lifecycle.RULES, *reports_control.RULES, *participations_control.RULES,
+             *datakiosk.CONTROL_RULES]
             if control_rules is None
             else control_rules,
             _json_error,

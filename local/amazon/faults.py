@@ -21,7 +21,8 @@ SUPPORTED: dict[str, frozenset[int | str]] = {
     "lwa_token": frozenset({500, 503, "timeout"}),
     **{
         op: _SPAPI_FAULTS
-        for op in ("createReport", "getReports", "getReport", "cancelReport", "getReportDocument")
+        for op in ("createReport", "getReports", "getReport", "cancelReport", "getReportDocument",
+                   "createQuery", "getQueries", "getQuery", "cancelQuery", "getDocument")
     },
     "getMarketplaceParticipations": _SPAPI_FAULTS,
     # Product Fees: 403 stands for an application without any of the operation's roles.

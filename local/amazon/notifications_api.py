@@ -1,7 +1,7 @@
 """The Notifications API v1 (model: models/notifications.json), as far as the
 product needs it: createDestination and getDestinations (grantless, scope
-`sellingpartnerapi::notifications`) and createSubscription for REPORT_PROCESSING_FINISHED (a seller's
-access token).
+`sellingpartnerapi::notifications`) and createSubscription for REPORT_PROCESSING_FINISHED and
+DATA_KIOSK_QUERY_PROCESSING_FINISHED (a seller's access token).
 
 Destinations are regional, as on Amazon: the host a call arrives on (`sellingpartnerapi-{na,eu,fe}`)
 decides the region a destination is created in and which ones getDestinations lists, and
@@ -23,6 +23,7 @@ from werkzeug.wrappers import Response
 
 from .marketplaces import SPAPI_HOSTS
 from .notifications import REPORT_FINISHED, REPORT_PAYLOAD_VERSION
+from .querystore import QUERY_FINISHED, QUERY_PAYLOAD_VERSION
 from .spapi import SpapiError, authorize, authorize_seller, response
 from .state import Destination, SubscriptionExists, UnknownDestination
 from .web import Call
@@ -34,7 +35,7 @@ NOTIFICATIONS_SCOPE = "sellingpartnerapi::notifications"
 # The models' default usage plans: rate 1, burst 5.
 RATE = {"x-amzn-RateLimit-Limit": "1.0"}
 SQS_ARN = re.compile(r"^arn:aws:sqs:\S+:\S+:\S+$")
-SUPPORTED_TYPES = {REPORT_FINISHED: REPORT_PAYLOAD_VERSION}
+SUPPORTED_TYPES = {REPORT_FINISHED: REPORT_PAYLOAD_VERSION, QUERY_FINISHED: QUERY_PAYLOAD_VERSION}
 # Amazon's 400 for a request it cannot use; the reason goes in `details`.
 CANNOT_BE_PARSED = "Request has missing or invalid parameters and cannot be parsed."
 

@@ -24,6 +24,7 @@ from .faults import FaultBook
 from .marketplaces import Region
 from .notifications import Notifier
 from .participations import ParticipationBook
+from .querystore import QUERY_FINISHED, QueryStore
 from .registration import EmulatorApp, LwaClient, new_client_secret
 from .reportstore import ReportStore
 from .request_log import RequestLog
@@ -51,6 +52,11 @@ SPAPI_OPERATIONS = (
     "getDestinations",
     "createSubscription",
     "getMyFeesEstimateForASIN",
+    "createQuery",
+    "getQueries",
+    "getQuery",
+    "cancelQuery",
+    "getDocument",
 )
 
 _CODE_ALPHABET = string.ascii_letters
@@ -207,7 +213,17 @@ class EmulatorState:
             self.count_notification,
             subscription=lambda seller, region: self.subscription(seller, region, "REPORT_PROCESSING_FINISHED"),
         )
-        self._clock_listeners: list[Callable[[], None]] = [self.reports.process_due]
+        # Data Kiosk queries: their notifications go to the same registered queue (every destination
+        # stands for it here), to sellers subscribed to DATA_KIOSK_QUERY_PROCESSING_FINISHED in the region.
+        self.queries = QueryStore(
+            self.now,
+            self.documents,
+            self.reports.notifier,
+            lambda: self.app.application_id,
+            self.count_notification,
+            subscription=lambda seller, region: self.subscription(seller, region, QUERY_FINISHED),
+        )
+        self._clock_listeners: list[Callable[[], None]] = [self.reports.process_due, self.queries.process_due]
         self._init_stores()
 
     def _init_stores(self) -> None:
@@ -248,6 +264,7 @@ class EmulatorState:
         self.buckets.clear()
         self.sales_and_traffic_quota.clear()
         self.reports.clear()
+        self.queries.clear()
         self.documents.clear()
 
     def now(self) -> datetime:

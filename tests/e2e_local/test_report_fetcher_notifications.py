@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import requests
 
 from tests.support.e2e import advance, connect, drain, fire, new_seller, stats
 from tests.support.local_stack import seller_items, stack_of_its_own, stack_seller_key, stack_table
@@ -29,6 +30,11 @@ info = stack_of_its_own("report-notifications")
 def test_a_european_sellers_report_notifications_arrive(info: dict[str, Any]) -> None:
     seller = new_seller()
     connect(info, seller, "DE")
+    # Sales and Traffic is a Data Kiosk query: made to finish within REPORT_SECONDS too (minutes to hours
+    # by default).
+    answer = requests.post(f"{info['amazon']}/_emulator/queries/timing", json={"min_seconds": 60, "max_seconds": 100},
+                           timeout=10)
+    assert answer.status_code == 200, answer.text
 
     refreshed = fire(info, "refresh-tokens")  # refreshes the token and creates the EU destination
     plan = fire(info, "plan-reports")  # subscribes the connection, then sends its jobs
@@ -43,18 +49,21 @@ def test_a_european_sellers_report_notifications_arrive(info: dict[str, Any]) ->
     assert cached is not None and cached["region"] == "EU"
     amazon = stats(info)
     assert amazon["destinations_by_region"] == {"NA": 0, "EU": 1, "FE": 0}
-    assert amazon["subscriptions_by_region"] == {"NA": 0, "EU": 1, "FE": 0}
+    # REPORT_PROCESSING_FINISHED and DATA_KIOSK_QUERY_PROCESSING_FINISHED, to the same destination.
+    assert amazon["subscriptions_by_region"] == {"NA": 0, "EU": 2, "FE": 0}
+    assert connection["dkq_subscription_id"] not in ("", "existing")
 
     assert plan["connections"] == 1 and plan["messages"] >= 1, plan
     first = drain(info)  # each job requests its report, then waits on the queue with a delay
     requested = {str(job["sk"]) for job in seller_items(info, seller, "JOB#")
                  if job["status"] == "WAITING" and job.get("report_id")}
     assert requested, first
-    assert stats(info)["notifications"].get("REPORT_PROCESSING_FINISHED", 0) == 0
+    assert stats(info)["notifications"] == {}
 
-    advance(info, REPORT_SECONDS)  # Amazon finishes the reports and notifies the subscribed seller
+    advance(info, REPORT_SECONDS)  # Amazon finishes the reports and queries and notifies the subscribed seller
     amazon = stats(info)
-    assert amazon["notifications"]["REPORT_PROCESSING_FINISHED"] >= len(requested)
+    assert sum(amazon["notifications"].get(kind, 0) for kind in (
+        "REPORT_PROCESSING_FINISHED", "DATA_KIOSK_QUERY_PROCESSING_FINISHED")) >= len(requested)
     delivered = drain(info)
 
     assert delivered["delivered"].get("report_notifications", 0) >= len(requested), delivered

@@ -145,3 +145,29 @@ def test_the_stage_config_cannot_change_once_read() -> None:
     config = StageConfig.from_context("dev", _stages())
     with pytest.raises(ValidationError):
         config.retention_days = 400  # type: ignore[misc]
+
+
+def test_sales_and_traffic_source_and_granularity_are_stage_keys_the_fetcher_accepts() -> None:
+    from report_fetcher.settings import ReportFetcherSettings
+
+    stages = _stages()
+    for name in stages:
+        config = StageConfig.from_context(name, stages)
+        assert (config.sales_and_traffic_source, config.sales_and_traffic_granularity) == ("DATA_KIOSK", "DATE")
+    fallback = StageConfig.from_context("dev", {"dev": {**stages["dev"], "sales_and_traffic_source": "REPORTS",
+                                                        "sales_and_traffic_granularity": "ASIN"}})
+    assert (fallback.sales_and_traffic_source, fallback.sales_and_traffic_granularity) == ("REPORTS", "ASIN")
+    for key, value in (("sales_and_traffic_source", "KIOSK"), ("sales_and_traffic_granularity", "WEEK")):
+        with pytest.raises(ConfigError, match=rf"stages\.dev\.{key}'"):
+            StageConfig.from_context("dev", {"dev": {**stages["dev"], key: value}})
+    # Every value the stage accepts, the function's settings accept too.
+    base = {"STAGE": "dev", "CONNECTIONS_TABLE": "t", "TOKEN_KEY_ID": "k", "DATA_BUCKET": "b",
+            "REPORT_JOBS_QUEUE_URL": "q", "DEFAULT_REPORT_TYPES": "GET_MERCHANT_LISTINGS_ALL_DATA",
+            "SELLER_KEY_SECRET_ID": "s", "PURGE_AFTER_DAYS": "27"}
+    for source in ("DATA_KIOSK", "REPORTS"):
+        for granularity in ("DATE", "ASIN"):
+            settings = ReportFetcherSettings.from_env({**base, "SALES_AND_TRAFFIC_SOURCE": source,
+                                                       "SALES_AND_TRAFFIC_GRANULARITY": granularity})
+            settings.validate()
+            assert settings.sales_and_traffic.value == source
+

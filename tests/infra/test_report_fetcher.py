@@ -32,6 +32,8 @@ REPORT_ENV = {
     "PURGE_AFTER_DAYS",
     "REPORT_MAX_DECOMPRESSED_MIB",
     "REPORT_MAX_COMPRESSION_RATIO",
+    "SALES_AND_TRAFFIC_SOURCE",
+    "SALES_AND_TRAFFIC_GRANULARITY",
     "REPORT_NOTIFICATIONS_QUEUE_ARN",
     "IDEMPOTENCY_TABLE",
 }
@@ -349,6 +351,11 @@ def test_report_pipeline_alarms(raw: dict[str, Any]) -> None:
     assert errors["AlarmActions"] == [{"Ref": topic_id}]
 
 
+def test_a_missing_brand_analytics_role_is_alarmed(raw: dict[str, Any]) -> None:
+    alarm = alarm_at_first_count(raw, "DataKioskRoleMissing", "report_fetcher")
+    assert "Brand Analytics" in alarm["AlarmDescription"]
+
+
 def test_a_failed_report_subscription_is_alarmed(raw: dict[str, Any]) -> None:
     alarm = alarm_at_first_count(raw, "ReportSubscriptionFailed", "report_fetcher")
     assert "REPORT_PROCESSING_FINISHED" in alarm["AlarmDescription"]
@@ -369,6 +376,8 @@ def test_fetcher_environment_follows_the_contract(raw: dict[str, Any], stage: st
     # The stage's caps on a report document (cdk.json), which ReportFetcherSettings reads back.
     assert (variables["REPORT_MAX_DECOMPRESSED_MIB"], variables["REPORT_MAX_COMPRESSION_RATIO"]) == ("4096", "100")
     assert variables["DEFAULT_REPORT_TYPES"] == ",".join(DEFAULT_REPORT_TYPES)
+    # Sales and Traffic through Data Kiosk, a row per day and marketplace (cdk.json).
+    assert (variables["SALES_AND_TRAFFIC_SOURCE"], variables["SALES_AND_TRAFFIC_GRANULARITY"]) == ("DATA_KIOSK", "DATE")
     assert variables["REPORT_JOBS_QUEUE_URL"] == {"Ref": by_purpose(raw, "report_jobs")[0]}
     assert variables["DATA_BUCKET"] == {"Ref": by_purpose(raw, "data")[0]}
     tokens = function_environments(raw)[TOKEN_HANDLER]

@@ -143,8 +143,9 @@ def test_a_refresh_subscribes_the_seller_once(subscribing, emulator, product_clo
     item = connection_item(subscribing, SELLER, "NA")
     assert item["rpf_subscription_id"] and item["rpf_subscription_id"] != "existing"
     counted = stats(emulator)
-    assert (counted["destinations"], counted["subscriptions"]) == (1, 1)
-    assert counted["spapi"]["createDestination"] == 1 and counted["spapi"]["createSubscription"] == 1
+    # Two subscriptions, one destination: REPORT_PROCESSING_FINISHED and DATA_KIOSK_QUERY_PROCESSING_FINISHED.
+    assert (counted["destinations"], counted["subscriptions"]) == (1, 2)
+    assert counted["spapi"]["createDestination"] == 1 and counted["spapi"]["createSubscription"] == 2
     assert counted["lwa"]["client_credentials"] == 1
     cached = destination_item(subscribing)
     assert cached is not None and cached["queue_arn"] == report_queue[1]
@@ -154,8 +155,9 @@ def test_a_refresh_subscribes_the_seller_once(subscribing, emulator, product_clo
     second = sweep()
     assert (second["refreshed"], second["subscribed"]) == (1, 0)
     counted = stats(emulator)
-    assert (counted["destinations"], counted["subscriptions"]) == (1, 1)
-    assert counted["spapi"]["createDestination"] == 1 and counted["spapi"]["createSubscription"] == 1
+    # Two subscriptions, one destination: REPORT_PROCESSING_FINISHED and DATA_KIOSK_QUERY_PROCESSING_FINISHED.
+    assert (counted["destinations"], counted["subscriptions"]) == (1, 2)
+    assert counted["spapi"]["createDestination"] == 1 and counted["spapi"]["createSubscription"] == 2
     assert counted["spapi"]["getDestinations"] == 1  # only before the one creation
     assert counted["lwa"]["client_credentials"] == 1  # the destination id came from the cache
     assert [cached["destination_id"]] == amazon_destinations(emulator, "NA")
@@ -173,7 +175,7 @@ def test_an_existing_subscription_and_destination_are_reused(subscribing, emulat
     assert (again["refreshed"], again["subscribed"], again["failed"]) == (1, 1, 0)
     assert connection_item(subscribing, SELLER, "NA")["rpf_subscription_id"] == "existing"
     counted = stats(emulator)
-    assert (counted["destinations"], counted["subscriptions"]) == (1, 1)
+    assert (counted["destinations"], counted["subscriptions"]) == (1, 2)
     assert counted["spapi"]["createDestination"] == 1  # found by getDestinations
 
 
@@ -264,8 +266,8 @@ def test_sellers_of_every_region_are_subscribed_with_their_regions_destination(s
     assert (first["refreshed"], first["subscribed"], first["failed"]) == (3, 3, 0)
     counted = stats(emulator)
     assert counted["destinations_by_region"] == {"NA": 1, "EU": 1, "FE": 1}
-    assert counted["subscriptions_by_region"] == {"NA": 1, "EU": 1, "FE": 1}
-    assert counted["spapi"]["createDestination"] == 3 and counted["spapi"]["createSubscription"] == 3
+    assert counted["subscriptions_by_region"] == {"NA": 2, "EU": 2, "FE": 2}  # reports' and queries'
+    assert counted["spapi"]["createDestination"] == 3 and counted["spapi"]["createSubscription"] == 6
     assert counted["lwa"]["client_credentials"] == 1  # one grantless token serves every host
     assert counted["spapi"]["getDestinations"] == 3  # once per region, before its creation
     out, err = capfd.readouterr()
@@ -331,7 +333,7 @@ def test_a_refused_cached_destination_is_dropped_and_looked_up_again(subscribing
     out, err = capfd.readouterr()
     assert '"ReportSubscriptionFailed":[1.0]' in out and "cached REPORT_PROCESSING_FINISHED destination refused" in err
     assert log_guard.findings(out + err) == []
-    assert stats(emulator)["spapi"]["createSubscription"] == 3
+    assert stats(emulator)["spapi"]["createSubscription"] == 5  # 2 + 2, then the refused one
 
     product_clock.advance(3600 - 300)
     recovered = sweep()
@@ -342,7 +344,7 @@ def test_a_refused_cached_destination_is_dropped_and_looked_up_again(subscribing
     assert connection_item(subscribing, EU_SELLER, "EU")["rpf_subscription_id"] == "existing"  # Amazon kept it
     counted = stats(emulator)
     assert counted["destinations_by_region"] == {"NA": 1, "EU": 1, "FE": 0}  # found again, not duplicated
-    assert counted["subscriptions_by_region"] == {"NA": 1, "EU": 1, "FE": 0}
+    assert counted["subscriptions_by_region"] == {"NA": 2, "EU": 2, "FE": 0}
     out, err = capfd.readouterr()
     assert "ReportSubscriptionFailed" not in out and log_guard.findings(out + err) == []
 
@@ -376,9 +378,9 @@ class _SubscribedConnections:
     def __init__(self) -> None:
         self.reads: list[tuple[str, str]] = []
 
-    def report_subscription(self, seller: str, region: str) -> str:
+    def report_subscriptions(self, seller: str, region: str) -> dict[str, str]:
         self.reads.append((seller, region))
-        return "subscription-1"
+        return {"rpf_subscription_id": "subscription-1", "dkq_subscription_id": "subscription-2"}
 
 
 class _NotToBeReached:

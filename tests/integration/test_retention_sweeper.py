@@ -397,7 +397,8 @@ def test_cancelled_deletion_transactions_are_sent_again_until_applied(env: Resou
 
     assert (report.purged, report.failed) == (1, 0)
     # The claim's check and 7 deletions (6 of the region, and PROFILE: its last connection), refused twice;
-    # then the check and the quota buckets (one per operation with a per-seller bucket); then the CONN item with PROFILE and the other regions' checks.
+    # then the check and the quota buckets (one per operation with a per-seller bucket); then the CONN item
+    # with PROFILE and the other regions' checks.
     assert sizes == [8, 8, 8, 1 + len(OPERATION_RATES), 4]
     assert sleeps[:2] == [0.05, 0.1]  # backoff between the retries
     assert partition(env, SELLER) == []

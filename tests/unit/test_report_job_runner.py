@@ -29,6 +29,7 @@ from seller_insights.report_catalog import (
     ORDERS,
     SALES_AND_TRAFFIC,
     SETTLEMENT,
+    DataSource,
     WindowKind,
 )
 from seller_insights.report_jobs import Job, JobStatus, StoredReport, job_id
@@ -207,7 +208,15 @@ def test_a_new_job_requests_its_window_and_checks_back_in_thirty_seconds(fetcher
     assert fetcher.jobs.report_ids == {"REPORT-NEW": job.job_id}
 
 
+def reports_fallback(f: Fetcher) -> None:
+    """The stage chose the Reports API for Sales and Traffic (sales_and_traffic_source = REPORTS)."""
+    f.runner = JobRunner(jobs=f.jobs, reports=f.reports, plans=f.plans, connections=f.connections,
+                         spapi=f.amazon, quotas=f.quotas, s3=None, bucket="data",  # type: ignore[arg-type]
+                         sales_and_traffic_source=DataSource.REPORTS)
+
+
 def test_a_snapshot_names_no_window_and_a_daily_json_report_asks_for_daily_child_asins(fetcher: Fetcher) -> None:
+    reports_fallback(fetcher)  # Sales and Traffic through Data Kiosk: tests/unit/test_data_kiosk_jobs.py
     fetcher.runner.run(new_job(fetcher, LISTINGS))
     fetcher.runner.run(new_job(fetcher, SALES_AND_TRAFFIC))
 
@@ -248,6 +257,7 @@ def test_no_create_quota_puts_the_job_back_for_the_wait_rounded_up(fetcher: Fetc
 
 
 def test_an_app_quota_wait_longer_than_sqs_allows_is_capped(fetcher: Fetcher) -> None:
+    reports_fallback(fetcher)  # the app-wide quota is the Reports API path's only
     fetcher.quotas.app_wait = 5 * 3600.0
 
     step = fetcher.runner.run(new_job(fetcher, SALES_AND_TRAFFIC))

@@ -27,7 +27,7 @@ class Rate:
     burst: int
 
 
-# Reports API 2021-06-30, per selling partner and application (Reports API usage plans).
+# Reports API 2021-06-30 and Data Kiosk 2023-11-15, per selling partner and application (usage plans).
 OPERATION_RATES: dict[str, Rate] = {
     "getReports": Rate(0.0222, 10),
     "createReport": Rate(0.0167, 15),
@@ -36,6 +36,12 @@ OPERATION_RATES: dict[str, Rate] = {
     "getReportDocument": Rate(0.0167, 15),
     # Sellers API (sellers.json usage plan), per selling partner and application.
     "getMarketplaceParticipations": Rate(0.016, 15),
+    # Data Kiosk API 2023-11-15, per selling partner and application (its usage plans).
+    "createQuery": Rate(0.0167, 15),
+    "getQueries": Rate(0.0222, 10),
+    "getQuery": Rate(2.0, 15),
+    "cancelQuery": Rate(0.0222, 10),
+    "getDocument": Rate(0.0167, 15),
 }
 _RETRIES = 5
 _TTL_SECONDS = 2 * 24 * 3600

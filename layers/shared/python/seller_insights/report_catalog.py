@@ -31,6 +31,13 @@ class WindowKind(StrEnum):
     DISCOVERED = "discovered"  # cannot be requested: found with getReports (settlement)
 
 
+class DataSource(StrEnum):
+    """Which Amazon API a type is pulled through."""
+
+    REPORTS = "REPORTS"  # Reports API 2021-06-30: createReport, getReport, getReportDocument
+    DATA_KIOSK = "DATA_KIOSK"  # Data Kiosk API 2023-11-15: createQuery, getQuery, getDocument (JSONL)
+
+
 @dataclass(frozen=True)
 class AppQuota:
     """A limit Amazon applies per application, across every seller."""
@@ -55,6 +62,9 @@ class ReportSpec:
     # Anything neither kept nor listed here is new, and counted in UnexpectedColumnsDropped (by name in
     # the log when shaped like a column name, else only counted).
     known_dropped: tuple[str, ...] = ()
+    # Where the type comes from. Sales and Traffic defaults to Data Kiosk (per-seller quotas); the stage
+    # key sales_and_traffic_source = REPORTS falls back to the Reports API type (app-wide quota, 96 a day).
+    source: DataSource = DataSource.REPORTS
 
     @property
     def requestable(self) -> bool:
@@ -140,9 +150,12 @@ CATALOG: dict[str, ReportSpec] = {spec.report_type: spec for spec in (
         known_dropped=("customer-comments",),
     ),
     ReportSpec(
-        # App-wide quota since 2026-04-24: one request per 15 minutes per application, 96 a day.
+        # Pulled through Data Kiosk (salesAndTrafficByDate/ByAsin, one query per day and marketplace,
+        # per-seller quotas). The Reports API fallback has an app-wide quota since 2026-04-24: one request
+        # per 15 minutes per application, 96 a day (it applies only on that path).
         SALES_AND_TRAFFIC, ReportFormat.JSON, WindowKind.DAY, cadence=timedelta(days=1),
         app_quota=AppQuota(min_interval=timedelta(minutes=15), max_per_day=96),
+        source=DataSource.DATA_KIOSK,
     ),
     ReportSpec(
         # Settlement reports cannot be requested: Amazon generates them; we discover them twice a day.
@@ -164,6 +177,13 @@ def spec(report_type: str) -> ReportSpec:
         return CATALOG[report_type]
     except KeyError:
         raise ConfigurationError(f"report type {report_type} is not in the catalog") from None
+
+
+def source_of(report_spec: ReportSpec, sales_and_traffic_source: DataSource | None = None) -> DataSource:
+    """The type's source, with the stage's choice for Sales and Traffic (None: the catalog's)."""
+    if report_spec.report_type == SALES_AND_TRAFFIC and sales_and_traffic_source is not None:
+        return sales_and_traffic_source
+    return report_spec.source
 
 
 def parse_enabled(value: str) -> tuple[str, ...]:

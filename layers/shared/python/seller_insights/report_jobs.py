@@ -133,7 +133,7 @@ class Job:
     window_end: str
     marketplace_ids: list[str]
     status: JobStatus = JobStatus.NEW
-    report_id: str | None = None
+    report_id: str | None = None  # the report id; for a Data Kiosk job, the query id
     attempts: int = 0
     polls: int = 0
     next_check_at: int = 0
@@ -179,14 +179,28 @@ class JobRepository:
                                                     ConditionExpression=Attr("version").eq(expected)))
 
     def remember_report_id(self, job: Job) -> None:
+        self._remember(job, "REPORTID#")
+
+    def remember_query_id(self, job: Job) -> None:
+        """A Data Kiosk job: its query id is in `report_id`; the pointer is QUERYID# (query ids are not
+        report ids, and both are unique only per seller)."""
+        self._remember(job, "QUERYID#")
+
+    def _remember(self, job: Job, prefix: str) -> None:
         assert job.report_id is not None
-        self._table.put_item(Item={"pk": f"SELLER#{job.seller}", "sk": f"REPORTID#{job.report_id}",
+        self._table.put_item(Item={"pk": f"SELLER#{job.seller}", "sk": f"{prefix}{job.report_id}",
                                    "job_id": job.job_id, "region": job.region,
                                    "expires_at": clock.epoch_seconds() + JOB_TTL_SECONDS})
 
     def find_by_report_id(self, seller: str, report_id: str) -> Job | None:
+        return self._find(seller, f"REPORTID#{report_id}")
+
+    def find_by_query_id(self, seller: str, query_id: str) -> Job | None:
+        return self._find(seller, f"QUERYID#{query_id}")
+
+    def _find(self, seller: str, pointer_sk: str) -> Job | None:
         pointer: dict[str, Any] | None = self._table.get_item(
-            Key={"pk": f"SELLER#{seller}", "sk": f"REPORTID#{report_id}"}, ConsistentRead=True).get("Item")
+            Key={"pk": f"SELLER#{seller}", "sk": pointer_sk}, ConsistentRead=True).get("Item")
         if pointer is None:
             return None
         item = self._table.get_item(Key=job_key(seller, pointer["job_id"]), ConsistentRead=True).get("Item")

@@ -21,6 +21,7 @@ Decisions (see docs/internal-contracts.md, "Report pipeline", and docs/architect
 
 - Neither `compressionAlgorithm` (the label passed in) nor `Content-Encoding` is trusted: the body's
   first two bytes decide. A mismatch with the label is logged, nothing more.
+- JSON Lines (Data Kiosk documents) are kept whole like JSON; `rows` counts their lines (one object each).
 - JSON and XML without a charset in the header are read as UTF-8 (their own defaults), not with the
   marketplace fallback.
 - NUL characters are removed from every format and counted (`nul_bytes`): no report field holds
@@ -65,9 +66,10 @@ MiB = 1024 * 1024
 READ_CHUNK = 1 * MiB  # compressed bytes per read from the socket
 PREFETCH_CHUNKS = 4  # decompressed chunks that may wait between the download thread and the decoder
 
-DocumentFormat = Literal["tsv", "json", "xml"]
+DocumentFormat = Literal["tsv", "json", "xml", "jsonl"]
 _CONTENT_TYPES: dict[str, str] = {
     "tsv": "text/tab-separated-values; charset=utf-8",
+    "jsonl": "application/x-ndjson; charset=utf-8",  # Data Kiosk documents: one JSON object per line
     "json": "application/json; charset=utf-8",
     "xml": "application/xml; charset=utf-8",
 }
@@ -83,7 +85,7 @@ class DocumentTimeouts:
 class StoredDocument:
     bytes_in: int  # bytes received (compressed when the body was gzip)
     bytes_out: int  # UTF-8 bytes stored
-    rows: int  # TSV: data rows stored; JSON and XML: 0
+    rows: int  # TSV: data rows stored; JSON Lines: lines (objects) stored; JSON and XML: 0
     sha256: str  # hex digest of the stored UTF-8 bytes
     source_charset: str  # Python codec name the document was decoded with
     undecodable: int  # bytes that did not decode and became U+FFFD
@@ -120,7 +122,7 @@ def stream_document_to_s3(
     """
     register_secret(url)  # a presigned URL: never in a log line
     if document_format not in _CONTENT_TYPES:
-        raise ValueError("document_format must be tsv, json or xml")
+        raise ValueError("document_format must be tsv, json, xml or jsonl")
     if keep_columns is not None and document_format != "tsv":
         raise ValueError("only TSV documents have columns to keep")
     if part_size < MIN_PART_SIZE:
@@ -177,7 +179,7 @@ def _pump(response: requests.Response, writer: MultipartWriter, *, charset: Char
                               extra={"labelled_gzip": labelled_gzip, "gzip": gzipped})
         decoder = Decoder(charset.codec)
         tsv_filter = TsvFilter(keep_columns) if keep_columns is not None else None
-        lines = LineCounter()
+        lines = LineCounter(header=document_format != "jsonl")
         shape: Callable[[bytes], bytes] = tsv_filter.feed if tsv_filter is not None else lines.feed
 
         def utf8_of(data: bytes, final: bool = False) -> bytes:
@@ -196,8 +198,8 @@ def _pump(response: requests.Response, writer: MultipartWriter, *, charset: Char
             tail += tsv_filter.finish()
         writer.write(tail)
         digest = writer.complete()
-    tsv = document_format == "tsv"
-    rows = (tsv_filter.rows if tsv_filter is not None else lines.rows) if tsv else 0
+    counted = document_format in ("tsv", "jsonl")
+    rows = (tsv_filter.rows if tsv_filter is not None else lines.rows) if counted else 0
     return StoredDocument(
         bytes_in=received.bytes_in, bytes_out=writer.bytes_out, rows=rows, sha256=digest,
         source_charset=decoder.charset, undecodable=undecodable.value,

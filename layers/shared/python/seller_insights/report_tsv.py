@@ -203,9 +203,11 @@ def _row_pattern(width: int, kept: tuple[int, ...], *, quick: bool = False,
 
 
 class LineCounter:
-    """Counts lines of text passed through verbatim (the first one is the header)."""
+    """Counts lines of text passed through verbatim (the first one is the header, unless `header=False`:
+    JSON Lines, where every line is a row)."""
 
-    def __init__(self) -> None:
+    def __init__(self, header: bool = True) -> None:
+        self._header = header
         self.newlines = 0
         self._open_line = False
 
@@ -217,4 +219,4 @@ class LineCounter:
 
     @property
     def rows(self) -> int:
-        return max(self.newlines + (1 if self._open_line else 0) - 1, 0)
+        return max(self.newlines + (1 if self._open_line else 0) - (1 if self._header else 0), 0)

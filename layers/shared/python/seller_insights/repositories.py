@@ -22,6 +22,9 @@ from seller_insights.vault import Sealed
 if TYPE_CHECKING:
     from types_boto3_dynamodb.service_resource import Table
 
+# CONN attributes that keep a notification subscription id, per type.
+SUBSCRIPTION_ATTRIBUTES = ("rpf_subscription_id", "dkq_subscription_id")
+
 
 class ConnectionStatus(StrEnum):
     ACTIVE = "ACTIVE"
@@ -180,21 +183,35 @@ class ConnectionsRepository:
             ExpressionAttributeValues={":token": sealed.to_item()},
         ))
 
-    def report_subscription(self, seller_id: str, region: str) -> str | None:
-        """The seller's REPORT_PROCESSING_FINISHED subscription id ("existing" if only known to exist)."""
+    def report_subscription(self, seller_id: str, region: str, attribute: str = "rpf_subscription_id") -> str | None:
+        """The seller's REPORT_PROCESSING_FINISHED subscription id ("existing" if only known to exist);
+        `attribute="dkq_subscription_id"`: its DATA_KIOSK_QUERY_PROCESSING_FINISHED one."""
         item = self._table.get_item(
             Key=connection_key(seller_id, region),
-            ProjectionExpression="rpf_subscription_id",
+            ProjectionExpression=attribute,
             ConsistentRead=True,
         ).get("Item")
-        value = (item or {}).get("rpf_subscription_id")
+        value = (item or {}).get(attribute)
         return str(value) if value else None
 
-    def record_report_subscription(self, seller_id: str, region: str, subscription_id: str) -> bool:
-        """Remember the REPORT_PROCESSING_FINISHED subscription (ACTIVE connections only). False if not ACTIVE."""
+    def report_subscriptions(self, seller_id: str, region: str) -> dict[str, str]:
+        """Every notification subscription id kept on the connection, by CONN attribute (one read)."""
+        item = self._table.get_item(
+            Key=connection_key(seller_id, region),
+            ProjectionExpression=", ".join(SUBSCRIPTION_ATTRIBUTES),
+            ConsistentRead=True,
+        ).get("Item")
+        return {name: str(value) for name, value in (item or {}).items() if name in SUBSCRIPTION_ATTRIBUTES and value}
+
+    def record_report_subscription(self, seller_id: str, region: str, subscription_id: str,
+                                   attribute: str = "rpf_subscription_id") -> bool:
+        """Remember the REPORT_PROCESSING_FINISHED (or, by `attribute`, another notification type's)
+        subscription (ACTIVE connections only). False if not ACTIVE."""
+        if attribute not in SUBSCRIPTION_ATTRIBUTES:
+            raise ValueError(f"unknown subscription attribute {attribute!r}")
         return applied(lambda: self._table.update_item(
             Key=connection_key(seller_id, region),
-            UpdateExpression="SET rpf_subscription_id = :subscription",
+            UpdateExpression=f"SET {attribute} = :subscription",
             ConditionExpression=Attr("status").eq(ConnectionStatus.ACTIVE.value),
             ExpressionAttributeValues={":subscription": subscription_id},
         ))

@@ -25,6 +25,7 @@ from seller_insights.tokens import AccessToken
 
 REPORTS = "/reports/2021-06-30"
 FEES = "/products/fees/v0"
+DATA_KIOSK = "/dataKiosk/2023-11-15"
 NOTIFICATIONS = "/notifications/v1"
 APPLICATIONS = "/applications/2023-11-30"
 
@@ -132,6 +133,24 @@ class SpApiClient:
         document = self.request(seller, region, "GET", f"{REPORTS}/documents/{document_id}",
                                 operation="getReportDocument")
         register_secret(str(document.get("url", "")))  # a presigned URL: never in a log
+        return document
+
+    # --- Data Kiosk API 2023-11-15 -----------------------------------------------------------------
+
+    def create_query(self, seller: str, region: str, query: str) -> str:
+        """createQuery: the GraphQL `query` string; the query id (unique per seller)."""
+        answer = self.request(seller, region, "POST", f"{DATA_KIOSK}/queries", json={"query": query},
+                              operation="createQuery")
+        return str(answer["queryId"])
+
+    def get_query(self, seller: str, region: str, query_id: str) -> dict[str, Any]:
+        return self.request(seller, region, "GET", f"{DATA_KIOSK}/queries/{query_id}", operation="getQuery")
+
+    def get_query_document(self, seller: str, region: str, document_id: str) -> dict[str, Any]:
+        """getDocument: `documentUrl` is presigned (5 minutes) and registered as a secret."""
+        document = self.request(seller, region, "GET", f"{DATA_KIOSK}/documents/{document_id}",
+                                operation="getDocument")
+        register_secret(str(document.get("documentUrl", "")))  # a presigned URL: never in a log
         return document
 
     # --- Notifications API v1 (destinations are grantless, subscriptions act for a seller) -------
