@@ -4,6 +4,8 @@ createReport, getReports, getReport, cancelReport and getReportDocument for a se
 of the host's region. Each call is counted, then authorized (403), then may hit an armed fault, then
 takes a token from the (seller, operation) bucket at the model's rate (429 `QuotaExceeded`), then is
 validated (400 `InvalidInput`). Reports live in `reportstore.py`, documents in `documents.py`.
+createReport, and getReports (on a first page), answer 403 `Unauthorized` when a report type they name needs a
+role withheld from the application or the seller (`/_emulator/roles`): the same answer as a bad token's.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from .clock import iso
 from .faults import Fault
 from .marketplaces import MARKETPLACES_BY_ID
 from .reportstore import Report, Status
-from .spapi import QUOTA_EXCEEDED, SpapiError, authorize_seller, response
+from .spapi import QUOTA_EXCEEDED, SpapiError, authorize_seller, response, role_denied
 from .web import Call
 
 CREATE, LIST, GET, CANCEL, DOCUMENT = "createReport", "getReports", "getReport", "cancelReport", "getReportDocument"
@@ -61,6 +63,13 @@ def _begin(call: Call, operation: str) -> tuple[str, Any]:
         state.count_throttled(operation)
         raise SpapiError(429, "QuotaExceeded", QUOTA_EXCEEDED, "")
     return authorization.selling_partner_id, authorization.region
+
+
+def _check_role(call: Call, seller: str, report_types: list[str], operation: str) -> None:
+    """403 when the application or the seller lacks the role of one of the report types (roles.py)."""
+    if any(call.state.roles.report_type_withheld(seller, t) for t in report_types):
+        call.state.count_spapi_denied(operation)
+        raise role_denied()
 
 
 def fault_error(call: Call, operation: str, fault: Fault) -> SpapiError:
@@ -130,6 +139,7 @@ def create_report(call: Call) -> Response:
         raise _invalid(f"Invalid Report Type {report_type}", "reportType", CREATE)
     if report_type in generators.SETTLEMENT_TYPES:
         raise _invalid(f"Request for report type {report_type} is not allowed at this time.", "", CREATE)
+    _check_role(call, seller, [report_type], CREATE)
     marketplace_ids = body["marketplaceIds"]
     if (
         not isinstance(marketplace_ids, list)
@@ -259,6 +269,7 @@ def get_reports(call: Call) -> Response:
         query, offset = page
     else:
         query, offset = _list_query(call, call.state.now()), 0
+        _check_role(call, seller, query["types"], LIST)
     found = [r for r in call.state.reports.find(seller, region) if _matches(r, query)]
     size = query["page_size"]
     body: dict[str, Any] = {"reports": [report_json(r) for r in found[offset : offset + size]]}

@@ -83,6 +83,13 @@ def unauthorized() -> SpapiError:
     return SpapiError(403, "Unauthorized", DENIED, INVALID_TOKEN, {"x-amzn-ErrorType": "AccessDeniedException"})
 
 
+def role_denied() -> SpapiError:
+    """A live token whose application or seller lacks the role the call needs: Amazon's answer is the same 403
+    `Unauthorized` "Access to requested resource is denied." as for a bad token, only without a word about the
+    token (empty details)."""
+    return SpapiError(403, "Unauthorized", DENIED, "", {"x-amzn-ErrorType": "AccessDeniedException"})
+
+
 def authorize(call: Call, operation: str) -> AccessToken:
     """The live access token of the x-amz-access-token header; counts and raises a 403 otherwise."""
     value = call.request.headers.get("x-amz-access-token", "")

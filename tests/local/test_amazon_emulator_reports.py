@@ -749,3 +749,26 @@ def test_accepted_create_reports_are_listed_in_order(http: requests.Session, emu
         (ORDERS, [US], None, None), (LISTINGS, [US], window["dataStartTime"], window["dataEndTime"])]
     assert {r["region"] for r in listed} == {"NA"}
     assert control(http, emu, "requests?selling_partner_id=A0NOBODYHERE00")["requests"] == []
+
+
+# -- roles ---------------------------------------------------------------------------------------------
+
+
+def test_a_withheld_role_refuses_its_report_types_with_amazons_403(
+    http: requests.Session, emu: AmazonEmulator, na: Api
+) -> None:
+    control(http, emu, "roles", {"role": "Inventory and Order Tracking", "selling_partner_id": SELLER["NA"]})
+    control(http, emu, "roles", {"role": "Finance and Accounting"})  # for the whole application
+
+    refused = na.create(ORDERS)
+    listed = na.call("GET", REPORTS, params={"reportTypes": SETTLEMENT})
+
+    for answer in (refused, listed):
+        assert answer.status_code == 403
+        assert answer.json() == {"errors": [{"code": "Unauthorized", "message": "Access to requested resource is "
+                                             "denied.", "details": ""}]}
+    assert na.create(LISTINGS).status_code == 202  # the seller's other roles are intact
+    assert control(http, emu, "requests?operation=createReport")["requests"][0]["kind"] == LISTINGS
+    control(http, emu, "roles", {"role": "Inventory and Order Tracking", "selling_partner_id": SELLER["NA"],
+                                 "withheld": False})
+    assert na.create(ORDERS).status_code == 202
