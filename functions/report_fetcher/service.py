@@ -34,6 +34,7 @@ from seller_insights.quotas import QuotaBuckets
 from seller_insights.report_catalog import ReportFormat, ReportSpec, WindowKind, spec
 from seller_insights.report_gzip import DocumentLimits
 from seller_insights.report_jobs import (
+    DENIED_RETRY_SECONDS,
     PERMISSION_DENIED,
     Job,
     JobRepository,
@@ -58,7 +59,6 @@ IN_FLIGHT = ("IN_QUEUE", "IN_PROGRESS")
 # legitimate wait is a per-seller quota refill (minutes); six hours means something is stuck, and a fresh
 # plan then asks again instead of a growing crowd of messages circling the queue.
 MAX_STALL_SECONDS = 6 * 3600
-DENIED_RETRY_SECONDS = 24 * 3600  # a type refused for a missing role is tried again daily, not every minute
 WINDOWED = (WindowKind.UPDATED, WindowKind.DAY)
 SETTLEMENT_PAGE_SIZE = 100  # getReports' maximum
 GET_REPORTS_HORIZON = timedelta(days=90)  # getReports looks back at most 90 days

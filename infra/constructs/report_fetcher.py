@@ -51,6 +51,9 @@ UNEXPECTED_COLUMNS_DROPPED_METRIC = "UnexpectedColumnsDropped"
 # A connection could not be subscribed to REPORT_PROCESSING_FINISHED (the plan went on); alarmed at once.
 SUBSCRIPTION_FAILED_METRIC = "ReportSubscriptionFailed"
 SUBSCRIPTION_METRIC_PERIOD = Duration.minutes(5)
+# Amazon refused a report type for a role the application or the seller lacks (403 permission_denied): the
+# type is retried daily; alarmed at once (the service-only series; a copy per report_type tells which).
+PERMISSION_DENIED_METRIC = "ReportPermissionDenied"
 
 
 class ReportFetcher(Construct):
@@ -148,6 +151,7 @@ class ReportFetcher(Construct):
 
         self.report_failed_metric = self._metric(REPORT_FAILED_METRIC)
         self.unexpected_columns_dropped_metric = self._metric(UNEXPECTED_COLUMNS_DROPPED_METRIC)
+        self.permission_denied_metric = self._metric(PERMISSION_DENIED_METRIC, SUBSCRIPTION_METRIC_PERIOD)
         self.subscription_failed_metric = self._metric(SUBSCRIPTION_FAILED_METRIC, SUBSCRIPTION_METRIC_PERIOD)
 
     def _grant(self, stores: DataStores) -> None:

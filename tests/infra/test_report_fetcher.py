@@ -400,3 +400,8 @@ def test_default_report_types_are_catalog_types() -> None:
     assert len(set(DEFAULT_REPORT_TYPES)) == 6 and set(DEFAULT_REPORT_TYPES) <= set(CATALOG)
     for name in stages:
         assert set(StageConfig.from_context(name, stages).default_report_types) <= set(CATALOG), name
+
+
+def test_a_report_type_refused_for_permission_is_alarmed(raw: dict[str, Any]) -> None:
+    alarm = alarm_at_first_count(raw, "ReportPermissionDenied", "report_fetcher")
+    assert "role" in alarm["AlarmDescription"] and "permission_denied" in alarm["AlarmDescription"]

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 PLAN_DUE_INDEX = "by_plan_due"
 PERMISSION_DENIED = "permission_denied"  # the error of a job Amazon refused for a role the seller or app lacks
+DENIED_RETRY_SECONDS = 24 * 3600  # a type refused for a missing role is tried again daily, not every minute
 JOB_TTL_SECONDS = 35 * 24 * 3600
 
 
