@@ -251,7 +251,10 @@ def _matches(report: Report, query: dict[str, Any]) -> bool:
         return False
     if query["statuses"] is not None and report.status.value not in query["statuses"]:
         return False
-    if query["marketplaces"] is not None and not set(report.marketplace_ids) & set(query["marketplaces"]):
+    # Amazon ignores the marketplace filter for settlement reports: a seller's settlements of every marketplace
+    # are listed whatever marketplaceIds says.
+    if (query["marketplaces"] is not None and report.report_type not in generators.SETTLEMENT_TYPES
+            and not set(report.marketplace_ids) & set(query["marketplaces"])):
         return False
     return datetime.fromisoformat(query["since"]) <= report.created <= datetime.fromisoformat(query["until"])
 

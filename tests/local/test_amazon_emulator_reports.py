@@ -772,3 +772,25 @@ def test_a_withheld_role_refuses_its_report_types_with_amazons_403(
     control(http, emu, "roles", {"role": "Inventory and Order Tracking", "selling_partner_id": SELLER["NA"],
                                  "withheld": False})
     assert na.create(ORDERS).status_code == 202
+
+
+def test_settlement_reports_ignore_the_marketplace_filter_and_page_by_next_token_alone(
+    http: requests.Session, emu: AmazonEmulator, na: Api
+) -> None:
+    canada = "A2EUQ1WTGCTBG2"
+    for marketplace in [US] * 102 + [canada]:
+        control(http, emu, "reports/documents", {"selling_partner_id": SELLER["NA"], "report_type": SETTLEMENT,
+                                                 "marketplace_ids": [marketplace], "outcome": "DONE"})
+    query = {"reportTypes": SETTLEMENT, "marketplaceIds": US, "pageSize": "100"}
+
+    first = na.call("GET", REPORTS, params=query).json()
+    assert na.call("GET", REPORTS, params={**query, "nextToken": first["nextToken"]}).status_code == 400
+    second = na.call("GET", REPORTS, params={"nextToken": first["nextToken"]}).json()
+
+    listed = first["reports"] + second["reports"]
+    assert (len(first["reports"]), len(second["reports"]), "nextToken" in second) == (100, 3, False)
+    assert len({r["reportId"] for r in listed}) == 103
+    assert [r["marketplaceIds"] for r in listed].count([canada]) == 1  # listed despite the US filter
+    # Other report types still honour the filter.
+    na.created(ORDERS, [canada])
+    assert na.call("GET", REPORTS, params={"reportTypes": ORDERS, "marketplaceIds": US}).json()["reports"] == []
