@@ -165,15 +165,32 @@ def create_report(call: Call) -> Response:
     options = body.get("reportOptions", {})
     if not isinstance(options, dict) or not all(isinstance(v, str) for v in options.values()):
         raise _invalid("reportOptions must be a map of strings to strings.", "reportOptions", CREATE)
+    options = _report_options(report_type, options)
     if report_type == generators.SALES_AND_TRAFFIC and not call.state.sales_and_traffic_quota.take(now):
         call.state.count_throttled(CREATE)
         raise SpapiError(429, "QuotaExceeded", QUOTA_EXCEEDED, "")
     marketplace_ids = list(dict.fromkeys(marketplace_ids))
-    report = call.state.reports.create(seller, region, report_type, marketplace_ids, start=start, end=end)
+    report = call.state.reports.create(seller, region, report_type, marketplace_ids, start=start, end=end,
+                                       options=options)
     call.state.request_log.record(operation=CREATE, seller=seller, region=region.value, kind=report_type,
                                   marketplace_ids=marketplace_ids, start=body.get("dataStartTime"),
                                   end=body.get("dataEndTime"), at=now)
     return _ok({"reportId": report.report_id}, 202, CREATE)
+
+
+def _report_options(report_type: str, options: dict[str, str]) -> dict[str, str]:
+    """The options the report honours. Sales and Traffic's dateGranularity and asinGranularity must take one of
+    their documented values (400 otherwise); a type that takes no options ignores them, as Amazon does."""
+    if report_type != generators.SALES_AND_TRAFFIC:
+        return {}
+    kept = {}
+    for name, allowed in generators.SALES_AND_TRAFFIC_OPTIONS.items():
+        if name in options:
+            if options[name] not in allowed:
+                raise _invalid(f"Invalid reportOptions value for {name}: {options[name]!r}; allowed: "
+                               f"{', '.join(allowed)}.", "reportOptions", CREATE)
+            kept[name] = options[name]
+    return kept
 
 
 # -- getReports -------------------------------------------------------------------------------------

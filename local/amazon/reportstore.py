@@ -78,6 +78,7 @@ class Report:
     processing_start: datetime | None = None
     processing_end: datetime | None = None
     document_id: str | None = None
+    options: dict[str, str] = field(default_factory=dict)  # the reportOptions the report honours
 
 
 @dataclass(frozen=True)
@@ -158,10 +159,11 @@ class ReportStore:
 
     def create(
         self, seller: str, region: Region, report_type: str, marketplace_ids: Sequence[str],
-        *, start: datetime, end: datetime,
+        *, start: datetime, end: datetime, options: dict[str, str] | None = None,
     ) -> Report:
         with self._lock:
             report = self._new(seller, region, report_type, marketplace_ids, start=start, end=end)
+            report.options = dict(options or {})
             queue = self._seeds.get((seller, report_type))
             if queue:
                 report.seed = queue.popleft()
@@ -257,7 +259,8 @@ class ReportStore:
                                            stream=_large(kind, report.marketplace_ids, seed.generate_bytes, gzip,
                                                          int(report.report_id)))
             body = generators.generate(
-                kind, report.marketplace_ids, start=report.data_start, end=report.data_end, seed=int(report.report_id)
+                kind, report.marketplace_ids, start=report.data_start, end=report.data_end, seed=int(report.report_id),
+                options=report.options,
             ).body
         label = gzip if seed is None or seed.label_gzip is None else seed.label_gzip
         served = _gzip(body) if gzip else body

@@ -13,6 +13,7 @@ import tracemalloc
 import uuid
 import zlib
 from collections.abc import Iterator
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -794,3 +795,49 @@ def test_settlement_reports_ignore_the_marketplace_filter_and_page_by_next_token
     # Other report types still honour the filter.
     na.created(ORDERS, [canada])
     assert na.call("GET", REPORTS, params={"reportTypes": ORDERS, "marketplaceIds": US}).json()["reports"] == []
+
+
+# -- reportOptions ---------------------------------------------------------------------------------------
+
+
+def sales_document(http: requests.Session, na: Api, **body: Any) -> dict[str, Any]:
+    response = na.create(SALES, **body)
+    assert response.status_code == 202, response.text
+    report_id = response.json()["reportId"]
+    na.emu.advance_clock(15 * 60)  # past the report's processing and Sales and Traffic's 15-minute quota
+    got = download(http, na.document(na.report(report_id)["reportDocumentId"])["url"])
+    return dict(json.loads(gzip.decompress(got.content)))
+
+
+def test_sales_and_traffic_honours_its_report_options(http: requests.Session, emu: AmazonEmulator, na: Api) -> None:
+    end = emu.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    window = {"dataStartTime": (end - timedelta(days=35)).isoformat(), "dataEndTime": end.isoformat()}
+
+    default = sales_document(http, na, **window)
+    weekly = sales_document(http, na, **window, reportOptions={"dateGranularity": "WEEK", "asinGranularity": "SKU"})
+    monthly = sales_document(http, na, **window, reportOptions={"dateGranularity": "MONTH",
+                                                                "asinGranularity": "CHILD"})
+
+    assert default["reportSpecification"]["reportOptions"] == {"dateGranularity": "DAY", "asinGranularity": "PARENT"}
+    assert len(default["salesAndTrafficByDate"]) == 35
+    keys = {"parentAsin", "childAsin", "sku"}
+    assert {tuple(sorted(keys & set(row))) for row in default["salesAndTrafficByAsin"]} == {("parentAsin",)}
+    weeks = [date.fromisoformat(row["date"]) for row in weekly["salesAndTrafficByDate"]]
+    assert all(d.weekday() == 6 for d in weeks) and 5 <= len(weeks) <= 6  # weeks start on Sunday
+    assert all({"parentAsin", "childAsin", "sku"} <= set(row) for row in weekly["salesAndTrafficByAsin"])
+    months = [row["date"] for row in monthly["salesAndTrafficByDate"]]
+    assert all(m.endswith("-01") for m in months) and 2 <= len(months) <= 3
+    assert all("childAsin" in row and "sku" not in row for row in monthly["salesAndTrafficByAsin"])
+    assert monthly["reportSpecification"]["reportOptions"] == {"dateGranularity": "MONTH", "asinGranularity": "CHILD"}
+
+
+@pytest.mark.parametrize("options", [{"dateGranularity": "HOUR"}, {"asinGranularity": "parent"}])
+def test_invalid_sales_and_traffic_options_are_refused(na: Api, options: dict[str, str]) -> None:
+    refused = na.create(SALES, reportOptions=options)
+
+    assert refused.status_code == 400
+    assert refused.json()["errors"][0]["code"] == "InvalidInput"
+
+
+def test_report_options_of_a_type_that_takes_none_are_ignored(http: requests.Session, na: Api) -> None:
+    assert na.create(ORDERS, reportOptions={"dateGranularity": "HOUR", "anything": "goes"}).status_code == 202
