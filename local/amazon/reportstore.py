@@ -2,15 +2,20 @@
 outcomes, documents and the REPORT_PROCESSING_FINISHED notifications (Reports API and its notification model).
 
 A report waits IN_QUEUE for 30 s, is IN_PROGRESS until 90 s after its creation, then ends with its
-outcome (DONE unless a seed said CANCELLED or FATAL). Nothing runs in the background: a report's
-status is worked out whenever something looks at it and whenever the emulator clock is advanced;
-the moment it becomes terminal its notification goes to the report notification queue, once.
+outcome (DONE unless a seed said CANCELLED or FATAL). With realistic timings (`use_timings("realistic",
+seed)`, control call `POST /_emulator/reports/timings`) each report draws its own, from a seeded generator:
+queued 30 s to 15 minutes, processing 1 minute to 4 hours (most of them short, as Amazon's are).
+Nothing runs in the background: a report's status is worked out whenever something looks at it and
+whenever the emulator clock is advanced; the moment it becomes terminal its notification goes to the
+report notification queue, once.
 """
 
 from __future__ import annotations
 
 import gzip as gzip_module
 import logging
+import math
+import random
 import secrets
 import threading
 from collections import deque
@@ -36,6 +41,9 @@ logger = logging.getLogger(__name__)
 
 QUEUED_FOR = timedelta(seconds=30)
 FINISHED_AFTER = timedelta(seconds=90)
+TIMINGS = ("fast", "realistic")
+REALISTIC_QUEUED = (30.0, 15 * 60.0)  # seconds, drawn log-uniformly
+REALISTIC_PROCESSING = (60.0, 4 * 3600.0)
 RETENTION = timedelta(days=90)
 
 
@@ -79,6 +87,8 @@ class Report:
     processing_end: datetime | None = None
     document_id: str | None = None
     options: dict[str, str] = field(default_factory=dict)  # the reportOptions the report honours
+    queued_for: timedelta = QUEUED_FOR
+    finished_after: timedelta = FINISHED_AFTER  # since creation
 
 
 @dataclass(frozen=True)
@@ -115,11 +125,32 @@ class ReportStore:
         self._reports: dict[str, Report] = {}
         self._seeds: dict[tuple[str, str], deque[Seed]] = {}
         self._next_id = 50_000_000_000 + secrets.randbelow(10**9)
+        self._timings: random.Random | None = None  # None: the fast, fixed timings
+        self._timings_seed: int | None = None
 
     def clear(self) -> None:
         with self._lock:
             self._reports.clear()
             self._seeds.clear()
+            self._timings = self._timings_seed = None
+
+    def use_timings(self, mode: str, seed: int = 0) -> None:
+        """"fast" (30 s queued, done at 90 s: the default tests rely on) or "realistic" (drawn per report from
+        a generator seeded with `seed`, so a run can be repeated)."""
+        if mode not in TIMINGS:
+            raise ValueError(f"timings must be one of {', '.join(TIMINGS)}")
+        with self._lock:
+            realistic = mode == "realistic"
+            self._timings = random.Random(seed) if realistic else None  # noqa: S311 - timings, not secrets
+            self._timings_seed = seed if realistic else None
+
+    def timings(self) -> dict[str, Any]:
+        with self._lock:
+            return {"mode": "realistic" if self._timings else "fast", "seed": self._timings_seed}
+
+    def _draw(self, low: float, high: float) -> timedelta:
+        assert self._timings is not None
+        return timedelta(seconds=round(math.exp(self._timings.uniform(math.log(low), math.log(high)))))
 
     # -- seeds ----------------------------------------------------------------------------------
 
@@ -154,6 +185,9 @@ class ReportStore:
         report = Report(
             str(self._next_id), seller, region, report_type, tuple(marketplace_ids), self._now(), start, end
         )
+        if self._timings is not None:
+            report.queued_for = self._draw(*REALISTIC_QUEUED)
+            report.finished_after = report.queued_for + self._draw(*REALISTIC_PROCESSING)
         self._reports[report.report_id] = report
         return report
 
@@ -220,13 +254,13 @@ class ReportStore:
                 if report.status in TERMINAL:
                     continue
                 age = now - report.created
-                if age < QUEUED_FOR:
+                if age < report.queued_for:
                     continue
-                report.processing_start = report.created + QUEUED_FOR
+                report.processing_start = report.created + report.queued_for
                 report.status = Status.IN_PROGRESS
-                if age < FINISHED_AFTER:
+                if age < report.finished_after:
                     continue
-                report.processing_end = report.created + FINISHED_AFTER
+                report.processing_end = report.created + report.finished_after
                 report.status = report.seed.outcome if report.seed else Status.DONE
                 if report.status in (Status.DONE, Status.FATAL):
                     report.document_id = self._document(report).document_id

@@ -13,7 +13,7 @@ import tracemalloc
 import uuid
 import zlib
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -841,3 +841,36 @@ def test_invalid_sales_and_traffic_options_are_refused(na: Api, options: dict[st
 
 def test_report_options_of_a_type_that_takes_none_are_ignored(http: requests.Session, na: Api) -> None:
     assert na.create(ORDERS, reportOptions={"dateGranularity": "HOUR", "anything": "goes"}).status_code == 202
+
+
+# -- processing times ---------------------------------------------------------------------------------------
+
+
+def processing_minutes(http: requests.Session, emu: AmazonEmulator, seed: int) -> list[float]:
+    """Create twelve reports under realistic timings; how many minutes each took to finish (emulator clock)."""
+    control(http, emu, "reports/timings", {"mode": "realistic", "seed": seed})
+    na = Api(http, emu, connect(http, emu, "NA"), "NA")
+    created = [na.created(ORDERS) for _ in range(12)]
+    emu.advance_clock(5 * 3600)
+    later = Api(http, emu, connect(http, emu, "NA"), "NA")  # the first access token has expired
+    reports = [later.report(report_id) for report_id in created]
+    assert {r["processingStatus"] for r in reports} == {"DONE"}
+    return [(datetime.fromisoformat(r["processingEndTime"]) - datetime.fromisoformat(r["createdTime"])).total_seconds()
+            / 60 for r in reports]
+
+
+def test_realistic_processing_times_vary_from_minutes_to_hours_and_repeat_for_a_seed(
+    http: requests.Session, emu: AmazonEmulator
+) -> None:
+    assert control(http, emu, "reports/timings")["mode"] == "fast"  # the default the other tests rely on
+
+    first = processing_minutes(http, emu, seed=7)
+    emu.reset()
+    again = processing_minutes(http, emu, seed=7)
+
+    assert first == again
+    assert min(first) < 15 and max(first) > 60  # minutes to hours, not one fixed time
+    assert max(first) <= 4 * 60 + 15
+    emu.reset()
+    assert control(http, emu, "reports/timings") == {"mode": "fast", "seed": None}
+    assert http.post(f"{emu.base_url}/_emulator/reports/timings", json={"mode": "slow"}, timeout=5).status_code == 400
