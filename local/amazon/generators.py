@@ -328,6 +328,68 @@ def _row(report_type: str, i: int, locale: Locale, end: datetime, rng: random.Ra
     return "\t".join(value.replace("\t", " ") for value in values)
 
 
+# -- orders over time: late data ------------------------------------------------------------------
+
+ORDERS_PER_HOUR = (1, 4)
+SHIPPED_AFTER = (3600, 30 * 3600)  # seconds after the purchase
+VISIBLE_AFTER = (0, 45 * 60)  # Amazon's lag before an update shows in reports (within a 1-hour lookback)
+
+
+@dataclass(frozen=True)
+class OrderUpdate:
+    order_id: str
+    at: datetime  # last-updated-date
+    visible_at: datetime  # from when reports include it
+    status: str
+    purchased: datetime
+    row: int  # picks the product and price
+
+
+def order_updates(seller: str, marketplace_id: str, start: datetime, end: datetime) -> list[OrderUpdate]:
+    """The seller's order updates in [start, end): each hour has 1-4 orders, each bought (Pending) and shipped
+    1 to 30 hours later (Shipped). The same for every report that asks: a seeded timeline per seller,
+    marketplace and hour."""
+    updates = []
+    first_hour = int((start - timedelta(seconds=SHIPPED_AFTER[1])).timestamp()) // 3600
+    for hour in range(first_hour, int(end.timestamp()) // 3600 + 1):
+        rng = random.Random(zlib.crc32(f"{seller}|{marketplace_id}|{hour}".encode()))  # noqa: S311 - content
+        for n in range(rng.randint(*ORDERS_PER_HOUR)):
+            bought = datetime.fromtimestamp(hour * 3600 + rng.randint(0, 3599), tz=start.tzinfo)
+            order_id = f"{hour % 900 + 100}-{hour % 9_999_999:07d}-{n:07d}"
+            shipped = bought + timedelta(seconds=rng.randint(*SHIPPED_AFTER))
+            for at, status in ((bought, "Pending"), (shipped, "Shipped")):
+                visible = at + timedelta(seconds=rng.randint(*VISIBLE_AFTER))
+                if start <= at < end:
+                    updates.append(OrderUpdate(order_id, at, visible, status, bought, hour * 10 + n))
+    return updates
+
+
+def orders_by_update(seller: str, marketplace_ids: Sequence[str], *, start: datetime, end: datetime,
+                     as_of: datetime) -> Generated:
+    """GET_FLAT_FILE_ALL_ORDERS_DATA_BY_LAST_UPDATE_GENERAL for a window, as Amazon would build it at `as_of`:
+    each order's latest update in the window that has already arrived. An update that arrives late (after the
+    report was made) is missing here and shows in a later window's report, as does an order updated after its
+    window (shipped the next day)."""
+    locale = locale_for(marketplace_ids)
+    latest: dict[str, OrderUpdate] = {}
+    for marketplace_id in marketplace_ids:
+        for update in order_updates(seller, marketplace_id, start, end):
+            if update.visible_at <= as_of and (update.order_id not in latest or update.at > latest[update.order_id].at):
+                latest[update.order_id] = update
+    lines = [_header(ORDERS_BY_UPDATE)]
+    for update in sorted(latest.values(), key=lambda u: (u.at, u.order_id)):
+        values = _orders(update.row, locale, update.at, random.Random(update.row))  # noqa: S311 - content
+        values[0], values[2] = update.order_id, _order_time(update.purchased)
+        values[3], values[4] = _order_time(update.at), update.status
+        lines.append("\t".join(value.replace("\t", " ") for value in values))
+    text = "".join(line + "\n" for line in lines)
+    return Generated(text.encode(locale.codec, errors="replace"), locale.content_type)
+
+
+def _order_time(moment: datetime) -> str:
+    return iso(moment).replace(".000", "")
+
+
 # -- JSON and XML ----------------------------------------------------------------------------
 
 

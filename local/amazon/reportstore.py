@@ -292,10 +292,15 @@ class ReportStore:
                 return self._documents.add(seller, region, content_type, gzip=gzip, label_gzip=label,
                                            stream=_large(kind, report.marketplace_ids, seed.generate_bytes, gzip,
                                                          int(report.report_id)))
-            body = generators.generate(
-                kind, report.marketplace_ids, start=report.data_start, end=report.data_end, seed=int(report.report_id),
-                options=report.options,
-            ).body
+            if kind == generators.ORDERS_BY_UPDATE and report.data_start < report.data_end:
+                # A window of the seller's order timeline, as it stood when the report was made (late data).
+                body = generators.orders_by_update(seller, report.marketplace_ids, start=report.data_start,
+                                                   end=report.data_end, as_of=report.created).body
+            else:
+                body = generators.generate(
+                    kind, report.marketplace_ids, start=report.data_start, end=report.data_end,
+                    seed=int(report.report_id), options=report.options,
+                ).body
         label = gzip if seed is None or seed.label_gzip is None else seed.label_gzip
         served = _gzip(body) if gzip else body
         return self._documents.add(seller, region, content_type, gzip=gzip, label_gzip=label, body=served)
