@@ -98,6 +98,17 @@ class TokenRenewals(Protocol):
     def request_renewal(self, seller: str, region: str) -> str | None: ...
 
 
+class _NoTokenCache:
+    """Without the shared token cache (a runner built by a test or a bench): nothing to renew; a refused job's
+    one retry simply comes RETRY_SECONDS later."""
+
+    def generation(self, seller: str, region: str) -> str | None:
+        return "current"
+
+    def request_renewal(self, seller: str, region: str) -> str | None:
+        return None
+
+
 class JobRunner:
     def __init__(
         self,
@@ -110,12 +121,12 @@ class JobRunner:
         quotas: QuotaBuckets,
         s3: Any,
         bucket: str,
-        tokens: TokenRenewals,
         limits: DocumentLimits | None = None,
+        tokens: TokenRenewals | None = None,
     ) -> None:
         """`limits`: the caps on a report document (the stage's, through ReportFetcherSettings); `tokens`: the
         shared token cache, to ask the token refresher for an early renewal after a 403."""
-        self._tokens = tokens
+        self._tokens = tokens or _NoTokenCache()
         self._jobs = jobs
         self._reports = reports
         self._plans = plans

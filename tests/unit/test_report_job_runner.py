@@ -767,3 +767,19 @@ def test_settlement_discovery_looks_back_at_most_ninety_days(fetcher: Fetcher, d
 
     (query,) = fetcher.amazon.queries
     assert query["createdSince"] == iso(fetcher.clock.now() - timedelta(days=90) + timedelta(minutes=1))
+
+
+def test_without_the_token_cache_the_one_retry_comes_a_minute_later(fixed_clock: FixedClock) -> None:
+    """A runner built without the shared cache (benches, other tests) keeps the rule: one retry, then denied."""
+    amazon, jobs, plans = Amazon(error=SpApiError(403, "Unauthorized")), Jobs(), Plans()
+    runner = JobRunner(jobs=jobs, reports=Reports(), plans=plans, connections=Connections(), spapi=amazon,
+                       quotas=Quotas(), s3=None, bucket="data")
+    start, end = CATALOG[ORDERS].window_for(fixed_clock.now())
+    job = Job(job_id(SELLER, REGION, ORDERS, iso(start), iso(end)), SELLER, REGION, ORDERS, iso(start), iso(end), [US])
+
+    first = runner.run(job)
+    fixed_clock.advance(RETRY_SECONDS)
+
+    assert first.delay == RETRY_SECONDS
+    assert runner.run(job, version=first.version) == Step(JobStatus.FAILED)
+    assert amazon.calls == ["getReports", "getReports"] and list(plans.denied) == [ORDERS]
