@@ -62,6 +62,7 @@ MAX_STALL_SECONDS = 6 * 3600
 WINDOWED = (WindowKind.UPDATED, WindowKind.DAY)
 SETTLEMENT_PAGE_SIZE = 100  # getReports' maximum
 GET_REPORTS_HORIZON = timedelta(days=90)  # getReports looks back at most 90 days
+STEP_STATE = ("stalled_since", "token_retry", "discovery")  # the run's own keys in Job.extra
 
 
 @dataclass(frozen=True)
@@ -220,7 +221,8 @@ class JobRunner:
         job.status = JobStatus.NEW
         job.report_id = job.error = None
         job.attempts = job.document_attempts = job.polls = job.next_check_at = 0
-        job.extra = {}
+        for step_state in STEP_STATE:  # what the last run left; anything else in extra describes the job
+            job.extra.pop(step_state, None)
         return self._jobs.save(job)
 
     @staticmethod

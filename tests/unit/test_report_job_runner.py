@@ -650,7 +650,9 @@ def test_progress_resets_the_stall_clock(fetcher: Fetcher) -> None:
 # --- 403 Unauthorized: the token or a role (issue 10, section 6) ----------------------------------------
 
 
-def test_a_403_waits_for_a_renewed_token_retries_once_then_ends_permission_denied(fetcher: Fetcher) -> None:
+def test_a_403_waits_for_a_renewed_token_retries_once_then_ends_permission_denied(
+    fetcher: Fetcher, capfd: pytest.CaptureFixture[str]
+) -> None:
     fetcher.amazon.error = SpApiError(403, "Unauthorized")
     job = new_job(fetcher)
 
@@ -673,6 +675,9 @@ def test_a_403_waits_for_a_renewed_token_retries_once_then_ends_permission_denie
     assert fetcher.plans.denied == {ORDERS: retry_at}
     assert fetcher.tokens.renewals == 1  # at most one refresh per job
     assert len(fetcher.amazon.calls) == calls + 1
+    metric = [line for line in capfd.readouterr().out.splitlines() if '"report_type"' in line]
+    assert len(metric) == 1 and f'"report_type":"{ORDERS}"' in metric[0]
+    assert '"ReportPermissionDenied":[1.0]' in metric[0]
 
     # A copy of the planner's message is not a re-plan before the retry time; after it, it starts the job.
     assert fetcher.runner.run(job) == Step(JobStatus.FAILED)
