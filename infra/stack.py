@@ -102,6 +102,13 @@ class SellerInsightsStack(Stack):
             "log for the region, operation and HTTP status",
         )
         observability.watch_metric(
+            "ReportPermissionDenied",
+            reports.permission_denied_metric,
+            "report_fetcher: Amazon refused a report type for a role the application or the seller lacks "
+            "(403 Unauthorized after a retry with a renewed token); the type is retried daily. The metric's "
+            "report_type dimension and GET /admin/sellers/{id} (permission_denied) say which",
+        )
+        observability.watch_metric(
             "UnexpectedColumnsDropped",
             reports.unexpected_columns_dropped_metric,
             "report_fetcher: a report arrived with columns the catalog neither keeps nor knows (dropped "

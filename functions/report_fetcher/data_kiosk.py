@@ -143,7 +143,7 @@ class DataKioskPath:
         runner = self._runner
         wait = runner._quota(job, "createQuery", None)
         if wait:
-            return runner._again(job, wait)
+            return runner._stalled(job, wait)
         first, last = job_days(job)
         query = build_query(self._granularity, first, last, job.marketplace_ids[0])
         try:
@@ -159,7 +159,8 @@ class DataKioskPath:
         count("QueriesRequested")
         job.report_id = query_id
         job.status = JobStatus.WAITING
-        job.polls = 0
+        job.polls = job.document_attempts = 0  # a new query: its document has not been tried yet
+        job.extra.pop("stalled_since", None)
         job.next_check_at = clock.epoch_seconds() + FIRST_CHECK_SECONDS
         if not runner._jobs.save(job):
             return Step(job.status)  # a twin delivery got here first and carries on
@@ -170,9 +171,10 @@ class DataKioskPath:
         runner = self._runner
         wait = runner._quota(job, "getQuery", None)
         if wait:
-            return runner._again(job, wait)
+            return runner._stalled(job, wait)
         assert job.report_id is not None
         query = runner._spapi.get_query(job.seller, job.region, job.report_id)
+        job.extra.pop("stalled_since", None)
         status = query["processingStatus"]
         if status in IN_FLIGHT:
             job.polls += 1
@@ -216,20 +218,24 @@ class DataKioskPath:
         runner = self._runner
         wait = runner._quota(job, "getDocument", None)
         if wait:
-            return runner._again(job, wait)
+            return runner._stalled(job, wait)
         document = runner._spapi.get_query_document(job.seller, job.region, document_id)  # a fresh URL each time
         key = document_key(job)
         try:
             stored = self._stream(document, key)
         except (DocumentDownloadFailed, DocumentCorrupt, StorageFailed) as exc:
-            job.attempts += 1
+            # Its own counter, as for reports: FATAL queries and failed downloads never use up each other's.
+            job.document_attempts += 1
             job.error = f"DocumentCorrupt: {exc.reason}" if isinstance(exc, DocumentCorrupt) else type(exc).__name__
-            if job.attempts >= MAX_DOCUMENT_ATTEMPTS:
+            if job.document_attempts >= MAX_DOCUMENT_ATTEMPTS:
                 count("ReportFailed")
                 return runner._finish(job, JobStatus.FAILED, job.error)
             return runner._again(job, RETRY_SECONDS)
         assert job.report_id is not None
         runner._reports.put(_row(job, job.report_id, document_id, key, stored), clock.now())
+        job.document_attempts = 0
+        job.error = None
+        job.extra.pop("stalled_since", None)
         count("ReportsStored")
         count("ReportBytes", stored.bytes_out)
         return None

@@ -62,13 +62,19 @@ def connections() -> ConnectionsRepository:
 
 
 @per_container
-def sellers_api() -> SpApiClient:
-    """SP-API with the seller's cached access token (refreshed by the token refresher, never here)."""
+def cached_tokens() -> CachedTokensOnly:
+    """The sellers' access tokens the token refresher keeps (never refreshed here; a renewal is only asked for)."""
     config = settings()
     provider = AccessTokenProvider(connections=connections(), cache=AccessTokenCache(table()),
                                    vault=Vault(aws.client("kms"), config.token_key_id), lwa=_NoLwa(),  # type: ignore[arg-type]
                                    purge_after_days=config.purge_after_days)
-    return SpApiClient(CachedTokensOnly(provider, connections()), endpoint_override=config.amazon_endpoint_override)
+    return CachedTokensOnly(provider, connections())
+
+
+@per_container
+def sellers_api() -> SpApiClient:
+    """SP-API with the seller's cached access token (refreshed by the token refresher, never here)."""
+    return SpApiClient(cached_tokens(), endpoint_override=settings().amazon_endpoint_override)
 
 
 @per_container
@@ -83,6 +89,7 @@ def runner() -> JobRunner:
         quotas=QuotaBuckets(table()),
         s3=aws.client("s3"),
         bucket=config.data_bucket,
+        tokens=cached_tokens(),
         limits=config.document_limits,
         sales_and_traffic_source=config.sales_and_traffic,
         sales_and_traffic_granularity=config.sales_and_traffic_granularity,

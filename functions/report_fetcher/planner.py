@@ -99,6 +99,10 @@ class Planner:
             if spec is None:  # a cursor naming a type the catalog no longer has: skip it, plan the rest
                 get_logger().warning("planning cursor names an unknown report type", extra={"report_type": report_type})
                 continue
+            if plan.denied.get(report_type, 0) > epoch:
+                # Refused for a missing role (PlanRepository.mark_denied): due again at its retry time.
+                plan.due[report_type] = max(plan.due.get(report_type, 0), plan.denied[report_type])
+                continue
             if plan.due.get(report_type, 0) > epoch:
                 continue
             start, end = spec.window_for(now)

@@ -4,7 +4,11 @@
                                                                                ├─ CANCELLED → NO_DATA
                                                                                └─ FATAL → COOLDOWN → NEW
                                                                                   (FAILED after max attempts)
-    any step: connection not ACTIVE → ENDED (no Amazon call); 429/quota/token not ready → re-queue.
+    any step: connection not ACTIVE → ENDED (no Amazon call); 429/quota/5xx/token not ready → re-queue, and
+    after MAX_STALL_SECONDS of re-queues without progress → EXPIRED (terminal; planning re-plans the window
+    and a planner message starts the same job id again).
+    403 Unauthorized → one retry with the token refresher's next token → FAILED permission_denied (the plan
+    records the type, planning skips it for DENIED_RETRY_SECONDS).
 
 Types whose source is Data Kiosk (Sales and Traffic unless the stage falls back to the Reports API) take
 the same steps through Data Kiosk's operations: report_fetcher.data_kiosk.
@@ -13,10 +17,10 @@ the same steps through Data Kiosk's operations: report_fetcher.data_kiosk.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from seller_insights import clock
 from seller_insights.errors import (
@@ -32,10 +36,19 @@ from seller_insights.observability import get_logger, get_metrics
 from seller_insights.quotas import QuotaBuckets
 from seller_insights.report_catalog import DataSource, ReportFormat, ReportSpec, WindowKind, source_of, spec
 from seller_insights.report_gzip import DocumentLimits
-from seller_insights.report_jobs import Job, JobRepository, JobStatus, PlanRepository, ReportRepository, StoredReport
+from seller_insights.report_jobs import (
+    DENIED_RETRY_SECONDS,
+    PERMISSION_DENIED,
+    Job,
+    JobRepository,
+    JobStatus,
+    PlanRepository,
+    ReportRepository,
+    StoredReport,
+)
 from seller_insights.report_stream import StoredDocument, stream_document_to_s3
-from seller_insights.repositories import ConnectionsRepository, ConnectionStatus
-from seller_insights.spapi import SpApiClient
+from seller_insights.repositories import ConnectionsRepository, ConnectionStatus, iso
+from seller_insights.spapi import TOKEN_REFUSED, SpApiClient
 
 FIRST_CHECK_SECONDS = 30
 MAX_DELAY_SECONDS = 900  # SQS's longest message delay
@@ -45,6 +58,14 @@ MAX_DOCUMENT_ATTEMPTS = 5
 # timeout (300 s): a copy redelivered after a lost re-queue still finds its job orphaned.
 ORPHANED_AFTER_SECONDS = 300
 IN_FLIGHT = ("IN_QUEUE", "IN_PROGRESS")
+# A job re-queued this long without progress (quota waits, throttling, 5xx, no token) ends EXPIRED: the longest
+# legitimate wait is a per-seller quota refill (minutes); six hours means something is stuck, and a fresh
+# plan then asks again instead of a growing crowd of messages circling the queue.
+MAX_STALL_SECONDS = 6 * 3600
+WINDOWED = (WindowKind.UPDATED, WindowKind.DAY)
+SETTLEMENT_PAGE_SIZE = 100  # getReports' maximum
+GET_REPORTS_HORIZON = timedelta(days=90)  # getReports looks back at most 90 days
+STEP_STATE = ("stalled_since", "token_retry", "discovery")  # the run's own keys in Job.extra
 
 
 @dataclass(frozen=True)
@@ -64,6 +85,34 @@ def count(name: str, value: float = 1) -> None:
     get_metrics().add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
+def count_by_type(name: str, report_type: str) -> None:
+    """The metric with the service dimension only (what the alarm watches), and a copy per report type."""
+    count(name)
+    metrics = get_metrics()
+    with single_metric(name=name, unit=MetricUnit.Count, value=1, namespace=metrics.namespace,
+                       default_dimensions={"service": str(metrics.service)}) as metric:
+        metric.add_dimension(name="report_type", value=report_type)
+
+
+class TokenRenewals(Protocol):
+    """What the fetcher may ask of the shared token cache (tokens.CachedTokensOnly): never a refresh itself."""
+
+    def generation(self, seller: str, region: str) -> str | None: ...
+
+    def request_renewal(self, seller: str, region: str) -> str | None: ...
+
+
+class _NoTokenCache:
+    """Without the shared token cache (a runner built by a test or a bench): nothing to renew; a refused job's
+    one retry simply comes RETRY_SECONDS later."""
+
+    def generation(self, seller: str, region: str) -> str | None:
+        return "current"
+
+    def request_renewal(self, seller: str, region: str) -> str | None:
+        return None
+
+
 class JobRunner:
     def __init__(
         self,
@@ -79,13 +128,16 @@ class JobRunner:
         limits: DocumentLimits | None = None,
         sales_and_traffic_source: DataSource | None = None,
         sales_and_traffic_granularity: str = "DATE",
+        tokens: TokenRenewals | None = None,
     ) -> None:
         """`limits`: the caps on a report document (the stage's, through ReportFetcherSettings).
         `sales_and_traffic_source`: the stage's choice of API for Sales and Traffic (None: the catalog's,
-        Data Kiosk); `sales_and_traffic_granularity`: DATE or ASIN rows for its Data Kiosk queries."""
+        Data Kiosk); `sales_and_traffic_granularity`: DATE or ASIN rows for its Data Kiosk queries.
+        `tokens`: the shared token cache, to ask the token refresher for an early renewal after a 403."""
         # Imported here: the Data Kiosk path builds on this module's steps.
         from report_fetcher.data_kiosk import DataKioskPath, parse_granularity  # noqa: PLC0415
 
+        self._tokens = tokens or _NoTokenCache()
         self._jobs = jobs
         self._reports = reports
         self._plans = plans
@@ -104,8 +156,13 @@ class JobRunner:
         notification, a plan that ran twice): it is dropped, so copies never multiply."""
         job = self._jobs.load_or_create(message)
         if job.status.terminal:
-            return Step(job.status)
-        expected = 0 if version is None else version  # the planner's message can only start a job
+            # Only the planner's message (re-planning the window) starts a terminal job again, and only one
+            # that expired or whose permission_denied retry time came; every other copy is stale.
+            if version is not None or not job.restartable or not self._restart(job):
+                return Step(job.status)
+            expected = job.version
+        else:
+            expected = 0 if version is None else version  # the planner's message can only start a job
         if expected != job.version and not self._orphaned(job):
             return Step(job.status)
         connection = self._connections.get(job.seller, job.region)
@@ -119,6 +176,8 @@ class JobRunner:
             return Step(job.status, min(wait, MAX_DELAY_SECONDS), job.version)
         report_spec = spec(job.report_type)
         try:
+            if not self._token_renewed(job):
+                return self._stalled(job, RETRY_SECONDS)
             if source_of(report_spec, self._sales_and_traffic_source) is DataSource.DATA_KIOSK:
                 return self._kiosk.step(job, report_spec)
             if report_spec.window is WindowKind.DISCOVERED:
@@ -127,17 +186,58 @@ class JobRunner:
                 return self._request(job, report_spec)
             return self._check(job, report_spec)
         except TokenUnavailable:
-            return self._again(job, RETRY_SECONDS)
+            return self._stalled(job, RETRY_SECONDS)
         except SpApiError as exc:
             if exc.status == 429:
                 count("ReportsThrottled")
-                return self._again(job, RETRY_SECONDS)
+                return self._stalled(job, RETRY_SECONDS)
             if exc.status >= 500:
-                return self._again(job, RETRY_SECONDS)
-            # Amazon refused the request itself (400, 403, 404): retrying cannot help. The job ends,
+                return self._stalled(job, RETRY_SECONDS)
+            if exc.status == 403 and exc.code in TOKEN_REFUSED:
+                return self._refused(job)
+            # Amazon refused the request itself (400, other 403s, 404): retrying cannot help. The job ends,
             # recorded and counted, instead of dragging its message (and other jobs) to the DLQ.
             count("ReportFailed")
             return self._finish(job, JobStatus.FAILED, f"SP-API answered {exc.status} ({exc.code})")
+
+    # --- 403 Unauthorized: the token, or a role? --------------------------------------------------
+
+    def _refused(self, job: Job) -> Step:
+        """Amazon answers a bad token and a missing role alike (403 Unauthorized, "Access to requested resource
+        is denied."), so the job tells them apart by trying once more with a token the refresher renewed
+        after the refusal: refused again, the token was not the cause. The shared token is never evicted
+        (other jobs keep using it); it is marked suspect, so the refresher renews it at its next run."""
+        if "token_retry" not in job.extra:
+            refused = self._tokens.request_renewal(job.seller, job.region)
+            job.extra["token_retry"] = {"refused": refused or "", "renewed": False}
+            count("ReportTokenRenewalRequested")
+            return self._stalled(job, RETRY_SECONDS)
+        retry_at = clock.epoch_seconds() + DENIED_RETRY_SECONDS
+        self._plans.mark_denied(job.seller, job.region, job.report_type, retry_at)
+        count_by_type("ReportPermissionDenied", job.report_type)
+        get_logger().warning("Amazon refused the report type: the application or the seller lacks its role",
+                             extra={"report_type": job.report_type, "retry_at": iso_epoch(retry_at)})
+        return self._finish(job, JobStatus.FAILED, PERMISSION_DENIED, next_check_at=retry_at)
+
+    def _token_renewed(self, job: Job) -> bool:
+        """False while a job that asked for a fresh token still finds the refused one in the shared cache."""
+        retry = job.extra.get("token_retry")
+        if retry is None or retry["renewed"]:
+            return True
+        current = self._tokens.generation(job.seller, job.region)
+        if current is None or current == retry["refused"]:
+            return False
+        retry["renewed"] = True  # its one retry; saved with whatever this step saves
+        return True
+
+    def _restart(self, job: Job) -> bool:
+        """The planner re-planned this job's window: start it over under the same id (False: a twin did)."""
+        job.status = JobStatus.NEW
+        job.report_id = job.error = None
+        job.attempts = job.document_attempts = job.polls = job.next_check_at = 0
+        for step_state in STEP_STATE:  # what the last run left; anything else in extra describes the job
+            job.extra.pop(step_state, None)
+        return self._jobs.save(job)
 
     @staticmethod
     def _orphaned(job: Job) -> bool:
@@ -149,11 +249,11 @@ class JobRunner:
     # --- requesting ---------------------------------------------------------------------------
 
     def _request(self, job: Job, report_spec: ReportSpec) -> Step:
-        report_id = self._in_flight_match(job)
+        report_id = self._in_flight_match(job) if report_spec.window in WINDOWED else None
         if report_id is None:
             wait = self._quota(job, "createReport", report_spec)
             if wait:
-                return self._again(job, wait)
+                return self._stalled(job, wait)
             body: dict[str, Any] = {"reportType": job.report_type, "marketplaceIds": job.marketplace_ids}
             if report_spec.window is not WindowKind.SNAPSHOT:
                 body.update(dataStartTime=job.window_start, dataEndTime=job.window_end)
@@ -163,7 +263,8 @@ class JobRunner:
             count("ReportsRequested")
         job.report_id = report_id
         job.status = JobStatus.WAITING
-        job.polls = 0
+        job.polls = job.document_attempts = 0  # a new report: its document has not been tried yet
+        job.extra.pop("stalled_since", None)
         job.next_check_at = clock.epoch_seconds() + FIRST_CHECK_SECONDS
         if not self._jobs.save(job):
             return Step(job.status)  # a twin delivery got here first and carries on
@@ -172,14 +273,16 @@ class JobRunner:
 
     def _in_flight_match(self, job: Job) -> str | None:
         """A report of the same type, window and marketplaces already requested (by a crashed earlier
-        attempt): reuse it instead of spending createReport quota (Airbyte does the same)."""
+        attempt): reuse it instead of spending createReport quota (Airbyte does the same). Windowed types
+        only: a snapshot's or a settlement's window names no data. The marketplaces must be the same set
+        (Amazon's filter matches any overlap, and lists them in its own order)."""
         if self._quota(job, "getReports", None):
             return None
         listing = self._spapi.get_reports(job.seller, job.region, {
             "reportTypes": job.report_type, "processingStatuses": ",".join(IN_FLIGHT),
             "marketplaceIds": ",".join(job.marketplace_ids)})
         for report in listing.get("reports", []):
-            if _same_window(report, job):
+            if _same_window(report, job) and set(report.get("marketplaceIds") or ()) == set(job.marketplace_ids):
                 return str(report["reportId"])
         return None
 
@@ -188,9 +291,10 @@ class JobRunner:
     def _check(self, job: Job, report_spec: ReportSpec) -> Step:
         wait = self._quota(job, "getReport", None)
         if wait:
-            return self._again(job, wait)
+            return self._stalled(job, wait)
         assert job.report_id is not None
         report = self._spapi.get_report(job.seller, job.region, job.report_id)
+        job.extra.pop("stalled_since", None)
         status = report["processingStatus"]
         if status in IN_FLIGHT:
             job.polls += 1
@@ -230,33 +334,63 @@ class JobRunner:
     # --- settlement: discovered, never requested ------------------------------------------------
 
     def _discover(self, job: Job, report_spec: ReportSpec) -> Step:
-        wait = self._quota(job, "getReports", None)
-        if wait:
-            return self._again(job, wait)
-        listing = self._spapi.get_reports(job.seller, job.region, {
-            "reportTypes": job.report_type, "processingStatuses": "DONE", "createdSince": job.window_start,
-            "marketplaceIds": ",".join(job.marketplace_ids)})
-        for report in listing.get("reports", []):
-            name = str(report["reportId"])
-            if self._reports.exists(job.seller, job.region, job.report_type, name):
-                continue
-            if not report.get("reportDocumentId"):
-                continue
-            retry = self._store(job, report_spec, name, str(report["reportDocumentId"]), name)
-            if retry is not None:
-                return retry  # not stored now (quota, download failure): look again later
-        return self._finish(job, JobStatus.DONE, None)
+        """Every page of getReports since the window's start less the type's lookback, each report stored once
+        (by report id) under the marketplace it names. No marketplace filter: Amazon ignores it for settlement
+        reports, so the discovery asks for all of the seller's and trusts only each report's own marketplaceIds.
+        Quota-aware across pages: the page's reports still to store and the next page's token stay on the job,
+        so a step that must wait resumes where it stopped instead of starting over."""
+        state = job.extra.setdefault("discovery", {"pending": [], "next_token": None, "started": False})
+        while True:
+            while state["pending"]:
+                report_id, document_id, marketplace_id = state["pending"][0]
+                if not self._reports.exists(job.seller, job.region, job.report_type, report_id):
+                    retry = self._store(job, report_spec, report_id, document_id, report_id,
+                                        marketplace_id=marketplace_id)
+                    if retry is not None:
+                        return retry  # not stored now (quota, download failure): this report first, later
+                state["pending"].pop(0)
+            if state["started"] and not state["next_token"]:
+                job.extra.pop("discovery")
+                return self._finish(job, JobStatus.DONE, None)
+            wait = self._quota(job, "getReports", None)
+            if wait:
+                return self._stalled(job, wait)
+            listing = self._spapi.get_reports(job.seller, job.region, self._discovery_query(job, state))
+            job.extra.pop("stalled_since", None)
+            state["started"] = True
+            state["next_token"] = listing.get("nextToken") or None
+            seen = {entry[0] for entry in state["pending"]}
+            for report in listing.get("reports", []):
+                report_id = str(report["reportId"])
+                if report_id in seen or not report.get("reportDocumentId"):
+                    continue
+                seen.add(report_id)
+                marketplaces = report.get("marketplaceIds") or []
+                state["pending"].append([report_id, str(report["reportDocumentId"]),
+                                         str(marketplaces[0]) if marketplaces else None])
+
+    @staticmethod
+    def _discovery_query(job: Job, state: dict[str, Any]) -> dict[str, Any]:
+        if state["next_token"]:
+            return {"nextToken": state["next_token"]}  # with nextToken, Amazon takes no other parameter
+        since = datetime.fromisoformat(job.window_start.replace("Z", "+00:00")) - spec(job.report_type).lookback
+        # getReports refuses a createdSince more than 90 days back; a minute's margin for the trip there.
+        horizon = clock.now() - GET_REPORTS_HORIZON + timedelta(minutes=1)
+        return {"reportTypes": job.report_type, "processingStatuses": "DONE", "pageSize": SETTLEMENT_PAGE_SIZE,
+                "createdSince": iso(max(since, horizon))}
 
     # --- storing ------------------------------------------------------------------------------
 
-    def _store(self, job: Job, report_spec: ReportSpec, report_id: str, document_id: str, name: str) -> Step | None:
-        """Stream one document into S3 and record its row; None when stored, else when to try again."""
+    def _store(self, job: Job, report_spec: ReportSpec, report_id: str, document_id: str, name: str,
+               *, marketplace_id: str | None = None) -> Step | None:
+        """Stream one document into S3 and record its row; None when stored, else when to try again.
+        `marketplace_id`: the one marketplace the report names, when its key is scoped to it (settlement)."""
         wait = self._quota(job, "getReportDocument", None)
         if wait:
-            return self._again(job, wait)
+            return self._stalled(job, wait)
         # A fresh URL on every attempt: they expire after 5 minutes.
         document = self._spapi.get_report_document(job.seller, job.region, document_id)
-        key = _s3_key(job, report_spec, name)
+        key = _s3_key(job, report_spec, name, marketplace_id)
         try:
             stored = stream_document_to_s3(
                 url=document["url"], compression_label=document.get("compressionAlgorithm"), s3_client=self._s3,
@@ -264,16 +398,20 @@ class JobRunner:
                 keep_columns=report_spec.kept_columns if report_spec.format is ReportFormat.TSV else None,
                 document_format=report_spec.format.value, limits=self._limits)
         except (DocumentDownloadFailed, DocumentCorrupt, StorageFailed) as exc:
-            job.attempts += 1
+            # Its own counter: FATAL reports (attempts) and failed downloads never use up each other's retries.
+            job.document_attempts += 1
             # The reason of a corrupt document is a fixed text (which check failed, which cap), never
             # content: it tells the operator what went wrong.
             job.error = f"DocumentCorrupt: {exc.reason}" if isinstance(exc, DocumentCorrupt) else type(exc).__name__
-            if job.attempts >= MAX_DOCUMENT_ATTEMPTS:
+            if job.document_attempts >= MAX_DOCUMENT_ATTEMPTS:
                 count("ReportFailed")
                 return self._finish(job, JobStatus.FAILED, job.error)
             return self._again(job, RETRY_SECONDS)
         row = _stored_report(job, report_id=report_id, document_id=document_id, name=name, key=key, stored=stored)
         self._reports.put(row, clock.now())
+        job.document_attempts = 0
+        job.error = None
+        job.extra.pop("stalled_since", None)
         self._count_anomalies(job, report_spec, stored)
         count("ReportsStored")
         count("ReportBytes", stored.bytes_out)
@@ -312,6 +450,16 @@ class JobRunner:
             wait = self._quotas.take_app_quota(job.report_type, report_spec.app_quota)
         return int(wait) + 1 if wait else 0
 
+    def _stalled(self, job: Job, delay: float) -> Step:
+        """Re-queue a job that could not move on (a quota, throttling, Amazon's 5xx, no token yet); one that has
+        not moved for MAX_STALL_SECONDS ends EXPIRED instead, for planning to re-plan (its cursor stays)."""
+        now = clock.epoch_seconds()
+        since = int(job.extra.setdefault("stalled_since", now))
+        if now - since >= MAX_STALL_SECONDS:
+            count("ReportJobsExpired")
+            return self._finish(job, JobStatus.EXPIRED, f"no progress for {MAX_STALL_SECONDS // 3600} hours")
+        return self._again(job, delay)
+
     def _again(self, job: Job, delay: float) -> Step:
         delay = max(1, min(int(delay), MAX_DELAY_SECONDS))
         job.next_check_at = clock.epoch_seconds() + delay
@@ -319,11 +467,17 @@ class JobRunner:
             return Step(job.status)  # another delivery moved the job on; it carries on
         return Step(job.status, delay, job.version)
 
-    def _finish(self, job: Job, status: JobStatus, error: str | None) -> Step:
+    def _finish(self, job: Job, status: JobStatus, error: str | None, *, next_check_at: int = 0) -> Step:
+        """`next_check_at`: for a permission_denied job, when planning may start it again."""
         job.status = status
         job.error = error
-        job.next_check_at = 0
-        self._jobs.save(job)
+        job.next_check_at = next_check_at
+        if status in (JobStatus.DONE, JobStatus.NO_DATA) and "token_retry" in job.extra:
+            job.extra.pop("token_retry")
+        if not self._jobs.save(job):
+            return Step(job.status)  # a twin finished it
+        if status in (JobStatus.DONE, JobStatus.NO_DATA):
+            self._plans.clear_denied(job.seller, job.region, job.report_type)
         get_logger().info("report job finished", extra={"report_type": job.report_type, "status": status.value})
         return Step(status)
 
@@ -343,9 +497,14 @@ def _name(job: Job) -> str:
     return f"{job.window_start}#{job.window_end}"
 
 
-def _s3_key(job: Job, report_spec: ReportSpec, name: str) -> str:
+def _s3_key(job: Job, report_spec: ReportSpec, name: str, marketplace_id: str | None = None) -> str:
     stem = name if report_spec.window is WindowKind.DISCOVERED else f"{job.window_start}_{job.window_end}"
-    return report_key(job.seller, job.region, job.report_type, stem, report_spec.format.value)
+    return report_key(job.seller, job.region, job.report_type, stem, report_spec.format.value,
+                      marketplace_id=marketplace_id)
+
+
+def iso_epoch(epoch: int) -> str:
+    return iso(datetime.fromtimestamp(epoch, tz=UTC))
 
 
 def _fallback_charset(marketplace_ids: list[str]) -> str:

@@ -57,6 +57,9 @@ PARTICIPATIONS_FAILED_METRIC = "ParticipationsFailed"
 # Data Kiosk refused createQuery with a 403: the application or a seller lacks the Brand Analytics role that
 # Sales and Traffic needs (the job ended FAILED; the type is not pulled for that seller); alarmed at once.
 DATA_KIOSK_ROLE_MISSING_METRIC = "DataKioskRoleMissing"
+# Amazon refused a report type for a role the application or the seller lacks (403 permission_denied): the
+# type is retried daily; alarmed at once (the service-only series; a copy per report_type tells which).
+PERMISSION_DENIED_METRIC = "ReportPermissionDenied"
 
 
 class ReportFetcher(Construct):
@@ -156,6 +159,7 @@ class ReportFetcher(Construct):
 
         self.report_failed_metric = self._metric(REPORT_FAILED_METRIC)
         self.unexpected_columns_dropped_metric = self._metric(UNEXPECTED_COLUMNS_DROPPED_METRIC)
+        self.permission_denied_metric = self._metric(PERMISSION_DENIED_METRIC, SUBSCRIPTION_METRIC_PERIOD)
         self.subscription_failed_metric = self._metric(SUBSCRIPTION_FAILED_METRIC, SUBSCRIPTION_METRIC_PERIOD)
         self.participations_failed_metric = self._metric(PARTICIPATIONS_FAILED_METRIC, SUBSCRIPTION_METRIC_PERIOD)
         self.data_kiosk_role_missing_metric = self._metric(DATA_KIOSK_ROLE_MISSING_METRIC, SUBSCRIPTION_METRIC_PERIOD)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import random
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from .clock import iso
 from .marketplaces import MARKETPLACES_BY_ID
@@ -157,12 +157,14 @@ def generate(
     end: datetime,
     seed: int,
     rows: int | None = None,
+    options: Mapping[str, str] | None = None,
 ) -> Generated:
-    """A small document (5-20 rows unless `rows` says) for a report of this type."""
+    """A small document (5-20 rows unless `rows` says) for a report of this type. `options`: the request's
+    reportOptions (Sales and Traffic's dateGranularity and asinGranularity; ignored by other types)."""
     rng = random.Random(seed)  # noqa: S311 - report content, not secrets
     count = rows if rows is not None else rng.randint(5, 20)
     if report_type in JSON_TYPES:
-        return Generated(_sales_and_traffic(marketplace_ids, start, end, rng, count), JSON_UTF8)
+        return Generated(_sales_and_traffic(marketplace_ids, start, end, rng, count, options=options or {}), JSON_UTF8)
     if report_type in XML_TYPES:
         return Generated(_settlement_xml(marketplace_ids, end, seed), XML_UTF8)
     locale = locale_for(marketplace_ids)
@@ -326,21 +328,120 @@ def _row(report_type: str, i: int, locale: Locale, end: datetime, rng: random.Ra
     return "\t".join(value.replace("\t", " ") for value in values)
 
 
+# -- orders over time: late data ------------------------------------------------------------------
+
+ORDERS_PER_HOUR = (1, 4)
+SHIPPED_AFTER = (3600, 30 * 3600)  # seconds after the purchase
+VISIBLE_AFTER = (0, 45 * 60)  # Amazon's lag before an update shows in reports (within a 1-hour lookback)
+
+
+@dataclass(frozen=True)
+class OrderUpdate:
+    order_id: str
+    at: datetime  # last-updated-date
+    visible_at: datetime  # from when reports include it
+    status: str
+    purchased: datetime
+    row: int  # picks the product and price
+
+
+def order_updates(seller: str, marketplace_id: str, start: datetime, end: datetime) -> list[OrderUpdate]:
+    """The seller's order updates in [start, end): each hour has 1-4 orders, each bought (Pending) and shipped
+    1 to 30 hours later (Shipped). The same for every report that asks: a seeded timeline per seller,
+    marketplace and hour."""
+    updates = []
+    first_hour = int((start - timedelta(seconds=SHIPPED_AFTER[1])).timestamp()) // 3600
+    for hour in range(first_hour, int(end.timestamp()) // 3600 + 1):
+        rng = random.Random(zlib.crc32(f"{seller}|{marketplace_id}|{hour}".encode()))  # noqa: S311 - content
+        for n in range(rng.randint(*ORDERS_PER_HOUR)):
+            bought = datetime.fromtimestamp(hour * 3600 + rng.randint(0, 3599), tz=start.tzinfo)
+            order_id = f"{hour % 900 + 100}-{hour % 9_999_999:07d}-{n:07d}"
+            shipped = bought + timedelta(seconds=rng.randint(*SHIPPED_AFTER))
+            for at, status in ((bought, "Pending"), (shipped, "Shipped")):
+                visible = at + timedelta(seconds=rng.randint(*VISIBLE_AFTER))
+                if start <= at < end:
+                    updates.append(OrderUpdate(order_id, at, visible, status, bought, hour * 10 + n))
+    return updates
+
+
+def orders_by_update(seller: str, marketplace_ids: Sequence[str], *, start: datetime, end: datetime,
+                     as_of: datetime) -> Generated:
+    """GET_FLAT_FILE_ALL_ORDERS_DATA_BY_LAST_UPDATE_GENERAL for a window, as Amazon would build it at `as_of`:
+    each order's latest update in the window that has already arrived. An update that arrives late (after the
+    report was made) is missing here and shows in a later window's report, as does an order updated after its
+    window (shipped the next day)."""
+    locale = locale_for(marketplace_ids)
+    latest: dict[str, OrderUpdate] = {}
+    for marketplace_id in marketplace_ids:
+        for update in order_updates(seller, marketplace_id, start, end):
+            if update.visible_at <= as_of and (update.order_id not in latest or update.at > latest[update.order_id].at):
+                latest[update.order_id] = update
+    lines = [_header(ORDERS_BY_UPDATE)]
+    for update in sorted(latest.values(), key=lambda u: (u.at, u.order_id)):
+        values = _orders(update.row, locale, update.at, random.Random(update.row))  # noqa: S311 - content
+        values[0], values[2] = update.order_id, _order_time(update.purchased)
+        values[3], values[4] = _order_time(update.at), update.status
+        lines.append("\t".join(value.replace("\t", " ") for value in values))
+    text = "".join(line + "\n" for line in lines)
+    return Generated(text.encode(locale.codec, errors="replace"), locale.content_type)
+
+
+def _order_time(moment: datetime) -> str:
+    return iso(moment).replace(".000", "")
+
+
 # -- JSON and XML ----------------------------------------------------------------------------
 
 
+# GET_SALES_AND_TRAFFIC_REPORT's reportOptions (Amazon's report type documentation), the first value the default.
+DATE_GRANULARITIES = ("DAY", "WEEK", "MONTH")
+ASIN_GRANULARITIES = ("PARENT", "CHILD", "SKU")
+SALES_AND_TRAFFIC_OPTIONS = {"dateGranularity": DATE_GRANULARITIES, "asinGranularity": ASIN_GRANULARITIES}
+
+
+def _periods(start: datetime, end: datetime, granularity: str) -> list[date]:
+    """The first day of each period (day, week from Sunday, month) the window touches."""
+    first, last = start.date(), max(start.date(), (end - timedelta(microseconds=1)).date())
+    if granularity == "WEEK":
+        first -= timedelta(days=(first.weekday() + 1) % 7)
+    elif granularity == "MONTH":
+        first = first.replace(day=1)
+    periods = []
+    while first <= last:
+        periods.append(first)
+        if granularity == "DAY":
+            first += timedelta(days=1)
+        elif granularity == "WEEK":
+            first += timedelta(days=7)
+        else:
+            first = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return periods
+
+
+def _asin_keys(rng: random.Random, granularity: str) -> dict[str, str]:
+    """parentAsin; with CHILD also childAsin; with SKU also sku (the row's key at that granularity)."""
+    keys = {"parentAsin": _asin(rng)}
+    if granularity in ("CHILD", "SKU"):
+        keys["childAsin"] = _asin(rng)
+    if granularity == "SKU":
+        keys["sku"] = f"SKU-{rng.randint(0, 99999):05d}"
+    return keys
+
+
 def _sales_and_traffic(
-    marketplace_ids: Sequence[str], start: datetime, end: datetime, rng: random.Random, count: int
+    marketplace_ids: Sequence[str], start: datetime, end: datetime, rng: random.Random, count: int, *,
+    options: Mapping[str, str],
 ) -> bytes:
     currency = locale_for(marketplace_ids).currency
-    days = max(1, min(count, (end.date() - start.date()).days + 1))
+    date_granularity = options.get("dateGranularity", DATE_GRANULARITIES[0])
+    asin_granularity = options.get("asinGranularity", ASIN_GRANULARITIES[0])
 
     def money(low: float, high: float) -> dict[str, object]:
         return {"amount": round(rng.uniform(low, high), 2), "currencyCode": currency}
 
     by_date = [
         {
-            "date": (start.date() + timedelta(days=d)).isoformat(),
+            "date": period.isoformat(),
             "salesByDate": {
                 "orderedProductSales": money(100, 2000),
                 "unitsOrdered": rng.randint(5, 80),
@@ -358,11 +459,11 @@ def _sales_and_traffic(
                 "unitSessionPercentage": round(rng.uniform(1, 15), 2),
             },
         }
-        for d in range(days)
+        for period in _periods(start, end, date_granularity)
     ]
     by_asin = [
         {
-            "parentAsin": _asin(rng),
+            **_asin_keys(rng, asin_granularity),
             "salesByAsin": {
                 "unitsOrdered": rng.randint(1, 40),
                 "orderedProductSales": money(20, 900),
@@ -380,7 +481,7 @@ def _sales_and_traffic(
     document = {
         "reportSpecification": {
             "reportType": SALES_AND_TRAFFIC,
-            "reportOptions": {"dateGranularity": "DAY", "asinGranularity": "PARENT"},
+            "reportOptions": {"dateGranularity": date_granularity, "asinGranularity": asin_granularity},
             "dataStartTime": start.date().isoformat(),
             "dataEndTime": end.date().isoformat(),
             "marketplaceIds": list(marketplace_ids),

@@ -4,6 +4,8 @@ createReport, getReports, getReport, cancelReport and getReportDocument for a se
 of the host's region. Each call is counted, then authorized (403), then may hit an armed fault, then
 takes a token from the (seller, operation) bucket at the model's rate (429 `QuotaExceeded`), then is
 validated (400 `InvalidInput`). Reports live in `reportstore.py`, documents in `documents.py`.
+createReport, and getReports (on a first page), answer 403 `Unauthorized` when a report type they name needs a
+role withheld from the application or the seller (`/_emulator/roles`): the same answer as a bad token's.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from .clock import iso
 from .faults import Fault
 from .marketplaces import MARKETPLACES_BY_ID
 from .reportstore import Report, Status
-from .spapi import QUOTA_EXCEEDED, SpapiError, authorize_seller, response
+from .spapi import QUOTA_EXCEEDED, SpapiError, authorize_seller, response, role_denied
 from .web import Call
 
 CREATE, LIST, GET, CANCEL, DOCUMENT = "createReport", "getReports", "getReport", "cancelReport", "getReportDocument"
@@ -61,6 +63,13 @@ def _begin(call: Call, operation: str) -> tuple[str, Any]:
         state.count_throttled(operation)
         raise SpapiError(429, "QuotaExceeded", QUOTA_EXCEEDED, "")
     return authorization.selling_partner_id, authorization.region
+
+
+def _check_role(call: Call, seller: str, report_types: list[str], operation: str) -> None:
+    """403 when the application or the seller lacks the role of one of the report types (roles.py)."""
+    if any(call.state.roles.report_type_withheld(seller, t) for t in report_types):
+        call.state.count_spapi_denied(operation)
+        raise role_denied()
 
 
 def fault_error(call: Call, operation: str, fault: Fault) -> SpapiError:
@@ -130,6 +139,7 @@ def create_report(call: Call) -> Response:
         raise _invalid(f"Invalid Report Type {report_type}", "reportType", CREATE)
     if report_type in generators.SETTLEMENT_TYPES:
         raise _invalid(f"Request for report type {report_type} is not allowed at this time.", "", CREATE)
+    _check_role(call, seller, [report_type], CREATE)
     marketplace_ids = body["marketplaceIds"]
     if (
         not isinstance(marketplace_ids, list)
@@ -155,15 +165,32 @@ def create_report(call: Call) -> Response:
     options = body.get("reportOptions", {})
     if not isinstance(options, dict) or not all(isinstance(v, str) for v in options.values()):
         raise _invalid("reportOptions must be a map of strings to strings.", "reportOptions", CREATE)
+    options = _report_options(report_type, options)
     if report_type == generators.SALES_AND_TRAFFIC and not call.state.sales_and_traffic_quota.take(now):
         call.state.count_throttled(CREATE)
         raise SpapiError(429, "QuotaExceeded", QUOTA_EXCEEDED, "")
     marketplace_ids = list(dict.fromkeys(marketplace_ids))
-    report = call.state.reports.create(seller, region, report_type, marketplace_ids, start=start, end=end)
+    report = call.state.reports.create(seller, region, report_type, marketplace_ids, start=start, end=end,
+                                       options=options)
     call.state.request_log.record(operation=CREATE, seller=seller, region=region.value, kind=report_type,
                                   marketplace_ids=marketplace_ids, start=body.get("dataStartTime"),
                                   end=body.get("dataEndTime"), at=now)
     return _ok({"reportId": report.report_id}, 202, CREATE)
+
+
+def _report_options(report_type: str, options: dict[str, str]) -> dict[str, str]:
+    """The options the report honours. Sales and Traffic's dateGranularity and asinGranularity must take one of
+    their documented values (400 otherwise); a type that takes no options ignores them, as Amazon does."""
+    if report_type != generators.SALES_AND_TRAFFIC:
+        return {}
+    kept = {}
+    for name, allowed in generators.SALES_AND_TRAFFIC_OPTIONS.items():
+        if name in options:
+            if options[name] not in allowed:
+                raise _invalid(f"Invalid reportOptions value for {name}: {options[name]!r}; allowed: "
+                               f"{', '.join(allowed)}.", "reportOptions", CREATE)
+            kept[name] = options[name]
+    return kept
 
 
 # -- getReports -------------------------------------------------------------------------------------
@@ -241,7 +268,10 @@ def _matches(report: Report, query: dict[str, Any]) -> bool:
         return False
     if query["statuses"] is not None and report.status.value not in query["statuses"]:
         return False
-    if query["marketplaces"] is not None and not set(report.marketplace_ids) & set(query["marketplaces"]):
+    # Amazon ignores the marketplace filter for settlement reports: a seller's settlements of every marketplace
+    # are listed whatever marketplaceIds says.
+    if (query["marketplaces"] is not None and report.report_type not in generators.SETTLEMENT_TYPES
+            and not set(report.marketplace_ids) & set(query["marketplaces"])):
         return False
     return datetime.fromisoformat(query["since"]) <= report.created <= datetime.fromisoformat(query["until"])
 
@@ -259,6 +289,7 @@ def get_reports(call: Call) -> Response:
         query, offset = page
     else:
         query, offset = _list_query(call, call.state.now()), 0
+        _check_role(call, seller, query["types"], LIST)
     found = [r for r in call.state.reports.find(seller, region) if _matches(r, query)]
     size = query["page_size"]
     body: dict[str, Any] = {"reports": [report_json(r) for r in found[offset : offset + size]]}

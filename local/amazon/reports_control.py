@@ -92,4 +92,22 @@ def seed_document(call: Call) -> Response:
     return json_response({"queued": call.state.reports.seed(seller, report_type, seed, region)})
 
 
-RULES = [Rule("/_emulator/reports/documents", endpoint=seed_document, methods=["POST"])]
+def timings(call: Call) -> Response:
+    """`POST {"mode": "realistic", "seed": 7}`: report processing times drawn per report (minutes to hours) from
+    a seeded generator; `{"mode": "fast"}`: back to 30 s queued, done at 90 s (the default). GET: the mode."""
+    if call.request.method == "POST":
+        body = json_object(call.request)
+        seed = body.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise _bad("seed must be an integer")
+        try:
+            call.state.reports.use_timings(str(body.get("mode", "")), seed)
+        except ValueError as exc:
+            raise _bad(str(exc)) from None
+    return json_response(call.state.reports.timings())
+
+
+RULES = [
+    Rule("/_emulator/reports/documents", endpoint=seed_document, methods=["POST"]),
+    Rule("/_emulator/reports/timings", endpoint=timings, methods=["GET", "POST"]),
+]

@@ -2,15 +2,20 @@
 outcomes, documents and the REPORT_PROCESSING_FINISHED notifications (Reports API and its notification model).
 
 A report waits IN_QUEUE for 30 s, is IN_PROGRESS until 90 s after its creation, then ends with its
-outcome (DONE unless a seed said CANCELLED or FATAL). Nothing runs in the background: a report's
-status is worked out whenever something looks at it and whenever the emulator clock is advanced;
-the moment it becomes terminal its notification goes to the report notification queue, once.
+outcome (DONE unless a seed said CANCELLED or FATAL). With realistic timings (`use_timings("realistic",
+seed)`, control call `POST /_emulator/reports/timings`) each report draws its own, from a seeded generator:
+queued 30 s to 15 minutes, processing 1 minute to 4 hours (most of them short, as Amazon's are).
+Nothing runs in the background: a report's status is worked out whenever something looks at it and
+whenever the emulator clock is advanced; the moment it becomes terminal its notification goes to the
+report notification queue, once.
 """
 
 from __future__ import annotations
 
 import gzip as gzip_module
 import logging
+import math
+import random
 import secrets
 import threading
 from collections import deque
@@ -36,6 +41,9 @@ logger = logging.getLogger(__name__)
 
 QUEUED_FOR = timedelta(seconds=30)
 FINISHED_AFTER = timedelta(seconds=90)
+TIMINGS = ("fast", "realistic")
+REALISTIC_QUEUED = (30.0, 15 * 60.0)  # seconds, drawn log-uniformly
+REALISTIC_PROCESSING = (60.0, 4 * 3600.0)
 RETENTION = timedelta(days=90)
 
 
@@ -78,6 +86,9 @@ class Report:
     processing_start: datetime | None = None
     processing_end: datetime | None = None
     document_id: str | None = None
+    options: dict[str, str] = field(default_factory=dict)  # the reportOptions the report honours
+    queued_for: timedelta = QUEUED_FOR
+    finished_after: timedelta = FINISHED_AFTER  # since creation
 
 
 @dataclass(frozen=True)
@@ -114,11 +125,32 @@ class ReportStore:
         self._reports: dict[str, Report] = {}
         self._seeds: dict[tuple[str, str], deque[Seed]] = {}
         self._next_id = 50_000_000_000 + secrets.randbelow(10**9)
+        self._timings: random.Random | None = None  # None: the fast, fixed timings
+        self._timings_seed: int | None = None
 
     def clear(self) -> None:
         with self._lock:
             self._reports.clear()
             self._seeds.clear()
+            self._timings = self._timings_seed = None
+
+    def use_timings(self, mode: str, seed: int = 0) -> None:
+        """"fast" (30 s queued, done at 90 s: the default tests rely on) or "realistic" (drawn per report from
+        a generator seeded with `seed`, so a run can be repeated)."""
+        if mode not in TIMINGS:
+            raise ValueError(f"timings must be one of {', '.join(TIMINGS)}")
+        with self._lock:
+            realistic = mode == "realistic"
+            self._timings = random.Random(seed) if realistic else None  # noqa: S311 - timings, not secrets
+            self._timings_seed = seed if realistic else None
+
+    def timings(self) -> dict[str, Any]:
+        with self._lock:
+            return {"mode": "realistic" if self._timings else "fast", "seed": self._timings_seed}
+
+    def _draw(self, low: float, high: float) -> timedelta:
+        assert self._timings is not None
+        return timedelta(seconds=round(math.exp(self._timings.uniform(math.log(low), math.log(high)))))
 
     # -- seeds ----------------------------------------------------------------------------------
 
@@ -153,15 +185,19 @@ class ReportStore:
         report = Report(
             str(self._next_id), seller, region, report_type, tuple(marketplace_ids), self._now(), start, end
         )
+        if self._timings is not None:
+            report.queued_for = self._draw(*REALISTIC_QUEUED)
+            report.finished_after = report.queued_for + self._draw(*REALISTIC_PROCESSING)
         self._reports[report.report_id] = report
         return report
 
     def create(
         self, seller: str, region: Region, report_type: str, marketplace_ids: Sequence[str],
-        *, start: datetime, end: datetime,
+        *, start: datetime, end: datetime, options: dict[str, str] | None = None,
     ) -> Report:
         with self._lock:
             report = self._new(seller, region, report_type, marketplace_ids, start=start, end=end)
+            report.options = dict(options or {})
             queue = self._seeds.get((seller, report_type))
             if queue:
                 report.seed = queue.popleft()
@@ -218,13 +254,13 @@ class ReportStore:
                 if report.status in TERMINAL:
                     continue
                 age = now - report.created
-                if age < QUEUED_FOR:
+                if age < report.queued_for:
                     continue
-                report.processing_start = report.created + QUEUED_FOR
+                report.processing_start = report.created + report.queued_for
                 report.status = Status.IN_PROGRESS
-                if age < FINISHED_AFTER:
+                if age < report.finished_after:
                     continue
-                report.processing_end = report.created + FINISHED_AFTER
+                report.processing_end = report.created + report.finished_after
                 report.status = report.seed.outcome if report.seed else Status.DONE
                 if report.status in (Status.DONE, Status.FATAL):
                     report.document_id = self._document(report).document_id
@@ -256,9 +292,15 @@ class ReportStore:
                 return self._documents.add(seller, region, content_type, gzip=gzip, label_gzip=label,
                                            stream=_large(kind, report.marketplace_ids, seed.generate_bytes, gzip,
                                                          int(report.report_id)))
-            body = generators.generate(
-                kind, report.marketplace_ids, start=report.data_start, end=report.data_end, seed=int(report.report_id)
-            ).body
+            if kind == generators.ORDERS_BY_UPDATE and report.data_start < report.data_end:
+                # A window of the seller's order timeline, as it stood when the report was made (late data).
+                body = generators.orders_by_update(seller, report.marketplace_ids, start=report.data_start,
+                                                   end=report.data_end, as_of=report.created).body
+            else:
+                body = generators.generate(
+                    kind, report.marketplace_ids, start=report.data_start, end=report.data_end,
+                    seed=int(report.report_id), options=report.options,
+                ).body
         label = gzip if seed is None or seed.label_gzip is None else seed.label_gzip
         served = _gzip(body) if gzip else body
         return self._documents.add(seller, region, content_type, gzip=gzip, label_gzip=label, body=served)

@@ -43,8 +43,8 @@ NOT_ENROLLED = (
 )
 QUOTA_EXCEEDED = "You exceeded your quota for the requested resource."
 
-# Routing failures (wrong path or method) get a code of SP-API's vocabulary.
-_ROUTING_CODES = {404: "NotFound", 405: "MethodNotAllowed", 413: "RequestTooLarge", 500: "InternalFailure"}
+# Other routing failures get a code of SP-API's vocabulary.
+_ROUTING_CODES = {413: "RequestTooLarge", 500: "InternalFailure"}
 
 
 class SpapiError(HttpError):
@@ -77,12 +77,24 @@ def render_error(error: HttpError) -> Response:
         if error.details is not None:
             entry["details"] = error.details
         return response({"errors": [entry]}, error.status, error.headers)
+    if error.status in (404, 405):
+        # A path (or method) no operation has: Amazon's gateway answers like a refused call, 403 `Unauthorized`
+        # "Access to requested resource is denied." (the Sellers model lists 403 for a resource not found;
+        # selling-partner-api-models issue 131), never a 404 naming the route.
+        return render_error(role_denied())
     code = _ROUTING_CODES.get(error.status, "InvalidInput")
     return response({"errors": [{"code": code, "message": error.message}]}, error.status)
 
 
 def unauthorized() -> SpapiError:
     return SpapiError(403, "Unauthorized", DENIED, INVALID_TOKEN, {"x-amzn-ErrorType": "AccessDeniedException"})
+
+
+def role_denied() -> SpapiError:
+    """A live token whose application or seller lacks the role the call needs: Amazon's answer is the same 403
+    `Unauthorized` "Access to requested resource is denied." as for a bad token, only without a word about the
+    token (empty details)."""
+    return SpapiError(403, "Unauthorized", DENIED, "", {"x-amzn-ErrorType": "AccessDeniedException"})
 
 
 def authorize(call: Call, operation: str) -> AccessToken:

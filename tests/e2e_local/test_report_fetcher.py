@@ -172,7 +172,8 @@ def test_reports_arrive_in_s3_with_matching_rows(info: dict[str, Any]) -> None:
     settlement = rows[SETTLEMENT]
     assert settlement["sk"] == f"REPORT#NA#{SETTLEMENT}#{settlement['report_id']}"
     assert settlement["s3_key"] == (
-        f"sellers/{stack_seller_key(info, seller)}/NA/reports/{SETTLEMENT}/{settlement['report_id']}.tsv")
+        # Under the marketplace the settlement report names (issue 10, section 7).
+        f"sellers/{stack_seller_key(info, seller)}/NA/reports/{SETTLEMENT}/{US}/{settlement['report_id']}.tsv")
     assert "window_start" not in settlement
     assert settlement["source_charset"] == "cp1252"
     assert read_object(info, str(settlement["s3_key"])).decode("utf-8") == SETTLEMENT_TSV

@@ -431,3 +431,8 @@ def test_the_plan_may_check_participations_within_the_quota(raw: dict[str, Any])
     }
     assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"} <= allowed
     assert "dynamodb:Scan" not in allowed
+
+
+def test_a_report_type_refused_for_permission_is_alarmed(raw: dict[str, Any]) -> None:
+    alarm = alarm_at_first_count(raw, "ReportPermissionDenied", "report_fetcher")
+    assert "role" in alarm["AlarmDescription"] and "permission_denied" in alarm["AlarmDescription"]

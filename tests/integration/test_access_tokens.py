@@ -9,10 +9,12 @@ import pytest
 from botocore.exceptions import ClientError
 
 from seller_insights.errors import KeyUnavailable
+from seller_insights.repositories import ConnectionsRepository
+from seller_insights.tokens import CachedTokensOnly
 from seller_insights.vault import Purpose, Sealed, SecretContext, Vault
 from tests.support.api import ConsentClient
 from tests.support.flows import connect_and_confirm
-from tests.support.tokens import connection_item, lwa_stats, provider, token_item
+from tests.support.tokens import connection_item, lwa_stats, provider, table, token_item
 
 SELLER = "A1TOKENSELLER01"
 
@@ -107,3 +109,28 @@ def test_kms_denial_fails_closed(connected, emulator, monkeypatch):
     item = token_item(connected, SELLER, "NA")
     assert item is None or ("token" not in item and "lease_owner" not in item)  # lease released, nothing stored
     assert connection_item(connected, SELLER, "NA")["status"] == "ACTIVE"
+
+
+def test_a_suspect_token_stays_in_use_until_the_refresher_renews_it_early(connected, emulator, refresh_calls):
+    """Issue 10, section 6: a token SP-API refused is marked suspect, never evicted; the refresher's next run
+    renews it although it is far from expiry, and the renewal has a new generation."""
+    refresher = provider(connected, emulator.base_url)
+    token = refresher.get(SELLER, "NA")
+    fetcher = CachedTokensOnly(provider(connected, emulator.base_url), ConnectionsRepository(table(connected)))
+    assert refresher.refresh(SELLER, "NA") is None  # fresh and not suspect: nothing to renew
+    refused = fetcher.generation(SELLER, "NA")
+
+    fetcher.invalidate(SELLER, "NA", token)  # what the SP-API client does on a 403
+    assert fetcher.request_renewal(SELLER, "NA") == refused
+    assert fetcher.get(SELLER, "NA") == token  # still handed out: other jobs keep working
+    assert connection_item(connected, SELLER, "NA")["refresh_due_at"] <= token.expires_at - 3000
+
+    renewed = refresher.refresh(SELLER, "NA")
+    assert renewed is not None and renewed != token and refresh_calls() == 2
+    assert fetcher.generation(SELLER, "NA") not in (None, refused)
+    assert fetcher.get(SELLER, "NA") == renewed  # the container's copy followed the renewal
+    assert "suspect_since" not in token_item(connected, SELLER, "NA")
+    assert refresher.refresh(SELLER, "NA") is None  # no second early renewal
+    # A late request about the old generation marks nothing.
+    refresher._cache.mark_suspect(SELLER, "NA", refused, 0)
+    assert "suspect_since" not in token_item(connected, SELLER, "NA")

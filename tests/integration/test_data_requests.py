@@ -110,6 +110,8 @@ def seed(table_name: str, key_arn: str) -> dict[str, bytes]:
                                 "marketplace_ids": MARKETPLACE_IDS[region]}
         if region == "EU":
             plan["enabled"] = ["GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL"]
+        else:  # Amazon refused settlements for lack of the Finance and Accounting role: retried tomorrow
+            plan["denied"] = {"GET_V2_SETTLEMENT_REPORT_DATA_FLAT_FILE_V2": int(NOW.timestamp()) + 86400 - 600}
         table.put_item(Item=plan)
         table.put_item(Item={"pk": pk, "sk": f"JOB#{uuid.uuid4().hex}", "status": "WAITING", "region": region,
                              "expires_at": int(NOW.timestamp()) + 86400})
@@ -208,6 +210,10 @@ def test_access_answers_connections_storage_and_profile_without_token_material(e
     assert regions["NA"]["report_types"] == "default"
     assert regions["EU"]["report_types"] == ["GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL"]
     assert regions["NA"]["consented_at"] == "2026-06-01T10:00:00Z"
+    since, retry_at = (NOW - timedelta(minutes=10)), (NOW + timedelta(days=1, minutes=-10))
+    assert regions["NA"]["permission_denied"] == {"GET_V2_SETTLEMENT_REPORT_DATA_FLAT_FILE_V2": {
+        "since": iso(since), "retry_at": iso(retry_at)}}
+    assert regions["EU"]["permission_denied"] == {}
     assert regions["NA"]["reauthorization_due_at"] == "2027-06-01T10:00:00Z"
     sizes = {key.split("/")[2]: 0 for key in env["reports"]}
     for key, data in env["reports"].items():

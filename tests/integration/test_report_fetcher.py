@@ -394,7 +394,7 @@ def test_a_document_above_a_cap_is_corrupt_and_leaves_nothing(reports_env, emula
     run_until_settled(reports_env, emulator, rounds=10)
     (job,) = items("JOB#")
     assert (job["status"], job["error"]) == ("FAILED", f"DocumentCorrupt: {reason}")
-    assert job["attempts"] == 5  # handled like any corrupt document: fresh URLs, then given up
+    assert (job["document_attempts"], job["attempts"]) == (5, 0)  # fresh URLs, then given up; no FATAL
     assert objects() == {} and items("REPORT#") == []
     assert boto3.client("s3").list_multipart_uploads(Bucket="data").get("Uploads", []) == []
     assert '"ReportFailed":[1.0]' in "".join(capfd.readouterr())

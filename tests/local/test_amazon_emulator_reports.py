@@ -13,6 +13,7 @@ import tracemalloc
 import uuid
 import zlib
 from collections.abc import Iterator
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -749,3 +750,127 @@ def test_accepted_create_reports_are_listed_in_order(http: requests.Session, emu
         (ORDERS, [US], None, None), (LISTINGS, [US], window["dataStartTime"], window["dataEndTime"])]
     assert {r["region"] for r in listed} == {"NA"}
     assert control(http, emu, "requests?selling_partner_id=A0NOBODYHERE00")["requests"] == []
+
+
+# -- roles ---------------------------------------------------------------------------------------------
+
+
+def test_a_withheld_role_refuses_its_report_types_with_amazons_403(
+    http: requests.Session, emu: AmazonEmulator, na: Api
+) -> None:
+    control(http, emu, "roles", {"role": "Inventory and Order Tracking", "selling_partner_id": SELLER["NA"]})
+    control(http, emu, "roles", {"role": "Finance and Accounting"})  # for the whole application
+
+    refused = na.create(ORDERS)
+    listed = na.call("GET", REPORTS, params={"reportTypes": SETTLEMENT})
+
+    for answer in (refused, listed):
+        assert answer.status_code == 403
+        assert answer.json() == {"errors": [{"code": "Unauthorized", "message": "Access to requested resource is "
+                                             "denied.", "details": ""}]}
+    assert na.create(LISTINGS).status_code == 202  # the seller's other roles are intact
+    assert control(http, emu, "requests?operation=createReport")["requests"][0]["kind"] == LISTINGS
+    control(http, emu, "roles", {"role": "Inventory and Order Tracking", "selling_partner_id": SELLER["NA"],
+                                 "withheld": False})
+    assert na.create(ORDERS).status_code == 202
+
+
+def test_settlement_reports_ignore_the_marketplace_filter_and_page_by_next_token_alone(
+    http: requests.Session, emu: AmazonEmulator, na: Api
+) -> None:
+    canada = "A2EUQ1WTGCTBG2"
+    for marketplace in [US] * 102 + [canada]:
+        control(http, emu, "reports/documents", {"selling_partner_id": SELLER["NA"], "report_type": SETTLEMENT,
+                                                 "marketplace_ids": [marketplace], "outcome": "DONE"})
+    query = {"reportTypes": SETTLEMENT, "marketplaceIds": US, "pageSize": "100"}
+
+    first = na.call("GET", REPORTS, params=query).json()
+    assert na.call("GET", REPORTS, params={**query, "nextToken": first["nextToken"]}).status_code == 400
+    second = na.call("GET", REPORTS, params={"nextToken": first["nextToken"]}).json()
+
+    listed = first["reports"] + second["reports"]
+    assert (len(first["reports"]), len(second["reports"]), "nextToken" in second) == (100, 3, False)
+    assert len({r["reportId"] for r in listed}) == 103
+    assert [r["marketplaceIds"] for r in listed].count([canada]) == 1  # listed despite the US filter
+    # Other report types still honour the filter.
+    na.created(ORDERS, [canada])
+    assert na.call("GET", REPORTS, params={"reportTypes": ORDERS, "marketplaceIds": US}).json()["reports"] == []
+
+
+# -- reportOptions ---------------------------------------------------------------------------------------
+
+
+def sales_document(http: requests.Session, na: Api, **body: Any) -> dict[str, Any]:
+    response = na.create(SALES, **body)
+    assert response.status_code == 202, response.text
+    report_id = response.json()["reportId"]
+    na.emu.advance_clock(15 * 60)  # past the report's processing and Sales and Traffic's 15-minute quota
+    got = download(http, na.document(na.report(report_id)["reportDocumentId"])["url"])
+    return dict(json.loads(gzip.decompress(got.content)))
+
+
+def test_sales_and_traffic_honours_its_report_options(http: requests.Session, emu: AmazonEmulator, na: Api) -> None:
+    end = emu.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    window = {"dataStartTime": (end - timedelta(days=35)).isoformat(), "dataEndTime": end.isoformat()}
+
+    default = sales_document(http, na, **window)
+    weekly = sales_document(http, na, **window, reportOptions={"dateGranularity": "WEEK", "asinGranularity": "SKU"})
+    monthly = sales_document(http, na, **window, reportOptions={"dateGranularity": "MONTH",
+                                                                "asinGranularity": "CHILD"})
+
+    assert default["reportSpecification"]["reportOptions"] == {"dateGranularity": "DAY", "asinGranularity": "PARENT"}
+    assert len(default["salesAndTrafficByDate"]) == 35
+    keys = {"parentAsin", "childAsin", "sku"}
+    assert {tuple(sorted(keys & set(row))) for row in default["salesAndTrafficByAsin"]} == {("parentAsin",)}
+    weeks = [date.fromisoformat(row["date"]) for row in weekly["salesAndTrafficByDate"]]
+    assert all(d.weekday() == 6 for d in weeks) and 5 <= len(weeks) <= 6  # weeks start on Sunday
+    assert all({"parentAsin", "childAsin", "sku"} <= set(row) for row in weekly["salesAndTrafficByAsin"])
+    months = [row["date"] for row in monthly["salesAndTrafficByDate"]]
+    assert all(m.endswith("-01") for m in months) and 2 <= len(months) <= 3
+    assert all("childAsin" in row and "sku" not in row for row in monthly["salesAndTrafficByAsin"])
+    assert monthly["reportSpecification"]["reportOptions"] == {"dateGranularity": "MONTH", "asinGranularity": "CHILD"}
+
+
+@pytest.mark.parametrize("options", [{"dateGranularity": "HOUR"}, {"asinGranularity": "parent"}])
+def test_invalid_sales_and_traffic_options_are_refused(na: Api, options: dict[str, str]) -> None:
+    refused = na.create(SALES, reportOptions=options)
+
+    assert refused.status_code == 400
+    assert refused.json()["errors"][0]["code"] == "InvalidInput"
+
+
+def test_report_options_of_a_type_that_takes_none_are_ignored(http: requests.Session, na: Api) -> None:
+    assert na.create(ORDERS, reportOptions={"dateGranularity": "HOUR", "anything": "goes"}).status_code == 202
+
+
+# -- processing times ---------------------------------------------------------------------------------------
+
+
+def processing_minutes(http: requests.Session, emu: AmazonEmulator, seed: int) -> list[float]:
+    """Create twelve reports under realistic timings; how many minutes each took to finish (emulator clock)."""
+    control(http, emu, "reports/timings", {"mode": "realistic", "seed": seed})
+    na = Api(http, emu, connect(http, emu, "NA"), "NA")
+    created = [na.created(ORDERS) for _ in range(12)]
+    emu.advance_clock(5 * 3600)
+    later = Api(http, emu, connect(http, emu, "NA"), "NA")  # the first access token has expired
+    reports = [later.report(report_id) for report_id in created]
+    assert {r["processingStatus"] for r in reports} == {"DONE"}
+    return [(datetime.fromisoformat(r["processingEndTime"]) - datetime.fromisoformat(r["createdTime"])).total_seconds()
+            / 60 for r in reports]
+
+
+def test_realistic_processing_times_vary_from_minutes_to_hours_and_repeat_for_a_seed(
+    http: requests.Session, emu: AmazonEmulator
+) -> None:
+    assert control(http, emu, "reports/timings")["mode"] == "fast"  # the default the other tests rely on
+
+    first = processing_minutes(http, emu, seed=7)
+    emu.reset()
+    again = processing_minutes(http, emu, seed=7)
+
+    assert first == again
+    assert min(first) < 15 and max(first) > 60  # minutes to hours, not one fixed time
+    assert max(first) <= 4 * 60 + 15
+    emu.reset()
+    assert control(http, emu, "reports/timings") == {"mode": "fast", "seed": None}
+    assert http.post(f"{emu.base_url}/_emulator/reports/timings", json={"mode": "slow"}, timeout=5).status_code == 400

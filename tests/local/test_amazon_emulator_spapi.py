@@ -209,10 +209,11 @@ def test_unknown_path_and_method_on_an_spapi_host(http: requests.Session, emu: A
     missing = http.get(emu.host_url(SPAPI["NA"], "/sellers/v1/nothing"), timeout=5)
     wrong_method = http.delete(emu.host_url(SPAPI["NA"], PARTICIPATIONS), timeout=5)
 
-    assert missing.status_code == 404
-    assert missing.json()["errors"][0]["code"] == "NotFound"
-    assert wrong_method.status_code == 405
-    assert wrong_method.json()["errors"][0]["code"] == "MethodNotAllowed"
+    # Issue 10, section 9: what Amazon answers for an operation it does not have, in SP-API's error shape.
+    for answer in (missing, wrong_method):
+        assert answer.status_code == 403
+        assert answer.json() == {"errors": [{"code": "Unauthorized", "message": "Access to requested resource is "
+                                             "denied.", "details": ""}]}
 
 
 def test_stats_count_spapi_calls_and_denials(http: requests.Session, emu: AmazonEmulator) -> None:

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from werkzeug.datastructures import MultiDict
 
-from local.amazon import AmazonEmulator, ClientSecret, EmulatorApp, LwaClient, Region
+from local.amazon import AmazonEmulator, ClientSecret, EmulatorApp, LwaClient, Region, generators
 from local.amazon.clock import VirtualClock
 from local.amazon.consent import decide, example_seller_id, parse_consent
 from local.amazon.faults import FaultBook, FaultError
@@ -351,3 +351,50 @@ def test_notifier_reports_an_unreachable_endpoint_without_the_body() -> None:
         notifier.send(note)
 
     assert secret not in str(failed.value)
+
+
+# -- late data (issue 10, section 9): the orders timeline behind GET_FLAT_FILE_ALL_ORDERS_DATA_BY_LAST_UPDATE_GENERAL
+
+
+def _orders_rows(seller: str, start: datetime, end: datetime, as_of: datetime) -> dict[str, tuple[str, str]]:
+    """order id -> (last-updated-date, order-status) of the report Amazon would make at `as_of`."""
+    text = generators.orders_by_update(seller, ["ATVPDKIKX0DER"], start=start, end=end, as_of=as_of).body
+    lines = text.decode("cp1252").splitlines()
+    header = lines[0].split("\t")
+    rows = [dict(zip(header, line.split("\t"), strict=True)) for line in lines[1:]]
+    return {r["amazon-order-id"]: (r["last-updated-date"], r["order-status"]) for r in rows}
+
+
+def test_an_update_that_arrives_late_shows_in_the_next_windows_report() -> None:
+    seller, hour = "A1LATEDATA0001", timedelta(hours=1)
+    base = datetime(2026, 11, 2, tzinfo=UTC)
+    for n in range(48):  # the first hourly window with an update that arrived after the window's report
+        end = base + n * hour
+        late = [u for u in generators.order_updates(seller, "ATVPDKIKX0DER", end - 2 * hour, end)
+                if u.visible_at > end]
+        if late:
+            break
+    update = late[0]
+    stamp = update.at.isoformat().replace("+00:00", "Z")
+
+    now = _orders_rows(seller, end - 2 * hour, end, as_of=end)
+    next_window = _orders_rows(seller, end - hour, end + hour, as_of=end + hour)  # with the 1-hour lookback
+
+    assert now.get(update.order_id) != (stamp, update.status)
+    assert next_window[update.order_id][0] >= stamp and update.at >= end - hour
+
+
+def test_an_order_updated_after_its_window_appears_in_a_later_windows_report() -> None:
+    seller, hour = "A1LATEDATA0002", timedelta(hours=1)
+    start = datetime(2026, 11, 2, 8, tzinfo=UTC)
+    first = _orders_rows(seller, start, start + 2 * hour, as_of=start + 3 * hour)
+    later = {}
+    for n in range(2, 34):  # the next day and a half, hour by hour
+        later.update(_orders_rows(seller, start + n * hour, start + (n + 1) * hour, as_of=start + (n + 2) * hour))
+
+    bought = {order for order, (_, status) in first.items() if status == "Pending"}
+    assert bought
+    assert all(later[order][1] == "Shipped" for order in bought)  # each shipped 1 to 30 hours later
+    assert all(later[order][0] > first[order][0] for order in bought)
+    # The same window asked twice gives the same rows: a restatement replaces, never contradicts.
+    assert first == _orders_rows(seller, start, start + 2 * hour, as_of=start + 3 * hour)

@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
 from report_fetcher import service
 from report_fetcher.service import (
+    DENIED_RETRY_SECONDS,
     FIRST_CHECK_SECONDS,
     MAX_DELAY_SECONDS,
     MAX_DOCUMENT_ATTEMPTS,
+    MAX_STALL_SECONDS,
     ORPHANED_AFTER_SECONDS,
     RETRY_SECONDS,
     JobRunner,
@@ -77,6 +80,7 @@ class Reports:
 
     def put(self, report: StoredReport, stored_at: Any) -> None:
         self.rows.append(report)
+        self.present.add(report.name)
 
     def exists(self, seller: str, region: str, report_type: str, name: str) -> bool:
         return name in self.present
@@ -85,9 +89,33 @@ class Reports:
 @dataclass
 class Plans:
     deleted: list[tuple[str, str]] = field(default_factory=list)
+    denied: dict[str, int] = field(default_factory=dict)
+    cleared: list[str] = field(default_factory=list)
 
     def delete(self, seller: str, region: str) -> None:
         self.deleted.append((seller, region))
+
+    def mark_denied(self, seller: str, region: str, report_type: str, retry_at: int) -> None:
+        self.denied[report_type] = retry_at
+
+    def clear_denied(self, seller: str, region: str, report_type: str) -> bool:
+        self.cleared.append(report_type)
+        return self.denied.pop(report_type, None) is not None
+
+
+@dataclass
+class Tokens:
+    """The shared token cache as the fetcher sees it: a generation that the token refresher moves."""
+
+    current: str | None = "gen-1"
+    renewals: int = 0
+
+    def generation(self, seller: str, region: str) -> str | None:
+        return self.current
+
+    def request_renewal(self, seller: str, region: str) -> str | None:
+        self.renewals += 1
+        return self.current
 
 
 @dataclass
@@ -108,9 +136,12 @@ class Quotas:
     waits: dict[str, float] = field(default_factory=dict)
     app_wait: float = 0.0
     taken: list[str] = field(default_factory=list)
+    script: dict[str, list[float]] = field(default_factory=dict)  # answers taken in turn, before `waits`
 
     def take_operation(self, seller: str, region: str, operation: str) -> float:
         self.taken.append(operation)
+        if self.script.get(operation):
+            return self.script[operation].pop(0)
         return self.waits.get(operation, 0.0)
 
     def take_app_quota(self, report_type: str, quota: Any) -> float:
@@ -127,6 +158,8 @@ class Amazon:
     error: Exception | None = None
     created: list[dict[str, Any]] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
+    pages: dict[str | None, dict[str, Any]] | None = None  # getReports' answer per nextToken (None: first)
+    queries: list[dict[str, Any]] = field(default_factory=list)
 
     def _call(self, name: str) -> None:
         self.calls.append(name)
@@ -135,6 +168,9 @@ class Amazon:
 
     def get_reports(self, seller: str, region: str, query: dict[str, str]) -> dict[str, Any]:
         self._call("getReports")
+        self.queries.append(dict(query))
+        if self.pages is not None:
+            return self.pages[query.get("nextToken")]
         return {"reports": self.listing}
 
     def create_report(self, seller: str, region: str, body: dict[str, Any]) -> str:
@@ -161,14 +197,16 @@ class Fetcher:
     quotas: Quotas
     amazon: Amazon
     clock: FixedClock
+    tokens: Tokens
 
 
 @pytest.fixture
 def fetcher(fixed_clock: FixedClock) -> Fetcher:
     jobs, reports, plans, connections, quotas, amazon = Jobs(), Reports(), Plans(), Connections(), Quotas(), Amazon()
+    tokens = Tokens()
     runner = JobRunner(jobs=jobs, reports=reports, plans=plans, connections=connections,
-                       spapi=amazon, quotas=quotas, s3=None, bucket="data")
-    return Fetcher(runner, jobs, reports, plans, connections, quotas, amazon, fixed_clock)
+                       spapi=amazon, quotas=quotas, s3=None, bucket="data", tokens=tokens)
+    return Fetcher(runner, jobs, reports, plans, connections, quotas, amazon, fixed_clock, tokens)
 
 
 def new_job(f: Fetcher, report_type: str = ORDERS) -> Job:
@@ -234,8 +272,9 @@ def test_a_report_already_in_flight_for_the_same_window_is_reused(fetcher: Fetch
     # Amazon writes the instants its own way (milliseconds, +00:00): still the same window.
     start = job.window_start.replace("Z", ".000+00:00")
     fetcher.amazon.listing = [
-        {"reportId": "OTHER-WINDOW", "dataStartTime": job.window_end, "dataEndTime": job.window_end},
-        {"reportId": "IN-FLIGHT", "dataStartTime": start, "dataEndTime": job.window_end},
+        {"reportId": "OTHER-WINDOW", "dataStartTime": job.window_end, "dataEndTime": job.window_end,
+         "marketplaceIds": [US]},
+        {"reportId": "IN-FLIGHT", "dataStartTime": start, "dataEndTime": job.window_end, "marketplaceIds": [US]},
     ]
 
     step = fetcher.runner.run(job)
@@ -409,7 +448,7 @@ def test_fatal_too_often_fails_the_job(fetcher: Fetcher) -> None:
     (SpApiError(429, "QuotaExceeded"), Step(JobStatus.WAITING, RETRY_SECONDS, 2)),
     (SpApiError(503, "ServiceUnavailable"), Step(JobStatus.WAITING, RETRY_SECONDS, 2)),
     (TokenUnavailable("no fresh token"), Step(JobStatus.WAITING, RETRY_SECONDS, 2)),
-    (SpApiError(403, "Unauthorized"), Step(JobStatus.FAILED)),
+    (SpApiError(403, "AccessDenied"), Step(JobStatus.FAILED)),  # a 403 that does not say Unauthorized
     (SpApiError(400, "InvalidInput"), Step(JobStatus.FAILED)),
 ])
 def test_amazon_errors_retry_or_end_the_job(fetcher: Fetcher, error: Exception, expected: Step) -> None:
@@ -420,6 +459,7 @@ def test_amazon_errors_retry_or_end_the_job(fetcher: Fetcher, error: Exception, 
     saved = fetcher.jobs.stored[job.job_id]
     if expected.again:
         assert saved.next_check_at == now(fetcher) + RETRY_SECONDS and saved.error is None
+        assert saved.extra == {"stalled_since": now(fetcher)}
     else:
         assert saved.error == f"SP-API answered {error.status} ({error.code})"
 
@@ -506,3 +546,255 @@ def test_a_japanese_marketplace_falls_back_to_cp932(fetcher: Fetcher, documents:
 
     assert documents.calls[0]["fallback_charset"] == "cp932"
 
+
+
+# --- races of issue 10 (section 8), each reproduced first ------------------------------------------
+
+
+def test_the_in_flight_check_is_for_windowed_types_only(fetcher: Fetcher) -> None:
+    """A snapshot's window only names the run: looking for an in-flight twin spends getReports quota for
+    nothing (and could reuse an older snapshot)."""
+    fetcher.runner.run(new_job(fetcher, LISTINGS))
+
+    assert fetcher.amazon.calls == ["createReport"]
+    assert "getReports" not in fetcher.quotas.taken
+
+
+def test_an_in_flight_report_is_reused_only_for_the_same_set_of_marketplaces(fetcher: Fetcher) -> None:
+    canada = "A2EUQ1WTGCTBG2"
+    job = new_job(fetcher)
+    job.marketplace_ids = [US, canada]
+    window = {"dataStartTime": job.window_start, "dataEndTime": job.window_end}
+    # Amazon's marketplace filter matches any overlap: a report of more, or fewer, marketplaces is listed too.
+    fetcher.amazon.listing = [{"reportId": "WIDER", **window, "marketplaceIds": [US, canada, "A1AM78C64UM0Y8"]},
+                              {"reportId": "NARROWER", **window, "marketplaceIds": [US]}]
+
+    fetcher.runner.run(job)
+
+    assert fetcher.jobs.stored[job.job_id].report_id == "REPORT-NEW"
+    assert len(fetcher.amazon.created) == 1
+
+
+def test_the_same_marketplaces_in_another_order_are_the_same_request(fetcher: Fetcher) -> None:
+    canada = "A2EUQ1WTGCTBG2"
+    job = new_job(fetcher)
+    job.marketplace_ids = [US, canada]
+    fetcher.amazon.listing = [{"reportId": "SAME", "dataStartTime": job.window_start,
+                               "dataEndTime": job.window_end, "marketplaceIds": [canada, US]}]
+
+    fetcher.runner.run(job)
+
+    assert fetcher.jobs.stored[job.job_id].report_id == "SAME"
+    assert fetcher.amazon.created == []
+
+
+def test_fatal_reports_and_failed_downloads_count_apart(fetcher: Fetcher, documents: DocumentStream) -> None:
+    """Two FATAL reports used two of the type's three attempts; the third report's document still gets all
+    MAX_DOCUMENT_ATTEMPTS downloads (one shared counter used to fail the job after three)."""
+    max_attempts = CATALOG[ORDERS].max_attempts
+    documents.failures = [DocumentCorrupt("truncated gzip stream") for _ in range(MAX_DOCUMENT_ATTEMPTS - 1)]
+    fetcher.amazon.report = {"processingStatus": "DONE", "reportDocumentId": "DOC-1"}
+    job, version = waiting(fetcher, attempts=max_attempts - 1)
+
+    steps = []
+    for _ in range(MAX_DOCUMENT_ATTEMPTS):
+        step = fetcher.runner.run(job, version=version)
+        steps.append(step.status)
+        version = step.version or version
+        fetcher.clock.advance(RETRY_SECONDS)
+
+    assert steps == [JobStatus.WAITING] * (MAX_DOCUMENT_ATTEMPTS - 1) + [JobStatus.DONE]
+    saved = fetcher.jobs.stored[job.job_id]
+    assert (saved.attempts, saved.document_attempts, saved.error) == (max_attempts - 1, 0, None)
+
+
+def test_a_new_report_after_fatal_starts_its_document_count_afresh(fetcher: Fetcher) -> None:
+    job = new_job(fetcher)
+    stored_as(fetcher, job, status=JobStatus.COOLDOWN, attempts=1, document_attempts=3, version=2)
+
+    fetcher.runner.run(job, version=2)
+
+    saved = fetcher.jobs.stored[job.job_id]
+    assert (saved.status, saved.attempts, saved.document_attempts) == (JobStatus.WAITING, 1, 0)
+
+
+def drive(f: Fetcher, job: Job, step: Step, limit: int = 200) -> tuple[Step, int]:
+    """Deliver the job's re-queued message after each delay until it stops; (last step, steps taken)."""
+    taken = 0
+    while step.again and taken < limit:
+        f.clock.advance(step.delay or 0)
+        step = f.runner.run(job, version=step.version)
+        taken += 1
+    return step, taken
+
+
+def test_a_job_waiting_on_a_quota_expires_and_a_new_plan_starts_it_again(fetcher: Fetcher) -> None:
+    fetcher.quotas.app_wait = 5 * 3600.0  # Sales and Traffic's application-wide quota, spent for the day
+    job = new_job(fetcher, SALES_AND_TRAFFIC)
+    start = now(fetcher)
+
+    last, taken = drive(fetcher, job, fetcher.runner.run(job))
+
+    assert last == Step(JobStatus.EXPIRED)
+    assert MAX_STALL_SECONDS <= now(fetcher) - start < MAX_STALL_SECONDS + MAX_DELAY_SECONDS
+    assert taken == MAX_STALL_SECONDS // MAX_DELAY_SECONDS  # a bounded number of re-queues, then it stops
+    assert fetcher.amazon.created == []
+    # A stale copy does not wake it; the planner's message for the same window (same id) starts it again.
+    assert fetcher.runner.run(job, version=3) == Step(JobStatus.EXPIRED)
+    fetcher.quotas.app_wait = 0.0
+    assert fetcher.runner.run(job).status is JobStatus.WAITING
+    saved = fetcher.jobs.stored[job.job_id]
+    assert (saved.report_id, saved.extra) == ("REPORT-NEW", {})
+
+
+def test_progress_resets_the_stall_clock(fetcher: Fetcher) -> None:
+    fetcher.amazon.report = {"processingStatus": "IN_PROGRESS"}  # Amazon takes its time: that is progress
+    job, version = waiting(fetcher, extra={"stalled_since": now(fetcher) - MAX_STALL_SECONDS + 10})
+
+    step = fetcher.runner.run(job, version=version)
+
+    assert step.status is JobStatus.WAITING and step.again
+    assert "stalled_since" not in fetcher.jobs.stored[job.job_id].extra
+
+
+# --- 403 Unauthorized: the token or a role (issue 10, section 6) ----------------------------------------
+
+
+def test_a_403_waits_for_a_renewed_token_retries_once_then_ends_permission_denied(
+    fetcher: Fetcher, capfd: pytest.CaptureFixture[str]
+) -> None:
+    fetcher.amazon.error = SpApiError(403, "Unauthorized")
+    job = new_job(fetcher)
+
+    first = fetcher.runner.run(job)
+    assert first == Step(JobStatus.NEW, RETRY_SECONDS, 1)
+    assert fetcher.tokens.renewals == 1  # the shared token marked suspect: the refresher renews it early
+
+    # The refresher has not run yet: the job waits, without calling Amazon with the refused token.
+    calls = len(fetcher.amazon.calls)
+    fetcher.clock.advance(RETRY_SECONDS)
+    second = fetcher.runner.run(job, version=first.version)
+    assert second.again and len(fetcher.amazon.calls) == calls
+
+    fetcher.tokens.current = "gen-2"  # renewed
+    fetcher.clock.advance(RETRY_SECONDS)
+    assert fetcher.runner.run(job, version=second.version) == Step(JobStatus.FAILED)
+    saved = fetcher.jobs.stored[job.job_id]
+    retry_at = now(fetcher) + DENIED_RETRY_SECONDS
+    assert (saved.error, saved.next_check_at) == ("permission_denied", retry_at)
+    assert fetcher.plans.denied == {ORDERS: retry_at}
+    assert fetcher.tokens.renewals == 1  # at most one refresh per job
+    assert len(fetcher.amazon.calls) == calls + 1
+    metric = [line for line in capfd.readouterr().out.splitlines() if '"report_type"' in line]
+    assert len(metric) == 1 and f'"report_type":"{ORDERS}"' in metric[0]
+    assert '"ReportPermissionDenied":[1.0]' in metric[0]
+
+    # A copy of the planner's message is not a re-plan before the retry time; after it, it starts the job.
+    assert fetcher.runner.run(job) == Step(JobStatus.FAILED)
+    fetcher.clock.advance(DENIED_RETRY_SECONDS)
+    fetcher.amazon.error = None
+    assert fetcher.runner.run(job).status is JobStatus.WAITING
+
+
+def test_a_403_about_the_token_goes_on_with_the_renewed_token_and_clears_a_denial(
+    fetcher: Fetcher, documents: DocumentStream
+) -> None:
+    fetcher.plans.denied = {ORDERS: now(fetcher) - 1}  # refused a day ago, re-planned now
+    fetcher.amazon.error = SpApiError(403, "Unauthorized")
+    job, version = waiting(fetcher)
+
+    step = fetcher.runner.run(job, version=version)
+    fetcher.tokens.current = "gen-2"
+    fetcher.amazon.error = None
+    fetcher.amazon.report = {"processingStatus": "DONE", "reportDocumentId": "DOC-1"}
+    fetcher.clock.advance(RETRY_SECONDS)
+
+    assert fetcher.runner.run(job, version=step.version) == Step(JobStatus.DONE)
+    assert fetcher.plans.denied == {} and fetcher.plans.cleared == [ORDERS]
+    assert "token_retry" not in fetcher.jobs.stored[job.job_id].extra
+
+
+# --- settlement discovery (issue 10, section 7) -------------------------------------------------------
+
+CA, MX = "A2EUQ1WTGCTBG2", "A1AM78C64UM0Y8"
+
+
+def settlement(report_id: str, *marketplaces: str) -> dict[str, Any]:
+    report: dict[str, Any] = {"reportId": report_id, "reportDocumentId": f"DOC-{report_id}",
+                              "reportType": SETTLEMENT, "processingStatus": "DONE"}
+    if marketplaces:
+        report["marketplaceIds"] = list(marketplaces)
+    return report
+
+
+TWO_PAGES: dict[str | None, dict[str, Any]] = {
+    None: {"reports": [settlement("S1", US), settlement("S2", CA)], "nextToken": "page-2"},
+    "page-2": {"reports": [settlement("S2", CA), settlement("S3", MX), settlement("S4")]},
+}
+
+
+def test_settlement_discovery_reads_every_page_and_stores_each_report_once_under_its_marketplace(
+    fetcher: Fetcher, documents: DocumentStream
+) -> None:
+    fetcher.amazon.pages = TWO_PAGES
+    job = new_job(fetcher, SETTLEMENT)
+
+    assert fetcher.runner.run(job) == Step(JobStatus.DONE)
+
+    assert [row.name for row in fetcher.reports.rows] == ["S1", "S2", "S3", "S4"]  # S2 once
+    keys = [call["key"] for call in documents.calls]
+    assert [key.split(f"/{SETTLEMENT}/")[1] for key in keys] == [
+        f"{US}/S1.tsv", f"{CA}/S2.tsv", f"{MX}/S3.tsv", "S4.tsv"]
+    first, second = fetcher.amazon.queries
+    since = datetime.fromisoformat(job.window_start.replace("Z", "+00:00")) - CATALOG[SETTLEMENT].lookback
+    # No marketplace filter (Amazon ignores it for settlement reports); with nextToken, nothing else.
+    assert first == {"reportTypes": SETTLEMENT, "processingStatuses": "DONE", "pageSize": 100,
+                     "createdSince": iso(since)}
+    assert second == {"nextToken": "page-2"}
+    assert fetcher.jobs.stored[job.job_id].extra == {}
+
+
+def test_settlement_discovery_resumes_where_a_quota_stopped_it(fetcher: Fetcher, documents: DocumentStream) -> None:
+    fetcher.amazon.pages = TWO_PAGES
+    # The second document waits for its quota; later the second page waits for getReports' quota.
+    fetcher.quotas.script = {"getReportDocument": [0, 30.5], "getReports": [0, 40.5]}
+    job = new_job(fetcher, SETTLEMENT)
+
+    first = fetcher.runner.run(job)
+    assert first == Step(JobStatus.NEW, 31, 1)
+    fetcher.clock.advance(31)
+    second = fetcher.runner.run(job, version=first.version)
+    assert second == Step(JobStatus.NEW, 41, 2)
+    fetcher.clock.advance(41)
+    assert fetcher.runner.run(job, version=second.version) == Step(JobStatus.DONE)
+
+    assert [row.name for row in fetcher.reports.rows] == ["S1", "S2", "S3", "S4"]
+    assert [q.get("nextToken") for q in fetcher.amazon.queries] == [None, "page-2"]  # resumed, not restarted
+
+
+def test_settlement_discovery_looks_back_at_most_ninety_days(fetcher: Fetcher, documents: DocumentStream) -> None:
+    fetcher.amazon.pages = {None: {"reports": []}}
+    job = new_job(fetcher, SETTLEMENT)
+    job.window_start = iso(fetcher.clock.now() - timedelta(days=200))
+    job.job_id = job_id(SELLER, REGION, SETTLEMENT, job.window_start, job.window_end)
+
+    assert fetcher.runner.run(job) == Step(JobStatus.DONE)
+
+    (query,) = fetcher.amazon.queries
+    assert query["createdSince"] == iso(fetcher.clock.now() - timedelta(days=90) + timedelta(minutes=1))
+
+
+def test_without_the_token_cache_the_one_retry_comes_a_minute_later(fixed_clock: FixedClock) -> None:
+    """A runner built without the shared cache (benches, other tests) keeps the rule: one retry, then denied."""
+    amazon, jobs, plans = Amazon(error=SpApiError(403, "Unauthorized")), Jobs(), Plans()
+    runner = JobRunner(jobs=jobs, reports=Reports(), plans=plans, connections=Connections(), spapi=amazon,
+                       quotas=Quotas(), s3=None, bucket="data")
+    start, end = CATALOG[ORDERS].window_for(fixed_clock.now())
+    job = Job(job_id(SELLER, REGION, ORDERS, iso(start), iso(end)), SELLER, REGION, ORDERS, iso(start), iso(end), [US])
+
+    first = runner.run(job)
+    fixed_clock.advance(RETRY_SECONDS)
+
+    assert first.delay == RETRY_SECONDS
+    assert runner.run(job, version=first.version) == Step(JobStatus.FAILED)
+    assert amazon.calls == ["getReports", "getReports"] and list(plans.denied) == [ORDERS]

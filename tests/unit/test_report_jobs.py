@@ -56,6 +56,7 @@ def test_a_message_round_trips_and_one_whose_id_does_not_match_is_refused() -> N
 @pytest.mark.parametrize(("status", "terminal"), [
     (JobStatus.NEW, False), (JobStatus.WAITING, False), (JobStatus.COOLDOWN, False),
     (JobStatus.DONE, True), (JobStatus.NO_DATA, True), (JobStatus.FAILED, True), (JobStatus.ENDED, True),
+    (JobStatus.EXPIRED, True),
 ])
 def test_terminal_states(status: JobStatus, terminal: bool) -> None:
     assert status.terminal is terminal
@@ -123,3 +124,43 @@ def test_a_new_cursor_is_due_at_once_and_an_existing_one_is_kept(table: Any, fix
 
     kept = table.get_item(Key={"pk": f"SELLER#{SELLER}", "sk": f"PLAN#{REGION}"})["Item"]
     assert int(kept["next_plan_at"]) == now + 3600
+
+
+# --- permission_denied on the plan (issue 10, section 6) -----------------------------------------------
+
+SETTLEMENT = "GET_V2_SETTLEMENT_REPORT_DATA_FLAT_FILE_V2"
+
+
+def plan_item(table: Any) -> dict[str, Any]:
+    item: dict[str, Any] = table.get_item(Key={"pk": f"SELLER#{SELLER}", "sk": f"PLAN#{REGION}"})["Item"]
+    return item
+
+
+def test_a_denied_type_is_recorded_and_cleared_with_one_update_that_moves_the_version(
+    table: Any, fixed_clock: FixedClock
+) -> None:
+    plans = PlanRepository(table)
+    plans.ensure(SELLER, REGION, [US], 1_700_000_000)
+
+    plans.mark_denied(SELLER, REGION, ORDERS, 1_700_086_400)
+    plans.mark_denied(SELLER, REGION, SETTLEMENT, 1_700_090_000)
+    assert plan_item(table)["denied"] == {ORDERS: 1_700_086_400, SETTLEMENT: 1_700_090_000}
+    assert plan_item(table)["version"] == 2
+    assert Plan.from_item(plan_item(table)).denied == {ORDERS: 1_700_086_400, SETTLEMENT: 1_700_090_000}
+
+    assert plans.clear_denied(SELLER, REGION, ORDERS) is True
+    assert plans.clear_denied(SELLER, REGION, ORDERS) is False  # nothing to clear: no write
+    assert plan_item(table)["denied"] == {SETTLEMENT: 1_700_090_000} and plan_item(table)["version"] == 3
+
+
+def test_a_plan_from_before_denied_gets_the_map_and_a_deleted_plan_stays_deleted(table: Any) -> None:
+    plans = PlanRepository(table)
+    table.put_item(Item={"pk": f"SELLER#{SELLER}", "sk": f"PLAN#{REGION}", "seller_id": SELLER, "region": REGION,
+                         "next_plan_at": 1, "due": {}, "marketplace_ids": [US]})
+
+    plans.mark_denied(SELLER, REGION, ORDERS, 5)
+    assert plan_item(table)["denied"] == {ORDERS: 5} and plan_item(table)["version"] == 1
+
+    plans.delete(SELLER, REGION)
+    plans.mark_denied(SELLER, REGION, ORDERS, 6)
+    assert "Item" not in table.get_item(Key={"pk": f"SELLER#{SELLER}", "sk": f"PLAN#{REGION}"})

@@ -42,7 +42,7 @@ from seller_insights.errors import (
     TransactionCancelled,
 )
 from seller_insights.marketplaces import MARKETPLACES, marketplace
-from seller_insights.report_jobs import Plan, plan_key
+from seller_insights.report_jobs import DENIED_RETRY_SECONDS, Plan, plan_key
 from seller_insights.repositories import ConnectionStatus, access_token_key, connection_key, iso, shard
 
 if TYPE_CHECKING:
@@ -392,6 +392,7 @@ def public_connection(connection: dict[str, Any], plan: dict[str, Any] | None) -
     if plan is not None:
         public["report_types"] = list(plan["enabled"]) if "enabled" in plan else "default"
         public["marketplace_ids"] = list(plan.get("marketplace_ids", []))
+        public["permission_denied"] = permission_denied(plan)
     elif "plan_marketplace_ids" in connection:  # paused by a deletion request
         public["report_types"] = list(connection["plan_enabled"]) if "plan_enabled" in connection else "default"
         public["marketplace_ids"] = list(connection["plan_marketplace_ids"])
@@ -412,6 +413,14 @@ def public_marketplaces(connection: dict[str, Any], plan: dict[str, Any] | None)
     if "plan_marketplace_ids" in connection:  # paused by a deletion request
         return {"participating": list(connection["plan_marketplace_ids"]), "checked_at": None}
     return None
+
+
+def permission_denied(plan: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Per report type Amazon refused for a missing role: since (the latest refusal) and retry_at (when planning
+    tries it again). The plan keeps only retry_at; refusals are retried DENIED_RETRY_SECONDS apart."""
+    denied = {str(t): int(at) for t, at in (plan.get("denied") or {}).items()}
+    return {t: {"since": iso(datetime.fromtimestamp(at - DENIED_RETRY_SECONDS, tz=UTC)),
+                "retry_at": iso(datetime.fromtimestamp(at, tz=UTC))} for t, at in sorted(denied.items())}
 
 
 class AuditType(StrEnum):

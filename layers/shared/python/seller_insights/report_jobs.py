@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from types_boto3_dynamodb.service_resource import Table
 
 PLAN_DUE_INDEX = "by_plan_due"
+PERMISSION_DENIED = "permission_denied"  # the error of a job Amazon refused for a role the seller or app lacks
+DENIED_RETRY_SECONDS = 24 * 3600  # a type refused for a missing role is tried again daily, not every minute
 JOB_TTL_SECONDS = 35 * 24 * 3600
 
 
@@ -48,12 +50,16 @@ class Plan:
     marketplace_ids: list[str]
     # When getMarketplaceParticipations last decided marketplace_ids (epoch seconds; None: never).
     participations_checked_at: int | None = None
+    # Report types Amazon refused for lack of a role (403 permission_denied): type -> epoch second from which
+    # planning may try it again (PlanRepository.mark_denied / clear_denied). Always written, so that one
+    # UpdateItem can set an entry.
+    denied: dict[str, int] = field(default_factory=dict)
 
     def to_item(self) -> dict[str, Any]:
         item: dict[str, Any] = {**plan_key(self.seller, self.region), "seller_id": self.seller,
                                 "region": self.region, "plan_shard": shard(self.seller, self.region),
                                 "next_plan_at": self.next_plan_at, "due": self.due,
-                                "marketplace_ids": self.marketplace_ids}
+                                "marketplace_ids": self.marketplace_ids, "denied": self.denied}
         if self.enabled is not None:
             item["enabled"] = self.enabled
         if self.participations_checked_at is not None:
@@ -67,7 +73,8 @@ class Plan:
                    enabled=list(item["enabled"]) if "enabled" in item else None,
                    marketplace_ids=list(item.get("marketplace_ids", [])),
                    participations_checked_at=(int(item["participations_checked_at"])
-                                              if "participations_checked_at" in item else None))
+                                              if "participations_checked_at" in item else None),
+                   denied={k: int(v) for k, v in item.get("denied", {}).items()})
 
 
 class PlanRepository:
@@ -107,6 +114,39 @@ class PlanRepository:
             ReturnValues="ALL_NEW",
         ))
         return None if answer is None else Plan.from_item(answer["Attributes"])
+    def mark_denied(self, seller: str, region: str, report_type: str, retry_at: int) -> None:
+        """Record that Amazon refused `report_type` for lack of a role, to be tried again from `retry_at`.
+        One UpdateItem (`SET denied.#type = :retry_at ADD version :one`), so a concurrent conditional plan
+        write sees the version move and re-reads; a plan written before `denied` existed gets the map first.
+        A deleted plan (connection gone) is left deleted."""
+        names = {"#type": report_type}
+        for _ in range(2):  # a concurrent writer may create the map between the two forms
+            if applied(lambda: self._table.update_item(
+                Key=plan_key(seller, region), UpdateExpression="SET denied.#type = :retry ADD version :one",
+                ConditionExpression=Attr("denied").exists(), ExpressionAttributeNames=names,
+                ExpressionAttributeValues={":retry": retry_at, ":one": 1},
+            )):
+                return
+            if applied(lambda: self._table.update_item(
+                Key=plan_key(seller, region), UpdateExpression="SET denied = :denied ADD version :one",
+                ConditionExpression=Attr("pk").exists() & Attr("denied").not_exists(),
+                ExpressionAttributeValues={":denied": {report_type: retry_at}, ":one": 1},
+            )):
+                return
+
+    def clear_denied(self, seller: str, region: str, report_type: str) -> bool:
+        """A report of the type was stored (or confirmed empty): it is permitted again. A read first (most
+        types were never denied), then one UpdateItem `REMOVE denied.#type ADD version :one`."""
+        names = {"#type": report_type}
+        item: dict[str, Any] = self._table.get_item(Key=plan_key(seller, region), ProjectionExpression="denied.#type",
+                                                    ExpressionAttributeNames=names).get("Item") or {}
+        if report_type not in item.get("denied", {}):
+            return False
+        return applied(lambda: self._table.update_item(
+            Key=plan_key(seller, region), UpdateExpression="REMOVE denied.#type ADD version :one",
+            ConditionExpression="attribute_exists(denied.#type)", ExpressionAttributeNames=names,
+            ExpressionAttributeValues={":one": 1},
+        ))
 
 
 class JobStatus(StrEnum):
@@ -115,12 +155,13 @@ class JobStatus(StrEnum):
     COOLDOWN = "COOLDOWN"  # FATAL: wait the type's cooldown, then request again
     DONE = "DONE"
     NO_DATA = "NO_DATA"  # CANCELLED by Amazon (no data), or DONE without a document
-    FAILED = "FAILED"  # FATAL too often
+    FAILED = "FAILED"  # FATAL too often, a document that never arrived whole, or permission_denied
     ENDED = "ENDED"  # the connection is no longer ACTIVE: ended without calling Amazon
+    EXPIRED = "EXPIRED"  # waited on quotas (or on Amazon) too long: its cursor did not move, planning re-plans it
 
     @property
     def terminal(self) -> bool:
-        return self in (JobStatus.DONE, JobStatus.NO_DATA, JobStatus.FAILED, JobStatus.ENDED)
+        return self in (JobStatus.DONE, JobStatus.NO_DATA, JobStatus.FAILED, JobStatus.ENDED, JobStatus.EXPIRED)
 
 
 @dataclass
@@ -140,6 +181,16 @@ class Job:
     error: str | None = None
     version: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    document_attempts: int = 0  # downloads of the current document that failed (attempts counts FATAL reports)
+
+    @property
+    def restartable(self) -> bool:
+        """A terminal job that planning may start again under the same id (a re-planned window): one that
+        EXPIRED, or one refused for permission whose retry time (next_check_at) has come."""
+        if self.status is JobStatus.EXPIRED:
+            return True
+        return (self.status is JobStatus.FAILED and self.error == PERMISSION_DENIED
+                and clock.epoch_seconds() >= self.next_check_at)
 
     def message(self) -> dict[str, Any]:
         return {"job_id": self.job_id, "seller": self.seller, "region": self.region,
@@ -211,6 +262,7 @@ class JobRepository:
         item: dict[str, Any] = {
             **job_key(job.seller, job.job_id), **job.message(), "status": job.status.value,
             "attempts": job.attempts, "polls": job.polls, "next_check_at": job.next_check_at,
+            "document_attempts": job.document_attempts,
             "version": job.version, "updated_at": iso(clock.now()),
             "expires_at": clock.epoch_seconds() + JOB_TTL_SECONDS,
         }
@@ -229,7 +281,8 @@ class JobRepository:
                    status=JobStatus(item["status"]), report_id=item.get("report_id"),
                    attempts=int(item["attempts"]), polls=int(item["polls"]),
                    next_check_at=int(item["next_check_at"]), error=item.get("error"),
-                   version=int(item["version"]), extra=dict(item.get("extra", {})))
+                   version=int(item["version"]), extra=dict(item.get("extra", {})),
+                   document_attempts=int(item.get("document_attempts", 0)))
 
 
 @dataclass(frozen=True)

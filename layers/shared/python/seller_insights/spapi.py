@@ -3,9 +3,10 @@ error family (seller_insights.errors.SpApiFailure) and the rate-limit header.
 
 Every call goes through SpApiClient, the grantless ones included: the token source decides whose token
 is sent (a seller's access token, or a grantless LWA client_credentials token with a scope, see
-GrantlessTokens). A 403 that says the token is unauthorized (expired, revoked, malformed) makes the
-client tell its token source to forget that token; with `retry_refused_token` (the default) it then asks
-for a new one and retries once. A second refusal is the caller's to handle. Responses and URLs are never
+GrantlessTokens). A 403 that says the token is unauthorized (expired, revoked, malformed, or, with the
+same code, a role the seller or the application lacks) makes the client tell its token source to forget
+that token; with `retry_refused_token` (the default) it then asks for a new one and retries once, if it
+got a different one. A second refusal is the caller's to handle. Responses and URLs are never
 logged; errors carry the operation, the HTTP status, Amazon's error code and the rate limit only.
 """
 
@@ -31,7 +32,7 @@ APPLICATIONS = "/applications/2023-11-30"
 
 USER_AGENT = "SellerInsights/0.1 (Language=Python/3.13; Platform=AWS Lambda)"
 RATE_LIMIT_HEADER = "x-amzn-RateLimit-Limit"
-_TOKEN_REFUSED = {"Unauthorized", "MissingAuthenticationToken", "InvalidAccessToken"}
+TOKEN_REFUSED = {"Unauthorized", "MissingAuthenticationToken", "InvalidAccessToken"}
 # A cached grantless token is used until this long before its expiry.
 GRANTLESS_MARGIN_SECONDS = 60
 
@@ -196,11 +197,12 @@ class SpApiClient:
         url = amazon_url(SPAPI_ENDPOINTS[Region(region)] + path, self._override)
         token = self._tokens.get(seller, region)
         response = self._send(method, url, token.value, params, json, operation=operation)
-        if response.status_code == 403 and _error_code(response) in _TOKEN_REFUSED:
+        if response.status_code == 403 and _error_code(response) in TOKEN_REFUSED:
             self._tokens.invalidate(seller, region, token)
             if retry_refused_token:
-                token = self._tokens.get(seller, region)
-                response = self._send(method, url, token.value, params, json, operation=operation)
+                fresh = self._tokens.get(seller, region)
+                if fresh != token:  # the same token again would only be refused again
+                    response = self._send(method, url, fresh.value, params, json, operation=operation)
         rate_limit = _rate_limit(response)
         if response.status_code >= 400:
             raise SpApiError(response.status_code, _error_code(response), operation=operation,

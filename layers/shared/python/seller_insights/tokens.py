@@ -23,7 +23,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from boto3.dynamodb.conditions import Attr
+from boto3.dynamodb.conditions import Attr, ConditionBase
 
 from seller_insights import clock
 from seller_insights.dynamo import applied
@@ -36,6 +36,9 @@ from seller_insights.vault import Purpose, Sealed, SecretContext, Vault
 
 if TYPE_CHECKING:
     from types_boto3_dynamodb.service_resource import Table
+
+
+_EXPIRY_GENERATION = "expires:"
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,9 @@ class AccessTokenCache:
         expires by `stale_before`: a caller that lost the race to a refresh that just finished
         must not refresh again."""
         free = Attr("lease_until").not_exists() | Attr("lease_until").lt(now)
-        stale = Attr("token_expires_at").not_exists() | Attr("token_expires_at").lte(stale_before)
+        # A token a caller suspects (SP-API refused it) is renewed early, whatever its expiry.
+        stale = (Attr("token_expires_at").not_exists() | Attr("token_expires_at").lte(stale_before)
+                 | Attr("suspect_since").exists())
         return applied(lambda: self._table.update_item(
             Key=access_token_key(seller, region),
             UpdateExpression="SET lease_owner = :owner, lease_until = :until, "
@@ -86,11 +91,12 @@ class AccessTokenCache:
         """Publish the new token and end the lease; False if the lease was lost (or the item deleted)."""
         return applied(lambda: self._table.update_item(
             Key=access_token_key(seller, region),
-            UpdateExpression="SET #token = :token, token_expires_at = :exp, expires_at = :exp "
-                             "REMOVE lease_owner, lease_until",
+            UpdateExpression="SET #token = :token, token_expires_at = :exp, expires_at = :exp, "
+                             "token_generation = :generation REMOVE lease_owner, lease_until, suspect_since",
             ConditionExpression=Attr("lease_owner").eq(owner),
             ExpressionAttributeNames={"#token": "token"},
-            ExpressionAttributeValues={":token": sealed.to_item(), ":exp": token_expires_at},
+            ExpressionAttributeValues={":token": sealed.to_item(), ":exp": token_expires_at,
+                                       ":generation": uuid.uuid4().hex},
         ))
 
     def release(self, seller: str, region: str, owner: str) -> None:
@@ -104,6 +110,32 @@ class AccessTokenCache:
         """The connection is not ACTIVE: leave no token item behind (only if we still hold the lease)."""
         applied(lambda: self._table.delete_item(Key=access_token_key(seller, region),
                                                 ConditionExpression=Attr("lease_owner").eq(owner)))
+
+    def generation(self, seller: str, region: str) -> str | None:
+        """A name of the stored token that changes with every renewal, without opening it (a random id stored
+        with it; for a token stored before ids existed, its expiry); None without a token."""
+        item: dict[str, Any] | None = self._table.get_item(
+            Key=access_token_key(seller, region), ConsistentRead=True,
+            ProjectionExpression="token_generation, token_expires_at").get("Item")
+        if not item or "token_expires_at" not in item:
+            return None
+        return str(item.get("token_generation") or f"{_EXPIRY_GENERATION}{int(item['token_expires_at'])}")
+
+    def mark_suspect(self, seller: str, region: str, generation: str, now: int) -> bool:
+        """Ask for this token's early renewal (the next lease may take it whatever its expiry) without taking
+        it from anyone: it stays in use until its replacement is stored. False if it was replaced meanwhile."""
+        same: ConditionBase
+        if generation.startswith(_EXPIRY_GENERATION):
+            same = (Attr("token_generation").not_exists()
+                    & Attr("token_expires_at").eq(int(generation.removeprefix(_EXPIRY_GENERATION))))
+        else:
+            same = Attr("token_generation").eq(generation)
+        return applied(lambda: self._table.update_item(
+            Key=access_token_key(seller, region),
+            UpdateExpression="SET suspect_since = if_not_exists(suspect_since, :now)",
+            ConditionExpression=same,
+            ExpressionAttributeValues={":now": now},
+        ))
 
     def drop(self, seller: str, region: str, token_expires_at: int) -> None:
         """Forget a token SP-API refused, unless a newer one replaced it meanwhile."""
@@ -187,10 +219,23 @@ class AccessTokenProvider:
 
     def invalidate(self, seller: str, region: str, token: AccessToken) -> None:
         """SP-API refused this token (expired or invalid): never hand it out again."""
-        with self._memory_lock:
-            if self._memory.get((seller, region)) == token:
-                del self._memory[(seller, region)]
+        self.forget(seller, region, token.expires_at)
         self._cache.drop(seller, region, token.expires_at)
+
+    def forget(self, seller: str, region: str, expires_at: int | None = None) -> None:
+        """Drop this container's copy (only the one expiring at `expires_at`, when given); the shared one stays."""
+        with self._memory_lock:
+            remembered = self._memory.get((seller, region))
+            if remembered is not None and expires_at in (None, remembered.expires_at):
+                del self._memory[(seller, region)]
+
+    def generation(self, seller: str, region: str) -> str | None:
+        """The shared token's generation (AccessTokenCache.generation)."""
+        return self._cache.generation(seller, region)
+
+    def request_renewal(self, seller: str, region: str, generation: str) -> None:
+        """Mark the shared token of this generation suspect, so the next refresh renews it early."""
+        self._cache.mark_suspect(seller, region, generation, clock.epoch_seconds())
 
     def _refresh_under_lease(self, seller: str, region: str) -> AccessToken:
         try:
@@ -271,7 +316,14 @@ class AccessTokenProvider:
 class CachedTokensOnly:
     """The token source of a duty that may only decrypt access tokens (the report fetcher): it takes
     what the token refresher keeps warm, and when there is nothing fresh it asks for a refresh by
-    making the connection due now, then raises TokenUnavailable so the caller re-queues its work."""
+    making the connection due now, then raises TokenUnavailable so the caller re-queues its work.
+
+    A token SP-API refuses is NOT evicted from the shared cache: Amazon answers a role the seller or the
+    application lacks with the same 403 `Unauthorized` as a bad token, and evicting a good token for that
+    made every job of the seller wait and the refused one loop. Only this container's copy is forgotten
+    (`invalidate`); a caller that wants a fresh token asks for it with `request_renewal` (the token is marked
+    suspect and the connection made due, so the token refresher renews it at its next run) and watches
+    `generation` change."""
 
     def __init__(self, provider: AccessTokenProvider, connections: ConnectionsRepository) -> None:
         self._provider = provider
@@ -285,4 +337,18 @@ class CachedTokensOnly:
         return token
 
     def invalidate(self, seller: str, region: str, token: AccessToken) -> None:
-        self._provider.invalidate(seller, region, token)
+        self._provider.forget(seller, region, token.expires_at)
+
+    def generation(self, seller: str, region: str) -> str | None:
+        """The shared token's generation (None: there is none). This container's copy is dropped, so the next
+        `get` takes whatever the shared cache holds now (the renewed token, once the refresher stored it)."""
+        self._provider.forget(seller, region)
+        return self._provider.generation(seller, region)
+
+    def request_renewal(self, seller: str, region: str) -> str | None:
+        """Ask the token refresher for a new token now; the generation of the one it replaces (None: none)."""
+        generation = self._provider.generation(seller, region)
+        if generation is not None:
+            self._provider.request_renewal(seller, region, generation)
+        self._connections.schedule_refresh(seller, region, clock.epoch_seconds())
+        return generation
