@@ -8,8 +8,8 @@ The job's `report_id` holds the query id and a QUERYID# pointer finds the job wh
 DATA_KIOSK_QUERY_PROCESSING_FINISHED arrives. Quotas are Data Kiosk's, per seller (createQuery 0.0167/s
 burst 15); the Reports API's app-wide Sales and Traffic quota does not apply. Polling backs off as for
 reports. SP-API errors are not handled here: they reach JobRunner.run like the Reports path's do (429 and
-5xx re-queue, a 403 takes the shared permission handling), so both paths end the same way. A 403 on
-createQuery is also counted as DataKioskRoleMissing (alarmed): Data Kiosk needs the Brand Analytics role.
+5xx re-queue, a 403 takes the shared permission handling), so both paths end the same way. A type of this
+path refused for permission is also counted as DataKioskRoleMissing (alarmed): the Brand Analytics role.
 The stored object replaces the day's (same S3 key, same REPORT# row), so a restated day re-pulled later
 overwrites, never duplicates.
 """
@@ -146,16 +146,9 @@ class DataKioskPath:
             return runner._stalled(job, wait)
         first, last = job_days(job)
         query = build_query(self._granularity, first, last, job.marketplace_ids[0])
-        try:
-            query_id = runner._spapi.create_query(job.seller, job.region, query)
-        except SpApiError as exc:
-            if exc.status == 403:
-                # The Brand Analytics role is missing (the application's or the seller's): alarmed. The job
-                # itself ends through the shared 403 handling of JobRunner.run.
-                count("DataKioskRoleMissing")
-                get_logger().warning("createQuery refused: the Brand Analytics role is missing",
-                                     extra={"report_type": job.report_type, "region": job.region})
-            raise
+        # A 403 takes JobRunner.run's shared handling: one retry with a renewed token, then permission_denied
+        # (and DataKioskRoleMissing: the Brand Analytics role is missing).
+        query_id = runner._spapi.create_query(job.seller, job.region, query)
         count("QueriesRequested")
         job.report_id = query_id
         job.status = JobStatus.WAITING

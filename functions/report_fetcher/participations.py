@@ -18,9 +18,9 @@ from dataclasses import fields
 from aws_lambda_powertools.metrics import MetricUnit
 
 from seller_insights import clock
-from seller_insights.errors import TokenUnavailable
+from seller_insights.errors import ParticipationsDeferred, TokenUnavailable
 from seller_insights.observability import get_logger, get_metrics
-from seller_insights.participations import CHECK_INTERVAL_SECONDS, ParticipationsDeferred, ParticipationsReader
+from seller_insights.participations import CHECK_INTERVAL_SECONDS, ParticipationsReader
 from seller_insights.pseudonyms import seller_key
 from seller_insights.report_jobs import Plan, PlanRepository
 from seller_insights.spapi import SpApiClient

@@ -215,6 +215,8 @@ class JobRunner:
         retry_at = clock.epoch_seconds() + DENIED_RETRY_SECONDS
         self._plans.mark_denied(job.seller, job.region, job.report_type, retry_at)
         count_by_type("ReportPermissionDenied", job.report_type)
+        if source_of(spec(job.report_type), self._sales_and_traffic_source) is DataSource.DATA_KIOSK:
+            count("DataKioskRoleMissing")  # Data Kiosk needs the Brand Analytics role: its own alarm says so
         get_logger().warning("Amazon refused the report type: the application or the seller lacks its role",
                              extra={"report_type": job.report_type, "retry_at": iso_epoch(retry_at)})
         return self._finish(job, JobStatus.FAILED, PERMISSION_DENIED, next_check_at=retry_at)

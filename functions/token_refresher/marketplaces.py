@@ -14,13 +14,9 @@ from typing import TYPE_CHECKING
 from aws_lambda_powertools.metrics import MetricUnit
 
 from seller_insights import clock
+from seller_insights.errors import ParticipationsDeferred, ParticipationsUnknown
 from seller_insights.observability import get_logger, get_metrics
-from seller_insights.participations import (
-    ParticipationsDeferred,
-    ParticipationsReader,
-    ParticipationsUnknown,
-    consent_client,
-)
+from seller_insights.participations import ParticipationsReader, consent_client
 from seller_insights.pseudonyms import seller_key
 from seller_insights.report_jobs import PlanRepository
 

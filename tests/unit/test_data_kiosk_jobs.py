@@ -162,9 +162,18 @@ class Reports:
         self.rows.append(report)
 
 
+@dataclass
 class Plans:
+    denied: dict[str, int] = field(default_factory=dict)
+
     def delete(self, seller: str, region: str) -> None:
         raise AssertionError("an ACTIVE connection's plan is never deleted")
+
+    def mark_denied(self, seller: str, region: str, report_type: str, retry_at: int) -> None:
+        self.denied[report_type] = retry_at
+
+    def clear_denied(self, seller: str, region: str, report_type: str) -> bool:
+        return self.denied.pop(report_type, None) is not None
 
 
 class Connections:
@@ -197,6 +206,7 @@ class Setup:
     quotas: Quotas
     kiosk: Kiosk
     streamed: list[dict[str, Any]]
+    plans: Plans
 
 
 @pytest.fixture
@@ -209,9 +219,10 @@ def setup(fixed_clock, monkeypatch) -> Setup:
         return STORED
 
     monkeypatch.setattr(data_kiosk, "stream_document_to_s3", stream)
-    runner = JobRunner(jobs=jobs, reports=reports, plans=Plans(), connections=Connections(),  # type: ignore[arg-type]
+    plans = Plans()
+    runner = JobRunner(jobs=jobs, reports=reports, plans=plans, connections=Connections(),  # type: ignore[arg-type]
                        spapi=kiosk, quotas=quotas, s3=None, bucket="data")  # type: ignore[arg-type]
-    return Setup(runner, jobs, reports, quotas, kiosk, streamed)
+    return Setup(runner, jobs, reports, quotas, kiosk, streamed, plans)
 
 
 def new_job(marketplaces: list[str] | None = None) -> Job:
@@ -303,14 +314,21 @@ def test_fatal_keeps_the_error_document_cools_down_then_fails(setup: Setup):
     assert stored.report_id is None and stored.attempts == 1
 
 
-def test_a_403_on_create_query_counts_the_missing_role_and_ends_through_the_shared_handling(setup: Setup, capfd):
+def test_a_403_on_create_query_ends_through_the_shared_handling_and_counts_the_missing_role(
+        setup: Setup, fixed_clock, capfd):
     setup.kiosk.error = SpApiError(403, "Unauthorized", operation="createQuery")
 
-    step = setup.runner.run(new_job())
+    first = setup.runner.run(new_job())  # maybe the token: one retry with a renewed one first
+    assert first.status is JobStatus.NEW and first.delay == RETRY_SECONDS
+    get_metrics().flush_metrics()
+    assert "DataKioskRoleMissing" not in capfd.readouterr().out
+
+    fixed_clock.advance(RETRY_SECONDS)
+    step = setup.runner.run(new_job(), version=first.version)
 
     assert step.status is JobStatus.FAILED and not step.again
-    assert "403" in (setup.jobs.stored[new_job().job_id].error or "") or "permission" in (
-        setup.jobs.stored[new_job().job_id].error or "")
+    assert setup.jobs.stored[new_job().job_id].error == "permission_denied"
+    assert list(setup.plans.denied) == [SALES_AND_TRAFFIC]
     get_metrics().flush_metrics()
     assert '"DataKioskRoleMissing":[1.0]' in capfd.readouterr().out
 

@@ -250,7 +250,7 @@ def reports_fallback(f: Fetcher) -> None:
     """The stage chose the Reports API for Sales and Traffic (sales_and_traffic_source = REPORTS)."""
     f.runner = JobRunner(jobs=f.jobs, reports=f.reports, plans=f.plans, connections=f.connections,
                          spapi=f.amazon, quotas=f.quotas, s3=None, bucket="data",  # type: ignore[arg-type]
-                         sales_and_traffic_source=DataSource.REPORTS)
+                         tokens=f.tokens, sales_and_traffic_source=DataSource.REPORTS)
 
 
 def test_a_snapshot_names_no_window_and_a_daily_json_report_asks_for_daily_child_asins(fetcher: Fetcher) -> None:
@@ -629,7 +629,8 @@ def drive(f: Fetcher, job: Job, step: Step, limit: int = 200) -> tuple[Step, int
 
 
 def test_a_job_waiting_on_a_quota_expires_and_a_new_plan_starts_it_again(fetcher: Fetcher) -> None:
-    fetcher.quotas.app_wait = 5 * 3600.0  # Sales and Traffic's application-wide quota, spent for the day
+    reports_fallback(fetcher)  # the Reports API's Sales and Traffic: an application-wide quota
+    fetcher.quotas.app_wait = 5 * 3600.0  # spent for the day
     job = new_job(fetcher, SALES_AND_TRAFFIC)
     start = now(fetcher)
 

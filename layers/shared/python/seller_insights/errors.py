@@ -411,3 +411,23 @@ class AuditNotRecorded(SellerInsightsError):
     """The audit table refused the request's record: no answer goes out without its record."""
 
     response_status: ClassVar[int] = 503
+
+
+# --- marketplace participations (seller_insights.participations) ---------------------------------
+
+
+class ParticipationsUnknown(SellerInsightsError):
+    """Amazon did not say (throttled, 5xx, refused, unreachable, or an answer without a payload list).
+    `reason` is one word for logs and metrics; nothing of the answer is kept."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"marketplace participations unknown ({reason})")
+
+
+class ParticipationsDeferred(SellerInsightsError):
+    """The seller's getMarketplaceParticipations bucket is empty: not asked, `wait_seconds` until a token."""
+
+    def __init__(self, wait_seconds: float) -> None:
+        self.wait_seconds = wait_seconds
+        super().__init__(f"marketplace participations deferred {wait_seconds:.0f} s by the quota")

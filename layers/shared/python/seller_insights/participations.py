@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from seller_insights.errors import SellerInsightsError, SpApiError, SpApiUnreachable
+from seller_insights.errors import ParticipationsDeferred, ParticipationsUnknown, SpApiError, SpApiUnreachable
 from seller_insights.marketplaces import MARKETPLACES
 from seller_insights.quotas import QuotaBuckets
 from seller_insights.spapi import SpApiClient, SpApiTimeouts
@@ -34,23 +34,6 @@ CHECK_INTERVAL_SECONDS = 24 * 3600
 # At consent, one call as short as the identity check's (seller_insights.identity): on a timeout the
 # connection starts with the marketplace it connected from and the daily check corrects it.
 CONSENT_TIMEOUTS = SpApiTimeouts(connect=1.5, read=3.0)
-
-
-class ParticipationsUnknown(SellerInsightsError):
-    """Amazon did not say (throttled, 5xx, refused, unreachable, or an answer without a payload list).
-    `reason` is one word for logs and metrics; nothing of the answer is kept."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(f"marketplace participations unknown ({reason})")
-
-
-class ParticipationsDeferred(SellerInsightsError):
-    """The seller's getMarketplaceParticipations bucket is empty: not asked, `wait_seconds` until a token."""
-
-    def __init__(self, wait_seconds: float) -> None:
-        self.wait_seconds = wait_seconds
-        super().__init__(f"marketplace participations deferred {wait_seconds:.0f} s by the quota")
 
 
 def participating_marketplaces(answer: dict[str, Any], region: str) -> list[str]:
