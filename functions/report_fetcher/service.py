@@ -309,7 +309,11 @@ class JobRunner:
         job.status = status
         job.error = error
         job.next_check_at = 0
-        self._jobs.save(job)
+        # Every way a job ends comes through here (reports, Data Kiosk, settlement discovery): DONE and
+        # NO_DATA move the job's coverage cursor, FAILED marks its window for a retry (a twin delivery that
+        # lost the save leaves it to the winner). ENDED: the plan is gone with the connection.
+        if self._jobs.save(job) and status in (JobStatus.DONE, JobStatus.NO_DATA, JobStatus.FAILED):
+            self._plans.record_finished(job, status.value, clock.epoch_seconds())
         get_logger().info("report job finished", extra={"report_type": job.report_type, "status": status.value})
         return Step(status)
 
@@ -326,12 +330,18 @@ def _instant(value: Any) -> datetime | None:
 
 
 def _name(job: Job) -> str:
-    return f"{job.window_start}#{job.window_end}"
+    """The REPORT# row's name: the window, after its marketplace for a per-marketplace job. A later pull
+    of the window (retry, restatement) has the same name: its row replaces the earlier one."""
+    window = f"{job.window_start}#{job.window_end}"
+    return f"{job.scope}#{window}" if job.scope else window
 
 
 def _s3_key(job: Job, report_spec: ReportSpec, name: str) -> str:
+    """Same window, same key: a re-pull replaces the object (PutObject and CompleteMultipartUpload replace
+    atomically), it never adds a second one."""
     stem = name if report_spec.window is WindowKind.DISCOVERED else f"{job.window_start}_{job.window_end}"
-    return report_key(job.seller, job.region, job.report_type, stem, report_spec.format.value)
+    return report_key(job.seller, job.region, job.report_type, stem, report_spec.format.value,
+                      marketplace_id=job.scope)
 
 
 def _fallback_charset(marketplace_ids: list[str]) -> str:

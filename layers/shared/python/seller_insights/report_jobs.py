@@ -16,7 +16,10 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.conditions import Attr, Key
 
 from seller_insights import clock, dynamo
-from seller_insights.dynamo import Batches, applied
+from seller_insights.coverage import Cursor, epoch_of, key_of
+from seller_insights.dynamo import applied
+from seller_insights.observability import get_logger
+from seller_insights.report_catalog import CATALOG
 from seller_insights.repositories import SHARDS, iso, shard
 
 if TYPE_CHECKING:
@@ -34,8 +37,13 @@ def job_key(seller: str, job_id: str) -> dict[str, str]:
     return {"pk": f"SELLER#{seller}", "sk": f"JOB#{job_id}"}
 
 
-def job_id(seller: str, region: str, report_type: str, window_start: str, window_end: str) -> str:
-    return hashlib.sha256(f"{seller}|{region}|{report_type}|{window_start}|{window_end}".encode()).hexdigest()[:32]
+def job_id(seller: str, region: str, report_type: str, window_start: str, window_end: str, *,
+           scope: str | None = None, pull: str | None = None) -> str:
+    """`scope`: the marketplace of a per-marketplace job; `pull`: a later pull of the same window (a retry
+    after FAILED, "r1"...; a restatement, "s20261201"): a new job, whose object replaces the same key."""
+    text = f"{seller}|{region}|{report_type}|{window_start}|{window_end}"
+    text += "".join(f"|{name}={value}" for name, value in (("scope", scope), ("pull", pull)) if value)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 @dataclass
@@ -46,12 +54,18 @@ class Plan:
     due: dict[str, int]
     enabled: list[str] | None
     marketplace_ids: list[str]
+    # Every writer of the item bumps it (ADD version :one); the planner's and the fetcher's cursor writes
+    # are conditional on the version they read. None: an item written before versions existed.
+    version: int | None = 0
+    coverage: dict[str, Cursor] = field(default_factory=dict)  # by Cursor.key
+    denied: dict[str, int] = field(default_factory=dict)  # report type -> epoch to try again (perms writes it)
 
     def to_item(self) -> dict[str, Any]:
         item: dict[str, Any] = {**plan_key(self.seller, self.region), "seller_id": self.seller,
                                 "region": self.region, "plan_shard": shard(self.seller, self.region),
                                 "next_plan_at": self.next_plan_at, "due": self.due,
-                                "marketplace_ids": self.marketplace_ids}
+                                "marketplace_ids": self.marketplace_ids, "version": self.version or 0,
+                                "coverage": {key: cursor.to_item() for key, cursor in self.coverage.items()}}
         if self.enabled is not None:
             item["enabled"] = self.enabled
         return item
@@ -61,13 +75,22 @@ class Plan:
         return cls(seller=item["seller_id"], region=item["region"], next_plan_at=int(item["next_plan_at"]),
                    due={k: int(v) for k, v in item.get("due", {}).items()},
                    enabled=list(item["enabled"]) if "enabled" in item else None,
-                   marketplace_ids=list(item.get("marketplace_ids", [])))
+                   marketplace_ids=list(item.get("marketplace_ids", [])),
+                   version=int(item["version"]) if "version" in item else None,
+                   coverage={k: Cursor.from_item(v) for k, v in item.get("coverage", {}).items()},
+                   denied={k: int(v) for k, v in item.get("denied", {}).items()})
+
+
+def _read_version(version: int | None) -> Any:
+    """The condition that the item is still the one read (and was not deleted meanwhile)."""
+    if version is None:
+        return Attr("pk").exists() & Attr("version").not_exists()
+    return Attr("version").eq(version)
 
 
 class PlanRepository:
-    def __init__(self, table: Table, batches: Batches | None = None) -> None:
+    def __init__(self, table: Table) -> None:
         self._table = table
-        self._batches = batches or Batches(table.meta.client)
 
     def ensure(self, seller: str, region: str, marketplace_ids: list[str], now: int) -> None:
         """Create the cursor of a newly ACTIVE connection (due at once); keep an existing one."""
@@ -80,10 +103,53 @@ class PlanRepository:
             for item in dynamo.query(self._table, IndexName=PLAN_DUE_INDEX, KeyConditionExpression=condition):
                 yield Plan.from_item(item)
 
-    def save_all(self, plans: list[Plan]) -> None:
-        """BatchWriteItem, 25 at a time; what DynamoDB leaves unprocessed is retried with backoff, a bounded
-        number of times (then UnprocessedRequests: the next planning run writes the cursors again)."""
-        self._batches.put(self._table.name, [plan.to_item() for plan in plans])
+    def get(self, seller: str, region: str) -> Plan | None:
+        item = self._table.get_item(Key=plan_key(seller, region), ConsistentRead=True).get("Item")
+        return Plan.from_item(item) if item else None
+
+    def save(self, plan: Plan) -> bool:
+        """The planner's write: schedule and cursors, only if the item is still the version it read (never
+        a deleted item brought back, never a concurrent change undone). False: re-read and plan again."""
+        if not applied(lambda: self._table.update_item(
+            Key=plan_key(plan.seller, plan.region),
+            UpdateExpression="SET next_plan_at = :next, due = :due, coverage = :coverage ADD version :one",
+            ConditionExpression=_read_version(plan.version),
+            ExpressionAttributeValues={":next": plan.next_plan_at, ":due": plan.due, ":one": 1,
+                                       ":coverage": {k: c.to_item() for k, c in plan.coverage.items()}},
+        )):
+            return False
+        plan.version = (plan.version or 0) + 1
+        return True
+
+    def record_finished(self, job: Job, status: str, now: int, attempts: int = 5) -> bool:
+        """A job ended DONE, NO_DATA or FAILED: its cursor learns it (see seller_insights.coverage). One
+        conditional write on the version read; a concurrent writer makes it read again. A plan or cursor
+        that is gone stays gone. True when the cursor changed."""
+        report_spec = CATALOG.get(job.report_type)
+        if report_spec is None:
+            return False
+        key = key_of(job.report_type, job.scope)
+        for _ in range(attempts):
+            plan = self.get(job.seller, job.region)
+            cursor = plan.coverage.get(key) if plan else None
+            if plan is None or cursor is None:
+                return False
+            if not cursor.finish(report_spec, epoch_of(job.window_end), job.pull, status, now):
+                return False
+            if self._write_cursor(job, key, cursor.to_item(), plan.version):
+                return True
+        get_logger().warning("coverage cursor not updated: the plan kept changing",
+                             extra={"report_type": job.report_type})
+        return False
+
+    def _write_cursor(self, job: Job, key: str, cursor: dict[str, Any], version: int | None) -> bool:
+        return applied(lambda: self._table.update_item(
+            Key=plan_key(job.seller, job.region),
+            UpdateExpression="SET coverage.#key = :cursor ADD version :one",
+            ConditionExpression=_read_version(version),
+            ExpressionAttributeNames={"#key": key},
+            ExpressionAttributeValues={":cursor": cursor, ":one": 1},
+        ))
 
     def delete(self, seller: str, region: str) -> None:
         self._table.delete_item(Key=plan_key(seller, region))
@@ -120,18 +186,27 @@ class Job:
     error: str | None = None
     version: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    scope: str | None = None  # the marketplace of a per-marketplace job (its cursor, S3 key and REPORT# row)
+    pull: str | None = None  # a later pull of the same window (retry "r{n}", restatement "s{yyyymmdd}")
 
     def message(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "seller": self.seller, "region": self.region,
+        body = {"job_id": self.job_id, "seller": self.seller, "region": self.region,
                 "report_type": self.report_type, "window_start": self.window_start,
                 "window_end": self.window_end, "marketplace_ids": self.marketplace_ids}
+        for name in ("scope", "pull"):
+            if getattr(self, name):
+                body[name] = getattr(self, name)
+        return body
 
     @classmethod
     def from_message(cls, body: dict[str, Any]) -> Job:
         job = cls(job_id=str(body["job_id"]), seller=str(body["seller"]), region=str(body["region"]),
                   report_type=str(body["report_type"]), window_start=str(body["window_start"]),
-                  window_end=str(body["window_end"]), marketplace_ids=[str(m) for m in body["marketplace_ids"]])
-        if job.job_id != job_id(job.seller, job.region, job.report_type, job.window_start, job.window_end):
+                  window_end=str(body["window_end"]), marketplace_ids=[str(m) for m in body["marketplace_ids"]],
+                  scope=str(body["scope"]) if body.get("scope") else None,
+                  pull=str(body["pull"]) if body.get("pull") else None)
+        if job.job_id != job_id(job.seller, job.region, job.report_type, job.window_start, job.window_end,
+                                scope=job.scope, pull=job.pull):
             raise ValueError("job id does not match the job")
         return job
 
@@ -195,7 +270,8 @@ class JobRepository:
                    status=JobStatus(item["status"]), report_id=item.get("report_id"),
                    attempts=int(item["attempts"]), polls=int(item["polls"]),
                    next_check_at=int(item["next_check_at"]), error=item.get("error"),
-                   version=int(item["version"]), extra=dict(item.get("extra", {})))
+                   version=int(item["version"]), extra=dict(item.get("extra", {})),
+                   scope=item.get("scope"), pull=item.get("pull"))
 
 
 @dataclass(frozen=True)
