@@ -33,6 +33,7 @@ from boto3.dynamodb.conditions import Key
 
 from seller_insights import dynamo
 from seller_insights.candidates import Candidate, CandidateRepository
+from seller_insights.coverage import view as coverage_view
 from seller_insights.errors import ConcurrentChange, NoDeletionPending, PurgeDatePassed, TransactionCancelled
 from seller_insights.marketplaces import MARKETPLACES, marketplace
 from seller_insights.report_jobs import Plan, plan_key
@@ -363,6 +364,7 @@ def public_connection(connection: dict[str, Any], plan: dict[str, Any] | None) -
     if plan is not None:
         public["report_types"] = list(plan["enabled"]) if "enabled" in plan else "default"
         public["marketplace_ids"] = list(plan.get("marketplace_ids", []))
+        public["coverage"] = coverage_view(plan.get("coverage", {}))  # per type and marketplace scope
     elif "plan_marketplace_ids" in connection:  # paused by a deletion request
         public["report_types"] = list(connection["plan_enabled"]) if "plan_enabled" in connection else "default"
         public["marketplace_ids"] = list(connection["plan_marketplace_ids"])
