@@ -51,6 +51,10 @@ UNEXPECTED_COLUMNS_DROPPED_METRIC = "UnexpectedColumnsDropped"
 # A connection could not be subscribed to REPORT_PROCESSING_FINISHED (the plan went on); alarmed at once.
 SUBSCRIPTION_FAILED_METRIC = "ReportSubscriptionFailed"
 SUBSCRIPTION_METRIC_PERIOD = Duration.minutes(5)
+# The planner's worst lag per report type, in periods of the type's cadence beyond the one just due
+# (report_fetcher.planner); alarmed when a type falls more than LAG_ALARM_PERIODS behind.
+LAG_METRIC = "ReportLagPeriods"
+LAG_ALARM_PERIODS = 2
 
 
 class ReportFetcher(Construct):
@@ -117,6 +121,8 @@ class ReportFetcher(Construct):
             "PURGE_AFTER_DAYS": str(config.purge_after_days),
             "REPORT_MAX_DECOMPRESSED_MIB": str(config.report_max_decompressed_mib),
             "REPORT_MAX_COMPRESSION_RATIO": str(config.report_max_compression_ratio),
+            "PLAN_MAX_JOBS_PER_CONNECTION": str(config.plan_max_jobs_per_connection),
+            "REPORT_BACKFILL_DAYS": config.backfill_days_setting,
             "REPORT_NOTIFICATIONS_QUEUE_ARN": self.notifications.queue_arn,
             "IDEMPOTENCY_TABLE": stores.idempotency.table_name,
         }.items():
@@ -149,6 +155,13 @@ class ReportFetcher(Construct):
         self.report_failed_metric = self._metric(REPORT_FAILED_METRIC)
         self.unexpected_columns_dropped_metric = self._metric(UNEXPECTED_COLUMNS_DROPPED_METRIC)
         self.subscription_failed_metric = self._metric(SUBSCRIPTION_FAILED_METRIC, SUBSCRIPTION_METRIC_PERIOD)
+        # One per report type a connection pulls by default (the dimension the planner emits).
+        self.lag_metrics = {
+            report_type: cloudwatch.Metric(namespace=METRICS_NAMESPACE, metric_name=LAG_METRIC,
+                                           dimensions_map={"service": DUTY, "ReportType": report_type},
+                                           statistic=cloudwatch.Stats.MAXIMUM, period=METRIC_PERIOD)
+            for report_type in config.default_report_types
+        }
 
     def _grant(self, stores: DataStores) -> None:
         fn = self.handler

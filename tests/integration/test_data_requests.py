@@ -579,7 +579,8 @@ def test_access_lists_coverage_per_type_and_marketplace(env):
                       at("2026-11-25T00:00:00Z"), at("2026-11-20T00:00:00Z"), last_stored_at=at("2026-11-25T01:00:00Z"))
     orders = Cursor("GET_FLAT_FILE_ALL_ORDERS_DATA_BY_LAST_UPDATE_GENERAL", None, at("2026-10-01T00:00:00Z"),
                     at("2026-11-25T11:00:00Z"), at("2025-11-25T00:00:00Z"),
-                    windows={at("2026-11-25T12:00:00Z"): Window(at("2026-11-25T11:00:00Z"), at("2026-11-25T12:00:00Z"))})
+                    windows={at("2026-11-25T12:00:00Z"): Window(at("2026-11-25T11:00:00Z"),
+                                                                at("2026-11-25T12:00:00Z"))})
     env["connections"].update_item(
         Key={"pk": f"SELLER#{SELLER}", "sk": "PLAN#NA"}, UpdateExpression="SET coverage = :c",
         ExpressionAttributeValues={":c": {c.key: c.to_item() for c in (listings, orders)}})
