@@ -73,3 +73,39 @@ def test_a_change_between_read_and_write_is_not_undone(world, monkeypatch):
     item = table.get_item(Key=plan_key(SELLER, "NA"), ConsistentRead=True)["Item"]
     assert item["marketplace_ids"] == [US, CA]
     assert item["denied"] == {FBA_RETURNS: 2_000_000_000}
+
+
+def test_a_job_ending_between_read_and_write_keeps_its_cursor_move(world, monkeypatch):
+    from seller_insights.report_jobs import Job, job_id
+
+    plans, _, sqs, queue = world
+    first = Planner(plans, sqs, queue, (ORDERS,))
+    first.run()  # the live hour and history pieces, recorded as planned
+    cursor = plans.get(SELLER, "NA").coverage[ORDERS]
+    live = max(cursor.windows.values(), key=lambda w: w.end)
+    start, end = "2026-11-29T08:00:00Z", "2026-11-29T10:00:00Z"  # the live window, with its lookback
+    assert (live.start, live.end) == (cursor.covered_until, cursor.covered_until + 3600)
+    job = Job(job_id(SELLER, "NA", ORDERS, start, end), SELLER, "NA", ORDERS, start, end, [US])
+    clock.get_clock().advance(3600)  # the next hour: the plan is due again
+    race(monkeypatch, plans, lambda: plans.record_finished(job, "DONE", clock.epoch_seconds()))
+
+    report = Planner(plans, sqs, queue, (ORDERS,)).run()
+
+    assert report.replanned == 1 and report.gone == 0
+    cursor = plans.get(SELLER, "NA").coverage[ORDERS]
+    assert cursor.covered_until == live.end  # the job's end was not undone by the planner's write
+    assert cursor.last_stored_at is not None
+    assert max(cursor.windows) == live.end + 3600  # and the planner's next hour is recorded too
+
+
+def test_a_job_ending_after_its_plan_was_deleted_brings_nothing_back(world):
+    from seller_insights.report_jobs import Job, job_id
+
+    plans, table, sqs, queue = world
+    Planner(plans, sqs, queue, (ORDERS,)).run()
+    table.delete_item(Key=plan_key(SELLER, "NA"))  # revoked, or swept
+    start, end = "2026-11-29T08:00:00Z", "2026-11-29T10:00:00Z"
+    job = Job(job_id(SELLER, "NA", ORDERS, start, end), SELLER, "NA", ORDERS, start, end, [US])
+
+    assert plans.record_finished(job, "DONE", clock.epoch_seconds()) is False
+    assert "Item" not in table.get_item(Key=plan_key(SELLER, "NA"), ConsistentRead=True)
