@@ -305,3 +305,22 @@ def test_jobs_round_trip_with_their_scope_and_pull() -> None:
     assert job_id(SELLER, "NA", LISTINGS, "a", "b") == job_id(SELLER, "NA", LISTINGS, "a", "b", scope=None, pull=None)
     assert len({job_id(SELLER, "NA", LISTINGS, "a", "b", scope=s, pull=p)
                 for s in (None, US, CA) for p in (None, "r1", "s20261130")}) == 9
+
+
+def test_the_worst_lag_per_type_is_emitted_in_periods_of_its_cadence(fixed_clock: FixedClock, capfd: Any) -> None:
+    plans, run = world((ORDERS, FBA_RETURNS), marketplaces=(US, CA))
+    for job in run():
+        if job["report_type"] == ORDERS or job.get("scope") == US:
+            plans.end(job)  # CA's returns day stays unfinished
+    fixed_clock.advance(3 * DAY)
+    capfd.readouterr()
+    run()
+
+    lags = {}
+    for line in capfd.readouterr().out.splitlines():
+        blob = json.loads(line) if line.startswith("{") else {}
+        if "ReportLagPeriods" in blob:
+            lags[blob["ReportType"]] = blob["ReportLagPeriods"]
+    # Orders: 72 hours behind at the moment its next window is planned (the one just due is not lag);
+    # returns: the worst marketplace (CA, stuck a day earlier than US) counts.
+    assert lags == {ORDERS: [71.0], FBA_RETURNS: [3.0]}
