@@ -324,3 +324,17 @@ def test_the_worst_lag_per_type_is_emitted_in_periods_of_its_cadence(fixed_clock
     # Orders: 72 hours behind at the moment its next window is planned (the one just due is not lag);
     # returns: the worst marketplace (CA, stuck a day earlier than US) counts.
     assert lags == {ORDERS: [71.0], FBA_RETURNS: [3.0]}
+
+
+def test_a_new_settlement_cursor_is_not_behind_for_the_days_it_discovers_first(fixed_clock: FixedClock) -> None:
+    plans, run = world((SETTLEMENT,), backfill={SETTLEMENT: 90})
+    (job,) = run()
+    # createdSince: as far back as getReports reaches (90 days, less an hour of margin).
+    assert job["window_start"] == iso_of(clock.epoch_seconds() - 90 * DAY + HOUR)
+    cursor = plans.plans[0].coverage[SETTLEMENT]
+    fixed_clock.advance(HOUR)
+    assert cursor.lag_periods(CATALOG[SETTLEMENT], clock.epoch_seconds()) == 0  # discovery still running
+    fixed_clock.advance(3 * DAY)  # and then it never ends: counted from the period before it was made
+    assert cursor.lag_periods(CATALOG[SETTLEMENT], clock.epoch_seconds()) == 6
+    plans.end(job)  # now covered up to when it was made, three days (six periods, one just due) ago
+    assert cursor.lag_periods(CATALOG[SETTLEMENT], clock.epoch_seconds()) == 5

@@ -83,6 +83,7 @@ class Cursor:
     restated: int = 0  # the day (epoch) whose restatement pulls were last planned
     marketplaces: list[str] = field(default_factory=list)  # shared cursor: marketplaces its windows carry
     windows: dict[int, Window] = field(default_factory=dict)  # by end
+    since: int = 0  # the aligned present when the cursor was made (its lag counts from there at most)
 
     @property
     def key(self) -> str:
@@ -92,7 +93,7 @@ class Cursor:
 
     def to_item(self) -> dict[str, Any]:
         item: dict[str, Any] = {"type": self.report_type, "from": self.covered_from, "until": self.covered_until,
-                                "target": self.target, "restated": self.restated,
+                                "target": self.target, "restated": self.restated, "since": self.since,
                                 "windows": {str(end): [w.start, w.state, w.at, w.tries]
                                             for end, w in self.windows.items()}}
         for name, value in (("scope", self.scope), ("stop", self.stop), ("stored", self.last_stored_at)):
@@ -111,7 +112,7 @@ class Cursor:
                    stop=int(item["stop"]) if item.get("stop") is not None else None,
                    last_stored_at=int(item["stored"]) if item.get("stored") is not None else None,
                    restated=int(item.get("restated", 0)), marketplaces=list(item.get("marketplaces", [])),
-                   windows=windows)
+                   windows=windows, since=int(item.get("since", 0)))
 
     # --- the fetcher's side: a job ended -------------------------------------------------------
 
@@ -235,9 +236,11 @@ class Cursor:
         return sum(1 for w in self.windows.values() if w.state == PLANNED)
 
     def lag_periods(self, spec: ReportSpec, now: int) -> float:
-        """Whole cadence periods the cursor is behind, beyond the period that has just become due."""
+        """Whole cadence periods the cursor is behind, beyond the period that has just become due. A new
+        cursor is not behind for the history it has yet to fetch (settlement discovery starts 90 days back)."""
         cadence = int(spec.cadence.total_seconds())
-        return max(0.0, (aligned(now, cadence) - self.covered_until) / cadence - 1)
+        edge = max(self.covered_until, self.since - cadence)
+        return max(0.0, (aligned(now, cadence) - edge) / cadence - 1)
 
     def add(self, window: Window, now: int) -> None:
         window.at = now
@@ -265,10 +268,10 @@ def new_cursor(spec: ReportSpec, scope: str | None, now: int, backfill_days: int
     present = aligned(now, cadence)
     if spec.window is WindowKind.DISCOVERED:  # discovery looks back from its cursor: history is its first window
         anchor = present - max(cadence, backfill_days * DAY)
-        return Cursor(spec.report_type, scope, anchor, anchor, anchor)
+        return Cursor(spec.report_type, scope, anchor, anchor, anchor, since=present)
     anchor = present - cadence if stop is None else stop
     target = anchor if spec.window is WindowKind.SNAPSHOT else min(anchor, present - backfill_days * DAY)
-    return Cursor(spec.report_type, scope, anchor, anchor, target, stop=stop)
+    return Cursor(spec.report_type, scope, anchor, anchor, target, stop=stop, since=present)
 
 
 def request_window(spec: ReportSpec, window: Window) -> tuple[str, str]:
