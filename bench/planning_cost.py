@@ -5,8 +5,11 @@ Usage: python -m bench.planning_cost [--sizes 1000,10000]
 For each size, moto (in-process) gets N planning cursors of ACTIVE connections, then the product's
 `Planner` runs twice: the first plan of new connections (every enabled report type due at once) and a
 steady-state plan an hour later (only the hourly orders report due). Every API call the planner's
-DynamoDB and SQS clients make is counted through a `before-call` hook. The issue's target: at most
-0.15 calls per connection, and the same ratio at both sizes.
+DynamoDB and SQS clients make is counted through a `before-call` hook. The target: at most 1.15 calls
+per connection, and the same ratio at both sizes. Since coverage cursors (issue 10) each changed plan is
+one conditional UpdateItem on the version read (a blind BatchWriteItem could bring back a plan the
+retention sweep deleted, or undo a concurrent change), so the floor is one write per planned connection;
+the Query pages and SendMessageBatch calls stay shared (the issue-3 target was 0.15 with batched writes).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from bench import measured_on
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "planning_cost.json"
-TARGET = 0.15
+TARGET = 1.15
 
 
 def _setup_paths() -> None:
@@ -55,7 +58,9 @@ def measure(size: int) -> dict[str, Any]:
         sqs = boto3.client("sqs")
         plans = PlanRepository(table)
         now = clock.epoch_seconds()
-        plans.save_all([Plan(f"A{n:013d}", "NA", now, {}, None, ["ATVPDKIKX0DER"]) for n in range(size)])
+        with table.batch_writer() as seed:  # the bench's own setup, not counted
+            for n in range(size):
+                seed.put_item(Item=Plan(f"A{n:013d}", "NA", now, {}, None, ["ATVPDKIKX0DER"]).to_item())
 
         calls: Counter[str] = Counter()
 

@@ -59,6 +59,11 @@ ACCOUNT_BURST_LIMIT = 5_000
 # documents reach 16:1 (bench/README.md, compression_ratios); gzip cannot exceed about 1032:1.
 REPORT_MAX_DECOMPRESSED_MIB_RANGE = (64, 80_000)
 REPORT_MAX_COMPRESSION_RATIO_RANGE = (20, 1032)
+# Days of history a new coverage cursor fetches (REPORT_BACKFILL_DAYS of report_fetcher): ten years at
+# most, far past any horizon Amazon keeps (two years for orders and Sales and Traffic).
+REPORT_BACKFILL_DAYS_MAX = 3650
+# New report jobs per connection per plan run (PLAN_MAX_JOBS_PER_CONNECTION; report_fetcher.planner).
+PLAN_MAX_JOBS_RANGE = (1, 100)
 
 
 class ConfigError(ValueError):
@@ -174,6 +179,12 @@ class StageConfig(_Model):
     # SALES_AND_TRAFFIC_SOURCE and SALES_AND_TRAFFIC_GRANULARITY of report_fetcher.
     sales_and_traffic_source: SalesAndTrafficSource = "DATA_KIOSK"
     sales_and_traffic_granularity: SalesAndTrafficGranularity = "DATE"
+    # Days of history per report type a new coverage cursor fetches (a JSON object type -> days; a type not
+    # named keeps the catalog's default, which report_catalog.py justifies from Amazon's limits).
+    report_backfill_days: dict[str, int] = Field(default_factory=dict, strict=False)
+    # At most this many new report jobs per connection per plan run (and history only while fewer windows
+    # are in flight): 15 matches createReport's burst and its 1 a minute over the 15-minute plan schedule.
+    plan_max_jobs_per_connection: int = Field(default=15, ge=PLAN_MAX_JOBS_RANGE[0], le=PLAN_MAX_JOBS_RANGE[1])
 
     @field_validator("redirect_uri")
     @classmethod
@@ -207,6 +218,23 @@ class StageConfig(_Model):
         if len(set(names)) != len(names):
             raise ValueError("lists a report type twice")
         return names
+
+    @field_validator("report_backfill_days")
+    @classmethod
+    def _backfill_days(cls, days: dict[str, int]) -> dict[str, int]:
+        bad = [name for name in days if not _REPORT_TYPE.fullmatch(name)]
+        if bad:
+            raise ValueError(f"names keys that are not report types like 'GET_MERCHANT_LISTINGS_ALL_DATA': {bad!r}")
+        out_of_range = {name: value for name, value in days.items()
+                        if not isinstance(value, int) or not 0 <= value <= REPORT_BACKFILL_DAYS_MAX}
+        if out_of_range:
+            raise ValueError(f"must map report types to days in 0..{REPORT_BACKFILL_DAYS_MAX}, got {out_of_range!r}")
+        return days
+
+    @property
+    def backfill_days_setting(self) -> str:
+        """REPORT_BACKFILL_DAYS as report_fetcher reads it: TYPE=DAYS,..."""
+        return ",".join(f"{name}={days}" for name, days in sorted(self.report_backfill_days.items()))
 
     @property
     def retain(self) -> bool:

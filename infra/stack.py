@@ -10,7 +10,7 @@ from infra.constructs.data_requests import DataRequests
 from infra.constructs.data_stores import DataStores
 from infra.constructs.oauth_callback import OAuthCallback
 from infra.constructs.observability import Observability
-from infra.constructs.report_fetcher import ReportFetcher
+from infra.constructs.report_fetcher import LAG_ALARM_PERIODS, ReportFetcher
 from infra.constructs.retention_sweeper import RetentionSweeper
 from infra.constructs.token_refresher import TokenRefresher
 
@@ -80,6 +80,15 @@ class SellerInsightsStack(Stack):
             "report_fetcher: a seller could not be subscribed to REPORT_PROCESSING_FINISHED in its region "
             "(reports then wait for polling); see the function's log for the operation and HTTP status",
         )
+        for report_type, lag in reports.lag_metrics.items():
+            observability.watch_metric(
+                f"ReportLagPeriods{report_type}",
+                lag,
+                f"report_fetcher: {report_type} is more than {LAG_ALARM_PERIODS} periods of its cadence behind "
+                "for a connection (its coverage cursor does not move: an outage, FAILED windows, or a backlog "
+                "beyond the quotas); GET /admin/sellers/{id} shows each connection's covered range",
+                threshold=LAG_ALARM_PERIODS,
+            )
         observability.watch_metric(
             "ParticipationsFailed",
             reports.participations_failed_metric,

@@ -1,6 +1,7 @@
 """The operator's data-request commands.
 
-    python -m ops show SELLER_ID            what is stored (connections, report counts, contact)
+    python -m ops show SELLER_ID            what is stored (connections with their coverage per report type
+                                            and marketplace, report counts, contact)
     python -m ops export SELLER_ID [--out FILE]
                                             build the portability ZIP, download it, verify every sha256
     python -m ops delete SELLER_ID          deletion request (purge after PURGE_AFTER_DAYS)

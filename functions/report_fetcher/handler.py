@@ -127,7 +127,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if event.get("task") == "plan-reports":
         config = settings()
         planner = Planner(PlanRepository(table()), aws.client("sqs"), config.report_jobs_queue_url,
-                          config.enabled_by_default, subscriptions(), participations=participations())
+                          config.enabled_by_default, subscriptions(), config.planning_limits,
+                          participations=participations())
         return planner.run().as_dict()
     if "Records" in event:
         # Imported on the first queue event: Powertools' batch utility loads every event data class (some

@@ -1,32 +1,56 @@
-"""The plan: due connections (sparse index, no Scan) → one message per connection's due jobs.
+"""The plan: due connections (sparse index, no Scan) → their next windows, from coverage cursors → jobs.
+
+Each (connection, marketplace scope, report type) has a coverage cursor (seller_insights.coverage) in the
+connection's PLAN# item. A due connection gets, per enabled type not denied (`denied[type]` still ahead):
+every live window between its cursor and the aligned present, oldest first (all of an outage is
+requested); windows whose job went quiet, sent again with the same id, and failed ones, retried as a new
+pull; the restatement pulls of the day (`restate_days`); then history, newest first, as far as the
+connection's budget allows: at most `max_jobs` new jobs per run, and history only while fewer than
+`max_jobs` windows are in flight. So a long outage or a two-year backfill becomes a steady backlog at the
+pace the fetcher's per-seller quotas allow (seller_insights.quotas), never a burst that would be throttled.
+A connection with a backlog stays due: the next run (15 minutes) plans more.
+
+Per-marketplace types (catalog `per_marketplace`) get a cursor and jobs per marketplace of the plan
+(`marketplace_ids`, which the daily participations check keeps: report_fetcher.participations, run for
+each due plan first); the others one cursor and jobs carrying every
+marketplace. A marketplace that left stops being planned (its cursor and data stay); one that joins a
+shared type late gets a history-only cursor of its own for the time before it joined.
 
 AWS calls grow with the due connections, not with the table: a Query page per shard, one
-SendMessageBatch per 10 messages, one BatchWriteItem per 25 cursors. Job ids are deterministic, so a
-plan that runs twice produces the same jobs, which the fetcher recognises as done or in flight.
+SendMessageBatch per 10 messages, one conditional UpdateItem per changed plan. Job ids are deterministic,
+so a plan that runs twice produces the same jobs, which the fetcher recognises as done or in flight.
+Jobs are sent before their windows are recorded: a crash in between plans the same windows again.
+The write is conditional on the version the planner read: a plan changed meanwhile (a job finished, a
+marketplace or a denial was recorded) is read again and planned again, a deleted one stays deleted.
 
 Before its jobs are sent, a due connection not yet subscribed to REPORT_PROCESSING_FINISHED is subscribed
 (report_fetcher.subscriptions; one GetItem when it already is). A subscription that fails never fails the
 plan: it is counted (ReportSubscriptionFailed, alarmed) and the connection stays due, so the next run tries
-again (and plans no job twice: each type's own due time has moved on). A subscription whose region has no
-destination yet (the token refresher keeps them) is deferred the same way, without counting a failure.
+again. A subscription whose region has no destination yet (the token refresher keeps them) is deferred the
+same way, without counting a failure.
+
+Freshness: for each type, the worst lag of the cursors it planned (`ReportLagPeriods`, in periods of the
+type's cadence beyond the one just due; dimension ReportType) is emitted per run and alarmed above 2.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from report_fetcher.participations import ParticipationsRefresh
 from report_fetcher.subscriptions import ReportSubscriptions
 from seller_insights import clock
+from seller_insights.coverage import Cursor, Window, aligned, iso_of, key_of, new_cursor, request_window
 from seller_insights.errors import PlanningFailed
-from seller_insights.observability import get_logger, get_metrics
-from seller_insights.report_catalog import CATALOG, align
+from seller_insights.observability import METRICS_NAMESPACE, get_logger, get_metrics
+from seller_insights.report_catalog import CATALOG, ReportSpec, WindowKind
 from seller_insights.report_jobs import Job, Plan, PlanRepository, job_id
-from seller_insights.repositories import iso
 
 if TYPE_CHECKING:
     from types_boto3_sqs.client import SQSClient
@@ -34,6 +58,12 @@ if TYPE_CHECKING:
 
 _SQS_BATCH = 10
 MAX_JOBS_PER_MESSAGE = 10
+# createReport allows 15 at once, then 1 a minute per seller: 15 every 15-minute run is its steady pace.
+DEFAULT_MAX_JOBS_PER_CONNECTION = 15
+MAX_JOBS_PER_CONNECTION = 100  # stage config bound: above it a backfill would burst past the quotas anyway
+SAVE_ATTEMPTS = 3
+LAG_METRIC = "ReportLagPeriods"
+DUTY = "report_fetcher"
 
 
 @dataclass
@@ -42,14 +72,29 @@ class PlanReport:
     jobs: int = 0
     messages: int = 0
     subscribed: int = 0  # connections newly subscribed to REPORT_PROCESSING_FINISHED
+    replanned: int = 0  # plans changed between read and write: read and planned again
+    gone: int = 0  # plans deleted between read and write: left deleted
 
     def as_dict(self) -> dict[str, int]:
         return dict(vars(self))
 
 
+@dataclass(frozen=True)
+class PlanningLimits:
+    max_jobs: int = DEFAULT_MAX_JOBS_PER_CONNECTION  # new jobs per connection per run; windows in flight
+    backfill_days: dict[str, int] = field(default_factory=dict)  # per type; else the catalog's
+
+
+@dataclass
+class _Planned:
+    plan: Plan
+    jobs: list[Job]
+    deferred: bool  # subscription deferred: due again at the next run
+
+
 class Planner:
-    def __init__(self, plans: PlanRepository, sqs: SQSClient, queue_url: str, default_types: tuple[str, ...],
-                 subscriptions: ReportSubscriptions | None = None, *,
+    def __init__(self, plans: PlanRepository, sqs: SQSClient, queue_url: str, default_types: tuple[str, ...],  # noqa: PLR0917
+                 subscriptions: ReportSubscriptions | None = None, limits: PlanningLimits | None = None, *,
                  participations: ParticipationsRefresh | None = None) -> None:
         """`subscriptions`: None when no report_notifications queue is configured (jobs poll only).
         `participations`: None plans the marketplaces the plans hold without checking them."""
@@ -58,62 +103,168 @@ class Planner:
         self._queue_url = queue_url
         self._default_types = default_types
         self._subscriptions = subscriptions
+        self._limits = limits or PlanningLimits()
         self._participations = participations
 
     def run(self) -> PlanReport:
         report = PlanReport()
         epoch = clock.epoch_seconds()
-        bodies: list[str] = []
-        batch: list[dict[str, Any]] = []
-        updated: list[Plan] = []
+        planned: list[_Planned] = []
         for plan in self._plans.due(epoch):
             if self._participations is not None:
                 self._participations.refresh(plan)  # its marketplaces, checked daily (never raises)
             subscribed = self._subscribe(plan)
-            jobs = self._due_jobs(plan, epoch)
-            if subscribed is None:
-                plan.next_plan_at = epoch  # not subscribed: due again at the next run
             report.subscribed += bool(subscribed)
-            report.connections += 1
-            report.jobs += len(jobs)
-            updated.append(plan)
-            # Several connections share a message (fewer SQS calls); one connection is never split.
-            if batch and len(batch) + len(jobs) > MAX_JOBS_PER_MESSAGE:
-                bodies.append(json.dumps({"jobs": batch}))
-                batch = []
-            batch.extend(job.message() for job in jobs)
-        if batch:
-            bodies.append(json.dumps({"jobs": batch}))
-        self._send(bodies)
-        report.messages = len(bodies)
-        # Cursors move only after their jobs are on the queue: a crash in between re-plans the same
-        # (deterministic) jobs, which the fetcher skips.
-        self._plans.save_all(updated)
+            planned.append(_Planned(plan, self.plan_connection(plan, epoch, deferred=subscribed is None),
+                                    subscribed is None))
+        report.connections = len(planned)
+        sent: set[str] = set()
+        report.messages += self._send([p.jobs for p in planned], sent)
+        lags: dict[str, float] = {}
+        for item in planned:
+            self._save(item, epoch, sent, report)
+            self._lags(item.plan, epoch, lags)
+        report.jobs = len(sent)
+        for report_type, lag in sorted(lags.items()):
+            # One metric per type (its own dimension), outside the function's shared EMF blob.
+            with single_metric(name=LAG_METRIC, unit=MetricUnit.Count, value=lag,
+                               namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", METRICS_NAMESPACE),
+                               default_dimensions={"service": os.environ.get("POWERTOOLS_SERVICE_NAME", DUTY),
+                                                   "ReportType": report_type}):
+                pass
         return report
 
-    def _due_jobs(self, plan: Plan, epoch: int) -> list[Job]:
-        jobs = []
-        now = clock.now()
+    # --- one connection -------------------------------------------------------------------------
+
+    def plan_connection(self, plan: Plan, epoch: int, *, deferred: bool = False) -> list[Job]:
+        """The connection's jobs of this run; its cursors and schedule are updated in `plan` (not saved)."""
+        budget = self._limits.max_jobs
+        outstanding = sum(cursor.outstanding() for cursor in plan.coverage.values())
+        live: list[tuple[ReportSpec, Cursor, Window]] = []
+        again: list[tuple[ReportSpec, Cursor, Window, str | None]] = []
+        history: list[tuple[ReportSpec, Cursor, Iterator[Window]]] = []
+        next_times: list[int] = []
+        for report_spec in self._types(plan):
+            cadence = int(report_spec.cadence.total_seconds())
+            plan.due[report_spec.report_type] = aligned(epoch, cadence) + cadence
+            next_times.append(plan.due[report_spec.report_type])
+            if plan.denied.get(report_spec.report_type, 0) > epoch:
+                continue  # no permission for this type yet (perms records when to try again)
+            for cursor in self._cursors(plan, report_spec, epoch):
+                live += [(report_spec, cursor, w) for w in cursor.live_windows(report_spec, epoch)]
+                again += [(report_spec, cursor, w, w.pull) for w in cursor.resend(epoch)]
+                restatement = f"s{iso_of(aligned(epoch, 86400))[:10].replace('-', '')}"  # named by its day
+                again += [(report_spec, cursor, w, restatement) for w in cursor.take_restatements(report_spec, epoch)]
+                history.append((report_spec, cursor, cursor.backfill_windows(
+                    report_spec, epoch, self._backfill_days(report_spec))))
+        jobs = [self._job(plan, s, c, w, pull) for s, c, w, pull in again]
+        live.sort(key=lambda item: (item[2].start, item[0].report_type, item[1].scope or ""))
+        for report_spec, cursor, window in live[:budget]:
+            cursor.add(window, epoch)
+            jobs.append(self._job(plan, report_spec, cursor, window, window.pull))
+        backlog = len(live) > budget
+        room = max(0, min(budget - min(len(live), budget), budget - outstanding))
+        while room and history:  # one piece per cursor in turn, so every type's history moves
+            for entry in list(history):
+                report_spec, cursor, pieces = entry
+                piece = next(pieces, None)
+                if piece is None:
+                    history.remove(entry)
+                    continue
+                if not room:
+                    backlog = True
+                    break
+                cursor.add(piece, epoch)
+                jobs.append(self._job(plan, report_spec, cursor, piece, piece.pull))
+                room -= 1
+        backlog = backlog or any(next(pieces, None) is not None for _, _, pieces in history)
+        next_times += [t for t in (cursor.wake_at() for cursor in plan.coverage.values()) if t is not None]
+        if backlog or deferred:
+            next_times.append(epoch)  # due again at the next run
+        # Nothing known to plan (a cursor naming retired types only): it stays due, as before.
+        plan.next_plan_at = min(next_times) if next_times else epoch
+        return jobs
+
+    def _types(self, plan: Plan) -> list[ReportSpec]:
+        specs = []
         for report_type in plan.enabled or self._default_types:
-            spec = CATALOG.get(report_type)
-            if spec is None:  # a cursor naming a type the catalog no longer has: skip it, plan the rest
+            report_spec = CATALOG.get(report_type)
+            if report_spec is None:  # a cursor naming a type the catalog no longer has: skip it, plan the rest
                 get_logger().warning("planning cursor names an unknown report type", extra={"report_type": report_type})
                 continue
-            if plan.denied.get(report_type, 0) > epoch:
-                # Refused for a missing role (PlanRepository.mark_denied): due again at its retry time.
-                plan.due[report_type] = max(plan.due.get(report_type, 0), plan.denied[report_type])
-                continue
-            if plan.due.get(report_type, 0) > epoch:
-                continue
-            start, end = spec.window_for(now)
-            window_start, window_end = iso(start), iso(end)
-            jobs.append(Job(job_id(plan.seller, plan.region, report_type, window_start, window_end),
-                            plan.seller, plan.region, report_type, window_start, window_end,
-                            plan.marketplace_ids))
-            plan.due[report_type] = int((align(now, spec.cadence) + spec.cadence).timestamp())
-        enabled = [t for t in plan.enabled or self._default_types if t in CATALOG] or list(self._default_types)
-        plan.next_plan_at = min(plan.due.get(t, epoch) for t in enabled)
-        return jobs
+            specs.append(report_spec)
+        return specs
+
+    def _backfill_days(self, report_spec: ReportSpec) -> int:
+        return self._limits.backfill_days.get(report_spec.report_type, report_spec.backfill_days)
+
+    def _cursors(self, plan: Plan, report_spec: ReportSpec, epoch: int) -> list[Cursor]:
+        """The cursors to plan for a type: one per marketplace of the plan, or one shared (and the
+        history-only cursors of marketplaces that joined the shared one late). Missing ones are made."""
+        days = self._backfill_days(report_spec)
+        report_type = report_spec.report_type
+        if report_spec.per_marketplace:
+            return [plan.coverage.setdefault(key_of(report_type, m), new_cursor(report_spec, m, epoch, days))
+                    for m in plan.marketplace_ids]
+        shared = plan.coverage.get(report_type)
+        if shared is None:
+            shared = plan.coverage[report_type] = new_cursor(report_spec, None, epoch, days)
+            shared.marketplaces = list(plan.marketplace_ids)
+        cursors = [shared]
+        if report_spec.window not in (WindowKind.UPDATED, WindowKind.DAY):
+            shared.marketplaces = list(plan.marketplace_ids)  # no history to fill per marketplace
+            return cursors
+        frontier = max([shared.covered_until, *shared.windows])
+        for marketplace in plan.marketplace_ids:
+            late = plan.coverage.get(key_of(report_type, marketplace))
+            if marketplace not in shared.marketplaces:  # joined (or came back): the time before, on its own
+                if late is None:
+                    late = plan.coverage[key_of(report_type, marketplace)] = new_cursor(
+                        report_spec, marketplace, epoch, days, stop=frontier)
+                else:
+                    late.stop = frontier
+                shared.marketplaces.append(marketplace)
+            if late is not None:
+                cursors.append(late)
+        shared.marketplaces = [m for m in shared.marketplaces if m in plan.marketplace_ids]
+        return cursors
+
+    @staticmethod
+    def _job(plan: Plan, report_spec: ReportSpec, cursor: Cursor, window: Window, pull: str | None) -> Job:
+        start, end = request_window(report_spec, window)
+        marketplaces = [cursor.scope] if cursor.scope else list(plan.marketplace_ids)
+        return Job(job_id(plan.seller, plan.region, report_spec.report_type, start, end, scope=cursor.scope, pull=pull),
+                   plan.seller, plan.region, report_spec.report_type, start, end, marketplaces,
+                   scope=cursor.scope, pull=pull)
+
+    def _lags(self, plan: Plan, epoch: int, lags: dict[str, float]) -> None:
+        for report_spec in self._types(plan):
+            for cursor in plan.coverage.values():
+                if (cursor.report_type != report_spec.report_type or cursor.stop is not None
+                        or (cursor.scope and cursor.scope not in plan.marketplace_ids)):
+                    continue
+                lag = cursor.lag_periods(report_spec, epoch)
+                lags[report_spec.report_type] = max(lags.get(report_spec.report_type, 0.0), lag)
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def _save(self, item: _Planned, epoch: int, sent: set[str], report: PlanReport) -> None:
+        """The plan's conditional write; a plan changed meanwhile is read and planned again (its new jobs
+        sent first), a deleted one is left deleted."""
+        plan = item.plan
+        for _ in range(SAVE_ATTEMPTS):
+            if self._plans.save(plan):
+                item.plan = plan
+                return
+            report.replanned += 1
+            fresh = self._plans.get(plan.seller, plan.region)
+            if fresh is None:
+                report.gone += 1
+                return
+            plan = fresh
+            jobs = self.plan_connection(plan, epoch, deferred=item.deferred)
+            report.messages += self._send([[job for job in jobs if job.job_id not in sent]], sent)
+        get_logger().warning("plan not saved: it kept changing; the next run plans it again")
 
     def _subscribe(self, plan: Plan) -> bool | None:
         """True: subscribed now; False: already (or no subscriptions configured); None: deferred or failed
@@ -128,7 +279,22 @@ class Planner:
                                  extra={"reason": type(exc).__name__, "status": getattr(exc, "status", None)})
             return None
 
-    def _send(self, bodies: list[str]) -> None:
+    def _send(self, per_connection: list[list[Job]], sent: set[str]) -> int:
+        """Several connections share a message (fewer SQS calls); one connection's jobs are split only
+        when they are more than a message holds. Returns the number of messages."""
+        bodies: list[str] = []
+        batch: list[dict[str, Any]] = []
+        for jobs in per_connection:
+            if batch and len(batch) + len(jobs) > MAX_JOBS_PER_MESSAGE:
+                bodies.append(json.dumps({"jobs": batch}))
+                batch = []
+            for job in jobs:
+                if len(batch) == MAX_JOBS_PER_MESSAGE:
+                    bodies.append(json.dumps({"jobs": batch}))
+                    batch = []
+                batch.append(job.message())
+        if batch:
+            bodies.append(json.dumps({"jobs": batch}))
         for start in range(0, len(bodies), _SQS_BATCH):
             entries: list[SendMessageBatchRequestEntryTypeDef] = [
                 {"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies[start:start + _SQS_BATCH])]
@@ -137,3 +303,5 @@ class Planner:
             if failed:
                 # Nothing is half-planned: the cursors are not moved, the next run sends them again.
                 raise PlanningFailed(f"SQS refused {len(failed)} of {len(entries)} job messages")
+        sent.update(job.job_id for jobs in per_connection for job in jobs)
+        return len(bodies)

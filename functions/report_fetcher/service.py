@@ -476,8 +476,14 @@ class JobRunner:
         job.next_check_at = next_check_at
         if status in (JobStatus.DONE, JobStatus.NO_DATA) and "token_retry" in job.extra:
             job.extra.pop("token_retry")
+        # Every way a job ends comes through here (reports, Data Kiosk, settlement discovery): DONE and
+        # NO_DATA move the job's coverage cursor, FAILED marks its window for a retry (a twin delivery that
+        # lost the save leaves it to the winner). ENDED and EXPIRED leave the cursor: the plan is gone with
+        # the connection, or the window is still planned and is sent again.
         if not self._jobs.save(job):
             return Step(job.status)  # a twin finished it
+        if status in (JobStatus.DONE, JobStatus.NO_DATA, JobStatus.FAILED):
+            self._plans.record_finished(job, status.value, clock.epoch_seconds())
         if status in (JobStatus.DONE, JobStatus.NO_DATA):
             self._plans.clear_denied(job.seller, job.region, job.report_type)
         get_logger().info("report job finished", extra={"report_type": job.report_type, "status": status.value})
@@ -496,13 +502,19 @@ def _instant(value: Any) -> datetime | None:
 
 
 def _name(job: Job) -> str:
-    return f"{job.window_start}#{job.window_end}"
+    """The REPORT# row's name: the window, after its marketplace for a per-marketplace job. A later pull
+    of the window (retry, restatement) has the same name: its row replaces the earlier one."""
+    window = f"{job.window_start}#{job.window_end}"
+    return f"{job.scope}#{window}" if job.scope else window
 
 
 def _s3_key(job: Job, report_spec: ReportSpec, name: str, marketplace_id: str | None = None) -> str:
+    """Same window, same key: a re-pull replaces the object (PutObject and CompleteMultipartUpload replace
+    atomically), it never adds a second one. `marketplace_id`: a settlement's own marketplace (else the
+    job's scope)."""
     stem = name if report_spec.window is WindowKind.DISCOVERED else f"{job.window_start}_{job.window_end}"
     return report_key(job.seller, job.region, job.report_type, stem, report_spec.format.value,
-                      marketplace_id=marketplace_id)
+                      marketplace_id=marketplace_id or job.scope)
 
 
 def iso_epoch(epoch: int) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from report_fetcher.planner import DEFAULT_MAX_JOBS_PER_CONNECTION, MAX_JOBS_PER_CONNECTION, PlanningLimits
 from seller_insights.errors import ConfigurationError
 from seller_insights.multipart_writer import PART_SIZE
 from seller_insights.report_catalog import DataSource, parse_enabled
@@ -50,6 +51,10 @@ class ReportFetcherSettings(ConnectionsTable, TokenKey, DataBucket, PurgeSchedul
     # (REPORTS: app-wide quota, 96 requests a day); and its Data Kiosk rows: per day (DATE) or per ASIN.
     sales_and_traffic_source: str = env_field(default=DataSource.DATA_KIOSK.value)
     sales_and_traffic_granularity: str = env_field(default="DATE")
+    # Planning (report_fetcher.planner): new jobs per connection per plan run, and windows in flight before
+    # history is planned; days of history per type for new cursors ("TYPE=DAYS,..."; else the catalog's).
+    plan_max_jobs_per_connection: int = env_field(default=DEFAULT_MAX_JOBS_PER_CONNECTION)
+    report_backfill_days: str = env_field(default="")
 
     @property
     def enabled_by_default(self) -> tuple[str, ...]:
@@ -63,6 +68,19 @@ class ReportFetcherSettings(ConnectionsTable, TokenKey, DataBucket, PurgeSchedul
             raise ConfigurationError("SALES_AND_TRAFFIC_SOURCE must be DATA_KIOSK or REPORTS") from None
 
     @property
+    def backfill_days(self) -> dict[str, int]:
+        pairs = [pair.split("=", 1) for pair in self.report_backfill_days.split(",") if pair.strip()]
+        if any(len(pair) != 2 or not pair[1].strip().isdigit() for pair in pairs):
+            raise ConfigurationError("REPORT_BACKFILL_DAYS must read TYPE=DAYS[,TYPE=DAYS...]")
+        days = {name.strip(): int(value) for name, value in pairs}
+        parse_enabled(",".join(days))  # every name a catalog type
+        return days
+
+    @property
+    def planning_limits(self) -> PlanningLimits:
+        return PlanningLimits(max_jobs=self.plan_max_jobs_per_connection, backfill_days=self.backfill_days)
+
+    @property
     def document_limits(self) -> DocumentLimits:
         return DocumentLimits(max_decompressed_bytes=self.report_max_decompressed_mib * MiB,
                               max_ratio=self.report_max_compression_ratio)
@@ -74,6 +92,9 @@ class ReportFetcherSettings(ConnectionsTable, TokenKey, DataBucket, PurgeSchedul
         _ = self.sales_and_traffic
         if self.sales_and_traffic_granularity.strip().upper() not in ("DATE", "ASIN"):
             raise ConfigurationError("SALES_AND_TRAFFIC_GRANULARITY must be DATE or ASIN")
+        if not 1 <= self.plan_max_jobs_per_connection <= MAX_JOBS_PER_CONNECTION:
+            raise ConfigurationError(f"PLAN_MAX_JOBS_PER_CONNECTION must be in 1..{MAX_JOBS_PER_CONNECTION}")
+        self.backfill_days  # noqa: B018 (validates REPORT_BACKFILL_DAYS)
         for name, value, (low, high) in (
             ("REPORT_MAX_DECOMPRESSED_MIB", self.report_max_decompressed_mib, MAX_DECOMPRESSED_MIB_RANGE),
             ("REPORT_MAX_COMPRESSION_RATIO", self.report_max_compression_ratio, MAX_COMPRESSION_RATIO_RANGE),

@@ -81,18 +81,21 @@ class Observability(Construct):
             description,
         )
 
-    def watch_metric(self, construct_id: str, metric: cloudwatch.IMetric, description: str) -> cloudwatch.Alarm:
-        """Alarm on any value above zero of an application metric (EMF, namespace SellerInsights)."""
-        return self._alarm(construct_id, metric, description)
+    def watch_metric(self, construct_id: str, metric: cloudwatch.IMetric, description: str, *,
+                     threshold: float = 0) -> cloudwatch.Alarm:
+        """Alarm on any value above `threshold` (zero: any occurrence) of an application metric (EMF,
+        namespace SellerInsights)."""
+        return self._alarm(construct_id, metric, description, threshold)
 
-    def _alarm(self, construct_id: str, metric: cloudwatch.IMetric, description: str) -> cloudwatch.Alarm:
-        # Every alarm here means "any occurrence": counts and depths above zero.
+    def _alarm(self, construct_id: str, metric: cloudwatch.IMetric, description: str,
+               threshold: float = 0) -> cloudwatch.Alarm:
+        # Alarms here mean "any occurrence" (counts and depths above zero) unless a threshold is given.
         alarm = cloudwatch.Alarm(
             self,
             construct_id,
             alarm_description=description,
             metric=metric,
-            threshold=0,
+            threshold=threshold,
             evaluation_periods=1,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,

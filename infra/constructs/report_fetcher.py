@@ -60,6 +60,10 @@ DATA_KIOSK_ROLE_MISSING_METRIC = "DataKioskRoleMissing"
 # Amazon refused a report type for a role the application or the seller lacks (403 permission_denied): the
 # type is retried daily; alarmed at once (the service-only series; a copy per report_type tells which).
 PERMISSION_DENIED_METRIC = "ReportPermissionDenied"
+# The planner's worst lag per report type, in periods of the type's cadence beyond the one just due
+# (report_fetcher.planner); alarmed when a type falls more than LAG_ALARM_PERIODS behind.
+LAG_METRIC = "ReportLagPeriods"
+LAG_ALARM_PERIODS = 2
 
 
 class ReportFetcher(Construct):
@@ -128,6 +132,8 @@ class ReportFetcher(Construct):
             "REPORT_MAX_COMPRESSION_RATIO": str(config.report_max_compression_ratio),
             "SALES_AND_TRAFFIC_SOURCE": config.sales_and_traffic_source,
             "SALES_AND_TRAFFIC_GRANULARITY": config.sales_and_traffic_granularity,
+            "PLAN_MAX_JOBS_PER_CONNECTION": str(config.plan_max_jobs_per_connection),
+            "REPORT_BACKFILL_DAYS": config.backfill_days_setting,
             "REPORT_NOTIFICATIONS_QUEUE_ARN": self.notifications.queue_arn,
             "IDEMPOTENCY_TABLE": stores.idempotency.table_name,
         }.items():
@@ -163,6 +169,13 @@ class ReportFetcher(Construct):
         self.subscription_failed_metric = self._metric(SUBSCRIPTION_FAILED_METRIC, SUBSCRIPTION_METRIC_PERIOD)
         self.participations_failed_metric = self._metric(PARTICIPATIONS_FAILED_METRIC, SUBSCRIPTION_METRIC_PERIOD)
         self.data_kiosk_role_missing_metric = self._metric(DATA_KIOSK_ROLE_MISSING_METRIC, SUBSCRIPTION_METRIC_PERIOD)
+        # One per report type a connection pulls by default (the dimension the planner emits).
+        self.lag_metrics = {
+            report_type: cloudwatch.Metric(namespace=METRICS_NAMESPACE, metric_name=LAG_METRIC,
+                                           dimensions_map={"service": DUTY, "ReportType": report_type},
+                                           statistic=cloudwatch.Stats.MAXIMUM, period=METRIC_PERIOD)
+            for report_type in config.default_report_types
+        }
 
     def _grant(self, stores: DataStores) -> None:
         fn = self.handler

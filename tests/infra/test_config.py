@@ -171,3 +171,19 @@ def test_sales_and_traffic_source_and_granularity_are_stage_keys_the_fetcher_acc
             settings.validate()
             assert settings.sales_and_traffic.value == source
 
+
+def test_backfill_days_and_the_planning_cap_are_set_per_stage_within_bounds() -> None:
+    stages = load_cdk_context()["stages"]
+    for stage in stages:
+        config = StageConfig.from_context(stage, stages)
+        assert 1 <= config.plan_max_jobs_per_connection <= 100
+        assert set(config.report_backfill_days) <= set(DEFAULT_REPORT_TYPES)
+        assert config.backfill_days_setting.count("=") == len(config.report_backfill_days)
+    bad = {**stages["dev"], "report_backfill_days": {"GET_FLAT_FILE_ALL_ORDERS_DATA_BY_LAST_UPDATE_GENERAL": 5000}}
+    with pytest.raises(ConfigError, match=r"report_backfill_days' must map report types to days in 0\.\.3650"):
+        StageConfig.from_context("dev", {"dev": bad})
+    bad = {**stages["dev"], "report_backfill_days": {"orders": 5}}
+    with pytest.raises(ConfigError, match="not report types"):
+        StageConfig.from_context("dev", {"dev": bad})
+    with pytest.raises(ConfigError, match="plan_max_jobs_per_connection"):
+        StageConfig.from_context("dev", {"dev": {**stages["dev"], "plan_max_jobs_per_connection": 0}})

@@ -34,6 +34,8 @@ REPORT_ENV = {
     "REPORT_MAX_COMPRESSION_RATIO",
     "SALES_AND_TRAFFIC_SOURCE",
     "SALES_AND_TRAFFIC_GRANULARITY",
+    "PLAN_MAX_JOBS_PER_CONNECTION",
+    "REPORT_BACKFILL_DAYS",
     "REPORT_NOTIFICATIONS_QUEUE_ARN",
     "IDEMPOTENCY_TABLE",
 }
@@ -436,3 +438,36 @@ def test_the_plan_may_check_participations_within_the_quota(raw: dict[str, Any])
 def test_a_report_type_refused_for_permission_is_alarmed(raw: dict[str, Any]) -> None:
     alarm = alarm_at_first_count(raw, "ReportPermissionDenied", "report_fetcher")
     assert "role" in alarm["AlarmDescription"] and "permission_denied" in alarm["AlarmDescription"]
+
+
+# ------------------------------------------------------------------------------- coverage (issue 10)
+
+def test_the_stage_sets_the_planners_cap_and_each_types_history(raw: dict[str, Any], stage: str) -> None:
+    from report_fetcher.settings import ReportFetcherSettings
+
+    variables = function_environments(raw)[REPORT_HANDLER]
+    config = StageConfig.from_context(stage, load_cdk_context()["stages"])
+    assert variables["PLAN_MAX_JOBS_PER_CONNECTION"] == str(config.plan_max_jobs_per_connection)
+    # The function reads back what cdk.json says, type by type.
+    settings = ReportFetcherSettings.from_env({k: v for k, v in variables.items() if isinstance(v, str)}
+                                              | {"REPORT_JOBS_QUEUE_URL": "q", "DATA_BUCKET": "b",
+                                                 "CONNECTIONS_TABLE": "t", "TOKEN_KEY_ID": "k",
+                                                 "SELLER_KEY_SECRET_ID": "s"})
+    assert settings.backfill_days == config.report_backfill_days
+    assert settings.planning_limits.max_jobs == config.plan_max_jobs_per_connection
+
+
+def test_every_default_type_falling_more_than_two_periods_behind_is_alarmed(raw: dict[str, Any]) -> None:
+    topic_id, _ = by_purpose(raw, "alarms")
+    alarms = [a["Properties"] for a in resources(raw, "AWS::CloudWatch::Alarm").values()
+              if a["Properties"].get("MetricName") == "ReportLagPeriods"]
+    by_type = {next(d["Value"] for d in a["Dimensions"] if d["Name"] == "ReportType"): a for a in alarms}
+    assert set(by_type) == set(DEFAULT_REPORT_TYPES)
+    for report_type, alarm in by_type.items():
+        assert alarm["Namespace"] == "SellerInsights"
+        assert {"Name": "service", "Value": "report_fetcher"} in alarm["Dimensions"]
+        assert (alarm["Statistic"], alarm["Period"]) == ("Maximum", 3600)
+        assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 2), report_type
+        assert alarm["TreatMissingData"] == "notBreaching"
+        assert alarm["AlarmActions"] == [{"Ref": topic_id}]
+        assert report_type in alarm["AlarmDescription"]

@@ -675,3 +675,39 @@ def test_access_shows_each_connections_marketplaces_and_when_amazon_was_asked(en
     assert call("POST", f"/admin/sellers/{SELLER}/deletion")[0] == 200
     paused = {c["region"]: c for c in call("GET", f"/admin/sellers/{SELLER}")[1]["connections"]}
     assert paused["EU"]["marketplaces"] == {"participating": MARKETPLACE_IDS["EU"], "checked_at": None}
+
+
+# --- coverage (issue 10): what of each type and marketplace is stored, and what history is left ----------
+
+
+def test_access_lists_coverage_per_type_and_marketplace(env):
+    from seller_insights.coverage import Cursor, Window, epoch_of
+
+    def at(text: str) -> int:
+        return epoch_of(text)
+
+    listings = Cursor("GET_MERCHANT_LISTINGS_ALL_DATA", "ATVPDKIKX0DER", at("2026-11-20T00:00:00Z"),
+                      at("2026-11-25T00:00:00Z"), at("2026-11-20T00:00:00Z"), last_stored_at=at("2026-11-25T01:00:00Z"))
+    orders = Cursor("GET_FLAT_FILE_ALL_ORDERS_DATA_BY_LAST_UPDATE_GENERAL", None, at("2026-10-01T00:00:00Z"),
+                    at("2026-11-25T11:00:00Z"), at("2025-11-25T00:00:00Z"),
+                    windows={at("2026-11-25T12:00:00Z"): Window(at("2026-11-25T11:00:00Z"),
+                                                                at("2026-11-25T12:00:00Z"))})
+    env["connections"].update_item(
+        Key={"pk": f"SELLER#{SELLER}", "sk": "PLAN#NA"}, UpdateExpression="SET coverage = :c",
+        ExpressionAttributeValues={":c": {c.key: c.to_item() for c in (listings, orders)}})
+
+    status, body = call("GET", f"/admin/sellers/{SELLER}")
+
+    assert status == 200
+    regions = {c["region"]: c for c in body["connections"]}
+    assert regions["EU"]["coverage"] == []
+    assert regions["NA"]["coverage"] == [
+        {"report_type": "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_LAST_UPDATE_GENERAL", "marketplace_id": None,
+         "covered_from": "2026-10-01T00:00:00Z", "covered_until": "2026-11-25T11:00:00Z",
+         "backfill_left_days": 310.0, "last_stored_at": None, "windows_in_flight": 1, "windows_failed": 0,
+         "history_only": False},
+        {"report_type": "GET_MERCHANT_LISTINGS_ALL_DATA", "marketplace_id": "ATVPDKIKX0DER",
+         "covered_from": "2026-11-20T00:00:00Z", "covered_until": "2026-11-25T00:00:00Z",
+         "backfill_left_days": 0.0, "last_stored_at": "2026-11-25T01:00:00Z", "windows_in_flight": 0,
+         "windows_failed": 0, "history_only": False},
+    ]

@@ -34,8 +34,9 @@ def reports_env(token_env, emulator, monkeypatch):
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket="data")
     queue = boto3.client("sqs").create_queue(QueueName="report-jobs")["QueueUrl"]
+    # One job's life per test: no history for new cursors (backfill: test_report_fetcher_coverage.py).
     for key, value in {"DATA_BUCKET": "data", "REPORT_JOBS_QUEUE_URL": queue,
-                       "DEFAULT_REPORT_TYPES": ORDERS}.items():
+                       "DEFAULT_REPORT_TYPES": ORDERS, "REPORT_BACKFILL_DAYS": f"{ORDERS}=0"}.items():
         monkeypatch.setenv(key, value)
     forget_all()
     assert connect_and_confirm(ConsentClient(), emulator.base_url, SELLER, "US").status == 303
@@ -119,7 +120,8 @@ def assert_nothing_lost():
 
 
 def test_plan_fetch_store(reports_env, emulator):
-    assert invoke({"task": "plan-reports"}) == {"connections": 1, "jobs": 1, "messages": 1, "subscribed": 0}
+    assert invoke({"task": "plan-reports"}) == {"connections": 1, "jobs": 1, "messages": 1, "subscribed": 0,
+                                                "replanned": 0, "gone": 0}
     run_until_settled(reports_env, emulator)
     (job,) = items("JOB#")
     assert job["status"] == "DONE"

@@ -9,7 +9,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from report_fetcher.planner import MAX_JOBS_PER_MESSAGE, Planner
+from report_fetcher.planner import MAX_JOBS_PER_MESSAGE, Planner, PlanningLimits
 from seller_insights import clock
 from seller_insights.clock import FixedClock
 from seller_insights.report_catalog import CATALOG, ORDERS, SETTLEMENT
@@ -17,6 +17,10 @@ from seller_insights.report_jobs import PlanRepository, job_id
 from tests.support.resources import create_resources
 
 ALL_TYPES = tuple(CATALOG)
+# The first tests are about due cursors and batching: new cursors plan their live windows only (history:
+# the tests at the end of the module).
+NO_HISTORY = PlanningLimits(backfill_days=dict.fromkeys(CATALOG, 0))
+QUIET = {"replanned": 0, "gone": 0}
 
 
 @pytest.fixture
@@ -49,8 +53,8 @@ def drain(sqs, queue):
 def test_a_new_connection_gets_every_enabled_type_once(world):
     plans, sqs, queue, fixed = world
     plans.ensure("A1SELLER000001", "NA", ["ATVPDKIKX0DER"], now=clock.epoch_seconds())
-    report = Planner(plans, sqs, queue, ALL_TYPES).run()
-    assert report.as_dict() == {"connections": 1, "jobs": 6, "messages": 1, "subscribed": 0}
+    report = Planner(plans, sqs, queue, ALL_TYPES, limits=NO_HISTORY).run()
+    assert report.as_dict() == {"connections": 1, "jobs": 6, "messages": 1, "subscribed": 0, **QUIET}
     jobs = drain(sqs, queue)
     assert sorted(j["report_type"] for j in jobs) == sorted(ALL_TYPES)
     orders = next(j for j in jobs if j["report_type"] == ORDERS)
@@ -59,16 +63,17 @@ def test_a_new_connection_gets_every_enabled_type_once(world):
     assert orders["marketplace_ids"] == ["ATVPDKIKX0DER"]
 
     # Nothing is due again until the next hour; then only the hourly orders report.
-    assert Planner(plans, sqs, queue, ALL_TYPES).run().jobs == 0
+    assert Planner(plans, sqs, queue, ALL_TYPES, limits=NO_HISTORY).run().jobs == 0
     fixed.advance(23 * 60)
-    assert [j["report_type"] for j in (Planner(plans, sqs, queue, ALL_TYPES).run(), drain(sqs, queue))[1]] == [ORDERS]
+    planner = Planner(plans, sqs, queue, ALL_TYPES, limits=NO_HISTORY)
+    assert [j["report_type"] for j in (planner.run(), drain(sqs, queue))[1]] == [ORDERS]
 
 
 def test_connections_share_messages_but_are_never_split(world):
     plans, sqs, queue, _ = world
     for number in range(25):
         plans.ensure(f"A1SELLER{number:06d}", "EU", ["A1PA6795UKMFR9"], now=clock.epoch_seconds())
-    report = Planner(plans, sqs, queue, (ORDERS, SETTLEMENT)).run()
+    report = Planner(plans, sqs, queue, (ORDERS, SETTLEMENT), limits=NO_HISTORY).run()
     assert report.connections == 25 and report.jobs == 50
     assert report.messages == 5  # 10 jobs (5 connections) per message
     assert len(drain(sqs, queue)) == 50
@@ -81,6 +86,6 @@ def test_a_plan_that_fails_to_send_moves_no_cursor(world, monkeypatch):
     from seller_insights.errors import PlanningFailed
 
     with pytest.raises(PlanningFailed):
-        Planner(plans, sqs, queue, ALL_TYPES).run()
+        Planner(plans, sqs, queue, ALL_TYPES, limits=NO_HISTORY).run()
     monkeypatch.undo()
-    assert Planner(plans, sqs, queue, ALL_TYPES).run().jobs == 6  # still due: planned again
+    assert Planner(plans, sqs, queue, ALL_TYPES, limits=NO_HISTORY).run().jobs == 6  # still due: planned again

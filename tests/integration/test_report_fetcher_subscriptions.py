@@ -57,7 +57,8 @@ def fetcher_env(token_env, monkeypatch):
     """token_env plus the report fetcher's own environment (hourly ORDERS: a plan is due every hour)."""
     jobs = boto3.client("sqs").create_queue(QueueName="report-jobs")["QueueUrl"]
     boto3.client("s3").create_bucket(Bucket="data")
-    for key, value in {"DATA_BUCKET": "data", "REPORT_JOBS_QUEUE_URL": jobs, "DEFAULT_REPORT_TYPES": ORDERS}.items():
+    for key, value in {"DATA_BUCKET": "data", "REPORT_JOBS_QUEUE_URL": jobs, "DEFAULT_REPORT_TYPES": ORDERS,
+                       "REPORT_BACKFILL_DAYS": f"{ORDERS}=0"}.items():
         monkeypatch.setenv(key, value)
     forget_all()
     return token_env

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from report_fetcher.planner import MAX_JOBS_PER_MESSAGE, Planner, PlanningFailed
+from report_fetcher.planner import MAX_JOBS_PER_MESSAGE, Planner, PlanningFailed, PlanningLimits
 from seller_insights.clock import FixedClock
+from seller_insights.coverage import RESEND_AFTER
 from seller_insights.report_catalog import CATALOG, FBA_RETURNS, LISTINGS, ORDERS, SETTLEMENT, align
 from seller_insights.report_jobs import Plan, job_id
 
@@ -25,13 +26,14 @@ class Cursors:
     """PlanRepository's planning side: the due cursors, and what the planner saved."""
 
     plans: list[Plan] = field(default_factory=list)
-    saved: list[list[Plan]] = field(default_factory=list)
+    saved: list[Plan] = field(default_factory=list)
 
     def due(self, now: int) -> list[Plan]:
         return [plan for plan in self.plans if plan.next_plan_at <= now]
 
-    def save_all(self, plans: list[Plan]) -> None:
-        self.saved.append(list(plans))
+    def save(self, plan: Plan) -> bool:
+        self.saved.append(plan)
+        return True
 
 
 @dataclass
@@ -55,8 +57,13 @@ def cursor(seller: str, now: FixedClock, *, enabled: list[str] | None = None, du
     return Plan(seller, region, int(now.now().timestamp()), dict(due or {}), enabled, [US])
 
 
+# History is tested in test_coverage_planning.py: here a new cursor plans its live windows only.
+NO_HISTORY = PlanningLimits(backfill_days=dict.fromkeys(CATALOG, 0))
+QUIET = {"replanned": 0, "gone": 0}
+
+
 def plan(cursors: Cursors, queue: Queue, types: tuple[str, ...] = ALL_TYPES) -> Any:
-    return Planner(cursors, queue, "https://sqs.example/jobs", types).run()  # type: ignore[arg-type]
+    return Planner(cursors, queue, "https://sqs.example/jobs", types, limits=NO_HISTORY).run()  # type: ignore[arg-type]
 
 
 def test_a_new_cursor_yields_one_job_per_type_with_deterministic_ids(fixed_clock: FixedClock) -> None:
@@ -64,14 +71,19 @@ def test_a_new_cursor_yields_one_job_per_type_with_deterministic_ids(fixed_clock
 
     report = plan(cursors, queue)
 
-    assert report.as_dict() == {"connections": 1, "jobs": len(ALL_TYPES), "messages": 1, "subscribed": 0}
+    assert report.as_dict() == {"connections": 1, "jobs": len(ALL_TYPES), "messages": 1, "subscribed": 0, **QUIET}
     (jobs,) = queue.jobs()
     assert sorted(job["report_type"] for job in jobs) == sorted(ALL_TYPES)
     for job in jobs:
+        # The first live window of a new cursor is the window "now" used to give.
         start, end = CATALOG[job["report_type"]].window_for(fixed_clock.now())
         assert (job["window_start"], job["window_end"]) == (
             start.isoformat().replace("+00:00", "Z"), end.isoformat().replace("+00:00", "Z"))
-        assert job["job_id"] == job_id("A1SELLER01", "NA", job["report_type"], job["window_start"], job["window_end"])
+        # Per-marketplace types name their marketplace (in the id, the S3 key and the REPORT# row).
+        scope = US if CATALOG[job["report_type"]].per_marketplace else None
+        assert job.get("scope") == scope
+        assert job["job_id"] == job_id("A1SELLER01", "NA", job["report_type"], job["window_start"], job["window_end"],
+                                       scope=scope)
         assert job["marketplace_ids"] == [US]
 
 
@@ -96,12 +108,15 @@ def test_each_type_becomes_due_at_its_next_cadence_boundary(fixed_clock: FixedCl
         assert due_cursor.due[report_type] == int((align(now, cadence) + cadence).timestamp()), report_type
     # The cursor is next due with its most frequent type: the hourly orders report at 13:00.
     assert due_cursor.next_plan_at == int(datetime(2026, 11, 29, 13, tzinfo=UTC).timestamp())
-    assert cursors.saved == [[due_cursor]]
+    assert cursors.saved == [due_cursor]
 
 
-def test_only_the_types_that_are_due_are_planned(fixed_clock: FixedClock) -> None:
-    later = int((fixed_clock.now() + timedelta(hours=3)).timestamp())
-    cursors, queue = Cursors([cursor("A1SELLER01", fixed_clock, due={LISTINGS: later, SETTLEMENT: later})]), Queue()
+def test_only_the_types_whose_next_window_is_complete_are_planned(fixed_clock: FixedClock) -> None:
+    # Planning follows the cursors, not a due map: an hour later only the hourly type has a new window.
+    cursors = Cursors([cursor("A1SELLER01", fixed_clock)])
+    plan(cursors, Queue(), (ORDERS, LISTINGS, SETTLEMENT))
+    fixed_clock.advance(3600)
+    queue = Queue()
 
     report = plan(cursors, queue, (ORDERS, LISTINGS, SETTLEMENT))
 
@@ -117,7 +132,8 @@ def test_a_cursors_own_types_replace_the_defaults_and_unknown_ones_are_skipped(f
 
     assert report.jobs == 1
     assert [job["report_type"] for job in queue.jobs()[0]] == [FBA_RETURNS]
-    assert own.next_plan_at == own.due[FBA_RETURNS]
+    # Due again when its window is sent again if its job has not ended by then (else at the next day).
+    assert own.next_plan_at == min(own.due[FBA_RETURNS], int(fixed_clock.now().timestamp()) + RESEND_AFTER)
 
 
 def test_a_cursor_naming_only_unknown_types_still_moves_on_the_defaults(fixed_clock: FixedClock) -> None:
@@ -126,7 +142,7 @@ def test_a_cursor_naming_only_unknown_types_still_moves_on_the_defaults(fixed_cl
 
     report = plan(cursors, queue, (ORDERS,))
 
-    assert report.as_dict() == {"connections": 1, "jobs": 0, "messages": 0, "subscribed": 0}
+    assert report.as_dict() == {"connections": 1, "jobs": 0, "messages": 0, "subscribed": 0, **QUIET}
     assert queue.batches == []
     # No default type was planned for it, so none is due later: the cursor stays due now.
     assert own.next_plan_at == int(fixed_clock.now().timestamp())
@@ -164,7 +180,7 @@ def test_nothing_due_sends_nothing(fixed_clock: FixedClock) -> None:
     tomorrow.next_plan_at += 86_400
     cursors, queue = Cursors([tomorrow]), Queue()
 
-    assert plan(cursors, queue).as_dict() == {"connections": 0, "jobs": 0, "messages": 0, "subscribed": 0}
+    assert plan(cursors, queue).as_dict() == {"connections": 0, "jobs": 0, "messages": 0, "subscribed": 0, **QUIET}
     assert queue.batches == []
 
 

@@ -91,6 +91,7 @@ class Plans:
     deleted: list[tuple[str, str]] = field(default_factory=list)
     denied: dict[str, int] = field(default_factory=dict)
     cleared: list[str] = field(default_factory=list)
+    finished: list[tuple[str, str]] = field(default_factory=list)  # (job id, status) told to the cursor
 
     def delete(self, seller: str, region: str) -> None:
         self.deleted.append((seller, region))
@@ -101,6 +102,11 @@ class Plans:
     def clear_denied(self, seller: str, region: str, report_type: str) -> bool:
         self.cleared.append(report_type)
         return self.denied.pop(report_type, None) is not None
+
+
+    def record_finished(self, job: Job, status: str, now: int) -> bool:
+        self.finished.append((job.job_id, status))
+        return True
 
 
 @dataclass
@@ -799,3 +805,56 @@ def test_without_the_token_cache_the_one_retry_comes_a_minute_later(fixed_clock:
     assert first.delay == RETRY_SECONDS
     assert runner.run(job, version=first.version) == Step(JobStatus.FAILED)
     assert amazon.calls == ["getReports", "getReports"] and list(plans.denied) == [ORDERS]
+
+
+# --- coverage: how a job's end reaches its cursor, and where a marketplace's report is kept -----------
+
+
+@pytest.mark.parametrize(("answer", "status"), [
+    ({"processingStatus": "DONE", "reportDocumentId": "DOC-1"}, "DONE"),
+    ({"processingStatus": "CANCELLED"}, "NO_DATA"),
+])
+def test_a_stored_or_empty_window_moves_its_cursor(fetcher: Fetcher, documents: DocumentStream,
+                                                  answer: dict[str, Any], status: str) -> None:
+    fetcher.amazon.report = answer
+    job, version = waiting(fetcher)
+
+    fetcher.runner.run(job, version=version)
+
+    assert fetcher.plans.finished == [(job.job_id, status)]
+
+
+def test_a_failed_job_is_told_to_its_cursor_and_an_ended_one_is_not(fetcher: Fetcher) -> None:
+    fetcher.amazon.error = SpApiError(400, "InvalidInput")
+    job = new_job(fetcher)
+    fetcher.runner.run(job)
+    fetcher.connections.status = ConnectionStatus.REVOKED
+    fetcher.runner.run(new_job(fetcher, FBA_RETURNS))
+
+    assert fetcher.plans.finished == [(job.job_id, "FAILED")]
+
+
+def test_a_twin_that_lost_the_final_save_tells_no_cursor(fetcher: Fetcher, documents: DocumentStream) -> None:
+    fetcher.amazon.report = {"processingStatus": "CANCELLED"}
+    job, version = waiting(fetcher)
+    fetcher.jobs.refuse_saves = True
+
+    fetcher.runner.run(job, version=version)
+
+    assert fetcher.plans.finished == []
+
+
+def test_a_marketplace_scoped_report_names_its_marketplace_in_key_and_row(fetcher: Fetcher,
+                                                                        documents: DocumentStream) -> None:
+    fetcher.amazon.report = {"processingStatus": "DONE", "reportDocumentId": "DOC-1"}
+    start, end = (iso(t) for t in CATALOG[LISTINGS].window_for(fetcher.clock.now()))
+    for pull in (None, "s20261129"):  # a later pull of the same window: same key, same row name
+        job = Job(job_id(SELLER, REGION, LISTINGS, start, end, scope=US, pull=pull), SELLER, REGION, LISTINGS,
+                  start, end, [US], scope=US, pull=pull)
+        stored_as(fetcher, job, status=JobStatus.WAITING, report_id="R1", version=1, next_check_at=now(fetcher))
+        fetcher.runner.run(job, version=1)
+
+    first, second = fetcher.reports.rows
+    assert first.name == second.name == f"{US}#{start}#{end}"
+    assert first.s3_key == second.s3_key
+    assert f"/reports/{LISTINGS}/{US}/{start}_{end}.tsv" in first.s3_key

@@ -33,6 +33,7 @@ from boto3.dynamodb.conditions import Attr, Key
 
 from seller_insights import dynamo
 from seller_insights.candidates import Candidate, CandidateRepository
+from seller_insights.coverage import view as coverage_view
 from seller_insights.dynamo import condition_checked
 from seller_insights.errors import (
     ConcurrentChange,
@@ -393,6 +394,7 @@ def public_connection(connection: dict[str, Any], plan: dict[str, Any] | None) -
         public["report_types"] = list(plan["enabled"]) if "enabled" in plan else "default"
         public["marketplace_ids"] = list(plan.get("marketplace_ids", []))
         public["permission_denied"] = permission_denied(plan)
+        public["coverage"] = coverage_view(plan.get("coverage", {}))  # per type and marketplace scope
     elif "plan_marketplace_ids" in connection:  # paused by a deletion request
         public["report_types"] = list(connection["plan_enabled"]) if "plan_enabled" in connection else "default"
         public["marketplace_ids"] = list(connection["plan_marketplace_ids"])

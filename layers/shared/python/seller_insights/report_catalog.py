@@ -65,6 +65,14 @@ class ReportSpec:
     # Where the type comes from. Sales and Traffic defaults to Data Kiosk (per-seller quotas); the stage
     # key sales_and_traffic_source = REPORTS falls back to the Reports API type (app-wide quota, 96 a day).
     source: DataSource = DataSource.REPORTS
+    # Coverage (seller_insights.coverage). per_marketplace: Amazon answers one marketplace per request, so
+    # each marketplace gets its own jobs, cursor, S3 key and REPORT# row; otherwise one job carries all the
+    # connection's marketplaces. backfill_days: how far back a new cursor fetches history (overridable per
+    # stage: cdk.json `report_backfill_days`). restate_days: the last N completed days before yesterday
+    # are pulled again every day (new jobs whose object replaces the same key), for data Amazon restates.
+    per_marketplace: bool = False
+    backfill_days: int = 0
+    restate_days: int = 0
 
     @property
     def requestable(self) -> bool:
@@ -100,6 +108,11 @@ CATALOG: dict[str, ReportSpec] = {spec.report_type: spec for spec in (
     ReportSpec(
         ORDERS, ReportFormat.TSV, WindowKind.UPDATED, cadence=timedelta(hours=1),
         lookback=timedelta(hours=1), max_window=timedelta(days=30),
+        # Order reports return every marketplace of the request in one document (Reports API model,
+        # CreateReportSpecification.marketplaceIds: "data for all of the specified marketplaces, unless the
+        # report type indicates otherwise"; Order Reports says nothing otherwise). Two years of history:
+        # what Seller Central's order reports offer; older windows come back empty (NO_DATA), not failed.
+        per_marketplace=False, backfill_days=730,
         # ship-city and ship-postal-code are address parts: never stored. State and country are kept.
         kept_columns=(
             "amazon-order-id", "merchant-order-id", "purchase-date", "last-updated-date", "order-status",
@@ -116,6 +129,10 @@ CATALOG: dict[str, ReportSpec] = {spec.report_type: spec for spec in (
     ),
     ReportSpec(
         LISTINGS, ReportFormat.TSV, WindowKind.SNAPSHOT, cadence=timedelta(days=1),
+        # Report Type Values, "Inventory Reports": "You can only specify one marketplace per report. When
+        # requesting a report with multiple marketplaceIds, only the first marketplaceId in the list will be
+        # accepted." A snapshot has no history: no backfill.
+        per_marketplace=True,
         kept_columns=(
             "item-name", "item-description", "listing-id", "seller-sku", "price", "quantity", "open-date",
             "image-url", "item-is-marketplace", "product-id-type", "item-note", "item-condition", "asin1",
@@ -129,6 +146,9 @@ CATALOG: dict[str, ReportSpec] = {spec.report_type: spec for spec in (
     ReportSpec(
         # Near-real-time FBA report: Amazon regenerates it at most every 30 minutes.
         FBA_INVENTORY, ReportFormat.TSV, WindowKind.SNAPSHOT, cadence=timedelta(hours=4),
+        # Report Type Values, "FBA Reports": inventory is kept per marketplace's fulfilment network; asked
+        # one marketplace at a time so a marketplace's stock is never merged into another's. No history.
+        per_marketplace=True,
         kept_columns=(
             "sku", "fnsku", "asin", "product-name", "condition", "your-price", "mfn-listing-exists",
             "mfn-fulfillable-quantity", "afn-listing-exists", "afn-warehouse-quantity",
@@ -143,6 +163,9 @@ CATALOG: dict[str, ReportSpec] = {spec.report_type: spec for spec in (
         # customer-comments is free text written by buyers: never stored.
         FBA_RETURNS, ReportFormat.TSV, WindowKind.DAY, cadence=timedelta(days=1),
         fatal_cooldown=timedelta(hours=4),
+        # One marketplace per request (FBA Reports), 18 months of history (the returns Seller Central
+        # shows; older days come back empty, not failed).
+        per_marketplace=True, backfill_days=545,
         kept_columns=(
             "return-date", "order-id", "sku", "asin", "fnsku", "product-name", "quantity",
             "fulfillment-center-id", "detailed-disposition", "reason", "status", "license-plate-number",
@@ -156,11 +179,19 @@ CATALOG: dict[str, ReportSpec] = {spec.report_type: spec for spec in (
         SALES_AND_TRAFFIC, ReportFormat.JSON, WindowKind.DAY, cadence=timedelta(days=1),
         app_quota=AppQuota(min_interval=timedelta(minutes=15), max_per_day=96),
         source=DataSource.DATA_KIOSK,
+        # "Seller Retail Analytics Reports": one marketplace per request. Amazon restates this data for up
+        # to 72 hours: the 3 days before yesterday are pulled again every day. Two years of history (what
+        # Data Kiosk's salesAndTraffic datasets keep).
+        per_marketplace=True, backfill_days=730, restate_days=3,
     ),
     ReportSpec(
         # Settlement reports cannot be requested: Amazon generates them; we discover them twice a day.
         SETTLEMENT, ReportFormat.TSV, WindowKind.DISCOVERED, cadence=timedelta(hours=12),
         lookback=timedelta(days=3),
+        # Discovered per connection: Amazon ignores the marketplace filter of settlement reports. 90 days:
+        # getReports' createdSince reaches back at most that far ("Reports are retained for a maximum of
+        # 90 days", Reports API model).
+        per_marketplace=False, backfill_days=90,
         kept_columns=(
             "settlement-id", "settlement-start-date", "settlement-end-date", "deposit-date", "total-amount",
             "currency", "transaction-type", "order-id", "merchant-order-id", "adjustment-id", "shipment-id",

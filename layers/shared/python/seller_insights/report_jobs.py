@@ -16,7 +16,10 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.conditions import Attr, Key
 
 from seller_insights import clock, dynamo
-from seller_insights.dynamo import Batches, applied, conditional
+from seller_insights.coverage import Cursor, epoch_of, key_of
+from seller_insights.dynamo import applied, conditional
+from seller_insights.observability import get_logger
+from seller_insights.report_catalog import CATALOG
 from seller_insights.repositories import SHARDS, iso, shard
 
 if TYPE_CHECKING:
@@ -36,8 +39,13 @@ def job_key(seller: str, job_id: str) -> dict[str, str]:
     return {"pk": f"SELLER#{seller}", "sk": f"JOB#{job_id}"}
 
 
-def job_id(seller: str, region: str, report_type: str, window_start: str, window_end: str) -> str:
-    return hashlib.sha256(f"{seller}|{region}|{report_type}|{window_start}|{window_end}".encode()).hexdigest()[:32]
+def job_id(seller: str, region: str, report_type: str, window_start: str, window_end: str, *,
+           scope: str | None = None, pull: str | None = None) -> str:
+    """`scope`: the marketplace of a per-marketplace job; `pull`: a later pull of the same window (a retry
+    after FAILED, "r1"...; a restatement, "s20261201"): a new job, whose object replaces the same key."""
+    text = f"{seller}|{region}|{report_type}|{window_start}|{window_end}"
+    text += "".join(f"|{name}={value}" for name, value in (("scope", scope), ("pull", pull)) if value)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 @dataclass
@@ -50,6 +58,10 @@ class Plan:
     marketplace_ids: list[str]
     # When getMarketplaceParticipations last decided marketplace_ids (epoch seconds; None: never).
     participations_checked_at: int | None = None
+    # Every writer of the item bumps it (ADD version :one); the planner's and the fetcher's cursor writes
+    # are conditional on the version they read. None: an item written before versions existed.
+    version: int | None = 0
+    coverage: dict[str, Cursor] = field(default_factory=dict)  # by Cursor.key
     # Report types Amazon refused for lack of a role (403 permission_denied): type -> epoch second from which
     # planning may try it again (PlanRepository.mark_denied / clear_denied). Always written, so that one
     # UpdateItem can set an entry.
@@ -59,7 +71,9 @@ class Plan:
         item: dict[str, Any] = {**plan_key(self.seller, self.region), "seller_id": self.seller,
                                 "region": self.region, "plan_shard": shard(self.seller, self.region),
                                 "next_plan_at": self.next_plan_at, "due": self.due,
-                                "marketplace_ids": self.marketplace_ids, "denied": self.denied}
+                                "marketplace_ids": self.marketplace_ids, "denied": self.denied,
+                                "version": self.version or 0,
+                                "coverage": {key: cursor.to_item() for key, cursor in self.coverage.items()}}
         if self.enabled is not None:
             item["enabled"] = self.enabled
         if self.participations_checked_at is not None:
@@ -74,13 +88,21 @@ class Plan:
                    marketplace_ids=list(item.get("marketplace_ids", [])),
                    participations_checked_at=(int(item["participations_checked_at"])
                                               if "participations_checked_at" in item else None),
+                   version=int(item["version"]) if "version" in item else None,
+                   coverage={k: Cursor.from_item(v) for k, v in item.get("coverage", {}).items()},
                    denied={k: int(v) for k, v in item.get("denied", {}).items()})
 
 
+def _read_version(version: int | None) -> Any:
+    """The condition that the item is still the one read (and was not deleted meanwhile)."""
+    if version is None:
+        return Attr("pk").exists() & Attr("version").not_exists()
+    return Attr("version").eq(version)
+
+
 class PlanRepository:
-    def __init__(self, table: Table, batches: Batches | None = None) -> None:
+    def __init__(self, table: Table) -> None:
         self._table = table
-        self._batches = batches or Batches(table.meta.client)
 
     def ensure(self, seller: str, region: str, marketplace_ids: list[str], now: int) -> None:
         """Create the cursor of a newly ACTIVE connection (due at once); keep an existing one."""
@@ -93,10 +115,53 @@ class PlanRepository:
             for item in dynamo.query(self._table, IndexName=PLAN_DUE_INDEX, KeyConditionExpression=condition):
                 yield Plan.from_item(item)
 
-    def save_all(self, plans: list[Plan]) -> None:
-        """BatchWriteItem, 25 at a time; what DynamoDB leaves unprocessed is retried with backoff, a bounded
-        number of times (then UnprocessedRequests: the next planning run writes the cursors again)."""
-        self._batches.put(self._table.name, [plan.to_item() for plan in plans])
+    def get(self, seller: str, region: str) -> Plan | None:
+        item = self._table.get_item(Key=plan_key(seller, region), ConsistentRead=True).get("Item")
+        return Plan.from_item(item) if item else None
+
+    def save(self, plan: Plan) -> bool:
+        """The planner's write: schedule and cursors, only if the item is still the version it read (never
+        a deleted item brought back, never a concurrent change undone). False: re-read and plan again."""
+        if not applied(lambda: self._table.update_item(
+            Key=plan_key(plan.seller, plan.region),
+            UpdateExpression="SET next_plan_at = :next, due = :due, coverage = :coverage ADD version :one",
+            ConditionExpression=_read_version(plan.version),
+            ExpressionAttributeValues={":next": plan.next_plan_at, ":due": plan.due, ":one": 1,
+                                       ":coverage": {k: c.to_item() for k, c in plan.coverage.items()}},
+        )):
+            return False
+        plan.version = (plan.version or 0) + 1
+        return True
+
+    def record_finished(self, job: Job, status: str, now: int, attempts: int = 5) -> bool:
+        """A job ended DONE, NO_DATA or FAILED: its cursor learns it (see seller_insights.coverage). One
+        conditional write on the version read; a concurrent writer makes it read again. A plan or cursor
+        that is gone stays gone. True when the cursor changed."""
+        report_spec = CATALOG.get(job.report_type)
+        if report_spec is None:
+            return False
+        key = key_of(job.report_type, job.scope)
+        for _ in range(attempts):
+            plan = self.get(job.seller, job.region)
+            cursor = plan.coverage.get(key) if plan else None
+            if plan is None or cursor is None:
+                return False
+            if not cursor.finish(report_spec, epoch_of(job.window_end), job.pull, status, now):
+                return False
+            if self._write_cursor(job, key, cursor.to_item(), plan.version):
+                return True
+        get_logger().warning("coverage cursor not updated: the plan kept changing",
+                             extra={"report_type": job.report_type})
+        return False
+
+    def _write_cursor(self, job: Job, key: str, cursor: dict[str, Any], version: int | None) -> bool:
+        return applied(lambda: self._table.update_item(
+            Key=plan_key(job.seller, job.region),
+            UpdateExpression="SET coverage.#key = :cursor ADD version :one",
+            ConditionExpression=_read_version(version),
+            ExpressionAttributeNames={"#key": key},
+            ExpressionAttributeValues={":cursor": cursor, ":one": 1},
+        ))
 
     def delete(self, seller: str, region: str) -> None:
         self._table.delete_item(Key=plan_key(seller, region))
@@ -114,6 +179,7 @@ class PlanRepository:
             ReturnValues="ALL_NEW",
         ))
         return None if answer is None else Plan.from_item(answer["Attributes"])
+
     def mark_denied(self, seller: str, region: str, report_type: str, retry_at: int) -> None:
         """Record that Amazon refused `report_type` for lack of a role, to be tried again from `retry_at`.
         One UpdateItem (`SET denied.#type = :retry_at ADD version :one`), so a concurrent conditional plan
@@ -182,6 +248,8 @@ class Job:
     version: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
     document_attempts: int = 0  # downloads of the current document that failed (attempts counts FATAL reports)
+    scope: str | None = None  # the marketplace of a per-marketplace job (its cursor, S3 key and REPORT# row)
+    pull: str | None = None  # a later pull of the same window (retry "r{n}", restatement "s{yyyymmdd}")
 
     @property
     def restartable(self) -> bool:
@@ -193,16 +261,23 @@ class Job:
                 and clock.epoch_seconds() >= self.next_check_at)
 
     def message(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "seller": self.seller, "region": self.region,
+        body = {"job_id": self.job_id, "seller": self.seller, "region": self.region,
                 "report_type": self.report_type, "window_start": self.window_start,
                 "window_end": self.window_end, "marketplace_ids": self.marketplace_ids}
+        for name in ("scope", "pull"):
+            if getattr(self, name):
+                body[name] = getattr(self, name)
+        return body
 
     @classmethod
     def from_message(cls, body: dict[str, Any]) -> Job:
         job = cls(job_id=str(body["job_id"]), seller=str(body["seller"]), region=str(body["region"]),
                   report_type=str(body["report_type"]), window_start=str(body["window_start"]),
-                  window_end=str(body["window_end"]), marketplace_ids=[str(m) for m in body["marketplace_ids"]])
-        if job.job_id != job_id(job.seller, job.region, job.report_type, job.window_start, job.window_end):
+                  window_end=str(body["window_end"]), marketplace_ids=[str(m) for m in body["marketplace_ids"]],
+                  scope=str(body["scope"]) if body.get("scope") else None,
+                  pull=str(body["pull"]) if body.get("pull") else None)
+        if job.job_id != job_id(job.seller, job.region, job.report_type, job.window_start, job.window_end,
+                                scope=job.scope, pull=job.pull):
             raise ValueError("job id does not match the job")
         return job
 
@@ -282,7 +357,8 @@ class JobRepository:
                    attempts=int(item["attempts"]), polls=int(item["polls"]),
                    next_check_at=int(item["next_check_at"]), error=item.get("error"),
                    version=int(item["version"]), extra=dict(item.get("extra", {})),
-                   document_attempts=int(item.get("document_attempts", 0)))
+                   document_attempts=int(item.get("document_attempts", 0)),
+                   scope=item.get("scope"), pull=item.get("pull"))
 
 
 @dataclass(frozen=True)
