@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from report_fetcher.planner import Planner, PlanningLimits
 from seller_insights import clock
 from seller_insights.clock import FixedClock
-from seller_insights.coverage import DAY, RETRY_AFTER, epoch_of, iso_of, key_of
+from seller_insights.coverage import DAY, MAX_OPEN_WINDOWS, RESEND_AFTER, RETRY_AFTER, epoch_of, iso_of, key_of
 from seller_insights.report_catalog import CATALOG, FBA_RETURNS, LISTINGS, ORDERS, SALES_AND_TRAFFIC, SETTLEMENT
 from seller_insights.report_jobs import Job, Plan, job_id
 
@@ -338,3 +338,25 @@ def test_a_new_settlement_cursor_is_not_behind_for_the_days_it_discovers_first(f
     assert cursor.lag_periods(CATALOG[SETTLEMENT], clock.epoch_seconds()) == 6
     plans.end(job)  # now covered up to when it was made, three days (six periods, one just due) ago
     assert cursor.lag_periods(CATALOG[SETTLEMENT], clock.epoch_seconds()) == 5
+
+
+def test_a_window_whose_job_went_quiet_is_sent_again_with_the_same_id(fixed_clock: FixedClock) -> None:
+    _, run = world((FBA_RETURNS,))
+    (first,) = run()
+    fixed_clock.advance(RESEND_AFTER - 60)
+    assert run() == []
+    fixed_clock.advance(60)
+    (again,) = run()
+    assert again == first  # same window, same id, same key: the fetcher runs it once
+
+
+def test_a_type_that_keeps_failing_stops_planning_before_its_cursor_outgrows_the_item(
+        fixed_clock: FixedClock) -> None:
+    plans, run = world((ORDERS,))
+    for _ in range(MAX_OPEN_WINDOWS + 20):
+        for job in run():
+            plans.end(job, "FAILED")
+        fixed_clock.advance(HOUR)
+    cursor = plans.plans[0].coverage[ORDERS]
+    assert len(cursor.windows) == MAX_OPEN_WINDOWS
+    assert cursor.lag_periods(CATALOG[ORDERS], clock.epoch_seconds()) > 2  # and the lag alarm says so

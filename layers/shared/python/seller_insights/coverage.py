@@ -39,6 +39,10 @@ RESEND_AFTER = 6 * 3600
 RETRY_AFTER = 24 * 3600
 # getReports finds reports created at most 90 days ago (Reports API model, createdSince).
 DISCOVERY_HORIZON = 90 * 86400 - 3600
+# A cursor holding this many unfinished windows (a type that keeps failing) plans no new ones until some
+# end: it bounds the PLAN# item (DynamoDB's 400 KB item limit; ~60 bytes a window, dozens of cursors), and
+# the cursor's lag, alarmed, says so.
+MAX_OPEN_WINDOWS = 100
 DAY = 86400
 
 
@@ -160,6 +164,8 @@ class Cursor:
 
     def live_windows(self, spec: ReportSpec, now: int) -> Iterator[Window]:
         """New windows from the forward frontier up to the aligned present (or `stop`), oldest first."""
+        if len(self.windows) >= MAX_OPEN_WINDOWS:
+            return
         cadence = int(spec.cadence.total_seconds())
         limit = aligned(now, cadence)
         if self.stop is not None:
@@ -183,7 +189,7 @@ class Cursor:
 
     def backfill_windows(self, spec: ReportSpec, now: int, backfill_days: int) -> Iterator[Window]:
         """History not yet planned, newest first, down to the target (never past Amazon's horizon)."""
-        if spec.window not in (WindowKind.UPDATED, WindowKind.DAY):
+        if spec.window not in (WindowKind.UPDATED, WindowKind.DAY) or len(self.windows) >= MAX_OPEN_WINDOWS:
             return
         floor = self.floor(spec, now, backfill_days)
         frontier = min([self.covered_from, *(w.start for e, w in self.windows.items() if e <= self.covered_from)])
