@@ -1,7 +1,7 @@
 """Completeness of stored data: one simulated week of the real report pipeline for 100+ sellers.
 
 Usage: python -m bench.completeness [--sellers 100] [--days 7] [--seed 10] [--step-minutes 5]
-                                    [--output bench/results/completeness.json]
+                                    [--error-share 0.5] [--loopback] [--output bench/results/completeness.json]
 
 Method. Everything runs in this process, on one virtual clock (the product's `seller_insights.clock`
 and the Amazon emulator's clock are one `FixedClock`; nothing waits on the wall clock):
@@ -10,8 +10,10 @@ and the Amazon emulator's clock are one `FixedClock`; nothing waits on the wall 
   make them (tests/support/resources.py), the data bucket, the report_jobs queue (visibility timeout and
   redrive as infra/constructs/messaging.py gives them) and the report_notifications queue. moto's SQS
   delays follow the product clock (local/moto_fixes.py); bench/moto_speed.py only narrows moto's Query walk.
-- Amazon is the emulator (local/amazon) on loopback HTTP; its report notifications go to the
-  report_notifications queue.
+- Amazon is the emulator (local/amazon). Its WSGI app answers the product's requests in the caller's
+  thread (bench/inprocess_http.py: requests and urllib3 as usual, no socket; `--loopback` sends them over
+  loopback HTTP to its server instead, same results, about 30% slower). Its report notifications go to
+  the report_notifications queue.
 - World: N sellers spread over NA, EU and FE (seeded), each participating in every marketplace the
   emulator's getMarketplaceParticipations lists for its region (`seller_marketplaces`) and connecting
   from one of them, through the real consent path: `/connect` and `/callback` of the consent function's
@@ -24,8 +26,12 @@ and the Amazon emulator's clock are one `FixedClock`; nothing waits on the wall 
   the messages it does not report as failed are deleted, the failed ones come back after the visibility
   timeout. Delayed messages become visible when the virtual clock reaches their delay.
 - Amazon creates one settlement report per (seller, marketplace) at a seeded moment of the week.
-- Faults: a 6-hour planning outage (the plan schedule does not fire) and one simulated day on which
-  every Reports API operation answers 503 (the emulator's `/_emulator/faults`, kept armed all day).
+- Faults (`default_faults`): a 6-hour planning outage (the plan schedule does not fire) and one simulated
+  day on which each call of a Reports API operation (createReport, getReports, getReport,
+  getReportDocument) answers 503 with probability `--error-share` (default 0.5; seeded), through the
+  emulator's own fault book (`ReportsErrors`). `--error-share 1` is a day-long outage: today's fetcher
+  then retries every waiting job every minute all day, which this harness can simulate but not within
+  its time budget at 100 sellers.
 
 Measured:
 - share of (seller, marketplace, report type, window) stored, against `expected_units()`: computed from
@@ -280,10 +286,10 @@ class Faults:
 
 
 def default_faults(start: datetime, days: int) -> Faults:
-    """A 6-hour planning outage, 03:00-09:00 of the second day (of the first in a one-day run), and a day
-    of 5xx: the fourth day of a week-long run, the last day of a run of 2 to 4 days, two hours after the
-    outage for two hours in a one-day run."""
-    outage_start = start + timedelta(days=1 if days >= 2 else 0, hours=3)
+    """A 6-hour planning outage, 03:00-09:00 of the second day (of the first in a run shorter than 5 days),
+    and a day of 5xx: the fourth day of a run of 5 days or more, the last day of a run of 2 to 4 days, two
+    hours after the outage for two hours in a one-day run."""
+    outage_start = start + timedelta(days=1 if days >= 5 else 0, hours=3)
     outage = (outage_start, outage_start + timedelta(hours=6))
     if days >= 5:
         errors = (start + timedelta(days=3), start + timedelta(days=4))
@@ -555,6 +561,13 @@ def _aws_for_the_functions(emulator: Any, visibility: int, max_receives: int) ->
     return sqs, {"jobs": jobs, "dead_letters": dead, "notifications": notifications}
 
 
+def _emulator_calls(emulator: Any, loopback: bool) -> contextlib.AbstractContextManager[None]:
+    """Requests to the emulator: over loopback HTTP, or answered by its WSGI app in the caller's thread."""
+    from bench.inprocess_http import routed
+
+    return contextlib.nullcontext() if loopback else routed(emulator.base_url, emulator.wsgi_app)
+
+
 @contextlib.contextmanager
 def _environment(values: dict[str, str]) -> Iterator[None]:
     saved = dict(os.environ)
@@ -567,7 +580,8 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 
 def run(sellers: int, days: int, seed: int, *, step_minutes: float = 5.0, error_share: float = DEFAULT_ERROR_SHARE,
-        faults: Faults | None = None, progress: Callable[[str], None] = say) -> dict[str, Any]:
+        loopback: bool = False, faults: Faults | None = None,
+        progress: Callable[[str], None] = say) -> dict[str, Any]:
     _setup_paths()
     from aws_lambda_powertools.utilities.parameters.base import clear_caches
     from moto import mock_aws
@@ -602,7 +616,7 @@ def run(sellers: int, days: int, seed: int, *, step_minutes: float = 5.0, error_
     try:
         with _environment(env), mock_aws(), AmazonEmulator(
                 redirect_uris=[REDIRECT_URI], login_uri="https://seller-insights.example.com/login", draft=True,
-                clock=one_clock) as emulator:
+                clock=one_clock) as emulator, _emulator_calls(emulator, loopback):
             os.environ.pop("AWS_ENDPOINT_URL", None)
             sqs, queues = _aws_for_the_functions(emulator, visibility, max_receives)
             jobs, dead, notifications = queues["jobs"], queues["dead_letters"], queues["notifications"]
@@ -773,6 +787,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--error-share", type=float, default=DEFAULT_ERROR_SHARE,
                         help="share of Reports API calls answering 503 during the 5xx day (1 = every call)")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--loopback", action="store_true",
+                        help="call the emulator over loopback HTTP instead of its WSGI app in this thread (slower)")
     args = parser.parse_args(argv)
     if args.sellers < 1 or args.days < 1 or not 1 <= args.step_minutes <= 15 or not 0 <= args.error_share <= 1:
         parser.error("--sellers and --days must be at least 1, --step-minutes from 1 to 15, --error-share 0 to 1")
@@ -783,13 +799,14 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.flush()
     out = os.fdopen(os.dup(1), "w", buffering=1)
     PRODUCT_LOG.parent.mkdir(parents=True, exist_ok=True)
-    with PRODUCT_LOG.open("w") as log:
-        os.dup2(log.fileno(), 1)
-    sys.stdout = sys.stderr
+    log = PRODUCT_LOG.open("w", buffering=1)  # open until the process ends: fd 1 and sys.stdout write here
+    os.dup2(log.fileno(), 1)
+    sys.stdout = log
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
     for name in ("werkzeug", "botocore", "boto3", "urllib3", "moto", "jsii"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    result = run(args.sellers, args.days, args.seed, step_minutes=args.step_minutes, error_share=args.error_share)
+    result = run(args.sellers, args.days, args.seed, step_minutes=args.step_minutes, error_share=args.error_share,
+                 loopback=args.loopback)
     executable = Path(sys.executable)
     python = str(executable.relative_to(REPO)) if executable.is_relative_to(REPO) else "python"
     result.update(measured_on())

@@ -35,7 +35,7 @@ def test_a_stored_window_covers_the_periods_inside_it_in_its_marketplaces_only()
 
 
 def test_a_tiny_week_runs_through_the_real_handlers():
-    result = completeness.run(sellers=3, days=1, seed=3, progress=lambda _: None)
+    result = completeness.run(sellers=3, days=1, seed=3, step_minutes=15, progress=lambda _: None)
     assert result["sellers_by_region"] == {"NA": 1, "EU": 1, "FE": 1}
     assert result["expected_units"] > 0 and 0 < result["stored_units"] <= result["expected_units"]
     assert result["schedule_runs"]["plan-reports (skipped: outage)"] == 24  # 6 hours of a 15-minute schedule
