@@ -30,8 +30,8 @@ and the Amazon emulator's clock are one `FixedClock`; nothing waits on the wall 
   day on which each call of a Reports API operation (createReport, getReports, getReport,
   getReportDocument) answers 503 with probability `--error-share` (default 0.5; seeded), through the
   emulator's own fault book (`ReportsErrors`). `--error-share 1` is a day-long outage: today's fetcher
-  then retries every waiting job every minute all day, which this harness can simulate but not within
-  its time budget at 100 sellers.
+  then retries every waiting job every minute all day, one fetcher step per waiting job per time step
+  here, so such a run takes much longer.
 
 Measured:
 - share of (seller, marketplace, report type, window) stored, against `expected_units()`: computed from
