@@ -37,7 +37,9 @@ def world(token_env, emulator, monkeypatch):
     clock.set_clock(FixedClock(emulator.now()))
     boto3.client("s3").create_bucket(Bucket="data")
     queue = boto3.client("sqs").create_queue(QueueName="report-jobs")["QueueUrl"]
-    for key, value in {"DATA_BUCKET": "data", "REPORT_JOBS_QUEUE_URL": queue, "DEFAULT_REPORT_TYPES": ORDERS}.items():
+    # No history: these tests follow the live window of each marketplace (coverage has its own tests).
+    for key, value in {"DATA_BUCKET": "data", "REPORT_JOBS_QUEUE_URL": queue, "DEFAULT_REPORT_TYPES": ORDERS,
+                       "REPORT_BACKFILL_DAYS": f"{ORDERS}=0"}.items():
         monkeypatch.setenv(key, value)
     forget_all()
     yield {"resources": token_env, "queue": queue}

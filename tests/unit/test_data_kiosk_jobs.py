@@ -165,6 +165,7 @@ class Reports:
 @dataclass
 class Plans:
     denied: dict[str, int] = field(default_factory=dict)
+    finished: list[tuple[str, str]] = field(default_factory=list)  # (job id, status) told to the cursor
 
     def delete(self, seller: str, region: str) -> None:
         raise AssertionError("an ACTIVE connection's plan is never deleted")
@@ -174,6 +175,10 @@ class Plans:
 
     def clear_denied(self, seller: str, region: str, report_type: str) -> bool:
         return self.denied.pop(report_type, None) is not None
+
+    def record_finished(self, job: Job, status: str, now: int) -> bool:
+        self.finished.append((job.job_id, status))
+        return True
 
 
 class Connections:

@@ -219,4 +219,4 @@ def test_each_due_connection_is_planned_with_the_marketplaces_its_check_found(fi
     assert participations.refreshed == ["A1SELLER01", "A2SELLER02"]  # the due ones, once each
     planned = {m for jobs in queue.jobs() for job in jobs for m in job["marketplace_ids"]}
     assert planned == {US, canada}
-    assert [p.marketplace_ids for p in cursors.saved[0]] == [[US, canada]] * 2
+    assert [p.marketplace_ids for p in cursors.saved] == [[US, canada]] * 2
