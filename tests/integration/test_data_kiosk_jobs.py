@@ -107,10 +107,13 @@ def kiosk_env(token_env, emulator, monkeypatch):
     clock.set_clock(FixedClock(emulator.now()))  # Amazon refuses dates in its future
     boto3.client("s3").create_bucket(Bucket="data")
     queue = boto3.client("sqs").create_queue(QueueName="report-jobs")["QueueUrl"]
+    # The days these tests follow, not history (coverage has its own tests); SELLER sells in one marketplace.
     for key, value in {"DATA_BUCKET": "data", "REPORT_JOBS_QUEUE_URL": queue,
-                       "DEFAULT_REPORT_TYPES": SALES_AND_TRAFFIC}.items():
+                       "DEFAULT_REPORT_TYPES": SALES_AND_TRAFFIC, "REPORT_BACKFILL_DAYS": f"{SALES_AND_TRAFFIC}=0"}.items():
         monkeypatch.setenv(key, value)
     forget_all()
+    control(emulator, "participations", {"selling_partner_id": SELLER, "region": "NA",
+                                         "marketplaces": [{"country": "US"}]})
     # Minutes, not hours: these tests move both clocks in steps (tests/local covers the full range).
     control(emulator, "queries/timing", {"min_seconds": 60, "max_seconds": 600})
     assert connect_and_confirm(ConsentClient(), emulator.base_url, SELLER, "US").status == 303
