@@ -23,15 +23,16 @@ from seller_insights.clock import FixedClock
 from seller_insights.containers import forget_all
 from seller_insights.object_keys import seller_prefix
 from seller_insights.report_catalog import LISTINGS, SALES_AND_TRAFFIC
-from seller_insights.spapi import SpApiClient
 from tests.support.api import ConsentClient, FakeContext
+from tests.support.fetcher import refresher_sweep
 from tests.support.flows import connect_and_confirm
 from tests.support.iam import acting_as
-from tests.support.tokens import provider
+from tests.support.tokens import lwa_stats, provider
 
 SELLER = "A1KIOSKSELLER01"
 US = "ATVPDKIKX0DER"
 EU_SELLER, FE_SELLER = "A3KIOSKEUROPE03", "A4KIOSKFAREAST4"
+DAY = 86400
 
 
 def invoke(event: dict[str, Any]) -> dict[str, Any]:
@@ -97,8 +98,8 @@ def control(emulator: Any, path: str, body: dict[str, Any]) -> Any:
     return answer.json()
 
 
-def requested(emulator: Any) -> list[dict[str, Any]]:
-    answer = requests.get(f"{emulator.base_url}/_emulator/requests", params={"operation": "createQuery"}, timeout=5)
+def requested(emulator: Any, operation: str = "createQuery") -> list[dict[str, Any]]:
+    answer = requests.get(f"{emulator.base_url}/_emulator/requests", params={"operation": operation}, timeout=5)
     return list(answer.json()["requests"])
 
 
@@ -108,8 +109,8 @@ def kiosk_env(token_env, emulator, monkeypatch):
     boto3.client("s3").create_bucket(Bucket="data")
     queue = boto3.client("sqs").create_queue(QueueName="report-jobs")["QueueUrl"]
     # The days these tests follow, not history (coverage has its own tests); SELLER sells in one marketplace.
-    for key, value in {"DATA_BUCKET": "data", "REPORT_JOBS_QUEUE_URL": queue,
-                       "DEFAULT_REPORT_TYPES": SALES_AND_TRAFFIC, "REPORT_BACKFILL_DAYS": f"{SALES_AND_TRAFFIC}=0"}.items():
+    for key, value in {"DATA_BUCKET": "data", "REPORT_JOBS_QUEUE_URL": queue, "DEFAULT_REPORT_TYPES": SALES_AND_TRAFFIC,
+                       "REPORT_BACKFILL_DAYS": f"{SALES_AND_TRAFFIC}=0"}.items():
         monkeypatch.setenv(key, value)
     forget_all()
     control(emulator, "participations", {"selling_partner_id": SELLER, "region": "NA",
@@ -170,64 +171,56 @@ def test_a_sellers_day_is_stored_as_json_lines_with_its_row(kiosk_env, emulator)
 
 
 def test_a_restated_day_replaces_its_object_and_row(kiosk_env, emulator, token_env):
-    invoke({"task": "plan-reports"})
+    planned_at = clock.epoch_seconds()
+    assert invoke({"task": "plan-reports"})["jobs"] == 1
     run_until_settled(kiosk_env, emulator)
     (first,) = items(SELLER, "REPORT#")
-    # Amazon restates a day for 72 hours: six hours later the same day reads differently. The re-pull is a
-    # new job for the same window (the planner's restate_days plans it); here the old job is forgotten so
-    # the same window runs again.
-    advance(emulator, 6 * 3600)
-    provider(token_env, emulator.base_url).get(SELLER, "NA")  # the refresher keeps a token warm
-    (job,) = items(SELLER, "JOB#")
-    boto3.resource("dynamodb").Table("test-connections").delete_item(Key={"pk": job["pk"], "sk": job["sk"]})
-    message = {key: job[key] for key in ("job_id", "seller", "region", "report_type", "window_start", "window_end")}
-    boto3.client("sqs").send_message(QueueUrl=kiosk_env,
-                                     MessageBody=json.dumps({"jobs": [{**message, "marketplace_ids": [US]}]}))
+    (first_job,) = items(SELLER, "JOB#")
+    day = first_job["window_start"][:10]
+    # Amazon restates a day for 72 hours. Once a day the planner pulls the completed days before yesterday
+    # again (Sales and Traffic's restate_days): the next day, the day just stored is one of them.
+    advance(emulator, planned_at - planned_at % DAY + DAY + 3600 - clock.epoch_seconds())  # 01:00 the next day
+    assert refresher_sweep(token_env, emulator, SELLER)  # the token refresher's run: a fresh token
+    restatement = clock.now().strftime("s%Y%m%d")  # a restatement pull is named by the day it is planned
+    assert invoke({"task": "plan-reports"})["jobs"] == 2  # the stored day again, and the new yesterday
     run_until_settled(kiosk_env, emulator)
 
-    (again,) = items(SELLER, "REPORT#")  # replaced, not added
-    assert again["sk"] == first["sk"] and again["s3_key"] == first["s3_key"]
+    jobs = {(j["window_start"], j.get("pull")): j for j in items(SELLER, "JOB#")}
+    assert jobs[(first_job["window_start"], restatement)]["status"] == "DONE"  # a new job for the same window
+    rows = {r["sk"]: r for r in items(SELLER, "REPORT#")}
+    assert len(rows) == 2  # the restated day's row replaced, the new day's added
+    again = rows[first["sk"]]
+    assert again["s3_key"] == first["s3_key"]
     assert again["report_id"] != first["report_id"] and again["sha256"] != first["sha256"]
-    assert list(objects(SELLER)) == [first["s3_key"]]
+    assert sorted(objects(SELLER)) == sorted(r["s3_key"] for r in rows.values())  # one object per day
     assert hashlib.sha256(body_of(first["s3_key"])).hexdigest() == again["sha256"]
-    assert len(requested(emulator)) == 2
+    pulled = [(q["start"], q["end"]) for q in requested(emulator)]
+    assert pulled.count((day, day)) == 2 and len(pulled) == 3  # the day twice, the new day once
 
 
 def test_a_missing_brand_analytics_role_ends_the_job_after_one_fresh_token_retry(kiosk_env, emulator, token_env,
-                                                                                monkeypatch, capfd):
-    from report_fetcher import handler
-
-    class RefreshedAtOnce:
-        """The fetcher's own token source (cached tokens only), with the token refresher refreshing a refused
-        token at once: the fresh token the client's one retry then uses."""
-
-        def __init__(self, cached: Any) -> None:
-            self._cached = cached
-
-        def get(self, seller: str, region: str) -> Any:
-            return self._cached.get(seller, region)
-
-        def invalidate(self, seller: str, region: str, token: Any) -> None:
-            self._cached.invalidate(seller, region, token)
-            with acting_as("token_refresher"):
-                provider(token_env, emulator.base_url).get(seller, region)
-
-    fetchers_own = handler.sellers_api()
-    client = SpApiClient(RefreshedAtOnce(fetchers_own._tokens), endpoint_override=emulator.base_url)
-    monkeypatch.setattr(handler, "sellers_api", lambda: client)
-    forget_all()
+                                                                                capfd):
     control(emulator, "roles", {"role": "Brand Analytics", "selling_partner_id": SELLER, "withheld": True})
+    refreshes = lwa_stats(emulator.base_url)["refresh_token"]
     invoke({"task": "plan-reports"})
-    run_until_settled(kiosk_env, emulator, rounds=5)
+    # Polls of the job queue, the token refresher's sweep after each (it renews the token the job asked for).
+    for _ in range(5):
+        while deliver(kiosk_env):
+            pass
+        refresher_sweep(token_env, emulator, SELLER)
+        advance(emulator, 120)
 
     (job,) = items(SELLER, "JOB#")
-    assert job["status"] == "FAILED"
-    assert "403" in job["error"] or "permission_denied" in job["error"]
+    assert (job["status"], job["error"]) == ("FAILED", "permission_denied")
     counted = stats(emulator)
     assert counted["spapi_denied"]["createQuery"] == 2  # the first try and one with a fresh token; no loop
+    assert lwa_stats(emulator.base_url)["refresh_token"] - refreshes == 1  # that one fresh token
     assert requested(emulator) == [] and items(SELLER, "REPORT#") == []
     assert boto3.client("sqs").receive_message(QueueUrl=kiosk_env).get("Messages", []) == []
-    assert '"DataKioskRoleMissing":[1.0]' in "".join(capfd.readouterr())
+    (plan,) = items(SELLER, "PLAN#")
+    assert int(plan["denied"][SALES_AND_TRAFFIC]) > clock.epoch_seconds()  # planning leaves the type for now
+    logged = "".join(capfd.readouterr())
+    assert '"DataKioskRoleMissing":[1.0]' in logged and '"ReportPermissionDenied":[1.0]' in logged
 
 
 def test_a_throttled_create_query_is_requeued_then_stored(kiosk_env, emulator):
@@ -248,7 +241,9 @@ def test_a_throttled_create_query_is_requeued_then_stored(kiosk_env, emulator):
 def test_more_than_96_sellers_all_get_their_query_the_same_day(kiosk_env, emulator, token_env):
     sellers = [f"A9KIOSK{n:08d}" for n in range(99)]  # and SELLER: 100
     tokens = provider(token_env, emulator.base_url)
-    for seller in sellers:
+    for seller in sellers:  # each sells in one marketplace: one query each
+        control(emulator, "participations", {"selling_partner_id": seller, "region": "NA",
+                                             "marketplaces": [{"country": "US"}]})
         assert connect_and_confirm(ConsentClient(), emulator.base_url, seller, "US").status == 303
         tokens.get(seller, "NA")
 
@@ -281,7 +276,9 @@ def notified_env(kiosk_env, emulator, sqs, moto_endpoint, monkeypatch):
 
 def test_eu_and_fe_report_and_query_jobs_resume_from_their_notifications(notified_env, emulator, sqs):
     jobs_queue, notifications = notified_env
-    for seller, marketplace in ((EU_SELLER, "DE"), (FE_SELLER, "JP")):
+    for seller, region, marketplace in ((EU_SELLER, "EU", "DE"), (FE_SELLER, "FE", "JP")):  # one each: two jobs
+        control(emulator, "participations", {"selling_partner_id": seller, "region": region,
+                                             "marketplaces": [{"country": marketplace}]})
         assert connect_and_confirm(ConsentClient(), emulator.base_url, seller, marketplace).status == 303
     control(emulator, "queries/timing", {"min_seconds": 60, "max_seconds": 80})  # done before the reports
     refreshed = refresher("refresh-tokens")  # warm tokens, and each region's destination
@@ -345,6 +342,11 @@ def test_the_reports_api_fallback_pulls_sales_and_traffic_as_a_report(kiosk_env,
     (job,) = items(SELLER, "JOB#")
     assert job["status"] == "DONE" and items(SELLER, "QUERYID#") == [] and len(items(SELLER, "REPORTID#")) == 1
     (row,) = items(SELLER, "REPORT#")
-    assert row["s3_key"].endswith(f"/reports/{SALES_AND_TRAFFIC}/{job['window_start']}_{job['window_end']}.json")
+    # The same marketplace-scoped key and row as through Data Kiosk, as a JSON report.
+    assert row["sk"] == f"REPORT#NA#{SALES_AND_TRAFFIC}#{US}#{job['window_start']}#{job['window_end']}"
+    assert row["s3_key"] == (f"{seller_prefix(SELLER, 'NA')}reports/{SALES_AND_TRAFFIC}/{US}/"
+                             f"{job['window_start']}_{job['window_end']}.json")
     counted = stats(emulator)
     assert (counted["spapi"]["createReport"], counted["spapi"]["createQuery"]) == (1, 0)
+    (report,) = requested(emulator, "createReport")
+    assert (report["kind"], report["marketplace_ids"]) == (SALES_AND_TRAFFIC, [US])
