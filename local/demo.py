@@ -166,6 +166,7 @@ class Demo:
         stats = requests.get(f"{self.amazon}/_emulator/stats", timeout=_TIMEOUT).json()
         reports["throttled"] = int(stats.get("throttled", 0))
         expect(reports["throttled"] == 0, f"the emulator throttled {reports['throttled']} SP-API calls")
+        coverage = self.coverage(sellers)
         deletion = self.deletion(first, "NA", sellers[1])
         return {
             "sellers_connected": len(sellers),
@@ -175,9 +176,31 @@ class Demo:
             "tokens_refreshed": tokens_refreshed,
             "revocation": revocation,
             "reports": reports,
+            "coverage": coverage,
             "lwa_calls": stats.get("lwa", stats),
             "deletion": deletion,
         }
+
+    def coverage(self, sellers: list[tuple[str, str]]) -> dict[str, list[dict[str, Any]]]:
+        """Per seller, what the operator sees of each type's coverage (GET /admin/sellers/{id}): the covered
+        range per type and marketplace, the history left and when it was last stored."""
+        admin = AdminClient.from_info(self.stack.info())
+        covered: dict[str, list[dict[str, Any]]] = {}
+        for seller, marketplace in sellers:
+            region = _REGION_OF[marketplace]
+            shown = self.admin_json(admin, "GET", f"/admin/sellers/{seller}")
+            (connection,) = [c for c in shown["connections"] if c["region"] == region]
+            rows = [{key: row[key] for key in ("report_type", "marketplace_id", "covered_from", "covered_until",
+                                               "backfill_left_days", "last_stored_at")}
+                    for row in connection.get("coverage", [])]
+            expect(bool(rows), f"no coverage cursor for {seller} ({region})")
+            say(f"coverage of {seller} ({region}), as GET /admin/sellers/{{id}} shows it:")
+            for row in rows:
+                scope = f" {row['marketplace_id']}" if row["marketplace_id"] else ""
+                say(f"  {row['report_type']}{scope}: {row['covered_from']} → {row['covered_until']}, "
+                    f"{row['backfill_left_days']} days of history left")
+            covered[seller] = rows
+        return covered
 
     # --- data rights: export, deletion, the retention sweep -----------------------------------------
 
@@ -366,6 +389,11 @@ class Demo:
         expect(plan.get("connections") == len(sellers) and int(plan.get("jobs", 0)) > 0,
                f"plan-reports should have planned jobs for {len(sellers)} connections: {_report(plan)}")
         say(f"  {plan['jobs']} report jobs for {plan['connections']} connections, in {plan['messages']} message(s)")
+        # At most plan_max_jobs_per_connection new jobs per connection per run (createReport's burst): the EU
+        # seller's five marketplaces need more, so it stays due and the next run plans the rest.
+        rest = self.fire("plan-reports")
+        say(f"the next plan-reports run plans the rest: {rest['jobs']} more job(s) for {rest['connections']} "
+            "connection(s) with more windows than one run's cap")
 
         drained = self.drain()
         say(f"  drain: {_delivered(drained)}; the jobs requested their reports (createReport) and went back on "

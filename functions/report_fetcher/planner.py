@@ -30,25 +30,24 @@ again. A subscription whose region has no destination yet (the token refresher k
 same way, without counting a failure.
 
 Freshness: for each type, the worst lag of the cursors it planned (`ReportLagPeriods`, in periods of the
-type's cadence beyond the one just due; dimension ReportType) is emitted per run and alarmed above 2.
+type's cadence beyond the one just due; dimension report_type) is emitted per run and alarmed above 2.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
 
 from report_fetcher.participations import ParticipationsRefresh
 from report_fetcher.subscriptions import ReportSubscriptions
 from seller_insights import clock
 from seller_insights.coverage import Cursor, Window, aligned, iso_of, key_of, new_cursor, request_window
 from seller_insights.errors import PlanningFailed
-from seller_insights.observability import METRICS_NAMESPACE, get_logger, get_metrics
+from seller_insights.observability import get_logger, get_metrics, put_metric_per_type
 from seller_insights.report_catalog import CATALOG, ReportSpec, WindowKind
 from seller_insights.report_jobs import Job, Plan, PlanRepository, job_id
 
@@ -63,7 +62,6 @@ DEFAULT_MAX_JOBS_PER_CONNECTION = 15
 MAX_JOBS_PER_CONNECTION = 100  # stage config bound: above it a backfill would burst past the quotas anyway
 SAVE_ATTEMPTS = 3
 LAG_METRIC = "ReportLagPeriods"
-DUTY = "report_fetcher"
 
 
 @dataclass
@@ -126,12 +124,7 @@ class Planner:
             self._lags(item.plan, epoch, lags)
         report.jobs = len(sent)
         for report_type, lag in sorted(lags.items()):
-            # One metric per type (its own dimension), outside the function's shared EMF blob.
-            with single_metric(name=LAG_METRIC, unit=MetricUnit.Count, value=lag,
-                               namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", METRICS_NAMESPACE),
-                               default_dimensions={"service": os.environ.get("POWERTOOLS_SERVICE_NAME", DUTY),
-                                                   "ReportType": report_type}):
-                pass
+            put_metric_per_type(LAG_METRIC, report_type, lag)
         return report
 
     # --- one connection -------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
 
 from seller_insights import clock
 from seller_insights.errors import (
@@ -32,7 +32,7 @@ from seller_insights.errors import (
 )
 from seller_insights.marketplaces import MARKETPLACES
 from seller_insights.object_keys import error_document_key, report_key
-from seller_insights.observability import get_logger, get_metrics
+from seller_insights.observability import get_logger, get_metrics, put_metric_per_type
 from seller_insights.quotas import QuotaBuckets
 from seller_insights.report_catalog import DataSource, ReportFormat, ReportSpec, WindowKind, source_of, spec
 from seller_insights.report_gzip import DocumentLimits
@@ -88,10 +88,7 @@ def count(name: str, value: float = 1) -> None:
 def count_by_type(name: str, report_type: str) -> None:
     """The metric with the service dimension only (what the alarm watches), and a copy per report type."""
     count(name)
-    metrics = get_metrics()
-    with single_metric(name=name, unit=MetricUnit.Count, value=1, namespace=metrics.namespace,
-                       default_dimensions={"service": str(metrics.service)}) as metric:
-        metric.add_dimension(name="report_type", value=report_type)
+    put_metric_per_type(name, report_type, 1)
 
 
 class TokenRenewals(Protocol):
@@ -158,9 +155,12 @@ class JobRunner:
         if job.status.terminal:
             # Only the planner's message (re-planning the window) starts a terminal job again, and only one
             # that expired or whose permission_denied retry time came; every other copy is stale.
-            if version is not None or not job.restartable or not self._restart(job):
+            if version is None and job.restartable and self._restart(job):
+                expected = job.version
+            else:
+                if version is None:
+                    self._retell_cursor(job)
                 return Step(job.status)
-            expected = job.version
         else:
             expected = 0 if version is None else version  # the planner's message can only start a job
         if expected != job.version and not self._orphaned(job):
@@ -240,6 +240,13 @@ class JobRunner:
         for step_state in STEP_STATE:  # what the last run left; anything else in extra describes the job
             job.extra.pop(step_state, None)
         return self._jobs.save(job)
+
+    def _retell_cursor(self, job: Job) -> None:
+        """The planner sent an ended job's window again: its cursor never learned how the job ended (the
+        conditional cursor write lost every race, or the function stopped between the job's save and it).
+        Telling it again is harmless: a cursor that already knows changes nothing."""
+        if job.status in (JobStatus.DONE, JobStatus.NO_DATA, JobStatus.FAILED):
+            self._plans.record_finished(job, job.status.value, clock.epoch_seconds())
 
     @staticmethod
     def _orphaned(job: Job) -> bool:

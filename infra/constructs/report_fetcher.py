@@ -172,7 +172,7 @@ class ReportFetcher(Construct):
         # One per report type a connection pulls by default (the dimension the planner emits).
         self.lag_metrics = {
             report_type: cloudwatch.Metric(namespace=METRICS_NAMESPACE, metric_name=LAG_METRIC,
-                                           dimensions_map={"service": DUTY, "ReportType": report_type},
+                                           dimensions_map={"service": DUTY, "report_type": report_type},
                                            statistic=cloudwatch.Stats.MAXIMUM, period=METRIC_PERIOD)
             for report_type in config.default_report_types
         }

@@ -461,7 +461,7 @@ def test_every_default_type_falling_more_than_two_periods_behind_is_alarmed(raw:
     topic_id, _ = by_purpose(raw, "alarms")
     alarms = [a["Properties"] for a in resources(raw, "AWS::CloudWatch::Alarm").values()
               if a["Properties"].get("MetricName") == "ReportLagPeriods"]
-    by_type = {next(d["Value"] for d in a["Dimensions"] if d["Name"] == "ReportType"): a for a in alarms}
+    by_type = {next(d["Value"] for d in a["Dimensions"] if d["Name"] == "report_type"): a for a in alarms}
     assert set(by_type) == set(DEFAULT_REPORT_TYPES)
     for report_type, alarm in by_type.items():
         assert alarm["Namespace"] == "SellerInsights"

@@ -62,7 +62,8 @@ def test_transient_lwa_errors_are_retried_then_succeed(consent_env, emulator, na
     assert naps == [0.25, 0.5]  # exponential backoff (jitter pinned to 1 in this test)
     assert [(item["pk"], item["region"]) for item in stored(consent_env)] == [(f"CANDIDATE#{SELLER}", "NA")]
     assert confirm_consents()["verified"] == 1
-    assert sorted(item["sk"] for item in stored(consent_env)) == ["CONN#NA", "PLAN#NA"]
+    # The connection, its planning cursor, and the seller's getMarketplaceParticipations quota bucket.
+    assert sorted(item["sk"] for item in stored(consent_env)) == ["BUCKET", "CONN#NA", "PLAN#NA"]
 
 
 @pytest.mark.parametrize("status", [500, 503, "timeout"])

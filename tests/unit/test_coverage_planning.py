@@ -320,7 +320,7 @@ def test_the_worst_lag_per_type_is_emitted_in_periods_of_its_cadence(fixed_clock
     for line in capfd.readouterr().out.splitlines():
         blob = json.loads(line) if line.startswith("{") else {}
         if "ReportLagPeriods" in blob:
-            lags[blob["ReportType"]] = blob["ReportLagPeriods"]
+            lags[blob["report_type"]] = blob["ReportLagPeriods"]
     # Orders: 72 hours behind at the moment its next window is planned (the one just due is not lag);
     # returns: the worst marketplace (CA, stuck a day earlier than US) counts.
     assert lags == {ORDERS: [71.0], FBA_RETURNS: [3.0]}

@@ -844,6 +844,19 @@ def test_a_twin_that_lost_the_final_save_tells_no_cursor(fetcher: Fetcher, docum
     assert fetcher.plans.finished == []
 
 
+def test_a_resent_window_of_an_ended_job_tells_its_cursor_again(fetcher: Fetcher) -> None:
+    """The cursor missed how the job ended (its write lost every race, or the function stopped right after
+    the job's save): the planner re-sends the window after a while, and that copy heals the cursor."""
+    job = new_job(fetcher)
+    stored_as(fetcher, job, status=JobStatus.DONE, version=3)
+
+    assert fetcher.runner.run(job) == Step(JobStatus.DONE)  # the planner's copy (no version)
+    assert fetcher.runner.run(job, version=2) == Step(JobStatus.DONE)  # a stale poll: not the planner's
+
+    assert fetcher.plans.finished == [(job.job_id, "DONE")]
+    assert fetcher.amazon.calls == []
+
+
 def test_a_marketplace_scoped_report_names_its_marketplace_in_key_and_row(fetcher: Fetcher,
                                                                         documents: DocumentStream) -> None:
     fetcher.amazon.report = {"processingStatus": "DONE", "reportDocumentId": "DOC-1"}

@@ -24,6 +24,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
 
 from seller_insights.redaction import redact
@@ -131,6 +132,15 @@ def get_metrics() -> Metrics:
         namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", METRICS_NAMESPACE),
         service=os.environ.get("POWERTOOLS_SERVICE_NAME", "seller_insights"),
     )
+
+
+def put_metric_per_type(name: str, report_type: str, value: float) -> None:
+    """One metric with its own `report_type` dimension (besides `service`), outside the function's shared EMF
+    blob, whose dimensions every metric of the invocation shares."""
+    metrics = get_metrics()
+    with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=metrics.namespace,
+                       default_dimensions={"service": str(metrics.service)}) as metric:
+        metric.add_dimension(name="report_type", value=report_type)
 
 
 class _NoSegment(BaseSegment):
