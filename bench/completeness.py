@@ -83,6 +83,7 @@ FAULT_STATUS = 503
 # The share of Reports API calls answering 503 during the 5xx day (--error-share).
 DEFAULT_ERROR_SHARE = 0.5
 HTTP_TIMEOUT = 10
+BACKFILL_DAYS = 2
 
 
 def say(message: str) -> None:
@@ -201,7 +202,8 @@ def stored_units(table: Any, world: list[Seller], settlements: list[Settlement])
     Today a row is `REPORT#{region}#{type}#{window_start}#{window_end}` (settlement:
     `...#{report_id}`) with `window_start`/`window_end` and `report_id`; its marketplaces are not on
     the row, so they come from the row itself if it ever names them (`marketplace_ids` or
-    `marketplace_id`), else from the job that requested its report (JOB#/REPORTID# items), else, for a
+    `marketplace_id`), else from the job that requested its report or query (JOB# with REPORTID# or QUERYID#
+    items), else, for a
     settlement report, from the marketplace Amazon created it for. Adapt here when the keys or rows
     change (e.g. the marketplace in the key, Data Kiosk rows for Sales and Traffic)."""
     from boto3.dynamodb.conditions import Key
@@ -215,8 +217,9 @@ def stored_units(table: Any, world: list[Seller], settlements: list[Settlement])
     for seller in world:
         items = list(dynamo.query(table, KeyConditionExpression=Key("pk").eq(f"SELLER#{seller.seller_id}")))
         jobs = {i["sk"][len("JOB#"):]: i for i in items if i["sk"].startswith("JOB#")}
-        job_of_report = {i["sk"][len("REPORTID#"):]: jobs.get(i["job_id"]) for i in items
-                         if i["sk"].startswith("REPORTID#")}
+        # A report's job by its REPORTID# pointer; a Data Kiosk query's by its QUERYID# pointer.
+        job_of_report = {i["sk"].split("#", 1)[1]: jobs.get(i["job_id"]) for i in items
+                         if i["sk"].startswith(("REPORTID#", "QUERYID#"))}
         for row in (i for i in items if i["sk"].startswith("REPORT#")):
             report_id = str(row.get("report_id") or "") or None
             ids = row.get("marketplace_ids") or ([row["marketplace_id"]] if row.get("marketplace_id") else None)
@@ -557,6 +560,10 @@ def _aws_for_the_functions(emulator: Any, visibility: int, max_receives: int) ->
         "REAUTH_NOTICE_DAYS": "30", "ROTATE_WHEN_DAYS_LEFT": "7", "EVENT_BUS_NAME": "default",
         "DATA_BUCKET": "bench-data", "REPORT_JOBS_QUEUE_URL": jobs,
         "DEFAULT_REPORT_TYPES": ",".join(CATALOG), "REPORT_NOTIFICATIONS_QUEUE_ARN": arn(notifications),
+        # Two days of history for the types that have any: backfill runs behind the live windows within the
+        # same quotas, which the live share then shows (a stage's years of history would be a separate run).
+        "REPORT_BACKFILL_DAYS": ",".join(f"{spec.report_type}={BACKFILL_DAYS}" for spec in CATALOG.values()
+                                         if spec.backfill_days),
     })
     return sqs, {"jobs": jobs, "dead_letters": dead, "notifications": notifications}
 
