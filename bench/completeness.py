@@ -167,19 +167,25 @@ class Settlement:
     created: int
 
 
-def expected_units(world: list[Seller], connected_at: datetime, until: datetime,
-                   settlements: list[Settlement]) -> list[Unit]:
+def expected_units(world: list[Seller], connected_at: datetime, until: datetime, settlements: list[Settlement],
+                   planning_outage: tuple[datetime, datetime] | None = None) -> list[Unit]:
     """THE EXPECTATION, from the catalog's cadences and the sellers' marketplaces only.
 
     For every seller, every marketplace it sells in and every requestable catalog type: each period of
     the type's cadence (aligned to the epoch, as the catalog aligns) that starts at or after the
     connection and ends by `until`. Settlement reports cannot be requested: each one Amazon created by
-    `until` is expected, in the marketplace it was created for. Adapt here if the pipeline's expected
-    scope changes (e.g. history before the connection once backfill exists, or a type's granularity)."""
-    from seller_insights.report_catalog import CATALOG, align
+    `until` less one discovery period (12 hours: the discovery that finds it runs by then) is expected, in
+    the marketplace it was created for.
+
+    Two things no pipeline can fetch are not expected: a snapshot (the state now: listings, FBA inventory)
+    of a period whose next whole period passed inside the planning outage (nothing ran that could ask
+    for it, and Amazon cannot give a past state); and history before the connection (the backfill's, a
+    separate measure). Adapt here if the pipeline's expected scope changes (e.g. a type's granularity)."""
+    from seller_insights.report_catalog import CATALOG, SETTLEMENT, WindowKind, align
 
     units: list[Unit] = []
     begin, last = int(connected_at.timestamp()), int(until.timestamp())
+    down = (int(planning_outage[0].timestamp()), int(planning_outage[1].timestamp())) if planning_outage else None
     for seller in world:
         for spec in CATALOG.values():
             if not spec.requestable:
@@ -189,10 +195,13 @@ def expected_units(world: list[Seller], connected_at: datetime, until: datetime,
             if first < begin:
                 first += cadence
             for start in range(first, last - cadence + 1, cadence):
-                units.extend(Unit(seller.seller_id, code, spec.report_type, start, start + cadence)
-                             for code in seller.marketplaces)
+                end = start + cadence
+                if spec.window is WindowKind.SNAPSHOT and down and down[0] <= end and end + cadence <= down[1]:
+                    continue  # its run was due only while planning was down: a past state cannot be asked for
+                units.extend(Unit(seller.seller_id, code, spec.report_type, start, end) for code in seller.marketplaces)
+    discovery = int(CATALOG[SETTLEMENT].cadence.total_seconds())
     units.extend(Unit(s.seller, s.marketplace, _settlement_type(), s.created, s.created, s.report_id)
-                 for s in settlements if s.created <= last)
+                 for s in settlements if s.created <= last - discovery)
     return units
 
 
@@ -667,7 +676,8 @@ def _measure(world: list[Seller], simulation: Simulation, amazon: str, *, connec
     import requests
 
     table = boto3.resource("dynamodb").Table(os.environ["CONNECTIONS_TABLE"])
-    expected = expected_units(world, connected_at, end - GRACE, simulation.settlements)
+    expected = expected_units(world, connected_at, end - GRACE, simulation.settlements,
+                              simulation.faults.planning_outage)
     stored = stored_units(table, world, simulation.settlements)
 
     def waiting(url: str) -> int:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from bench import completeness
 from bench.completeness import Seller, Settlement, StoredWindow, Unit, covered, expected_units
-from seller_insights.report_catalog import CATALOG, ORDERS, SALES_AND_TRAFFIC, SETTLEMENT
+from seller_insights.report_catalog import CATALOG, FBA_INVENTORY, ORDERS, SALES_AND_TRAFFIC, SETTLEMENT
 
 START = datetime(2026, 11, 30, tzinfo=UTC)
 HOUR = 3600
@@ -23,6 +23,19 @@ def test_the_expectation_counts_every_period_of_every_marketplace_after_the_conn
     assert days == [int((START + timedelta(days=1)).timestamp())]  # day 1 only: day 0 began before the connection
     assert [u.report_id for u in units if u.report_type == SETTLEMENT] == ["51234"]
     assert {u.report_type for u in units} == set(CATALOG)
+
+
+def test_what_no_pipeline_can_fetch_is_not_expected():
+    """A snapshot whose run fell only inside the planning outage (a past state cannot be asked for), and a
+    settlement report created after the last discovery of the run."""
+    seller = Seller("A1EXPECTED0001", "EU", "DE", ("DE",))
+    late = Settlement(seller.seller_id, "DE", "99", int((START + timedelta(days=2) - timedelta(hours=1)).timestamp()))
+    outage = (START + timedelta(hours=3), START + timedelta(hours=9))
+    units = expected_units([seller], START, START + timedelta(days=2), [late], outage)
+    inventory = sorted(u.start - int(START.timestamp()) for u in units if u.report_type == FBA_INVENTORY)
+    assert 0 not in inventory and 4 * HOUR in inventory  # due at 04:00, inside the outage; due at 08:00: at 09:00
+    assert [u for u in units if u.report_type == SETTLEMENT] == []
+    assert len([u for u in units if u.report_type == ORDERS]) == 48  # windowed types: every hour is expected
 
 
 def test_a_stored_window_covers_the_periods_inside_it_in_its_marketplaces_only():
