@@ -33,6 +33,7 @@ from tests.support.e2e import (
     new_seller,
     receipts,
     s3,
+    sells_only_in,
     versions_left,
 )
 from tests.support.local_stack import REPO, seller_items, stack_of_its_own, stack_seller_key
@@ -78,6 +79,7 @@ def pull_reports(info: dict[str, Any], seller: str) -> list[dict[str, Any]]:
 
 def connected_with_reports(info: dict[str, Any], admin: AdminClient) -> dict[str, Any]:
     seller = new_seller()
+    sells_only_in(info, seller, "NA", "US")  # one job per type
     connect(info, seller, "US")
     rows = pull_reports(info, seller)
     contact = {"contact_email": "owner@example.com", "contact_name": "Dana Example"}

@@ -75,6 +75,13 @@ def finish_at_callback(info: dict[str, Any], browser: requests.Session, callback
     assert confirmed["verified"] == 1, confirmed
 
 
+def sells_only_in(info: dict[str, Any], seller: str, region: str, *countries: str) -> None:
+    """What Amazon's getMarketplaceParticipations answers for the seller (default: every marketplace of the
+    region): a test that follows one job per type pins one marketplace."""
+    post(f"{info['amazon']}/_emulator/participations",
+         {"selling_partner_id": seller, "region": region, "marketplaces": [{"country": c} for c in countries]})
+
+
 def connect(info: dict[str, Any], seller: str, marketplace: str = "US") -> None:
     """The website flow: /connect → Amazon's consent page → /callback."""
     browser = browser_session()
