@@ -343,7 +343,7 @@ class JobRunner:
     # --- settlement: discovered, never requested ------------------------------------------------
 
     def _discover(self, job: Job, report_spec: ReportSpec) -> Step:
-        """Every page of getReports since the window's start less the type's lookback, each report stored once
+        """Every page of getReports since the window's start (the planner's, lookback included), each report stored once
         (by report id) under the marketplace it names. No marketplace filter: Amazon ignores it for settlement
         reports, so the discovery asks for all of the seller's and trusts only each report's own marketplaceIds.
         Quota-aware across pages: the page's reports still to store and the next page's token stay on the job,
@@ -382,7 +382,8 @@ class JobRunner:
     def _discovery_query(job: Job, state: dict[str, Any]) -> dict[str, Any]:
         if state["next_token"]:
             return {"nextToken": state["next_token"]}  # with nextToken, Amazon takes no other parameter
-        since = datetime.fromisoformat(job.window_start.replace("Z", "+00:00")) - spec(job.report_type).lookback
+        # The planner's window already reaches back the type's lookback (coverage.request_window).
+        since = datetime.fromisoformat(job.window_start.replace("Z", "+00:00"))
         # getReports refuses a createdSince more than 90 days back; a minute's margin for the trip there.
         horizon = clock.now() - GET_REPORTS_HORIZON + timedelta(minutes=1)
         return {"reportTypes": job.report_type, "processingStatuses": "DONE", "pageSize": SETTLEMENT_PAGE_SIZE,
