@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 from report_fetcher.service import (
     FIRST_CHECK_SECONDS,
     IN_FLIGHT,
-    MAX_DELAY_SECONDS,
     MAX_DOCUMENT_ATTEMPTS,
     RETRY_SECONDS,
     Step,
@@ -170,9 +169,7 @@ class DataKioskPath:
         job.extra.pop("stalled_since", None)
         status = query["processingStatus"]
         if status in IN_FLIGHT:
-            job.polls += 1
-            # As for reports: 30 s, 60 s, 120 s ... capped at 15 minutes; the notification resumes it sooner.
-            return runner._again(job, min(MAX_DELAY_SECONDS, FIRST_CHECK_SECONDS * 2 ** job.polls))
+            return runner._poll_later(job)
         if status == "CANCELLED":
             return runner._finish(job, JobStatus.NO_DATA, "query cancelled: no data for this window")
         if status == "FATAL":
@@ -193,18 +190,7 @@ class DataKioskPath:
             except (DocumentDownloadFailed, DocumentCorrupt, StorageFailed, SpApiError):
                 get_logger().warning("FATAL query's error document could not be kept",
                                      extra={"report_type": job.report_type})
-        job.attempts += 1
-        job.error = f"FATAL (query {job.report_id})"
-        if job.attempts >= report_spec.max_attempts:
-            count("ReportFailed")
-            return runner._finish(job, JobStatus.FAILED, job.error)
-        job.status = JobStatus.COOLDOWN
-        job.report_id = None
-        cooldown = int(report_spec.fatal_cooldown.total_seconds())
-        job.next_check_at = clock.epoch_seconds() + cooldown
-        if not runner._jobs.save(job):
-            return Step(job.status)
-        return Step(JobStatus.COOLDOWN, min(cooldown, MAX_DELAY_SECONDS), job.version)
+        return runner._cool_down(job, report_spec, f"FATAL (query {job.report_id})")
 
     def _store(self, job: Job, document_id: str) -> Step | None:
         """The JSONL document streamed into the day's object and its REPORT# row; None when stored."""

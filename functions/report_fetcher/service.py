@@ -306,9 +306,7 @@ class JobRunner:
         job.extra.pop("stalled_since", None)
         status = report["processingStatus"]
         if status in IN_FLIGHT:
-            job.polls += 1
-            # 30 s, 60 s, 120 s ... capped at SQS's 15 minutes; a notification resumes it sooner.
-            return self._again(job, min(MAX_DELAY_SECONDS, FIRST_CHECK_SECONDS * 2 ** job.polls))
+            return self._poll_later(job)
         if status == "CANCELLED":
             return self._finish(job, JobStatus.NO_DATA, "cancelled by Amazon: no data for this window")
         if status == "FATAL":
@@ -327,8 +325,19 @@ class JobRunner:
             except (DocumentDownloadFailed, DocumentCorrupt, StorageFailed, SpApiError):
                 get_logger().warning("FATAL report's error document could not be kept",
                                      extra={"report_type": job.report_type})
+        return self._cool_down(job, report_spec, f"FATAL (report {job.report_id})")
+
+    def _poll_later(self, job: Job) -> Step:
+        """Amazon is still at it: look again in 30 s, 60 s, 120 s ... capped at SQS's 15 minutes (Amazon's
+        notification resumes the job sooner). Reports and Data Kiosk queries alike."""
+        job.polls += 1
+        return self._again(job, min(MAX_DELAY_SECONDS, FIRST_CHECK_SECONDS * 2 ** job.polls))
+
+    def _cool_down(self, job: Job, report_spec: ReportSpec, error: str) -> Step:
+        """After a FATAL report or query: FAILED once the type's attempts are spent, else wait the type's
+        cooldown and request again (a new report or query)."""
         job.attempts += 1
-        job.error = f"FATAL (report {job.report_id})"
+        job.error = error
         if job.attempts >= report_spec.max_attempts:
             count("ReportFailed")
             return self._finish(job, JobStatus.FAILED, job.error)
