@@ -19,7 +19,8 @@ and the Amazon emulator's clock are one `FixedClock`; nothing waits on the wall 
   from one of them, through the real consent path: `/connect` and `/callback` of the consent function's
   handler, the emulator's consent page, then the token refresher's `verify-consents` task.
 - Time moves in steps (default 5 minutes). At each step the schedules of the template fire at their
-  rate (rates read from infra/constructs: `plan-reports` of the report fetcher, `refresh-tokens`,
+  rate (rates read from infra/constructs: `plan-reports` and `wake-jobs` (parked jobs back on the queue) of
+  the report fetcher, `refresh-tokens`,
   `verify-consents` and `check-reauthorization` of the token refresher; a rate shorter than the step
   fires once per step), then every visible message of report_jobs and report_notifications goes to the
   fetcher's `lambda_handler` as an SQS event of up to 10 records (the event source mapping's batch);
@@ -337,6 +338,7 @@ class Counts:
     failed_records: int = 0
     schedule_runs: Counter[str] = field(default_factory=Counter)
     planned_jobs: int = 0
+    woken_jobs: int = 0  # parked jobs the wake-jobs schedule sent back to report_jobs
 
 
 class FakeContext:
@@ -392,6 +394,8 @@ class Simulation:
         self.counts.schedule_runs[name] += 1
         if name == "plan-reports":
             self.counts.planned_jobs += int(self.fetcher({"task": "plan-reports"}).get("jobs", 0))
+        elif name == "wake-jobs":  # parked report jobs (long waits) back on report_jobs
+            self.counts.woken_jobs += int(self.fetcher({"task": "wake-jobs"}).get("woken", 0))
         else:
             self.refresher(name)
 
@@ -518,11 +522,11 @@ def settlement_schedule(world: list[Seller], end: datetime, seed: int) -> dict[t
 def template_rates() -> dict[str, int]:
     """The schedules of the template, by name, in seconds (infra/constructs)."""
     os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-    from infra.constructs.report_fetcher import PLAN_SCHEDULE
+    from infra.constructs import report_fetcher
     from infra.constructs.token_refresher import SCHEDULES
 
     rates = {name: int(rate.to_seconds()) for name, rate, _ in SCHEDULES}
-    rates[PLAN_SCHEDULE[0]] = int(PLAN_SCHEDULE[1].to_seconds())
+    rates.update({name: int(rate.to_seconds()) for name, rate in report_fetcher.SCHEDULES})
     return rates
 
 
@@ -774,6 +778,7 @@ def summarise(*, world: list[Seller], days: int, seed: int, step_minutes: float,
         "fetcher_failed_records": counts.failed_records,
         "schedule_runs": dict(counts.schedule_runs),
         "jobs_planned": counts.planned_jobs,
+        "jobs_woken": counts.woken_jobs,
         "missing_examples": [
             {"seller": u.seller, "marketplace": u.marketplace, "report_type": u.report_type,
              "start": datetime.fromtimestamp(u.start, UTC).strftime(fmt)}

@@ -64,6 +64,9 @@ REPORT_MAX_COMPRESSION_RATIO_RANGE = (20, 1032)
 REPORT_BACKFILL_DAYS_MAX = 3650
 # New report jobs per connection per plan run (PLAN_MAX_JOBS_PER_CONNECTION; report_fetcher.planner).
 PLAN_MAX_JOBS_RANGE = (1, 100)
+# Concurrent batches of the report_jobs queue's event source (its MaximumConcurrency: 2..1000 is what Lambda
+# accepts); sizing in docs/architecture.md, "Report job concurrency".
+REPORT_JOBS_CONCURRENCY_RANGE = (2, 1000)
 
 
 class ConfigError(ValueError):
@@ -185,6 +188,9 @@ class StageConfig(_Model):
     # At most this many new report jobs per connection per plan run (and history only while fewer windows
     # are in flight): 15 matches createReport's burst and its 1 a minute over the 15-minute plan schedule.
     plan_max_jobs_per_connection: int = Field(default=15, ge=PLAN_MAX_JOBS_RANGE[0], le=PLAN_MAX_JOBS_RANGE[1])
+    # The report_jobs queue's event-source concurrency, sized to the fleet (docs/architecture.md); the
+    # per-seller quota buckets keep every seller inside Amazon's limits whatever it is.
+    report_jobs_concurrency: int = Field(ge=REPORT_JOBS_CONCURRENCY_RANGE[0], le=REPORT_JOBS_CONCURRENCY_RANGE[1])
 
     @field_validator("redirect_uri")
     @classmethod

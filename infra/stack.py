@@ -135,6 +135,8 @@ class SellerInsightsStack(Stack):
             observability.watch_dead_letter_queue(alarm_id, queue, description)
         data_requests = DataRequests(self, "DataRequests", config=config, stores=stores, api=consent.api)
         observability.watch_function(data_requests.handler)
+        # Last, once every duty has added its queues: the age of the oldest message, on every queue.
+        observability.watch_every_queue()
 
         # Names and ARNs only: secret values never leave Secrets Manager.
         outputs = {

@@ -153,11 +153,11 @@ class DataKioskPath:
         job.status = JobStatus.WAITING
         job.polls = job.document_attempts = 0  # a new query: its document has not been tried yet
         job.extra.pop("stalled_since", None)
-        job.next_check_at = clock.epoch_seconds() + FIRST_CHECK_SECONDS
+        runner._schedule(job, FIRST_CHECK_SECONDS)
         if not runner._jobs.save(job):
             return Step(job.status)  # a twin delivery got here first and carries on
         runner._jobs.remember_query_id(job)
-        return Step(JobStatus.WAITING, FIRST_CHECK_SECONDS, job.version)
+        return runner._waiting(job)
 
     def _check(self, job: Job, report_spec: ReportSpec) -> Step:
         runner = self._runner

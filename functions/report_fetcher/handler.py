@@ -1,4 +1,4 @@
-"""Lambda entry of the report pipeline: the plan schedule, the job queue and Amazon's
+"""Lambda entry of the report pipeline: the plan and wake-jobs schedules, the job queue and Amazon's
 REPORT_PROCESSING_FINISHED and DATA_KIOSK_QUERY_PROCESSING_FINISHED notifications. Bodies of messages are
 never logged."""
 
@@ -14,7 +14,8 @@ from report_fetcher.planner import Planner
 from report_fetcher.service import JobRunner
 from report_fetcher.settings import ReportFetcherSettings
 from report_fetcher.subscriptions import ReportSubscriptions
-from seller_insights import aws, clock
+from report_fetcher.wakes import JobWaker
+from seller_insights import aws
 from seller_insights.containers import per_container
 from seller_insights.errors import ConfigurationError
 from seller_insights.observability import get_logger, get_metrics, get_tracer
@@ -130,13 +131,15 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
                           config.enabled_by_default, subscriptions(), config.planning_limits,
                           participations=participations())
         return planner.run().as_dict()
+    if event.get("task") == "wake-jobs":
+        return JobWaker(table(), aws.client("sqs"), settings().report_jobs_queue_url).run().as_dict()
     if "Records" in event:
         # Imported on the first queue event: Powertools' batch utility loads every event data class (some
         # 30% of a bare `import boto3`), and the plan schedule never needs it.
         from seller_insights.sqs_batches import consume  # noqa: PLC0415
 
         return consume(event, _message, _log_failure, context)
-    raise ValueError("unknown event: expected SQS records or the plan-reports task")
+    raise ValueError("unknown event: expected SQS records, or the plan-reports or wake-jobs task")
 
 
 def _message(record: SQSRecord) -> None:
@@ -158,15 +161,16 @@ def _log_failure(record: SQSRecord, error: BaseException) -> None:
 
 
 def _run_jobs(messages: list[dict[str, Any]]) -> None:
-    """Each job one step; a job that must wait goes back alone, delayed. Every job of the message is
-    tried; if any failed, the message fails (the others are idempotent by job id)."""
+    """Each job one step; a job that must wait goes back alone, delayed (its message's hops plus one), or is
+    parked in the job table (nothing to send). Every job of the message is tried; if any failed, the
+    message fails (the others are idempotent by job id)."""
     failed = 0
     for message in messages:
         try:
             job = Job.from_message(message)
             step = runner().run(job, message.get("version"))
             if step.again:
-                _enqueue(job, step.delay or 0, step.version)
+                _enqueue(job, step.delay or 0, step.version, step.hops)
         except Exception:
             logger.exception("report job step failed", extra={"report_type": message.get("report_type")})
             failed += 1
@@ -202,13 +206,15 @@ def _hurry(job: Job | None, waited_on: str) -> None:
     # keeps its schedule: resuming it would skip the cooldown and request again at once.
     if job is None or job.status is not JobStatus.WAITING or job.report_id != waited_on:
         return
-    # Due now (not 0): the superseded poll message must still count as stale, not as orphaned.
-    job.next_check_at = clock.epoch_seconds()
-    if JobRepository(table()).save(job):  # the delayed poll message is now stale and will be dropped
-        _enqueue(job, 0, job.version)
+    # A parked job is un-parked; the delayed poll message (if any) is now stale and will be dropped. The
+    # message sent here is a self-hop like the re-queues (the function sends to its own trigger queue).
+    step = runner().hurry(job)
+    if step.again:
+        _enqueue(job, 0, step.version, step.hops)
 
 
-def _enqueue(job: Job, delay: int, version: int | None) -> None:
-    body = {"jobs": [{**job.message(), "version": version}]}
+def _enqueue(job: Job, delay: int, version: int | None, hops: int = 0) -> None:
+    """A self-hop: the job back on report_jobs alone, `hops` its consecutive self-hops (at most MAX_SELF_HOPS)."""
+    body = {"jobs": [{**job.message(), "version": version, "hops": hops}]}
     aws.client("sqs").send_message(QueueUrl=settings().report_jobs_queue_url,
                                    MessageBody=json.dumps(body), DelaySeconds=delay)

@@ -1,4 +1,7 @@
-"""One step of a report job. Never sleeps: a job that must wait goes back on the queue with a delay.
+"""One step of a report job. Never sleeps: a job that must wait goes back on the queue with a delay (a
+self-hop), or, for a wait longer than SQS's 15 minutes or once its message has made MAX_SELF_HOPS
+consecutive self-hops, is parked in the job table until the wake-jobs schedule sends it back
+(report_fetcher.wakes; docs/architecture.md, "Long waits").
 
     NEW ──(reuse an in-flight report, else createReport)──▶ WAITING ──getReport──┬─ DONE → stream → DONE
                                                                                ├─ CANCELLED → NO_DATA
@@ -16,7 +19,7 @@ the same steps through Data Kiosk's operations: report_fetcher.data_kiosk.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -66,19 +69,32 @@ WINDOWED = (WindowKind.UPDATED, WindowKind.DAY)
 SETTLEMENT_PAGE_SIZE = 100  # getReports' maximum
 GET_REPORTS_HORIZON = timedelta(days=90)  # getReports looks back at most 90 days
 STEP_STATE = ("stalled_since", "token_retry", "discovery")  # the run's own keys in Job.extra
+# Consecutive self-hops of a job (re-queued onto report_jobs by this function) before it is parked instead.
+# Lambda stops an SQS -> function -> same-queue chain after about 16 hops unless the function allows it; the
+# function allows it (infra/constructs/report_fetcher.py) and this bound, far below 16, is ours per job:
+# a planner or wake-jobs message starts at 0, so no chain is longer than 1 + MAX_SELF_HOPS invocations.
+MAX_SELF_HOPS = 10
 
 
 @dataclass(frozen=True)
 class Step:
-    """What became of the job in this step: finished, or to be looked at again after `delay`."""
+    """What became of the job in this step: finished, to be looked at again after `delay` (re-queued, at
+    most SQS's 15 minutes), or parked in the job table until `wake_at`."""
 
     status: JobStatus
     delay: int | None = None
     version: int | None = None  # the job version the re-queued message must carry
+    wake_at: int | None = None  # parked: the wake-jobs schedule sends it back when due (no message now)
+    # The re-queued message's consecutive self-hops (not part of what a step decides about the job: not compared).
+    hops: int = field(default=0, compare=False)
 
     @property
     def again(self) -> bool:
         return self.delay is not None
+
+    @property
+    def parked(self) -> bool:
+        return self.wake_at is not None
 
 
 def count(name: str, value: float = 1) -> None:
@@ -152,6 +168,7 @@ class JobRunner:
         A message for an older version is a stale copy (a duplicate delivery, a poll overtaken by a
         notification, a plan that ran twice): it is dropped, so copies never multiply."""
         job = self._jobs.load_or_create(message)
+        job.hops = message.hops  # the hops of the message being handled (the item has the last one sent)
         if job.status.terminal:
             # Only the planner's message (re-planning the window) starts a terminal job again, and only one
             # that expired or whose permission_denied retry time came; every other copy is stale.
@@ -165,6 +182,7 @@ class JobRunner:
             expected = 0 if version is None else version  # the planner's message can only start a job
         if expected != job.version and not self._orphaned(job):
             return Step(job.status)
+        job.wake_at = None  # a parked job is awake now; whatever this step saves says how it waits next
         connection = self._connections.get(job.seller, job.region)
         if connection is None or connection.status is not ConnectionStatus.ACTIVE:
             job.status = JobStatus.ENDED
@@ -172,8 +190,8 @@ class JobRunner:
             self._plans.delete(job.seller, job.region)
             return Step(JobStatus.ENDED)
         wait = job.next_check_at - clock.epoch_seconds()
-        if wait > 0:  # delivered before its time: wait the rest
-            return Step(job.status, min(wait, MAX_DELAY_SECONDS), job.version)
+        if wait > 0:  # delivered before its time: wait the rest (a hop like any other, or parked)
+            return self._again(job, wait)
         report_spec = spec(job.report_type)
         try:
             if not self._token_renewed(job):
@@ -274,11 +292,11 @@ class JobRunner:
         job.status = JobStatus.WAITING
         job.polls = job.document_attempts = 0  # a new report: its document has not been tried yet
         job.extra.pop("stalled_since", None)
-        job.next_check_at = clock.epoch_seconds() + FIRST_CHECK_SECONDS
+        self._schedule(job, FIRST_CHECK_SECONDS)
         if not self._jobs.save(job):
             return Step(job.status)  # a twin delivery got here first and carries on
         self._jobs.remember_report_id(job)
-        return Step(JobStatus.WAITING, FIRST_CHECK_SECONDS, job.version)
+        return self._waiting(job)
 
     def _in_flight_match(self, job: Job) -> str | None:
         """A report of the same type, window and marketplaces already requested (by a crashed earlier
@@ -343,11 +361,10 @@ class JobRunner:
             return self._finish(job, JobStatus.FAILED, job.error)
         job.status = JobStatus.COOLDOWN
         job.report_id = None
-        cooldown = int(report_spec.fatal_cooldown.total_seconds())
-        job.next_check_at = clock.epoch_seconds() + cooldown
+        self._schedule(job, int(report_spec.fatal_cooldown.total_seconds()))  # hours: parked
         if not self._jobs.save(job):
             return Step(job.status)
-        return Step(JobStatus.COOLDOWN, min(cooldown, MAX_DELAY_SECONDS), job.version)
+        return self._waiting(job)
 
     # --- settlement: discovered, never requested ------------------------------------------------
 
@@ -477,14 +494,44 @@ class JobRunner:
         if now - since >= MAX_STALL_SECONDS:
             count("ReportJobsExpired")
             return self._finish(job, JobStatus.EXPIRED, f"no progress for {MAX_STALL_SECONDS // 3600} hours")
-        return self._again(job, delay)
+        # A long wait (a spent app-wide quota, parked) still ends by the stall limit: the job expires on time.
+        return self._again(job, min(delay, since + MAX_STALL_SECONDS - now))
 
     def _again(self, job: Job, delay: float) -> Step:
-        delay = max(1, min(int(delay), MAX_DELAY_SECONDS))
-        job.next_check_at = clock.epoch_seconds() + delay
+        self._schedule(job, max(1, int(delay)))
         if not self._jobs.save(job):
             return Step(job.status)  # another delivery moved the job on; it carries on
-        return Step(job.status, delay, job.version)
+        return self._waiting(job)
+
+    def hurry(self, job: Job) -> Step:
+        """Amazon said the report (or query) the WAITING job waits on is finished: due now, by a message of its
+        own (a self-hop after the one its delayed message made; that message becomes stale) or, out of hops,
+        parked due now. A parked job is un-parked. Step(status) without a message: a twin moved it first."""
+        # Due now (not 0): the superseded poll message must still count as stale, not as orphaned.
+        self._schedule(job, 0)
+        if not self._jobs.save(job):
+            return Step(job.status)
+        return self._waiting(job)
+
+    @staticmethod
+    def _schedule(job: Job, delay: int) -> None:
+        """When the job is looked at next, and how: a delayed message of its own (one more self-hop) when the
+        wait fits in SQS's delay and its message has hops left; else parked in the job table (`wake_at`),
+        where the wake-jobs schedule finds it due and sends it with its hops back at 0."""
+        job.next_check_at = clock.epoch_seconds() + delay
+        if delay > MAX_DELAY_SECONDS or job.hops >= MAX_SELF_HOPS:
+            job.wake_at, job.hops = job.next_check_at, 0
+        else:
+            job.wake_at, job.hops = None, job.hops + 1
+
+    @staticmethod
+    def _waiting(job: Job) -> Step:
+        """The step of a job `_schedule`d and saved."""
+        if job.wake_at is not None:
+            count("ReportJobsParked")
+            return Step(job.status, version=job.version, wake_at=job.wake_at)
+        delay = max(0, job.next_check_at - clock.epoch_seconds())
+        return Step(job.status, delay, job.version, hops=job.hops)
 
     def _finish(self, job: Job, status: JobStatus, error: str | None, *, next_check_at: int = 0) -> Step:
         """`next_check_at`: for a permission_denied job, when planning may start it again."""

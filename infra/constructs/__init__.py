@@ -4,11 +4,20 @@ from aws_cdk import CfnElement, CfnResource, Stack, Tags
 from constructs import IConstruct
 
 PURPOSE_TAG = "seller-insights:purpose"
+# Purposes by construct address: tags are applied only at synthesis, and Observability needs a queue's
+# purpose while the stack is composed (its oldest-message-age threshold).
+_PURPOSES: dict[str, str] = {}
 
 
 def tag_purpose(construct: IConstruct, purpose: str) -> None:
     """Mark a stateful resource with its contract purpose (the local stack finds it by this tag)."""
     Tags.of(construct).add(PURPOSE_TAG, purpose)
+    _PURPOSES[construct.node.addr] = purpose
+
+
+def purpose_of(construct: IConstruct) -> str | None:
+    """The purpose `tag_purpose` gave the construct (None: none)."""
+    return _PURPOSES.get(construct.node.addr)
 
 
 def checkov_skip(construct: IConstruct, check_id: str, comment: str) -> None:

@@ -35,6 +35,8 @@ PLAN_DUE_INDEX = "by_plan_due"
 PURGE_DUE_INDEX = "by_purge_due"
 # Consent candidates waiting for Amazon to confirm their seller (seller_insights.candidates).
 VERIFICATION_DUE_INDEX = "by_verification_due"
+# Report jobs parked until wake_at (long waits; report_fetcher.wakes); seller_insights.report_jobs.WAKE_DUE_INDEX.
+WAKE_DUE_INDEX = "by_wake_due"
 EXPORTS_PREFIX = "exports/"
 # Everything stored about a seller lives under sellers/{id}/{region}/ (architecture §3).
 SELLERS_PREFIX = "sellers/"
@@ -129,8 +131,17 @@ class DataStores(Construct):
             sort_key=dynamodb.Attribute(name="verify_due_at", type=dynamodb.AttributeType.NUMBER),
             projection_type=dynamodb.ProjectionType.KEYS_ONLY,
         )
+        # INCLUDE version: the wake-jobs run un-parks each due job conditionally on the version the index shows
+        # (one UpdateItem, ReturnValues ALL_NEW gives the message), with no read of the job first.
+        self.connections.add_global_secondary_index(
+            index_name=WAKE_DUE_INDEX,
+            partition_key=dynamodb.Attribute(name="wake_shard", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="wake_at", type=dynamodb.AttributeType.NUMBER),
+            projection_type=dynamodb.ProjectionType.INCLUDE,
+            non_key_attributes=["version"],
+        )
         self.connection_indexes = (REFRESH_DUE_INDEX, REAUTHORIZATION_DUE_INDEX, PLAN_DUE_INDEX, PURGE_DUE_INDEX,
-                                   VERIFICATION_DUE_INDEX)
+                                   VERIFICATION_DUE_INDEX, WAKE_DUE_INDEX)
         self.oauth_state = self._table(
             "OAuthState", purpose="oauth_state", partition_key="state_hash", ttl_attribute="expires_at"
         )

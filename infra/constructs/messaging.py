@@ -30,6 +30,11 @@ AMAZON_NOTIFICATIONS_ACTIONS = ("sqs:SendMessage", "sqs:GetQueueAttributes")
 VISIBILITY_TIMEOUT_FACTOR = 6
 MAX_RECEIVE_COUNT = 5
 DLQ_RETENTION = Duration.days(14)
+# Every consumed (work) queue keeps messages SQS's longest: far beyond any planned wait (a message is delayed
+# at most 15 minutes; longer waits are parked in the job table, not in a queue), so a backlog that builds up
+# in an outage is worked off instead of vanishing; its age is alarmed long before (Observability).
+# Exception, with its reason: the token lifecycle's notifications queue (a new client secret travels there).
+WORK_QUEUE_RETENTION = Duration.days(14)
 TARGET_RETRY_ATTEMPTS = 3
 CONSUME_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes")
 

@@ -16,11 +16,22 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.config import StageConfig
-from infra.constructs import messaging, tag_purpose
+from infra.constructs import messaging, purpose_of, tag_purpose
 from infra.constructs.service_function import ServiceFunction
 
 PERIOD = Duration.minutes(5)
 CLOUDWATCH = iam.ServicePrincipal("cloudwatch.amazonaws.com")
+# The age of a queue's oldest message that means trouble (ApproximateAgeOfOldestMessage, watch_every_queue).
+# Work queues: a message is delayed at most 15 minutes (longer waits are parked in the job table) and
+# consumed within minutes, so an hour means a consumer that is stuck, failing or too slow for the backlog,
+# long before the queue's retention (14 days; 4 for the token lifecycle's notifications) could drop it.
+WORK_QUEUE_AGE_ALARM = Duration.hours(1)
+# Per purpose, where a queue's normal life differs from the default (none yet).
+QUEUE_AGE_ALARMS: dict[str, Duration] = {}
+# Dead-letter queues (purpose ending in _dlq, as every duty tags them): their depth alarms
+# at once; the age alarm says a message has waited half the DLQ's retention for an operator and is a week
+# from being lost.
+DLQ_AGE_FRACTION = 0.5
 
 
 class Observability(Construct):
@@ -81,6 +92,37 @@ class Observability(Construct):
             description,
         )
 
+    def watch_every_queue(self) -> list[cloudwatch.Alarm]:
+        """An ApproximateAgeOfOldestMessage alarm on every SQS queue of the stack, whoever added it (call it
+        once the stack is composed). Thresholds: QUEUE_AGE_ALARMS by purpose, else WORK_QUEUE_AGE_ALARM; a
+        dead-letter queue's is DLQ_AGE_FRACTION of its retention."""
+        stack = Stack.of(self)
+        alarms = []
+        for queue in stack.node.find_all():
+            if not isinstance(queue, sqs.Queue):
+                continue
+            purpose = purpose_of(queue) or "unnamed"
+            threshold = self._age_threshold(queue, purpose)
+            name = "".join(queue.node.path.split("/")[1:])
+            alarms.append(self._alarm(
+                f"{name}OldestMessageAge",
+                queue.metric_approximate_age_of_oldest_message(period=PERIOD, statistic=cloudwatch.Stats.MAXIMUM),
+                f"{purpose}: its oldest message is older than {_hours(threshold)} (a consumer stuck or too slow, "
+                "or dead letters nobody looked at); messages past the queue's retention are lost",
+                threshold,
+            ))
+        return alarms
+
+    @staticmethod
+    def _age_threshold(queue: sqs.Queue, purpose: str) -> int:
+        """Seconds."""
+        retention = queue.node.default_child.message_retention_period  # type: ignore[union-attr]
+        retention_seconds = int(retention) if retention is not None else 4 * 24 * 3600  # SQS's default
+        if purpose.endswith("_dlq"):
+            return int(retention_seconds * DLQ_AGE_FRACTION)
+        alarm = QUEUE_AGE_ALARMS.get(purpose, WORK_QUEUE_AGE_ALARM).to_seconds()
+        return int(min(alarm, retention_seconds * DLQ_AGE_FRACTION))
+
     def watch_metric(self, construct_id: str, metric: cloudwatch.IMetric, description: str, *,
                      threshold: float = 0) -> cloudwatch.Alarm:
         """Alarm on any value above `threshold` (zero: any occurrence) of an application metric (EMF,
@@ -102,3 +144,7 @@ class Observability(Construct):
         )
         alarm.add_alarm_action(self._action)
         return alarm
+
+
+def _hours(seconds: int) -> str:
+    return f"{seconds // 3600} hours" if seconds >= 7200 else f"{seconds // 60} minutes"

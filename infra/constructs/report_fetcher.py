@@ -1,8 +1,9 @@
 """ReportFetcher: the report_fetcher function, its schedule and its two queues.
 
-Triggers (docs/internal-contracts.md, "Report pipeline"): the ``plan-reports`` schedule with a
-constant input; the ``report_jobs`` queue the planner fills (one message per connection) and the
-fetcher re-queues waiting jobs to; the ``report_notifications`` queue Amazon's Selling Partner
+Triggers (docs/internal-contracts.md, "Report pipeline"): the ``plan-reports`` and ``wake-jobs`` schedules
+with a constant input; the ``report_jobs`` queue the planner fills (one message per connection), the
+fetcher re-queues waiting jobs to (at most MAX_SELF_HOPS times in a row, see RecursiveLoop below) and
+``wake-jobs`` sends parked jobs back to; the ``report_notifications`` queue Amazon's Selling Partner
 notifications account sends REPORT_PROCESSING_FINISHED to. Output: report documents under
 ``sellers/`` of the data bucket and their metadata in the connections table.
 
@@ -24,12 +25,13 @@ from __future__ import annotations
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.config import StageConfig
 from infra.constructs import logical_ref, messaging, tag_purpose
-from infra.constructs.data_stores import PLAN_DUE_INDEX, SELLERS_PREFIX, DataStores
+from infra.constructs.data_stores import PLAN_DUE_INDEX, SELLERS_PREFIX, WAKE_DUE_INDEX, DataStores
 from infra.constructs.service_function import METRICS_NAMESPACE, ServiceFunction
 from infra.nag import acknowledge
 
@@ -38,13 +40,23 @@ DUTY = "report_fetcher"
 FETCH_TIMEOUT_SECONDS = 300
 FETCH_MEMORY_MB = 1024
 PLAN_SCHEDULE = ("plan-reports", Duration.minutes(15))
+# Parked report jobs that are due go back on report_jobs (report_fetcher.wakes): a parked job waits at most
+# this much longer than it asked to.
+WAKE_SCHEDULE = ("wake-jobs", Duration.minutes(5))
+SCHEDULES = (PLAN_SCHEDULE, WAKE_SCHEDULE)
 JOBS_BATCH_SIZE = 10
-# SP-API quotas are per seller and per application: few concurrent fetchers, the planner spreads the rest.
-JOBS_MAX_CONCURRENCY = 2
+# report_jobs' concurrency is the stage's report_jobs_concurrency (cdk.json; sizing in docs/architecture.md);
+# SP-API quotas stay per seller and per application through the quota buckets, whatever the concurrency.
 NOTIFICATIONS_BATCH_SIZE = 10
 NOTIFICATIONS_MAX_CONCURRENCY = 2
-# A waiting job is re-queued with DelaySeconds; a job not done within 4 days is planned again anyway.
-QUEUE_RETENTION = Duration.days(4)
+# The function sends to report_jobs, the queue that invokes it: waiting jobs go back with DelaySeconds. That is
+# a recursive loop by design, so it is declared: ALLOW, with our own bound per job instead of Lambda's count
+# (which stops a chain after about 16 hops): a job message makes at most MAX_SELF_HOPS (10,
+# report_fetcher.service) consecutive self-hops, then the job is parked in the job table, as is any wait longer
+# than SQS's 15 minutes, and the wake-jobs schedule (not the queue) sends it back with its count at 0.
+# Lambda's own count cannot be the bound: it follows invocations, and a batch of 10 messages from different
+# jobs is one invocation, so a fresh job would inherit another job's count and be stopped early.
+RECURSIVE_LOOP = lambda_.RecursiveLoop.ALLOW
 METRIC_PERIOD = Duration.hours(1)
 REPORT_FAILED_METRIC = "ReportFailed"
 UNEXPECTED_COLUMNS_DROPPED_METRIC = "UnexpectedColumnsDropped"
@@ -95,6 +107,7 @@ class ReportFetcher(Construct):
             memory_mb=FETCH_MEMORY_MB,
             timeout=Duration.seconds(FETCH_TIMEOUT_SECONDS),
             dead_letter_queue=self.failed_events,
+            recursive_loop=RECURSIVE_LOOP,
         )
         fn = self.handler
 
@@ -103,7 +116,8 @@ class ReportFetcher(Construct):
         self.jobs_dlq = messaging.dead_letter_queue(self, "JobsDlq", key=self.jobs_key)
         tag_purpose(self.jobs_dlq, "report_jobs_dlq")
         self.jobs = messaging.consumed_queue(
-            self, "Jobs", consumer=fn, key=self.jobs_key, retention=QUEUE_RETENTION, dead_letters=self.jobs_dlq
+            self, "Jobs", consumer=fn, key=self.jobs_key, retention=messaging.WORK_QUEUE_RETENTION,
+            dead_letters=self.jobs_dlq
         )
         tag_purpose(self.jobs, "report_jobs")
 
@@ -114,7 +128,7 @@ class ReportFetcher(Construct):
             "Notifications",
             consumer=fn,
             key=notifications_key,
-            retention=QUEUE_RETENTION,
+            retention=messaging.WORK_QUEUE_RETENTION,
             dead_letters=self.notifications_dlq,
         )
         tag_purpose(self.notifications, "report_notifications")
@@ -146,7 +160,7 @@ class ReportFetcher(Construct):
             consumer=fn,
             queue=self.jobs,
             batch_size=JOBS_BATCH_SIZE,
-            max_concurrency=JOBS_MAX_CONCURRENCY,
+            max_concurrency=config.report_jobs_concurrency,
             dead_letter_purpose="report_jobs_dlq",
         )
         messaging.consume(
@@ -158,10 +172,10 @@ class ReportFetcher(Construct):
             max_concurrency=NOTIFICATIONS_MAX_CONCURRENCY,
             dead_letter_purpose="report_notifications_dlq",
         )
-        name, rate = PLAN_SCHEDULE
-        messaging.scheduled_task(
-            self, name=name, rate=rate, max_event_age=rate, consumer=fn, dead_letters=self.failed_events
-        )
+        for name, rate in SCHEDULES:
+            messaging.scheduled_task(
+                self, name=name, rate=rate, max_event_age=rate, consumer=fn, dead_letters=self.failed_events
+            )
 
         self.report_failed_metric = self._metric(REPORT_FAILED_METRIC)
         self.unexpected_columns_dropped_metric = self._metric(UNEXPECTED_COLUMNS_DROPPED_METRIC)
@@ -180,7 +194,7 @@ class ReportFetcher(Construct):
     def _grant(self, stores: DataStores) -> None:
         fn = self.handler
         stores.grant_tables_read_write(fn, stores.connections)
-        stores.grant_connection_index_query(fn, PLAN_DUE_INDEX)
+        stores.grant_connection_index_query(fn, PLAN_DUE_INDEX, WAKE_DUE_INDEX)
         # The shared access-token cache only: no refresh tokens.
         stores.grant_access_token_crypto(fn)
         # The destination ids the token refresher caches: read, and dropped when Amazon refuses one.
@@ -221,6 +235,6 @@ class ReportFetcher(Construct):
             ),
             "ReportFailedEventsDepth": (
                 self.failed_events,
-                f"{DUTY}: plan-reports runs that were not delivered, or failed invocations",
+                f"{DUTY}: plan-reports or wake-jobs runs that were not delivered, or failed invocations",
             ),
         }

@@ -125,8 +125,11 @@ class ServiceFunction(Construct):
         timeout: Duration | None = None,
         reserved_concurrency: int | None = None,
         dead_letter_queue: sqs.IQueue | None = None,
+        recursive_loop: lambda_.RecursiveLoop | None = None,
     ) -> None:
-        """``dead_letter_queue``: where Lambda puts asynchronous events that failed every retry."""
+        """``dead_letter_queue``: where Lambda puts asynchronous events that failed every retry.
+        ``recursive_loop``: ALLOW only for a function that re-queues onto its own trigger by design, with a
+        bound of its own (the caller says which, and why); None keeps Lambda's default (Terminate)."""
         super().__init__(scope, construct_id)
         self.duty = duty
         self._config = config
@@ -161,6 +164,7 @@ class ServiceFunction(Construct):
             timeout=timeout or Duration.seconds(config.function_timeout_seconds),
             reserved_concurrent_executions=reserved_concurrency or config.reserved_concurrency,
             dead_letter_queue=dead_letter_queue,
+            recursive_loop=recursive_loop,
             tracing=lambda_.Tracing.ACTIVE,
             log_group=self.log_group,
             logging_format=lambda_.LoggingFormat.JSON,

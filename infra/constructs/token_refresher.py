@@ -49,7 +49,9 @@ SWEEP_TIMEOUT_SECONDS = 120
 NOTIFICATIONS_BATCH_SIZE = 10
 # Bounded: rotation calls are rate-limited by Amazon (one per minute).
 NOTIFICATIONS_MAX_CONCURRENCY = 2
-# A new client secret travels in a notification: it should not linger in the queue.
+# A new client secret travels in a notification: it should not linger in the queue. Shorter than
+# messaging.WORK_QUEUE_RETENTION on purpose; nothing waits in this queue (consumed at once, no delays), and
+# its oldest-message-age alarm (Observability) fires within the hour, days before 4 days pass.
 NOTIFICATIONS_RETENTION = Duration.days(4)
 
 # name (tag seller-insights:schedule, and the constant {"task": name}), rate, and how long a missed

@@ -187,3 +187,16 @@ def test_backfill_days_and_the_planning_cap_are_set_per_stage_within_bounds() ->
         StageConfig.from_context("dev", {"dev": bad})
     with pytest.raises(ConfigError, match="plan_max_jobs_per_connection"):
         StageConfig.from_context("dev", {"dev": {**stages["dev"], "plan_max_jobs_per_connection": 0}})
+
+
+@pytest.mark.parametrize("value", [1, 1001, None, "20"])
+def test_report_jobs_concurrency_is_required_and_bounded(value: object) -> None:
+    stages = load_cdk_context()["stages"]
+    for stage in stages:  # every stage sets it
+        assert 2 <= StageConfig.from_context(stage, stages).report_jobs_concurrency <= 1000
+    bad = {**stages["dev"], "report_jobs_concurrency": value}
+    with pytest.raises(ConfigError, match="report_jobs_concurrency"):
+        StageConfig.from_context("dev", {"dev": bad})
+    missing = {key: v for key, v in stages["dev"].items() if key != "report_jobs_concurrency"}
+    with pytest.raises(ConfigError, match="report_jobs_concurrency"):
+        StageConfig.from_context("dev", {"dev": missing})

@@ -115,7 +115,7 @@ def test_plan_reports_schedule_drives_the_fetcher(raw: dict[str, Any]) -> None:
         if "ScheduleExpression" in rule["Properties"]
         and any(target["Arn"] == _arn(function_id) for target in rule["Properties"]["Targets"])
     }
-    assert set(rules) == {"plan-reports"}
+    assert set(rules) == {"plan-reports", "wake-jobs"}  # wake-jobs: test_wake_jobs_runs_every_five_minutes
     rule = rules["plan-reports"]
     assert (rule["ScheduleExpression"], rule["State"]) == ("rate(15 minutes)", "ENABLED")
     (target,) = rule["Targets"]
@@ -214,8 +214,44 @@ def test_queues_feed_the_fetcher_in_bounded_partial_batches(raw: dict[str, Any])
     for props in mappings.values():
         assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
         assert props["BatchSize"] == 10
-        assert props["ScalingConfig"] == {"MaximumConcurrency": 2}
         assert props.get("Enabled", True) is True
+    assert mappings[notifications_id]["ScalingConfig"] == {"MaximumConcurrency": 2}
+
+
+def test_report_jobs_concurrency_is_the_stages(raw: dict[str, Any], stage: str) -> None:
+    config = StageConfig.from_context(stage, load_cdk_context()["stages"])
+    jobs_id, _ = by_purpose(raw, "report_jobs")
+    (mapping,) = [m["Properties"] for m in resources(raw, "AWS::Lambda::EventSourceMapping").values()
+                  if m["Properties"]["EventSourceArn"] == _arn(jobs_id)]
+    assert mapping["ScalingConfig"] == {"MaximumConcurrency": config.report_jobs_concurrency}
+
+
+def test_work_queues_keep_messages_fourteen_days(raw: dict[str, Any]) -> None:
+    # Far past any planned wait (15 minutes at most in a queue; longer waits are parked in the job table).
+    for purpose in QUEUES:
+        _, queue = by_purpose(raw, purpose)
+        assert queue["Properties"]["MessageRetentionPeriod"] == 14 * 86400, purpose
+
+
+def test_the_fetcher_declares_its_recursive_loop(raw: dict[str, Any]) -> None:
+    # It sends to the queue that invokes it by design (bounded per job by MAX_SELF_HOPS); the other
+    # functions keep Lambda's default.
+    _, function = _function(raw)
+    assert function["Properties"]["RecursiveLoop"] == "Allow"
+    others = [f for f in resources(raw, "AWS::Lambda::Function").values()
+              if f["Properties"].get("Handler") != REPORT_HANDLER]
+    assert all(f["Properties"].get("RecursiveLoop", "Terminate") == "Terminate" for f in others)
+
+
+def test_wake_jobs_runs_every_five_minutes(raw: dict[str, Any]) -> None:
+    (rule,) = [r["Properties"] for r in resources(raw, "AWS::Events::Rule").values()
+               if _tag(r, "seller-insights:schedule") == "wake-jobs"]
+    assert (rule["ScheduleExpression"], rule["State"]) == ("rate(5 minutes)", "ENABLED")
+    (target,) = rule["Targets"]
+    function_id, _ = _function(raw)
+    assert target["Arn"] == _arn(function_id)
+    assert json.loads(target["Input"]) == {"task": "wake-jobs"}
+    assert target["DeadLetterConfig"] == {"Arn": _arn(by_purpose(raw, "report_events_dlq")[0])}
 
 
 # --------------------------------------------------------------------------------- planning index
@@ -230,6 +266,17 @@ def test_connections_table_has_the_plan_due_index(raw: dict[str, Any]) -> None:
     assert index["Projection"] == {"ProjectionType": "ALL"}
     types = {a["AttributeName"]: a["AttributeType"] for a in table["Properties"]["AttributeDefinitions"]}
     assert (types["plan_shard"], types["next_plan_at"]) == ("S", "N")
+
+
+def test_connections_table_has_the_wake_due_index(raw: dict[str, Any]) -> None:
+    _, table = by_purpose(raw, "connections")
+    (index,) = [i for i in table["Properties"]["GlobalSecondaryIndexes"] if i["IndexName"] == "by_wake_due"]
+    assert index["KeySchema"] == [
+        {"AttributeName": "wake_shard", "KeyType": "HASH"},
+        {"AttributeName": "wake_at", "KeyType": "RANGE"},
+    ]
+    # The version, for the conditional un-park without a read.
+    assert index["Projection"] == {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["version"]}
 
 
 # ------------------------------------------------------------------------------------------- grants
@@ -276,7 +323,7 @@ def test_fetcher_permissions_are_scoped(raw: dict[str, Any]) -> None:
     notifications_id, _ = by_purpose(raw, "report_notifications")
     events_dlq_id, _ = by_purpose(raw, "report_events_dlq")
 
-    # The connections table by key, Query on by_plan_due only; no Scan, no other table.
+    # The connections table by key, Query on by_plan_due and by_wake_due only; no Scan, no other table.
     unkeyed = ("dynamodb:Scan", "dynamodb:PartiQLSelect", "dynamodb:ExportTableToPointInTime")
     assert not any(action in by_action for action in unkeyed)
     idempotency_id, _ = by_purpose(raw, "idempotency")
@@ -289,6 +336,7 @@ def test_fetcher_permissions_are_scoped(raw: dict[str, Any]) -> None:
     assert queried == sorted([
         json.dumps(_arn(connections_id)),
         json.dumps({"Fn::Join": ["", [_arn(connections_id), "/index/by_plan_due"]]}),
+        json.dumps({"Fn::Join": ["", [_arn(connections_id), "/index/by_wake_due"]]}),
     ])
     # Objects under sellers/ of the data bucket: put, multipart, get. No list, delete or bucket-level action.
     s3_actions = sorted(a for a in by_action if a.startswith("s3:"))
@@ -334,8 +382,9 @@ def test_report_pipeline_alarms(raw: dict[str, Any]) -> None:
     for purpose in ("report_jobs_dlq", "report_notifications_dlq", "report_events_dlq"):
         queue_id, _ = by_purpose(raw, purpose)
         dimension = {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue_id, "QueueName"]}}
-        (depth,) = [a for a in alarms if dimension in a.get("Dimensions", [])]
-        assert depth["MetricName"] == "ApproximateNumberOfMessagesVisible"
+        # Its depth (the age of its oldest message: tests/infra/test_queue_age_alarms.py).
+        (depth,) = [a for a in alarms if dimension in a.get("Dimensions", [])
+                    and a["MetricName"] == "ApproximateNumberOfMessagesVisible"]
         assert (depth["ComparisonOperator"], depth["Threshold"]) == ("GreaterThanThreshold", 0), purpose
         assert depth["AlarmActions"] == [{"Ref": topic_id}]
     for metric in ("ReportFailed", "UnexpectedColumnsDropped"):

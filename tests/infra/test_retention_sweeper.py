@@ -309,8 +309,8 @@ def test_retention_alarms(raw: dict[str, Any]) -> None:
         assert errors["AlarmActions"] == [{"Ref": topic_id}], handler
     dlq_id, _ = by_purpose(raw, "retention_events_dlq")
     dimension = {"Name": "QueueName", "Value": {"Fn::GetAtt": [dlq_id, "QueueName"]}}
-    (depth,) = [a for a in alarms if dimension in a.get("Dimensions", [])]
-    assert depth["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    (depth,) = [a for a in alarms if dimension in a.get("Dimensions", [])
+                and a["MetricName"] == "ApproximateNumberOfMessagesVisible"]
     assert (depth["ComparisonOperator"], depth["Threshold"]) == ("GreaterThanThreshold", 0)
     assert depth["AlarmActions"] == [{"Ref": topic_id}]
 

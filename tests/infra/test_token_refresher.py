@@ -143,6 +143,7 @@ def test_every_queue_is_encrypted_tls_only_and_dead_lettered(raw: dict[str, Any]
         for alarm in resources(raw, "AWS::CloudWatch::Alarm").values()
         for dimension in alarm["Properties"].get("Dimensions", [])
         if dimension["Name"] == "QueueName"
+        and alarm["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"  # depth, not age
     }
     dead_letter_ids = {
         q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
@@ -220,8 +221,8 @@ def test_token_lifecycle_alarms(raw: dict[str, Any]) -> None:
         queue_id, _ = by_purpose(raw, purpose)
         (depth,) = [a["Properties"] for a in alarms
                     if {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue_id, "QueueName"]}}
-                    in a["Properties"].get("Dimensions", [])]
-        assert depth["MetricName"] == "ApproximateNumberOfMessagesVisible"
+                    in a["Properties"].get("Dimensions", [])
+                    and a["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"]
         assert (depth["ComparisonOperator"], depth["Threshold"]) == ("GreaterThanThreshold", 0)
         assert depth["AlarmActions"] == [{"Ref": topic_id}]
     (invalid_client,) = [a["Properties"] for a in alarms if a["Properties"].get("MetricName") == "LwaInvalidClient"]

@@ -72,9 +72,11 @@ def advance(emulator, seconds):
 
 
 def run_until_settled(queue, emulator, rounds=8, step=120):
+    """The queue drained, then the wake-jobs schedule (parked jobs that are due), each round."""
     for _ in range(rounds):
         while deliver(queue):
             pass
+        invoke({"task": "wake-jobs"})
         advance(emulator, step)
 
 
@@ -450,3 +452,87 @@ def test_a_message_with_a_refused_job_fails_after_its_other_jobs_ran(reports_env
     assert (message_line["message"], message_line["level"]) == ("report message failed", "ERROR")
     assert message_line["message_id"] == "two-jobs"
     assert message_line["exception"].endswith("RuntimeError: 1 of 2 jobs failed; the message is retried")
+
+
+# --- long waits: parked in the job table, woken by the wake-jobs schedule (issue 11, section 2) -------------
+
+
+def deliver_recording(queue, hops):
+    """`deliver`, noting the hops every job message carries."""
+    sqs = boto3.client("sqs")
+    messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+    if not messages:
+        return 0
+    for message in messages:
+        hops += [job.get("hops", 0) for job in json.loads(message["Body"])["jobs"]]
+    result = invoke({"Records": [{"messageId": m["MessageId"], "body": m["Body"]} for m in messages]})
+    assert result == {"batchItemFailures": []}
+    for message in messages:
+        sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+    return len(messages)
+
+
+def test_a_fatal_cooldown_is_parked_and_woken_once_by_wake_jobs(reports_env, emulator):
+    from report_fetcher.service import MAX_DELAY_SECONDS
+
+    seed(emulator, ORDERS, "FATAL", b'{"errorDetails": "bad window"}', content_type="application/json", gzip=False)
+    invoke({"task": "plan-reports"})
+    run_until_settled(reports_env, emulator, rounds=3)
+    (job,) = items("JOB#")
+    assert job["status"] == "COOLDOWN" and int(job["wake_at"]) == int(job["next_check_at"])
+    assert job["wake_shard"] in {str(n) for n in range(8)}
+    assert int(job["wake_at"]) - clock.epoch_seconds() > MAX_DELAY_SECONDS - 3 * 120  # longer than SQS delays
+    assert deliver(reports_env) == 0  # no message carries it: it waits in the table
+
+    assert invoke({"task": "wake-jobs"}) == {"found": 0, "woken": 0, "moved_on": 0, "refused": 0}  # not due
+    advance(emulator, int(job["wake_at"]) - clock.epoch_seconds())
+    assert invoke({"task": "wake-jobs"}) == {"found": 1, "woken": 1, "moved_on": 0, "refused": 0}
+    assert invoke({"task": "wake-jobs"})["found"] == 0  # un-parked: never woken twice
+    (woken,) = items("JOB#")
+    assert "wake_at" not in woken and "wake_shard" not in woken and woken["version"] == job["version"] + 1
+    (message,) = boto3.client("sqs").receive_message(QueueUrl=reports_env, VisibilityTimeout=0)["Messages"]
+    (sent,) = json.loads(message["Body"])["jobs"]
+    assert (sent["job_id"], sent["version"], sent["hops"]) == (job["job_id"], woken["version"], 0)
+
+    run_until_settled(reports_env, emulator)
+    assert items("JOB#")[0]["status"] == "DONE"
+    assert stats(emulator)["spapi"]["createReport"] == 2
+
+
+def test_a_job_moved_on_after_it_was_found_is_not_woken(reports_env):
+    from seller_insights.report_jobs import Job, JobRepository, JobStatus, job_id
+
+    table = boto3.resource("dynamodb").Table("test-connections")
+    start, end = "2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z"
+    job = Job(job_id(SELLER, "NA", ORDERS, start, end), SELLER, "NA", ORDERS, start, end, ["ATVPDKIKX0DER"],
+              status=JobStatus.COOLDOWN, next_check_at=clock.epoch_seconds() - 1,
+              wake_at=clock.epoch_seconds() - 1)
+    jobs = JobRepository(table)
+    assert jobs.load_or_create(job).wake_at is not None
+    assert jobs.wake(SELLER, job.job_id, version=job.version + 1) is None  # the index showed an older version
+    assert "wake_at" in items("JOB#")[0]
+    job.wake_at = None
+    assert jobs.save(job)  # a step (a notification, an adopted copy) moved it on: un-parked by its save
+    assert invoke({"task": "wake-jobs"})["found"] == 0
+    assert deliver(reports_env) == 0
+
+
+def test_throttled_job_hops_at_most_the_bound_then_is_parked_and_woken(reports_env, emulator):
+    from report_fetcher.service import MAX_SELF_HOPS, RETRY_SECONDS
+
+    fault(emulator, "getReport", 429, 2 * MAX_SELF_HOPS + 5)
+    invoke({"task": "plan-reports"})
+    hops: list[int] = []
+    parked = 0
+    for _ in range(60):
+        while deliver_recording(reports_env, hops):
+            pass
+        parked += "wake_at" in items("JOB#")[0]
+        invoke({"task": "wake-jobs"})
+        advance(emulator, RETRY_SECONDS)
+        if items("JOB#")[0]["status"] == "DONE":
+            break
+    assert items("JOB#")[0]["status"] == "DONE"
+    assert max(hops) == MAX_SELF_HOPS  # the bound reached, never passed
+    assert parked >= 2 and hops.count(0) >= 3  # the planner's message, then every wake-jobs message
+    assert_nothing_lost()

@@ -10,11 +10,15 @@ from dataclasses import dataclass
 from typing import Any
 
 
-def _index(name: str, partition: str, sort: str, projection: str = "KEYS_ONLY") -> dict[str, Any]:
+def _index(name: str, partition: str, sort: str, projection: str = "KEYS_ONLY",
+           included: list[str] | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"ProjectionType": projection}
+    if included:
+        spec["NonKeyAttributes"] = included
     return {
         "IndexName": name,
         "KeySchema": [{"AttributeName": partition, "KeyType": "HASH"}, {"AttributeName": sort, "KeyType": "RANGE"}],
-        "Projection": {"ProjectionType": projection},
+        "Projection": spec,
     }
 
 
@@ -32,15 +36,18 @@ TABLES: dict[str, dict[str, Any]] = {
                                  {"AttributeName": "purge_shard", "AttributeType": "S"},
                                  {"AttributeName": "purge_after", "AttributeType": "S"},
                                  {"AttributeName": "verify_shard", "AttributeType": "S"},
-                                 {"AttributeName": "verify_due_at", "AttributeType": "N"}],
-        # Sparse indexes of the token lifecycle, the report planner, the retention sweep and consent verification
-        # (docs/internal-contracts.md).
+                                 {"AttributeName": "verify_due_at", "AttributeType": "N"},
+                                 {"AttributeName": "wake_shard", "AttributeType": "S"},
+                                 {"AttributeName": "wake_at", "AttributeType": "N"}],
+        # Sparse indexes of the token lifecycle, the report planner, the retention sweep, consent verification
+        # and parked report jobs (docs/internal-contracts.md).
         "GlobalSecondaryIndexes": [
             _index("by_refresh_due", "refresh_shard", "refresh_due_at"),
             _index("by_reauthorization_due", "reauth_shard", "reauthorization_due_at"),
             _index("by_plan_due", "plan_shard", "next_plan_at", projection="ALL"),
             _index("by_purge_due", "purge_shard", "purge_after"),
             _index("by_verification_due", "verify_shard", "verify_due_at"),
+            _index("by_wake_due", "wake_shard", "wake_at", projection="INCLUDE", included=["version"]),
         ],
         "ttl": "expires_at",
     },

@@ -14,7 +14,7 @@ from graphql import FieldNode, GraphQLObjectType, build_schema, get_named_type, 
 
 from report_fetcher import data_kiosk
 from report_fetcher.data_kiosk import Granularity, build_query, document_key, job_days, parse_granularity
-from report_fetcher.service import FIRST_CHECK_SECONDS, MAX_DELAY_SECONDS, RETRY_SECONDS, JobRunner, Step
+from report_fetcher.service import FIRST_CHECK_SECONDS, RETRY_SECONDS, JobRunner, Step
 from seller_insights import clock
 from seller_insights.errors import ConfigurationError, SpApiError
 from seller_insights.observability import get_metrics
@@ -312,7 +312,8 @@ def test_fatal_keeps_the_error_document_cools_down_then_fails(setup: Setup):
 
     step = setup.runner.run(job, version=version)
 
-    assert step.status is JobStatus.COOLDOWN and step.delay == MAX_DELAY_SECONDS
+    # The type's cooldown (hours) is longer than SQS delays: the job is parked, no message goes out.
+    assert step.status is JobStatus.COOLDOWN and step.parked and not step.again
     (kept,) = setup.streamed
     assert kept["key"].endswith(f"reports/{SALES_AND_TRAFFIC}/errors/Q1.txt") and kept["document_format"] == "json"
     stored = setup.jobs.stored[job.job_id]

@@ -5,6 +5,7 @@ the repositories' contracts (optimistic versions for jobs); the clock is the pro
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,6 +18,7 @@ from report_fetcher.service import (
     FIRST_CHECK_SECONDS,
     MAX_DELAY_SECONDS,
     MAX_DOCUMENT_ATTEMPTS,
+    MAX_SELF_HOPS,
     MAX_STALL_SECONDS,
     ORPHANED_AFTER_SECONDS,
     RETRY_SECONDS,
@@ -301,13 +303,16 @@ def test_no_create_quota_puts_the_job_back_for_the_wait_rounded_up(fetcher: Fetc
     assert fetcher.jobs.stored[job.job_id].next_check_at == now(fetcher) + 13
 
 
-def test_an_app_quota_wait_longer_than_sqs_allows_is_capped(fetcher: Fetcher) -> None:
+def test_an_app_quota_wait_longer_than_sqs_allows_is_parked(fetcher: Fetcher) -> None:
     reports_fallback(fetcher)  # the app-wide quota is the Reports API path's only
     fetcher.quotas.app_wait = 5 * 3600.0
+    job = new_job(fetcher, SALES_AND_TRAFFIC)
 
-    step = fetcher.runner.run(new_job(fetcher, SALES_AND_TRAFFIC))
+    step = fetcher.runner.run(job)
 
-    assert step.delay == MAX_DELAY_SECONDS
+    # No message (SQS delays 15 minutes at most): the job item waits, due when the quota has refilled.
+    assert not step.again and step.wake_at == now(fetcher) + 5 * 3600 + 1
+    assert fetcher.jobs.stored[job.job_id].wake_at == step.wake_at
     assert fetcher.amazon.created == []
 
 
@@ -355,7 +360,9 @@ def test_a_delivery_before_its_time_waits_the_rest(fetcher: Fetcher) -> None:
     job = new_job(fetcher)
     stored_as(fetcher, job, status=JobStatus.WAITING, report_id="R1", version=2, next_check_at=now(fetcher) + 45)
 
-    assert fetcher.runner.run(job, version=2) == Step(JobStatus.WAITING, 45, 2)
+    # A re-queue like any other (a hop, saved with the hops of its message).
+    assert fetcher.runner.run(job, version=2) == Step(JobStatus.WAITING, 45, 3)
+    assert fetcher.jobs.stored[job.job_id].next_check_at == now(fetcher) + 45
     assert fetcher.amazon.calls == []
 
 
@@ -428,17 +435,20 @@ def test_fatal_cools_down_for_the_types_cooldown_then_requests_again(fetcher: Fe
 
     step = fetcher.runner.run(job, version=version)
 
-    assert step == Step(JobStatus.COOLDOWN, MAX_DELAY_SECONDS, version + 1)
+    # Hours: parked in the job table, not sixteen 15-minute hops.
+    assert step == Step(JobStatus.COOLDOWN, None, version + 1, wake_at=now(fetcher) + cooldown)
     saved = fetcher.jobs.stored[job.job_id]
     assert (saved.attempts, saved.report_id, saved.next_check_at) == (1, None, now(fetcher) + cooldown)
+    assert saved.wake_at == now(fetcher) + cooldown
     assert saved.error == "FATAL (report R1)"
 
-    # Woken early (the 15-minute delay), it waits out the rest; after the cooldown it requests again.
+    # A stale copy meanwhile is dropped; woken at the cooldown's end, it requests again.
     fetcher.clock.advance(MAX_DELAY_SECONDS)
-    assert fetcher.runner.run(job, version=step.version) == Step(JobStatus.COOLDOWN, MAX_DELAY_SECONDS, step.version)
+    assert fetcher.runner.run(job, version=version) == Step(JobStatus.COOLDOWN)
     fetcher.clock.advance(cooldown - MAX_DELAY_SECONDS)
-    assert fetcher.runner.run(job, version=step.version).status is JobStatus.WAITING
+    assert fetcher.runner.run(job, version=wake(fetcher, job)).status is JobStatus.WAITING
     assert len(fetcher.amazon.created) == 1
+    assert fetcher.jobs.stored[job.job_id].wake_at is None
 
 
 def test_fatal_too_often_fails_the_job(fetcher: Fetcher) -> None:
@@ -624,12 +634,31 @@ def test_a_new_report_after_fatal_starts_its_document_count_afresh(fetcher: Fetc
     assert (saved.status, saved.attempts, saved.document_attempts) == (JobStatus.WAITING, 1, 0)
 
 
-def drive(f: Fetcher, job: Job, step: Step, limit: int = 200) -> tuple[Step, int]:
-    """Deliver the job's re-queued message after each delay until it stops; (last step, steps taken)."""
+def wake(f: Fetcher, job: Job) -> int:
+    """What the wake-jobs run does to a due parked job (JobRepository.wake): un-parked, one version on; the
+    version its message carries."""
+    stored = f.jobs.stored[job.job_id]
+    assert stored.wake_at is not None and stored.wake_at <= now(f), "not parked, or not due"
+    stored.wake_at, stored.hops = None, 0
+    stored.version += 1
+    return stored.version
+
+
+def drive(f: Fetcher, job: Job, step: Step, limit: int = 200, hops: list[int] | None = None) -> tuple[Step, int]:
+    """Deliver the job's re-queued message after each delay (with its hops), or wake it when parked (at its
+    wake_at, hops back at 0), until it stops; (last step, steps taken). `hops`: each message's hops."""
     taken = 0
-    while step.again and taken < limit:
-        f.clock.advance(step.delay or 0)
-        step = f.runner.run(job, version=step.version)
+    while (step.again or step.parked) and taken < limit:
+        if step.again:
+            f.clock.advance(step.delay or 0)
+            message, version = dataclasses.replace(job, hops=step.hops), step.version
+        else:
+            assert step.wake_at is not None
+            f.clock.advance(max(0, step.wake_at - now(f)))
+            message, version = dataclasses.replace(job, hops=0), wake(f, job)
+        if hops is not None:
+            hops.append(message.hops)
+        step = f.runner.run(message, version=version)
         taken += 1
     return step, taken
 
@@ -644,7 +673,8 @@ def test_a_job_waiting_on_a_quota_expires_and_a_new_plan_starts_it_again(fetcher
 
     assert last == Step(JobStatus.EXPIRED)
     assert MAX_STALL_SECONDS <= now(fetcher) - start < MAX_STALL_SECONDS + MAX_DELAY_SECONDS
-    assert taken == MAX_STALL_SECONDS // MAX_DELAY_SECONDS  # a bounded number of re-queues, then it stops
+    # Parked until the quota refills, then until the stall limit: two wakes, no stream of re-queues.
+    assert taken == 2
     assert fetcher.amazon.created == []
     # A stale copy does not wake it; the planner's message for the same window (same id) starts it again.
     assert fetcher.runner.run(job, version=3) == Step(JobStatus.EXPIRED)
@@ -871,3 +901,114 @@ def test_a_marketplace_scoped_report_names_its_marketplace_in_key_and_row(fetche
     assert first.name == second.name == f"{US}#{start}#{end}"
     assert first.s3_key == second.s3_key
     assert f"/reports/{LISTINGS}/{US}/{start}_{end}.tsv" in first.s3_key
+
+
+# --- self-hops: bounded per job, long waits parked (issue 11, section 2) ----------------------------------
+
+
+def test_the_self_hop_bound_stays_well_below_lambdas_recursive_loop_limit() -> None:
+    # Lambda stops an SQS -> function -> same-queue chain after about 16 invocations unless allowed; the
+    # fetcher allows it and bounds each job itself. A chain is the first message and its hops.
+    assert MAX_SELF_HOPS >= 1 and 1 + MAX_SELF_HOPS < 16
+
+
+def _cooling(f: Fetcher) -> tuple[Job, Step]:
+    f.amazon.report = {"processingStatus": "FATAL"}
+    job, version = waiting(f, FBA_RETURNS)
+    return job, f.runner.run(job, version=version)
+
+
+def _polling(f: Fetcher) -> tuple[Job, Step]:
+    f.amazon.report = {"processingStatus": "IN_PROGRESS"}  # Amazon never finishes (a 3-hour query, or worse)
+    job, version = waiting(f)
+    return job, f.runner.run(job, version=version)
+
+
+def _throttled(f: Fetcher) -> tuple[Job, Step]:
+    f.amazon.error = SpApiError(429, "QuotaExceeded")
+    job, version = waiting(f)
+    return job, f.runner.run(job, version=version)
+
+
+def _seller_quota(f: Fetcher) -> tuple[Job, Step]:
+    f.quotas.waits["getReport"] = 50.0  # the seller's getReport bucket never refills in time
+    job, version = waiting(f)
+    return job, f.runner.run(job, version=version)
+
+
+def _token_not_renewed(f: Fetcher) -> tuple[Job, Step]:
+    f.amazon.error = SpApiError(403, "Unauthorized")  # the refresher never renews: the job waits for it
+    job = new_job(f)
+    return job, f.runner.run(job)
+
+
+def _app_quota(f: Fetcher) -> tuple[Job, Step]:
+    reports_fallback(f)
+    f.quotas.app_wait = 3 * 3600.0
+    job = new_job(f, SALES_AND_TRAFFIC)
+    return job, f.runner.run(job)
+
+
+@pytest.mark.parametrize("start", [_cooling, _throttled, _seller_quota, _token_not_renewed, _app_quota])
+def test_no_wait_re_queues_a_job_past_the_bound(fetcher: Fetcher, start: Any) -> None:
+    job, step = start(fetcher)
+    hops: list[int] = [0]  # the first message (the planner's, or one wake-jobs sent)
+
+    last, taken = drive(fetcher, job, step, limit=1000, hops=hops)
+
+    assert max(hops) <= MAX_SELF_HOPS
+    assert hops.count(0) > 1  # it was parked and woken on the way
+    assert taken < 1000 and not last.again and not last.parked  # every wait ended: failed or expired
+
+
+def test_a_report_amazon_takes_hours_over_is_polled_within_the_bound(fetcher: Fetcher) -> None:
+    job, step = _polling(fetcher)
+    hops: list[int] = [0]
+    began = now(fetcher)
+
+    step, _ = drive(fetcher, job, step, limit=30, hops=hops)  # 30 looks: hours of 15-minute polls
+    assert now(fetcher) - began > 3 * 3600
+    fetcher.amazon.report = {"processingStatus": "CANCELLED"}
+    last, _ = drive(fetcher, job, step, hops=hops)
+
+    assert last == Step(JobStatus.NO_DATA)
+    assert max(hops) == MAX_SELF_HOPS and hops.count(0) >= 2  # hopped to the bound, parked, woken, again
+
+
+def test_a_job_out_of_hops_is_parked_and_woken_with_its_count_reset(fetcher: Fetcher) -> None:
+    fetcher.amazon.error = SpApiError(429, "QuotaExceeded")
+    job, version = waiting(fetcher)
+    message = dataclasses.replace(job, hops=MAX_SELF_HOPS - 1)
+
+    step = fetcher.runner.run(message, version=version)
+    assert step.again and step.hops == MAX_SELF_HOPS and step.delay == RETRY_SECONDS
+
+    fetcher.clock.advance(RETRY_SECONDS)
+    parked = fetcher.runner.run(dataclasses.replace(job, hops=MAX_SELF_HOPS), version=step.version)
+    assert not parked.again and parked.wake_at == now(fetcher) + RETRY_SECONDS
+    stored = fetcher.jobs.stored[job.job_id]
+    assert (stored.wake_at, stored.hops, stored.next_check_at) == (parked.wake_at, 0, parked.wake_at)
+
+    fetcher.clock.advance(RETRY_SECONDS)
+    fetcher.amazon.error = None
+    fetcher.amazon.report = {"processingStatus": "IN_PROGRESS"}
+    woken = fetcher.runner.run(job, version=wake(fetcher, job))  # wake-jobs' message: hops 0
+    assert woken.again and woken.hops == 1
+    assert fetcher.jobs.stored[job.job_id].wake_at is None
+
+
+def test_a_hurried_job_takes_a_hop_and_a_parked_one_is_woken(fetcher: Fetcher) -> None:
+    job, version = waiting(fetcher, hops=4, next_check_at=now(fetcher) + 600)
+    waiting_job = fetcher.jobs.load_or_create(job)
+
+    step = fetcher.runner.hurry(waiting_job)
+    assert step == Step(JobStatus.WAITING, 0, version + 1) and step.hops == 5
+
+    parked, _ = waiting(fetcher, hops=0, wake_at=now(fetcher) + 3600, next_check_at=now(fetcher) + 3600)
+    step = fetcher.runner.hurry(fetcher.jobs.load_or_create(parked))
+    assert step.again and step.hops == 1
+    assert fetcher.jobs.stored[parked.job_id].wake_at is None  # un-parked: its message goes out now
+
+    out_of_hops, _ = waiting(fetcher, hops=MAX_SELF_HOPS, next_check_at=now(fetcher) + 600)
+    step = fetcher.runner.hurry(fetcher.jobs.load_or_create(out_of_hops))
+    assert not step.again and step.wake_at == now(fetcher)  # due at once, for the next wake-jobs run

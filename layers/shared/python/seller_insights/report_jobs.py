@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from types_boto3_dynamodb.service_resource import Table
 
 PLAN_DUE_INDEX = "by_plan_due"
+# Jobs parked in the table until `wake_at` (waits longer than SQS's delay, or a job out of self-hops); the
+# fetcher's wake-jobs schedule finds them (report_fetcher.wakes). Sparse: only parked jobs have the keys.
+WAKE_DUE_INDEX = "by_wake_due"
 PERMISSION_DENIED = "permission_denied"  # the error of a job Amazon refused for a role the seller or app lacks
 DENIED_RETRY_SECONDS = 24 * 3600  # a type refused for a missing role is tried again daily, not every minute
 JOB_TTL_SECONDS = 35 * 24 * 3600
@@ -250,6 +253,11 @@ class Job:
     document_attempts: int = 0  # downloads of the current document that failed (attempts counts FATAL reports)
     scope: str | None = None  # the marketplace of a per-marketplace job (its cursor, S3 key and REPORT# row)
     pull: str | None = None  # a later pull of the same window (retry "r{n}", restatement "s{yyyymmdd}")
+    # Consecutive self-hops (re-queues by the fetcher onto its own queue) of the message that carries the job
+    # now; it travels in the message ("hops") and is stored with the job (the notification path reads it).
+    hops: int = 0
+    # Parked: looked at again when the wake-jobs schedule finds it due (epoch seconds); no message carries it.
+    wake_at: int | None = None
 
     @property
     def restartable(self) -> bool:
@@ -275,7 +283,7 @@ class Job:
                   report_type=str(body["report_type"]), window_start=str(body["window_start"]),
                   window_end=str(body["window_end"]), marketplace_ids=[str(m) for m in body["marketplace_ids"]],
                   scope=str(body["scope"]) if body.get("scope") else None,
-                  pull=str(body["pull"]) if body.get("pull") else None)
+                  pull=str(body["pull"]) if body.get("pull") else None, hops=int(body.get("hops") or 0))
         if job.job_id != job_id(job.seller, job.region, job.report_type, job.window_start, job.window_end,
                                 scope=job.scope, pull=job.pull):
             raise ValueError("job id does not match the job")
@@ -303,6 +311,23 @@ class JobRepository:
         job.version += 1
         return applied(lambda: self._table.put_item(Item=self._item(job),
                                                     ConditionExpression=Attr("version").eq(expected)))
+
+    def wake(self, seller: str, job_id: str, version: int) -> dict[str, Any] | None:
+        """Un-park a parked job found due (`version` as the index showed it): REMOVE wake_at and wake_shard and
+        bump the version, only if the job is still that version. The job's item as it is now, or None when
+        it moved on meanwhile (a step, a notification or another wake-jobs run got there first)."""
+        answer = conditional(lambda: self._table.update_item(
+            Key=job_key(seller, job_id), UpdateExpression="REMOVE wake_at, wake_shard ADD version :one",
+            ConditionExpression=Attr("version").eq(version) & Attr("wake_at").exists(),
+            ExpressionAttributeValues={":one": 1}, ReturnValues="ALL_NEW"))
+        return None if answer is None else dict(answer["Attributes"])
+
+    def park_again(self, seller: str, job_id: str, version: int, wake_at: int) -> bool:
+        """A woken job whose message SQS refused goes back to sleep (due at once), if nothing moved it since."""
+        return applied(lambda: self._table.update_item(
+            Key=job_key(seller, job_id), UpdateExpression="SET wake_at = :at, wake_shard = :shard ADD version :one",
+            ConditionExpression=Attr("version").eq(version),
+            ExpressionAttributeValues={":at": wake_at, ":shard": shard(seller, job_id), ":one": 1}))
 
     def remember_report_id(self, job: Job) -> None:
         self._remember(job, "REPORTID#")
@@ -337,7 +362,7 @@ class JobRepository:
         item: dict[str, Any] = {
             **job_key(job.seller, job.job_id), **job.message(), "status": job.status.value,
             "attempts": job.attempts, "polls": job.polls, "next_check_at": job.next_check_at,
-            "document_attempts": job.document_attempts,
+            "document_attempts": job.document_attempts, "hops": job.hops,
             "version": job.version, "updated_at": iso(clock.now()),
             "expires_at": clock.epoch_seconds() + JOB_TTL_SECONDS,
         }
@@ -346,6 +371,9 @@ class JobRepository:
                 item[name] = getattr(job, name)
         if job.extra:
             item["extra"] = job.extra
+        if job.wake_at is not None:
+            # Spread over the index's shards by job (one seller's many parked jobs do not share a partition).
+            item.update(wake_at=job.wake_at, wake_shard=shard(job.seller, job.job_id))
         return item
 
     @staticmethod
@@ -358,8 +386,8 @@ class JobRepository:
                    next_check_at=int(item["next_check_at"]), error=item.get("error"),
                    version=int(item["version"]), extra=dict(item.get("extra", {})),
                    document_attempts=int(item.get("document_attempts", 0)),
-                   scope=item.get("scope"), pull=item.get("pull"))
-
+                   scope=item.get("scope"), pull=item.get("pull"), hops=int(item.get("hops", 0)),
+                   wake_at=int(item["wake_at"]) if "wake_at" in item else None)
 
 @dataclass(frozen=True)
 class StoredReport:
