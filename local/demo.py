@@ -406,6 +406,12 @@ class Demo:
             clock = requests.post(f"{self.api}/_local/clock", json={"advance_seconds": step}, timeout=_TIMEOUT)
             expect(clock.status_code == 200, f"/_local/clock answered {clock.status_code}")
             say(f"{_duration(step)} pass (Amazon finishes what is due and notifies); {_waiting(pending)}")
+            # Parked jobs (waits longer than SQS's 15 minutes, or out of self-hops) go back on report_jobs
+            # only through the wake-jobs schedule (every 5 minutes in AWS).
+            woken = self.fire("wake-jobs")
+            expect(woken.get("refused") == 0, f"wake-jobs could not send every woken job: {_report(woken)}")
+            if woken.get("woken"):
+                say(f"  the wake-jobs schedule sent {woken['woken']} parked job(s) back to the queue")
             drained = self.drain()
             say(f"  drain: {_delivered(drained)}")
         pending = self.pending_jobs(sellers)

@@ -85,8 +85,16 @@ def settle(info: dict[str, Any], seller: str, *, waiting: frozenset[str] = froze
         if not pending:
             break
         advance(info, REPORT_MINUTES)
-        results.append(drain(info))
+        results.append(wake_and_drain(info))
     return results
+
+
+def wake_and_drain(info: dict[str, Any]) -> dict[str, Any]:
+    """The wake-jobs schedule (parked jobs that are due back on report_jobs: every 5 minutes in AWS), then
+    the queues drained. The local stack wakes parked jobs only when the schedule is fired."""
+    woken = fire(info, "wake-jobs")
+    assert woken["refused"] == 0, woken
+    return drain(info)
 
 
 def assert_no_failed_deliveries(results: list[dict[str, Any]]) -> None:
@@ -224,9 +232,10 @@ def test_cancelled_is_no_data_and_fatal_keeps_its_error_and_cools_down(info: dic
     # Past the cooldown: the job requests a new report (the seed is spent, so this one is DONE).
     created = stats(info)["spapi"]["createReport"]
     cooldown = int(CATALOG[LISTINGS].fatal_cooldown.total_seconds())
+    assert int(fatal["wake_at"]) == int(fatal["next_check_at"])  # hours: parked in the job table, no message
     advance(info, cooldown)
     fire(info, "refresh-tokens")  # the schedule keeps the cached access token fresh (every 5 minutes)
-    results = [drain(info)]
+    results = [wake_and_drain(info)]
     again = jobs_by_type(info, seller)[LISTINGS]
     assert again["status"] == "WAITING" and again["report_id"] != fatal_report
     assert stats(info)["spapi"]["createReport"] > created
