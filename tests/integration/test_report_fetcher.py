@@ -536,3 +536,28 @@ def test_throttled_job_hops_at_most_the_bound_then_is_parked_and_woken(reports_e
     assert max(hops) == MAX_SELF_HOPS  # the bound reached, never passed
     assert parked >= 2 and hops.count(0) >= 3  # the planner's message, then every wake-jobs message
     assert_nothing_lost()
+
+
+def test_woken_jobs_whose_messages_sqs_refused_are_parked_again(reports_env):
+    from report_fetcher.wakes import JobWaker
+    from seller_insights.report_jobs import Job, JobRepository, JobStatus, job_id
+
+    class RefusingSqs:
+        def send_message_batch(self, QueueUrl, Entries):  # boto3's keyword names
+            return {"Failed": [{"Id": entry["Id"], "SenderFault": False, "Code": "InternalError"}
+                               for entry in Entries]}
+
+    table = boto3.resource("dynamodb").Table("test-connections")
+    start, end = "2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z"
+    due = clock.epoch_seconds() - 1
+    job = Job(job_id(SELLER, "NA", ORDERS, start, end), SELLER, "NA", ORDERS, start, end, ["ATVPDKIKX0DER"],
+              status=JobStatus.COOLDOWN, next_check_at=due, wake_at=due)
+    JobRepository(table).load_or_create(job)
+
+    run = JobWaker(table, RefusingSqs(), reports_env).run()  # type: ignore[arg-type]
+
+    assert run.as_dict() == {"found": 1, "woken": 0, "moved_on": 0, "refused": 1}
+    (stored,) = items("JOB#")
+    assert int(stored["wake_at"]) == clock.epoch_seconds() and stored["version"] == job.version + 2
+    assert invoke({"task": "wake-jobs"})["woken"] == 1  # the next run sends it
+    assert deliver(reports_env) == 1
