@@ -247,6 +247,9 @@ def test_wake_jobs_runs_every_five_minutes(raw: dict[str, Any]) -> None:
     (rule,) = [r["Properties"] for r in resources(raw, "AWS::Events::Rule").values()
                if _tag(r, "seller-insights:schedule") == "wake-jobs"]
     assert (rule["ScheduleExpression"], rule["State"]) == ("rate(5 minutes)", "ENABLED")
+    from report_fetcher.wakes import WAKE_PERIOD_SECONDS  # its shard rotation moves on once per run
+
+    assert WAKE_PERIOD_SECONDS == 5 * 60
     (target,) = rule["Targets"]
     function_id, _ = _function(raw)
     assert target["Arn"] == _arn(function_id)
