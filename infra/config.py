@@ -58,6 +58,8 @@ ACCOUNT_BURST_LIMIT = 5_000
 # GiB); 80,000 is 10,000 parts of 8 MiB, where the multipart upload would stop anyway. Ratio: realistic
 # documents reach 16:1 (bench/README.md, compression_ratios); gzip cannot exceed about 1032:1.
 REPORT_MAX_DECOMPRESSED_MIB_RANGE = (64, 80_000)
+# Items a sweep's finder sends per run (the settings of report_fetcher and retention_sweeper enforce the same).
+FIND_LIMIT_RANGE = (100, 1_000_000)
 REPORT_MAX_COMPRESSION_RATIO_RANGE = (20, 1032)
 # Days of history a new coverage cursor fetches (REPORT_BACKFILL_DAYS of report_fetcher): ten years at
 # most, far past any horizon Amazon keeps (two years for orders and Sales and Traffic).
@@ -185,6 +187,13 @@ class StageConfig(_Model):
     # At most this many new report jobs per connection per plan run (and history only while fewer windows
     # are in flight): 15 matches createReport's burst and its 1 a minute over the 15-minute plan schedule.
     plan_max_jobs_per_connection: int = Field(default=15, ge=PLAN_MAX_JOBS_RANGE[0], le=PLAN_MAX_JOBS_RANGE[1])
+    # The fan-out sweeps of planning and retention (cdk.json "//sweeps"): how many due plans / purges a finder
+    # run sends (PLAN_FIND_LIMIT / PURGE_FIND_LIMIT; the rest stay due), and the max concurrency of the event
+    # sources of report_plans and retention_purges (SQS event sources allow 2..1000).
+    plan_concurrency: int = Field(ge=2, le=1000)
+    plan_find_limit: int = Field(ge=FIND_LIMIT_RANGE[0], le=FIND_LIMIT_RANGE[1])
+    purge_concurrency: int = Field(ge=2, le=1000)
+    purge_find_limit: int = Field(ge=FIND_LIMIT_RANGE[0], le=FIND_LIMIT_RANGE[1])
 
     @field_validator("redirect_uri")
     @classmethod
