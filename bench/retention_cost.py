@@ -137,11 +137,12 @@ def measure_purge(objects: int) -> dict[str, Any]:
     from moto import mock_aws
 
     from seller_insights import clock
+    from seller_insights.object_keys import seller_prefix
     from seller_insights.quotas import OPERATION_RATES
 
     now = clock.now()
     seller, region = "A1BENCHSELLER", "EU"
-    prefix = f"sellers/{seller}/{region}/reports/GET_ORDERS/"
+    prefix = f"{seller_prefix(seller, region)}reports/GET_ORDERS/"
     with mock_aws():
         tables = _resources()
         s3 = boto3.client("s3")
@@ -162,7 +163,7 @@ def measure_purge(objects: int) -> dict[str, Any]:
             for operation in OPERATION_RATES:
                 writer.put_item(Item={"pk": f"QUOTA#{seller}#{region}#{operation}", "sk": "BUCKET", "tokens": "1"})
         report, calls, seconds = _Counted().run(tables)
-        left = s3.list_object_versions(Bucket=BUCKET, Prefix=f"sellers/{seller}/{region}/")
+        left = s3.list_object_versions(Bucket=BUCKET, Prefix=seller_prefix(seller, region))
         assert not left.get("Versions") and not left.get("DeleteMarkers"), "objects left after the purge"
     assert report["purged"] == 1, report
     return {"objects": objects, "delete_markers": MARKERS, "deleted": report["deleted"],
@@ -179,8 +180,10 @@ def main() -> None:
     _setup_paths()
     from seller_insights import clock
     from seller_insights.clock import FixedClock
+    from seller_insights.pseudonyms import use_key
 
     clock.set_clock(FixedClock(datetime(2026, 11, 29, 12, 0, tzinfo=UTC)))
+    use_key(os.urandom(32))  # the seller-key key the sweep names prefixes and logs with (no secret to read)
     idle = [measure_idle(int(size)) for size in args.sizes.split(",")]
     purge = measure_purge(args.objects)
     constant = len({r["aws_calls"] for r in idle}) == 1
