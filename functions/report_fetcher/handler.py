@@ -141,7 +141,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 
 def _message(record: SQSRecord) -> None:
-    """A message of jobs, or Amazon's word that a report finished. Its body is never logged."""
+    """A message of due plans (report_plans), of jobs, or Amazon's word that a report or query finished,
+    told apart by its shape. Its body is never logged."""
     body = json.loads(record.body)
     if PLANS_KIND in body:
         _plan(body[PLANS_KIND])
