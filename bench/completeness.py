@@ -7,8 +7,9 @@ Method. Everything runs in this process, on one virtual clock (the product's `se
 and the Amazon emulator's clock are one `FixedClock`; nothing waits on the wall clock):
 
 - AWS is moto in-process (`mock_aws`), with the contract's tables, key and LWA secret made as the tests
-  make them (tests/support/resources.py), the data bucket, the report_jobs queue (visibility timeout and
-  redrive as infra/constructs/messaging.py gives them) and the report_notifications queue. moto's SQS
+  make them (tests/support/resources.py), the data bucket, the report_plans and report_jobs queues
+  (visibility timeout and redrive as infra/constructs/messaging.py gives them) and the report_notifications
+  queue. moto's SQS
   delays follow the product clock (local/moto_fixes.py); bench/moto_speed.py only narrows moto's Query walk.
 - Amazon is the emulator (local/amazon). Its WSGI app answers the product's requests in the caller's
   thread (bench/inprocess_http.py: requests and urllib3 as usual, no socket; `--loopback` sends them over
@@ -22,7 +23,8 @@ and the Amazon emulator's clock are one `FixedClock`; nothing waits on the wall 
   rate (rates read from infra/constructs: `plan-reports` and `wake-jobs` (parked jobs back on the queue) of
   the report fetcher, `refresh-tokens`,
   `verify-consents` and `check-reauthorization` of the token refresher; a rate shorter than the step
-  fires once per step), then every visible message of report_jobs and report_notifications goes to the
+  fires once per step; `plan-reports` only finds the due plans and sends them to report_plans), then every
+  visible message of report_plans (the planner), report_jobs and report_notifications goes to the
   fetcher's `lambda_handler` as an SQS event of up to 10 records (the event source mapping's batch);
   the messages it does not report as failed are deleted, the failed ones come back after the visibility
   timeout. Delayed messages become visible when the virtual clock reaches their delay.
@@ -67,6 +69,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from unittest import mock
 from urllib.parse import urlsplit
 
 from local.amazon.faults import Fault, FaultBook
@@ -356,13 +359,15 @@ class FakeContext:
 
 
 class Simulation:
-    def __init__(self, world: list[Seller], *, emulator: Any, sqs: Any, jobs_queue: str, notifications_queue: str,
-                 schedules: dict[str, int], faults: Faults, settlement_times: dict[tuple[str, str], datetime],
-                 error_share: float = 1.0, error_seed: int = 0) -> None:
+    def __init__(self, world: list[Seller], *, emulator: Any, sqs: Any, plans_queue: str, jobs_queue: str,
+                 notifications_queue: str, schedules: dict[str, int], faults: Faults,
+                 settlement_times: dict[tuple[str, str], datetime], error_share: float = 1.0,
+                 error_seed: int = 0) -> None:
         self.world = world
         self.emulator = emulator
         self.sqs = sqs
-        self.queues = [(jobs_queue, self._arn(jobs_queue)), (notifications_queue, self._arn(notifications_queue))]
+        # report_plans first: the plans of this step send their jobs before report_jobs is drained.
+        self.queues = [(url, self._arn(url)) for url in (plans_queue, jobs_queue, notifications_queue)]
         self.schedules = schedules
         self.faults = faults
         self.settlement_times = dict(settlement_times)
@@ -393,11 +398,27 @@ class Simulation:
     def fire(self, name: str) -> None:
         self.counts.schedule_runs[name] += 1
         if name == "plan-reports":
-            self.counts.planned_jobs += int(self.fetcher({"task": "plan-reports"}).get("jobs", 0))
+            self.fetcher({"task": "plan-reports"})  # the finder: the due plans go to report_plans
         elif name == "wake-jobs":  # parked report jobs (long waits) back on report_jobs
             self.counts.woken_jobs += int(self.fetcher({"task": "wake-jobs"}).get("woken", 0))
         else:
             self.refresher(name)
+
+    @contextlib.contextmanager
+    def counting_planned_jobs(self) -> Iterator[None]:
+        """The jobs each report_plans message planned, added to `counts.planned_jobs` (the planner's own
+        report; the handler answers SQS with the failed records only)."""
+        from report_fetcher.planner import Planner
+
+        original = Planner.plan
+
+        def plan(planner: Planner, items: list[dict[str, Any]]) -> Any:
+            report = original(planner, items)
+            self.counts.planned_jobs += report.jobs
+            return report
+
+        with mock.patch.object(Planner, "plan", plan):
+            yield
 
     # -- one step --
 
@@ -560,6 +581,8 @@ def _aws_for_the_functions(emulator: Any, visibility: int, max_receives: int) ->
     redrive = json.dumps({"deadLetterTargetArn": arn(dead), "maxReceiveCount": max_receives})
     jobs = sqs.create_queue(QueueName="bench-report-jobs", Attributes={
         "VisibilityTimeout": str(visibility), "RedrivePolicy": redrive})["QueueUrl"]
+    plans = sqs.create_queue(QueueName="bench-report-plans", Attributes={
+        "VisibilityTimeout": str(visibility)})["QueueUrl"]
     notifications = sqs.create_queue(QueueName="bench-report-notifications", Attributes={
         "VisibilityTimeout": str(visibility)})["QueueUrl"]
     emulator.configure(report_notification_queue_url=notifications, sqs_endpoint="")
@@ -571,14 +594,14 @@ def _aws_for_the_functions(emulator: Any, visibility: int, max_receives: int) ->
         "SELLER_KEY_SECRET_ID": secret, "APP_DRAFT": "true", "REDIRECT_URI": REDIRECT_URI,
         "DEFAULT_MARKETPLACE": "US", "STATE_TTL_SECONDS": "600", "PURGE_AFTER_DAYS": "27",
         "REAUTH_NOTICE_DAYS": "30", "ROTATE_WHEN_DAYS_LEFT": "7", "EVENT_BUS_NAME": "default",
-        "DATA_BUCKET": "bench-data", "REPORT_JOBS_QUEUE_URL": jobs,
+        "DATA_BUCKET": "bench-data", "REPORT_JOBS_QUEUE_URL": jobs, "REPORT_PLANS_QUEUE_URL": plans,
         "DEFAULT_REPORT_TYPES": ",".join(CATALOG), "REPORT_NOTIFICATIONS_QUEUE_ARN": arn(notifications),
         # Two days of history for the types that have any: backfill runs behind the live windows within the
         # same quotas, which the live share then shows (a stage's years of history would be a separate run).
         "REPORT_BACKFILL_DAYS": ",".join(f"{spec.report_type}={BACKFILL_DAYS}" for spec in CATALOG.values()
                                          if spec.backfill_days),
     })
-    return sqs, {"jobs": jobs, "dead_letters": dead, "notifications": notifications}
+    return sqs, {"plans": plans, "jobs": jobs, "dead_letters": dead, "notifications": notifications}
 
 
 def _emulator_calls(emulator: Any, loopback: bool) -> contextlib.AbstractContextManager[None]:
@@ -643,7 +666,7 @@ def run(sellers: int, days: int, seed: int, *, step_minutes: float = 5.0, error_
             forget_all()
             clear_caches()  # type: ignore[no-untyped-call]
 
-            simulation = Simulation(world, emulator=emulator, sqs=sqs, jobs_queue=jobs,
+            simulation = Simulation(world, emulator=emulator, sqs=sqs, plans_queue=queues["plans"], jobs_queue=jobs,
                                     notifications_queue=notifications, schedules=rates, faults=faults,
                                     settlement_times=settlement_times, error_share=error_share, error_seed=seed + 2)
             for seller in world:
@@ -653,15 +676,8 @@ def run(sellers: int, days: int, seed: int, *, step_minutes: float = 5.0, error_
                      f"{time.monotonic() - started:.0f} s; simulating {days} days in {step_minutes:g}-minute steps")
             connected_at = one_clock.now()
 
-            now = connected_at
-            day_started = time.monotonic()
-            while now < end:
-                simulation.step(now, step)
-                now = one_clock.now()
-                if (now - START) % timedelta(days=1) < step:
-                    progress(f"day {(now - START).days} simulated in {time.monotonic() - day_started:.0f} s "
-                             f"(jobs planned {simulation.counts.planned_jobs}, records {simulation.counts.records})")
-                    day_started = time.monotonic()
+            with simulation.counting_planned_jobs():
+                _simulate(simulation, one_clock, connected_at, end, step=step, progress=progress)
 
             measured = _measure(world, simulation, emulator.base_url, connected_at=connected_at, end=end,
                                 sqs=sqs, jobs=jobs, dead=dead)
@@ -672,6 +688,18 @@ def run(sellers: int, days: int, seed: int, *, step_minutes: float = 5.0, error_
     return summarise(world=world, days=days, seed=seed, step_minutes=step_minutes, faults=faults,
                      error_share=error_share, counts=simulation.counts, settlements=len(simulation.settlements),
                      sales_and_traffic=SALES_AND_TRAFFIC, wall=time.monotonic() - started, **measured)
+
+
+def _simulate(simulation: Simulation, one_clock: Any, now: datetime, end: datetime, *, step: timedelta,
+              progress: Callable[[str], None]) -> None:
+    day_started = time.monotonic()
+    while now < end:
+        simulation.step(now, step)
+        now = one_clock.now()
+        if (now - START) % timedelta(days=1) < step:
+            progress(f"day {(now - START).days} simulated in {time.monotonic() - day_started:.0f} s "
+                     f"(jobs planned {simulation.counts.planned_jobs}, records {simulation.counts.records})")
+            day_started = time.monotonic()
 
 
 def _measure(world: list[Seller], simulation: Simulation, amazon: str, *, connected_at: datetime, end: datetime,

@@ -11,8 +11,10 @@ Two measurements against moto in-process:
   delete markers and an incomplete multipart upload) and a handful of table items. DeleteObjects
   carries up to 1,000 keys, so at most ceil(objects / 1000) + 1 calls.
 
-Only the sweep's calls are counted: a `before-call` hook on the DynamoDB and S3 clients the product
-uses; the seeding goes through other clients.
+Since issue 11 the sweep is a finder (`PurgeFinder`: the index → `retention_purges`, one connection a
+message) and a consumer (`RetentionSweep.purge_item`, one message per invocation). Only the product's
+calls are counted: a `before-call` hook on the DynamoDB, S3 and SQS clients the finder and the consumer
+use; the seeding and the event source mapping's polls go through other clients.
 """
 
 from __future__ import annotations
@@ -52,26 +54,41 @@ class _Counted:
         import boto3
 
         self.calls: Counter[str] = Counter()
-        self.db = boto3.resource("dynamodb").meta.client
+        self.dynamodb = boto3.resource("dynamodb")
+        self.db = self.dynamodb.meta.client
         self.s3 = boto3.client("s3")
-        for client in (self.db, self.s3):
+        self.sqs = boto3.client("sqs")
+        for client in (self.db, self.s3, self.sqs):
             client.meta.events.register("before-call", self._count)
 
     def _count(self, model: Any, **_: Any) -> None:
         self.calls[model.name] += 1
 
     def run(self, tables: dict[str, str]) -> tuple[dict[str, Any], dict[str, int], float]:
-        from retention_sweeper.service import RetentionSweep
-        from seller_insights.retention import PurgeIndex, PurgeStates, Receipts, S3Purge, TableItems
+        """The finder, then the consumer on each message it sent: the purges' report summed, the calls of
+        both, the seconds taken."""
+        import boto3
+
+        from retention_sweeper.service import PURGES_KIND, PurgeFinder, RetentionSweep, SweepReport
+        from seller_insights.fanout import WorkQueue
+        from seller_insights.retention import PurgeStates, Receipts, S3Purge, TableItems
 
         connections = tables["connections"]
-        sweep = RetentionSweep(index=PurgeIndex(self.db, connections), states=PurgeStates(self.db, connections),
-                               items=TableItems(self.db, connections), objects=S3Purge(self.s3, BUCKET),
-                               receipts=Receipts(self.db, tables["audit"]))
+        sweep = RetentionSweep(states=PurgeStates(self.db, connections), items=TableItems(self.db, connections),
+                               objects=S3Purge(self.s3, BUCKET), receipts=Receipts(self.db, tables["audit"]))
+        mapping = boto3.client("sqs")  # the event source mapping's polls: not the function's calls
+        queue = mapping.create_queue(QueueName="retention-purges")["QueueUrl"]
+        work = WorkQueue(self.sqs, queue, PURGES_KIND, per_message=1)
         self.calls.clear()
         started = time.perf_counter()
-        report = sweep.run(lambda: 900_000).as_dict()
-        return report, dict(self.calls), round(time.perf_counter() - started, 3)
+        found = PurgeFinder(self.dynamodb.Table(connections), work).run()
+        report = SweepReport()
+        while batch := mapping.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
+            for message in batch:
+                for item in work.items_of(json.loads(message["Body"])):
+                    sweep.purge_item(item, lambda: 900_000, report)
+                mapping.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+        return {**report.as_dict(), "found": found.found}, dict(self.calls), round(time.perf_counter() - started, 3)
 
 
 def _resources() -> dict[str, str]:
@@ -120,11 +137,12 @@ def measure_purge(objects: int) -> dict[str, Any]:
     from moto import mock_aws
 
     from seller_insights import clock
+    from seller_insights.object_keys import seller_prefix
     from seller_insights.quotas import OPERATION_RATES
 
     now = clock.now()
     seller, region = "A1BENCHSELLER", "EU"
-    prefix = f"sellers/{seller}/{region}/reports/GET_ORDERS/"
+    prefix = f"{seller_prefix(seller, region)}reports/GET_ORDERS/"
     with mock_aws():
         tables = _resources()
         s3 = boto3.client("s3")
@@ -145,7 +163,7 @@ def measure_purge(objects: int) -> dict[str, Any]:
             for operation in OPERATION_RATES:
                 writer.put_item(Item={"pk": f"QUOTA#{seller}#{region}#{operation}", "sk": "BUCKET", "tokens": "1"})
         report, calls, seconds = _Counted().run(tables)
-        left = s3.list_object_versions(Bucket=BUCKET, Prefix=f"sellers/{seller}/{region}/")
+        left = s3.list_object_versions(Bucket=BUCKET, Prefix=seller_prefix(seller, region))
         assert not left.get("Versions") and not left.get("DeleteMarkers"), "objects left after the purge"
     assert report["purged"] == 1, report
     return {"objects": objects, "delete_markers": MARKERS, "deleted": report["deleted"],
@@ -162,8 +180,10 @@ def main() -> None:
     _setup_paths()
     from seller_insights import clock
     from seller_insights.clock import FixedClock
+    from seller_insights.pseudonyms import use_key
 
     clock.set_clock(FixedClock(datetime(2026, 11, 29, 12, 0, tzinfo=UTC)))
+    use_key(os.urandom(32))  # the seller-key key the sweep names prefixes and logs with (no secret to read)
     idle = [measure_idle(int(size)) for size in args.sizes.split(",")]
     purge = measure_purge(args.objects)
     constant = len({r["aws_calls"] for r in idle}) == 1

@@ -58,6 +58,8 @@ ACCOUNT_BURST_LIMIT = 5_000
 # GiB); 80,000 is 10,000 parts of 8 MiB, where the multipart upload would stop anyway. Ratio: realistic
 # documents reach 16:1 (bench/README.md, compression_ratios); gzip cannot exceed about 1032:1.
 REPORT_MAX_DECOMPRESSED_MIB_RANGE = (64, 80_000)
+# Items a sweep's finder sends per run (the settings of report_fetcher and retention_sweeper enforce the same).
+FIND_LIMIT_RANGE = (100, 1_000_000)
 REPORT_MAX_COMPRESSION_RATIO_RANGE = (20, 1032)
 # Days of history a new coverage cursor fetches (REPORT_BACKFILL_DAYS of report_fetcher): ten years at
 # most, far past any horizon Amazon keeps (two years for orders and Sales and Traffic).
@@ -191,6 +193,13 @@ class StageConfig(_Model):
     # The report_jobs queue's event-source concurrency, sized to the fleet (docs/architecture.md); the
     # per-seller quota buckets keep every seller inside Amazon's limits whatever it is.
     report_jobs_concurrency: int = Field(ge=REPORT_JOBS_CONCURRENCY_RANGE[0], le=REPORT_JOBS_CONCURRENCY_RANGE[1])
+    # The fan-out sweeps of planning and retention (cdk.json "//sweeps"): how many due plans / purges a finder
+    # run sends (PLAN_FIND_LIMIT / PURGE_FIND_LIMIT; the rest stay due), and the max concurrency of the event
+    # sources of report_plans and retention_purges (SQS event sources allow 2..1000).
+    plan_concurrency: int = Field(ge=2, le=1000)
+    plan_find_limit: int = Field(ge=FIND_LIMIT_RANGE[0], le=FIND_LIMIT_RANGE[1])
+    purge_concurrency: int = Field(ge=2, le=1000)
+    purge_find_limit: int = Field(ge=FIND_LIMIT_RANGE[0], le=FIND_LIMIT_RANGE[1])
 
     @field_validator("redirect_uri")
     @classmethod

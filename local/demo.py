@@ -11,10 +11,12 @@ scheduled refresh sweep fills the shared, encrypted access-token cache; the firs
 in Seller Central; an hour later the sweep meets `invalid_grant` and marks the connection REVOKED
 (tokens deleted, purge date set); the seller authorizes again from the Appstore and is ACTIVE again.
 Then reports arrive: Amazon closes a settlement period for the first seller, the refresh sweep warms the
-token cache, the plan puts every due report job on the queue, drains request the reports, the clock
+token cache, the plan finds the due connections and a drain of report_plans plans them (every due report
+job on the job queue), drains request the reports, the clock
 moves (Amazon finishes them and says so), and drains stream the documents into S3. Last, data rights:
 the operator exports the first seller's data through the signed admin route (downloaded, checksums
-verified), the seller asks to be deleted, a month passes, the retention sweep purges everything and
+verified), the seller asks to be deleted, a month passes, the retention sweep finds the connection and a
+drain of retention_purges purges everything, and
 the AWS emulator's own listings show nothing left, with the receipt in the audit table.
 """
 
@@ -232,12 +234,13 @@ class Demo:
         expect(clock.status_code == 200, f"/_local/clock answered {clock.status_code}")
         say(f"31 days pass (virtual clock now {clock.json()['now']}); the sweep-retention schedule fires (daily)")
         swept = self.fire("sweep-retention")
-        expect(swept.get("purged") == 1 and swept.get("failed") == 0,
-               f"sweep-retention should have purged 1 connection: {_report(swept)}")
+        expect(swept.get("found") == 1 and swept.get("messages") == 1,
+               f"sweep-retention should have found 1 connection to purge: {_report(swept)}")
+        purged = self.drain(["retention_purges"])
+        say(f"  it sends the due connection to retention_purges; drain: {_delivered(purged)} (the purge)")
         versions, items, deleted = self.check_purged(seller, region, key, purge_after)
         again = self.fire("sweep-retention")
-        expect(again.get("purged") == 0 and not any(again.get("deleted", {}).values()),
-               f"a second sweep-retention did something: {_report(again)}")
+        expect(again.get("found") == 0, f"a second sweep-retention found something: {_report(again)}")
         other_seller, other_marketplace = other
         kept = self.item(other_seller, _REGION_OF[other_marketplace])
         expect(kept is not None and kept.get("status") == "ACTIVE", f"the purge touched {other_seller}")
@@ -384,39 +387,27 @@ class Demo:
         refreshed = self.fire("refresh-tokens")
         expect(refreshed.get("failed") == 0 and refreshed.get("stopped") is None,
                f"refresh-tokens failed before the reports: {_report(refreshed)}")
-        say("the plan-reports schedule fires (every 15 minutes in AWS)")
+        say("the plan-reports schedule fires (every 15 minutes in AWS): it finds the due plans and sends them "
+            "to report_plans")
         plan = self.fire("plan-reports")
-        expect(plan.get("connections") == len(sellers) and int(plan.get("jobs", 0)) > 0,
-               f"plan-reports should have planned jobs for {len(sellers)} connections: {_report(plan)}")
-        say(f"  {plan['jobs']} report jobs for {plan['connections']} connections, in {plan['messages']} message(s)")
+        expect(plan.get("found") == len(sellers),
+               f"plan-reports should have found {len(sellers)} due connections: {_report(plan)}")
+        planned = self.drain(["report_plans"])
+        jobs = int(planned["left"].get("report_jobs", 0))
+        expect(jobs > 0, f"the planner sent no report job: {_report(planned['delivered'])}")
+        say(f"  {plan['found']} due connections in {plan['messages']} report_plans message(s); drain: "
+            f"{_delivered(planned)}, the planner sent {jobs} report job message(s)")
         # At most plan_max_jobs_per_connection new jobs per connection per run (createReport's burst): the EU
         # seller's five marketplaces need more, so it stays due and the next run plans the rest.
         rest = self.fire("plan-reports")
-        say(f"the next plan-reports run plans the rest: {rest['jobs']} more job(s) for {rest['connections']} "
-            "connection(s) with more windows than one run's cap")
+        more = int(self.drain(["report_plans"])["left"].get("report_jobs", 0)) - jobs
+        say(f"the next plan-reports run finds {rest['found']} connection(s) still due (more windows than one run's "
+            f"cap) and plans the rest: {more} more job message(s)")
 
         drained = self.drain()
         say(f"  drain: {_delivered(drained)}; the jobs requested their reports (createReport) and went back on "
             f"the queue with a delay ({drained['left'].get('report_jobs', 0)} waiting)")
-        for _ in range(_MAX_REPORT_ROUNDS):
-            pending = self.pending_jobs(sellers)
-            if not pending:
-                break
-            step = max(_REPORT_STEP_SECONDS, min(due for _, _, due in pending) - self.epoch_now())
-            clock = requests.post(f"{self.api}/_local/clock", json={"advance_seconds": step}, timeout=_TIMEOUT)
-            expect(clock.status_code == 200, f"/_local/clock answered {clock.status_code}")
-            say(f"{_duration(step)} pass (Amazon finishes what is due and notifies); {_waiting(pending)}")
-            # Parked jobs (waits longer than SQS's 15 minutes, or out of self-hops) go back on report_jobs
-            # only through the wake-jobs schedule (every 5 minutes in AWS).
-            woken = self.fire("wake-jobs")
-            expect(woken.get("refused") == 0, f"wake-jobs could not send every woken job: {_report(woken)}")
-            if woken.get("woken"):
-                say(f"  the wake-jobs schedule sent {woken['woken']} parked job(s) back to the queue")
-            drained = self.drain()
-            say(f"  drain: {_delivered(drained)}")
-        pending = self.pending_jobs(sellers)
-        expect(not pending, f"report jobs still not finished after {_MAX_REPORT_ROUNDS} rounds: "
-                            f"{_waiting(pending)}")
+        self.until_jobs_finish(sellers)
 
         summary = {"stored": 0, "bytes": 0, "no_data": 0}
         s3 = boto3.client("s3")
@@ -441,8 +432,32 @@ class Demo:
             f"never kept), every job finished, no multipart upload left open")
         return summary
 
-    def drain(self) -> dict[str, Any]:
-        answer = requests.post(f"{self.api}/_local/drain", json={"max_seconds": 30}, timeout=_TIMEOUT + 10)
+    def until_jobs_finish(self, sellers: list[tuple[str, str]]) -> None:
+        """Moves the clock to the next job's check, wakes the parked jobs, drains; until every job ended."""
+        for _ in range(_MAX_REPORT_ROUNDS):
+            pending = self.pending_jobs(sellers)
+            if not pending:
+                break
+            step = max(_REPORT_STEP_SECONDS, min(due for _, _, due in pending) - self.epoch_now())
+            clock = requests.post(f"{self.api}/_local/clock", json={"advance_seconds": step}, timeout=_TIMEOUT)
+            expect(clock.status_code == 200, f"/_local/clock answered {clock.status_code}")
+            say(f"{_duration(step)} pass (Amazon finishes what is due and notifies); {_waiting(pending)}")
+            # Parked jobs (waits longer than SQS's 15 minutes, or out of self-hops) go back on report_jobs
+            # only through the wake-jobs schedule (every 5 minutes in AWS).
+            woken = self.fire("wake-jobs")
+            expect(woken.get("refused") == 0, f"wake-jobs could not send every woken job: {_report(woken)}")
+            if woken.get("woken"):
+                say(f"  the wake-jobs schedule sent {woken['woken']} parked job(s) back to the queue")
+            drained = self.drain()
+            say(f"  drain: {_delivered(drained)}")
+        pending = self.pending_jobs(sellers)
+        expect(not pending, f"report jobs still not finished after {_MAX_REPORT_ROUNDS} rounds: "
+                            f"{_waiting(pending)}")
+
+    def drain(self, queues: list[str] | None = None) -> dict[str, Any]:
+        """Every queue's event source played (only those of `queues`, when given); no message may fail."""
+        body: dict[str, Any] = {"max_seconds": 30, **({"queues": queues} if queues else {})}
+        answer = requests.post(f"{self.api}/_local/drain", json=body, timeout=_TIMEOUT + 10)
         expect(answer.status_code == 200, f"/_local/drain answered {answer.status_code}")
         result: dict[str, Any] = answer.json()
         failed = {queue: n for queue, n in result["failed"].items() if n}

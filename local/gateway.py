@@ -463,7 +463,26 @@ class Gateway:
         seconds = _number(request, "max_seconds", default=30)
         if seconds is None or seconds <= 0:
             return _json(400, {"message": "max_seconds must be a number > 0"})
-        return _json(200, self.poller.drain(seconds).as_json())
+        queues = _queues(request)
+        known = {mapping.queue for mapping in self.poller.mappings}
+        if queues is not None and (not queues or not queues <= known):
+            return _json(400, {"message": f"queues must list mapped queues: {', '.join(sorted(known))}"})
+        return _json(200, self.poller.drain(seconds, queues).as_json())
+
+
+def _queues(request: Request) -> set[str] | None:
+    """The optional `queues` of a drain (purposes of mapped queues): only those are played. An empty set
+    when the field is not a list of names (refused by the caller)."""
+    try:
+        body = json.loads(request.get_data() or b"{}")
+    except ValueError:
+        return set()
+    value = body.get("queues") if isinstance(body, dict) else None
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        return set()
+    return set(value)
 
 
 def _number(request: Request, field: str, default: float | None = None) -> float | None:

@@ -105,14 +105,17 @@ class QueuePoller:
         self._failed: dict[str, list[_Released]] = {}
         self._lock = threading.Lock()  # one drain at a time, like one poller per mapping
 
-    def drain(self, max_seconds: float) -> DrainResult:
+    def drain(self, max_seconds: float, queues: set[str] | None = None) -> DrainResult:
+        """Plays the mappings (only those of the `queues` purposes, when given) until none has a visible
+        message or time is up."""
         result = DrainResult()
         deadline = time.monotonic() + max_seconds
+        played = [m for m in self.mappings if queues is None or m.queue in queues]
         with self._lock:
             while time.monotonic() < deadline:
                 self._release_due()
                 busy = False
-                for mapping in self.mappings:
+                for mapping in played:
                     batch = self._receive(mapping)
                     if batch:
                         busy = True

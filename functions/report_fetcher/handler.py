@@ -1,6 +1,7 @@
-"""Lambda entry of the report pipeline: the plan and wake-jobs schedules, the job queue and Amazon's
-REPORT_PROCESSING_FINISHED and DATA_KIOSK_QUERY_PROCESSING_FINISHED notifications. Bodies of messages are
-never logged."""
+"""Lambda entry of the report pipeline: the plan schedule (the finder of due plans), the report_plans queue
+it fills, the wake-jobs schedule (parked jobs back to the job queue), the job queue and Amazon's
+REPORT_PROCESSING_FINISHED and DATA_KIOSK_QUERY_PROCESSING_FINISHED notifications. Messages are told apart by
+their shape. Bodies of messages are never logged."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from report_fetcher.participations import ParticipationsRefresh
-from report_fetcher.planner import Planner
+from report_fetcher.planner import PLANS_KIND, PlanFinder, Planner, PlanReport
 from report_fetcher.service import JobRunner
 from report_fetcher.settings import ReportFetcherSettings
 from report_fetcher.subscriptions import ReportSubscriptions
@@ -18,6 +19,7 @@ from report_fetcher.wakes import JobWaker
 from seller_insights import aws
 from seller_insights.containers import per_container
 from seller_insights.errors import ConfigurationError
+from seller_insights.fanout import WorkQueue
 from seller_insights.observability import get_logger, get_metrics, get_tracer
 from seller_insights.participations import ParticipationsReader
 from seller_insights.quotas import QuotaBuckets
@@ -115,7 +117,7 @@ def subscriptions() -> ReportSubscriptions | None:
 
 def participations() -> ParticipationsRefresh:
     """The daily check of each due connection's marketplaces, with the seller's cached token and quota; a
-    new one per plan run (it counts the run's checks), on the container's clients."""
+    new one per report_plans message (it counts the message's checks), on the container's clients."""
     return ParticipationsRefresh(sellers_api=sellers_api(), plans=PlanRepository(table()),
                                  reader=ParticipationsReader(QuotaBuckets(table())))
 
@@ -127,10 +129,10 @@ def participations() -> ParticipationsRefresh:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if event.get("task") == "plan-reports":
         config = settings()
-        planner = Planner(PlanRepository(table()), aws.client("sqs"), config.report_jobs_queue_url,
-                          config.enabled_by_default, subscriptions(), config.planning_limits,
-                          participations=participations())
-        return planner.run().as_dict()
+        work = WorkQueue(aws.client("sqs"), config.report_plans_queue_url, PLANS_KIND)
+        found = PlanFinder(table(), work, config.plan_find_limit).run()
+        logger.info("due plans sent to report_plans", extra=found.as_dict())
+        return found.as_dict()
     if event.get("task") == "wake-jobs":
         return JobWaker(table(), aws.client("sqs"), settings().report_jobs_queue_url).run().as_dict()
     if "Records" in event:
@@ -143,17 +145,31 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 
 def _message(record: SQSRecord) -> None:
-    """A message of jobs, or Amazon's word that a report finished. Its body is never logged."""
+    """A message of due plans (report_plans), of jobs, or Amazon's word that a report or query finished,
+    told apart by its shape. Its body is never logged."""
     body = json.loads(record.body)
-    if "jobs" in body:
+    if PLANS_KIND in body:
+        _plan(body[PLANS_KIND])
+    elif "jobs" in body:
         _run_jobs(body["jobs"])
     elif body.get("notificationType") == "REPORT_PROCESSING_FINISHED":
         _resume(body)
     elif body.get("notificationType") == "DATA_KIOSK_QUERY_PROCESSING_FINISHED":
         _resume_query(body)
     else:
-        raise ValueError("neither a job message nor a REPORT_PROCESSING_FINISHED or "
+        raise ValueError("neither a report_plans or job message nor a REPORT_PROCESSING_FINISHED or "
                          "DATA_KIOSK_QUERY_PROCESSING_FINISHED notification")
+
+
+def _plan(items: list[dict[str, Any]]) -> PlanReport:
+    """The connections of one report_plans message, planned (each re-read; the no longer due skipped)."""
+    config = settings()
+    planner = Planner(PlanRepository(table()), aws.client("sqs"), config.report_jobs_queue_url,
+                      config.enabled_by_default, subscriptions(), config.planning_limits,
+                      participations=participations())
+    report = planner.plan(items)
+    logger.info("connections planned", extra=report.as_dict())
+    return report
 
 
 def _log_failure(record: SQSRecord, error: BaseException) -> None:

@@ -27,9 +27,10 @@ from seller_insights.spapi import SpApiClient
 
 FAILED_METRIC = "ParticipationsFailed"
 CHANGED_METRIC = "ParticipationsChanged"
-# Checks per plan run, each one SP-API call of up to the client's timeouts: the connections are checked a
-# day after their last check, so they come due together (after a deployment, all at once); past this many,
-# the rest are checked at their next plan, and a slow Amazon cannot hold the plan run up for long.
+# Checks per plan run (one report_plans message, at most 10 connections, since planning fans out), each one
+# SP-API call of up to the client's timeouts: the connections are checked a day after their last check, so
+# they come due together (after a deployment, all at once); past this many, the rest are checked at their
+# next plan, and a slow Amazon cannot hold the plan run up for long.
 MAX_CHECKS_PER_RUN = 100
 
 

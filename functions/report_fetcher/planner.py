@@ -1,5 +1,12 @@
 """The plan: due connections (sparse index, no Scan) → their next windows, from coverage cursors → jobs.
 
+Two steps, so that no one invocation bounds planning (the sweep shape, seller_insights.fanout):
+`PlanFinder`, the `plan-reports` schedule (every 15 minutes), pages the `by_plan_due` index in rotating
+shard order, at most `limit` plans a run, and sends `{"seller_id", "region"}` items to the `report_plans`
+queue, ten to a message; it reads nothing else and calls no one. `Planner.plan`, the queue's consumer (in
+parallel up to the stage's `plan_concurrency`), plans the connections of one message: each plan re-read
+(consistently) and skipped when no longer due, so a plan found by two runs costs one more read.
+
 Each (connection, marketplace scope, report type) has a coverage cursor (seller_insights.coverage) in the
 connection's PLAN# item. A due connection gets, per enabled type not denied (`denied[type]` still ahead):
 every live window between its cursor and the aligned present, oldest first (all of an outage is
@@ -16,8 +23,9 @@ each due plan first); the others one cursor and jobs carrying every
 marketplace. A marketplace that left stops being planned (its cursor and data stay); one that joins a
 shared type late gets a history-only cursor of its own for the time before it joined.
 
-AWS calls grow with the due connections, not with the table: a Query page per shard, one
-SendMessageBatch per 10 messages, one conditional UpdateItem per changed plan. Job ids are deterministic,
+AWS calls grow with the due connections, not with the table: for the finder a Query page per shard and
+one SendMessageBatch per 100 plans; for the consumer one consistent GetItem per plan, one SendMessageBatch
+of job messages per message of plans, one conditional UpdateItem per changed plan. Job ids are deterministic,
 so a plan that runs twice produces the same jobs, which the fetcher recognises as done or in flight.
 Jobs are sent before their windows are recorded: a crash in between plans the same windows again.
 The write is conditional on the version the planner read: a plan changed meanwhile (a job finished, a
@@ -47,11 +55,14 @@ from report_fetcher.subscriptions import ReportSubscriptions
 from seller_insights import clock
 from seller_insights.coverage import Cursor, Window, aligned, iso_of, key_of, new_cursor, request_window
 from seller_insights.errors import PlanningFailed
+from seller_insights.fanout import WorkQueue, due_items, rotating_shards
 from seller_insights.observability import get_logger, get_metrics, put_metric_per_type
 from seller_insights.report_catalog import CATALOG, ReportSpec, WindowKind
-from seller_insights.report_jobs import Job, Plan, PlanRepository, job_id
+from seller_insights.report_jobs import PLAN_DUE_INDEX, Job, Plan, PlanRepository, job_id
+from seller_insights.repositories import parse_key
 
 if TYPE_CHECKING:
+    from types_boto3_dynamodb.service_resource import Table
     from types_boto3_sqs.client import SQSClient
     from types_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
 
@@ -62,6 +73,10 @@ DEFAULT_MAX_JOBS_PER_CONNECTION = 15
 MAX_JOBS_PER_CONNECTION = 100  # stage config bound: above it a backfill would burst past the quotas anyway
 SAVE_ATTEMPTS = 3
 LAG_METRIC = "ReportLagPeriods"
+PLANS_KIND = "report_plans"  # the work items' key in a report_plans message: {"report_plans": [items]}
+PLAN_PERIOD_SECONDS = 15 * 60  # the plan-reports schedule's rate: each run starts one shard further
+DEFAULT_PLAN_FIND_LIMIT = 50_000  # plans sent per finder run (stage key plan_find_limit)
+PLAN_FIND_LIMIT_RANGE = (100, 1_000_000)
 
 
 @dataclass
@@ -72,9 +87,47 @@ class PlanReport:
     subscribed: int = 0  # connections newly subscribed to REPORT_PROCESSING_FINISHED
     replanned: int = 0  # plans changed between read and write: read and planned again
     gone: int = 0  # plans deleted between read and write: left deleted
+    skipped: int = 0  # work items whose plan was no longer due (or gone) when read
 
     def as_dict(self) -> dict[str, int]:
         return dict(vars(self))
+
+    def add(self, other: PlanReport) -> None:
+        for name, value in vars(other).items():
+            setattr(self, name, getattr(self, name) + value)
+
+
+@dataclass(frozen=True)
+class FindReport:
+    found: int  # due plans sent as work items (at most the limit; the rest stay due)
+    messages: int
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
+class PlanFinder:
+    """The plan-reports schedule: due plans of the `by_plan_due` index → `report_plans` work items. One Query
+    page per shard read and one SendMessageBatch per 100 plans; nothing per plan (the consumer re-reads it)."""
+
+    def __init__(self, table: Table, work: WorkQueue, limit: int = DEFAULT_PLAN_FIND_LIMIT) -> None:
+        self._table = table
+        self._work = work
+        self._limit = limit
+
+    def run(self) -> FindReport:
+        epoch = clock.epoch_seconds()
+        # Only the keys are used: the index could project KEYS_ONLY without a change here.
+        found = due_items(self._table, index=PLAN_DUE_INDEX, shard_attribute="plan_shard",
+                          due_attribute="next_plan_at", until=epoch,
+                          shards=rotating_shards(epoch, PLAN_PERIOD_SECONDS), limit=self._limit)
+        items = [plan_item(*parse_key(item)) for item in found]
+        return FindReport(found=len(items), messages=self._work.send(items))
+
+
+def plan_item(seller: str, region: str) -> dict[str, str]:
+    """A report_plans work item: the connection whose plan is due."""
+    return {"seller_id": seller, "region": region}
 
 
 @dataclass(frozen=True)
@@ -104,27 +157,42 @@ class Planner:
         self._limits = limits or PlanningLimits()
         self._participations = participations
 
-    def run(self) -> PlanReport:
+    def plan(self, items: list[dict[str, Any]]) -> PlanReport:
+        """Plan the connections of one report_plans message, each as it is stored now: a plan no longer due
+        (planned since it was found) or gone is skipped. Their jobs share messages; each plan's write is
+        conditional on the version read. A connection that fails is left due (the finder sends it again)
+        after the others are planned, and the message fails."""
         report = PlanReport()
         epoch = clock.epoch_seconds()
         planned: list[_Planned] = []
-        for plan in self._plans.due(epoch):
-            if self._participations is not None:
-                self._participations.refresh(plan)  # its marketplaces, checked daily (never raises)
-            subscribed = self._subscribe(plan)
-            report.subscribed += bool(subscribed)
-            planned.append(_Planned(plan, self.plan_connection(plan, epoch, deferred=subscribed is None),
-                                    subscribed is None))
+        failed = 0
+        for item in items:
+            try:
+                plan = self._plans.get(str(item["seller_id"]), str(item["region"]))
+                if plan is None or plan.next_plan_at > epoch:
+                    report.skipped += 1
+                    continue
+                if self._participations is not None:
+                    self._participations.refresh(plan)  # its marketplaces, checked daily (never raises)
+                subscribed = self._subscribe(plan)
+                report.subscribed += bool(subscribed)
+                planned.append(_Planned(plan, self.plan_connection(plan, epoch, deferred=subscribed is None),
+                                        subscribed is None))
+            except Exception as exc:
+                get_logger().warning("connection not planned; it stays due", extra={"reason": type(exc).__name__})
+                failed += 1
         report.connections = len(planned)
         sent: set[str] = set()
         report.messages += self._send([p.jobs for p in planned], sent)
         lags: dict[str, float] = {}
-        for item in planned:
-            self._save(item, epoch, sent, report)
-            self._lags(item.plan, epoch, lags)
+        for entry in planned:
+            self._save(entry, epoch, sent, report)
+            self._lags(entry.plan, epoch, lags)
         report.jobs = len(sent)
         for report_type, lag in sorted(lags.items()):
             put_metric_per_type(LAG_METRIC, report_type, lag)
+        if failed:
+            raise PlanningFailed(f"{failed} of {len(items)} connections not planned; they stay due")
         return report
 
     # --- one connection -------------------------------------------------------------------------

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from report_fetcher.planner import DEFAULT_MAX_JOBS_PER_CONNECTION, MAX_JOBS_PER_CONNECTION, PlanningLimits
+from report_fetcher.planner import (
+    DEFAULT_MAX_JOBS_PER_CONNECTION,
+    DEFAULT_PLAN_FIND_LIMIT,
+    MAX_JOBS_PER_CONNECTION,
+    PLAN_FIND_LIMIT_RANGE,
+    PlanningLimits,
+)
 from seller_insights.errors import ConfigurationError
 from seller_insights.multipart_writer import PART_SIZE
 from seller_insights.report_catalog import DataSource, parse_enabled
@@ -38,6 +44,10 @@ MAX_COMPRESSION_RATIO_RANGE = (20, GZIP_MAX_RATIO)
 class ReportFetcherSettings(ConnectionsTable, TokenKey, DataBucket, PurgeSchedule, ReportNotificationsQueue,
                             BaseSettings):
     report_jobs_queue_url: str = env_field()
+    # The plan-reports schedule sends due plans there ({"report_plans": [{seller_id, region}, ...]}), at most
+    # PLAN_FIND_LIMIT a run; this function consumes it.
+    report_plans_queue_url: str = env_field()
+    plan_find_limit: int = env_field(default=DEFAULT_PLAN_FIND_LIMIT)
     # Report types a connection pulls unless its planning cursor lists its own (comma-separated).
     default_report_types: str = env_field()
     # Caps on a report document: above either it is DocumentCorrupt and nothing is stored.
@@ -95,6 +105,9 @@ class ReportFetcherSettings(ConnectionsTable, TokenKey, DataBucket, PurgeSchedul
         if not 1 <= self.plan_max_jobs_per_connection <= MAX_JOBS_PER_CONNECTION:
             raise ConfigurationError(f"PLAN_MAX_JOBS_PER_CONNECTION must be in 1..{MAX_JOBS_PER_CONNECTION}")
         self.backfill_days  # noqa: B018 (validates REPORT_BACKFILL_DAYS)
+        low, high = PLAN_FIND_LIMIT_RANGE
+        if not low <= self.plan_find_limit <= high:
+            raise ConfigurationError(f"PLAN_FIND_LIMIT must be in {low}..{high}")
         for name, value, (low, high) in (
             ("REPORT_MAX_DECOMPRESSED_MIB", self.report_max_decompressed_mib, MAX_DECOMPRESSED_MIB_RANGE),
             ("REPORT_MAX_COMPRESSION_RATIO", self.report_max_compression_ratio, MAX_COMPRESSION_RATIO_RANGE),

@@ -1,18 +1,24 @@
-"""Lambda entry of the retention sweep: the daily `sweep-retention` schedule."""
+"""Lambda entry of the retention sweep: the daily `sweep-retention` schedule (the finder of due purges) and
+the `retention_purges` queue it fills (one purge per message)."""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from retention_sweeper.service import RetentionSweep
+from retention_sweeper.service import PURGES_KIND, PurgeFinder, RetentionSweep, SweepReport
 from retention_sweeper.settings import RetentionSweeperSettings
 from seller_insights import aws
 from seller_insights.containers import per_container
+from seller_insights.fanout import WorkQueue
 from seller_insights.observability import get_logger, get_metrics, get_tracer
 from seller_insights.redaction import invocation_scope
-from seller_insights.retention import PurgeIndex, PurgeStates, Receipts, S3Purge, TableItems
+from seller_insights.retention import PurgeStates, Receipts, S3Purge, TableItems
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 logger = get_logger()
 tracer = get_tracer()
@@ -25,12 +31,17 @@ def settings() -> RetentionSweeperSettings:
 
 
 @per_container
+def work() -> WorkQueue:
+    # One purge per message: a purge that fails or runs short comes back alone.
+    return WorkQueue(aws.client("sqs"), settings().retention_purges_queue_url, PURGES_KIND, per_message=1)
+
+
+@per_container
 def sweep() -> RetentionSweep:
     config = settings()
     # The resource's client serialises plain Python values; one client serves both tables.
     db = aws.table(config.connections_table).meta.client
     return RetentionSweep(
-        index=PurgeIndex(db, config.connections_table),
         states=PurgeStates(db, config.connections_table),
         items=TableItems(db, config.connections_table),
         objects=S3Purge(aws.client("s3"), config.data_bucket),
@@ -44,5 +55,26 @@ def sweep() -> RetentionSweep:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if event.get("task") == "sweep-retention":
-        return sweep().run(context.get_remaining_time_in_millis).as_dict()
-    raise ValueError("unknown event: expected the sweep-retention task")
+        config = settings()
+        found = PurgeFinder(aws.table(config.connections_table), work(), config.purge_find_limit).run()
+        logger.info("due purges sent to retention_purges", extra=found.as_dict())
+        return found.as_dict()
+    if "Records" in event:
+        from seller_insights.sqs_batches import consume  # noqa: PLC0415 (only queue events need it)
+
+        def purge(record: SQSRecord) -> None:
+            report = SweepReport()
+            try:
+                for item in work().items_of(json.loads(record.body)):
+                    sweep().purge_item(item, context.get_remaining_time_in_millis, report)
+            finally:
+                logger.info("retention purge message", extra=report.as_dict())
+
+        return consume(event, purge, _log_failure, context)
+    raise ValueError("unknown event: expected retention_purges records or the sweep-retention task")
+
+
+def _log_failure(record: SQSRecord, error: BaseException) -> None:
+    # purge_item logged why (type and code only); the message comes back and the purge resumes.
+    logger.warning("retention purge message failed", extra={"message_id": record.message_id,
+                                                            "error": type(error).__name__})

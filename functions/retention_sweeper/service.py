@@ -1,5 +1,14 @@
 """The retention sweep: for each connection whose purge date came, delete everything it left.
 
+Two steps, the sweep shape (seller_insights.fanout): `PurgeFinder`, the daily `sweep-retention` schedule,
+pages the `by_purge_due` index in rotating shard order, at most `limit` connections a run, and sends one
+`{"seller_id", "region"}` item per message to the `retention_purges` queue; it reads and deletes nothing.
+`RetentionSweep.purge_item`, the queue's consumer (one message per invocation, in parallel up to the
+stage's `purge_concurrency`), purges one connection as below, re-reading it first (no longer due: skipped).
+A purge that runs short of time records what it deleted and fails its message: the message comes back
+after the queue's visibility timeout and the purge resumes (step a finds its claim). A purge that keeps
+failing reaches the dead-letter queue (alarmed) and, still due, is found again by the next run.
+
 Per (seller, region), in this order, each step idempotent so that a crash anywhere resumes on the next
 run and ends in the same state:
 
@@ -30,7 +39,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
@@ -39,14 +48,15 @@ from seller_insights import clock
 from seller_insights.candidates import candidate_partition
 from seller_insights.data_rights import profile_key
 from seller_insights.errors import ConnectionChanged, PurgeIncomplete, TransactionCancelled
+from seller_insights.fanout import WorkQueue, due_items, rotating_shards
 from seller_insights.marketplaces import Region
 from seller_insights.object_keys import export_prefix, seller_prefix
 from seller_insights.observability import get_logger, get_metrics
 from seller_insights.pseudonyms import seller_key
-from seller_insights.repositories import ConnectionStatus, connection_key, iso
+from seller_insights.repositories import ConnectionStatus, connection_key, iso, parse_key
 from seller_insights.retention import (
+    PURGE_DUE_INDEX,
     PurgeClaim,
-    PurgeIndex,
     PurgeStates,
     Receipts,
     S3Purge,
@@ -56,15 +66,58 @@ from seller_insights.retention import (
     receipt_id,
 )
 
-# Stop taking new connections when the invocation has less than this left (a purge is resumable,
-# but a half-done one costs the next run a second listing).
+if TYPE_CHECKING:
+    from types_boto3_dynamodb.service_resource import Table
+
+# A purge stops (recording what it deleted) when its invocation has less than this left; its message
+# comes back and it resumes. Above one DeleteObjects batch and the claim's re-read, with margin.
 SAFETY_MILLIS = 60_000
+PURGES_KIND = "retention_purges"  # the work items' key in a retention_purges message
+SWEEP_PERIOD_SECONDS = 86_400  # the sweep-retention schedule's rate: each run starts one shard further
+DEFAULT_PURGE_FIND_LIMIT = 10_000  # connections sent per finder run (stage key purge_find_limit)
+PURGE_FIND_LIMIT_RANGE = (100, 1_000_000)
 REASONS = {ConnectionStatus.REVOKED.value: "revoked", ConnectionStatus.DELETION_REQUESTED.value: "deletion_requested"}
 COUNTERS = ("s3_versions", "s3_delete_markers", "multipart_uploads", "table_items", "quota_items")
 
 
 def count(name: str, value: float = 1) -> None:
     get_metrics().add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+class PurgeOutOfTime(PurgeIncomplete):
+    """The invocation runs short: what was deleted is recorded; the purge resumes when its message comes back."""
+
+
+@dataclass(frozen=True)
+class FindReport:
+    found: int  # due connections sent (at most the limit; the rest stay due for the next run)
+    messages: int
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
+class PurgeFinder:
+    """The sweep-retention schedule: due connections of the `by_purge_due` index → `retention_purges`, one
+    per message. One Query page per shard read and one SendMessageBatch per 10 connections, nothing else."""
+
+    def __init__(self, table: Table, work: WorkQueue, limit: int = DEFAULT_PURGE_FIND_LIMIT) -> None:
+        self._table = table
+        self._work = work
+        self._limit = limit
+
+    def run(self) -> FindReport:
+        now = clock.now()
+        found = due_items(self._table, index=PURGE_DUE_INDEX, shard_attribute="purge_shard",
+                          due_attribute="purge_after", until=iso(now),
+                          shards=rotating_shards(int(now.timestamp()), SWEEP_PERIOD_SECONDS), limit=self._limit)
+        items = [purge_item(*parse_key(item)) for item in found]
+        return FindReport(found=len(items), messages=self._work.send(items))
+
+
+def purge_item(seller: str, region: str) -> dict[str, str]:
+    """A retention_purges work item: the connection whose purge date came."""
+    return {"seller_id": seller, "region": region}
 
 
 @dataclass
@@ -81,6 +134,14 @@ class SweepReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {**vars(self), "deleted": dict(self.deleted)}
+
+    def add(self, other: SweepReport) -> None:
+        """`other`'s counts added to these (a sweep's purges summed)."""
+        for name in ("due", "purged", "skipped", "came_back", "failed", "left", "receipts"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.stopped = self.stopped or other.stopped
+        for name, value in other.deleted.items():
+            self.deleted[name] += value
 
 
 @dataclass(frozen=True)
@@ -106,48 +167,52 @@ class _Due:
 
 
 class RetentionSweep:
-    def __init__(self, *, index: PurgeIndex, states: PurgeStates, items: TableItems, objects: S3Purge,
-                 receipts: Receipts) -> None:
-        self._index = index
+    def __init__(self, *, states: PurgeStates, items: TableItems, objects: S3Purge, receipts: Receipts) -> None:
         self._states = states
         self._items = items
         self._s3 = objects
         self._receipts = receipts
 
-    def run(self, remaining_millis: Callable[[], int]) -> SweepReport:
-        report = SweepReport()
-        due = list(self._index.due(iso(clock.now())))
-        report.due = len(due)
-        for position, (seller, region) in enumerate(due):
-            if remaining_millis() < SAFETY_MILLIS:
-                report.stopped, report.left = "time", report.due - position
-                break
-            log = {"seller_key": seller_key(seller), "region": region}
-            try:
-                outcome = self.purge(seller, region, report)
-            except ConnectionChanged:
-                get_logger().warning("connection came back (re-authorized or rolled back) during its purge; "
-                                     "stopped, nothing more deleted", extra=log)
-                count("PurgeStoppedConnectionBack")
-                report.came_back += 1
-                continue
-            except Exception as exc:
-                code = exc.response["Error"]["Code"] if isinstance(exc, ClientError) else None
-                # The type and AWS error code only: messages may quote keys that hold the seller id.
-                get_logger().error("purge failed; the next sweep resumes it",
-                                   extra={**log, "error": type(exc).__name__, "code": code})
-                count("PurgeFailed")
-                report.failed += 1
-                continue
-            if outcome:
-                count("SellersPurged")
-                report.purged += 1
-            else:
-                report.skipped += 1
-        return report
+    def purge_item(self, item: dict[str, Any], remaining_millis: Callable[[], int], report: SweepReport) -> None:
+        """One retention_purges item, counted in `report`. Raises when the purge must be tried again (failed,
+        or out of time): its message then comes back."""
+        report.due += 1
+        seller, region = str(item["seller_id"]), str(item["region"])
+        log = {"seller_key": seller_key(seller), "region": region}
+        try:
+            outcome = self.purge(seller, region, report, remaining_millis)
+        except ConnectionChanged:
+            get_logger().warning("connection came back (re-authorized or rolled back) during its purge; "
+                                 "stopped, nothing more deleted", extra=log)
+            count("PurgeStoppedConnectionBack")
+            report.came_back += 1
+            return
+        except PurgeOutOfTime:
+            get_logger().info("purge ran short of time; it resumes when its message comes back", extra=log)
+            report.stopped = "time"
+            report.left += 1
+            raise
+        except Exception as exc:
+            code = exc.response["Error"]["Code"] if isinstance(exc, ClientError) else None
+            # The type and AWS error code only: messages may quote keys that hold the seller id.
+            get_logger().error("purge failed; it is tried again when its message comes back",
+                               extra={**log, "error": type(exc).__name__, "code": code})
+            count("PurgeFailed")
+            report.failed += 1
+            raise
+        if outcome:
+            count("SellersPurged")
+            report.purged += 1
+        else:
+            report.skipped += 1
 
-    def purge(self, seller: str, region: str, report: SweepReport) -> bool:
-        """Purge one connection; False if it is not (or no longer) due. Raises to leave it for the next run."""
+    def purge(self, seller: str, region: str, report: SweepReport,
+              remaining_millis: Callable[[], int] = lambda: 2**31) -> bool:
+        """Purge one connection; False if it is not (or no longer) due. Raises to leave it for the next try
+        (PurgeOutOfTime when less than SAFETY_MILLIS are left, what was deleted recorded)."""
+        def short() -> bool:
+            return remaining_millis() < SAFETY_MILLIS
+
         due = self._claim(seller, region)
         if due is None:
             get_logger().info("connection no longer due for purge",
@@ -156,7 +221,9 @@ class RetentionSweep:
         deleted = dict.fromkeys(COUNTERS, 0)
         prefixes = self._prefixes(due)
         try:
-            self._purge_s3(due, deleted, prefixes)
+            self._purge_s3(due, deleted, prefixes, short)
+            if short():
+                raise PurgeOutOfTime("stopped before the table's items")
             self._purge_table(due, deleted)
         finally:
             for name, value in deleted.items():
@@ -213,17 +280,23 @@ class RetentionSweep:
             return [seller_prefix(due.seller, due.region)]
         return [seller_prefix(due.seller), export_prefix(due.seller)]
 
-    def _purge_s3(self, due: _Due, deleted: dict[str, int], prefixes: list[str]) -> None:
+    def _purge_s3(self, due: _Due, deleted: dict[str, int], prefixes: list[str], short: Callable[[], bool]) -> None:
         step = {"multipart_uploads": 0, "s3_versions": 0, "s3_delete_markers": 0}
+        stopped = False
         for prefix in prefixes:
             self._ensure_claimed(due)
             step["multipart_uploads"] += self._s3.abort_uploads(prefix)
             # Re-read before each batch of 1,000: a re-authorization stops the deletion within one batch.
-            counts = self._s3.delete_versions(prefix, before_batch=lambda: self._ensure_claimed(due))
+            counts = self._s3.delete_versions(prefix, before_batch=lambda: self._ensure_claimed(due), stop=short)
             step["s3_versions"] += counts.versions
             step["s3_delete_markers"] += counts.delete_markers
+            if counts.stopped:
+                stopped = True
+                break
         deleted.update(step)
-        self._add_progress(due, step)
+        self._add_progress(due, step)  # what this try deleted counts in the receipt of the try that ends it
+        if stopped:
+            raise PurgeOutOfTime("stopped while deleting object versions")
 
     # c. ------------------------------------------------------------------------------------------------
 

@@ -1,15 +1,17 @@
 """ReportFetcher: the report_fetcher function, its schedule and its two queues.
 
 Triggers (docs/internal-contracts.md, "Report pipeline"): the ``plan-reports`` and ``wake-jobs`` schedules
-with a constant input; the ``report_jobs`` queue the planner fills (one message per connection), the
-fetcher re-queues waiting jobs to (at most MAX_SELF_HOPS times in a row, see RecursiveLoop below) and
-``wake-jobs`` sends parked jobs back to; the ``report_notifications`` queue Amazon's Selling Partner
+with a constant input; ``plan-reports`` only finds due plans and sends them to the ``report_plans`` queue
+(the planner: ten connections a message, ``plan_concurrency`` batches at once); the ``report_jobs`` queue the
+planner fills, the fetcher re-queues waiting jobs to (at most MAX_SELF_HOPS times in a row, see RecursiveLoop
+below) and ``wake-jobs`` sends parked jobs back to; the ``report_notifications`` queue Amazon's Selling Partner
 notifications account sends REPORT_PROCESSING_FINISHED to. Output: report documents under
 ``sellers/`` of the data bucket and their metadata in the connections table.
 
 Keys: ``report_notifications`` (and its DLQ) share the notifications key of the token lifecycle,
 the one key Amazon's account may use (through SQS only); ``report_jobs`` gets a key of its own that
-no one outside this account and the fetcher's role (through SQS) ever uses. The fetcher holds the
+no one outside this account and the fetcher's role (through SQS) ever uses, and ``report_plans`` (and
+its DLQ) shares it: the same role sends and consumes both, so a second key would separate nothing. The fetcher holds the
 token key only for ``purpose=access_token``: it reads the shared access-token cache and can neither
 decrypt nor refresh refresh tokens.
 
@@ -47,6 +49,8 @@ SCHEDULES = (PLAN_SCHEDULE, WAKE_SCHEDULE)
 JOBS_BATCH_SIZE = 10
 # report_jobs' concurrency is the stage's report_jobs_concurrency (cdk.json; sizing in docs/architecture.md);
 # SP-API quotas stay per seller and per application through the quota buckets, whatever the concurrency.
+# report_plans: ten messages of ten connections a batch, ~0.1-0.5 s a connection, well inside the timeout.
+PLANS_BATCH_SIZE = 10
 NOTIFICATIONS_BATCH_SIZE = 10
 NOTIFICATIONS_MAX_CONCURRENCY = 2
 # The function sends to report_jobs, the queue that invokes it: waiting jobs go back with DelaySeconds. That is
@@ -121,6 +125,14 @@ class ReportFetcher(Construct):
         )
         tag_purpose(self.jobs, "report_jobs")
 
+        self.plans_dlq = messaging.dead_letter_queue(self, "PlansDlq", key=self.jobs_key)
+        tag_purpose(self.plans_dlq, "report_plans_dlq")
+        self.plans = messaging.consumed_queue(
+            self, "Plans", consumer=fn, key=self.jobs_key, retention=messaging.WORK_QUEUE_RETENTION,
+            dead_letters=self.plans_dlq
+        )
+        tag_purpose(self.plans, "report_plans")
+
         self.notifications_dlq = messaging.dead_letter_queue(self, "NotificationsDlq", key=notifications_key)
         tag_purpose(self.notifications_dlq, "report_notifications_dlq")
         self.notifications = messaging.consumed_queue(
@@ -140,6 +152,8 @@ class ReportFetcher(Construct):
             "TOKEN_KEY_ID": stores.key.key_arn,
             "DATA_BUCKET": stores.data_bucket.bucket_name,
             "REPORT_JOBS_QUEUE_URL": self.jobs.queue_url,
+            "REPORT_PLANS_QUEUE_URL": self.plans.queue_url,
+            "PLAN_FIND_LIMIT": str(config.plan_find_limit),
             "DEFAULT_REPORT_TYPES": ",".join(config.default_report_types),
             "PURGE_AFTER_DAYS": str(config.purge_after_days),
             "REPORT_MAX_DECOMPRESSED_MIB": str(config.report_max_decompressed_mib),
@@ -162,6 +176,15 @@ class ReportFetcher(Construct):
             batch_size=JOBS_BATCH_SIZE,
             max_concurrency=config.report_jobs_concurrency,
             dead_letter_purpose="report_jobs_dlq",
+        )
+        messaging.consume(
+            self,
+            "PlansSource",
+            consumer=fn,
+            queue=self.plans,
+            batch_size=PLANS_BATCH_SIZE,
+            max_concurrency=config.plan_concurrency,
+            dead_letter_purpose="report_plans_dlq",
         )
         messaging.consume(
             self,
@@ -208,8 +231,10 @@ class ReportFetcher(Construct):
             f"({SELLERS_PREFIX}{{seller}}/{{region}}/reports/...), unknown at deploy time; the grant is limited "
             "to the sellers/ prefix of the data bucket and to put, get and multipart-upload actions.",
         )
-        # Waiting jobs go back to report_jobs alone, with a delay; sending needs the queue's key via SQS.
+        # Waiting jobs go back to report_jobs alone, with a delay; the plan-reports finder sends due plans to
+        # report_plans (SendMessageBatch is authorized as SendMessage). Sending needs the key via SQS.
         self.jobs.grant(fn, "sqs:SendMessage")
+        self.plans.grant(fn, "sqs:SendMessage")
         messaging.grant_queue_key_via_sqs(fn, self.jobs_key, "kms:GenerateDataKey", "kms:Decrypt")
 
     def _metric(self, name: str, period: Duration = METRIC_PERIOD) -> cloudwatch.Metric:
@@ -228,6 +253,11 @@ class ReportFetcher(Construct):
             "ReportJobsDlqDepth": (
                 self.jobs_dlq,
                 f"{DUTY}: report jobs given up on after {messaging.MAX_RECEIVE_COUNT} receives",
+            ),
+            "ReportPlansDlqDepth": (
+                self.plans_dlq,
+                f"{DUTY}: report_plans messages (due connections) given up on after {messaging.MAX_RECEIVE_COUNT} "
+                "receives; their plans stay due and the next plan-reports run sends them again",
             ),
             "ReportNotificationsDlqDepth": (
                 self.notifications_dlq,

@@ -1,8 +1,10 @@
-"""RetentionSweeper: the retention_sweeper function and its daily schedule.
+"""RetentionSweeper: the retention_sweeper function, its daily schedule and its work queue.
 
-Trigger (docs/internal-contracts.md, "Retention and data rights"): the ``sweep-retention`` schedule,
-``rate(1 day)``, with the constant input ``{"task": "sweep-retention"}``. Per (seller, region) whose
-``purge_after`` has passed (the ``by_purge_due`` index), it erases every version and delete marker
+Triggers (docs/internal-contracts.md, "Retention and data rights"): the ``sweep-retention`` schedule,
+``rate(1 day)``, with the constant input ``{"task": "sweep-retention"}``, which only finds the
+(seller, region) whose ``purge_after`` has passed (the ``by_purge_due`` index) and sends them to the
+``retention_purges`` queue, one a message; that queue, one message per invocation, ``purge_concurrency``
+at once. Per connection it erases every version and delete marker
 under ``sellers/{seller}/{region}/``, aborts the multipart uploads there, deletes the seller's items,
 writes a deletion receipt to the audit table and deletes the connection item last.
 
@@ -10,7 +12,9 @@ Grants are erase-only: it can list versions and delete under ``sellers/`` and ``
 portability archives, erased with a seller's last connection) but read no object, it
 works on the connections table by key and on the one index (no Scan), it only writes and reads
 receipts in the audit table, and it holds no token purpose of the key: it decrypts nothing. The key
-is usable only through DynamoDB, for the tables.
+is usable only through DynamoDB, for the tables. ``retention_purges`` (and its DLQ) has a customer key
+of its own (the duty's other key is the events key EventBridge may use); the role may send to and
+consume that one queue, and use its key only through SQS.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ DUTY = "retention_sweeper"
 # run (it stops in time and the next run resumes).
 SWEEP_TIMEOUT_SECONDS = 900
 SWEEP_MEMORY_MB = 1024
+# One purge per invocation: it has the whole timeout, stops SAFETY_MILLIS before it and fails its message,
+# which comes back after the visibility timeout (6 x 900 s) and resumes.
+PURGES_BATCH_SIZE = 1
 # name, rate, and how long a missed run is still worth delivering: the deadline already allows one
 # day of sweep lag (StageConfig.purge_after_days), so a late run is better than waiting a day.
 SCHEDULE = ("sweep-retention", Duration.days(1), Duration.hours(12))
@@ -77,11 +84,34 @@ class RetentionSweeper(Construct):
                 "CONNECTIONS_TABLE": stores.connections.table_name,
                 "AUDIT_TABLE": stores.audit.table_name,
                 "DATA_BUCKET": stores.data_bucket.bucket_name,
+                "PURGE_FIND_LIMIT": str(config.purge_find_limit),
             },
             dead_letter_queue=self.failed_events,
         )
+        fn = self.handler
+
+        self.purges_key = messaging.customer_key(self, "PurgesKey", config=config, use="retention purge messages (SQS)")
+        tag_purpose(self.purges_key, "retention_purges_key")
+        self.purges_dlq = messaging.dead_letter_queue(self, "PurgesDlq", key=self.purges_key)
+        tag_purpose(self.purges_dlq, "retention_purges_dlq")
+        self.purges = messaging.consumed_queue(
+            self, "Purges", consumer=fn, key=self.purges_key, retention=messaging.WORK_QUEUE_RETENTION,
+            dead_letters=self.purges_dlq,
+        )
+        tag_purpose(self.purges, "retention_purges")
+        # The queue's visibility follows the function's timeout, so its URL joins the environment after.
+        fn.add_environment("RETENTION_PURGES_QUEUE_URL", self.purges.queue_url)
         self._grant(stores)
-        # A failed purge is left for the next run (the invocation succeeds), so it is alarmed by metric.
+        messaging.consume(
+            self,
+            "PurgesSource",
+            consumer=fn,
+            queue=self.purges,
+            batch_size=PURGES_BATCH_SIZE,
+            max_concurrency=config.purge_concurrency,
+            dead_letter_purpose="retention_purges_dlq",
+        )
+        # A failed purge fails its message (it comes back, then reaches the DLQ); alarmed by metric at once.
         self.purge_failed_metric = cloudwatch.Metric(
             namespace="SellerInsights", metric_name="PurgeFailed", dimensions_map={"service": DUTY},
             statistic=cloudwatch.Stats.SUM, period=Duration.hours(1))
@@ -113,11 +143,19 @@ class RetentionSweeper(Construct):
                 "limited to the two prefixes it owns and to DeleteObjectVersion, DeleteObject and "
                 "AbortMultipartUpload (no read).",
             )
+        # The sweep-retention finder sends due purges (SendMessageBatch is authorized as SendMessage).
+        self.purges.grant(fn, "sqs:SendMessage")
+        messaging.grant_queue_key_via_sqs(fn, self.purges_key, "kms:GenerateDataKey")
 
     @property
     def dead_letter_queues(self) -> dict[str, tuple[sqs.IQueue, str]]:
         """Alarm name → (queue, description), for Observability.watch_dead_letter_queue."""
         return {
+            "RetentionPurgesDlqDepth": (
+                self.purges_dlq,
+                f"{DUTY}: purges that failed {messaging.MAX_RECEIVE_COUNT} tries (still due: the next "
+                "sweep-retention run sends them again; the deletion promise is at stake)",
+            ),
             "RetentionFailedEventsDepth": (
                 self.failed_events,
                 f"{DUTY}: sweep-retention runs that were not delivered, or failed invocations "

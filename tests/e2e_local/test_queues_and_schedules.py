@@ -139,3 +139,17 @@ def test_drain_deletes_only_successes_and_redrives_after_the_virtual_visibility_
     assert post(small, "/_local/clock", {"advance_seconds": 31}).status_code == 200
     third = post(small, "/_local/drain", {"max_seconds": 5}).json()
     assert third["left"] == {"jobs": 0, "jobs_dlq": 1}, third
+
+
+def test_a_drain_can_play_only_the_queues_it_names(small: Serve) -> None:
+    queues = small.info["resources"]["queues"]
+    sqs = boto3.client("sqs", endpoint_url=small.info["aws"], region_name=small.info["region"])
+    sqs.send_message(QueueUrl=queues["jobs"], MessageBody="ok-named")
+
+    # jobs_dlq has no event source mapping: naming it (or anything unmapped) is refused, nothing is played.
+    for refused in (["jobs_dlq"], ["nope"], [], "jobs", [1]):
+        answer = post(small, "/_local/drain", {"max_seconds": 2, "queues": refused})
+        assert answer.status_code == 400, refused
+        assert "jobs" in answer.json()["message"]
+    named = post(small, "/_local/drain", {"max_seconds": 5, "queues": ["jobs"]}).json()
+    assert named["delivered"] == {"jobs": 1} and named["left"]["jobs"] == 0

@@ -25,7 +25,19 @@ from seller_insights.report_catalog import (
     DataSource,
     ReportFormat,
 )
-from tests.support.e2e import advance, bucket, connect, drain, fire, new_seller, post, s3, sells_only_in, stats
+from tests.support.e2e import (
+    advance,
+    bucket,
+    connect,
+    drain,
+    fire,
+    new_seller,
+    plan_reports,
+    post,
+    s3,
+    sells_only_in,
+    stats,
+)
 from tests.support.local_stack import seller_items, stack_of_its_own, stack_seller_key
 
 pytestmark = pytest.mark.slow
@@ -72,8 +84,8 @@ def start_reports(info: dict[str, Any]) -> None:
     not refresh), then the plan."""
     refreshed = fire(info, "refresh-tokens")
     assert refreshed["failed"] == 0 and refreshed["stopped"] is None, refreshed
-    plan = fire(info, "plan-reports")
-    assert plan["connections"] >= 1 and plan["messages"] >= 1, plan
+    plan = plan_reports(info)
+    assert plan["found"] >= 1 and plan["planned"] >= 1 and plan["job_messages"] >= 1, plan
 
 
 def settle(info: dict[str, Any], seller: str, *, waiting: frozenset[str] = frozenset()) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from infra.app import build_app, load_cdk_context
-from infra.config import DEFAULT_REPORT_TYPES, ConfigError, StageConfig
+from infra.config import DEFAULT_REPORT_TYPES, FIND_LIMIT_RANGE, ConfigError, StageConfig
 from infra.constructs import service_function
 
 
@@ -162,7 +162,8 @@ def test_sales_and_traffic_source_and_granularity_are_stage_keys_the_fetcher_acc
             StageConfig.from_context("dev", {"dev": {**stages["dev"], key: value}})
     # Every value the stage accepts, the function's settings accept too.
     base = {"STAGE": "dev", "CONNECTIONS_TABLE": "t", "TOKEN_KEY_ID": "k", "DATA_BUCKET": "b",
-            "REPORT_JOBS_QUEUE_URL": "q", "DEFAULT_REPORT_TYPES": "GET_MERCHANT_LISTINGS_ALL_DATA",
+            "REPORT_JOBS_QUEUE_URL": "q", "REPORT_PLANS_QUEUE_URL": "p",
+            "DEFAULT_REPORT_TYPES": "GET_MERCHANT_LISTINGS_ALL_DATA",
             "SELLER_KEY_SECRET_ID": "s", "PURGE_AFTER_DAYS": "27"}
     for source in ("DATA_KIOSK", "REPORTS"):
         for granularity in ("DATE", "ASIN"):
@@ -200,3 +201,26 @@ def test_report_jobs_concurrency_is_required_and_bounded(value: object) -> None:
     missing = {key: v for key, v in stages["dev"].items() if key != "report_jobs_concurrency"}
     with pytest.raises(ConfigError, match="report_jobs_concurrency"):
         StageConfig.from_context("dev", {"dev": missing})
+
+
+def test_the_sweeps_keys_are_set_in_every_stage_within_bounds() -> None:
+    """plan_concurrency / purge_concurrency: SQS event sources allow 2..1000; the finders' limits are the
+    range the functions' settings accept (PLAN_FIND_LIMIT, PURGE_FIND_LIMIT)."""
+    from infra.constructs.report_fetcher import PLAN_SCHEDULE
+    from infra.constructs.retention_sweeper import SCHEDULE
+    from report_fetcher.planner import PLAN_FIND_LIMIT_RANGE, PLAN_PERIOD_SECONDS
+    from retention_sweeper.service import PURGE_FIND_LIMIT_RANGE, SWEEP_PERIOD_SECONDS
+
+    assert PLAN_FIND_LIMIT_RANGE == PURGE_FIND_LIMIT_RANGE == FIND_LIMIT_RANGE
+    # The finders rotate their first shard once per run of their schedule.
+    assert PLAN_SCHEDULE[1].to_seconds() == PLAN_PERIOD_SECONDS
+    assert SCHEDULE[1].to_seconds() == SWEEP_PERIOD_SECONDS
+    stages = load_cdk_context()["stages"]
+    keys = ("plan_concurrency", "plan_find_limit", "purge_concurrency", "purge_find_limit")
+    for name in stages:
+        assert set(keys) <= set(stages[name]), name
+        StageConfig.from_context(name, stages)
+    for key, bad in (("plan_concurrency", 1), ("purge_concurrency", 1001), ("plan_find_limit", 99),
+                     ("purge_find_limit", 1_000_001)):
+        with pytest.raises(ConfigError, match=key):
+            StageConfig.from_context("dev", {"dev": {**stages["dev"], key: bad}})

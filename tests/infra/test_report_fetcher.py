@@ -28,6 +28,8 @@ REPORT_ENV = {
     "TOKEN_KEY_ID",
     "DATA_BUCKET",
     "REPORT_JOBS_QUEUE_URL",
+    "REPORT_PLANS_QUEUE_URL",
+    "PLAN_FIND_LIMIT",
     "DEFAULT_REPORT_TYPES",
     "PURGE_AFTER_DAYS",
     "REPORT_MAX_DECOMPRESSED_MIB",
@@ -43,6 +45,7 @@ SELLER_OBJECT_ACTIONS = ["s3:AbortMultipartUpload", "s3:GetObject", "s3:ListMult
 TOKEN_CRYPTO_ACTIONS = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey")
 QUEUES = {  # purpose: (dead-letter purpose, key purpose)
     "report_jobs": ("report_jobs_dlq", "report_jobs_key"),
+    "report_plans": ("report_plans_dlq", "report_jobs_key"),
     "report_notifications": ("report_notifications_dlq", "notifications_key"),
 }
 
@@ -201,7 +204,7 @@ def test_report_jobs_key_serves_this_account_only(raw: dict[str, Any]) -> None:
     assert amazon_keys == [by_purpose(raw, "notifications_key")[0]]
 
 
-def test_queues_feed_the_fetcher_in_bounded_partial_batches(raw: dict[str, Any]) -> None:
+def test_queues_feed_the_fetcher_in_bounded_partial_batches(raw: dict[str, Any], stage: str) -> None:
     function_id, _ = _function(raw)
     mappings = {
         m["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]: m["Properties"]
@@ -210,10 +213,14 @@ def test_queues_feed_the_fetcher_in_bounded_partial_batches(raw: dict[str, Any])
     }
     jobs_id, _ = by_purpose(raw, "report_jobs")
     notifications_id, _ = by_purpose(raw, "report_notifications")
-    assert set(mappings) == {jobs_id, notifications_id}
-    for props in mappings.values():
+    plans_id, _ = by_purpose(raw, "report_plans")
+    assert set(mappings) == {jobs_id, notifications_id, plans_id}
+    config = StageConfig.from_context(stage, load_cdk_context()["stages"])
+    for queue_id, props in mappings.items():
         assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
         assert props["BatchSize"] == 10
+        concurrency = {plans_id: config.plan_concurrency, jobs_id: config.report_jobs_concurrency}.get(queue_id, 2)
+        assert props["ScalingConfig"] == {"MaximumConcurrency": concurrency}
         assert props.get("Enabled", True) is True
     assert mappings[notifications_id]["ScalingConfig"] == {"MaximumConcurrency": 2}
 
@@ -346,13 +353,15 @@ def test_fetcher_permissions_are_scoped(raw: dict[str, Any]) -> None:
     assert s3_actions == SELLER_OBJECT_ACTIONS
     for action in s3_actions:
         assert by_action[action] == [{"Fn::Join": ["", [_arn(data_id), "/sellers/*"]]}], action
-    # Sends to report_jobs (re-queued waiting jobs) and its async DLQ; consumes both queues.
+    # Sends to report_jobs (re-queued waiting jobs), report_plans (the plan-reports finder) and its async
+    # DLQ; consumes the three queues.
+    plans_id, _ = by_purpose(raw, "report_plans")
     assert sorted(json.dumps(r) for r in by_action["sqs:SendMessage"]) == sorted(
-        json.dumps(_arn(i)) for i in (jobs_id, events_dlq_id)
+        json.dumps(_arn(i)) for i in (jobs_id, plans_id, events_dlq_id)
     )
     for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"):
         assert sorted(json.dumps(r) for r in by_action[action]) == sorted(
-            json.dumps(_arn(i)) for i in (jobs_id, notifications_id)
+            json.dumps(_arn(i)) for i in (jobs_id, notifications_id, plans_id)
         ), action
     # No LWA client secret (only the seller-key secret: it cannot mint grantless tokens nor rotate the
     # client secret), no events, no metrics API (EMF through logs).
@@ -500,13 +509,17 @@ def test_the_stage_sets_the_planners_cap_and_each_types_history(raw: dict[str, A
     variables = function_environments(raw)[REPORT_HANDLER]
     config = StageConfig.from_context(stage, load_cdk_context()["stages"])
     assert variables["PLAN_MAX_JOBS_PER_CONNECTION"] == str(config.plan_max_jobs_per_connection)
+    assert variables["PLAN_FIND_LIMIT"] == str(config.plan_find_limit)
+    assert variables["REPORT_PLANS_QUEUE_URL"] == {"Ref": by_purpose(raw, "report_plans")[0]}
     # The function reads back what cdk.json says, type by type.
     settings = ReportFetcherSettings.from_env({k: v for k, v in variables.items() if isinstance(v, str)}
-                                              | {"REPORT_JOBS_QUEUE_URL": "q", "DATA_BUCKET": "b",
+                                              | {"REPORT_JOBS_QUEUE_URL": "q", "REPORT_PLANS_QUEUE_URL": "p",
+                                                 "DATA_BUCKET": "b",
                                                  "CONNECTIONS_TABLE": "t", "TOKEN_KEY_ID": "k",
                                                  "SELLER_KEY_SECRET_ID": "s"})
     assert settings.backfill_days == config.report_backfill_days
     assert settings.planning_limits.max_jobs == config.plan_max_jobs_per_connection
+    assert settings.plan_find_limit == config.plan_find_limit
 
 
 def test_every_default_type_falling_more_than_two_periods_behind_is_alarmed(raw: dict[str, Any]) -> None:

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from infra.app import function_environments
+from infra.app import function_environments, load_cdk_context
+from infra.config import StageConfig
 from tests.infra.conftest import by_purpose, resources
 
 pytestmark = pytest.mark.slow
@@ -17,8 +18,9 @@ pytestmark = pytest.mark.slow
 SWEEPER = "retention_sweeper.handler.lambda_handler"
 DATA_REQUESTS = "data_requests.handler.lambda_handler"
 COMMON_ENV = {"STAGE", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL", "SELLER_KEY_SECRET_ID"}
-SWEEPER_ENV = COMMON_ENV | {"CONNECTIONS_TABLE", "AUDIT_TABLE", "DATA_BUCKET"}
-DATA_REQUESTS_ENV = SWEEPER_ENV | {"PURGE_AFTER_DAYS"}
+STORES_ENV = {"CONNECTIONS_TABLE", "AUDIT_TABLE", "DATA_BUCKET"}
+SWEEPER_ENV = COMMON_ENV | STORES_ENV | {"RETENTION_PURGES_QUEUE_URL", "PURGE_FIND_LIMIT"}
+DATA_REQUESTS_ENV = COMMON_ENV | STORES_ENV | {"PURGE_AFTER_DAYS"}
 UNKEYED = ("dynamodb:Scan", "dynamodb:PartiQLSelect", "dynamodb:ExportTableToPointInTime")
 MFA_KEY = "aws:MultiFactorAuthPresent"
 ADMIN_ROUTE_SUFFIXES = {
@@ -134,6 +136,9 @@ def test_sweeper_environment_and_size(raw: dict[str, Any], stage: str) -> None:
     assert variables["CONNECTIONS_TABLE"] == {"Ref": by_purpose(raw, "connections")[0]}
     assert variables["AUDIT_TABLE"] == {"Ref": by_purpose(raw, "audit")[0]}
     assert variables["DATA_BUCKET"] == {"Ref": by_purpose(raw, "data")[0]}
+    assert variables["RETENTION_PURGES_QUEUE_URL"] == {"Ref": by_purpose(raw, "retention_purges")[0]}
+    config = StageConfig.from_context(stage, load_cdk_context()["stages"])
+    assert variables["PURGE_FIND_LIMIT"] == str(config.purge_find_limit)
     _, function = _function(raw, SWEEPER)
     assert (function["Properties"]["Timeout"], function["Properties"]["MemorySize"]) == (900, 1024)
 
@@ -250,7 +255,13 @@ def test_sweeper_permissions_are_erase_only(raw: dict[str, Any]) -> None:
     # The seller-key secret only (to find a seller's prefixes), no events; the token key only through
     # DynamoDB and Secrets Manager: it opens no token and reads no object.
     assert_only_the_seller_key_secret(raw, by_action)
-    assert not any(a.startswith(("events:", "sqs:Receive", "cloudwatch:")) for a in by_action)
+    assert not any(a.startswith(("events:", "cloudwatch:")) for a in by_action)
+    # SQS: its own work queue only (test_the_sweeper_fans_out_through_its_own_queue).
+    purges_id, _ = by_purpose(raw, "retention_purges")
+    events_dlq_id, _ = by_purpose(raw, "retention_events_dlq")
+    for action in (a for a in by_action if a.startswith("sqs:")):
+        allowed = (purges_id, events_dlq_id) if action == "sqs:SendMessage" else (purges_id,)
+        assert by_action[action] == _keys(*(_arn(i) for i in allowed)), action
     token_key = _key(_arn(by_purpose(raw, "token_key")[0]))
     on_key = [s for s in statements if token_key in (_key(r) for r in _as_list(s["Resource"]))]
     assert on_key
@@ -259,6 +270,36 @@ def test_sweeper_permissions_are_erase_only(raw: dict[str, Any]) -> None:
         assert set(statement["Condition"]["StringEquals"]) == {"kms:ViaService"}
         services.add(statement["Condition"]["StringEquals"]["kms:ViaService"]["Fn::Join"][1][0])
     assert services == {"dynamodb.", "secretsmanager."}
+
+
+def test_the_sweeper_fans_out_through_its_own_queue(raw: dict[str, Any], stage: str) -> None:
+    config = StageConfig.from_context(stage, load_cdk_context()["stages"])
+    function_id, function = _function(raw, SWEEPER)
+    purges_id, purges = by_purpose(raw, "retention_purges")
+    dlq_id, dlq = by_purpose(raw, "retention_purges_dlq")
+    key_id, key = by_purpose(raw, "retention_purges_key")
+    assert key_id not in {by_purpose(raw, p)[0] for p in ("token_key", "events_key")}
+    assert key["Properties"]["EnableKeyRotation"] is True
+    for queue in (purges, dlq):
+        assert queue["Properties"]["KmsMasterKeyId"] == _arn(key_id)
+    assert purges["Properties"]["RedrivePolicy"] == {"deadLetterTargetArn": _arn(dlq_id), "maxReceiveCount": 5}
+    # A purge stops before the function's timeout; its message comes back after six of them.
+    assert purges["Properties"]["VisibilityTimeout"] == 6 * function["Properties"]["Timeout"] == 6 * 900
+    assert purges["Properties"]["MessageRetentionPeriod"] == 14 * 86400
+    (mapping,) = [m["Properties"] for m in resources(raw, "AWS::Lambda::EventSourceMapping").values()
+                  if m["Properties"]["FunctionName"] == {"Ref": function_id}]
+    assert mapping["EventSourceArn"] == _arn(purges_id)
+    assert (mapping["BatchSize"], mapping["FunctionResponseTypes"]) == (1, ["ReportBatchItemFailures"])
+    assert mapping["ScalingConfig"] == {"MaximumConcurrency": config.purge_concurrency}
+    # The key only through SQS: to send (the finder) and to read (the consumer).
+    statements = _function_statements(raw, SWEEPER)
+    on_key = [s for s in statements if _key(_arn(key_id)) in (_key(r) for r in _as_list(s["Resource"]))]
+    assert {a for s in on_key for a in _as_list(s["Action"])} == {"kms:GenerateDataKey", "kms:Decrypt"}
+    for statement in on_key:
+        assert statement["Condition"]["StringEquals"]["kms:ViaService"]["Fn::Join"][1][0] == "sqs."
+    alarms = [a["Properties"] for a in resources(raw, "AWS::CloudWatch::Alarm").values()
+              if json.dumps(a["Properties"].get("Dimensions", [])).count(dlq_id)]
+    assert alarms, "the purges DLQ's depth is alarmed"
 
 
 def test_data_requests_permissions_are_scoped(raw: dict[str, Any]) -> None:

@@ -27,6 +27,7 @@ from tests.support.api import ConsentClient, FakeContext
 from tests.support.fetcher import refresher_sweep
 from tests.support.flows import connect_and_confirm
 from tests.support.iam import acting_as
+from tests.support.sweeps import plan_reports
 from tests.support.tokens import lwa_stats, provider
 
 SELLER = "A1KIOSKSELLER01"
@@ -147,7 +148,7 @@ def body_of(key: str) -> bytes:
 
 
 def test_a_sellers_day_is_stored_as_json_lines_with_its_row(kiosk_env, emulator):
-    assert invoke({"task": "plan-reports"})["jobs"] == 1
+    assert plan_reports()["jobs"] == 1
     run_until_settled(kiosk_env, emulator)
 
     (job,) = items(SELLER, "JOB#")
@@ -172,7 +173,7 @@ def test_a_sellers_day_is_stored_as_json_lines_with_its_row(kiosk_env, emulator)
 
 def test_a_restated_day_replaces_its_object_and_row(kiosk_env, emulator, token_env):
     planned_at = clock.epoch_seconds()
-    assert invoke({"task": "plan-reports"})["jobs"] == 1
+    assert plan_reports()["jobs"] == 1
     run_until_settled(kiosk_env, emulator)
     (first,) = items(SELLER, "REPORT#")
     (first_job,) = items(SELLER, "JOB#")
@@ -182,7 +183,7 @@ def test_a_restated_day_replaces_its_object_and_row(kiosk_env, emulator, token_e
     advance(emulator, planned_at - planned_at % DAY + DAY + 3600 - clock.epoch_seconds())  # 01:00 the next day
     assert refresher_sweep(token_env, emulator, SELLER)  # the token refresher's run: a fresh token
     restatement = clock.now().strftime("s%Y%m%d")  # a restatement pull is named by the day it is planned
-    assert invoke({"task": "plan-reports"})["jobs"] == 2  # the stored day again, and the new yesterday
+    assert plan_reports()["jobs"] == 2  # the stored day again, and the new yesterday
     run_until_settled(kiosk_env, emulator)
 
     jobs = {(j["window_start"], j.get("pull")): j for j in items(SELLER, "JOB#")}
@@ -202,7 +203,7 @@ def test_a_missing_brand_analytics_role_ends_the_job_after_one_fresh_token_retry
                                                                                 capfd):
     control(emulator, "roles", {"role": "Brand Analytics", "selling_partner_id": SELLER, "withheld": True})
     refreshes = lwa_stats(emulator.base_url)["refresh_token"]
-    invoke({"task": "plan-reports"})
+    plan_reports()
     # Polls of the job queue, the token refresher's sweep after each (it renews the token the job asked for).
     for _ in range(5):
         while deliver(kiosk_env):
@@ -225,7 +226,7 @@ def test_a_missing_brand_analytics_role_ends_the_job_after_one_fresh_token_retry
 
 def test_a_throttled_create_query_is_requeued_then_stored(kiosk_env, emulator):
     fault(emulator, "createQuery", 429)
-    invoke({"task": "plan-reports"})
+    plan_reports()
     while deliver(kiosk_env):
         pass
     (job,) = items(SELLER, "JOB#")
@@ -247,7 +248,7 @@ def test_more_than_96_sellers_all_get_their_query_the_same_day(kiosk_env, emulat
         assert connect_and_confirm(ConsentClient(), emulator.base_url, seller, "US").status == 303
         tokens.get(seller, "NA")
 
-    assert invoke({"task": "plan-reports"})["jobs"] == 100
+    assert plan_reports()["jobs"] == 100
     while deliver(kiosk_env):
         pass
 
@@ -283,7 +284,7 @@ def test_eu_and_fe_report_and_query_jobs_resume_from_their_notifications(notifie
     control(emulator, "queries/timing", {"min_seconds": 60, "max_seconds": 80})  # done before the reports
     refreshed = refresher("refresh-tokens")  # warm tokens, and each region's destination
     assert refreshed["failed"] == 0
-    planned = fetcher("plan-reports")
+    planned = plan_reports()
     assert planned["subscribed"] == 2  # each with both notification types (NA waits for its destination)
     for seller in (EU_SELLER, FE_SELLER):
         connection = items(seller, "CONN#")[0]
@@ -312,7 +313,7 @@ def test_eu_and_fe_report_and_query_jobs_resume_from_their_notifications(notifie
 
 
 def test_a_query_notification_for_a_vendor_or_an_unknown_query_changes_nothing(kiosk_env, emulator):
-    invoke({"task": "plan-reports"})
+    plan_reports()
     while deliver(kiosk_env):
         pass
     (job,) = items(SELLER, "JOB#")
@@ -336,7 +337,7 @@ def test_a_query_notification_for_a_vendor_or_an_unknown_query_changes_nothing(k
 def test_the_reports_api_fallback_pulls_sales_and_traffic_as_a_report(kiosk_env, emulator, monkeypatch):
     monkeypatch.setenv("SALES_AND_TRAFFIC_SOURCE", "REPORTS")
     forget_all()
-    invoke({"task": "plan-reports"})
+    plan_reports()
     run_until_settled(kiosk_env, emulator, rounds=3)
 
     (job,) = items(SELLER, "JOB#")

@@ -23,6 +23,7 @@ from seller_insights.report_catalog import ORDERS, SETTLEMENT
 from tests.support.api import ConsentClient, FakeContext
 from tests.support.flows import connect_and_confirm
 from tests.support.iam import acting_as
+from tests.support.sweeps import plan_reports
 from tests.support.tokens import provider
 
 SELLER = "A1REPORTS000001"
@@ -122,8 +123,8 @@ def assert_nothing_lost():
 
 
 def test_plan_fetch_store(reports_env, emulator):
-    assert invoke({"task": "plan-reports"}) == {"connections": 1, "jobs": 1, "messages": 1, "subscribed": 0,
-                                                "replanned": 0, "gone": 0}
+    assert plan_reports() == {"connections": 1, "jobs": 1, "messages": 1, "subscribed": 0,
+                              "replanned": 0, "gone": 0, "skipped": 0}
     run_until_settled(reports_env, emulator)
     (job,) = items("JOB#")
     assert job["status"] == "DONE"
@@ -139,7 +140,7 @@ def test_plan_fetch_store(reports_env, emulator):
 
 
 def test_a_plan_that_runs_twice_requests_once(reports_env, emulator):
-    invoke({"task": "plan-reports"})
+    plan_reports()
     from report_fetcher import handler
 
     handler._enqueue(handler.Job.from_message(json.loads(
@@ -153,7 +154,7 @@ def test_a_plan_that_runs_twice_requests_once(reports_env, emulator):
 
 def test_throttling_requeues_without_looping(reports_env, emulator):
     fault(emulator, "createReport", 429, 2)
-    invoke({"task": "plan-reports"})
+    plan_reports()
     deliver(reports_env)
     assert items("JOB#")[0]["status"] == "NEW"  # not requested yet: back on the queue, delayed
     run_until_settled(reports_env, emulator)
@@ -164,7 +165,7 @@ def test_throttling_requeues_without_looping(reports_env, emulator):
 
 def test_server_errors_while_polling_are_retried(reports_env, emulator):
     fault(emulator, "getReport", 503, 2)
-    invoke({"task": "plan-reports"})
+    plan_reports()
     run_until_settled(reports_env, emulator)
     assert items("JOB#")[0]["status"] == "DONE"
     assert_nothing_lost()
@@ -172,7 +173,7 @@ def test_server_errors_while_polling_are_retried(reports_env, emulator):
 
 def test_cancelled_means_no_data(reports_env, emulator):
     seed(emulator, ORDERS, "CANCELLED")
-    invoke({"task": "plan-reports"})
+    plan_reports()
     run_until_settled(reports_env, emulator)
     assert items("JOB#")[0]["status"] == "NO_DATA"
     assert objects() == {} and items("REPORT#") == []
@@ -180,7 +181,7 @@ def test_cancelled_means_no_data(reports_env, emulator):
 
 def test_fatal_keeps_the_error_document_cools_down_and_retries(reports_env, emulator):
     seed(emulator, ORDERS, "FATAL", b'{"errorDetails": "bad window"}', content_type="application/json", gzip=False)
-    invoke({"task": "plan-reports"})
+    plan_reports()
     run_until_settled(reports_env, emulator, rounds=3)
     (job,) = items("JOB#")
     assert job["status"] == "COOLDOWN" and job["attempts"] == 1
@@ -192,7 +193,7 @@ def test_fatal_keeps_the_error_document_cools_down_and_retries(reports_env, emul
 
 def test_truncated_document_is_fetched_again_with_a_fresh_url(reports_env, emulator):
     fault(emulator, "document", "truncated")
-    invoke({"task": "plan-reports"})
+    plan_reports()
     run_until_settled(reports_env, emulator)
     assert items("JOB#")[0]["status"] == "DONE"
     assert stats(emulator)["spapi"]["getReportDocument"] == 2
@@ -211,7 +212,7 @@ def test_metadata_write_failure_after_upload_ends_with_one_object_and_one_row(re
         return real_put(self, report, stored_at)
 
     monkeypatch.setattr(ReportRepository, "put", flaky)
-    invoke({"task": "plan-reports"})
+    plan_reports()
     run_until_settled(reports_env, emulator)
     assert items("JOB#")[0]["status"] == "DONE"
     assert len(objects()) == 1 and len(items("REPORT#")) == 1  # the retry overwrote the same key
@@ -222,7 +223,7 @@ def test_settlement_reports_are_discovered_not_requested(reports_env, emulator, 
     monkeypatch.setenv("DEFAULT_REPORT_TYPES", SETTLEMENT)
     forget_all()
     seed(emulator, SETTLEMENT, "DONE", "settlement-id\ttotal-amount\tcurrency\n1\t10,00 €\tEUR\n".encode("cp1252"))
-    invoke({"task": "plan-reports"})
+    plan_reports()
     run_until_settled(reports_env, emulator, rounds=2)
     assert stats(emulator)["spapi"]["createReport"] == 0
     (row,) = items("REPORT#")
@@ -233,7 +234,7 @@ def test_settlement_reports_are_discovered_not_requested(reports_env, emulator, 
 
 
 def test_a_revoked_connection_ends_its_jobs_without_calling_amazon(reports_env, emulator, token_env):
-    invoke({"task": "plan-reports"})
+    plan_reports()
     from seller_insights.repositories import ConnectionsRepository
 
     table = boto3.resource("dynamodb").Table("test-connections")
@@ -250,7 +251,7 @@ def test_without_a_cached_token_the_job_waits_and_asks_for_a_refresh(reports_env
     table.delete_item(Key={"pk": f"SELLER#{SELLER}", "sk": "TOKEN#NA"})
     forget_all()  # a new container: nothing in memory either
     refreshes = stats(emulator)["lwa"]["refresh_token"]
-    invoke({"task": "plan-reports"})
+    plan_reports()
     deliver(reports_env)
     assert items("JOB#")[0]["status"] == "NEW"
     connection = table.get_item(Key={"pk": f"SELLER#{SELLER}", "sk": "CONN#NA"})["Item"]
@@ -267,7 +268,7 @@ def test_a_malformed_message_fails_alone(reports_env):
 def test_an_unknown_column_is_dropped_and_counted(reports_env, emulator, capfd):
     header = "amazon-order-id\tship-city\tgift-message-text\tquantity"
     seed(emulator, ORDERS, "DONE", f"{header}\n111-1\tBerlin\tHappy birthday, Jane\t2\n".encode("cp1252"))
-    invoke({"task": "plan-reports"})
+    plan_reports()
     run_until_settled(reports_env, emulator)
     (row,) = items("REPORT#")
     assert row["dropped_columns"] == ["ship-city", "gift-message-text"]
@@ -279,7 +280,7 @@ def test_an_unknown_column_is_dropped_and_counted(reports_env, emulator, capfd):
 
 def test_a_late_planner_copy_after_a_quota_wait_is_dropped(reports_env, emulator):
     fault(emulator, "createReport", 429, 1)
-    invoke({"task": "plan-reports"})
+    plan_reports()
     planner_message = boto3.client("sqs").receive_message(QueueUrl=reports_env, VisibilityTimeout=0)["Messages"][0]
     deliver(reports_env)  # 429: the job waits, NEW, at version 1
     invoke({"Records": [{"messageId": "copy", "body": planner_message["Body"]}]})  # a duplicate delivery
@@ -289,7 +290,7 @@ def test_a_late_planner_copy_after_a_quota_wait_is_dropped(reports_env, emulator
 
 
 def test_an_orphaned_job_is_adopted(reports_env, emulator):
-    invoke({"task": "plan-reports"})
+    plan_reports()
     body = boto3.client("sqs").receive_message(QueueUrl=reports_env)["Messages"][0]["Body"]
     deliver_result = invoke({"Records": [{"messageId": "m", "body": body}]})
     assert deliver_result == {"batchItemFailures": []}
@@ -319,7 +320,7 @@ def test_rows_of_another_width_are_dropped_counted_and_never_logged(reports_env,
             "",
             "111-4\tTasse\tb2@marketplace.amazon.com\tSKU-4\t4"]
     seed(emulator, ORDERS, "DONE", "\r\n".join([header, *rows]).encode("cp1252"))
-    invoke({"task": "plan-reports"})
+    plan_reports()
     run_until_settled(reports_env, emulator)
     (row,) = items("REPORT#")
     assert (row["rows"], row["malformed_rows"], row["blank_lines"]) == (2, 3, 1)
@@ -335,7 +336,7 @@ def test_rows_of_another_width_are_dropped_counted_and_never_logged(reports_env,
 def test_a_charset_amazon_does_not_send_falls_back_and_is_counted(reports_env, emulator, capfd):
     body = "amazon-order-id\tproduct-name\n111-1\t+AEA- Größe\n".encode("cp1252")
     seed(emulator, ORDERS, "DONE", body, content_type="text/plain; charset=UTF-7")
-    invoke({"task": "plan-reports"})
+    plan_reports()
     run_until_settled(reports_env, emulator)
     (row,) = items("REPORT#")
     assert (row["source_charset"], row["charset_rejected"]) == ("cp1252", True)
@@ -348,7 +349,7 @@ def test_a_charset_amazon_does_not_send_falls_back_and_is_counted(reports_env, e
 
 def test_nul_bytes_are_removed_and_counted_on_the_row(reports_env, emulator):
     seed(emulator, ORDERS, "DONE", b"amazon-order-id\tquantity\n111-1\x00\x00\t2\n")
-    invoke({"task": "plan-reports"})
+    plan_reports()
     run_until_settled(reports_env, emulator)
     (row,) = items("REPORT#")
     assert (row["nul_bytes"], row["charset_rejected"], row["malformed_rows"]) == (2, False, 0)
@@ -359,7 +360,7 @@ def test_header_cells_that_are_not_column_names_are_only_counted(reports_env, em
     header = f"amazon-order-id\tship-city\tBitte an {E_MAIL}\tgift-message-text\t購入者名\tquantity"
     seed(emulator, ORDERS, "DONE", f"{header}\n111-1\tKöln\ta\tb\tc\t2\n".encode(),
          content_type="text/plain; charset=UTF-8")
-    invoke({"task": "plan-reports"})
+    plan_reports()
     run_until_settled(reports_env, emulator)
     (row,) = items("REPORT#")
     assert (row["dropped_columns"], row["dropped_unnamed"]) == (["ship-city", "gift-message-text"], 2)
@@ -394,7 +395,7 @@ def test_a_document_above_a_cap_is_corrupt_and_leaves_nothing(reports_env, emula
     else:
         document = repeated_rows_gzip(32 * 2**20)
     seed(emulator, ORDERS, "DONE", document, gzip=False)  # served as they are: gzip bytes
-    invoke({"task": "plan-reports"})
+    plan_reports()
     run_until_settled(reports_env, emulator, rounds=10)
     (job,) = items("JOB#")
     assert (job["status"], job["error"]) == ("FAILED", f"DocumentCorrupt: {reason}")
@@ -406,7 +407,7 @@ def test_a_document_above_a_cap_is_corrupt_and_leaves_nothing(reports_env, emula
 
 def test_a_document_whose_first_line_is_not_a_header_is_corrupt(reports_env, emulator):
     seed(emulator, ORDERS, "DONE", f"111-1\tBrotdose\t{E_MAIL}\t2\n111-2\tTasse\tx@example.com\t1\n".encode())
-    invoke({"task": "plan-reports"})
+    plan_reports()
     run_until_settled(reports_env, emulator, rounds=10)
     (job,) = items("JOB#")
     assert job["status"] == "FAILED"
@@ -420,7 +421,8 @@ def test_the_caps_come_from_the_environment_and_are_checked():
     from seller_insights.errors import ConfigurationError
 
     base = {"STAGE": "dev", "CONNECTIONS_TABLE": "t", "TOKEN_KEY_ID": "k", "DATA_BUCKET": "b",
-            "REPORT_JOBS_QUEUE_URL": "q", "DEFAULT_REPORT_TYPES": ORDERS, "SELLER_KEY_SECRET_ID": "sk",
+            "REPORT_JOBS_QUEUE_URL": "q", "REPORT_PLANS_QUEUE_URL": "p",
+            "DEFAULT_REPORT_TYPES": ORDERS, "SELLER_KEY_SECRET_ID": "sk",
             "PURGE_AFTER_DAYS": "27"}
     limits = ReportFetcherSettings.from_env(base).document_limits
     assert (limits.max_decompressed_bytes, limits.max_ratio) == (4096 * 2**20, 100)
@@ -435,7 +437,7 @@ def test_the_caps_come_from_the_environment_and_are_checked():
 
 
 def test_a_message_with_a_refused_job_fails_after_its_other_jobs_ran(reports_env, emulator, capfd):
-    invoke({"task": "plan-reports"})
+    plan_reports()
     (job,) = json.loads(boto3.client("sqs").receive_message(QueueUrl=reports_env)["Messages"][0]["Body"])["jobs"]
     forged = {**job, "window_end": "c4n4ry-v4lu3-xyz"}  # its id no longer matches the job: refused
     capfd.readouterr()

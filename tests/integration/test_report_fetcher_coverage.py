@@ -18,6 +18,7 @@ from seller_insights.report_catalog import LISTINGS, ORDERS
 from tests.support.api import ConsentClient, FakeContext
 from tests.support.flows import connect_and_confirm
 from tests.support.iam import acting_as
+from tests.support.sweeps import plan_reports
 from tests.support.tokens import provider
 
 US, CA = "ATVPDKIKX0DER", "A2EUQ1WTGCTBG2"
@@ -88,12 +89,12 @@ def test_a_planning_outage_is_requested_in_order_and_the_cursor_follows_what_was
         token_env, emulator, coverage_env):
     seller = "A1COVERAGE00001"
     connect(token_env, emulator, seller)
-    invoke({"task": "plan-reports"})
+    plan_reports()
     settle(coverage_env, emulator, rounds=3)
     first_until = int(cursor(seller, ORDERS)["until"])
     advance(emulator, 7 * HOUR)  # no plan-reports for seven hours
     provider(token_env, emulator.base_url).get(seller, "NA")  # the refresher went on meanwhile
-    invoke({"task": "plan-reports"})
+    plan_reports()
     settle(coverage_env, emulator)
 
     asked = [(r["start"], r["end"]) for r in requested(emulator, seller)]
@@ -111,7 +112,7 @@ def test_history_is_fetched_behind_the_live_window(token_env, emulator, coverage
     forget_all()
     connect(token_env, emulator, seller)
     present = clock.epoch_seconds() - clock.epoch_seconds() % HOUR
-    invoke({"task": "plan-reports"})
+    plan_reports()
     settle(coverage_env, emulator)
 
     ends = [epoch_of(r["end"]) for r in requested(emulator, seller)]
@@ -134,7 +135,7 @@ def test_a_per_marketplace_type_is_requested_stored_and_keyed_per_marketplace(
     table.update_item(Key={"pk": f"SELLER#{seller}", "sk": "PLAN#NA"},  # as the participations check does
                       UpdateExpression="SET marketplace_ids = :m ADD version :one",
                       ExpressionAttributeValues={":m": [US, CA], ":one": 1})
-    invoke({"task": "plan-reports"})
+    plan_reports()
     settle(coverage_env, emulator, rounds=3)
 
     assert sorted(r["marketplace_ids"] for r in requested(emulator, seller)) == [[CA], [US]]

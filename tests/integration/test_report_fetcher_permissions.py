@@ -18,8 +18,9 @@ from seller_insights.containers import forget_all
 from seller_insights.report_catalog import LISTINGS, ORDERS
 from seller_insights.vault import Purpose, SecretContext, Vault
 from tests.support.api import ConsentClient
-from tests.support.fetcher import advance, control, deliver, invoke, items, refresher_sweep, stats
+from tests.support.fetcher import advance, control, deliver, items, refresher_sweep, stats
 from tests.support.flows import connect_and_confirm
+from tests.support.sweeps import plan_reports
 from tests.support.tokens import lwa_stats, provider
 
 SELLER = "A1PERMISSIONS01"
@@ -69,7 +70,7 @@ def test_a_withheld_role_fails_its_type_once_and_retries_it_a_day_later(fetcher_
     control(emulator, "roles", {"role": ORDERS_ROLE, "selling_partner_id": SELLER})
     refreshes = lwa_stats(emulator.base_url)["refresh_token"]
 
-    invoke({"task": "plan-reports"})
+    plan_reports()
     run(fetcher_env, emulator, token_env)
 
     jobs = jobs_by_type()
@@ -87,7 +88,7 @@ def test_a_withheld_role_fails_its_type_once_and_retries_it_a_day_later(fetcher_
     # Planning leaves the type alone for a day, however often it runs.
     for _ in range(3):
         advance(emulator, 4 * 3600)
-        assert invoke({"task": "plan-reports"})["jobs"] == 0 or ORDERS not in {
+        assert plan_reports()["jobs"] == 0 or ORDERS not in {
             job["report_type"] for job in jobs_by_type().values() if job["status"] == "NEW"}
         run(fetcher_env, emulator, token_env, rounds=1)
     assert sum(stats(emulator)["spapi_denied"].values()) == 2
@@ -96,7 +97,7 @@ def test_a_withheld_role_fails_its_type_once_and_retries_it_a_day_later(fetcher_
     control(emulator, "roles", {"role": ORDERS_ROLE, "selling_partner_id": SELLER, "withheld": False})
     advance(emulator, failed_at + DAY - clock.epoch_seconds() + 3600)
     refresher_sweep(token_env, emulator, SELLER)  # the day's scheduled renewals
-    invoke({"task": "plan-reports"})
+    plan_reports()
     run(fetcher_env, emulator, token_env)
     done = [job for job in items(SELLER, "JOB#") if job["report_type"] == ORDERS and job["status"] == "DONE"]
     # The refused window again (a new pull, "r1") and the day since; the cursor has nothing failed left.
@@ -120,7 +121,7 @@ def test_a_refused_token_is_renewed_once_and_the_jobs_go_on(fetcher_env, emulato
     forget_all()  # a new container: nothing in memory
     refreshes = lwa_stats(emulator.base_url)["refresh_token"]
 
-    invoke({"task": "plan-reports"})
+    plan_reports()
     run(fetcher_env, emulator, token_env)
 
     assert {t: j["status"] for t, j in jobs_by_type().items()} == {ORDERS: "DONE", LISTINGS: "DONE"}

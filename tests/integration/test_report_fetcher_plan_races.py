@@ -17,6 +17,7 @@ from seller_insights.clock import FixedClock
 from seller_insights.report_catalog import FBA_RETURNS, ORDERS
 from seller_insights.report_jobs import PlanRepository, plan_key
 from tests.support.resources import create_resources
+from tests.support.sweeps import plan_through_queue
 
 SELLER, US, CA = "A1SELLER000001", "ATVPDKIKX0DER", "A2EUQ1WTGCTBG2"
 
@@ -37,22 +38,29 @@ def world():
 
 
 def race(monkeypatch, plans, meanwhile):
-    """Run `meanwhile` after the planner has read the due plans and before it writes."""
-    read = plans.due
+    """Run `meanwhile` after the planner has read the due plan and before it writes."""
+    read = plans.get
+    pending = [meanwhile]
 
-    def due(now):
-        found = list(read(now))
-        meanwhile()
+    def get(seller, region):
+        found = read(seller, region)
+        while pending:
+            pending.pop()()
         return found
 
-    monkeypatch.setattr(plans, "due", due)
+    monkeypatch.setattr(plans, "get", get)
+
+
+def planned(planner, table):
+    """The plan-reports finder, then `planner` on each report_plans message: their reports summed."""
+    return plan_through_queue(planner, table)[1]
 
 
 def test_a_plan_deleted_between_read_and_write_stays_deleted(world, monkeypatch):
     plans, table, sqs, queue = world
     race(monkeypatch, plans, lambda: table.delete_item(Key=plan_key(SELLER, "NA")))
 
-    Planner(plans, sqs, queue, (ORDERS,)).run()
+    planned(Planner(plans, sqs, queue, (ORDERS,)), table)
 
     assert "Item" not in table.get_item(Key=plan_key(SELLER, "NA"), ConsistentRead=True)
 
@@ -68,7 +76,7 @@ def test_a_change_between_read_and_write_is_not_undone(world, monkeypatch):
 
     race(monkeypatch, plans, markets_and_perms)
 
-    Planner(plans, sqs, queue, (ORDERS, FBA_RETURNS)).run()
+    planned(Planner(plans, sqs, queue, (ORDERS, FBA_RETURNS)), table)
 
     item = table.get_item(Key=plan_key(SELLER, "NA"), ConsistentRead=True)["Item"]
     assert item["marketplace_ids"] == [US, CA]
@@ -78,9 +86,9 @@ def test_a_change_between_read_and_write_is_not_undone(world, monkeypatch):
 def test_a_job_ending_between_read_and_write_keeps_its_cursor_move(world, monkeypatch):
     from seller_insights.report_jobs import Job, job_id
 
-    plans, _, sqs, queue = world
+    plans, table, sqs, queue = world
     first = Planner(plans, sqs, queue, (ORDERS,))
-    first.run()  # the live hour and history pieces, recorded as planned
+    planned(first, table)  # the live hour and history pieces, recorded as planned
     cursor = plans.get(SELLER, "NA").coverage[ORDERS]
     live = max(cursor.windows.values(), key=lambda w: w.end)
     start, end = "2026-11-29T08:00:00Z", "2026-11-29T10:00:00Z"  # the live window, with its lookback
@@ -89,7 +97,7 @@ def test_a_job_ending_between_read_and_write_keeps_its_cursor_move(world, monkey
     clock.get_clock().advance(3600)  # the next hour: the plan is due again
     race(monkeypatch, plans, lambda: plans.record_finished(job, "DONE", clock.epoch_seconds()))
 
-    report = Planner(plans, sqs, queue, (ORDERS,)).run()
+    report = planned(Planner(plans, sqs, queue, (ORDERS,)), table)
 
     assert report.replanned == 1 and report.gone == 0
     cursor = plans.get(SELLER, "NA").coverage[ORDERS]
@@ -102,7 +110,7 @@ def test_a_job_ending_after_its_plan_was_deleted_brings_nothing_back(world):
     from seller_insights.report_jobs import Job, job_id
 
     plans, table, sqs, queue = world
-    Planner(plans, sqs, queue, (ORDERS,)).run()
+    planned(Planner(plans, sqs, queue, (ORDERS,)), table)
     table.delete_item(Key=plan_key(SELLER, "NA"))  # revoked, or swept
     start, end = "2026-11-29T08:00:00Z", "2026-11-29T10:00:00Z"
     job = Job(job_id(SELLER, "NA", ORDERS, start, end), SELLER, "NA", ORDERS, start, end, [US])

@@ -15,12 +15,13 @@ from seller_insights.clock import FixedClock
 from seller_insights.report_catalog import CATALOG, ORDERS, SETTLEMENT
 from seller_insights.report_jobs import PlanRepository, job_id
 from tests.support.resources import create_resources
+from tests.support.sweeps import plan_through_queue
 
 ALL_TYPES = tuple(CATALOG)
 # The first tests are about due cursors and batching: new cursors plan their live windows only (history:
 # the tests at the end of the module).
 NO_HISTORY = PlanningLimits(backfill_days=dict.fromkeys(CATALOG, 0))
-QUIET = {"replanned": 0, "gone": 0}
+QUIET = {"replanned": 0, "gone": 0, "skipped": 0}
 
 
 @pytest.fixture
@@ -35,6 +36,11 @@ def world():
         queue = sqs.create_queue(QueueName="jobs")["QueueUrl"]
         yield PlanRepository(table), sqs, queue, fixed
     clock.set_clock(clock.SystemClock())
+
+
+def planned(planner):
+    """The plan-reports finder, then `planner` on each report_plans message: their reports summed."""
+    return plan_through_queue(planner, boto3.resource("dynamodb").Table("test-connections"))[1]
 
 
 def drain(sqs, queue):
@@ -53,7 +59,7 @@ def drain(sqs, queue):
 def test_a_new_connection_gets_every_enabled_type_once(world):
     plans, sqs, queue, fixed = world
     plans.ensure("A1SELLER000001", "NA", ["ATVPDKIKX0DER"], now=clock.epoch_seconds())
-    report = Planner(plans, sqs, queue, ALL_TYPES, limits=NO_HISTORY).run()
+    report = planned(Planner(plans, sqs, queue, ALL_TYPES, limits=NO_HISTORY))
     assert report.as_dict() == {"connections": 1, "jobs": 6, "messages": 1, "subscribed": 0, **QUIET}
     jobs = drain(sqs, queue)
     assert sorted(j["report_type"] for j in jobs) == sorted(ALL_TYPES)
@@ -63,17 +69,17 @@ def test_a_new_connection_gets_every_enabled_type_once(world):
     assert orders["marketplace_ids"] == ["ATVPDKIKX0DER"]
 
     # Nothing is due again until the next hour; then only the hourly orders report.
-    assert Planner(plans, sqs, queue, ALL_TYPES, limits=NO_HISTORY).run().jobs == 0
+    assert planned(Planner(plans, sqs, queue, ALL_TYPES, limits=NO_HISTORY)).jobs == 0
     fixed.advance(23 * 60)
     planner = Planner(plans, sqs, queue, ALL_TYPES, limits=NO_HISTORY)
-    assert [j["report_type"] for j in (planner.run(), drain(sqs, queue))[1]] == [ORDERS]
+    assert [j["report_type"] for j in (planned(planner), drain(sqs, queue))[1]] == [ORDERS]
 
 
 def test_connections_share_messages_but_are_never_split(world):
     plans, sqs, queue, _ = world
     for number in range(25):
         plans.ensure(f"A1SELLER{number:06d}", "EU", ["A1PA6795UKMFR9"], now=clock.epoch_seconds())
-    report = Planner(plans, sqs, queue, (ORDERS, SETTLEMENT), limits=NO_HISTORY).run()
+    report = planned(Planner(plans, sqs, queue, (ORDERS, SETTLEMENT), limits=NO_HISTORY))
     assert report.connections == 25 and report.jobs == 50
     assert report.messages == 5  # 10 jobs (5 connections) per message
     assert len(drain(sqs, queue)) == 50
@@ -86,6 +92,6 @@ def test_a_plan_that_fails_to_send_moves_no_cursor(world, monkeypatch):
     from seller_insights.errors import PlanningFailed
 
     with pytest.raises(PlanningFailed):
-        Planner(plans, sqs, queue, ALL_TYPES, limits=NO_HISTORY).run()
+        planned(Planner(plans, sqs, queue, ALL_TYPES, limits=NO_HISTORY))
     monkeypatch.undo()
-    assert Planner(plans, sqs, queue, ALL_TYPES, limits=NO_HISTORY).run().jobs == 6  # still due: planned again
+    assert planned(Planner(plans, sqs, queue, ALL_TYPES, limits=NO_HISTORY)).jobs == 6  # still due: planned again

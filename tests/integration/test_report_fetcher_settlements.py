@@ -17,8 +17,9 @@ from seller_insights.containers import forget_all
 from seller_insights.object_keys import seller_prefix
 from seller_insights.report_catalog import ORDERS, SETTLEMENT
 from tests.support.api import ConsentClient
-from tests.support.fetcher import advance, control, deliver, invoke, items, refresher_sweep, stats
+from tests.support.fetcher import advance, control, deliver, items, refresher_sweep, stats
 from tests.support.flows import connect_and_confirm
+from tests.support.sweeps import plan_reports
 from tests.support.tokens import provider
 
 SELLER = "A1SETTLEMENTS01"
@@ -53,7 +54,7 @@ def objects():
 def test_every_page_is_read_and_each_settlement_stored_once_under_its_marketplace(fetcher_env, emulator, token_env):
     for marketplace in [US] * 101 + [CA, MX]:
         seed_settlement(emulator, marketplace)
-    assert invoke({"task": "plan-reports"})["jobs"] == 1
+    assert plan_reports()["jobs"] == 1
 
     rounds = 0  # getReportDocument allows a burst of 15, then one a minute: some 90 minutes for 103 documents
     while rounds < 30 and [job["status"] for job in items(SELLER, "JOB#")] != ["DONE"]:
@@ -78,7 +79,7 @@ def test_every_page_is_read_and_each_settlement_stored_once_under_its_marketplac
 
     # The next discovery finds nothing new: nothing is downloaded twice.
     advance(emulator, 12 * 3600)
-    invoke({"task": "plan-reports"})
+    plan_reports()
     while deliver(fetcher_env):
         pass
     assert stats(emulator)["spapi"]["getReportDocument"] == 103
@@ -95,7 +96,7 @@ def test_an_uncompressed_orders_document_is_stored(fetcher_env, emulator, monkey
                                             "marketplace_ids": [US], "outcome": "DONE", "gzip": False,
                                             "content_base64": base64.b64encode(body).decode(),
                                             "content_type": "text/plain; charset=Cp1252"})
-    invoke({"task": "plan-reports"})
+    plan_reports()
     for _ in range(4):
         while deliver(fetcher_env):
             pass

@@ -26,6 +26,7 @@ from seller_insights.spapi import SpApiClient
 from tests.support.api import ConsentClient, FakeContext
 from tests.support.flows import connect_and_confirm
 from tests.support.iam import acting_as
+from tests.support.sweeps import plan_reports
 from tests.support.tokens import connection_item, provider
 
 SELLER = "A1SUBSCRIBED0001"
@@ -90,7 +91,7 @@ def fetcher(task: str) -> dict[str, Any]:
 def sweep() -> dict[str, Any]:
     """The refresh report, with the number of sellers the plan after it subscribed."""
     refreshed = refresher("refresh-tokens")
-    planned = fetcher("plan-reports")
+    planned = plan_reports()
     return {**refreshed, "subscribed": planned["subscribed"]}
 
 
@@ -234,7 +235,7 @@ def test_a_deferred_subscription_is_tried_at_the_next_plan_without_planning_jobs
     refresher("refresh-tokens")  # the access token the fetcher will use, and the NA destination
     monkeypatch.setenv("REPORT_NOTIFICATIONS_QUEUE_ARN", "not-an-sqs-arn")
     forget_all()
-    failed = fetcher("plan-reports")
+    failed = plan_reports()
     assert (failed["connections"], failed["jobs"], failed["subscribed"]) == (1, 1, 0)
     out, err = capfd.readouterr()
     assert "ReportSubscriptionFailed" not in out and "subscription waits for its region's destination" in err
@@ -242,12 +243,12 @@ def test_a_deferred_subscription_is_tried_at_the_next_plan_without_planning_jobs
     monkeypatch.setenv("REPORT_NOTIFICATIONS_QUEUE_ARN", report_queue[1])
     forget_all()
     product_clock.advance(15 * 60)  # the next plan-reports run; no report type is due again yet
-    retried = fetcher("plan-reports")
+    retried = plan_reports()
     assert (retried["connections"], retried["jobs"], retried["subscribed"]) == (1, 0, 1)
     assert connection_item(subscribing, SELLER, "NA")["rpf_subscription_id"]
 
     product_clock.advance(15 * 60)
-    assert fetcher("plan-reports")["connections"] == 0  # subscribed: due again only for its reports
+    assert plan_reports()["connections"] == 0  # subscribed: due again only for its reports
 
 
 def test_no_queue_arn_no_subscription(fetcher_env, emulator):

@@ -27,11 +27,12 @@ from seller_insights.pseudonyms import seller_key
 from seller_insights.quotas import OPERATION_RATES, QuotaBuckets
 from seller_insights.report_jobs import Job, JobRepository, PlanRepository, ReportRepository, StoredReport, job_id
 from seller_insights.repositories import ConnectionsRepository, ConnectionStatus, iso, shard
-from seller_insights.retention import PurgeIndex, PurgeStates, Receipts, S3Purge, TableItems, add_months
+from seller_insights.retention import PurgeStates, Receipts, S3Purge, TableItems, add_months
 from seller_insights.vault import Sealed
 from tests.support.api import FakeContext
 from tests.support.iam import acting_as
 from tests.support.resources import Resources, create_resources
+from tests.support.sweeps import purge_through_queue, sweep_retention
 from tests.support.tokens import table
 
 BUCKET = "data"
@@ -58,8 +59,10 @@ def env(monkeypatch: pytest.MonkeyPatch, product_clock: FixedClock, log_guard: A
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=BUCKET)
         s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        purges = boto3.client("sqs").create_queue(QueueName="retention-purges")["QueueUrl"]
         for key, value in {"STAGE": "local", "CONNECTIONS_TABLE": resources.tables["connections"],
-                           "AUDIT_TABLE": resources.tables["audit"], "DATA_BUCKET": BUCKET}.items():
+                           "AUDIT_TABLE": resources.tables["audit"], "DATA_BUCKET": BUCKET,
+                           "RETENTION_PURGES_QUEUE_URL": purges}.items():
             monkeypatch.setenv(key, value)
         _reset()
         yield resources
@@ -71,22 +74,22 @@ def _reset() -> None:
 
 
 def invoke() -> dict[str, Any]:
-    from retention_sweeper.handler import lambda_handler
-
-    with acting_as("retention_sweeper"):
-        return lambda_handler({"task": "sweep-retention"}, LongContext(function_name="retention_sweeper"))
+    """The sweep-retention schedule, then every retention_purges message through the handler: the purges'
+    reports summed."""
+    return sweep_retention(LongContext(function_name="retention_sweeper"))
 
 
 def sweep_with(resources: Resources, *, db: Any = None, s3: Any = None, sleeps: list[float] | None = None) -> Any:
-    """The service with wrapped clients (the fault rows); what it waited goes to `sleeps`."""
+    """The service with wrapped clients (the fault rows), driven through the finder and the queue; what it
+    waited goes to `sleeps`."""
     waited = sleeps if sleeps is not None else []
     db = db or table(resources).meta.client
     connections = resources.tables["connections"]
-    service = RetentionSweep(index=PurgeIndex(db, connections), states=PurgeStates(db, connections),
+    service = RetentionSweep(states=PurgeStates(db, connections),
                              items=TableItems(db, connections, sleep=waited.append),
                              objects=S3Purge(s3 or boto3.client("s3"), BUCKET, sleep=waited.append),
                              receipts=Receipts(db, resources.tables["audit"]))
-    return service.run(lambda: 900_000)
+    return purge_through_queue(service, table(resources))[1]
 
 
 # --- seeding -------------------------------------------------------------------------------------------

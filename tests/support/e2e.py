@@ -51,8 +51,34 @@ def virtual_now(info: dict[str, Any]) -> datetime:
     return when(requests.get(f"{info['api']}/_local/clock", timeout=TIMEOUT).json()["now"])
 
 
-def drain(info: dict[str, Any], max_seconds: int = 30) -> dict[str, Any]:
-    return post(f"{info['api']}/_local/drain", {"max_seconds": max_seconds})
+def drain(info: dict[str, Any], max_seconds: int = 30, queues: list[str] | None = None) -> dict[str, Any]:
+    """Plays the event source mappings (only those of `queues`, when given) until the queues are empty."""
+    body: dict[str, Any] = {"max_seconds": max_seconds}
+    if queues is not None:
+        body["queues"] = queues
+    return post(f"{info['api']}/_local/drain", body)
+
+
+def plan_reports(info: dict[str, Any]) -> dict[str, Any]:
+    """The plan-reports schedule (it finds the due plans and sends them to report_plans), then report_plans
+    drained (the planner sends the jobs to report_jobs, which is left alone). Answers what the finder found
+    (`found`, `messages`), what the drain did with the plans (`planned`: messages handled) and the job
+    messages waiting (`job_messages`)."""
+    found = fire(info, "plan-reports")
+    drained = drain(info, queues=["report_plans"])
+    assert not drained["failed"].get("report_plans"), drained
+    return {**found, "planned": drained["delivered"].get("report_plans", 0),
+            "job_messages": drained["left"].get("report_jobs", 0)}
+
+
+def sweep_retention(info: dict[str, Any]) -> dict[str, Any]:
+    """The sweep-retention schedule (it finds the due purges and sends them to retention_purges), then
+    retention_purges drained: `found`, and the purge messages `handled` (purged, or skipped as no longer
+    due) and `failed`."""
+    found = fire(info, "sweep-retention")
+    drained = drain(info, queues=["retention_purges"])
+    return {**found, "handled": drained["delivered"].get("retention_purges", 0),
+            "failed": drained["failed"].get("retention_purges", 0)}
 
 
 def stats(info: dict[str, Any]) -> dict[str, Any]:

@@ -61,6 +61,7 @@ def consent_env(monkeypatch: pytest.MonkeyPatch, emulator: AmazonEmulator,
     log_guard.watch(emulator.client_secret)
     with mock_aws():
         resources = create_resources(boto3.session.Session(), emulator.credentials())
+        sqs_client = boto3.client("sqs")
         env = {
             "STAGE": "local",
             "AMAZON_ENDPOINT_OVERRIDE": emulator.base_url,
@@ -76,6 +77,9 @@ def consent_env(monkeypatch: pytest.MonkeyPatch, emulator: AmazonEmulator,
             "STATE_TTL_SECONDS": "600",
             # The stage value: the verify-consents task (token refresher) runs in these tests too.
             "PURGE_AFTER_DAYS": "27",
+            # The sweeps' work queues (tests.support.sweeps drains them after firing their schedules).
+            "REPORT_PLANS_QUEUE_URL": sqs_client.create_queue(QueueName="report-plans")["QueueUrl"],
+            "RETENTION_PURGES_QUEUE_URL": sqs_client.create_queue(QueueName="retention-purges")["QueueUrl"],
         }
         for key, value in env.items():
             monkeypatch.setenv(key, value)

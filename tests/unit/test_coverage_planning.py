@@ -19,6 +19,7 @@ from seller_insights.clock import FixedClock
 from seller_insights.coverage import DAY, MAX_OPEN_WINDOWS, RESEND_AFTER, RETRY_AFTER, epoch_of, iso_of, key_of
 from seller_insights.report_catalog import CATALOG, FBA_RETURNS, LISTINGS, ORDERS, SALES_AND_TRAFFIC, SETTLEMENT
 from seller_insights.report_jobs import Job, Plan, job_id
+from tests.support.sweeps import plan_all
 
 US, CA, MX = "ATVPDKIKX0DER", "A2EUQ1WTGCTBG2", "A1AM78C64UM0Y8"
 SELLER = "A1SELLER01"
@@ -63,7 +64,7 @@ def world(types: tuple[str, ...], *, marketplaces: tuple[str, ...] = (US,), max_
 
     def run() -> list[dict[str, Any]]:
         queue = Queue()
-        Planner(plans, queue, "https://sqs.example/jobs", types, limits=limits).run()  # type: ignore[arg-type]
+        plan_all(Planner(plans, queue, "https://sqs.example/jobs", types, limits=limits), plans)  # type: ignore[arg-type]
         return queue.sent
 
     return plans, run

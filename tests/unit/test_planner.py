@@ -16,6 +16,7 @@ from seller_insights.clock import FixedClock
 from seller_insights.coverage import RESEND_AFTER
 from seller_insights.report_catalog import CATALOG, FBA_RETURNS, LISTINGS, ORDERS, SETTLEMENT, align
 from seller_insights.report_jobs import Plan, job_id
+from tests.support.sweeps import plan_all
 
 ALL_TYPES = tuple(CATALOG)
 US = "ATVPDKIKX0DER"
@@ -30,6 +31,9 @@ class Cursors:
 
     def due(self, now: int) -> list[Plan]:
         return [plan for plan in self.plans if plan.next_plan_at <= now]
+
+    def get(self, seller: str, region: str) -> Plan | None:
+        return next((p for p in self.plans if (p.seller, p.region) == (seller, region)), None)
 
     def save(self, plan: Plan) -> bool:
         self.saved.append(plan)
@@ -59,11 +63,12 @@ def cursor(seller: str, now: FixedClock, *, enabled: list[str] | None = None, du
 
 # History is tested in test_coverage_planning.py: here a new cursor plans its live windows only.
 NO_HISTORY = PlanningLimits(backfill_days=dict.fromkeys(CATALOG, 0))
-QUIET = {"replanned": 0, "gone": 0}
+QUIET = {"replanned": 0, "gone": 0, "skipped": 0}
 
 
 def plan(cursors: Cursors, queue: Queue, types: tuple[str, ...] = ALL_TYPES) -> Any:
-    return Planner(cursors, queue, "https://sqs.example/jobs", types, limits=NO_HISTORY).run()  # type: ignore[arg-type]
+    return plan_all(Planner(cursors, queue, "https://sqs.example/jobs", types, limits=NO_HISTORY),  # type: ignore[arg-type]
+                    cursors)
 
 
 def test_a_new_cursor_yields_one_job_per_type_with_deterministic_ids(fixed_clock: FixedClock) -> None:
@@ -213,8 +218,8 @@ def test_each_due_connection_is_planned_with_the_marketplaces_its_check_found(fi
     cursors.plans.append(later)
     queue, participations = Queue(), Participations([US, canada])
 
-    Planner(cursors, queue, "https://sqs.example/jobs", (ORDERS,),  # type: ignore[arg-type]
-            participations=participations).run()  # type: ignore[arg-type]
+    plan_all(Planner(cursors, queue, "https://sqs.example/jobs", (ORDERS,),  # type: ignore[arg-type]
+                     participations=participations), cursors)  # type: ignore[arg-type]
 
     assert participations.refreshed == ["A1SELLER01", "A2SELLER02"]  # the due ones, once each
     planned = {m for jobs in queue.jobs() for job in jobs for m in job["marketplace_ids"]}

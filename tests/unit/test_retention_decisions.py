@@ -1,7 +1,7 @@
-"""Retention decisions without AWS: the receipt's dates, which of a seller's items a purge takes, when the
-sweep stops for time, and the bounded retries of what S3 and DynamoDB refuse (seller_insights.retention,
+"""Retention decisions without AWS: the receipt's dates, which of a seller's items a purge takes, which
+work items it skips, and the bounded retries of what S3 and DynamoDB refuse (seller_insights.retention,
 retention_sweeper.service). S3 and DynamoDB clients are in-memory stand-ins that answer what the test
-scripts; the sweep's decisions run over in-memory stand-ins of its adapters (PurgeIndex, PurgeStates,
+scripts; the sweep's decisions run over in-memory stand-ins of its adapters (PurgeStates,
 TableItems); sleeping is injected and recorded, never done."""
 
 from __future__ import annotations
@@ -14,19 +14,16 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from retention_sweeper.service import COUNTERS, SAFETY_MILLIS, RetentionSweep, _Due, _of_region, _only_connection
+from retention_sweeper.service import COUNTERS, RetentionSweep, SweepReport, _Due, _of_region, _only_connection
 from seller_insights.clock import FixedClock
 from seller_insights.errors import TransactionCancelled
-from seller_insights.repositories import SHARDS
 from seller_insights.retention import (
     ATTEMPTS,
     AUDIT_RETENTION_MONTHS,
     DELETE_OBJECTS_MAX,
     MAX_DELAY,
-    PURGE_DUE_INDEX,
     PurgeClaim,
     PurgeIncomplete,
-    PurgeIndex,
     S3Purge,
     TableItems,
     add_months,
@@ -162,57 +159,26 @@ class Partitions:
         return iter([dict(entry) for entry in self.partitions.get(pk, [])])
 
 
-class DueConnections:
-    """The DynamoDB client as PurgeIndex reads it: its Query of the purge index lists `due` connections,
-    all in the first shard's page; the other shards have none."""
-
-    def __init__(self, due: int) -> None:
-        self._due = due
-        self.queries = 0
-
-    def get_paginator(self, operation: str) -> DueConnections:
-        assert operation == "query"  # the sparse index, never a Scan
-        return self
-
-    def paginate(self, **request: Any) -> Iterator[dict[str, Any]]:
-        assert request["IndexName"] == PURGE_DUE_INDEX
-        self.queries += 1
-        if self.queries > 1:
-            yield {"Items": []}
-            return
-        yield {"Items": [{"pk": f"SELLER#A1SELLER{n:02d}", "sk": "CONN#NA"} for n in range(self._due)]}
-
-
-def sweep_over(*, index: Any = None, states: Any = None, items: Any = None) -> RetentionSweep:
+def sweep_over(*, states: Any = None, items: Any = None) -> RetentionSweep:
     """The sweep with these adapters; whichever is not given must not be reached."""
-    return RetentionSweep(index=index or Untouched(), states=states or Untouched(), items=items or Untouched(),
-                          objects=Untouched(), receipts=Untouched())
+    return RetentionSweep(states=states or Untouched(), items=items or Untouched(), objects=Untouched(),
+                          receipts=Untouched())
 
 
-# --- when the sweep stops -------------------------------------------------------------------------
+# --- one work item ---------------------------------------------------------------------------------------
 
 
-def test_the_sweep_stops_taking_connections_when_time_runs_short(fixed_clock: FixedClock) -> None:
-    # Each due connection is gone when re-read, so the sweep skips it.
-    db, states = DueConnections(due=5), Connections()
-    sweep = sweep_over(index=PurgeIndex(db, "connections"), states=states)
-    budget = iter([SAFETY_MILLIS + 5_000, SAFETY_MILLIS, SAFETY_MILLIS - 1])
-
-    report = sweep.run(lambda: next(budget))
-
-    assert (report.due, report.skipped, report.stopped, report.left) == (5, 2, "time", 3)
-    assert states.reads == 2
-    assert db.queries == SHARDS  # one Query per shard of the index
-
-
-def test_a_sweep_with_time_left_looks_at_every_due_connection(fixed_clock: FixedClock) -> None:
+def test_an_item_no_longer_due_is_skipped_after_one_read(fixed_clock: FixedClock) -> None:
+    # Found by the finder, then re-authorized (or already purged) before its message was consumed: gone here.
     states = Connections()
-    sweep = sweep_over(index=PurgeIndex(DueConnections(due=12), "connections"), states=states)
+    sweep = sweep_over(states=states)
+    report = SweepReport()
 
-    report = sweep.run(lambda: 900_000)
+    for _ in range(2):  # found by two finder runs: each message costs one read, nothing more
+        sweep.purge_item({"seller_id": "A1SELLER01", "region": "NA"}, lambda: 900_000, report)
 
-    assert (report.due, report.skipped, report.stopped, report.left, report.failed) == (12, 12, None, 0, 0)
-    assert states.reads == 12
+    assert (report.due, report.skipped, report.purged, report.failed, report.stopped) == (2, 2, 0, 0, None)
+    assert states.reads == 2
 
 
 # --- bounded retries --------------------------------------------------------------------------------

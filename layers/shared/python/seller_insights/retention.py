@@ -24,7 +24,6 @@ from seller_insights.dynamo import ATTEMPTS, FIRST_DELAY, MAX_DELAY, Batches, Sl
 from seller_insights.dynamo import query_client as query
 from seller_insights.errors import PurgeIncomplete, TransactionCancelled, UnprocessedRequests
 from seller_insights.quotas import OPERATION_RATES
-from seller_insights.repositories import SHARDS, parse_key
 
 if TYPE_CHECKING:
     from types_boto3_dynamodb.client import DynamoDBClient
@@ -55,22 +54,6 @@ def _backoff(delay: float) -> float:
 
 
 # --- The purge index -------------------------------------------------------------------------------
-
-
-class PurgeIndex:
-    """(seller, region) of REVOKED / DELETION_REQUESTED connections whose purge date has come: one
-    Query per shard of the sparse KEYS_ONLY index `by_purge_due`, never a Scan."""
-
-    def __init__(self, db: DynamoDBClient, table_name: str) -> None:
-        self._db = db  # a DynamoDB client with the resource layer's (de)serialisation: Table.meta.client
-        self._table = table_name
-
-    def due(self, now_iso: str) -> Iterator[tuple[str, str]]:
-        for number in range(SHARDS):
-            condition = Key("purge_shard").eq(str(number)) & Key("purge_after").lte(now_iso)
-            for item in query(self._db, TableName=self._table, IndexName=PURGE_DUE_INDEX,
-                              KeyConditionExpression=condition):
-                yield parse_key(item)
 
 
 # --- The connection item's purge bookkeeping ---------------------------------------------------------
@@ -179,6 +162,7 @@ class S3Counts:
     versions: int = 0
     delete_markers: int = 0
     multipart_uploads: int = 0
+    stopped: bool = False  # delete_versions stopped early (its `stop` said so): versions may be left
 
 
 class S3Purge:
@@ -207,10 +191,12 @@ class S3Purge:
                 aborted += 1
         return aborted
 
-    def delete_versions(self, prefix: str, *, before_batch: Callable[[], None] = lambda: None) -> S3Counts:
+    def delete_versions(self, prefix: str, *, before_batch: Callable[[], None] = lambda: None,
+                        stop: Callable[[], bool] = lambda: False) -> S3Counts:
         """Delete every version and delete marker under `prefix`, one DeleteObjects per listing page
         (≤ 1,000 keys), until a fresh listing from the start returns nothing. `before_batch` runs before
-        each DeleteObjects and may raise to stop (the purge checks that its claim still holds).
+        each DeleteObjects and may raise to stop (the purge checks that its claim still holds); when `stop()`
+        is true before a batch, the counts so far come back with `stopped` (the invocation runs short).
 
         Listing from the start each round (instead of following markers) makes the last listing the
         proof that nothing is left, and makes a repeated or resumed call cost one empty listing."""
@@ -227,6 +213,9 @@ class S3Purge:
                 # S3 confirmed these deletions, yet they are listed again: an Object Lock, a legal hold
                 # or a policy that silently keeps them. Never loop forever; the next run retries.
                 raise PurgeIncomplete(f"{len(deleted.intersection(batch))} object versions survived deletion")
+            if stop():
+                counts.stopped = True
+                return counts
             before_batch()
             self._delete_batch(batch)
             deleted.update(batch)
