@@ -47,7 +47,7 @@ from botocore.exceptions import ClientError
 from seller_insights import clock
 from seller_insights.candidates import candidate_partition
 from seller_insights.data_rights import profile_key
-from seller_insights.errors import ConnectionChanged, PurgeIncomplete, TransactionCancelled
+from seller_insights.errors import ConnectionChanged, PurgeIncomplete, PurgeOutOfTime, TransactionCancelled
 from seller_insights.fanout import WorkQueue, due_items, rotating_shards
 from seller_insights.marketplaces import Region
 from seller_insights.object_keys import export_prefix, seller_prefix
@@ -82,10 +82,6 @@ COUNTERS = ("s3_versions", "s3_delete_markers", "multipart_uploads", "table_item
 
 def count(name: str, value: float = 1) -> None:
     get_metrics().add_metric(name=name, unit=MetricUnit.Count, value=value)
-
-
-class PurgeOutOfTime(PurgeIncomplete):
-    """The invocation runs short: what was deleted is recorded; the purge resumes when its message comes back."""
 
 
 @dataclass(frozen=True)

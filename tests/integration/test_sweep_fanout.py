@@ -19,13 +19,13 @@ from retention_sweeper.service import (
     SAFETY_MILLIS,
     SWEEP_PERIOD_SECONDS,
     PurgeFinder,
-    PurgeOutOfTime,
     RetentionSweep,
     SweepReport,
     purge_item,
 )
 from seller_insights import clock
 from seller_insights.clock import FixedClock
+from seller_insights.errors import PurgeOutOfTime
 from seller_insights.fanout import WorkQueue, rotating_shards
 from seller_insights.object_keys import seller_prefix
 from seller_insights.report_catalog import CATALOG, ORDERS

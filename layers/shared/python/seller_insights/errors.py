@@ -298,6 +298,10 @@ class PurgeIncomplete(SellerInsightsError):
     """Something could not be deleted (yet); the next sweep resumes. Messages hold counts and codes only."""
 
 
+class PurgeOutOfTime(PurgeIncomplete):
+    """The invocation runs short: what was deleted is recorded; the purge resumes when its message comes back."""
+
+
 class ConnectionChanged(SellerInsightsError):
     """The connection left its purge state while the sweep worked on it (re-authorized, rolled back)."""
 
@@ -307,6 +311,10 @@ class ConnectionChanged(SellerInsightsError):
 
 class PlanningFailed(SellerInsightsError):
     """SQS refused job messages of the plan; the cursors did not move, so the next run sends them again."""
+
+
+class FanOutFailed(SellerInsightsError):
+    """SQS refused some work messages after every attempt; the items stay due and the next run sends them."""
 
 
 # --- Application notifications (token refresher) -------------------------------------------------

@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Key
 
-from seller_insights.errors import SellerInsightsError
+from seller_insights.errors import FanOutFailed
 from seller_insights.repositories import SHARDS
+
+__all__ = ["FanOutFailed", "WorkQueue", "due_items", "rotating_shards"]
 
 if TYPE_CHECKING:
     from types_boto3_dynamodb.service_resource import Table
@@ -31,10 +33,6 @@ if TYPE_CHECKING:
 SQS_BATCH = 10  # SendMessageBatch's maximum
 SEND_ATTEMPTS = 3
 MAX_DELAY_SECONDS = 900  # SQS's DelaySeconds ceiling
-
-
-class FanOutFailed(SellerInsightsError):
-    """SQS refused some work messages after every attempt; the items stay due and the next run sends them."""
 
 
 def rotating_shards(epoch: int, period_seconds: int) -> list[str]:
