@@ -708,7 +708,8 @@ CAPACITY = REPO / "docs" / "capacity.md"
 BEGIN = "<!-- BEGIN bench.scale figures (python -m bench.scale --write-docs) -->"
 END = "<!-- END bench.scale figures -->"
 FLEETS = (1_000, 10_000, 100_000)
-# Public us-east-1 prices (USD), read 2026-12-01 from the services' pricing pages.
+# us-east-1 list prices (USD) as published in 2025 (DynamoDB on-demand after its November 2024 cut); not
+# re-read from the pricing pages on the day of the run (this machine has no web access).
 PRICES = {
     "lambda_per_million_requests": 0.20,
     "lambda_per_gb_second": 0.0000166667,
@@ -725,12 +726,14 @@ PRICES = {
 DAYS_PER_MONTH = 30
 
 
-def monthly_costs(figures: dict[str, float], connections: int, gb_seconds_per_invocation: float) -> dict[str, float]:
-    """USD a month for `connections`, from per-connection-day figures (request-priced services only)."""
+def monthly_costs(figures: dict[str, float], connections: int, gb_seconds_per_invocation: float,
+                  scheduled_per_day: float = 0.0) -> dict[str, float]:
+    """USD a month for `connections`, from per-connection-day figures (request-priced services only);
+    `scheduled_per_day`: the schedules' own invocations, the same for any fleet."""
     def month(metric: str) -> float:
         return figures.get(metric, 0.0) * connections * DAYS_PER_MONTH
 
-    invocations = month("lambda.invocations")
+    invocations = month("lambda.invocations") + scheduled_per_day * DAYS_PER_MONTH
     sqs_requests = month("aws.sqs")
     s3_puts = sum(month(k) for k in figures if k.startswith("aws_op.s3.") and ("Put" in k or "Upload" in k))
     s3_gets = sum(month(k) for k in figures if k.startswith("aws_op.s3.") and ("Get" in k or "Head" in k))
@@ -747,40 +750,57 @@ def monthly_costs(figures: dict[str, float], connections: int, gb_seconds_per_in
     }
 
 
+def fleet_figures(result: dict[str, Any]) -> tuple[int, dict[str, float], float]:
+    """What the capacity tables multiply out: the largest whole-day run's direct per-connection-day
+    figures (counted over a real day: nothing extrapolated from a shorter window), else the largest
+    run's. The schedules' own invocations (one per firing, whatever the fleet) are taken out of the
+    per-connection invocations and given back as a daily constant at the template's rates."""
+    sizes = result["sizes"]
+    whole = [int(k) for k, r in sizes.items() if "direct_per_connection_day" in r]
+    size = max(whole) if whole else max(int(k) for k in sizes)
+    run = sizes[str(size)]
+    figures = dict(run.get("direct_per_connection_day") or run["per_connection_day"])
+    window_days = float(run.get("period", {}).get("window_hours", 24)) / 24
+    fired_per_day = sum(run.get("firings_in_window", {}).values()) / window_days
+    figures["lambda.invocations"] = figures.get("lambda.invocations", 0.0) - fired_per_day / size
+    scheduled = sum(DAY / int(str(rate).split()[0]) for rate in run.get("schedules", {}).values())
+    return size, figures, scheduled
+
+
 # Assumed mean billed duration x memory of an invocation (the report fetcher's 1,024 MB for 1 s): the
 # bench does not measure Lambda duration (in-process, no cold starts); stated in the document.
 GB_SECONDS_PER_INVOCATION = 1.0
 
 
 def capacity_tables(result: dict[str, Any]) -> str:
-    figures = result["sizes"][str(max(int(k) for k in result["sizes"]))]["per_connection_day"]
-    rows = [("Lambda invocations", "lambda.invocations"), ("DynamoDB read calls", "dynamodb.read_calls"),
+    size, figures, scheduled = fleet_figures(result)
+    rows = [("DynamoDB read calls", "dynamodb.read_calls"),
             ("DynamoDB items read (~read units)", "dynamodb.items_read"),
             ("DynamoDB write calls", "dynamodb.write_calls"),
             ("DynamoDB items written (~write units)", "dynamodb.items_written"), ("SQS messages sent", "sqs.sent"),
             ("SQS requests", "aws.sqs"), ("KMS calls", "aws.kms"), ("LWA calls", "amazon.lwa"),
             ("SP-API calls", "amazon.spapi"), ("AWS calls (all services)", "aws.calls")]
+    rows += [(f"SQS records (job steps) to {k.removeprefix('records.')}", k)
+             for k in sorted(figures) if k.startswith("records.")]
     lines = [f"Measured per connection-day (`{result.get('command', 'python -m bench.scale')}`, "
-             f"{result.get('measured_at', '?')}, the {max(int(k) for k in result['sizes']):,}-connection run; "
-             f"ratio to the 1,000 run: see bench/results/scale.json `comparison`).", "",
+             f"{result.get('measured_at', '?')}): the {size:,}-connection whole-day run's counts; the "
+             "comparison with the other sizes is in bench/results/scale.json `comparison` and bench/README.md.", "",
              "| per day | per connection | " + " | ".join(f"{n:,} connections" for n in FLEETS) + " |",
              "|---|---:|" + "---:|" * len(FLEETS)]
+    invocations = figures["lambda.invocations"]
+    lines.append(f"| Lambda invocations ({scheduled:,.0f} scheduled a day, any fleet, plus) | {invocations:,.2f} | "
+                 + " | ".join(f"{invocations * n + scheduled:,.0f}" for n in FLEETS) + " |")
     for label, metric in rows:
         value = figures.get(metric, 0.0)
         lines.append(f"| {label} | {value:,.2f} | " + " | ".join(f"{value * n:,.0f}" for n in FLEETS) + " |")
-    functions = sorted(k for k in figures if k.startswith("lambda.") and k != "lambda.invocations")
-    for metric in functions:
-        value = figures[metric]
-        lines.append(f"| invocations of {metric.removeprefix('lambda.')} | {value:,.3f} | "
-                     + " | ".join(f"{value * n:,.0f}" for n in FLEETS) + " |")
     lines += ["", "Monthly cost of the request-priced services, USD (30 days; prices below):", "",
               "| service | " + " | ".join(f"{n:,} connections" for n in FLEETS) + " |",
               "|---|" + "---:|" * len(FLEETS)]
-    costs = {n: monthly_costs(figures, n, GB_SECONDS_PER_INVOCATION) for n in FLEETS}
+    costs = {n: monthly_costs(figures, n, GB_SECONDS_PER_INVOCATION, scheduled) for n in FLEETS}
     for service in costs[FLEETS[0]]:
         lines.append(f"| {service} | " + " | ".join(f"{costs[n][service]:,.2f}" for n in FLEETS) + " |")
     lines.append("| total | " + " | ".join(f"{sum(costs[n].values()):,.2f}" for n in FLEETS) + " |")
-    lines += ["", "Prices (us-east-1, public price pages, read 2026-12-01): "
+    lines += ["", "Prices (us-east-1 list prices as published in 2025, not re-checked on the day of the run): "
               + "; ".join(f"{k} = {v}" for k, v in PRICES.items()) + f"; Lambda duration assumed "
               f"{GB_SECONDS_PER_INVOCATION} GB-s per invocation (not measured here)."]
     return "\n".join(lines)

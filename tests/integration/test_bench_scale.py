@@ -74,15 +74,18 @@ def test_cost_per_firing_times_firings_a_day() -> None:
 
 
 def test_docs_section_is_generated_from_the_results(tmp_path: Path) -> None:
-    figures = {"lambda.invocations": 10.0, "lambda.report_fetcher": 9.0, "aws.sqs": 20.0, "aws.kms": 2.0,
+    figures = {"lambda.invocations": 10.0, "records.report_fetcher": 9.0, "aws.sqs": 20.0, "aws.kms": 2.0,
                "amazon.lwa": 1.0, "dynamodb.items_read": 100.0, "dynamodb.items_written": 50.0}
+    whole_day = {"per_connection_day": {}, "direct_per_connection_day": figures, "period": {"window_hours": 24},
+                 "firings_in_window": {"plan/day": 1, "plan/other": 9}, "schedules": {"plan": "8640 s"}}
     results = tmp_path / "scale.json"
-    results.write_text(json.dumps({"sizes": {"10": {"per_connection_day": figures}}, "command": "c",
+    results.write_text(json.dumps({"sizes": {"10": whole_day, "100": {"per_connection_day": {}}}, "command": "c",
                                    "measured_at": "m"}))
     document = tmp_path / "capacity.md"
     document.write_text(f"before\n{scale.BEGIN}\nold\n{scale.END}\nafter\n")
     scale.write_docs(results, document)
     text = document.read_text()
     assert "old" not in text and text.startswith("before\n") and text.endswith("after\n")
-    assert "| Lambda invocations | 10.00 | 10,000 | 100,000 | 1,000,000 |" in text
-    assert "| invocations of report_fetcher |" in text
+    # The whole-day run's figures; its 10 scheduled invocations a day (1 over 10 connections) are fleet-wide.
+    assert "| Lambda invocations (10 scheduled a day, any fleet, plus) | 9.00 | 9,010 | 90,010 | 900,010 |" in text
+    assert "| SQS records (job steps) to report_fetcher | 9.00 | 9,000 | 90,000 | 900,000 |" in text
