@@ -33,7 +33,7 @@ import boto3
 import requests
 from boto3.dynamodb.conditions import ConditionBase, Key
 
-from local.admin import AdminClient, Export, ExportInvalid, download_export, verify_export
+from local.admin import AdminClient, Export, ExportInvalid, download_export, finished_export, verify_export
 from local.browser import browser_session
 from local.stack import LocalStack, StackOptions
 
@@ -253,7 +253,13 @@ class Demo:
         }
 
     def export(self, admin: AdminClient, seller: str, stored_reports: int) -> Export:
-        answer = self.admin_json(admin, "POST", f"/admin/sellers/{seller}/export")
+        try:
+            answer = finished_export(admin, seller)
+        except RuntimeError as exc:
+            raise DemoFailure(f"the export did not finish: {exc}") from None
+        expect(answer["status"] == "DONE", f"the export ended {answer['status']} ({answer.get('reason')})")
+        say(f"  export requested (202), built by the export worker on the data_exports queue (drained): "
+            f"{answer['objects_done']}/{answer['objects_total']} reports")
         url = str(answer.pop("url", ""))  # never printed
         try:
             export = verify_export(download_export(url))
@@ -262,7 +268,7 @@ class Demo:
         counts = export.manifest["record_counts"]
         expect(counts["reports"] == stored_reports and counts["reports_missing"] == 0,
                f"the export holds {counts['reports']} reports of {stored_reports} stored")
-        expect(export.files == answer["files"] and export.size == answer["bytes"],
+        expect(export.files == answer["files"] and export.size == answer["zip_bytes"],
                "the downloaded export differs from what the API announced")
         say(f"  export: {export.files} files, {export.size} bytes, downloaded from the presigned S3 link, every "
             f"sha256 as in the manifest, no token in it")
