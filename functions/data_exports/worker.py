@@ -107,10 +107,10 @@ class ExportWorker:
             get_logger().info("a newer attempt holds the export request; this one stopped")
             return Outcome("SKIPPED")
         except ExportTooLarge:
-            return self._fail(seller_id, request_id, "too_large")
+            return self._fail(seller_id, request_id, "too_large", attempt=attempt)
         except Exception:
-            if receive_count >= LAST_RECEIVE:
-                self._fail(seller_id, request_id, "failed")
+            if receive_count >= LAST_RECEIVE:  # unless a newer attempt holds the request
+                self._fail(seller_id, request_id, "failed", attempt=attempt)
             raise
         counts = {"files": result.files, "zip_bytes": result.bytes, "reports": result.reports,
                   "reports_missing": result.missing_reports}
@@ -125,8 +125,8 @@ class ExportWorker:
         get_logger().info("export done", extra={"files": result.files, "bytes": result.bytes})
         return Outcome("DONE")
 
-    def _fail(self, seller_id: str, request_id: str, reason: str) -> Outcome:
-        if self._requests.failed(seller_id, request_id, reason=reason, now=clock.now()):
+    def _fail(self, seller_id: str, request_id: str, reason: str, *, attempt: int | None = None) -> Outcome:
+        if self._requests.failed(seller_id, request_id, reason=reason, now=clock.now(), attempt=attempt):
             self._complete_audit(request_id, AuditOutcome.FAILED, {"status": 500})
         get_logger().warning("export failed", extra={"reason": reason})
         return Outcome("FAILED", reason)

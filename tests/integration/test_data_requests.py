@@ -444,6 +444,7 @@ def test_an_older_attempt_loses_the_request_to_a_newer_one(env):
         requests.progress(SELLER, "R1", attempt=1, progress=Progress(1, 1, 1), now=NOW)
     with pytest.raises(ExportSuperseded):
         requests.done(SELLER, "R1", attempt=1, now=NOW, counts={"files": 1})
+    assert not requests.failed(SELLER, "R1", reason="failed", now=NOW, attempt=1)  # not the older one's to end
     requests.done(SELLER, "R1", attempt=2, now=NOW, counts={"files": 9})
     assert (item(env, "EXPORT#R1")["status"], int(item(env, "EXPORT#R1")["files"])) == ("DONE", 9)
     assert not requests.failed(SELLER, "R1", reason="failed", now=NOW)  # DONE stays DONE

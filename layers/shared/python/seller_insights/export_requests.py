@@ -117,18 +117,24 @@ class ExportRequests:
              **{f":c{n}": int(counts[name]) for n, name in enumerate(names)}},
             names={f"#c{n}": name for n, name in enumerate(names)})
 
-    def failed(self, seller_id: str, request_id: str, *, reason: str, now: datetime) -> bool:
-        """FAILED with `reason` unless the request is DONE or FAILED already; False when it was."""
+    def failed(self, seller_id: str, request_id: str, *, reason: str, now: datetime,
+               attempt: int | None = None) -> bool:
+        """FAILED with `reason` unless the request is DONE or FAILED already, or (given `attempt`) another
+        attempt holds it; False when it was not written."""
+        condition = "#status IN (:queued, :running)"
+        values: dict[str, Any] = {":failed": ExportStatus.FAILED.value, ":reason": reason, ":now": iso(now),
+                                  ":queued": ExportStatus.QUEUED.value, ":running": ExportStatus.RUNNING.value}
+        if attempt is not None:
+            condition += " AND attempt = :attempt"
+            values[":attempt"] = attempt
         try:
             with condition_checked():
                 self._table.update_item(
                     Key=export_request_key(seller_id, request_id),
                     UpdateExpression="SET #status = :failed, reason = :reason, completed_at = :now, updated_at = :now",
-                    ConditionExpression="#status IN (:queued, :running)",
+                    ConditionExpression=condition,
                     ExpressionAttributeNames={"#status": "status"},
-                    ExpressionAttributeValues={":failed": ExportStatus.FAILED.value, ":reason": reason,
-                                               ":now": iso(now), ":queued": ExportStatus.QUEUED.value,
-                                               ":running": ExportStatus.RUNNING.value},
+                    ExpressionAttributeValues=values,
                 )
         except ConditionFailed:
             return False
