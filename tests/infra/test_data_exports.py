@@ -50,7 +50,7 @@ def _by_action(statements: list[dict[str, Any]]) -> dict[str, set[str]]:
 
 def test_the_worker_has_lambdas_longest_timeout_and_its_own_environment(raw: dict[str, Any]) -> None:
     _, function = _function(raw, WORKER)
-    assert (function["Properties"]["Timeout"], function["Properties"]["MemorySize"]) == (900, 1024)
+    assert (function["Properties"]["Timeout"], function["Properties"]["MemorySize"]) == (900, 1769)
     variables = function_environments(raw)[WORKER]
     assert {"CONNECTIONS_TABLE", "AUDIT_TABLE", "DATA_BUCKET", "SELLER_KEY_SECRET_ID"} <= set(variables)
     assert variables["POWERTOOLS_SERVICE_NAME"] == "data_exports"
