@@ -13,9 +13,10 @@ in Seller Central; an hour later the sweep meets `invalid_grant` and marks the c
 Then reports arrive: Amazon closes a settlement period for the first seller, the refresh sweep warms the
 token cache, the plan puts every due report job on the queue, drains request the reports, the clock
 moves (Amazon finishes them and says so), and drains stream the documents into S3. Last, data rights:
-the operator exports the first seller's data through the signed admin route (downloaded, checksums
-verified), the seller asks to be deleted, a month passes, the retention sweep purges everything and
-the AWS emulator's own listings show nothing left, with the receipt in the audit table.
+the operator requests the first seller's export through the signed admin route (202), a drain runs the
+export worker, the status route hands out the link (downloaded, checksums verified), the seller asks to
+be deleted, a month passes, the retention sweep purges everything and the AWS emulator's own listings
+show nothing left, with the receipt in the audit table.
 """
 
 from __future__ import annotations
