@@ -6,6 +6,7 @@ from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
 from infra.config import StageConfig
+from infra.constructs.data_exports import DataExports
 from infra.constructs.data_requests import DataRequests
 from infra.constructs.data_stores import DataStores
 from infra.constructs.oauth_callback import OAuthCallback
@@ -133,7 +134,12 @@ class SellerInsightsStack(Stack):
         )
         for alarm_id, (queue, description) in retention.dead_letter_queues.items():
             observability.watch_dead_letter_queue(alarm_id, queue, description)
-        data_requests = DataRequests(self, "DataRequests", config=config, stores=stores, api=consent.api)
+        exports = DataExports(self, "DataExports", config=config, stores=stores)
+        observability.watch_function(exports.handler)
+        for alarm_id, (queue, description) in exports.dead_letter_queues.items():
+            observability.watch_dead_letter_queue(alarm_id, queue, description)
+        data_requests = DataRequests(self, "DataRequests", config=config, stores=stores, api=consent.api,
+                                     exports=exports)
         observability.watch_function(data_requests.handler)
         # Last, once every duty has added its queues: the age of the oldest message, on every queue.
         observability.watch_every_queue()

@@ -1,5 +1,6 @@
 """The operator's side of the local stack: `/admin/...` calls signed with the printed `admin`
-credentials, and the portability export downloaded and checked.
+credentials, and the portability export requested, built (`finished_export` drains the queues, which
+runs the export worker), downloaded and checked.
 
 The local gateway accepts a signature only within 5 minutes of the product's **virtual** clock (as API
 Gateway does with real time), so after the clock has moved, `python -m ops` (which signs with the wall
@@ -91,11 +92,27 @@ class AdminClient:
     def json(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         """The JSON answer of a call that must succeed; else an error with the status and message only."""
         answer = self.call(method, path, body)
-        if answer.status_code != 200:
+        if not 200 <= answer.status_code < 300:  # 202: an export request accepted
             message = _message(answer)
             raise RuntimeError(f"{method} {_route(path)} answered {answer.status_code}: {message}")
         result: dict[str, Any] = answer.json()
         return result
+
+
+def finished_export(admin: AdminClient, seller: str, *, rounds: int = 10) -> dict[str, Any]:
+    """POST the seller's export, then drain the queues (the local stack runs the export worker only on
+    `POST /_local/drain`, as no event source runs by itself) and read its status until it has ended: the
+    status answer (DONE: with its presigned `url`, which the caller must not print)."""
+    started = admin.json("POST", f"/admin/sellers/{seller}/export")
+    for _ in range(rounds):
+        drained = requests.post(f"{admin.api.rstrip('/')}/_local/drain", json={"max_seconds": 30},
+                                timeout=TIMEOUT + 10)
+        if drained.status_code != 200:
+            raise RuntimeError(f"/_local/drain answered {drained.status_code}")
+        answer = admin.json("GET", str(started["status_path"]))
+        if answer["status"] in ("DONE", "FAILED"):
+            return answer
+    raise RuntimeError(f"the export is still {answer['status']} after {rounds} drains")
 
 
 @dataclass(frozen=True)

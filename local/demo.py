@@ -14,10 +14,10 @@ Then reports arrive: Amazon closes a settlement period for the first seller, the
 token cache, the plan finds the due connections and a drain of report_plans plans them (every due report
 job on the job queue), drains request the reports, the clock
 moves (Amazon finishes them and says so), and drains stream the documents into S3. Last, data rights:
-the operator exports the first seller's data through the signed admin route (downloaded, checksums
-verified), the seller asks to be deleted, a month passes, the retention sweep finds the connection and a
-drain of retention_purges purges everything, and
-the AWS emulator's own listings show nothing left, with the receipt in the audit table.
+the operator requests the first seller's export through the signed admin route (202), a drain runs the
+export worker, the status route hands out the link (downloaded, checksums verified), the seller asks to
+be deleted, a month passes, the retention sweep finds the connection and a drain of retention_purges purges
+everything, and the AWS emulator's own listings show nothing left, with the receipt in the audit table.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import boto3
 import requests
 from boto3.dynamodb.conditions import ConditionBase, Key
 
-from local.admin import AdminClient, Export, ExportInvalid, download_export, verify_export
+from local.admin import AdminClient, Export, ExportInvalid, download_export, finished_export, verify_export
 from local.browser import browser_session
 from local.stack import LocalStack, StackOptions
 
@@ -256,7 +256,13 @@ class Demo:
         }
 
     def export(self, admin: AdminClient, seller: str, stored_reports: int) -> Export:
-        answer = self.admin_json(admin, "POST", f"/admin/sellers/{seller}/export")
+        try:
+            answer = finished_export(admin, seller)
+        except RuntimeError as exc:
+            raise DemoFailure(f"the export did not finish: {exc}") from None
+        expect(answer["status"] == "DONE", f"the export ended {answer['status']} ({answer.get('reason')})")
+        say(f"  export requested (202), built by the export worker on the data_exports queue (drained): "
+            f"{answer['objects_done']}/{answer['objects_total']} reports")
         url = str(answer.pop("url", ""))  # never printed
         try:
             export = verify_export(download_export(url))
@@ -265,7 +271,7 @@ class Demo:
         counts = export.manifest["record_counts"]
         expect(counts["reports"] == stored_reports and counts["reports_missing"] == 0,
                f"the export holds {counts['reports']} reports of {stored_reports} stored")
-        expect(export.files == answer["files"] and export.size == answer["bytes"],
+        expect(export.files == answer["files"] and export.size == answer["zip_bytes"],
                "the downloaded export differs from what the API announced")
         say(f"  export: {export.files} files, {export.size} bytes, downloaded from the presigned S3 link, every "
             f"sha256 as in the manifest, no token in it")

@@ -89,6 +89,23 @@ class AdminApi:
             raise OpsError(f"could not reach the API at {self.base_url}: {reason}") from None
 
 
+    def post_unsigned(self, path: str, body: dict[str, Any], *, timeout: float = TIMEOUT) -> dict[str, Any]:
+        """An unsigned JSON POST to the same base URL: the local stack's control endpoints (`/_local/...`)."""
+        url = self.base_url.rstrip("/") + path
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise OpsError("the API URL must be http(s)", exit_code=2)
+        outgoing = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",  # noqa: S310
+                                          headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(outgoing, timeout=timeout) as response:  # noqa: S310 - http(s) only
+                return _json(response.read())
+        except urllib.error.HTTPError as exc:
+            raise OpsError(f"{path} answered HTTP {exc.code}: --drain works against the local stack only",
+                           exit_code=2) from None
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            raise OpsError(f"could not reach {self.base_url}{path}: {getattr(exc, 'reason', exc)}") from None
+
+
 def _json(payload: bytes) -> dict[str, Any]:
     try:
         value = json.loads(payload or b"{}")

@@ -2,8 +2,9 @@
 
     python -m ops show SELLER_ID            what is stored (connections with their coverage per report type
                                             and marketplace, report counts, contact)
-    python -m ops export SELLER_ID [--out FILE]
-                                            build the portability ZIP, download it, verify every sha256
+    python -m ops export SELLER_ID [--out FILE] [--request ID] [--wait MINUTES] [--drain]
+                                            request the portability ZIP (built by the export worker),
+                                            wait for it with a progress bar, download it, verify every sha256
     python -m ops delete SELLER_ID          deletion request (purge after PURGE_AFTER_DAYS)
     python -m ops undelete SELLER_ID        roll a pending deletion request back
     python -m ops remove-tokens SELLER_ID   delete the seller's tokens, keep the connection
@@ -12,8 +13,11 @@
 The API comes from `--api` or SELLER_INSIGHTS_API; credentials from botocore's default chain (env,
 profile, SSO); every request is SigV4-signed for `execute-api` in `--region` (AWS_REGION, else
 us-east-1). Results are printed as JSON on stdout, progress on stderr. Exit codes: 0 done, 1 failure,
-2 no credentials or usage, 3 credentials refused, 4 request refused, 5 export failed verification.
-The export's presigned URL is never printed.
+2 no credentials or usage, 3 credentials refused, 4 request refused, 5 export failed verification,
+6 the export failed or is still running when `--wait` ends (run again with `--request ID` to go on waiting).
+The export's presigned URL is a bearer link to the seller's data: it is never printed, only downloaded.
+`--drain` is for the local stack only: there no event source runs the export worker, so the command asks
+the stack to drain its queues (`POST {api}/_local/drain`, docs/local-stack.md) before each status check.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ import json
 import os
 import re
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -38,7 +41,9 @@ from ops.api import AdminApi, OpsError, load_credentials
 
 SELLER_ID = re.compile(r"[A-Z0-9]{8,20}")
 CHUNK = 256 * 1024
-EXPORT_TIMEOUT = 120.0
+POLL_SECONDS = 2.0
+WAIT_MINUTES = 30
+DRAIN_TIMEOUT = 120.0
 
 
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
@@ -84,6 +89,11 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--profile", help="an AWS profile (default: botocore's chain)")
         if name == "export":
             sub.add_argument("--out", help="where to save the ZIP (default: ./SELLER_ID-export.zip)")
+            sub.add_argument("--request", metavar="ID", help="wait for this export request instead of starting one")
+            sub.add_argument("--wait", type=int, default=WAIT_MINUTES, metavar="MINUTES",
+                             help=f"how long to wait for the worker (default: {WAIT_MINUTES})")
+            sub.add_argument("--drain", action="store_true",
+                             help="local stack only: drain its queues (POST /_local/drain) while waiting")
         if name == "correct":
             sub.add_argument("--email", help="the new contact e-mail")
             sub.add_argument("--name", help="the new contact name")
@@ -120,15 +130,48 @@ def _correct(api: AdminApi, args: argparse.Namespace, err: TextIO) -> dict[str, 
 
 def _export(api: AdminApi, args: argparse.Namespace, err: TextIO) -> dict[str, Any]:
     out = Path(args.out or f"{args.seller_id}-export.zip")
-    with Spinner(err, "building the export"):
-        answer = api.call("POST", _path(args.seller_id, "/export"), timeout=EXPORT_TIMEOUT)
+    if args.request:
+        request_id = str(args.request)
+    else:
+        started = api.call("POST", _path(args.seller_id, "/export"))
+        request_id = str(started.get("request_id", ""))
+        print(f"export requested: {request_id} ({started.get('objects_total', 0)} reports, "
+              f"{_mib(int(started.get('bytes_total', 0)))} MiB)", file=err)
+    if not re.fullmatch(r"[A-Za-z0-9=_-]{1,64}", request_id):
+        raise OpsError("the export request id is missing or malformed", exit_code=2 if args.request else 1)
+    answer = wait_for_export(api, _path(args.seller_id, f"/export/{request_id}"), ExportProgress(err),
+                             deadline=time.monotonic() + 60 * args.wait, drain=args.drain)
     url = str(answer.pop("url", ""))
     if not url:
-        raise OpsError("the API answered without a download URL")
+        raise OpsError("the API answered DONE without a download URL")
     size = download(url, out, ProgressBar(err, "downloading"))
     files = verify(out)
-    return {"request_id": answer.get("request_id"), "file": str(out), "bytes": size, "files": files,
-            "verified": True}
+    return {"request_id": request_id, "file": str(out), "bytes": size, "files": files, "verified": True}
+
+
+def wait_for_export(api: AdminApi, status_path: str, progress: ExportProgress, *, deadline: float,
+                    drain: bool) -> dict[str, Any]:
+    """Poll the status route until the export is DONE (its answer, with the URL) or FAILED (OpsError)."""
+    while True:
+        if drain:
+            api.post_unsigned("/_local/drain", {"max_seconds": 30}, timeout=DRAIN_TIMEOUT)
+        answer = api.call("GET", status_path)
+        status = str(answer.get("status"))
+        progress.update(answer)
+        if status == "DONE":
+            return answer
+        if status in ("FAILED", "EXPIRED"):
+            reason = answer.get("reason", "expired" if status == "EXPIRED" else "unknown")
+            raise OpsError(f"the export {status.lower()} ({reason}): request it again; the worker's log says more",
+                           exit_code=6)
+        if time.monotonic() >= deadline:
+            raise OpsError(f"the export is still {status} after --wait; run again with --request "
+                           f"{answer.get('request_id')} to go on waiting", exit_code=6)
+        time.sleep(POLL_SECONDS)
+
+
+def _mib(value: int) -> str:
+    return f"{value / (1024 * 1024):.1f}"
 
 
 _COMMANDS: dict[str, Callable[[AdminApi, argparse.Namespace, TextIO], dict[str, Any]]] = {
@@ -140,36 +183,31 @@ _COMMANDS: dict[str, Callable[[AdminApi, argparse.Namespace, TextIO], dict[str, 
 # --- progress ----------------------------------------------------------------------------------------
 
 
-class Spinner:
-    """`building the export | 3s` on stderr until the block ends (a thread redraws it)."""
+class ExportProgress:
+    """`export RUNNING [#####.........]  33%  3,300/10,000 reports  1.1/3.2 GiB read` on stderr."""
 
-    FRAMES = "|/-\\"
+    WIDTH = 30
 
-    def __init__(self, stream: TextIO, label: str, interval: float = 0.2) -> None:
-        self._stream, self._label, self._interval = stream, label, interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._started = 0.0
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._last = ""
 
-    def __enter__(self) -> Spinner:
-        self._started = time.monotonic()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        elapsed = time.monotonic() - self._started
-        self._stream.write(f"\r{self._label}: {'done' if exc[0] is None else 'failed'} after {elapsed:.0f}s\n")
-        self._stream.flush()
-
-    def _run(self) -> None:
-        frame = 0
-        while not self._stop.wait(self._interval if frame else 0):
-            elapsed = time.monotonic() - self._started
-            self._stream.write(f"\r{self._label} {self.FRAMES[frame % 4]} {elapsed:.0f}s")
+    def update(self, answer: dict[str, Any]) -> None:
+        status = str(answer.get("status"))
+        done, total = int(answer.get("objects_done", 0)), int(answer.get("objects_total", 0))
+        read, size = int(answer.get("bytes_done", 0)), int(answer.get("bytes_total", 0))
+        share = 1.0 if status == "DONE" else (read / size if size else done / total if total else 0.0)
+        filled = int(self.WIDTH * min(share, 1.0))
+        line = (f"\rexport {status:<7} [{'#' * filled}{'.' * (self.WIDTH - filled)}] {int(100 * share):3d}% "
+                f"{done:,}/{total:,} reports {_gib(read)}/{_gib(size)} GiB read")
+        if line != self._last:
+            self._stream.write(line + ("\n" if status in ("DONE", "FAILED", "EXPIRED") else ""))
             self._stream.flush()
-            frame += 1
+            self._last = line
+
+
+def _gib(value: int) -> str:
+    return f"{value / (1 << 30):.2f}"
 
 
 class ProgressBar:

@@ -8,7 +8,9 @@ the refusal. A request the runtime kills (a timeout) leaves its STARTED record. 
 identity (its route would have lost its IAM authorization) is refused with 403 before anything else
 (`require_iam_identity`) and recorded with `principal_arn` `unknown`, outcome `forbidden`. Each error
 type has an exception handler; nothing is done before the record is started and no answer goes out
-before it is completed (503 when the audit table fails).
+before it is completed (503 when the audit table fails). One exception: an export request (`POST .../export`,
+202) leaves its record STARTED; the export worker (functions/data_exports) completes it when the ZIP is
+done or the request failed.
 Logs carry `seller_key` and counts, never the seller id, an e-mail, a token or the export's presigned URL.
 """
 
@@ -34,6 +36,7 @@ from seller_insights import aws, clock
 from seller_insights.containers import per_container
 from seller_insights.data_rights import UNKNOWN_PRINCIPAL, AuditLog, AuditOutcome, AuditType, DataRightsRepository
 from seller_insights.errors import AuditNotRecorded, BadInput, MethodNotAllowed, NoIamIdentity, NotFound, RequestError
+from seller_insights.export_requests import ExportRequests
 from seller_insights.http_api import HttpApi, resolver_rule
 from seller_insights.observability import get_logger, get_metrics, get_tracer
 from seller_insights.pseudonyms import seller_key
@@ -55,8 +58,9 @@ def settings() -> DataRequestsSettings:
 @per_container
 def service() -> DataRequestsService:
     config = settings()
-    return DataRequestsService(config, repository=DataRightsRepository(aws.table(config.connections_table)),
-                               s3=aws.client("s3"))
+    table = aws.table(config.connections_table)
+    return DataRequestsService(config, repository=DataRightsRepository(table), s3=aws.client("s3"),
+                               exports=ExportRequests(table), sqs=aws.client("sqs"))
 
 
 @per_container
@@ -111,7 +115,8 @@ def audit_every_request(resolver: HttpApi, next_middleware: NextMiddleware) -> R
         _complete(request, AuditOutcome.FAILED, {"status": 500})
         raise
     route, answer = _done()
-    _complete(request, AuditOutcome.DONE, answer.detail)
+    if answer.completes_audit:
+        _complete(request, AuditOutcome.DONE, answer.detail)
     _count(route.metric)
     logger.info("data request done", extra={"detail": answer.detail})
     return response
@@ -171,6 +176,7 @@ _ACTIONS: dict[AuditType, _Action] = {
     AuditType.ACCESS: lambda s, seller, r: s.access(seller),
     AuditType.CORRECTION: lambda s, seller, r: s.correct(seller, r.json_object()),
     AuditType.EXPORT: lambda s, seller, r: s.export(seller, r.request_id),
+    AuditType.EXPORT_STATUS: lambda s, seller, r: s.export_status(seller, r.export_request_id),
     AuditType.DELETION: lambda s, seller, r: s.request_deletion(seller),
     AuditType.DELETION_ROLLBACK: lambda s, seller, r: s.rollback_deletion(seller),
     AuditType.TOKEN_REMOVAL: lambda s, seller, r: s.remove_tokens(seller),
@@ -185,7 +191,9 @@ def _endpoint(route: AdminRoute) -> Callable[..., Response[dict[str, Any]]]:
         request = _request()
         answer = action(service(), request.seller_id(), request)
         app.append_context(done=(route, answer))
-        return _json(200, answer.body)
+        response = _json(answer.status, answer.body)
+        response.headers.update(answer.headers)
+        return response
 
     endpoint.__name__ = f"{route.request_type.value}_endpoint"
     return endpoint
@@ -202,7 +210,7 @@ def no_such_route(_: NotFoundError) -> Response[dict[str, Any]]:
     request = _request()
     if request.suffix not in SUFFIXES:
         raise NotFound("There is no such admin route. Use /admin/sellers/{seller_id} with /export, "
-                       "/deletion or /tokens/removal.")
+                       "/export/{request_id}, /deletion or /tokens/removal.")
     allowed = methods_of(request.suffix)
     if request.method not in allowed:
         raise MethodNotAllowed(f"This address answers {', '.join(allowed)} only.", allowed)

@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from data_requests.routes import SELLER_PREFIX, request_type
+from data_requests.routes import SELLER_PREFIX, request_type, route_suffix
 from seller_insights.data_rights import AuditType
 from seller_insights.errors import BadInput
 
@@ -25,13 +25,15 @@ UNREADABLE_BODY = "The body is not valid UTF-8 JSON: send a JSON object."
 @dataclass(frozen=True)
 class AdminRequest:
     method: str
-    suffix: str  # "", "/export", "/deletion", "/tokens/removal" (or anything else: 404)
+    suffix: str  # the route's declared suffix: "", "/export", "/export/{request_id}", ... (or anything else: 404)
     raw_seller_id: str
     request_id: str
     body: str | None
     # requestContext.authorizer.iam.userArn of payload 2.0: who signed the request; None without one.
     principal_arn: str | None = None
     body_unreadable: bool = False  # base64 that does not decode to UTF-8 (refused after the identity check)
+    # The export request a status request names (`/export/{request_id}`): not validated here.
+    export_request_id: str = ""
 
     @classmethod
     def from_event(cls, event: dict[str, Any]) -> AdminRequest:
@@ -43,7 +45,8 @@ class AdminRequest:
         rest = path.removeprefix(SELLER_PREFIX) if path.startswith(SELLER_PREFIX) else ""
         seller, _, tail = rest.partition("/")
         seller = str(params.get("seller_id") or seller)
-        suffix = ("/" + tail).rstrip("/") if tail else ""
+        suffix, values = route_suffix(("/" + tail).rstrip("/") if tail else "")
+        export_request_id = str(params.get("request_id") or values.get("request_id") or "")
         request_id = str(context.get("requestId") or "")
         if not _REQUEST_ID.fullmatch(request_id):
             request_id = uuid.uuid4().hex  # only API Gateway's own ids are used as keys
@@ -52,7 +55,8 @@ class AdminRequest:
         except BadInput:
             body, unreadable = None, True
         return cls(method=method, suffix=suffix, raw_seller_id=seller, request_id=request_id,
-                   body=body, principal_arn=_principal_arn(context), body_unreadable=unreadable)
+                   body=body, principal_arn=_principal_arn(context), body_unreadable=unreadable,
+                   export_request_id=export_request_id)
 
     @property
     def audit_type(self) -> AuditType:

@@ -16,7 +16,7 @@ SELLER_PREFIX = "/admin/sellers/"
 @dataclass(frozen=True)
 class AdminRoute:
     method: str
-    suffix: str  # the path after the seller id: "", "/export", ...
+    suffix: str  # the path after the seller id: "", "/export", "/export/{request_id}", ...
     request_type: AuditType  # what the audit record calls a request of this route
     metric: str  # counted once per request done
 
@@ -35,11 +35,31 @@ ROUTES: tuple[AdminRoute, ...] = (
     AdminRoute("GET", "", AuditType.ACCESS, "DataRequestAccess"),
     AdminRoute("PATCH", "", AuditType.CORRECTION, "DataRequestCorrection"),
     AdminRoute("POST", "/export", AuditType.EXPORT, "DataRequestExport"),
+    AdminRoute("GET", "/export/{request_id}", AuditType.EXPORT_STATUS, "DataRequestExportStatus"),
     AdminRoute("POST", "/deletion", AuditType.DELETION, "DataRequestDeletion"),
     AdminRoute("DELETE", "/deletion", AuditType.DELETION_ROLLBACK, "DataRequestDeletionRollback"),
     AdminRoute("POST", "/tokens/removal", AuditType.TOKEN_REMOVAL, "DataRequestTokenRemoval"),
 )
 SUFFIXES: tuple[str, ...] = tuple(dict.fromkeys(route.suffix for route in ROUTES))
+
+
+def route_suffix(tail: str) -> tuple[str, dict[str, str]]:
+    """The declared suffix a concrete one matches (`/export/abc` -> `/export/{request_id}`) with the values
+    of its parameters; a suffix no route declares comes back as it is."""
+    parts = tail.split("/")
+    for suffix in SUFFIXES:
+        pattern = suffix.split("/")
+        if len(pattern) != len(parts):
+            continue
+        values: dict[str, str] = {}
+        for want, got in zip(pattern, parts, strict=True):
+            if want.startswith("{") and want.endswith("}") and got:
+                values[want[1:-1]] = got
+            elif want != got:
+                break
+        else:
+            return suffix, values
+    return tail, {}
 
 
 def methods_of(suffix: str) -> list[str]:

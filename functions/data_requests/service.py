@@ -7,34 +7,41 @@ or a presigned URL; the handler writes the audit record of every request.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import defaultdict
-from dataclasses import dataclass
-from decimal import Decimal
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from data_requests.export import ExportBuilder
 from data_requests.settings import DataRequestsSettings
 from seller_insights import clock
-from seller_insights.data_rights import DataRightsRepository, SellerSnapshot
+from seller_insights.data_rights import CONTACT_FIELDS, DataRightsRepository, SellerSnapshot, public_profile
+from seller_insights.dynamo import plain
 from seller_insights.errors import (
     BadInput,
     ConcurrentChange,
     Conflict,
     NoDeletionPending,
+    NotFound,
     PurgeDatePassed,
     SellerGone,
     UnknownSeller,
 )
+from seller_insights.export_requests import MESSAGE_KIND, ExportRequests, ExportStatus
 from seller_insights.object_keys import export_key
 from seller_insights.pseudonyms import seller_key
 from seller_insights.redaction import register_secret
 
 if TYPE_CHECKING:
     from types_boto3_s3.client import S3Client
+    from types_boto3_sqs.client import SQSClient
 
-PRESIGNED_URL_SECONDS = 900
-CONTACT_FIELDS = ("contact_email", "contact_name")
+PRESIGNED_URL_SECONDS = 900  # at most 15 minutes
+# The bucket's lifecycle expires export ZIPs after 7 days (infra/constructs/data_stores.py).
+EXPORT_LIFETIME = timedelta(days=7)
+_EXPORT_REQUEST_ID = re.compile(r"[A-Za-z0-9=_-]{1,64}")
+PROGRESS_FIELDS = ("objects_done", "objects_total", "bytes_done", "bytes_total", "zip_bytes")
 MAX_EMAIL = 254
 MAX_NAME = 200
 _EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -48,26 +55,20 @@ UNKNOWN_SELLER = ("No seller with this id has connected Seller Insights (or its 
 class Answer:
     body: dict[str, Any]
     detail: dict[str, int]  # counts for the audit record
-
-
-def plain(value: Any) -> Any:
-    """DynamoDB's Decimals as ints (or floats), recursively, for JSON."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [plain(v) for v in value]
-    return value
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    # False: the request's audit record stays STARTED; someone else completes it (the export worker).
+    completes_audit: bool = True
 
 
 class DataRequestsService:
     def __init__(self, settings: DataRequestsSettings, *, repository: DataRightsRepository, s3: S3Client,
-                 exports: ExportBuilder | None = None) -> None:
+                 exports: ExportRequests, sqs: SQSClient) -> None:
         self._settings = settings
         self._repository = repository
         self._s3 = s3
-        self._exports = exports or ExportBuilder(s3, settings.data_bucket)
+        self._exports = exports
+        self._sqs = sqs
 
     def _known(self, seller_id: str) -> SellerSnapshot:
         snapshot = self._repository.snapshot(seller_id)
@@ -90,7 +91,7 @@ class DataRequestsService:
             "seller_key": seller_key(seller_id),
             "connections": connections,
             "stored_reports": {region: dict(counts) for region, counts in sorted(storage.items())},
-            "profile": _profile(snapshot.profile),
+            "profile": public_profile(snapshot.profile),
         }
         return Answer(body, {"connections": len(connections),
                              "reports": sum(c["reports"] for c in storage.values())})
@@ -98,24 +99,63 @@ class DataRequestsService:
     # --- export ----------------------------------------------------------------------------------
 
     def export(self, seller_id: str, request_id: str) -> Answer:
-        snapshot = self._known(seller_id)
-        key = export_key(seller_id, request_id)
-        connections = [plain({"seller_id": seller_id, **c}) for c in snapshot.public_connections(clock.epoch_seconds())]
-        profile = _profile(snapshot.profile)
-        result = self._exports.build(key=key, seller_id=seller_id, generated_at=clock.now(),
-                                     connections=connections, profile=profile,
-                                     reports=(plain(r) for r in self._repository.reports(seller_id)))
+        """Record the export request (QUEUED, with the reports it will hold as counted now) and queue it for
+        the export worker (data_exports). 202 with the status route in `Location`; the request's audit
+        record stays STARTED until the worker completes it."""
+        self._known(seller_id)
+        objects = report_bytes = 0
+        for row in self._repository.items(seller_id, "REPORT#", projection="#bytes", names={"#bytes": "bytes"}):
+            objects += 1
+            report_bytes += int(row.get("bytes", 0))
+        now = clock.now()
+        self._exports.create(seller_id, request_id, now=now, objects=objects, report_bytes=report_bytes)
+        try:
+            # One request per message, in the work-item shape of seller_insights.fanout.
+            self._sqs.send_message(QueueUrl=self._settings.export_queue_url, MessageBody=json.dumps(
+                {MESSAGE_KIND: [{"seller_id": seller_id, "request_id": request_id}]}))
+        except Exception:
+            self._exports.failed(seller_id, request_id, reason="not_queued", now=clock.now())
+            raise
+        status_path = f"/admin/sellers/{seller_id}/export/{request_id}"
+        return Answer({"request_id": request_id, "status": ExportStatus.QUEUED.value, "objects_total": objects,
+                       "bytes_total": report_bytes, "status_path": status_path},
+                      {"reports": objects, "bytes": report_bytes}, status=202, headers={"Location": status_path},
+                      completes_audit=False)
+
+    def export_status(self, seller_id: str, export_request_id: str) -> Answer:
+        """Where an export request stands; when DONE (and not expired), a presigned GET of its ZIP."""
+        if not _EXPORT_REQUEST_ID.fullmatch(export_request_id):
+            raise BadInput("The export request id is the request_id the export answered (letters, digits, "
+                           "'-', '_', '='; at most 64).")
+        item = self._exports.get(seller_id, export_request_id)
+        if item is None:
+            raise NotFound("No export request with this id for this seller: request ids come from POST "
+                           ".../export, and a request is forgotten 8 days after it was made.")
+        item = plain(item)
+        status = str(item["status"])
+        body: dict[str, Any] = {"request_id": export_request_id, "status": status,
+                                **{name: int(item.get(name, 0)) for name in PROGRESS_FIELDS}}
+        for name in ("requested_at", "started_at", "completed_at", "reason", "files"):
+            if name in item:
+                body[name] = item[name]
+        if status == ExportStatus.DONE.value:
+            completed = datetime.fromisoformat(str(item["completed_at"]).replace("Z", "+00:00"))
+            if clock.now() >= completed + EXPORT_LIFETIME:
+                body["status"] = "EXPIRED"  # the lifecycle deleted (or is about to delete) the ZIP
+            else:
+                body.update(self._download(seller_id, export_request_id))
+        return Answer(body, {"done": int(body["status"] == ExportStatus.DONE.value),
+                             "objects_done": body["objects_done"]})
+
+    def _download(self, seller_id: str, export_request_id: str) -> dict[str, Any]:
         url = str(self._s3.generate_presigned_url(
             "get_object",
-            Params={"Bucket": self._settings.data_bucket, "Key": key,
-                    "ResponseContentDisposition": f'attachment; filename="{request_id}.zip"'},
+            Params={"Bucket": self._settings.data_bucket, "Key": export_key(seller_id, export_request_id),
+                    "ResponseContentDisposition": f'attachment; filename="{export_request_id}.zip"'},
             ExpiresIn=PRESIGNED_URL_SECONDS,
         ))
         register_secret(url)  # before anything could print it
-        return Answer({"request_id": request_id, "expires_in": PRESIGNED_URL_SECONDS, "url": url,
-                       "files": result.files, "bytes": result.bytes},
-                      {"files": result.files, "bytes": result.bytes, "reports": result.reports,
-                       "reports_missing": result.missing_reports})
+        return {"url": url, "expires_in": PRESIGNED_URL_SECONDS}
 
     # --- deletion --------------------------------------------------------------------------------
 
@@ -200,10 +240,3 @@ def validate_correction(body: dict[str, Any]) -> dict[str, str | None]:
             raise BadInput(f"contact_name must be 1 to {MAX_NAME} characters without control characters.")
         changes[name] = value
     return changes
-
-
-def _profile(item: dict[str, Any] | None) -> dict[str, Any] | None:
-    if item is None:
-        return None
-    profile = {name: item[name] for name in (*CONTACT_FIELDS, "updated_at") if name in item}
-    return plain(profile) if any(name in profile for name in CONTACT_FIELDS) else None

@@ -4,13 +4,14 @@ Routes (docs/internal-contracts.md, "Retention and data rights") on the consent 
 ``AWS_IAM`` authorization and its own throttle on the stage (``ThrottledRoutes``): access, correction,
 export, deletion request and its rollback, token removal. Callers sign with SigV4; the
 ``OpsSupportRole`` is the one identity made for them: any principal of this account may assume it, but
-only with MFA, and it may invoke these six routes and nothing else, again only with MFA.
+only with MFA, and it may invoke these seven routes and nothing else, again only with MFA.
 
-The function works on one seller's partition of the connections table (no index, no Scan), records
-every request in the audit table, reads stored report objects under ``sellers/`` and streams export
-archives into ``exports/`` (expired by the bucket's lifecycle after 7 days), which it hands out as
-presigned GET URLs. It holds no token purpose of the key: exports never open tokens and token
-removal deletes items.
+The function works on one seller's partition of the connections table (no index, no Scan) and records
+every request in the audit table. An export request is recorded (``EXPORT#{request_id}``) and queued on
+``data_exports`` for the export worker (infra/constructs/data_exports.py), which streams the archive into
+``exports/`` (expired by the bucket's lifecycle after 7 days); the status route hands a finished one out
+as a presigned GET URL, so this function reads ``exports/`` and nothing else of the bucket. It holds no
+token purpose of the key: exports never open tokens and token removal deletes items.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from constructs import Construct
 
 from infra.config import StageConfig
 from infra.constructs import logical_ref
-from infra.constructs.data_stores import EXPORTS_PREFIX, SELLERS_PREFIX, DataStores
+from infra.constructs.data_exports import DataExports
+from infra.constructs.data_stores import EXPORTS_PREFIX, DataStores
 from infra.constructs.oauth_callback import API_INTEGRATION_LIMIT_SECONDS, ThrottledRoutes
 from infra.constructs.service_function import ServiceFunction
 from infra.nag import acknowledge
@@ -40,6 +42,7 @@ ROUTES: tuple[tuple[apigwv2.HttpMethod, str], ...] = (
     (apigwv2.HttpMethod.GET, SELLER_PATH),
     (apigwv2.HttpMethod.PATCH, SELLER_PATH),
     (apigwv2.HttpMethod.POST, f"{SELLER_PATH}/export"),
+    (apigwv2.HttpMethod.GET, f"{SELLER_PATH}/export/{{request_id}}"),
     (apigwv2.HttpMethod.POST, f"{SELLER_PATH}/deletion"),
     (apigwv2.HttpMethod.DELETE, f"{SELLER_PATH}/deletion"),
     (apigwv2.HttpMethod.POST, f"{SELLER_PATH}/tokens/removal"),
@@ -63,6 +66,7 @@ class DataRequests(Construct):
         config: StageConfig,
         stores: DataStores,
         api: apigwv2.HttpApi,
+        exports: DataExports,
     ) -> None:
         super().__init__(scope, construct_id)
         self.handler = ServiceFunction(
@@ -70,7 +74,7 @@ class DataRequests(Construct):
             "DataRequests",
             duty=DUTY,
             config=config,
-            description="Data rights: access, correction, export, deletion (and rollback), token removal",
+            description="Data rights: access, correction, export requests, deletion (and rollback), token removal",
             memory_mb=REQUEST_MEMORY_MB,
             timeout=Duration.seconds(REQUEST_TIMEOUT_SECONDS),
             environment={
@@ -83,6 +87,7 @@ class DataRequests(Construct):
         assert REQUEST_TIMEOUT_SECONDS < API_INTEGRATION_LIMIT_SECONDS
         self.handler.acknowledge_synchronous_only("API Gateway (HTTP API, AWS_IAM routes)")
         self._grant(stores)
+        exports.grant_send(self.handler)
 
         integration = HttpLambdaIntegration(
             "DataRequestsIntegration",
@@ -103,22 +108,15 @@ class DataRequests(Construct):
         # A seller's items share one partition: item read/write and Query on the table, no index.
         stores.grant_tables_read_write(fn, stores.connections)
         stores.grant_table_actions(fn, stores.audit, *AUDIT_ACTIONS)
-        stores.grant_seller_objects_read(fn)
         stores.grant_seller_keys(fn)
-        stores.grant_exports_read_write(fn)
+        stores.grant_exports_read(fn)
         bucket = logical_ref(stores.data_bucket.node.default_child)
         acknowledge(
             fn.role,
-            f"AwsSolutions-IAM5[Resource::<{bucket}.Arn>/{SELLERS_PREFIX}*]",
-            f"An access or export request reads the stored report objects of one seller under "
-            f"{SELLERS_PREFIX}{{seller}}/..., keys unknown at deploy time; GetObject only, on the sellers/ prefix.",
-        )
-        acknowledge(
-            fn.role,
             f"AwsSolutions-IAM5[Resource::<{bucket}.Arn>/{EXPORTS_PREFIX}*]",
-            f"Export archives are streamed to {EXPORTS_PREFIX}{{seller_key}}/{{request_id}}.zip (ids made per "
-            "request) and handed out as presigned GETs signed by this role; put, multipart and get on the exports/ "
-            "prefix only, which the bucket's lifecycle expires after 7 days.",
+            f"The status route of a finished export hands out a presigned GET of {EXPORTS_PREFIX}{{seller_key}}/"
+            "{request_id}.zip, signed by this role (ids made per request); GetObject only, on the exports/ prefix, "
+            "which the bucket's lifecycle expires after 7 days.",
         )
 
     def _ops_role(self, api: apigwv2.HttpApi) -> iam.Role:

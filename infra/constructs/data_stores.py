@@ -397,6 +397,16 @@ class DataStores(Construct):
         )
         self._grant_key_via_service(grantee, "s3", BUCKET_READ_KEY_ACTIONS)
 
+    def grant_exports_read(self, grantee: iam.IGrantable) -> None:
+        """GetObject under ``exports/`` only (the key through S3, decrypt only): what a presigned GET of an
+        export archive is authorized as."""
+        iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=["s3:GetObject"],
+            resource_arns=[self.data_bucket.arn_for_objects(f"{EXPORTS_PREFIX}*")],
+        )
+        self._grant_key_via_service(grantee, "s3", BUCKET_READ_KEY_ACTIONS)
+
     def grant_exports_read_write(self, grantee: iam.IGrantable) -> None:
         """Stream export archives into ``exports/`` (multipart) and read them back, for presigned GETs.
 

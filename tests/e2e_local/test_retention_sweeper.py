@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import requests
 
-from local.admin import AdminClient, download_export, signed_headers, verify_export, virtual_now
+from local.admin import AdminClient, download_export, finished_export, signed_headers, verify_export, virtual_now
 from tests.support.e2e import (
     MONTH_AND_A_DAY,
     TIMEOUT,
@@ -150,15 +150,34 @@ def test_ops_cli_shows_the_seller_with_the_printed_credentials(info: dict[str, A
     assert shown["profile"]["contact_email"] == subject["contact"]["contact_email"]
 
 
+def test_ops_cli_exports_against_the_local_stack_with_drain(info: dict[str, Any], subject: dict[str, Any],
+                                                            tmp_path: Any) -> None:
+    env = {name: value for name, value in os.environ.items()
+           if name not in ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL")}
+    env |= {"AWS_ACCESS_KEY_ID": info["admin"]["access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": info["admin"]["secret_access_key"]}
+    out = tmp_path / "export.zip"
+    done = subprocess.run([sys.executable, "-m", "ops", "export", subject["seller"], "--api", info["api"],
+                           "--out", str(out), "--drain", "--wait", "5"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=400, check=False)
+    assert done.returncode == 0, done.stderr[-800:]
+    result = json.loads(done.stdout)
+    assert result["verified"] is True and result["files"] == len(subject["rows"]) + 3
+    assert out.stat().st_size == result["bytes"]
+    assert "export DONE" in done.stderr and f"{len(subject['rows'])}/{len(subject['rows'])} reports" in done.stderr
+    assert "X-Amz-Signature" not in done.stdout + done.stderr  # the URL is never printed
+
+
 def test_export_holds_what_is_stored_with_checksums(info: dict[str, Any], admin: AdminClient,
                                                     subject: dict[str, Any]) -> None:
     seller, rows = subject["seller"], subject["rows"]
-    answer = admin.json("POST", f"/admin/sellers/{seller}/export")
+    answer = finished_export(admin, seller)  # 202, the export worker runs on a drain, then DONE
+    assert (answer["status"], answer["objects_done"], answer["objects_total"]) == ("DONE", len(rows), len(rows))
     url = str(answer.pop("url"))
     assert url.startswith(info["aws"]), "the presigned URL does not point at the AWS emulator"
     assert answer["expires_in"] == 900
     export = verify_export(download_export(url))  # every file's sha256 and size, no Atzr|/Atza|
-    assert export.files == answer["files"] and export.size == answer["bytes"]
+    assert export.files == answer["files"] and export.size == answer["zip_bytes"]
 
     counts = export.manifest["record_counts"]
     assert counts == {"connections": 1, "profile": 1, "reports": len(rows), "reports_missing": 0,

@@ -39,6 +39,7 @@ ADMIN_ROUTES = {
     "GET /admin/sellers/{seller_id}",
     "PATCH /admin/sellers/{seller_id}",
     "POST /admin/sellers/{seller_id}/export",
+    "GET /admin/sellers/{seller_id}/export/{request_id}",
     "POST /admin/sellers/{seller_id}/deletion",
     "DELETE /admin/sellers/{seller_id}/deletion",
     "POST /admin/sellers/{seller_id}/tokens/removal",

@@ -5,6 +5,7 @@ by_purge_due index, the alarms and the MFA-only ops role for the /admin routes."
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -20,13 +21,14 @@ DATA_REQUESTS = "data_requests.handler.lambda_handler"
 COMMON_ENV = {"STAGE", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL", "SELLER_KEY_SECRET_ID"}
 STORES_ENV = {"CONNECTIONS_TABLE", "AUDIT_TABLE", "DATA_BUCKET"}
 SWEEPER_ENV = COMMON_ENV | STORES_ENV | {"RETENTION_PURGES_QUEUE_URL", "PURGE_FIND_LIMIT"}
-DATA_REQUESTS_ENV = COMMON_ENV | STORES_ENV | {"PURGE_AFTER_DAYS"}
+DATA_REQUESTS_ENV = COMMON_ENV | STORES_ENV | {"PURGE_AFTER_DAYS", "EXPORT_QUEUE_URL"}
 UNKEYED = ("dynamodb:Scan", "dynamodb:PartiQLSelect", "dynamodb:ExportTableToPointInTime")
 MFA_KEY = "aws:MultiFactorAuthPresent"
 ADMIN_ROUTE_SUFFIXES = {
     "/*/GET/admin/sellers/*",
     "/*/PATCH/admin/sellers/*",
     "/*/POST/admin/sellers/*/export",
+    "/*/GET/admin/sellers/*/export/*",
     "/*/POST/admin/sellers/*/deletion",
     "/*/DELETE/admin/sellers/*/deletion",
     "/*/POST/admin/sellers/*/tokens/removal",
@@ -201,7 +203,8 @@ def test_connections_table_has_the_purge_due_index(raw: dict[str, Any]) -> None:
 
 def test_only_the_two_duties_read_the_audit_table(raw: dict[str, Any]) -> None:
     """The sweeper and the data requests read and write it; the consent and token functions only add
-    consent records to it (PutItem); nothing else touches it."""
+    consent records to it (PutItem); the export worker only completes an export's record (UpdateItem);
+    nothing else touches it."""
     audit_id, _ = by_purpose(raw, "audit")
     actions: dict[str, set[str]] = {}
     for function in resources(raw, "AWS::Lambda::Function").values():
@@ -209,7 +212,8 @@ def test_only_the_two_duties_read_the_audit_table(raw: dict[str, Any]) -> None:
             if audit_id in json.dumps(statement["Resource"]) and "kms:" not in json.dumps(statement["Action"]):
                 actions.setdefault(function["Properties"]["Handler"], set()).update(_as_list(statement["Action"]))
     assert set(actions) == {SWEEPER, DATA_REQUESTS, "oauth_callback.handler.lambda_handler",
-                            "token_refresher.handler.lambda_handler"}
+                            "token_refresher.handler.lambda_handler", "data_exports.handler.lambda_handler"}
+    assert actions["data_exports.handler.lambda_handler"] == {"dynamodb:UpdateItem"}
     assert actions["oauth_callback.handler.lambda_handler"] == {"dynamodb:PutItem"}
     assert actions["token_refresher.handler.lambda_handler"] == {"dynamodb:PutItem"}
 
@@ -317,14 +321,14 @@ def test_data_requests_permissions_are_scoped(raw: dict[str, Any]) -> None:
         assert by_action[action] == _keys(_arn(connections_id), _arn(audit_id)), action
     assert by_action["dynamodb:DeleteItem"] == _keys(_arn(connections_id))  # audit records are never deleted
 
-    # S3 writes only under exports/; reads of stored reports under sellers/.
-    sellers, exports = _under(data_id, "/sellers/*"), _under(data_id, "/exports/*")
-    assert by_action["s3:GetObject"] == _keys(sellers, exports)
-    for action in ("s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"):
-        assert by_action[action] == _keys(exports), action
-    assert {a for a in by_action if a.startswith("s3:")} == {
-        "s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"
-    }
+    # S3: only reads of exports/ (what the status route's presigned GET is authorized as); the export
+    # worker reads the reports and writes the archive.
+    assert {a for a in by_action if a.startswith("s3:")} == {"s3:GetObject"}
+    assert by_action["s3:GetObject"] == _keys(_under(data_id, "/exports/*"))
+    # It queues export requests on data_exports: SendMessage there, nothing else of SQS.
+    exports_queue, _ = by_purpose(raw, "data_exports")
+    assert {a for a in by_action if a.startswith("sqs:")} == {"sqs:SendMessage"}
+    assert by_action["sqs:SendMessage"] == _keys({"Fn::GetAtt": [exports_queue, "Arn"]})
 
     # No token purpose: exports never open tokens, token removal deletes items. Key only via services.
     assert "kms:EncryptionContext" not in json.dumps(statements)
@@ -335,7 +339,7 @@ def test_data_requests_permissions_are_scoped(raw: dict[str, Any]) -> None:
     )
     assert services == ["dynamodb.", "s3.", "secretsmanager."]
     assert_only_the_seller_key_secret(raw, by_action)
-    assert not any(a.startswith(("events:", "sqs:", "cloudwatch:")) for a in by_action)
+    assert not any(a.startswith(("events:", "cloudwatch:")) for a in by_action)
 
 
 # ------------------------------------------------------------------------------------------ alarms
@@ -408,9 +412,9 @@ def test_ops_role_may_only_invoke_the_admin_routes(raw: dict[str, Any]) -> None:
     routes = {r["Properties"]["RouteKey"] for r in resources(raw, "AWS::ApiGatewayV2::Route").values()}
     admin = {key for key in routes if " /admin/" in key}
     assert len(admin) == len(ADMIN_ROUTE_SUFFIXES)
-    for key in admin:  # each suffix is one route: "{seller_id}" becomes "*"
+    for key in admin:  # each suffix is one route: each "{parameter}" becomes "*"
         method, path = key.split(" ")
-        assert f"/*/{method}{path.replace('{seller_id}', '*')}" in suffixes, key
+        assert f"/*/{method}{re.sub(r'{[a-z_]+}', '*', path)}" in suffixes, key
 
 
 @pytest.mark.parametrize("context", [{}, {MFA_KEY: "false"}], ids=["mfa-missing", "mfa-false"])

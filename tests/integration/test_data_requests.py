@@ -66,8 +66,9 @@ def env(monkeypatch: pytest.MonkeyPatch, log_guard: Any) -> Iterator[dict[str, A
         resources = create_resources(session, {"client_id": "c", "client_secret": "s", "application_id": "a"})
         audit_table = resources.tables["audit"]
         session.client("s3").create_bucket(Bucket=BUCKET)
+        exports_queue = session.client("sqs").create_queue(QueueName="data-exports")["QueueUrl"]
         for key, value in {"STAGE": "local", "CONNECTIONS_TABLE": resources.tables["connections"],
-                           "AUDIT_TABLE": audit_table, "DATA_BUCKET": BUCKET,
+                           "AUDIT_TABLE": audit_table, "DATA_BUCKET": BUCKET, "EXPORT_QUEUE_URL": exports_queue,
                            "PURGE_AFTER_DAYS": str(PURGE_AFTER_DAYS)}.items():
             monkeypatch.setenv(key, value)
         _reset()
@@ -75,7 +76,7 @@ def env(monkeypatch: pytest.MonkeyPatch, log_guard: Any) -> Iterator[dict[str, A
             log_guard.watch(value)
         seeded = seed(resources.tables["connections"], resources.key_arn)
         yield {"connections": aws.table(resources.tables["connections"]), "audit": aws.table(audit_table),
-               "s3": boto3.client("s3"), "reports": seeded}
+               "s3": boto3.client("s3"), "reports": seeded, "sqs": boto3.client("sqs"), "exports_queue": exports_queue}
         _reset()
     clock.set_clock(clock.SystemClock())
 
@@ -141,9 +142,9 @@ def seed(table_name: str, key_arn: str) -> dict[str, bytes]:
 
 
 def call(method: str, path: str, body: Any = None, *, raw_body: str | None = None,
-         authorizer: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+         authorizer: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
     """The handler behind the IAM-authorized route; ``authorizer`` replaces requestContext.authorizer
-    (``{}`` for none)."""
+    (``{}`` for none); ``headers``, when given, receives the answer's headers."""
     from data_requests.handler import lambda_handler
 
     request_id = base64.b32encode(os.urandom(10)).decode().rstrip("=")
@@ -166,7 +167,62 @@ def call(method: str, path: str, body: Any = None, *, raw_body: str | None = Non
     with acting_as("data_requests"):
         raw = lambda_handler(event, FakeContext(function_name="data_requests"))
     assert raw["headers"]["Content-Type"] == "application/json"
+    if headers is not None:
+        headers.update(raw["headers"])
     return raw["statusCode"], json.loads(raw["body"])
+
+
+class Deadline:
+    """The Lambda context's remaining time, as the test sets it."""
+
+    def __init__(self, millis: int = 900_000) -> None:
+        self.millis = millis
+
+    def __call__(self) -> int:
+        return self.millis
+
+
+def run_exports(env: dict[str, Any], *, receive_count: int = 1, remaining: Deadline | None = None,
+                expect_failures: int = 0) -> list[dict[str, Any]]:
+    """The export worker on every message of the data_exports queue (one SQS event each, as its role); a
+    message that failed is deleted too (the test looks at what the failure left), and counted."""
+    failures = 0
+    messages = []
+    while batch := env["sqs"].receive_message(QueueUrl=env["exports_queue"], MaxNumberOfMessages=10).get("Messages"):
+        for message in batch:
+            answer = invoke_worker(message, receive_count=receive_count, remaining=remaining)
+            failures += len(answer["batchItemFailures"])
+            env["sqs"].delete_message(QueueUrl=env["exports_queue"], ReceiptHandle=message["ReceiptHandle"])
+            messages.append(message)
+    assert failures == expect_failures
+    return messages
+
+
+def invoke_worker(message: dict[str, Any], *, receive_count: int = 1,
+                  remaining: Deadline | None = None) -> dict[str, Any]:
+    """One invocation of the export worker with `message` as the SQS event's record, as its role."""
+    from data_exports.handler import lambda_handler
+
+    event = {"Records": [{
+        "messageId": message["MessageId"], "receiptHandle": message["ReceiptHandle"], "body": message["Body"],
+        "attributes": {"ApproximateReceiveCount": str(receive_count), "SentTimestamp": "0"},
+        "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:data-exports", "awsRegion": "us-east-1"}]}
+    context = FakeContext(function_name="data_exports")
+    context.get_remaining_time_in_millis = remaining or Deadline()  # type: ignore[method-assign]
+    with acting_as("data_exports"):
+        answer: dict[str, Any] = lambda_handler(event, context)
+    return answer
+
+
+def export_done(env: dict[str, Any]) -> dict[str, Any]:
+    """POST the export, run the worker, GET its status (DONE, with the URL)."""
+    status, started = call("POST", f"/admin/sellers/{SELLER}/export")
+    assert status == 202
+    run_exports(env)
+    status, body = call("GET", started["status_path"])
+    assert status == 200 and body["status"] == "DONE", body
+    return body
 
 
 def item(env: dict[str, Any], sk: str, seller: str = SELLER) -> dict[str, Any] | None:
@@ -235,8 +291,20 @@ def download(env: dict[str, Any], request_id: str) -> zipfile.ZipFile:
 
 
 def test_export_is_a_zip_with_manifest_index_and_every_report(env):
-    status, body = call("POST", f"/admin/sellers/{SELLER}/export")
-    assert status == 200
+    headers: dict[str, str] = {}
+    status, queued = call("POST", f"/admin/sellers/{SELLER}/export", headers=headers)
+    assert status == 202
+    assert queued["status"] == "QUEUED" and (queued["objects_total"], queued["bytes_total"]) == (
+        6, sum(len(data) for data in env["reports"].values()))
+    assert headers["Location"] == queued["status_path"] == f"/admin/sellers/{SELLER}/export/{queued['request_id']}"
+    assert "url" not in queued
+    status, body = call("GET", queued["status_path"])
+    assert (status, body["status"], body["objects_done"]) == (200, "QUEUED", 0) and "url" not in body
+    run_exports(env)
+    status, body = call("GET", queued["status_path"])
+    assert status == 200 and body["status"] == "DONE"
+    assert (body["objects_done"], body["objects_total"]) == (6, 6)
+    assert body["bytes_done"] == body["bytes_total"] == queued["bytes_total"]
     assert body["expires_in"] == 900
     url = body["url"]
     assert "X-Amz-Signature=" in url or "Signature=" in url
@@ -252,7 +320,7 @@ def test_export_is_a_zip_with_manifest_index_and_every_report(env):
                                          "reports_missing": 0}
     assert body["files"] == len(names) == len(manifest["files"]) + 1
     head = env["s3"].head_object(Bucket=BUCKET, Key=f"exports/{seller_key(SELLER)}/{body['request_id']}.zip")
-    assert body["bytes"] == head["ContentLength"]
+    assert body["zip_bytes"] == head["ContentLength"]
     for entry in manifest["files"]:
         data = archive.read(entry["path"])
         assert hashlib.sha256(data).hexdigest() == entry["sha256"] and len(data) == entry["bytes"]
@@ -271,10 +339,12 @@ def test_export_is_a_zip_with_manifest_index_and_every_report(env):
     for name in names:
         assert_no_secrets(archive.read(name).decode("utf-8"))
     assert not any("A9SOMEONEELSE1" in name for name in names)
-    [record] = audit_records(env)
-    assert record["type"] == "export" and record["outcome"] == "done"
-    assert int(record["detail"]["files"]) == body["files"]
-    assert url not in json.dumps(record, default=str)
+    records = {record["type"]: record for record in audit_records(env)}
+    assert sorted(records) == ["export", "export_status"]  # the second status request overwrote nothing
+    record = records["export"]
+    assert (record["status"], record["outcome"]) == ("SUCCEEDED", "done")
+    assert int(record["detail"]["files"]) == body["files"] and int(record["detail"]["bytes"]) == body["zip_bytes"]
+    assert url not in json.dumps(audit_records(env), default=str)
 
 
 def test_export_streams_large_reports_in_several_parts(env):
@@ -285,14 +355,146 @@ def test_export_streams_large_reports_in_several_parts(env):
         "pk": f"SELLER#{SELLER}", "sk": "REPORT#NA#GET_V2_SETTLEMENT_REPORT_DATA_FLAT_FILE#9999", "region": "NA",
         "report_type": "GET_V2_SETTLEMENT_REPORT_DATA_FLAT_FILE", "report_id": "9999", "s3_key": key,
         "bytes": len(data), "rows": 0, "sha256": hashlib.sha256(data).hexdigest(), "stored_at": iso(NOW)})
-    status, body = call("POST", f"/admin/sellers/{SELLER}/export")
-    assert status == 200
+    body = export_done(env)
     head = env["s3"].head_object(Bucket=BUCKET, Key=f"exports/{seller_key(SELLER)}/{body['request_id']}.zip",
                                  PartNumber=2)
     assert head["PartsCount"] == 2
     archive = download(env, body["request_id"])
     assert archive.read("reports/NA/GET_V2_SETTLEMENT_REPORT_DATA_FLAT_FILE/9999.tsv") == data
     assert archive.testzip() is None
+
+
+def queued_export(env: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """POST an export; its request id and the message the worker will receive."""
+    status, body = call("POST", f"/admin/sellers/{SELLER}/export")
+    assert status == 202
+    [message] = env["sqs"].receive_message(QueueUrl=env["exports_queue"], MaxNumberOfMessages=10)["Messages"]
+    return body["request_id"], message
+
+
+def open_uploads(env: dict[str, Any]) -> list[dict[str, Any]]:
+    uploads: list[dict[str, Any]] = env["s3"].list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
+    return uploads
+
+
+def export_objects(env: dict[str, Any]) -> list[str]:
+    listed = env["s3"].list_objects_v2(Bucket=BUCKET, Prefix="exports/").get("Contents", [])
+    return [entry["Key"] for entry in listed]
+
+
+def test_a_worker_killed_midway_is_restarted_by_the_next_receive_without_a_second_zip(env, monkeypatch):
+    from data_exports import archive
+
+    from seller_insights.multipart_writer import MultipartWriter
+
+    request_id, message = queued_export(env)
+    monkeypatch.setattr(archive, "PROGRESS_OBJECTS", 1)
+    real_add, added = archive.ExportBuilder._add_object, []
+
+    def killed_on_the_fourth(self, *args, **kwargs):
+        added.append(1)
+        if len(added) == 4:
+            raise Killed()
+        return real_add(self, *args, **kwargs)
+
+    with monkeypatch.context() as dying:
+        dying.setattr(archive.ExportBuilder, "_add_object", killed_on_the_fourth)
+        dying.setattr(MultipartWriter, "abort", lambda self: None)  # a killed runtime cleans nothing up
+        with pytest.raises(Killed):
+            invoke_worker(message)
+    left = item(env, f"EXPORT#{request_id}")
+    assert (left["status"], int(left["attempt"]), int(left["objects_done"])) == ("RUNNING", 1, 3)
+    assert [u["UploadId"] for u in open_uploads(env)] == [left["upload_id"]]
+    status, body = call("GET", f"/admin/sellers/{SELLER}/export/{request_id}")
+    assert (status, body["status"], body["objects_done"], body["objects_total"]) == (200, "RUNNING", 3, 6)
+    assert "url" not in body
+
+    assert invoke_worker(message, receive_count=2) == {"batchItemFailures": []}
+    done = item(env, f"EXPORT#{request_id}")
+    assert (done["status"], int(done["attempt"]), int(done["objects_done"])) == ("DONE", 2, 6)
+    assert "upload_id" not in done
+    assert open_uploads(env) == []  # the dead attempt's upload was aborted
+    assert export_objects(env) == [f"exports/{seller_key(SELLER)}/{request_id}.zip"]
+    assert download(env, request_id).testzip() is None
+    [record] = [r for r in audit_records(env) if r["type"] == "export"]
+    assert (record["status"], record["outcome"]) == ("SUCCEEDED", "done")
+
+
+def test_a_message_received_again_after_done_changes_nothing(env):
+    request_id, message = queued_export(env)
+    assert invoke_worker(message) == {"batchItemFailures": []}
+    key = f"exports/{seller_key(SELLER)}/{request_id}.zip"
+    before = env["s3"].head_object(Bucket=BUCKET, Key=key)["ETag"]
+    assert invoke_worker(message, receive_count=2) == {"batchItemFailures": []}
+    assert env["s3"].head_object(Bucket=BUCKET, Key=key)["ETag"] == before
+    assert int(item(env, f"EXPORT#{request_id}")["attempt"]) == 1
+    assert open_uploads(env) == [] and export_objects(env) == [key]
+
+
+def test_an_older_attempt_loses_the_request_to_a_newer_one(env):
+    from seller_insights.errors import ExportSuperseded
+    from seller_insights.export_requests import ExportRequests, Progress
+
+    requests = ExportRequests(env["connections"])
+    requests.create(SELLER, "R1", now=NOW, objects=6, report_bytes=10)
+    requests.claim(SELLER, "R1", attempt=1, now=NOW, objects=6, report_bytes=10)
+    requests.uploading(SELLER, "R1", attempt=1, upload_id="first")
+    requests.claim(SELLER, "R1", attempt=2, now=NOW, objects=6, report_bytes=10)  # the same message, again
+    with pytest.raises(ExportSuperseded):
+        requests.progress(SELLER, "R1", attempt=1, progress=Progress(1, 1, 1), now=NOW)
+    with pytest.raises(ExportSuperseded):
+        requests.done(SELLER, "R1", attempt=1, now=NOW, counts={"files": 1})
+    assert not requests.failed(SELLER, "R1", reason="failed", now=NOW, attempt=1)  # not the older one's to end
+    requests.done(SELLER, "R1", attempt=2, now=NOW, counts={"files": 9})
+    assert (item(env, "EXPORT#R1")["status"], int(item(env, "EXPORT#R1")["files"])) == ("DONE", 9)
+    assert not requests.failed(SELLER, "R1", reason="failed", now=NOW)  # DONE stays DONE
+
+
+def test_a_failure_retries_and_the_last_receive_marks_the_request_failed(env, monkeypatch):
+    from data_exports import archive
+
+    request_id, message = queued_export(env)
+
+    def storage_down(*_args, **_kwargs):
+        raise RuntimeError("S3 is down")
+
+    monkeypatch.setattr(archive.ExportBuilder, "_add_object", storage_down)
+    assert len(invoke_worker(message, receive_count=1)["batchItemFailures"]) == 1
+    assert item(env, f"EXPORT#{request_id}")["status"] == "RUNNING"  # retried by the queue
+    assert len(invoke_worker(message, receive_count=5)["batchItemFailures"]) == 1  # on to the DLQ, alarmed
+    failed = item(env, f"EXPORT#{request_id}")
+    assert (failed["status"], failed["reason"]) == ("FAILED", "failed")
+    assert open_uploads(env) == [] and export_objects(env) == []
+    [record] = [r for r in audit_records(env) if r["type"] == "export"]
+    assert (record["status"], record["outcome"]) == ("FAILED", "failed")
+    status, body = call("GET", f"/admin/sellers/{SELLER}/export/{request_id}")
+    assert (status, body["status"], body["reason"]) == (200, "FAILED", "failed") and "url" not in body
+
+
+def test_an_export_that_cannot_finish_in_one_invocation_fails_without_a_zip(env):
+    request_id, message = queued_export(env)
+    assert invoke_worker(message, remaining=Deadline(30_000)) == {"batchItemFailures": []}
+    failed = item(env, f"EXPORT#{request_id}")
+    assert (failed["status"], failed["reason"]) == ("FAILED", "too_large")
+    assert open_uploads(env) == [] and export_objects(env) == []
+
+
+def test_export_status_of_an_unknown_or_malformed_request(env):
+    status, body = call("GET", f"/admin/sellers/{SELLER}/export/NOSUCHREQUEST")
+    assert status == 404 and "No export request" in body["message"]
+    status, body = call("GET", f"/admin/sellers/{SELLER}/export/not.an.id")
+    assert status == 400
+    headers: dict[str, str] = {}
+    status, body = call("POST", f"/admin/sellers/{SELLER}/export/ABC", headers=headers)
+    assert (status, headers["Allow"]) == (405, "GET")
+    assert {(r["type"], r["outcome"]) for r in audit_records(env)} == {("export_status", "bad_request")}
+
+
+def test_a_done_export_expires_with_its_zip(env):
+    body = export_done(env)
+    clock.set_clock(FixedClock(NOW + timedelta(days=7)))
+    status, later = call("GET", f"/admin/sellers/{SELLER}/export/{body['request_id']}")
+    assert (status, later["status"]) == (200, "EXPIRED") and "url" not in later
 
 
 # --- deletion request and rollback --------------------------------------------------------------------
@@ -471,6 +673,7 @@ def test_path_parameters_win_over_the_raw_path(env):
 def test_audit_records_are_pii_free_and_complete(env):
     call("GET", f"/admin/sellers/{SELLER}")
     call("POST", f"/admin/sellers/{SELLER}/export")
+    run_exports(env)  # the worker completes the export's record
     call("PATCH", f"/admin/sellers/{SELLER}", {"contact_email": "second@example.org"})
     call("POST", f"/admin/sellers/{SELLER}/tokens/removal")
     call("POST", f"/admin/sellers/{SELLER}/deletion")
@@ -583,7 +786,10 @@ def test_a_finished_request_leaves_one_completed_record(env, route):
         assert call("POST", f"/admin/sellers/{SELLER}/deletion")[0] == 200
         env["audit"].delete_item(Key={"id": audit_records(env)[0]["id"]})
     status, _ = call(method, f"/admin/sellers/{SELLER}{suffix}", body)
-    assert status == 200
+    assert status == (202 if action == "export" else 200)
+    if action == "export":  # its record stays STARTED until the worker completes it
+        assert [r["status"] for r in audit_records(env)] == ["STARTED"]
+        run_exports(env)
     [record] = audit_records(env)
     assert (record["type"], record["status"], record["outcome"]) == (request_type, "SUCCEEDED", "done")
     assert record["completed_at"] == iso(NOW)
@@ -606,8 +812,7 @@ def test_a_refused_or_failed_request_completes_its_record_as_failed(env, monkeyp
 
 
 def test_the_url_never_reaches_the_logs(env, capfd, caplog):
-    status, body = call("POST", f"/admin/sellers/{SELLER}/export")
-    assert status == 200
+    body = export_done(env)
     register_secret(body["url"])
     out, err = capfd.readouterr()
     logs = out + err + caplog.text

@@ -532,10 +532,13 @@ def correction_service(monkeypatch: pytest.MonkeyPatch, connections_table: Any) 
     from data_requests.service import DataRequestsService
     from data_requests.settings import DataRequestsSettings
     from seller_insights.data_rights import DataRightsRepository
+    from seller_insights.export_requests import ExportRequests
 
     monkeypatch.setenv("PURGE_AFTER_DAYS", "20")
+    monkeypatch.setenv("EXPORT_QUEUE_URL", "unused: a correction queues nothing")
     return DataRequestsService(DataRequestsSettings.from_env(), repository=DataRightsRepository(connections_table),
-                               s3=boto3.client("s3"))
+                               s3=boto3.client("s3"), exports=ExportRequests(connections_table),
+                               sqs=boto3.client("sqs"))
 
 
 def test_a_correction_whose_write_lands_after_the_last_purge_leaves_no_profile(

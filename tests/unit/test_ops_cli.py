@@ -45,6 +45,13 @@ class FakeApi(ThreadingHTTPServer):
         self.calls: list[dict[str, Any]] = []
         self.forbid = False
         self.zip = export_zip()
+        # What the status route answers, poll after poll (the last one repeats).
+        self.statuses: list[dict[str, Any]] = [
+            {"status": "QUEUED", "objects_done": 0, "bytes_done": 0},
+            {"status": "RUNNING", "objects_done": 1, "bytes_done": 600_000},
+            {"status": "DONE", "objects_done": 2, "bytes_done": 1_200_000, "files": 4, "expires_in": 900,
+             "url": f"{self.url}/download/req1.zip?{SIGNATURE}"}]
+        self.drains = 0
 
     @property
     def url(self) -> str:
@@ -69,6 +76,10 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.startswith("/download/"):  # the "presigned" URL: not SigV4-signed
             self._answer(200, self.server.zip, "application/zip")
             return
+        if self.path == "/_local/drain" and self.command == "POST":  # the local stack's control endpoint
+            self.server.drains += 1
+            self._answer(200, b'{"delivered": 1, "failed": 0, "left": {}}')
+            return
         outcome = sigv4.verify(method=self.command, url=f"http://{self.headers['Host']}{self.path}",
                                headers=dict(self.headers.items()), body=body, access_key=ACCESS_KEY,
                                secret_key=SECRET_KEY, region="eu-west-1", service="execute-api",
@@ -85,15 +96,19 @@ class _Handler(BaseHTTPRequestHandler):
             ("DELETE", "/deletion"): {"connections": 1},
             ("POST", "/tokens/removal"): {"connections": 1},
             ("PATCH", ""): json.loads(body or b"{}"),
-            ("POST", "/export"): {"request_id": "req1", "expires_in": 900, "files": 4,
-                                  "bytes": len(self.server.zip),
-                                  "url": f"{self.server.url}/download/req1.zip?{SIGNATURE}"},
+            ("POST", "/export"): {"request_id": "req1", "status": "QUEUED", "objects_total": 2,
+                                  "bytes_total": 1_200_000, "status_path": f"/admin/sellers/{SELLER}/export/req1"},
         }
+        if (self.command, suffix) == ("GET", "/export/req1"):
+            statuses = self.server.statuses
+            status = statuses.pop(0) if len(statuses) > 1 else statuses[0]
+            answers[("GET", suffix)] = {"request_id": "req1", "objects_total": 2, "bytes_total": 1_200_000,
+                                        "zip_bytes": 0, **status}
         answer = answers.get((self.command, suffix))
         if answer is None:
             self._answer(404, b'{"message":"No seller with this id."}')
         else:
-            self._answer(200, json.dumps(answer).encode())
+            self._answer(202 if (self.command, suffix) == ("POST", "/export") else 200, json.dumps(answer).encode())
 
     do_GET = do_POST = do_DELETE = do_PATCH = _handle
 
@@ -105,6 +120,7 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeApi]:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
     monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setattr("ops.cli.POLL_SECONDS", 0)
     server = FakeApi()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -132,12 +148,13 @@ def test_each_command_sends_a_signed_request(api, argv, method, suffix):
 
 
 def test_the_commands_call_exactly_the_declared_admin_routes(api, tmp_path):
-    from data_requests.routes import ROUTES
+    from data_requests.routes import ROUTES, route_suffix
 
     for argv in (["show"], ["delete"], ["undelete"], ["remove-tokens"], ["correct", "--email", "new@example.com"],
                  ["export", "--out", str(tmp_path / "export.zip")]):
         assert run(argv[0], SELLER, "--api", api.url, *argv[1:])[0] == 0, argv
-    called = {(call["method"], call["path"].removeprefix(f"/admin/sellers/{SELLER}")) for call in api.calls}
+    called = {(call["method"], route_suffix(call["path"].removeprefix(f"/admin/sellers/{SELLER}"))[0])
+              for call in api.calls}
     assert called == {(route.method, route.suffix) for route in ROUTES}
 
 
@@ -199,9 +216,41 @@ def test_export_downloads_with_progress_and_verifies_checksums(api, tmp_path):
     assert result == {"request_id": "req1", "file": str(out_file), "bytes": len(api.zip), "files": 3,
                       "verified": True}
     assert out_file.read_bytes() == api.zip
-    assert "building the export" in err and "done after" in err
-    assert "downloading [" in err and "100%" in err
+    # Requested, then polled until DONE with a progress line per change, then downloaded.
+    polls = [call for call in api.calls if call["method"] == "GET"]
+    assert [call["path"] for call in polls] == [f"/admin/sellers/{SELLER}/export/req1"] * 3
+    assert "export requested: req1 (2 reports" in err
+    assert "export QUEUED " in err and "0/2 reports" in err
+    assert "export RUNNING" in err and " 50% 1/2 reports" in err
+    assert "export DONE" in err and "100% 2/2 reports" in err
+    assert "downloading [" in err
     assert SIGNATURE not in out + err and "/download/" not in out + err  # the URL is never printed
+    assert api.drains == 0
+
+
+def test_export_against_the_local_stack_drains_while_it_waits(api, tmp_path):
+    code, _, err = run("export", SELLER, "--api", api.url, "--out", str(tmp_path / "e.zip"), "--drain")
+    assert code == 0, err
+    assert api.drains == 3  # before each status check
+
+
+def test_a_failed_export_exits_6_with_its_reason(api, tmp_path):
+    api.statuses = [{"status": "FAILED", "reason": "too_large"}]
+    code, _, err = run("export", SELLER, "--api", api.url, "--out", str(tmp_path / "e.zip"))
+    assert code == 6 and "the export failed (too_large)" in err
+    assert not (tmp_path / "e.zip").exists()
+
+
+def test_waiting_ends_after_wait_and_can_go_on_with_the_request_id(api, tmp_path):
+    api.statuses = [{"status": "RUNNING", "objects_done": 1, "bytes_done": 600_000}]
+    code, _, err = run("export", SELLER, "--api", api.url, "--out", str(tmp_path / "e.zip"), "--wait", "0")
+    assert code == 6 and "run again with --request req1" in err
+    api.statuses = [{"status": "DONE", "objects_done": 2, "bytes_done": 1_200_000,
+                     "url": f"{api.url}/download/req1.zip?{SIGNATURE}"}]
+    api.calls.clear()
+    code, _, err = run("export", SELLER, "--api", api.url, "--out", str(tmp_path / "e.zip"), "--request", "req1")
+    assert code == 0, err
+    assert [call["method"] for call in api.calls] == ["GET"]  # no second export requested
 
 
 def test_a_tampered_export_fails_verification(api, tmp_path):

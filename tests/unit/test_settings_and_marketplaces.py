@@ -96,7 +96,7 @@ def test_every_function_that_sets_a_purge_date_needs_one_within_the_promise(sett
     assert issubclass(settings, PurgeSchedule)
     env = {"STAGE": "dev", "CONNECTIONS_TABLE": "c", "IDEMPOTENCY_TABLE": "i", "AUDIT_TABLE": "a", "DATA_BUCKET": "b",
            "SELLER_KEY_SECRET_ID": "sk", "TOKEN_KEY_ID": "k", "LWA_CLIENT_SECRET_ID": "l",
-           "REPORT_JOBS_QUEUE_URL": "q", "REPORT_PLANS_QUEUE_URL": "p",
+           "REPORT_JOBS_QUEUE_URL": "q", "REPORT_PLANS_QUEUE_URL": "p", "EXPORT_QUEUE_URL": "e",
             "DEFAULT_REPORT_TYPES": "GET_MERCHANT_LISTINGS_ALL_DATA"}
     assert settings.from_env({**env, "PURGE_AFTER_DAYS": "27"}).purge_after_days == 27
     with pytest.raises(ConfigurationError, match="PURGE_AFTER_DAYS"):

@@ -65,6 +65,18 @@ PUBLIC_CONNECTION_FIELDS = (
 )
 
 
+# The contact fields of the PROFILE item a seller (or an operator, by a correction) may set.
+CONTACT_FIELDS = ("contact_email", "contact_name")
+
+
+def public_profile(item: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The PROFILE item as an operator or an export shows it (contact fields, `updated_at`), None without one."""
+    if item is None:
+        return None
+    profile = {name: item[name] for name in (*CONTACT_FIELDS, "updated_at") if name in item}
+    return dynamo.plain(profile) if any(name in profile for name in CONTACT_FIELDS) else None
+
+
 def profile_key(seller_id: str) -> dict[str, str]:
     return {"pk": f"SELLER#{seller_id}", "sk": PROFILE_SK}
 
@@ -427,7 +439,8 @@ def permission_denied(plan: dict[str, Any]) -> dict[str, dict[str, str]]:
 
 class AuditType(StrEnum):
     ACCESS = "access"
-    EXPORT = "export"
+    EXPORT = "export"  # the record stays STARTED until the export worker completes it
+    EXPORT_STATUS = "export_status"
     DELETION = "deletion"
     DELETION_ROLLBACK = "deletion_rollback"
     TOKEN_REMOVAL = "token_removal"  # noqa: S105 - a request type, not a secret

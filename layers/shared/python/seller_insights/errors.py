@@ -341,6 +341,14 @@ class EventPublishFailed(SellerInsightsError):
 CONDITION_FAILED_REASON = "ConditionalCheckFailed"
 
 
+class ExportSuperseded(SellerInsightsError):
+    """A newer attempt holds the export request (or it ended): this attempt stops and aborts its upload."""
+
+
+class ExportTooLarge(SellerInsightsError):
+    """The export worker's invocation ran out of time before the archive was complete."""
+
+
 class ConditionFailed(SellerInsightsError):
     """A conditional write did not apply: the item is not in the state the write expected."""
 

@@ -113,6 +113,11 @@ class MultipartWriter:
         self.parts = 0
         self.bytes_out = 0
 
+    @property
+    def upload_id(self) -> str:
+        """The multipart upload's id: what a caller records to abort the upload should its process die."""
+        return self._upload_id
+
     def write(self, data: bytes) -> None:
         if not data:
             return

@@ -1,10 +1,17 @@
-"""The portability export: one ZIP streamed straight into an S3 multipart upload, in bounded memory.
+"""The portability archive: one ZIP streamed straight into an S3 multipart upload, in bounded memory.
 
 The archive is written to a non-seekable sink, so `zipfile` puts a data descriptor after each member
 (sizes and CRC follow the data) and nothing is ever rewound. Every report object is read from S3 in
 chunks of `CHUNK` and deflated into the archive as it arrives; the sink hands the bytes to
 `multipart_writer.MultipartWriter`, which uploads parts of `PART_SIZE` on two background threads. Peak
-memory is about four parts plus a chunk, whatever the number or size of the reports.
+memory is about four parts plus a chunk, whatever the size of the reports; what grows with their number is
+the ZIP's central directory and the manifest's list (a few hundred bytes per report). `zipfile` writes
+ZIP64 records by itself once the archive passes 4 GiB or 65,535 entries; a member of 2 GiB or more is
+opened with ZIP64 sizes from the start (its data descriptor needs them).
+
+`ArchiveEvents` lets the export worker follow and stop the build: it learns the multipart upload's id
+before the first part, progress every `PROGRESS_OBJECTS` reports or `PROGRESS_BYTES` bytes read, and is
+asked before each report whether to go on (it raises to stop; the upload is then aborted).
 
 Contents (schema_version "1"):
 - `connections.json`: the seller's connection records (allowlisted fields only: no token, sealed
@@ -29,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from seller_insights.export_requests import Progress
 from seller_insights.multipart_writer import PART_SIZE, MultipartWriter
 from seller_insights.object_keys import seller_prefix
 from seller_insights.observability import get_logger
@@ -41,6 +49,8 @@ SCHEMA_VERSION = "1"
 SOURCE = "Amazon SP-API via Seller Insights"
 CHUNK = 1024 * 1024
 ZIP64_FROM = 1 << 31  # members this large need ZIP64 sizes (the data descriptor holds them)
+PROGRESS_OBJECTS = 100
+PROGRESS_BYTES = 64 * 1024 * 1024
 REPORT_COLUMNS = ("region", "report_type", "report", "file", "bytes", "rows", "sha256", "stored_at")
 
 
@@ -63,6 +73,19 @@ class _Sink:
         return None  # the caller completes (or aborts) the upload
 
 
+class ArchiveEvents:
+    """What the builder tells its caller (the defaults do nothing)."""
+
+    def uploading(self, upload_id: str) -> None:
+        """The multipart upload exists: the caller records it, to abort it should this run die."""
+
+    def progress(self, progress: Progress) -> None:
+        """Reports done and bytes read so far, bytes of archive written."""
+
+    def before_report(self) -> None:
+        """Called before each report; raising stops the build (the upload is aborted)."""
+
+
 @dataclass
 class ExportResult:
     key: str
@@ -79,12 +102,17 @@ class ExportBuilder:
         self._when: tuple[int, ...] = (2026, 1, 1, 0, 0, 0)
 
     def build(self, *, key: str, seller_id: str, generated_at: datetime, connections: list[dict[str, Any]],
-              profile: dict[str, Any] | None, reports: Iterable[dict[str, Any]]) -> ExportResult:
+              profile: dict[str, Any] | None, reports: Iterable[dict[str, Any]],
+              events: ArchiveEvents | None = None) -> ExportResult:
+        events = events or ArchiveEvents()
         self._when = generated_at.timetuple()[:6]
         writer = MultipartWriter(self._s3, self._bucket, key, self._part_size, "application/zip")
         sink = _Sink(writer)
         files: list[dict[str, Any]] = []
+        done = read = 0
+        reported = (0, 0)  # (reports, bytes) at the last progress event
         try:
+            events.uploading(writer.upload_id)
             with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
                 self._add_bytes(archive, files, "connections.json", _json(connections))
                 if profile is not None:
@@ -95,19 +123,26 @@ class ExportBuilder:
                 stored = missing = rows = 0
                 prefix = seller_prefix(seller_id)
                 for report in reports:
+                    events.before_report()
                     name = _member_name(report, prefix)
-                    if name is None or not self._add_object(archive, files, name, str(report["s3_key"])):
+                    added = name is not None and self._add_object(archive, files, name, str(report["s3_key"]))
+                    done += 1
+                    if added:
+                        entry = files[-1]
+                        read += entry["bytes"]
+                        if entry["sha256"] != report.get("sha256"):
+                            get_logger().warning("a stored report differs from its recorded checksum",
+                                                 extra={"region": report.get("region")})
+                        stored += 1
+                        rows += int(report.get("rows", 0))
+                        table.writerow([report.get("region", ""), report.get("report_type", ""),
+                                        _report_name(report), name, entry["bytes"], int(report.get("rows", 0)),
+                                        entry["sha256"], report.get("stored_at", "")])
+                    else:
                         missing += 1
-                        continue
-                    entry = files[-1]
-                    if entry["sha256"] != report.get("sha256"):
-                        get_logger().warning("a stored report differs from its recorded checksum",
-                                             extra={"region": report.get("region")})
-                    stored += 1
-                    rows += int(report.get("rows", 0))
-                    table.writerow([report.get("region", ""), report.get("report_type", ""), _report_name(report),
-                                    name, entry["bytes"], int(report.get("rows", 0)), entry["sha256"],
-                                    report.get("stored_at", "")])
+                    if done - reported[0] >= PROGRESS_OBJECTS or read - reported[1] >= PROGRESS_BYTES:
+                        events.progress(Progress(objects_done=done, bytes_done=read, zip_bytes=sink.bytes))
+                        reported = (done, read)
                 self._add_bytes(archive, files, "reports.csv", index.getvalue().encode("utf-8"))
                 manifest = {
                     "schema_version": SCHEMA_VERSION,
@@ -118,6 +153,7 @@ class ExportBuilder:
                                       "reports": stored, "report_rows": rows, "reports_missing": missing},
                 }
                 archive.writestr(self._info("manifest.json"), _json(manifest))
+            events.progress(Progress(objects_done=done, bytes_done=read, zip_bytes=sink.bytes))
             writer.complete()
         except BaseException:
             writer.abort()
