@@ -64,6 +64,10 @@ REPORT_MAX_COMPRESSION_RATIO_RANGE = (20, 1032)
 REPORT_BACKFILL_DAYS_MAX = 3650
 # New report jobs per connection per plan run (PLAN_MAX_JOBS_PER_CONNECTION; report_fetcher.planner).
 PLAN_MAX_JOBS_RANGE = (1, 100)
+# The app-wide LWA refresh bucket (LWA_REFRESH_RATE / LWA_REFRESH_BURST of token_refresher, whose settings
+# enforce the same bounds): refresh_token grants per second, and the burst.
+LWA_REFRESH_RATE_RANGE = (0.1, 1000.0)
+LWA_REFRESH_BURST_RANGE = (1, 10_000)
 
 
 class ConfigError(ValueError):
@@ -185,6 +189,13 @@ class StageConfig(_Model):
     # At most this many new report jobs per connection per plan run (and history only while fewer windows
     # are in flight): 15 matches createReport's burst and its 1 a minute over the 15-minute plan schedule.
     plan_max_jobs_per_connection: int = Field(default=15, ge=PLAN_MAX_JOBS_RANGE[0], le=PLAN_MAX_JOBS_RANGE[1])
+    # The token lifecycle's fan-out (docs/architecture.md, "Token lifecycle"): the token_refresh queue's
+    # event source runs at most this many batches at once; the app-wide LWA bucket lets through
+    # lwa_refresh_rate refresh_token grants per second (our own limit) with bursts of lwa_refresh_burst; a
+    # refresh-tokens run sends at most rate x 300 s + burst connections.
+    refresh_concurrency: int = Field(ge=2, le=1000)
+    lwa_refresh_rate: float = Field(ge=LWA_REFRESH_RATE_RANGE[0], le=LWA_REFRESH_RATE_RANGE[1])
+    lwa_refresh_burst: int = Field(ge=LWA_REFRESH_BURST_RANGE[0], le=LWA_REFRESH_BURST_RANGE[1])
 
     @field_validator("redirect_uri")
     @classmethod

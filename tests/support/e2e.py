@@ -55,6 +55,18 @@ def drain(info: dict[str, Any], max_seconds: int = 30) -> dict[str, Any]:
     return post(f"{info['api']}/_local/drain", {"max_seconds": max_seconds})
 
 
+def refresh_tokens(info: dict[str, Any]) -> dict[str, Any]:
+    """The refresh-tokens schedule (it finds the due connections and sends them to the token_refresh queue),
+    then a drain (the queue's event source renews them). The finder's report, with the token_refresh
+    messages delivered and failed, and the LWA refresh_token calls made meanwhile (`lwa_refreshes`)."""
+    before = int(stats(info)["lwa"]["refresh_token"])
+    found = fire(info, "refresh-tokens")
+    drained = drain(info)
+    return {**found, "delivered": drained["delivered"].get("token_refresh", 0),
+            "failed": drained["failed"].get("token_refresh", 0),
+            "lwa_refreshes": int(stats(info)["lwa"]["refresh_token"]) - before}
+
+
 def stats(info: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = requests.get(f"{info['amazon']}/_emulator/stats", timeout=TIMEOUT).json()
     return result

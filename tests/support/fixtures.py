@@ -20,6 +20,7 @@ from seller_insights.containers import forget_all
 from tests.support.resources import Resources, create_resources
 
 REDIRECT_URI = "https://seller-insights.example.com/callback"
+TOKEN_DATA_BUCKET = "test-data"
 
 
 @pytest.fixture(scope="session")
@@ -61,6 +62,10 @@ def consent_env(monkeypatch: pytest.MonkeyPatch, emulator: AmazonEmulator,
     log_guard.watch(emulator.client_secret)
     with mock_aws():
         resources = create_resources(boto3.session.Session(), emulator.credentials())
+        # The token refresher's work queue and the data bucket its digest goes to (verify-consents runs
+        # in these tests too, and its settings name them).
+        refresh_work = boto3.client("sqs").create_queue(QueueName="test-token-refresh")["QueueUrl"]
+        boto3.client("s3").create_bucket(Bucket=TOKEN_DATA_BUCKET)
         env = {
             "STAGE": "local",
             "AMAZON_ENDPOINT_OVERRIDE": emulator.base_url,
@@ -76,6 +81,11 @@ def consent_env(monkeypatch: pytest.MonkeyPatch, emulator: AmazonEmulator,
             "STATE_TTL_SECONDS": "600",
             # The stage value: the verify-consents task (token refresher) runs in these tests too.
             "PURGE_AFTER_DAYS": "27",
+            "REFRESH_WORK_QUEUE_URL": refresh_work,
+            "DATA_BUCKET": TOKEN_DATA_BUCKET,
+            # The local stage's app-wide LWA bucket (cdk.json): tests never wait on it unless they lower it.
+            "LWA_REFRESH_RATE": "100",
+            "LWA_REFRESH_BURST": "200",
         }
         for key, value in env.items():
             monkeypatch.setenv(key, value)
