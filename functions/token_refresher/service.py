@@ -29,6 +29,7 @@ from seller_insights.errors import (
 )
 from seller_insights.events import EventPublisher
 from seller_insights.fanout import WorkQueue, rotating_shards
+from seller_insights.object_keys import reauthorization_digest_key
 from seller_insights.observability import get_logger, get_metrics
 from seller_insights.quotas import QuotaBuckets, Rate
 from seller_insights.redaction import register_secret
@@ -170,7 +171,6 @@ class RefreshWork:
 # Days-left ranges of the digest's counts (a connection past its date but still ACTIVE is "overdue").
 DAYS_LEFT_RANGES = (("overdue", -(10**6), -1), ("0-7", 0, 7), ("8-14", 8, 14), ("15-30", 15, 30),
                     ("31+", 31, 10**6))
-DIGEST_PREFIX = "notices/reauthorization/"
 # The digest is written to a temporary file that stays in memory up to this size, then spills to /tmp.
 DIGEST_MEMORY_BYTES = 8 * 1024 * 1024
 
@@ -213,7 +213,7 @@ class ReauthorizationDigest:
             count("ReauthorizationDue", due)
             if not due:
                 return DigestReport()
-            key = f"{DIGEST_PREFIX}{now.strftime('%Y-%m-%d')}.jsonl"
+            key = reauthorization_digest_key(now.strftime("%Y-%m-%d"))
             size = lines.tell()
             lines.seek(0)
             # The bucket's default encryption (its customer key) applies; a day's second run replaces the object.
