@@ -41,7 +41,13 @@ from token_refresher.service import (
     refresh_limit,
 )
 from token_refresher.settings import TokenRefresherSettings
-from token_refresher.verification import ConsentVerification
+from token_refresher.verification import (
+    CONSENT_VERIFICATION_KIND,
+    ConsentVerification,
+    VerificationFinder,
+    VerificationWork,
+    verification_limit,
+)
 
 if TYPE_CHECKING:
     from token_refresher.notifications import NotificationConsumer
@@ -132,8 +138,9 @@ def notifications() -> NotificationConsumer:
 
 
 @per_container
-def token_refresh_queue() -> WorkQueue:
-    return WorkQueue(aws.client("sqs"), settings().refresh_work_queue_url, TOKEN_REFRESH_KIND)
+def token_work_queue(kind: str) -> WorkQueue:
+    """The token_refresh queue, for work items of `kind` (refresh-tokens' and verify-consents')."""
+    return WorkQueue(aws.client("sqs"), settings().refresh_work_queue_url, kind)
 
 
 @per_container
@@ -155,6 +162,12 @@ def refresh_work(context: LambdaContext) -> RefreshWork:
                        settings().lwa_refresh, context.get_remaining_time_in_millis)
 
 
+def verification_work(context: LambdaContext) -> VerificationWork:
+    """One invocation's consent verifications (its report counts that batch only)."""
+    return VerificationWork(verification(), QuotaBuckets(aws.table(settings().connections_table)),
+                            settings().lwa_refresh, context.get_remaining_time_in_millis)
+
+
 @invocation_scope
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
@@ -162,18 +175,25 @@ def refresh_work(context: LambdaContext) -> RefreshWork:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if "Records" in event:
         # Imported on the first queue event (Powertools' batch utility; the schedules never need it).
-        from token_refresher.work import consume_work, is_token_refresh  # noqa: PLC0415
+        from token_refresher.work import consume_work, is_token_work  # noqa: PLC0415
 
-        if is_token_refresh(event):
-            return consume_work(event, context, refresh_work(context), token_refresh_queue())
+        if is_token_work(event):
+            renewals, checks = refresh_work(context), verification_work(context)
+            return consume_work(event, context,
+                                {TOKEN_REFRESH_KIND: renewals.renew, CONSENT_VERIFICATION_KIND: checks.check},
+                                lambda: {"token_refresh": renewals.report.as_dict(),
+                                         "consent_verification": checks.report.as_dict()})
         return notifications().consume(event, context)
     task = event.get("task")
     if task == "refresh-tokens":
-        finder = RefreshFinder(connections(), token_refresh_queue(), limit=refresh_limit(settings().lwa_refresh),
-                               destinations=destinations())
+        finder = RefreshFinder(connections(), token_work_queue(TOKEN_REFRESH_KIND),
+                               limit=refresh_limit(settings().lwa_refresh), destinations=destinations())
         return finder.run().as_dict()
     if task == "verify-consents":
-        return verification().run(context.get_remaining_time_in_millis).as_dict()
+        candidates = VerificationFinder(CandidateRepository(aws.table(settings().connections_table)),
+                                        token_work_queue(CONSENT_VERIFICATION_KIND),
+                                        limit=verification_limit(settings().lwa_refresh))
+        return candidates.run().as_dict()
     if task == "check-reauthorization":
         config = settings()
         publisher = EventPublisher(aws.client("events"), config.event_bus_name, EVENT_SOURCE)

@@ -201,13 +201,15 @@ def test_the_token_refresh_queue_is_consumed_at_the_configured_concurrency(raw: 
     assert int(environment["LWA_REFRESH_BURST"]) == config.lwa_refresh_burst
 
 
-def test_the_refresh_schedule_rate_is_the_finders_interval() -> None:
-    """The finder sends at most rate x REFRESH_INTERVAL_SECONDS + burst: the interval is the schedule's."""
+def test_the_schedule_rates_are_the_finders_intervals() -> None:
+    """Each finder sends at most rate x its interval + burst: the intervals are the schedules'."""
     from infra.constructs.token_refresher import SCHEDULES
     from token_refresher.service import REFRESH_INTERVAL_SECONDS
+    from token_refresher.verification import VERIFY_INTERVAL_SECONDS
 
-    (rate,) = [rate for name, rate, _ in SCHEDULES if name == "refresh-tokens"]
-    assert rate.to_seconds() == REFRESH_INTERVAL_SECONDS
+    rates = {name: rate.to_seconds() for name, rate, _ in SCHEDULES}
+    assert rates["refresh-tokens"] == REFRESH_INTERVAL_SECONDS
+    assert rates["verify-consents"] == VERIFY_INTERVAL_SECONDS
 
 
 def test_the_function_sends_to_its_work_queue_only_and_with_the_work_key_through_sqs(raw: dict[str, Any]) -> None:

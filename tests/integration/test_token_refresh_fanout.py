@@ -222,3 +222,57 @@ def test_the_digest_pages_the_index_and_counts_by_days_left_and_region(token_env
     assert len(lines) == 25 and {line["seller_id"] for line in lines} == {
         f"A{number:02d}DIGEST" for number, days_left in enumerate(days) if days_left <= 30}
     assert sorted(Counter(line["days_left"] for line in lines).items()) == [(-1, 2), (3, 5), (10, 6), (20, 9), (29, 3)]
+
+
+# --- consent verification: the same shape -----------------------------------------------------------
+
+def test_verify_consents_finds_then_the_queue_verifies_once(token_env, emulator):
+    from seller_insights.candidates import CandidateRepository
+    from tests.support.flows import confirm_consents, connect
+    from token_refresher.verification import CONSENT_VERIFICATION_KIND
+
+    for seller, marketplace in ((SELLER, "US"), (OTHER, "DE")):
+        assert connect(ConsentClient(), emulator.base_url, seller, marketplace).status == 303  # waits for Amazon
+    import os
+
+    from token_refresher.verification import VerificationFinder
+
+    connections = table(token_env)
+    made = calls_of(connections.meta.client)
+    queue = WorkQueue(boto3.client("sqs"), os.environ["REFRESH_WORK_QUEUE_URL"], CONSENT_VERIFICATION_KIND)
+    found = VerificationFinder(CandidateRepository(connections), queue, limit=10).run()
+    assert found.as_dict() == {"found": 2, "messages": 1, "limit": 10}
+    assert set(made) == {"Query"}  # the finder reads index pages only
+    (message,) = boto3.client("sqs").receive_message(QueueUrl=os.environ["REFRESH_WORK_QUEUE_URL"],
+                                                     VisibilityTimeout=0)["Messages"]
+    items = queue.items_of(json.loads(message["Body"]))
+    assert sorted(item["seller_id"] for item in items) == sorted([SELLER, OTHER])
+    assert all(set(item) == {"seller_id", "region", "candidate_id"} for item in items)
+    queue.send(items[:1])  # another finder run sent one of them again
+    before = lwa_stats(emulator.base_url)["refresh_token"]
+
+    report = confirm_consents()  # this run finds both again: five items for two consents
+
+    assert (report["due"], report["verified"], report["skipped"]) == (2, 2, 3)  # each copy costs a read only
+    assert lwa_stats(emulator.base_url)["refresh_token"] == before + 2
+    for seller, region in ((SELLER, "NA"), (OTHER, "EU")):
+        assert connection_item(token_env, seller, region)["status"] == "ACTIVE"
+        assert CandidateRepository(table(token_env)).for_seller(seller) == []
+
+
+def test_a_consent_left_by_the_lwa_bucket_stays_due(token_env, emulator, monkeypatch, product_clock):
+    from tests.support.flows import confirm_consents, connect
+
+    monkeypatch.setenv("LWA_REFRESH_RATE", "0.1")
+    monkeypatch.setenv("LWA_REFRESH_BURST", "1")
+    forget_all()
+    for seller, marketplace in ((SELLER, "US"), (OTHER, "DE")):
+        assert connect(ConsentClient(), emulator.base_url, seller, marketplace).status == 303
+
+    first = confirm_consents()
+
+    assert (first["due"], first["limit"], first["verified"], first["left"], first["stopped"]) == (
+        2, 7, 1, 1, ["lwa_rate"])
+    product_clock.advance(10)
+    second = confirm_consents()  # found again: it stayed due
+    assert (second["due"], second["verified"]) == (1, 1)

@@ -67,6 +67,29 @@ def refresh_tokens(info: dict[str, Any]) -> dict[str, Any]:
             "lwa_refreshes": int(stats(info)["lwa"]["refresh_token"]) - before}
 
 
+# What became of a consent Amazon was asked about (the audit record's outcome) → the verify-consents count.
+VERIFICATION_OUTCOMES = {"done": "verified", "identity_mismatch": "mismatched", "expired": "expired",
+                         "revoked": "revoked", "deletion_pending": "deletion_pending"}
+
+
+def verify_consents(info: dict[str, Any]) -> dict[str, Any]:
+    """The verify-consents schedule (it finds the consents waiting for Amazon and sends them to the
+    token_refresh queue), then a drain (the queue's event source checks them). The candidates found
+    (`due`), the messages failed, and what became of the consents, counted from the audit records that
+    appeared meanwhile (`verified`, `mismatched`, `expired`, `revoked`, `deletion_pending`)."""
+    def outcomes() -> dict[str, int]:
+        records = [r for r in every_item(stack_table(info, "audit").scan) if r.get("type") == "consent_verification"]
+        return {name: sum(1 for r in records if r.get("outcome") == outcome)
+                for outcome, name in VERIFICATION_OUTCOMES.items()}
+
+    before = outcomes()
+    found = fire(info, "verify-consents")
+    drained = drain(info)
+    after = outcomes()
+    return {"due": found["found"], **found, "failed": drained["failed"].get("token_refresh", 0),
+            **{name: after[name] - before[name] for name in after}}
+
+
 def stats(info: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = requests.get(f"{info['amazon']}/_emulator/stats", timeout=TIMEOUT).json()
     return result
@@ -83,7 +106,7 @@ def finish_at_callback(info: dict[str, Any], browser: requests.Session, callback
     callback = browser.get(callback_url, allow_redirects=False, timeout=TIMEOUT)
     success = urljoin(callback_url, redirect(callback, 303))
     assert browser.get(success, allow_redirects=False, timeout=TIMEOUT).status_code == 200
-    confirmed = fire(info, "verify-consents")
+    confirmed = verify_consents(info)
     assert confirmed["verified"] == 1, confirmed
 
 
