@@ -8,8 +8,8 @@ and the Amazon emulator's clock are one `FixedClock`; nothing waits on the wall 
 
 - AWS is moto in-process (`mock_aws`), with the contract's tables, key and LWA secret made as the tests
   make them (tests/support/resources.py), the data bucket, the report_plans and report_jobs queues
-  (visibility timeout and redrive as infra/constructs/messaging.py gives them) and the report_notifications
-  queue. moto's SQS
+  (visibility timeout and redrive as infra/constructs/messaging.py gives them), the report_notifications
+  queue and the token refresher's token_refresh queue. moto's SQS
   delays follow the product clock (local/moto_fixes.py); bench/moto_speed.py only narrows moto's Query walk.
 - Amazon is the emulator (local/amazon). Its WSGI app answers the product's requests in the caller's
   thread (bench/inprocess_http.py: requests and urllib3 as usual, no socket; `--loopback` sends them over
@@ -18,14 +18,17 @@ and the Amazon emulator's clock are one `FixedClock`; nothing waits on the wall 
 - World: N sellers spread over NA, EU and FE (seeded), each participating in every marketplace the
   emulator's getMarketplaceParticipations lists for its region (`seller_marketplaces`) and connecting
   from one of them, through the real consent path: `/connect` and `/callback` of the consent function's
-  handler, the emulator's consent page, then the token refresher's `verify-consents` task.
+  handler, the emulator's consent page, then the token refresher's `verify-consents` task (its finder, then
+  the token_refresh queue delivered to the refresher).
 - Time moves in steps (default 5 minutes). At each step the schedules of the template fire at their
   rate (rates read from infra/constructs: `plan-reports` and `wake-jobs` (parked jobs back on the queue) of
   the report fetcher, `refresh-tokens`,
   `verify-consents` and `check-reauthorization` of the token refresher; a rate shorter than the step
   fires once per step; `plan-reports` only finds the due plans and sends them to report_plans), then every
-  visible message of report_plans (the planner), report_jobs and report_notifications goes to the
-  fetcher's `lambda_handler` as an SQS event of up to 10 records (the event source mapping's batch);
+  visible message of token_refresh goes to the token refresher's `lambda_handler` (the connections
+  `refresh-tokens` found are renewed there, before the jobs run), and every visible message of report_plans
+  (the planner), report_jobs and report_notifications to the fetcher's `lambda_handler`, each as an SQS
+  event of up to 10 records (the event source mapping's batch);
   the messages it does not report as failed are deleted, the failed ones come back after the visibility
   timeout. Delayed messages become visible when the virtual clock reaches their delay.
 - Amazon creates one settlement report per (seller, marketplace) at a seeded moment of the week.
@@ -339,6 +342,8 @@ class Counts:
     deliveries: int = 0  # SQS events given to the fetcher
     records: int = 0
     failed_records: int = 0
+    refresh_deliveries: int = 0  # token_refresh events given to the token refresher
+    refresh_failed_records: int = 0
     schedule_runs: Counter[str] = field(default_factory=Counter)
     planned_jobs: int = 0
     woken_jobs: int = 0  # parked jobs the wake-jobs schedule sent back to report_jobs
@@ -360,12 +365,13 @@ class FakeContext:
 
 class Simulation:
     def __init__(self, world: list[Seller], *, emulator: Any, sqs: Any, plans_queue: str, jobs_queue: str,
-                 notifications_queue: str, schedules: dict[str, int], faults: Faults,
+                 notifications_queue: str, refresh_queue: str, schedules: dict[str, int], faults: Faults,
                  settlement_times: dict[tuple[str, str], datetime], error_share: float = 1.0,
                  error_seed: int = 0) -> None:
         self.world = world
         self.emulator = emulator
         self.sqs = sqs
+        self.refresh_queue = (refresh_queue, self._arn(refresh_queue))
         # report_plans first: the plans of this step send their jobs before report_jobs is drained.
         self.queues = [(url, self._arn(url)) for url in (plans_queue, jobs_queue, notifications_queue)]
         self.schedules = schedules
@@ -394,6 +400,12 @@ class Simulation:
         from token_refresher.handler import lambda_handler
 
         return dict(lambda_handler({"task": task}, FakeContext("token_refresher")))
+
+    def verify_consents(self) -> int:
+        """verify-consents (the finder), then its work on token_refresh: how many consents were sent."""
+        found = int(self.refresher("verify-consents").get("found", 0))
+        self.drain_refreshes(*self.refresh_queue)
+        return found
 
     def fire(self, name: str) -> None:
         self.counts.schedule_runs[name] += 1
@@ -436,6 +448,7 @@ class Simulation:
                 self.counts.schedule_runs["plan-reports (skipped: outage)"] += 1
                 continue
             self.fire(name)
+        self.drain_refreshes(*self.refresh_queue)
         for url, arn in self.queues:
             self.drain(url, arn)
         self.emulator.advance_clock(step.total_seconds())  # moves the product clock too: one clock
@@ -446,23 +459,46 @@ class Simulation:
 
     def drain(self, url: str, arn: str, limit: int = 100_000) -> None:
         for _ in range(limit):
-            messages = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
-            if not messages:
+            delivered = self._deliver(url, arn, self.fetcher)
+            if delivered is None:
                 return
-            records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-                        "attributes": {}, "messageAttributes": {}, "md5OfBody": m["MD5OfBody"],
-                        "eventSource": "aws:sqs", "eventSourceARN": arn, "awsRegion": "us-east-1"}
-                       for m in messages]
-            result = self.fetcher({"Records": records})
-            failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
             self.counts.deliveries += 1
-            self.counts.records += len(records)
-            self.counts.failed_records += len(failed)
-            done = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]}
-                    for n, m in enumerate(messages) if m["MessageId"] not in failed]
-            if done:
-                self.sqs.delete_message_batch(QueueUrl=url, Entries=done)
+            self.counts.records += delivered[0]
+            self.counts.failed_records += delivered[1]
         raise RuntimeError(f"{url} did not empty after {limit} receives in one step")
+
+    def drain_refreshes(self, url: str, arn: str, limit: int = 100_000) -> None:
+        """The token_refresh queue to the token refresher, as its event source would."""
+        from token_refresher.handler import lambda_handler
+
+        def refresher(event: dict[str, Any]) -> dict[str, Any]:
+            return dict(lambda_handler(event, FakeContext("token_refresher")))
+
+        for _ in range(limit):
+            delivered = self._deliver(url, arn, refresher)
+            if delivered is None:
+                return
+            self.counts.refresh_deliveries += 1
+            self.counts.refresh_failed_records += delivered[1]
+        raise RuntimeError(f"{url} did not empty after {limit} receives in one step")
+
+    def _deliver(self, url: str, arn: str,
+                 handler: Callable[[dict[str, Any]], dict[str, Any]]) -> tuple[int, int] | None:
+        """One receive of up to 10 messages through `handler`; (records, failed), or None when none was visible."""
+        messages = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        if not messages:
+            return None
+        records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                    "attributes": {}, "messageAttributes": {}, "md5OfBody": m["MD5OfBody"],
+                    "eventSource": "aws:sqs", "eventSourceARN": arn, "awsRegion": "us-east-1"}
+                   for m in messages]
+        result = handler({"Records": records})
+        failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+        done = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]}
+                for n, m in enumerate(messages) if m["MessageId"] not in failed]
+        if done:
+            self.sqs.delete_message_batch(QueueUrl=url, Entries=done)
+        return len(records), len(failed)
 
     def _amazon_faults(self, now: datetime) -> None:
         self.errors.active = self._in(now, self.faults.amazon_5xx)
@@ -585,6 +621,9 @@ def _aws_for_the_functions(emulator: Any, visibility: int, max_receives: int) ->
         "VisibilityTimeout": str(visibility)})["QueueUrl"]
     notifications = sqs.create_queue(QueueName="bench-report-notifications", Attributes={
         "VisibilityTimeout": str(visibility)})["QueueUrl"]
+    refresh = sqs.create_queue(QueueName="bench-token-refresh", Attributes={
+        "VisibilityTimeout": str(visibility)})["QueueUrl"]
+    lwa_bucket = _local_stage()
     emulator.configure(report_notification_queue_url=notifications, sqs_endpoint="")
     os.environ.update({
         "STAGE": "local", "AMAZON_ENDPOINT_OVERRIDE": emulator.base_url,
@@ -595,13 +634,23 @@ def _aws_for_the_functions(emulator: Any, visibility: int, max_receives: int) ->
         "DEFAULT_MARKETPLACE": "US", "STATE_TTL_SECONDS": "600", "PURGE_AFTER_DAYS": "27",
         "REAUTH_NOTICE_DAYS": "30", "ROTATE_WHEN_DAYS_LEFT": "7", "EVENT_BUS_NAME": "default",
         "DATA_BUCKET": "bench-data", "REPORT_JOBS_QUEUE_URL": jobs, "REPORT_PLANS_QUEUE_URL": plans,
+        "REFRESH_WORK_QUEUE_URL": refresh,
+        "LWA_REFRESH_RATE": str(lwa_bucket.lwa_refresh_rate), "LWA_REFRESH_BURST": str(lwa_bucket.lwa_refresh_burst),
         "DEFAULT_REPORT_TYPES": ",".join(CATALOG), "REPORT_NOTIFICATIONS_QUEUE_ARN": arn(notifications),
         # Two days of history for the types that have any: backfill runs behind the live windows within the
         # same quotas, which the live share then shows (a stage's years of history would be a separate run).
         "REPORT_BACKFILL_DAYS": ",".join(f"{spec.report_type}={BACKFILL_DAYS}" for spec in CATALOG.values()
                                          if spec.backfill_days),
     })
-    return sqs, {"plans": plans, "jobs": jobs, "dead_letters": dead, "notifications": notifications}
+    return sqs, {"plans": plans, "jobs": jobs, "dead_letters": dead, "notifications": notifications, "refresh": refresh}
+
+
+def _local_stage() -> Any:
+    """The local stage's settings (cdk.json): the app-wide LWA bucket the token refresher takes from."""
+    from infra.app import load_cdk_context
+    from infra.config import StageConfig
+
+    return StageConfig.from_context("local", load_cdk_context()["stages"])
 
 
 def _emulator_calls(emulator: Any, loopback: bool) -> contextlib.AbstractContextManager[None]:
@@ -667,12 +716,12 @@ def run(sellers: int, days: int, seed: int, *, step_minutes: float = 5.0, error_
             clear_caches()  # type: ignore[no-untyped-call]
 
             simulation = Simulation(world, emulator=emulator, sqs=sqs, plans_queue=queues["plans"], jobs_queue=jobs,
-                                    notifications_queue=notifications, schedules=rates, faults=faults,
+                                    notifications_queue=notifications, refresh_queue=queues["refresh"],
+                                    schedules=rates, faults=faults,
                                     settlement_times=settlement_times, error_share=error_share, error_seed=seed + 2)
             for seller in world:
                 ConsentBrowser(emulator.base_url).connect(seller)
-            verified = simulation.refresher("verify-consents")
-            progress(f"{len(world)} sellers consented ({verified.get('verified')} verified) in "
+            progress(f"{len(world)} sellers consented ({simulation.verify_consents()} sent for verification) in "
                      f"{time.monotonic() - started:.0f} s; simulating {days} days in {step_minutes:g}-minute steps")
             connected_at = one_clock.now()
 
@@ -680,7 +729,7 @@ def run(sellers: int, days: int, seed: int, *, step_minutes: float = 5.0, error_
                 _simulate(simulation, one_clock, connected_at, end, step=step, progress=progress)
 
             measured = _measure(world, simulation, emulator.base_url, connected_at=connected_at, end=end,
-                                sqs=sqs, jobs=jobs, dead=dead)
+                                sqs=sqs, jobs=jobs, dead=dead, refresh=queues["refresh"])
     finally:
         clock.set_clock(previous_clock)
         forget_all()
@@ -703,7 +752,7 @@ def _simulate(simulation: Simulation, one_clock: Any, now: datetime, end: dateti
 
 
 def _measure(world: list[Seller], simulation: Simulation, amazon: str, *, connected_at: datetime, end: datetime,
-             sqs: Any, jobs: str, dead: str) -> dict[str, Any]:
+             sqs: Any, jobs: str, dead: str, refresh: str) -> dict[str, Any]:
     import boto3
     import requests
 
@@ -719,7 +768,7 @@ def _measure(world: list[Seller], simulation: Simulation, amazon: str, *, connec
     return {
         "expected": expected, "stored": stored, "hit": covered(expected, stored),
         "stats": requests.get(f"{amazon}/_emulator/stats", timeout=HTTP_TIMEOUT).json(),
-        "queues": {"report_jobs": waiting(jobs), "dead_letters": waiting(dead)},
+        "queues": {"report_jobs": waiting(jobs), "dead_letters": waiting(dead), "token_refresh": waiting(refresh)},
         "job_statuses": Counter(str(i["status"]) for i in _scan(table) if str(i["sk"]).startswith("JOB#")),
     }
 
@@ -804,6 +853,8 @@ def summarise(*, world: list[Seller], days: int, seed: int, step_minutes: float,
         "fetcher_deliveries": counts.deliveries,
         "fetcher_records": counts.records,
         "fetcher_failed_records": counts.failed_records,
+        "refresher_deliveries": counts.refresh_deliveries,
+        "refresher_failed_records": counts.refresh_failed_records,
         "schedule_runs": dict(counts.schedule_runs),
         "jobs_planned": counts.planned_jobs,
         "jobs_woken": counts.woken_jobs,

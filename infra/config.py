@@ -69,6 +69,10 @@ PLAN_MAX_JOBS_RANGE = (1, 100)
 # Concurrent batches of the report_jobs queue's event source (its MaximumConcurrency: 2..1000 is what Lambda
 # accepts); sizing in docs/architecture.md, "Report job concurrency".
 REPORT_JOBS_CONCURRENCY_RANGE = (2, 1000)
+# The app-wide LWA refresh bucket (LWA_REFRESH_RATE / LWA_REFRESH_BURST of token_refresher, whose settings
+# enforce the same bounds): refresh_token grants per second, and the burst.
+LWA_REFRESH_RATE_RANGE = (0.1, 1000.0)
+LWA_REFRESH_BURST_RANGE = (1, 10_000)
 
 
 class ConfigError(ValueError):
@@ -200,6 +204,13 @@ class StageConfig(_Model):
     plan_find_limit: int = Field(ge=FIND_LIMIT_RANGE[0], le=FIND_LIMIT_RANGE[1])
     purge_concurrency: int = Field(ge=2, le=1000)
     purge_find_limit: int = Field(ge=FIND_LIMIT_RANGE[0], le=FIND_LIMIT_RANGE[1])
+    # The token lifecycle's fan-out (docs/architecture.md, "Token lifecycle"): the token_refresh queue's
+    # event source runs at most this many batches at once; the app-wide LWA bucket lets through
+    # lwa_refresh_rate refresh_token grants per second (our own limit) with bursts of lwa_refresh_burst; a
+    # refresh-tokens run sends at most rate x 300 s + burst connections.
+    refresh_concurrency: int = Field(ge=2, le=1000)
+    lwa_refresh_rate: float = Field(ge=LWA_REFRESH_RATE_RANGE[0], le=LWA_REFRESH_RATE_RANGE[1])
+    lwa_refresh_burst: int = Field(ge=LWA_REFRESH_BURST_RANGE[0], le=LWA_REFRESH_BURST_RANGE[1])
 
     @field_validator("redirect_uri")
     @classmethod

@@ -33,14 +33,8 @@ class SellerInsightsStack(Stack):
         # Refresh tokens open for these two duties only, whatever any other identity's policy says.
         stores.restrict_refresh_tokens_to(consent.handler.role, tokens.handler.role)
         observability.watch_function(tokens.handler)
-        observability.watch_dead_letter_queue(
-            "NotificationsDlqDepth", tokens.notifications_dlq, "token_refresher: notifications it gave up on"
-        )
-        observability.watch_dead_letter_queue(
-            "FailedEventsDepth",
-            tokens.failed_events,
-            "token_refresher: schedule runs or operator notices that were not delivered, or failed invocations",
-        )
+        for alarm_id, (queue, description) in tokens.dead_letter_queues.items():
+            observability.watch_dead_letter_queue(alarm_id, queue, description)
         observability.watch_metric(
             "LwaInvalidClient",
             tokens.invalid_client_metric,

@@ -27,6 +27,7 @@ import os
 import secrets
 import sys
 import time
+from collections import Counter
 from datetime import datetime
 from typing import Any, TextIO
 from urllib.parse import urljoin
@@ -99,13 +100,29 @@ class Demo:
 
     # --- who a consent belongs to -----------------------------------------------------------------
 
+    def verify_consents(self) -> dict[str, Any]:
+        """The verify-consents schedule finds the consents waiting for Amazon and sends them to the
+        token_refresh queue; the drain plays the queue's event source, which asks Amazon. The finder's
+        report, with the consent audit outcomes that appeared meanwhile."""
+        before = self.consent_outcomes()
+        found = self.fire("verify-consents")
+        self.drain()
+        after = self.consent_outcomes()
+        return {**found, **{outcome: after[outcome] - before.get(outcome, 0) for outcome in after}}
+
+    def consent_outcomes(self) -> Counter[str]:
+        audit = boto3.resource("dynamodb").Table(self.stack.resources["tables"]["audit"])
+        records = audit.scan()["Items"]
+        return Counter(str(r.get("outcome")) for r in records if r.get("type") == "consent_verification")
+
     def confirm_consent(self, seller: str) -> None:
         """The verify-consents schedule: Amazon names the seller of each waiting consent."""
-        report = self.fire("verify-consents")
-        expect(report.get("verified") == 1, f"verify-consents should have confirmed {seller}: {_report(report)}")
+        report = self.verify_consents()
+        expect(report.get("done") == 1, f"verify-consents should have confirmed {seller}: {_report(report)}")
         self.verified += 1
-        say("  the verify-consents schedule fired (every minute in AWS): Amazon's Product Fees answer names "
-            f"{seller}, the seller the consent named, so the consent became the connection's token")
+        say("  the verify-consents schedule fired (every minute in AWS) and the drain delivered its work: "
+            f"Amazon's Product Fees answer names {seller}, the seller the consent named, so the consent became "
+            "the connection's token")
 
     def forged_consent(self, victim: str) -> dict[str, Any]:
         attacker = seller_id()
@@ -125,9 +142,9 @@ class Demo:
         expect("confirming with Amazon" in page.text, "the forged consent's page did not say it waits for Amazon")
         expect(self.item(victim, "NA") == before, "the consent alone changed the victim's connection")
         say("  /callback took it as a consent waiting for Amazon; the victim's connection is unchanged")
-        report = self.fire("verify-consents")
-        expect(report.get("mismatched") == 1, f"verify-consents should have refused the forged consent: "
-                                              f"{_report(report)}")
+        report = self.verify_consents()
+        expect(report.get("identity_mismatch") == 1, f"verify-consents should have refused the forged consent: "
+                                                     f"{_report(report)}")
         expect(self.item(victim, "NA") == before, "the forged consent changed the victim's connection")
         audit = boto3.resource("dynamodb").Table(self.stack.resources["tables"]["audit"])
         mismatches = [r for r in audit.scan()["Items"] if r.get("outcome") == "identity_mismatch"]
@@ -314,12 +331,26 @@ class Demo:
 
     # --- the token lifecycle --------------------------------------------------------------------
 
+    def refresh_tokens(self) -> dict[str, Any]:
+        """refresh-tokens finds the due connections and sends them to the token_refresh queue; the drain plays
+        the queue's event source, whose batches renew them. The finder's report, with the LWA refresh calls
+        the renewals made."""
+        before = self.lwa_refreshes()
+        found = self.fire("refresh-tokens")
+        self.drain()
+        return {**found, "lwa_refreshes": self.lwa_refreshes() - before}
+
+    def lwa_refreshes(self) -> int:
+        stats = requests.get(f"{self.amazon}/_emulator/stats", timeout=_TIMEOUT).json()
+        return int(stats["lwa"]["refresh_token"])
+
     def refresh_sweep(self, sellers: list[tuple[str, str]]) -> int:
-        say("the refresh-tokens schedule fires (every 5 minutes in AWS)")
-        report = self.fire("refresh-tokens")
-        refreshed = int(report.get("refreshed", 0))
+        say("the refresh-tokens schedule fires (every 5 minutes in AWS): it finds the due connections and sends "
+            "them to the token_refresh queue, whose consumers renew them in parallel")
+        report = self.refresh_tokens()
+        refreshed = int(report["lwa_refreshes"])
         expect(
-            refreshed == len(sellers) and report.get("stopped") is None,
+            report.get("found") == len(sellers) and refreshed == len(sellers),
             f"refresh-tokens should have refreshed {len(sellers)} connections: {_report(report)}",
         )
         for seller, marketplace in sellers:
@@ -339,8 +370,7 @@ class Demo:
         clock = requests.post(f"{self.api}/_local/clock", json={"advance_seconds": 3600}, timeout=_TIMEOUT)
         expect(clock.status_code == 200, f"/_local/clock answered {clock.status_code}")
         say(f"one hour passes (virtual clock now {clock.json()['now']}); the access tokens are due again")
-        report = self.fire("refresh-tokens")
-        expect(report.get("revoked") == 1, f"refresh-tokens should have found 1 revoked connection: {_report(report)}")
+        report = self.refresh_tokens()
         item = self.item(seller, region)
         expect(
             item is not None and item.get("status") == "REVOKED",
@@ -355,8 +385,8 @@ class Demo:
             f"  LWA answered invalid_grant: {seller} {region} REVOKED, refresh and access tokens deleted, "
             f"the seller's data is purged after {purge_after}"
         )
-        others = int(report.get("refreshed", 0))
-        say(f"  ({others} other connection{'' if others == 1 else 's'} refreshed in the same sweep)")
+        others = int(report["lwa_refreshes"]) - 1  # the revoked connection's refresh was refused
+        say(f"  ({others} other connection{'' if others == 1 else 's'} refreshed in the same run)")
 
         say(f"seller {seller} authorizes the app again from the Appstore ({region})")
         self.authorize_from_appstore(seller, region)
@@ -390,8 +420,9 @@ class Demo:
         expect(timing.status_code == 200, f"the emulator refused the query timing: {timing.status_code}")
 
         say("the refresh-tokens schedule fires: the report fetcher only reads the shared token cache")
-        refreshed = self.fire("refresh-tokens")
-        expect(refreshed.get("failed") == 0 and refreshed.get("stopped") is None,
+        refreshed = self.refresh_tokens()
+        renewed = [self.item(seller, _REGION_OF[marketplace], "TOKEN") for seller, marketplace in sellers]
+        expect(refreshed["lwa_refreshes"] == refreshed["found"] and all(item and item.get("token") for item in renewed),
                f"refresh-tokens failed before the reports: {_report(refreshed)}")
         say("the plan-reports schedule fires (every 15 minutes in AWS): it finds the due plans and sends them "
             "to report_plans")

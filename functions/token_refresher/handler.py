@@ -1,4 +1,5 @@
-"""Lambda entry of the token lifecycle: scheduled tasks and the application notifications queue."""
+"""Lambda entry of the token lifecycle: scheduled tasks, the token_refresh work queue and the application
+notifications queue."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from seller_insights.credentials import SecretsManagerCredentials
 from seller_insights.data_rights import AuditLog
 from seller_insights.endpoints import amazon_url
 from seller_insights.events import EventPublisher
+from seller_insights.fanout import WorkQueue
 from seller_insights.identity import SellerIdentity
 from seller_insights.lwa import LwaClient
 from seller_insights.marketplaces import LWA_TOKEN_URL
@@ -30,13 +32,22 @@ from token_refresher.destinations import NOTIFICATIONS_SCOPE, DestinationKeeper
 from token_refresher.marketplaces import ConsentMarketplaces
 from token_refresher.service import (
     ROTATION_SCOPE,
-    ReauthorizationCheck,
-    RefreshSweep,
+    TOKEN_REFRESH_KIND,
+    ReauthorizationDigest,
+    RefreshFinder,
+    RefreshWork,
     SecretRotation,
     SecretStore,
+    refresh_limit,
 )
 from token_refresher.settings import TokenRefresherSettings
-from token_refresher.verification import ConsentVerification
+from token_refresher.verification import (
+    CONSENT_VERIFICATION_KIND,
+    ConsentVerification,
+    VerificationFinder,
+    VerificationWork,
+    verification_limit,
+)
 
 if TYPE_CHECKING:
     from token_refresher.notifications import NotificationConsumer
@@ -127,6 +138,12 @@ def notifications() -> NotificationConsumer:
 
 
 @per_container
+def token_work_queue(kind: str) -> WorkQueue:
+    """The token_refresh queue, for work items of `kind` (refresh-tokens' and verify-consents')."""
+    return WorkQueue(aws.client("sqs"), settings().refresh_work_queue_url, kind)
+
+
+@per_container
 def destinations() -> DestinationKeeper | None:
     """None without a report_notifications queue (the report pipeline then polls only)."""
     config = settings()
@@ -139,22 +156,49 @@ def destinations() -> DestinationKeeper | None:
     )
 
 
+def refresh_work(context: LambdaContext) -> RefreshWork:
+    """One invocation's renewals (its report counts that batch only)."""
+    return RefreshWork(connections(), tokens(), QuotaBuckets(aws.table(settings().connections_table)),
+                       settings().lwa_refresh, context.get_remaining_time_in_millis)
+
+
+def verification_work(context: LambdaContext) -> VerificationWork:
+    """One invocation's consent verifications (its report counts that batch only)."""
+    return VerificationWork(verification(), QuotaBuckets(aws.table(settings().connections_table)),
+                            settings().lwa_refresh, context.get_remaining_time_in_millis)
+
+
 @invocation_scope
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if "Records" in event:
+        # Imported on the first queue event (Powertools' batch utility; the schedules never need it).
+        from token_refresher.work import consume_work, is_token_work  # noqa: PLC0415
+
+        if is_token_work(event):
+            renewals, checks = refresh_work(context), verification_work(context)
+            return consume_work(event, context,
+                                {TOKEN_REFRESH_KIND: renewals.renew, CONSENT_VERIFICATION_KIND: checks.check},
+                                lambda: {"token_refresh": renewals.report.as_dict(),
+                                         "consent_verification": checks.report.as_dict()})
         return notifications().consume(event, context)
     task = event.get("task")
     if task == "refresh-tokens":
-        sweep = RefreshSweep(connections(), tokens(), TOKEN_POLICY, destinations())
-        return sweep.run(context.get_remaining_time_in_millis).as_dict()
+        finder = RefreshFinder(connections(), token_work_queue(TOKEN_REFRESH_KIND),
+                               limit=refresh_limit(settings().lwa_refresh), destinations=destinations())
+        return finder.run().as_dict()
     if task == "verify-consents":
-        return verification().run(context.get_remaining_time_in_millis).as_dict()
+        candidates = VerificationFinder(CandidateRepository(aws.table(settings().connections_table)),
+                                        token_work_queue(CONSENT_VERIFICATION_KIND),
+                                        limit=verification_limit(settings().lwa_refresh))
+        return candidates.run().as_dict()
     if task == "check-reauthorization":
-        publisher = EventPublisher(aws.client("events"), settings().event_bus_name, EVENT_SOURCE)
-        return ReauthorizationCheck(connections(), publisher, settings().reauth_notice_days).run().as_dict()
+        config = settings()
+        publisher = EventPublisher(aws.client("events"), config.event_bus_name, EVENT_SOURCE)
+        digest = ReauthorizationDigest(connections(), aws.client("s3"), config.data_bucket, publisher,
+                                       config.reauth_notice_days)
+        return digest.run().as_dict()
     raise ValueError("unknown event: expected SQS records or a task of refresh-tokens, verify-consents or "
                      "check-reauthorization")
-

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -50,24 +50,40 @@ class Notification:
 
 
 @dataclass
-class RefreshReport:
-    due: int = 0
-    refreshed: int = 0
-    revoked: int = 0
-    skipped: int = 0
-    failed: int = 0
-    stopped: str | None = None  # why the sweep ended early (e.g. "invalid_client")
-    left: int = 0
+class FindReport:
+    """One run of the refresh-tokens finder: connections found due and sent to the token_refresh queue."""
+
+    found: int = 0
+    messages: int = 0
+    limit: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))
 
 
 @dataclass
-class ReauthorizationReport:
-    due: int = 0
-    published: int = 0
-    days_left: list[int] = field(default_factory=list)
+class RefreshReport:
+    """One token_refresh batch: what became of its work items."""
+
+    refreshed: int = 0
+    revoked: int = 0
+    skipped: int = 0  # not active any more, or another caller holds the refresh lease
+    not_due: int = 0  # renewed since it was found (idempotent: a read, no LWA call)
+    failed: int = 0  # stays due: the next finder run sends it again
+    deferred: int = 0  # the app-wide LWA bucket said wait, or the invocation ran short of time: stays due
+    stopped: str | None = None  # why the batch ended early ("invalid_client", "lwa_rate", "time")
 
     def as_dict(self) -> dict[str, Any]:
-        return {"due": self.due, "published": self.published}
+        return dict(vars(self))
+
+
+@dataclass
+class DigestReport:
+    """The daily re-authorization digest: how many connections are due, and whether it was announced."""
+
+    due: int = 0
+    published: int = 0
+    key: str | None = None  # the digest object in the data bucket (none when nothing is due)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(vars(self))

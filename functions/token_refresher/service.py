@@ -1,8 +1,10 @@
-"""The token lifecycle: the refresh sweep, the re-authorization notices, the LWA secret rotation."""
+"""The token lifecycle: the refresh finder and its work, the re-authorization digest, the LWA secret rotation."""
 
 from __future__ import annotations
 
 import json
+import tempfile
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,23 +28,34 @@ from seller_insights.errors import (
     VaultError,
 )
 from seller_insights.events import EventPublisher
+from seller_insights.fanout import WorkQueue, rotating_shards
+from seller_insights.object_keys import reauthorization_digest_key
 from seller_insights.observability import get_logger, get_metrics
+from seller_insights.quotas import QuotaBuckets, Rate
 from seller_insights.redaction import register_secret
 from seller_insights.repositories import ConnectionsRepository, OneTimeClaims
 from seller_insights.spapi import SpApiClient
-from seller_insights.tokens import AccessTokenProvider, TokenPolicy
+from seller_insights.tokens import AccessTokenProvider
 from token_refresher.destinations import DestinationKeeper
 from token_refresher.models import (
     NEW_SECRET_TYPE,
     SECRET_EXPIRY_TYPE,
+    DigestReport,
+    FindReport,
     Notification,
-    ReauthorizationReport,
     RefreshReport,
 )
 
 ROTATION_SCOPE = "sellingpartnerapi::client_credential:rotation"
+# The refresh-tokens schedule's rate (infra/constructs/token_refresher.py SCHEDULES; a test keeps them equal).
+REFRESH_INTERVAL_SECONDS = 300
+# Work items of the token_refresh queue: {"token_refresh": [{"seller_id", "region"}, ...]}.
+TOKEN_REFRESH_KIND = "token_refresh"  # noqa: S105 - a message kind
+# The app-wide LWA refresh bucket (QuotaBuckets): our own limit on refresh_token grants per second.
+APP_LWA_BUCKET = "app#lwa_refresh"
+REAUTHORIZATION_DIGEST = "ReauthorizationDigest"
 ROTATION_INTERVAL_SECONDS = 60  # rotateApplicationClientSecret: rate 0.0167/s, burst 1
-# Stop taking new connections when the invocation has less than this left.
+# Leave the rest of a batch when the invocation has less than this left.
 SAFETY_MILLIS = 10_000
 
 
@@ -50,89 +63,167 @@ def count(name: str, value: float = 1) -> None:
     get_metrics().add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
-class RefreshSweep:
-    """Renews the access tokens that are due (sparse index, no Scan). Every refresh also proves the
-    refresh token still works, so a revocation is seen within one token lifetime even for idle sellers.
+def refresh_limit(rate: Rate) -> int:
+    """Connections one finder run sends at most: what the app-wide LWA bucket lets through until the next
+    run (its rate over the schedule's interval, plus the burst), so nothing sent waits long for a token."""
+    return int(rate.per_second * REFRESH_INTERVAL_SECONDS) + rate.burst
+
+
+class RefreshFinder:
+    """The refresh-tokens schedule: finds the connections whose access token is due (sparse index pages,
+    shards in an order that rotates with each run, at most `limit`) and sends them to the token_refresh
+    queue. No per-connection work: no item reads, no LWA call.
 
     With `destinations` (a report_notifications queue is configured), each region with a due connection
-    gets its REPORT_PROCESSING_FINISHED destination kept first, once per run (at most three regions, while
-    the whole time budget is left), so the report fetcher can subscribe those sellers with the tokens
-    refreshed next."""
+    gets its REPORT_PROCESSING_FINISHED destination kept once per run, before the connections go out, so
+    the report fetcher can subscribe those sellers with the tokens refreshed next."""
 
-    def __init__(self, connections: ConnectionsRepository, tokens: AccessTokenProvider, policy: TokenPolicy,
+    def __init__(self, connections: ConnectionsRepository, queue: WorkQueue, *, limit: int,
                  destinations: DestinationKeeper | None = None) -> None:
         self._connections = connections
-        self._tokens = tokens
-        self._policy = policy
+        self._queue = queue
+        self._limit = limit
         self._destinations = destinations
 
-    def run(self, remaining_millis: Callable[[], int]) -> RefreshReport:
-        report = RefreshReport()
+    def run(self) -> FindReport:
+        now = clock.epoch_seconds()
         # refresh_due_at is already set refresh_ahead_seconds before each token's expiry.
-        due = list(self._connections.refresh_due(clock.epoch_seconds()))
-        report.due = len(due)
+        due = list(self._connections.refresh_due(now, shards=rotating_shards(now, REFRESH_INTERVAL_SECONDS),
+                                                 limit=self._limit))
         if self._destinations is not None:
             for region in dict.fromkeys(region for _, region in due):
                 self._destinations.keep(region)
-        for position, (seller, region) in enumerate(due):
-            if remaining_millis() < SAFETY_MILLIS:
-                report.left = report.due - position
-                report.stopped = "time"
-                break
-            try:
-                refreshed = self._tokens.refresh(seller, region)
-            except AuthorizationRevoked:
-                report.revoked += 1
-            except ConnectionNotActive:
-                report.skipped += 1
-            except LwaInvalidClient:
-                # Our credentials, not the seller's: touch no connection, alarm, retry on the next run.
-                count("LwaInvalidClient")
-                get_logger().error("LWA rejected our client credentials; rotation or configuration needed")
-                report.stopped = "invalid_client"
-                report.left = report.due - position
-                break
-            except (LwaUnavailable, TokenUnavailable) as exc:
-                get_logger().warning("token refresh deferred", extra={"reason": type(exc).__name__})
-                report.failed += 1
-            except (VaultError, LwaRejected, ClientError) as exc:
-                # One bad connection (unreadable ciphertext, KMS refusal, a DynamoDB error) must not stop
-                # the sweep for every seller after it; it stays due and is tried on the next run.
-                get_logger().error("token refresh failed", extra={"reason": type(exc).__name__})
-                count("TokenRefreshFailed")
-                report.failed += 1
-            else:
-                if refreshed is None:
-                    report.skipped += 1  # another caller is refreshing it right now
-                else:
-                    report.refreshed += 1
-        return report
+        messages = self._queue.send({"seller_id": seller, "region": region} for seller, region in due)
+        count("TokenRefreshesSent", len(due))
+        return FindReport(found=len(due), messages=messages, limit=self._limit)
 
 
-class ReauthorizationCheck:
-    """Daily: a ReauthorizationDue event for each connection due within the notice period."""
+class RefreshWork:
+    """Renews the access tokens of token_refresh work items, one invocation's batch at a time. Every
+    refresh also proves the refresh token still works, so a revocation is seen within one token lifetime
+    even for idle sellers.
 
-    def __init__(self, connections: ConnectionsRepository, publisher: EventPublisher, notice_days: int) -> None:
+    Each item is read again and skipped when it is no longer due (a finder may send it twice). A refresh
+    takes a token from the app-wide LWA bucket first; when the bucket says wait, or the invocation runs
+    short of time, this item and the rest of the batch are left: they stay due and the next finder run
+    sends them again (nothing is re-queued here)."""
+
+    def __init__(self, connections: ConnectionsRepository, tokens: AccessTokenProvider, buckets: QuotaBuckets,
+                 lwa_rate: Rate, remaining_millis: Callable[[], int]) -> None:
         self._connections = connections
-        self._publisher = publisher
-        self._notice = timedelta(days=notice_days)
+        self._tokens = tokens
+        self._buckets = buckets
+        self._lwa_rate = lwa_rate
+        self._remaining_millis = remaining_millis
+        self.report = RefreshReport()
 
-    def run(self) -> ReauthorizationReport:
-        now = clock.now()
-        report = ReauthorizationReport()
-        details = []
-        for seller, region in self._connections.reauthorization_due(now + self._notice):
-            connection = self._connections.get(seller, region)
-            if connection is None:
+    def renew(self, items: list[dict[str, Any]]) -> None:
+        for item in items:
+            seller, region = str(item["seller_id"]), str(item["region"])
+            if self.report.stopped is not None:
+                self.report.deferred += 1
                 continue
-            due_at = datetime.fromisoformat(connection.reauthorization_due_at.replace("Z", "+00:00"))
-            days_left = (due_at - now).days
-            details.append({"seller_id": seller, "region": region,
-                            "reauthorization_due_at": connection.reauthorization_due_at, "days_left": days_left})
-        report.due = len(details)
-        report.published = self._publisher.publish("ReauthorizationDue", details)
-        count("ReauthorizationDue", report.due)
-        return report
+            self._renew(seller, region)
+
+    def _renew(self, seller: str, region: str) -> None:
+        due_at = self._connections.refresh_due_at(seller, region)
+        if due_at is None or due_at > clock.epoch_seconds():
+            self.report.not_due += 1
+            return
+        if self._remaining_millis() < SAFETY_MILLIS:
+            self._stop("time")
+            return
+        if self._buckets.take(APP_LWA_BUCKET, self._lwa_rate):
+            count("LwaRefreshRateLimited")
+            self._stop("lwa_rate")
+            return
+        try:
+            refreshed = self._tokens.refresh(seller, region)
+        except AuthorizationRevoked:
+            self.report.revoked += 1
+        except ConnectionNotActive:
+            self.report.skipped += 1
+        except LwaInvalidClient:
+            # Our credentials, not the seller's: touch no connection, alarm; every item stays due.
+            count("LwaInvalidClient")
+            get_logger().error("LWA rejected our client credentials; rotation or configuration needed")
+            self._stop("invalid_client")
+        except (LwaUnavailable, TokenUnavailable) as exc:
+            get_logger().warning("token refresh deferred", extra={"reason": type(exc).__name__})
+            self.report.failed += 1
+        except (VaultError, LwaRejected, ClientError) as exc:
+            # One bad connection (unreadable ciphertext, KMS refusal, a DynamoDB error) must not stop the
+            # others; it stays due and the next finder run sends it again.
+            get_logger().error("token refresh failed", extra={"reason": type(exc).__name__})
+            count("TokenRefreshFailed")
+            self.report.failed += 1
+        else:
+            if refreshed is None:
+                self.report.skipped += 1  # another caller is refreshing it right now
+            else:
+                self.report.refreshed += 1
+
+    def _stop(self, reason: str) -> None:
+        self.report.stopped = reason
+        self.report.deferred += 1
+
+
+# Days-left ranges of the digest's counts (a connection past its date but still ACTIVE is "overdue").
+DAYS_LEFT_RANGES = (("overdue", -(10**6), -1), ("0-7", 0, 7), ("8-14", 8, 14), ("15-30", 15, 30),
+                    ("31+", 31, 10**6))
+# The digest is written to a temporary file that stays in memory up to this size, then spills to /tmp.
+DIGEST_MEMORY_BYTES = 8 * 1024 * 1024
+
+
+def days_left_range(days_left: int) -> str:
+    return next(name for name, low, high in DAYS_LEFT_RANGES if low <= days_left <= high)
+
+
+class ReauthorizationDigest:
+    """Daily: one digest of the connections whose yearly re-authorization is due within the notice period.
+
+    The list (one JSON line per connection) goes to `notices/reauthorization/{date}.jsonl` in the data
+    bucket (the bucket's key); one ReauthorizationDigest event carries the counts and the object's key.
+    The index is read page by page and the lines go to a spooled file: memory stays bounded whatever the
+    fleet. Nothing is due: no object, no event."""
+
+    def __init__(self, connections: ConnectionsRepository, s3: Any, bucket: str, publisher: EventPublisher,
+                 notice_days: int, *, page_size: int = 1000) -> None:
+        self._connections = connections
+        self._page_size = page_size
+        self._s3 = s3
+        self._bucket = bucket
+        self._publisher = publisher
+        self._notice_days = notice_days
+
+    def run(self) -> DigestReport:
+        now = clock.now()
+        by_days_left: Counter[str] = Counter()
+        by_region: Counter[str] = Counter()
+        with tempfile.SpooledTemporaryFile(max_size=DIGEST_MEMORY_BYTES, mode="w+b") as lines:
+            until = now + timedelta(days=self._notice_days)
+            for seller, region, due_at in self._connections.reauthorization_due(until, page_size=self._page_size):
+                days_left = (_parse(due_at) - now).days
+                by_days_left[days_left_range(days_left)] += 1
+                by_region[region] += 1
+                line = {"seller_id": seller, "region": region, "reauthorization_due_at": due_at,
+                        "days_left": days_left}
+                lines.write(json.dumps(line, sort_keys=True).encode() + b"\n")
+            due = sum(by_region.values())
+            count("ReauthorizationDue", due)
+            if not due:
+                return DigestReport()
+            key = reauthorization_digest_key(now.strftime("%Y-%m-%d"))
+            size = lines.tell()
+            lines.seek(0)
+            # The bucket's default encryption (its customer key) applies; a day's second run replaces the object.
+            self._s3.put_object(Bucket=self._bucket, Key=key, Body=lines, ContentLength=size,
+                                ContentType="application/x-ndjson")
+        detail = {"date": now.strftime("%Y-%m-%d"), "notice_days": self._notice_days, "due": due,
+                  "by_days_left": {name: by_days_left[name] for name, _, _ in DAYS_LEFT_RANGES if by_days_left[name]},
+                  "by_region": dict(sorted(by_region.items())), "bucket": self._bucket, "key": key}
+        published = self._publisher.publish(REAUTHORIZATION_DIGEST, [detail])
+        return DigestReport(due=due, published=published, key=key)
 
 
 class SecretStore:

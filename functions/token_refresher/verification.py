@@ -1,7 +1,13 @@
-"""The `verify-consents` task: Amazon names the seller of each waiting consent, then it is promoted or
-destroyed (seller_insights.candidates, seller_insights.identity).
+"""Consent verification: Amazon names the seller of each waiting consent, then it is promoted or destroyed
+(seller_insights.candidates, seller_insights.identity).
 
-Per due candidate (the sparse index, no Scan): take it for one attempt (a lease, so two runs never work on
+The `verify-consents` schedule is a finder (VerificationFinder): it pages the sparse index (no Scan, shards
+in rotating order, bounded) and sends `{"consent_verification": [{seller_id, region, candidate_id}]}` work
+items to the token_refresh queue; the same function consumes them (VerificationWork).
+
+Per work item: read the candidate again (gone or not due any more: skipped, so an item sent twice costs a
+read), take a token from the app-wide LWA bucket (empty: the item and the rest of the batch stay due for the
+next finder run), take it for one attempt (a lease, so two runs never work on
 one), open its refresh token, ask LWA for an access token, ask Amazon whose it is, then:
 - the seller it names is the seller the consent named: the candidate becomes the connection's token in one
   transaction (a first connection, a renewal, or the return of a revoked one); a seller that asked for
@@ -19,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -33,19 +40,27 @@ from seller_insights.errors import (
     LwaUnavailable,
     VaultError,
 )
+from seller_insights.fanout import WorkQueue, rotating_shards
 from seller_insights.identity import SellerIdentity, probe_marketplace
 from seller_insights.lwa import LwaClient
 from seller_insights.observability import get_logger, get_metrics
 from seller_insights.pseudonyms import seller_key
+from seller_insights.quotas import QuotaBuckets, Rate
 from seller_insights.redaction import register_secret
 from seller_insights.vault import Purpose, SecretContext, Vault
 from token_refresher.marketplaces import ConsentMarketplaces
+from token_refresher.models import FindReport
+from token_refresher.service import APP_LWA_BUCKET
 
 # A run that dies mid-attempt leaves the candidate due again after this (longer than the function's timeout).
 LEASE_SECONDS = 300
 FIRST_RETRY_SECONDS = 60
 MAX_RETRY_SECONDS = 900
 SAFETY_MILLIS = 10_000
+# The verify-consents schedule's rate (infra/constructs/token_refresher.py SCHEDULES; a test keeps them equal).
+VERIFY_INTERVAL_SECONDS = 60
+# Work items of the token_refresh queue: {"consent_verification": [{"seller_id", "region", "candidate_id"}]}.
+CONSENT_VERIFICATION_KIND = "consent_verification"
 _PROMOTED = (PromotionOutcome.CONNECTED, PromotionOutcome.RENEWED, PromotionOutcome.REACTIVATED)
 
 
@@ -55,19 +70,42 @@ def count(name: str, value: float = 1) -> None:
 
 @dataclass
 class VerificationReport:
-    due: int = 0
+    """One token_refresh batch's consent verifications."""
+
     verified: int = 0  # promoted: connected, renewed or reactivated
     mismatched: int = 0  # Amazon named another seller: destroyed
     expired: int = 0  # no answer before the deadline: destroyed
     revoked: int = 0  # LWA refused the candidate's token: destroyed
     deletion_pending: int = 0  # the seller asked for deletion meanwhile: destroyed
     deferred: int = 0  # no answer this time: tried again later
-    skipped: int = 0  # gone, or another run has it
-    stopped: str | None = None
-    left: int = 0
+    skipped: int = 0  # gone, not due any more, or another run has it
+    stopped: str | None = None  # why the batch ended early ("invalid_client", "lwa_rate", "time")
+    left: int = 0  # items left due by the stop: the next finder run sends them again
 
     def as_dict(self) -> dict[str, object]:
         return dict(vars(self))
+
+
+def verification_limit(rate: Rate) -> int:
+    """Candidates one verify-consents run sends at most: the LWA bucket's rate over the schedule's interval
+    plus its burst (each verification is one refresh_token grant)."""
+    return int(rate.per_second * VERIFY_INTERVAL_SECONDS) + rate.burst
+
+
+class VerificationFinder:
+    """The verify-consents schedule: due candidates (index pages only) to the token_refresh queue."""
+
+    def __init__(self, candidates: CandidateRepository, queue: WorkQueue, *, limit: int) -> None:
+        self._candidates = candidates
+        self._queue = queue
+        self._limit = limit
+
+    def run(self) -> FindReport:
+        now = clock.epoch_seconds()
+        due = list(self._candidates.due(now, shards=rotating_shards(now, VERIFY_INTERVAL_SECONDS), limit=self._limit))
+        messages = self._queue.send({"seller_id": seller, "region": region, "candidate_id": candidate_id}
+                                    for seller, region, candidate_id in due)
+        return FindReport(found=len(due), messages=messages, limit=self._limit)
 
 
 class ConsentVerification:
@@ -81,29 +119,11 @@ class ConsentVerification:
         self._audit = audit
         self._marketplaces = marketplaces
 
-    def run(self, remaining_millis: Callable[[], int]) -> VerificationReport:
-        report = VerificationReport()
-        due = list(self._candidates.due(clock.epoch_seconds()))
-        report.due = len(due)
-        for position, (seller, region, candidate_id) in enumerate(due):
-            if remaining_millis() < SAFETY_MILLIS:
-                report.stopped, report.left = "time", report.due - position
-                break
-            candidate = self._candidates.get(seller, region, candidate_id)
-            if candidate is None:
-                report.skipped += 1
-                continue
-            try:
-                self._verify(candidate, report)
-            except LwaInvalidClient:
-                # Our credentials, not the seller's: nothing is decided, the candidates wait for the next run.
-                count("LwaInvalidClient")
-                get_logger().error("LWA rejected our client credentials; consents cannot be confirmed")
-                report.stopped, report.left = "invalid_client", report.due - position
-                break
-        return report
+    def candidate(self, seller: str, region: str, candidate_id: str) -> Candidate | None:
+        return self._candidates.get(seller, region, candidate_id)
 
-    def _verify(self, candidate: Candidate, report: VerificationReport) -> None:
+    def verify(self, candidate: Candidate, report: VerificationReport) -> None:
+        """One attempt (LwaInvalidClient propagates: nothing is decided then)."""
         now = clock.epoch_seconds()
         if now >= candidate.verify_by:
             if self._candidates.destroy(candidate):
@@ -188,3 +208,46 @@ class ConsentVerification:
             received_at=datetime.fromtimestamp(candidate.created_at, tz=UTC), completed_at=clock.now(),
             outcome=outcome, detail={"attempts": candidate.attempts, **(detail or {})},
             other_seller_key=other_seller_key)
+
+
+class VerificationWork:
+    """One invocation's consent_verification work items (its report counts that batch only)."""
+
+    def __init__(self, verification: ConsentVerification, buckets: QuotaBuckets, lwa_rate: Rate,
+                 remaining_millis: Callable[[], int]) -> None:
+        self._verification = verification
+        self._buckets = buckets
+        self._lwa_rate = lwa_rate
+        self._remaining_millis = remaining_millis
+        self.report = VerificationReport()
+
+    def check(self, items: list[dict[str, Any]]) -> None:
+        for item in items:
+            if self.report.stopped is not None:
+                self.report.left += 1
+                continue
+            self._check(str(item["seller_id"]), str(item["region"]), str(item["candidate_id"]))
+
+    def _check(self, seller: str, region: str, candidate_id: str) -> None:
+        candidate = self._verification.candidate(seller, region, candidate_id)
+        if candidate is None or candidate.verify_due_at > clock.epoch_seconds():
+            self.report.skipped += 1  # gone, or another run took it since it was found
+            return
+        if self._remaining_millis() < SAFETY_MILLIS:
+            self._stop("time")
+            return
+        if self._buckets.take(APP_LWA_BUCKET, self._lwa_rate):
+            count("LwaRefreshRateLimited")
+            self._stop("lwa_rate")
+            return
+        try:
+            self._verification.verify(candidate, self.report)
+        except LwaInvalidClient:
+            # Our credentials, not the seller's: nothing is decided, the candidates wait for the next run.
+            count("LwaInvalidClient")
+            get_logger().error("LWA rejected our client credentials; consents cannot be confirmed")
+            self._stop("invalid_client")
+
+    def _stop(self, reason: str) -> None:
+        self.report.stopped = reason
+        self.report.left += 1

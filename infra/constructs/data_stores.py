@@ -38,6 +38,9 @@ VERIFICATION_DUE_INDEX = "by_verification_due"
 # Report jobs parked until wake_at (long waits; report_fetcher.wakes); seller_insights.report_jobs.WAKE_DUE_INDEX.
 WAKE_DUE_INDEX = "by_wake_due"
 EXPORTS_PREFIX = "exports/"
+# Operator notices that list sellers (the daily re-authorization digest): kept a week, then expired.
+NOTICES_PREFIX = "notices/"
+NOTICES_KEPT = Duration.days(7)
 # Everything stored about a seller lives under sellers/{id}/{region}/ (architecture §3).
 SELLERS_PREFIX = "sellers/"
 # Stream report documents into the bucket (multipart for large ones) and read stored ones back.
@@ -294,6 +297,8 @@ class DataStores(Construct):
             # A safety net only: the retention sweeper deletes every version itself (lifecycle lags).
             lifecycle_rules=[
                 s3.LifecycleRule(id="expire-exports", prefix=EXPORTS_PREFIX, expiration=Duration.days(7)),
+                # Digests name sellers: a week for operators, then gone (well inside the deletion promise).
+                s3.LifecycleRule(id="expire-notices", prefix=NOTICES_PREFIX, expiration=NOTICES_KEPT),
                 s3.LifecycleRule(
                     id="clean-versions-and-uploads",
                     noncurrent_version_expiration=Duration.days(1),
@@ -419,6 +424,15 @@ class DataStores(Construct):
             resource_arns=[self.data_bucket.arn_for_objects(f"{EXPORTS_PREFIX}*")],
         )
         self._grant_key_via_service(grantee, "s3", BUCKET_KEY_ACTIONS)
+
+    def grant_notices_write(self, grantee: iam.IGrantable) -> None:
+        """PutObject under ``notices/`` (operator digests), the bucket's key through S3 to encrypt only."""
+        iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=["s3:PutObject"],
+            resource_arns=[self.data_bucket.arn_for_objects(f"{NOTICES_PREFIX}*")],
+        )
+        self._grant_key_via_service(grantee, "s3", ("kms:GenerateDataKey",))
 
     def restrict_refresh_tokens_to(self, *roles: iam.IRole) -> None:
         """Key policy: under ``purpose=refresh_token`` the key seals and opens for these roles and for no

@@ -1,14 +1,17 @@
 """TokenRefresher: the token_refresher function and everything that drives it or listens to it.
 
-Triggers (docs/internal-contracts.md, "Token lifecycle"): two schedules with constant inputs, and the
-notifications queue Amazon's Selling Partner notifications account sends LWA client-secret events
-to (the new secret itself arrives in such a message). Output: ``ReauthorizationDue`` events on the
-default bus, routed to the operator-notices topic.
+Triggers (docs/internal-contracts.md, "Token lifecycle"): three schedules with constant inputs, the
+token_refresh work queue (the refresh-tokens finder sends due connections to it, the function renews
+them in parallel, at most ``refresh_concurrency`` batches at once), and the notifications queue Amazon's
+Selling Partner notifications account sends LWA client-secret events to (the new secret itself arrives in
+such a message). Output: one ``ReauthorizationDigest`` event a day on the default bus, routed to the
+operator-notices topic, with the list of sellers due under ``notices/`` of the data bucket.
 
-Two keys of its own, so that neither Amazon nor EventBridge ever gets a say over the token key:
+Three keys of its own, so that neither Amazon nor EventBridge ever gets a say over the token key:
 ``notifications_key`` (the notifications queue and its DLQ, and the report pipeline's
-report_notifications queues; Amazon's account may use it only through SQS) and ``events_key`` (what
-EventBridge delivers into: the operator-notices topic and the failed-events queues of both duties).
+report_notifications queues; Amazon's account may use it only through SQS), ``events_key`` (what
+EventBridge delivers into: the operator-notices topic and the failed-events queues of both duties) and
+``work_key`` (the token_refresh queue and its DLQ: only this function sends and receives there).
 Queue, schedule and consumer shapes come from ``infra.constructs.messaging``.
 """
 
@@ -21,11 +24,13 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.config import StageConfig
-from infra.constructs import messaging, tag_purpose
+from infra.constructs import logical_ref, messaging, tag_purpose
 from infra.constructs.data_stores import (
+    NOTICES_PREFIX,
     REAUTHORIZATION_DUE_INDEX,
     REFRESH_DUE_INDEX,
     VERIFICATION_DUE_INDEX,
@@ -37,7 +42,8 @@ from infra.nag import acknowledge
 
 DUTY = "token_refresher"
 EVENT_SOURCE = "seller-insights.tokens"
-REAUTHORIZATION_DUE = "ReauthorizationDue"
+# One event a day: the counts of connections due for re-authorization and the key of the list.
+REAUTHORIZATION_DIGEST = "ReauthorizationDigest"
 DEFAULT_EVENT_BUS = "default"
 INVALID_CLIENT_METRIC = "LwaInvalidClient"
 IDENTITY_MISMATCH_METRIC = "ConsentIdentityMismatch"
@@ -45,7 +51,11 @@ VERIFICATION_EXPIRED_METRIC = "ConsentVerificationExpired"
 # A region's REPORT_PROCESSING_FINISHED destination could not be found or created (the refresh went on).
 DESTINATION_FAILED_METRIC = "ReportDestinationFailed"
 
+# A token_refresh batch (at most REFRESH_BATCH_SIZE messages of 10 connections, about 0.3 s a refresh)
+# ends well inside this; the work queue's visibility follows (x6), and so does the notifications queue's.
 SWEEP_TIMEOUT_SECONDS = 120
+# Messages per token_refresh batch: 5 messages x 10 connections (fanout.WorkQueue packs ten a message).
+REFRESH_BATCH_SIZE = 5
 NOTIFICATIONS_BATCH_SIZE = 10
 # Bounded: rotation calls are rate-limited by Amazon (one per minute).
 NOTIFICATIONS_MAX_CONCURRENCY = 2
@@ -53,6 +63,8 @@ NOTIFICATIONS_MAX_CONCURRENCY = 2
 # messaging.WORK_QUEUE_RETENTION on purpose; nothing waits in this queue (consumed at once, no delays), and
 # its oldest-message-age alarm (Observability) fires within the hour, days before 4 days pass.
 NOTIFICATIONS_RETENTION = Duration.days(4)
+# SQS's maximum (messaging.WORK_QUEUE_RETENTION once it lands): an item not renewed stays due anyway.
+TOKEN_REFRESH_RETENTION = Duration.days(14)
 
 # name (tag seller-insights:schedule, and the constant {"task": name}), rate, and how long a missed
 # run stays worth delivering (a later run does the same work).
@@ -93,8 +105,6 @@ class TokenRefresher(Construct):
             "TokenRefresher",
             duty=DUTY,
             config=config,
-            # The refresh sweep works through due connections until 10 s are left, so a longer timeout
-            # means more connections per run; the notifications queue's visibility follows (x6).
             timeout=Duration.seconds(SWEEP_TIMEOUT_SECONDS),
             description="Token lifecycle: access-token refresh, re-authorization notices, LWA client-secret rotation",
             environment={
@@ -107,6 +117,9 @@ class TokenRefresher(Construct):
                 "REAUTH_NOTICE_DAYS": str(config.reauth_notice_days),
                 "ROTATE_WHEN_DAYS_LEFT": str(config.rotate_when_days_left),
                 "EVENT_BUS_NAME": DEFAULT_EVENT_BUS,
+                "DATA_BUCKET": stores.data_bucket.bucket_name,
+                "LWA_REFRESH_RATE": str(config.lwa_refresh_rate),
+                "LWA_REFRESH_BURST": str(config.lwa_refresh_burst),
             },
             dead_letter_queue=self.failed_events,
         )
@@ -114,6 +127,7 @@ class TokenRefresher(Construct):
         events.EventBus.from_event_bus_name(self, "DefaultBus", DEFAULT_EVENT_BUS).grant_put_events_to(self.handler)
 
         self._notifications()
+        self._token_refresh(config)
         self._schedules()
         self._operator_notices()
 
@@ -152,6 +166,14 @@ class TokenRefresher(Construct):
         stores.grant_access_token_crypto(fn)
         stores.grant_lwa_client_read(fn)
         stores.grant_lwa_client_store(fn)
+        # The daily re-authorization digest, under notices/ only (the bucket's key through S3).
+        stores.grant_notices_write(fn)
+        acknowledge(
+            fn.role,
+            f"AwsSolutions-IAM5[Resource::<{logical_ref(stores.data_bucket.node.default_child)}.Arn>/{NOTICES_PREFIX}*]",
+            f"The daily re-authorization digest goes to {NOTICES_PREFIX}reauthorization/{{date}}.jsonl, a key with "
+            f"the day in it; the grant is PutObject only, under the {NOTICES_PREFIX} prefix of the data bucket.",
+        )
 
     def _notifications(self) -> None:
         """The queue Amazon sends application notifications to, consumed by the function."""
@@ -182,6 +204,54 @@ class TokenRefresher(Construct):
             dead_letter_purpose="notifications_dlq",
         )
 
+    def _token_refresh(self, config: StageConfig) -> None:
+        """The work queue between the refresh-tokens finder and the renewals: the function sends to it and
+        consumes it, at most ``refresh_concurrency`` batches at once (the app-wide LWA bucket, not this
+        concurrency, bounds the rate at LWA)."""
+        self.work_key = self._key("WorkKey", "token_refresh work queue (SQS)")
+        tag_purpose(self.work_key, "token_work_key")
+        self.token_refresh_dlq = messaging.dead_letter_queue(self, "TokenRefreshDlq", key=self.work_key)
+        tag_purpose(self.token_refresh_dlq, "token_refresh_dlq")
+        self.token_refresh = messaging.consumed_queue(
+            self,
+            "TokenRefresh",
+            consumer=self.handler,
+            key=self.work_key,
+            retention=TOKEN_REFRESH_RETENTION,
+            dead_letters=self.token_refresh_dlq,
+        )
+        tag_purpose(self.token_refresh, "token_refresh")
+        self.handler.add_environment("REFRESH_WORK_QUEUE_URL", self.token_refresh.queue_url)
+        # The finder sends (grant_send_messages would add the key's Encrypt/ReEncrypt* without kms:ViaService);
+        # Decrypt comes with consume().
+        self.token_refresh.grant(self.handler, "sqs:SendMessage")
+        messaging.grant_queue_key_via_sqs(self.handler, self.work_key, "kms:GenerateDataKey")
+        messaging.consume(
+            self,
+            "TokenRefreshSource",
+            consumer=self.handler,
+            queue=self.token_refresh,
+            batch_size=REFRESH_BATCH_SIZE,
+            max_concurrency=config.refresh_concurrency,
+            dead_letter_purpose="token_refresh_dlq",
+        )
+
+    @property
+    def dead_letter_queues(self) -> dict[str, tuple[sqs.IQueue, str]]:
+        """Alarm name → (queue, description), for Observability.watch_dead_letter_queue."""
+        return {
+            "NotificationsDlqDepth": (self.notifications_dlq, f"{DUTY}: notifications it gave up on"),
+            "FailedEventsDepth": (
+                self.failed_events,
+                f"{DUTY}: schedule runs or operator notices that were not delivered, or failed invocations",
+            ),
+            "TokenRefreshDlqDepth": (
+                self.token_refresh_dlq,
+                f"{DUTY}: token_refresh messages whose work items could not be read (the connections stay "
+                "due and are found again; look for a finder that sends another shape)",
+            ),
+        }
+
     def _schedules(self) -> None:
         for name, rate, max_event_age in SCHEDULES:
             messaging.scheduled_task(
@@ -194,7 +264,7 @@ class TokenRefresher(Construct):
             )
 
     def _operator_notices(self) -> None:
-        """ReauthorizationDue events to a topic operators subscribe e-mail or chat to."""
+        """The daily ReauthorizationDigest event to a topic operators subscribe e-mail or chat to."""
         self.operator_notices = sns.Topic(
             self,
             "OperatorNotices",
@@ -205,9 +275,9 @@ class TokenRefresher(Construct):
         tag_purpose(self.operator_notices, "operator_notices")
         rule = events.Rule(
             self,
-            "ReauthorizationDueRule",
-            description="Sellers whose authorization must be renewed soon, to the operator notices",
-            event_pattern=events.EventPattern(source=[EVENT_SOURCE], detail_type=[REAUTHORIZATION_DUE]),
+            "ReauthorizationDigestRule",
+            description="The daily digest of sellers whose authorization must be renewed soon, to the operator notices",
+            event_pattern=events.EventPattern(source=[EVENT_SOURCE], detail_type=[REAUTHORIZATION_DIGEST]),
         )
         rule.add_target(
             targets.SnsTopic(

@@ -9,8 +9,9 @@ from typing import Any
 
 import boto3
 import pytest
-import requests
 from playwright.sync_api import Browser, sync_playwright
+
+from tests.support.e2e import verify_consents
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -46,7 +47,7 @@ def test_seller_connects_in_a_browser(browser: Browser, info: dict[str, Any]) ->
     cookie = next(c for c in page.context.cookies() if c["name"] == "__Host-si_consent")
     assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Lax"
 
-    confirmed = requests.post(f"{info['api']}/_local/fire/verify-consents", timeout=30).json()
+    confirmed = verify_consents(info)  # the finder, then a drain of token_refresh
     assert confirmed["verified"] == 1, confirmed
     table = boto3.resource("dynamodb", endpoint_url=info["aws"]).Table(info["resources"]["tables"]["connections"])
     item = table.get_item(Key={"pk": f"SELLER#{SELLER}", "sk": "CONN#EU"})["Item"]

@@ -14,6 +14,7 @@ from boto3.dynamodb.types import Binary
 
 from local.admin import AdminClient
 from local.browser import browser_session
+from tests.support.e2e import verify_consents
 from tests.support.flows import emulator_consent
 from tests.support.local_stack import launch, secret_findings
 
@@ -108,7 +109,7 @@ def test_a_seller_connects_through_the_local_stack(info: dict[str, Any]) -> None
     assert callback.status_code == 303, callback.text[:500]
     success = browser.get(urljoin(redirect, callback.headers["Location"]), allow_redirects=False, timeout=TIMEOUT)
     assert success.status_code == 200 and "confirming with Amazon" in success.text
-    confirmed = requests.post(f"{api}/_local/fire/verify-consents", timeout=TIMEOUT).json()
+    confirmed = verify_consents(info)  # the finder, then a drain of token_refresh
     assert confirmed["verified"] == 1, confirmed
 
     table = boto3.resource("dynamodb", endpoint_url=info["aws"], region_name=info["region"]).Table(
@@ -155,7 +156,7 @@ def test_an_eu_consent_gets_the_sellers_marketplaces_through_the_local_stack(inf
     redirect = emulator_consent(amazon, start.headers["Location"], seller)
     assert browser.get(redirect, allow_redirects=False, timeout=TIMEOUT).status_code == 303
 
-    assert requests.post(f"{api}/_local/fire/verify-consents", timeout=TIMEOUT).json()["verified"] == 1
+    assert verify_consents(info)["verified"] == 1
 
     shown = AdminClient.from_info(info).json("GET", f"/admin/sellers/{seller}")
     (connection,) = shown["connections"]

@@ -23,11 +23,12 @@ from tests.support.e2e import (
     TIMEOUT,
     advance,
     connect,
-    fire,
     new_seller,
     post,
     redirect,
+    refresh_tokens,
     stored,
+    verify_consents,
 )
 from tests.support.local_stack import every_item, stack_of_its_own, stack_seller_key, stack_table
 
@@ -72,7 +73,7 @@ def test_a_forged_callback_takes_over_nothing(info: dict[str, Any]) -> None:
     assert page.status_code == 200 and "Connected, confirming with Amazon" in page.text
     assert stored(info, victim, "CONN#NA") == before  # the consent alone changed nothing
 
-    report = fire(info, "verify-consents")
+    report = verify_consents(info)
     assert (report["mismatched"], report["verified"]) == (1, 0), report
     assert stored(info, victim, "CONN#NA") == before
     assert candidates(info, victim) == []
@@ -84,8 +85,8 @@ def test_a_forged_callback_takes_over_nothing(info: dict[str, Any]) -> None:
     # The attacker removes the app: its revocation reaches nothing of the victim's.
     post(f"{info['amazon']}/_emulator/revoke", {"selling_partner_id": attacker, "region": "NA"})
     advance(info, 3600)
-    swept = fire(info, "refresh-tokens")
-    assert swept["revoked"] == 0 and swept["failed"] == 0, swept
+    swept = refresh_tokens(info)
+    assert swept["failed"] == 0, swept
     after = stored(info, victim, "CONN#NA")
     assert after is not None and after["status"] == "ACTIVE" and "purge_after" not in after
     assert after["refresh_token"] == before["refresh_token"]
@@ -114,7 +115,7 @@ def test_a_consent_never_cancels_a_pending_deletion(info: dict[str, Any]) -> Non
 
     assert stored(info, victim, "CONN#NA") == before
     assert candidates(info, victim) == []
-    assert fire(info, "verify-consents")["due"] == 0
+    assert verify_consents(info)["due"] == 0
     shown = admin.json("GET", f"/admin/sellers/{victim}")
     assert shown["connections"][0]["status"] == "DELETION_REQUESTED"
     assert shown["connections"][0]["purge_after"] == purge_after
@@ -136,6 +137,6 @@ def test_the_admin_view_shows_a_waiting_consent_with_its_age(info: dict[str, Any
     (candidate,) = waiting["pending_candidates"]
     # The stack's virtual clock runs on from the wall clock: the 30 moved seconds plus what the calls took.
     assert 30 <= candidate["age_seconds"] < 60 and candidate["attempts"] == 0
-    assert fire(info, "verify-consents")["verified"] == 1
+    assert verify_consents(info)["verified"] == 1
     shown = AdminClient.from_info(info).json("GET", f"/admin/sellers/{seller}")
     assert shown["connections"][0]["status"] == "ACTIVE" and shown["connections"][0]["pending_candidates"] == []

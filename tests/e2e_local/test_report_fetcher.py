@@ -34,6 +34,7 @@ from tests.support.e2e import (
     new_seller,
     plan_reports,
     post,
+    refresh_tokens,
     s3,
     sells_only_in,
     stats,
@@ -82,8 +83,8 @@ def seed(info: dict[str, Any], seller: str, report_type: str, outcome: str, **do
 def start_reports(info: dict[str, Any]) -> None:
     """The two schedules the pipeline needs: a fresh access token in the shared cache (the fetcher may
     not refresh), then the plan."""
-    refreshed = fire(info, "refresh-tokens")
-    assert refreshed["failed"] == 0 and refreshed["stopped"] is None, refreshed
+    refreshed = refresh_tokens(info)
+    assert refreshed["failed"] == 0 and refreshed["lwa_refreshes"] >= 1, refreshed
     plan = plan_reports(info)
     assert plan["found"] >= 1 and plan["planned"] >= 1 and plan["job_messages"] >= 1, plan
 
@@ -246,7 +247,9 @@ def test_cancelled_is_no_data_and_fatal_keeps_its_error_and_cools_down(info: dic
     cooldown = int(CATALOG[LISTINGS].fatal_cooldown.total_seconds())
     assert int(fatal["wake_at"]) == int(fatal["next_check_at"])  # hours: parked in the job table, no message
     advance(info, cooldown)
-    fire(info, "refresh-tokens")  # the schedule keeps the cached access token fresh (every 5 minutes)
+    # The schedule keeps the cached access token fresh (every 5 minutes): the drain renews it (the
+    # token_refresh queue's batch comes before the jobs').
+    fire(info, "refresh-tokens")
     results = [wake_and_drain(info)]
     again = jobs_by_type(info, seller)[LISTINGS]
     assert again["status"] == "WAITING" and again["report_id"] != fatal_report

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support.e2e import advance, connect, drain, fire, new_seller, plan_reports, stats
+from tests.support.e2e import advance, connect, drain, new_seller, plan_reports, refresh_tokens, stats
 from tests.support.local_stack import seller_items, stack_of_its_own, stack_seller_key, stack_table
 
 pytestmark = pytest.mark.slow
@@ -36,10 +36,10 @@ def test_a_european_sellers_report_notifications_arrive(info: dict[str, Any]) ->
                            timeout=10)
     assert answer.status_code == 200, answer.text
 
-    refreshed = fire(info, "refresh-tokens")  # refreshes the token and creates the EU destination
+    refreshed = refresh_tokens(info)  # creates the EU destination, then the drain refreshes the token
     plan = plan_reports(info)  # the planner subscribes the connection, then sends its jobs
 
-    assert (refreshed["refreshed"], refreshed["failed"]) == (1, 0), refreshed
+    assert (refreshed["lwa_refreshes"], refreshed["failed"]) == (1, 0), refreshed
     (connection,) = seller_items(info, seller, "CONN#")
     assert connection["sk"] == "CONN#EU"
     assert connection["rpf_subscription_id"] not in ("", "existing")

@@ -1,5 +1,6 @@
 """The token lifecycle through `python -m local serve` (docs/internal-contracts.md, "Token lifecycle"):
-the scheduled refresh sweep and revocation, the re-authorization notice, the LWA client secret rotation.
+the scheduled refresh (finder, token_refresh queue, renewals) and revocation, the re-authorization digest,
+the LWA client secret rotation.
 
 Driven over HTTP only (our API, the Amazon emulator's control calls); boto3 against the printed AWS
 endpoint only to verify what is stored. These tests move the virtual clock by months and rotate the
@@ -27,6 +28,7 @@ from tests.support.e2e import (
     fire,
     new_seller,
     post,
+    refresh_tokens,
     stats,
     stored,
     virtual_now,
@@ -71,7 +73,7 @@ def lwa_client_secret(info: dict[str, Any]) -> dict[str, Any]:
 # --- the tests ----------------------------------------------------------------------------------
 
 
-def test_a_connection_due_for_reauthorization_is_announced(info: dict[str, Any]) -> None:
+def test_connections_due_for_reauthorization_are_announced_in_one_digest(info: dict[str, Any]) -> None:
     seller = new_seller()
     connect(info, seller)
     events = boto3.client("events", endpoint_url=info["aws"], region_name=info["region"])
@@ -82,7 +84,7 @@ def test_a_connection_due_for_reauthorization_is_announced(info: dict[str, Any])
     rule = f"e2e-reauthorization-{secrets.token_hex(4)}"
     events.put_rule(
         Name=rule,
-        EventPattern=json.dumps({"source": ["seller-insights.tokens"], "detail-type": ["ReauthorizationDue"]}),
+        EventPattern=json.dumps({"source": ["seller-insights.tokens"], "detail-type": ["ReauthorizationDigest"]}),
     )
     events.put_targets(Rule=rule, Targets=[{"Id": "queue", "Arn": queue_arn}])
 
@@ -91,29 +93,36 @@ def test_a_connection_due_for_reauthorization_is_announced(info: dict[str, Any])
     result = fire(info, "check-reauthorization")
 
     assert not_yet["due"] == 0
-    assert result["due"] >= 1 and result["published"] == result["due"], result
+    assert result["due"] >= 1 and result["published"] == 1, result
     announced: list[dict[str, Any]] = []
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not any(e["detail"]["seller_id"] == seller for e in announced):
+    while time.monotonic() < deadline and not announced:
         messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
         announced += [json.loads(m["Body"]) for m in messages.get("Messages", [])]
-    mine = [e for e in announced if e["detail"]["seller_id"] == seller]
-    assert len(mine) == 1, f"no ReauthorizationDue event for the seller among {len(announced)} events"
-    event = mine[0]
-    assert event["source"] == "seller-insights.tokens" and event["detail-type"] == "ReauthorizationDue"
-    assert event["detail"]["region"] == "NA"
-    assert event["detail"]["days_left"] in (24, 25)
+    assert len(announced) == 1, f"expected one ReauthorizationDigest event, got {len(announced)}"
+    event = announced[0]
+    assert event["source"] == "seller-insights.tokens" and event["detail-type"] == "ReauthorizationDigest"
+    detail = event["detail"]
+    assert detail["due"] == result["due"] and detail["key"] == result["key"]
+    assert detail["key"].startswith("notices/reauthorization/") and detail["by_region"].get("NA", 0) >= 1
+    # The list: one JSON line per connection, in the data bucket under its key (encrypted with the bucket's key).
+    s3 = boto3.client("s3", endpoint_url=info["aws"], region_name=info["region"])
+    body = s3.get_object(Bucket=detail["bucket"], Key=detail["key"])["Body"].read().decode()
+    mine = [line for line in map(json.loads, body.splitlines()) if line["seller_id"] == seller]
+    assert len(mine) == 1, "the seller is not in the digest's list"
+    assert mine[0]["region"] == "NA" and mine[0]["days_left"] in (24, 25)
     item = stored(info, seller, "CONN#NA")
-    assert item is not None and event["detail"]["reauthorization_due_at"] == item["reauthorization_due_at"]
+    assert item is not None and mine[0]["reauthorization_due_at"] == item["reauthorization_due_at"]
 
 
 def test_a_revoked_authorization_is_detected_cleaned_up_and_can_be_granted_again(info: dict[str, Any]) -> None:
     seller = new_seller()
     connect(info, seller)
 
-    # Due at once after consent: the sweep fetches the first access token into the shared cache.
-    first = fire(info, "refresh-tokens")
-    assert first["refreshed"] >= 1 and first["revoked"] == 0 and first["stopped"] is None, first
+    # Due at once after consent: the finder sends it, its renewal fetches the first access token into the
+    # shared cache.
+    first = refresh_tokens(info)
+    assert first["found"] >= 1 and first["lwa_refreshes"] >= 1 and first["failed"] == 0, first
     token = stored(info, seller, "TOKEN#NA")
     assert token is not None and isinstance(token.get("token"), dict) and token["token"], "no cached access token"
     assert not holds_plaintext(token), "the cached access token is stored in plaintext"
@@ -122,10 +131,10 @@ def test_a_revoked_authorization_is_detected_cleaned_up_and_can_be_granted_again
     # The seller removes the app in Seller Central; an hour later the token is due again.
     assert post(f"{info['amazon']}/_emulator/revoke", {"selling_partner_id": seller, "region": "NA"}) == {}
     advance(info, 3600)
-    second = fire(info, "refresh-tokens")
+    second = refresh_tokens(info)
     now = virtual_now(info)
 
-    assert second["revoked"] == 1 and second["stopped"] is None, second
+    assert second["found"] >= 1 and second["failed"] == 0, second
     connection = stored(info, seller, "CONN#NA")
     assert connection is not None
     assert connection["status"] == "REVOKED", connection["status"]
@@ -140,8 +149,10 @@ def test_a_revoked_authorization_is_detected_cleaned_up_and_can_be_granted_again
         assert not leaking, f"plaintext LWA tokens in the {purpose} table ({len(leaking)} items)"
     assert stats(info)["lwa_errors"].get("invalid_grant", 0) >= 1
 
-    # The sweep does not come back to a revoked connection.
-    assert fire(info, "refresh-tokens")["revoked"] == 0
+    # The finder does not come back to a revoked connection.
+    errors = stats(info)["lwa_errors"].get("invalid_grant", 0)
+    refresh_tokens(info)
+    assert stats(info)["lwa_errors"].get("invalid_grant", 0) == errors
 
     # The seller authorizes again from the Appstore: ACTIVE, purge date gone, refreshed by the next sweep.
     authorize_from_appstore(info, seller, "NA")
@@ -149,15 +160,15 @@ def test_a_revoked_authorization_is_detected_cleaned_up_and_can_be_granted_again
     assert again is not None and again["status"] == "ACTIVE"
     assert "purge_after" not in again and "revoked_at" not in again
     assert "refresh_token" in again and "refresh_shard" in again and not holds_plaintext(again)
-    third = fire(info, "refresh-tokens")
-    assert third["refreshed"] >= 1 and third["revoked"] == 0, third
+    third = refresh_tokens(info)
+    assert third["lwa_refreshes"] >= 1 and third["failed"] == 0, third
     assert stored(info, seller, "TOKEN#NA") is not None
 
 
 def test_secret_expiry_notices_rotate_the_client_secret_at_most_once_a_minute(info: dict[str, Any]) -> None:
     seller = new_seller()
     connect(info, seller, "DE")
-    assert fire(info, "refresh-tokens")["stopped"] is None
+    assert refresh_tokens(info)["failed"] == 0
     before = lwa_client_secret(info)
     rotations_before = stats(info)["spapi"].get("rotateApplicationClientSecret", 0)
 
@@ -215,8 +226,8 @@ def test_secret_expiry_notices_rotate_the_client_secret_at_most_once_a_minute(in
     # Refreshes go on with the newest secret.
     token_before = stored(info, seller, "TOKEN#EU")
     advance(info, 3600)
-    refreshed = fire(info, "refresh-tokens")
-    assert refreshed["refreshed"] >= 1 and refreshed["stopped"] is None and refreshed["failed"] == 0, refreshed
+    refreshed = refresh_tokens(info)
+    assert refreshed["lwa_refreshes"] >= 1 and refreshed["failed"] == 0, refreshed
     assert "invalid_client" not in stats(info)["lwa_errors"]
     token_after = stored(info, seller, "TOKEN#EU")
     assert token_before is not None and token_after is not None

@@ -224,3 +224,23 @@ def test_the_sweeps_keys_are_set_in_every_stage_within_bounds() -> None:
                      ("purge_find_limit", 1_000_001)):
         with pytest.raises(ConfigError, match=key):
             StageConfig.from_context("dev", {"dev": {**stages["dev"], key: bad}})
+
+
+def test_the_token_refresh_keys_are_set_in_every_stage_and_checked() -> None:
+    """refresh_concurrency (the token_refresh event source), lwa_refresh_rate and lwa_refresh_burst (the
+    app-wide LWA bucket): required in every stage, within bounds."""
+    stages = load_cdk_context()["stages"]
+    for stage in stages:
+        config = StageConfig.from_context(stage, stages)
+        assert 2 <= config.refresh_concurrency <= 1000
+        assert 0.1 <= config.lwa_refresh_rate <= 1000 and 1 <= config.lwa_refresh_burst <= 10_000
+    # 100,000 connections refresh once an hour each: prod's bucket must let about 28 a second through.
+    assert StageConfig.from_context("prod", stages).lwa_refresh_rate * 3600 >= 100_000
+    for key, value, message in (("refresh_concurrency", 1, r"refresh_concurrency' must be in 2\.\.1000"),
+                                ("lwa_refresh_rate", 0, "lwa_refresh_rate"),
+                                ("lwa_refresh_burst", 0, r"lwa_refresh_burst' must be in 1\.\.10000")):
+        with pytest.raises(ConfigError, match=message):
+            StageConfig.from_context("dev", {"dev": {**stages["dev"], key: value}})
+    missing = {key: value for key, value in stages["dev"].items() if key != "refresh_concurrency"}
+    with pytest.raises(ConfigError, match="refresh_concurrency' is missing"):
+        StageConfig.from_context("dev", {"dev": missing})

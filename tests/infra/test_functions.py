@@ -54,6 +54,10 @@ TOKEN_ENV = {
     "LWA_CLIENT_SECRET_ID",
     "PURGE_AFTER_DAYS",
     "REAUTH_NOTICE_DAYS",
+    "DATA_BUCKET",
+    "REFRESH_WORK_QUEUE_URL",
+    "LWA_REFRESH_RATE",
+    "LWA_REFRESH_BURST",
     "ROTATE_WHEN_DAYS_LEFT",
     "EVENT_BUS_NAME",
     "REPORT_NOTIFICATIONS_QUEUE_ARN",
@@ -292,7 +296,9 @@ def test_token_environment_follows_the_contract(raw: dict[str, Any], stage: str)
         "27", "30", "7"
     )
     assert variables["EVENT_BUS_NAME"] == "default"
-    # The refresh sweep keeps the REPORT_PROCESSING_FINISHED destinations of the report pipeline's queue.
+    bucket_id, _ = by_purpose(raw, "data")
+    assert variables["DATA_BUCKET"] == {"Ref": bucket_id}  # the re-authorization digest, under notices/
+    # The refresh finder keeps the REPORT_PROCESSING_FINISHED destinations of the report pipeline's queue.
     report_queue_id, _ = by_purpose(raw, "report_notifications")
     assert variables["REPORT_NOTIFICATIONS_QUEUE_ARN"] == {"Fn::GetAtt": [report_queue_id, "Arn"]}
     consent = function_environments(raw)[CONSENT_HANDLER]

@@ -126,9 +126,8 @@ def test_notifications_feed_the_function_in_bounded_partial_batches(raw: dict[st
     function_id, function = _token_function(raw)
     queue_id, queue = by_purpose(raw, "notifications")
     (mapping,) = [m for m in resources(raw, "AWS::Lambda::EventSourceMapping").values()
-                  if m["Properties"]["FunctionName"] == {"Ref": function_id}]
+                  if m["Properties"]["EventSourceArn"] == _arn(queue_id)]
     props = mapping["Properties"]
-    assert props["EventSourceArn"] == _arn(queue_id)
     assert props["FunctionName"] == {"Ref": function_id}
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert props["BatchSize"] == 10
@@ -164,16 +163,98 @@ def test_every_queue_is_encrypted_tls_only_and_dead_lettered(raw: dict[str, Any]
             assert 3 <= props["RedrivePolicy"]["maxReceiveCount"] <= 5, queue_id
 
 
+# --------------------------------------------------------------------------------- token_refresh queue
+
+def _stage_config(stage: str) -> StageConfig:
+    return StageConfig.from_context(stage, load_cdk_context()["stages"])
+
+
+def _role_statements(raw: dict[str, Any], function: dict[str, Any]) -> list[dict[str, Any]]:
+    role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    return [statement
+            for policy in resources(raw, "AWS::IAM::Policy").values()
+            if {"Ref": role_id} in policy["Properties"]["Roles"]
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"] if statement["Effect"] == "Allow"]
+
+
+def test_the_token_refresh_queue_is_consumed_at_the_configured_concurrency(raw: dict[str, Any], stage: str) -> None:
+    function_id, function = _token_function(raw)
+    queue_id, queue = by_purpose(raw, "token_refresh")
+    dlq_id, dlq = by_purpose(raw, "token_refresh_dlq")
+    work_key_id, _ = by_purpose(raw, "token_work_key")
+    token_key_id, _ = by_purpose(raw, "token_key")
+    (mapping,) = [m["Properties"] for m in resources(raw, "AWS::Lambda::EventSourceMapping").values()
+                  if m["Properties"]["EventSourceArn"] == _arn(queue_id)]
+    assert mapping["FunctionName"] == {"Ref": function_id}
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BatchSize"] == 5
+    assert mapping["ScalingConfig"] == {"MaximumConcurrency": _stage_config(stage).refresh_concurrency}
+    props = queue["Properties"]
+    assert props["KmsMasterKeyId"] == _arn(work_key_id) != _arn(token_key_id)
+    assert dlq["Properties"]["KmsMasterKeyId"] == _arn(work_key_id)
+    assert props["MessageRetentionPeriod"] == 14 * 86400
+    assert props["VisibilityTimeout"] >= 6 * function["Properties"]["Timeout"]
+    assert props["RedrivePolicy"]["deadLetterTargetArn"] == _arn(dlq_id)
+    environment = function["Properties"]["Environment"]["Variables"]
+    assert environment["REFRESH_WORK_QUEUE_URL"] == {"Ref": queue_id}
+    config = _stage_config(stage)
+    assert float(environment["LWA_REFRESH_RATE"]) == config.lwa_refresh_rate
+    assert int(environment["LWA_REFRESH_BURST"]) == config.lwa_refresh_burst
+
+
+def test_the_schedule_rates_are_the_finders_intervals() -> None:
+    """Each finder sends at most rate x its interval + burst: the intervals are the schedules'."""
+    from infra.constructs.token_refresher import SCHEDULES
+    from token_refresher.service import REFRESH_INTERVAL_SECONDS
+    from token_refresher.verification import VERIFY_INTERVAL_SECONDS
+
+    rates = {name: rate.to_seconds() for name, rate, _ in SCHEDULES}
+    assert rates["refresh-tokens"] == REFRESH_INTERVAL_SECONDS
+    assert rates["verify-consents"] == VERIFY_INTERVAL_SECONDS
+
+
+def test_the_function_sends_to_its_work_queue_only_and_with_the_work_key_through_sqs(raw: dict[str, Any]) -> None:
+    _, function = _token_function(raw)
+    queue_id, _ = by_purpose(raw, "token_refresh")
+    work_key_id, _ = by_purpose(raw, "token_work_key")
+    statements = _role_statements(raw, function)
+    failed_events_id, _ = by_purpose(raw, "token_events_dlq")
+    sent_to = [r for s in statements if "sqs:SendMessage" in _listed(s["Action"]) for r in _listed(s["Resource"])]
+    # Its work queue, and the failed-events queue (the function's asynchronous-invocation DLQ).
+    assert sorted(sent_to, key=json.dumps) == sorted([_arn(queue_id), _arn(failed_events_id)], key=json.dumps)
+    on_work_key = {action for s in statements if _arn(work_key_id) in _listed(s["Resource"])
+                   for action in _listed(s["Action"])}
+    assert on_work_key == {"kms:GenerateDataKey", "kms:Decrypt"}
+    for statement in statements:
+        if _arn(work_key_id) in _listed(statement["Resource"]):
+            assert "kms:ViaService" in statement["Condition"]["StringEquals"]
+
+
+def test_the_digest_may_only_be_put_under_notices(raw: dict[str, Any]) -> None:
+    _, function = _token_function(raw)
+    bucket_id, _ = by_purpose(raw, "data")
+    statements = _role_statements(raw, function)
+    on_bucket = [s for s in statements if bucket_id in json.dumps(s["Resource"])]
+    assert [(_listed(s["Action"]), json.dumps(s["Resource"])) for s in on_bucket] == [
+        (["s3:PutObject"], json.dumps({"Fn::Join": ["", [_arn(bucket_id), "/notices/*"]]}))]
+
+
+def test_notices_expire_after_a_week(raw: dict[str, Any]) -> None:
+    _, bucket = by_purpose(raw, "data")
+    rules = {rule["Id"]: rule for rule in bucket["Properties"]["LifecycleConfiguration"]["Rules"]}
+    assert (rules["expire-notices"]["Prefix"], rules["expire-notices"]["ExpirationInDays"]) == ("notices/", 7)
+
+
 # --------------------------------------------------------------------------------- operator notices
 
-def test_reauthorization_due_events_reach_the_operator_notices(raw: dict[str, Any]) -> None:
+def test_the_reauthorization_digest_reaches_the_operator_notices(raw: dict[str, Any]) -> None:
     topic_id, topic = by_purpose(raw, "operator_notices")
     events_key_id, _ = by_purpose(raw, "events_key")
     token_key_id, _ = by_purpose(raw, "token_key")
     assert topic["Properties"]["KmsMasterKeyId"] == _arn(events_key_id) != _arn(token_key_id)
     rules = resources(raw, "AWS::Events::Rule").values()
     (rule,) = [r["Properties"] for r in rules if "EventPattern" in r["Properties"]]
-    assert rule["EventPattern"] == {"source": ["seller-insights.tokens"], "detail-type": ["ReauthorizationDue"]}
+    assert rule["EventPattern"] == {"source": ["seller-insights.tokens"], "detail-type": ["ReauthorizationDigest"]}
     assert rule.get("EventBusName", "default") == "default"
     (target,) = rule["Targets"]
     assert target["Arn"] == {"Ref": topic_id}
@@ -217,7 +298,7 @@ def test_connections_table_has_the_due_date_indexes(raw: dict[str, Any]) -> None
 def test_token_lifecycle_alarms(raw: dict[str, Any]) -> None:
     topic_id, _ = by_purpose(raw, "alarms")
     alarms = list(resources(raw, "AWS::CloudWatch::Alarm").values())
-    for purpose in ("notifications_dlq", "token_events_dlq"):
+    for purpose in ("notifications_dlq", "token_events_dlq", "token_refresh_dlq"):
         queue_id, _ = by_purpose(raw, purpose)
         (depth,) = [a["Properties"] for a in alarms
                     if {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue_id, "QueueName"]}}

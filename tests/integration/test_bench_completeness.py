@@ -54,3 +54,6 @@ def test_a_tiny_week_runs_through_the_real_handlers():
     assert result["schedule_runs"]["plan-reports (skipped: outage)"] == 24  # 6 hours of a 15-minute schedule
     assert result["spapi_calls"]["createReport"] > 0 and result["lwa_calls"]["refresh_token"] > 0
     assert result["fetcher_records"] > 0 and result["messages_left"]["dead_letters"] == 0
+    # The refresh finder's work went through the token_refresh queue, all of it.
+    assert result["refresher_deliveries"] > 0 and result["refresher_failed_records"] == 0
+    assert result["messages_left"]["token_refresh"] == 0

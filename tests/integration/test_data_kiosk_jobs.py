@@ -25,7 +25,7 @@ from seller_insights.object_keys import seller_prefix
 from seller_insights.report_catalog import LISTINGS, SALES_AND_TRAFFIC
 from tests.support.api import ConsentClient, FakeContext
 from tests.support.fetcher import refresher_sweep
-from tests.support.flows import connect_and_confirm
+from tests.support.flows import connect_and_confirm, refresh_tokens
 from tests.support.iam import acting_as
 from tests.support.sweeps import plan_reports
 from tests.support.tokens import lwa_stats, provider
@@ -282,7 +282,7 @@ def test_eu_and_fe_report_and_query_jobs_resume_from_their_notifications(notifie
                                              "marketplaces": [{"country": marketplace}]})
         assert connect_and_confirm(ConsentClient(), emulator.base_url, seller, marketplace).status == 303
     control(emulator, "queries/timing", {"min_seconds": 60, "max_seconds": 80})  # done before the reports
-    refreshed = refresher("refresh-tokens")  # warm tokens, and each region's destination
+    refreshed = refresh_tokens()  # warm tokens, and each region's destination
     assert refreshed["failed"] == 0
     planned = plan_reports()
     assert planned["subscribed"] == 2  # each with both notification types (NA waits for its destination)

@@ -20,7 +20,7 @@ from seller_insights.quotas import QuotaBuckets
 from seller_insights.report_catalog import ORDERS
 from seller_insights.report_jobs import PlanRepository, plan_key
 from tests.support.api import ConsentClient, FakeContext
-from tests.support.flows import confirm_consents, connect, connect_and_confirm
+from tests.support.flows import confirm_consents, connect, connect_and_confirm, refresh_tokens
 from tests.support.iam import acting_as
 from tests.support.sweeps import plan_reports
 from tests.support.tokens import connection_item, table
@@ -87,7 +87,7 @@ def lambda_task(duty: str, task: str) -> dict[str, Any]:
 
 def plan_run() -> dict[str, Any]:
     """One round of the schedules: access tokens kept warm by the refresher, then the fetcher's plan."""
-    lambda_task("token_refresher", "refresh-tokens")
+    refresh_tokens()
     return plan_reports()
 
 

@@ -62,8 +62,11 @@ def test_transient_lwa_errors_are_retried_then_succeed(consent_env, emulator, na
     assert naps == [0.25, 0.5]  # exponential backoff (jitter pinned to 1 in this test)
     assert [(item["pk"], item["region"]) for item in stored(consent_env)] == [(f"CANDIDATE#{SELLER}", "NA")]
     assert confirm_consents()["verified"] == 1
-    # The connection, its planning cursor, and the seller's getMarketplaceParticipations quota bucket.
-    assert sorted(item["sk"] for item in stored(consent_env)) == ["BUCKET", "CONN#NA", "PLAN#NA"]
+    # The connection, its planning cursor, the seller's getMarketplaceParticipations quota bucket, and the
+    # app-wide LWA bucket the verification took its refresh from.
+    assert sorted((item["pk"].split("#")[0], item["sk"]) for item in stored(consent_env)) == [
+        ("QUOTA", "BUCKET"), ("QUOTA", "BUCKET"), ("SELLER", "CONN#NA"), ("SELLER", "PLAN#NA")]
+    assert any(item["pk"] == "QUOTA#app#lwa_refresh" for item in stored(consent_env))
 
 
 @pytest.mark.parametrize("status", [500, 503, "timeout"])

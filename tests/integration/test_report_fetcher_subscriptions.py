@@ -24,7 +24,7 @@ from seller_insights.containers import forget_all
 from seller_insights.report_catalog import ORDERS
 from seller_insights.spapi import SpApiClient
 from tests.support.api import ConsentClient, FakeContext
-from tests.support.flows import connect_and_confirm
+from tests.support.flows import connect_and_confirm, refresh_tokens
 from tests.support.iam import acting_as
 from tests.support.sweeps import plan_reports
 from tests.support.tokens import connection_item, provider
@@ -90,7 +90,7 @@ def fetcher(task: str) -> dict[str, Any]:
 
 def sweep() -> dict[str, Any]:
     """The refresh report, with the number of sellers the plan after it subscribed."""
-    refreshed = refresher("refresh-tokens")
+    refreshed = refresh_tokens()
     planned = plan_reports()
     return {**refreshed, "subscribed": planned["subscribed"]}
 
@@ -232,7 +232,7 @@ def test_a_deferred_subscription_is_tried_at_the_next_plan_without_planning_jobs
     """The plan finds no destination kept for its queue (here: its queue is not the one the refresher kept
     the NA destination for): the subscription waits, not a failure; the jobs are planned and poll, and the
     next plan that finds the destination subscribes."""
-    refresher("refresh-tokens")  # the access token the fetcher will use, and the NA destination
+    refresh_tokens()  # the access token the fetcher will use, and the NA destination
     monkeypatch.setenv("REPORT_NOTIFICATIONS_QUEUE_ARN", "not-an-sqs-arn")
     forget_all()
     failed = plan_reports()

@@ -1,5 +1,5 @@
-"""Revocation, the 403 rule, LWA faults on refresh, the refresh sweep and re-authorization notices,
-each with its "nothing lost" oracle."""
+"""Revocation, the 403 rule, LWA faults on refresh, the refresh fan-out (finder, token_refresh queue,
+renewals) and the re-authorization digest, each with its "nothing lost" oracle."""
 
 from __future__ import annotations
 
@@ -16,7 +16,13 @@ from seller_insights.errors import AuthorizationRevoked, ConnectionNotActive, Lw
 from seller_insights.report_destinations import DestinationCache
 from seller_insights.spapi import SpApiClient
 from tests.support.api import ConsentClient, FakeContext
-from tests.support.flows import appstore_login_query, callback_query, confirm_consents, connect_and_confirm
+from tests.support.flows import (
+    appstore_login_query,
+    callback_query,
+    confirm_consents,
+    connect_and_confirm,
+    refresh_tokens,
+)
 from tests.support.iam import acting_as
 from tests.support.tokens import connection_item, lwa_stats, provider, token_item
 
@@ -169,20 +175,23 @@ def test_transient_lwa_errors_are_retried_within_the_call(connected, emulator, r
     assert refresh_calls() == 3
 
 
-# --- the scheduled sweep --------------------------------------------------------------------------
+# --- the scheduled refresh: finder, token_refresh queue, renewals ----------------------------------
 
-def test_sweep_refreshes_due_connections_and_detects_revocations(connected, emulator, product_clock):
+def test_refresh_fan_out_renews_due_connections_and_detects_revocations(connected, emulator, product_clock):
     assert connect_and_confirm(ConsentClient(), emulator.base_url, OTHER, "DE").status == 303
-    first = refresher("refresh-tokens")
-    assert first == {"due": 2, "refreshed": 2, "revoked": 0, "skipped": 0, "failed": 0, "stopped": None,
-                     "left": 0}
-    assert refresher("refresh-tokens")["due"] == 0  # nothing due until five minutes before expiry
+    first = refresh_tokens()
+    # One message of two work items; the limit is the local bucket's 100/s x 300 s + 200.
+    assert (first["found"], first["messages"], first["limit"]) == (2, 1, 30_200)
+    assert {k: first[k] for k in ("refreshed", "revoked", "skipped", "not_due", "failed", "deferred")} == {
+        "refreshed": 2, "revoked": 0, "skipped": 0, "not_due": 0, "failed": 0, "deferred": 0}
+    assert first["stopped"] == []
+    assert refresh_tokens()["found"] == 0  # nothing due until five minutes before expiry
     revoke(emulator, OTHER, "EU")
     product_clock.advance(3600 - 300)
-    second = refresher("refresh-tokens")
-    assert (second["due"], second["refreshed"], second["revoked"]) == (2, 1, 1)
+    second = refresh_tokens()
+    assert (second["found"], second["refreshed"], second["revoked"]) == (2, 1, 1)
     assert connection_item(connected, OTHER, "EU")["status"] == "REVOKED"
-    assert refresher("refresh-tokens")["due"] == 0  # a revoked connection leaves the index
+    assert refresh_tokens()["found"] == 0  # a revoked connection leaves the index
 
 
 def test_the_sweep_keeps_a_report_destination_in_each_region_with_a_due_connection(connected, emulator,
@@ -195,7 +204,7 @@ def test_the_sweep_keeps_a_report_destination_in_each_region_with_a_due_connecti
     for seller, marketplace in ((OTHER, "US"), (EUROPEAN, "DE")):
         assert connect_and_confirm(ConsentClient(), emulator.base_url, seller, marketplace).status == 303
 
-    first = refresher("refresh-tokens")
+    first = refresh_tokens()
 
     assert (first["refreshed"], first["failed"]) == (3, 0)
     amazon = emulator_stats(emulator)
@@ -212,7 +221,7 @@ def test_the_sweep_keeps_a_report_destination_in_each_region_with_a_due_connecti
     assert "Atc|" not in out + err and "Atza|" not in out + err
 
     product_clock.advance(3600 - 300)  # every connection due again: the destinations come from the cache
-    assert refresher("refresh-tokens")["refreshed"] == 3
+    assert refresh_tokens()["refreshed"] == 3
     assert emulator_stats(emulator)["spapi"] == amazon["spapi"]
 
 
@@ -251,7 +260,7 @@ def test_a_destination_created_meanwhile_by_another_run_is_found_not_duplicated(
     keeper = DestinationKeeper(queue_arn=queue_arn, application_api=racing, cache=cache)
     monkeypatch.setattr(handler, "destinations", lambda: keeper)
 
-    swept = refresher("refresh-tokens")
+    swept = refresh_tokens()
 
     assert (swept["refreshed"], swept["failed"]) == (1, 0)
     amazon = emulator_stats(emulator)
@@ -271,8 +280,8 @@ def test_invalid_client_touches_no_connection(connected, emulator, capfd):
         "client_id": emulator.client_id, "client_secret": "amzn1.oa2-cs.v1." + "0" * 64,
         "application_id": emulator.application_id}))
     clear_caches()  # as a container would after its 5-minute max age
-    report = refresher("refresh-tokens")
-    assert report["stopped"] == "invalid_client" and report["refreshed"] == 0
+    report = refresh_tokens()
+    assert report["stopped"] == ["invalid_client"] and report["refreshed"] == 0
     item = connection_item(connected, SELLER, "NA")
     assert item["status"] == "ACTIVE" and "refresh_token" in item
     assert '"LwaInvalidClient":[1.0]' in capfd.readouterr().out  # the alarm's metric
@@ -299,23 +308,35 @@ def test_previous_secret_works_during_the_rotation_overlap(connected, emulator, 
         provider(connected, emulator.base_url).get(SELLER, "NA")
 
 
-# --- re-authorization notices ---------------------------------------------------------------------
+# --- re-authorization digest ----------------------------------------------------------------------
 
-def test_reauthorization_due_within_30_days_is_published(connected, emulator, product_clock):
+def test_reauthorization_due_within_30_days_is_one_digest(connected, emulator, product_clock):
     events = boto3.client("events")
     sqs = boto3.client("sqs")
     queue = sqs.create_queue(QueueName="notices")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     events.put_rule(Name="notices", EventPattern=json.dumps({"source": ["seller-insights.tokens"],
-                                                               "detail-type": ["ReauthorizationDue"]}))
+                                                               "detail-type": ["ReauthorizationDigest"]}))
     events.put_targets(Rule="notices", Targets=[{"Id": "q", "Arn": arn}])
+    assert connect_and_confirm(ConsentClient(), emulator.base_url, OTHER, "DE").status == 303
 
-    assert refresher("check-reauthorization") == {"due": 0, "published": 0}
+    assert refresher("check-reauthorization") == {"due": 0, "published": 0, "key": None}
     product_clock.advance(timedelta(days=340).total_seconds())
-    assert refresher("check-reauthorization") == {"due": 1, "published": 1}
-    body = json.loads(sqs.receive_message(QueueUrl=queue)["Messages"][0]["Body"])
-    assert body["detail"] == {"seller_id": SELLER, "region": "NA",
-                              "reauthorization_due_at": "2027-11-29T12:00:00Z", "days_left": 25}
+    digest = refresher("check-reauthorization")
+
+    assert digest == {"due": 2, "published": 1, "key": "notices/reauthorization/2027-11-04.jsonl"}
+    (message,) = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    body = json.loads(message["Body"])
+    assert body["detail-type"] == "ReauthorizationDigest"
+    assert body["detail"] == {"date": "2027-11-04", "notice_days": 30, "due": 2, "by_days_left": {"15-30": 2},
+                              "by_region": {"EU": 1, "NA": 1}, "bucket": "test-data",
+                              "key": "notices/reauthorization/2027-11-04.jsonl"}
+    stored = boto3.client("s3").get_object(Bucket="test-data", Key=digest["key"])
+    lines = [json.loads(line) for line in stored["Body"].read().decode().splitlines()]
+    assert sorted(lines, key=lambda line: line["seller_id"]) == [
+        {"seller_id": SELLER, "region": "NA", "reauthorization_due_at": "2027-11-29T12:00:00Z", "days_left": 25},
+        {"seller_id": OTHER, "region": "EU", "reauthorization_due_at": "2027-11-29T12:00:00Z", "days_left": 25},
+    ]
 
 
 def test_unknown_events_are_refused(token_env):

@@ -218,6 +218,27 @@ def test_only_the_token_refresher_keeps_report_destinations(env: Resources) -> N
         assert cache.get(Region.EU) is None
 
 
+def test_the_token_refresher_puts_notices_only_and_sends_to_its_work_queue_only(
+        env: Resources, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The re-authorization digest goes under notices/ (PutObject only: no read back, nothing of a
+    seller's); the refresh finder sends to token_refresh, and to no other queue."""
+    s3, sqs = boto3.client("s3"), boto3.client("sqs")
+    work = sqs.create_queue(QueueName="iam-guard-token-refresh")["QueueUrl"]
+    jobs = sqs.create_queue(QueueName="iam-guard-report-jobs")["QueueUrl"]
+    monkeypatch.setenv("REFRESH_WORK_QUEUE_URL", work)
+    monkeypatch.setenv("REPORT_JOBS_QUEUE_URL", jobs)
+    with acting_as("token_refresher"):
+        s3.put_object(Bucket=BUCKET, Key="notices/reauthorization/2026-11-29.jsonl", Body=b"{}")
+        sqs.send_message(QueueUrl=work, MessageBody='{"token_refresh": []}')
+    for denied_call in (lambda: s3.get_object(Bucket=BUCKET, Key="notices/reauthorization/2026-11-29.jsonl"),
+                        lambda: s3.put_object(Bucket=BUCKET, Key="sellers/A1/NA/reports/a.tsv", Body=b"x"),
+                        lambda: sqs.send_message(QueueUrl=jobs, MessageBody="{}")):
+        with acting_as("token_refresher"), pytest.raises(ClientError) as denied:
+            denied_call()
+        assert error(denied.value)[0] in ("AccessDenied", "AccessDeniedException", "AccessDenied.Sqs"), error(
+            denied.value)
+
+
 def test_the_data_buckets_tls_only_policy_denies_a_request_without_tls(env: Resources) -> None:
     """Locally every request counts as HTTPS (the product's clients use it in AWS); the template's bucket
     policy is still evaluated, and without TLS its explicit deny wins over the fetcher's grant."""

@@ -81,6 +81,41 @@ def sweep_retention(info: dict[str, Any]) -> dict[str, Any]:
             "failed": drained["failed"].get("retention_purges", 0)}
 
 
+def refresh_tokens(info: dict[str, Any]) -> dict[str, Any]:
+    """The refresh-tokens schedule (it finds the due connections and sends them to the token_refresh queue),
+    then a drain (the queue's event source renews them). The finder's report, with the token_refresh
+    messages delivered and failed, and the LWA refresh_token calls made meanwhile (`lwa_refreshes`)."""
+    before = int(stats(info)["lwa"]["refresh_token"])
+    found = fire(info, "refresh-tokens")
+    drained = drain(info)
+    return {**found, "delivered": drained["delivered"].get("token_refresh", 0),
+            "failed": drained["failed"].get("token_refresh", 0),
+            "lwa_refreshes": int(stats(info)["lwa"]["refresh_token"]) - before}
+
+
+# What became of a consent Amazon was asked about (the audit record's outcome) → the verify-consents count.
+VERIFICATION_OUTCOMES = {"done": "verified", "identity_mismatch": "mismatched", "expired": "expired",
+                         "revoked": "revoked", "deletion_pending": "deletion_pending"}
+
+
+def verify_consents(info: dict[str, Any]) -> dict[str, Any]:
+    """The verify-consents schedule (it finds the consents waiting for Amazon and sends them to the
+    token_refresh queue), then a drain (the queue's event source checks them). The candidates found
+    (`due`), the messages failed, and what became of the consents, counted from the audit records that
+    appeared meanwhile (`verified`, `mismatched`, `expired`, `revoked`, `deletion_pending`)."""
+    def outcomes() -> dict[str, int]:
+        records = [r for r in every_item(stack_table(info, "audit").scan) if r.get("type") == "consent_verification"]
+        return {name: sum(1 for r in records if r.get("outcome") == outcome)
+                for outcome, name in VERIFICATION_OUTCOMES.items()}
+
+    before = outcomes()
+    found = fire(info, "verify-consents")
+    drained = drain(info)
+    after = outcomes()
+    return {"due": found["found"], **found, "failed": drained["failed"].get("token_refresh", 0),
+            **{name: after[name] - before[name] for name in after}}
+
+
 def stats(info: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = requests.get(f"{info['amazon']}/_emulator/stats", timeout=TIMEOUT).json()
     return result
@@ -97,7 +132,7 @@ def finish_at_callback(info: dict[str, Any], browser: requests.Session, callback
     callback = browser.get(callback_url, allow_redirects=False, timeout=TIMEOUT)
     success = urljoin(callback_url, redirect(callback, 303))
     assert browser.get(success, allow_redirects=False, timeout=TIMEOUT).status_code == 200
-    confirmed = fire(info, "verify-consents")
+    confirmed = verify_consents(info)
     assert confirmed["verified"] == 1, confirmed
 
 

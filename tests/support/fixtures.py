@@ -20,6 +20,7 @@ from seller_insights.containers import forget_all
 from tests.support.resources import Resources, create_resources
 
 REDIRECT_URI = "https://seller-insights.example.com/callback"
+TOKEN_DATA_BUCKET = "test-data"
 
 
 @pytest.fixture(scope="session")
@@ -62,6 +63,10 @@ def consent_env(monkeypatch: pytest.MonkeyPatch, emulator: AmazonEmulator,
     with mock_aws():
         resources = create_resources(boto3.session.Session(), emulator.credentials())
         sqs_client = boto3.client("sqs")
+        # The token refresher's work queue and the data bucket its digest goes to (verify-consents runs
+        # in these tests too, and its settings name them).
+        refresh_work = sqs_client.create_queue(QueueName="test-token-refresh")["QueueUrl"]
+        boto3.client("s3").create_bucket(Bucket=TOKEN_DATA_BUCKET)
         env = {
             "STAGE": "local",
             "AMAZON_ENDPOINT_OVERRIDE": emulator.base_url,
@@ -80,6 +85,11 @@ def consent_env(monkeypatch: pytest.MonkeyPatch, emulator: AmazonEmulator,
             # The sweeps' work queues (tests.support.sweeps drains them after firing their schedules).
             "REPORT_PLANS_QUEUE_URL": sqs_client.create_queue(QueueName="report-plans")["QueueUrl"],
             "RETENTION_PURGES_QUEUE_URL": sqs_client.create_queue(QueueName="retention-purges")["QueueUrl"],
+            "REFRESH_WORK_QUEUE_URL": refresh_work,
+            "DATA_BUCKET": TOKEN_DATA_BUCKET,
+            # The local stage's app-wide LWA bucket (cdk.json): tests never wait on it unless they lower it.
+            "LWA_REFRESH_RATE": "100",
+            "LWA_REFRESH_BURST": "200",
         }
         for key, value in env.items():
             monkeypatch.setenv(key, value)

@@ -97,7 +97,31 @@ def test_every_function_that_sets_a_purge_date_needs_one_within_the_promise(sett
     env = {"STAGE": "dev", "CONNECTIONS_TABLE": "c", "IDEMPOTENCY_TABLE": "i", "AUDIT_TABLE": "a", "DATA_BUCKET": "b",
            "SELLER_KEY_SECRET_ID": "sk", "TOKEN_KEY_ID": "k", "LWA_CLIENT_SECRET_ID": "l",
            "REPORT_JOBS_QUEUE_URL": "q", "REPORT_PLANS_QUEUE_URL": "p", "EXPORT_QUEUE_URL": "e",
-            "DEFAULT_REPORT_TYPES": "GET_MERCHANT_LISTINGS_ALL_DATA"}
+            "DEFAULT_REPORT_TYPES": "GET_MERCHANT_LISTINGS_ALL_DATA",
+            "REFRESH_WORK_QUEUE_URL": "q", "LWA_REFRESH_RATE": "5", "LWA_REFRESH_BURST": "10"}
     assert settings.from_env({**env, "PURGE_AFTER_DAYS": "27"}).purge_after_days == 27
     with pytest.raises(ConfigurationError, match="PURGE_AFTER_DAYS"):
         settings.from_env({**env, "PURGE_AFTER_DAYS": days})
+
+
+TOKEN_ENV = {"STAGE": "dev", "CONNECTIONS_TABLE": "c", "IDEMPOTENCY_TABLE": "i", "AUDIT_TABLE": "a", "DATA_BUCKET": "b",
+             "SELLER_KEY_SECRET_ID": "sk", "TOKEN_KEY_ID": "k", "LWA_CLIENT_SECRET_ID": "l", "PURGE_AFTER_DAYS": "27",
+             "REFRESH_WORK_QUEUE_URL": "q"}
+
+
+def test_the_app_wide_lwa_bucket_is_read_as_a_rate():
+    from seller_insights.quotas import Rate
+    from token_refresher.settings import TokenRefresherSettings
+
+    settings = TokenRefresherSettings.from_env({**TOKEN_ENV, "LWA_REFRESH_RATE": "2.5", "LWA_REFRESH_BURST": "20"})
+    assert settings.lwa_refresh == Rate(2.5, 20)
+
+
+@pytest.mark.parametrize(("rate", "burst", "named"), [
+    ("0", "10", "LWA_REFRESH_RATE"), ("fast", "10", "LWA_REFRESH_RATE"),
+    ("5", "0", "LWA_REFRESH_BURST"), ("5", "", "LWA_REFRESH_BURST")])
+def test_a_bad_lwa_bucket_is_refused_by_name(rate, burst, named):
+    from token_refresher.settings import TokenRefresherSettings
+
+    with pytest.raises(ConfigurationError, match=named):
+        TokenRefresherSettings.from_env({**TOKEN_ENV, "LWA_REFRESH_RATE": rate, "LWA_REFRESH_BURST": burst})

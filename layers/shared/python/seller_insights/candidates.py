@@ -28,6 +28,7 @@ from boto3.dynamodb.conditions import Attr, Key
 from seller_insights import dynamo
 from seller_insights.dynamo import applied, condition_checked, conditional
 from seller_insights.errors import TransactionCancelled
+from seller_insights.fanout import due_items
 from seller_insights.report_jobs import plan_key
 from seller_insights.repositories import (
     SHARDS,
@@ -141,13 +142,15 @@ class CandidateRepository:
         return [Candidate.from_item(item) for item in dynamo.query(
             self._table, KeyConditionExpression=Key("pk").eq(candidate_partition(seller_id)), ConsistentRead=True)]
 
-    def due(self, now: int) -> Iterator[tuple[str, str, str]]:
-        """(seller, region, candidate id) of candidates due for a verification attempt; no Scan."""
-        for number in range(SHARDS):
-            condition = Key("verify_shard").eq(str(number)) & Key("verify_due_at").lte(now)
-            for item in dynamo.query(self._table, IndexName=VERIFICATION_DUE_INDEX, KeyConditionExpression=condition):
-                region, _, candidate_id = item["sk"].partition("#")
-                yield item["pk"].removeprefix(CANDIDATE_PREFIX), region, candidate_id
+    def due(self, now: int, *, shards: list[str] | None = None, limit: int | None = None,
+            ) -> Iterator[tuple[str, str, str]]:
+        """(seller, region, candidate id) of candidates due for a verification attempt, shard after shard in
+        the order given (default 0..7), at most `limit`; index pages only, no Scan."""
+        order = shards if shards is not None else [str(number) for number in range(SHARDS)]
+        for item in due_items(self._table, index=VERIFICATION_DUE_INDEX, shard_attribute="verify_shard",
+                              due_attribute="verify_due_at", until=now, shards=order, limit=limit):
+            region, _, candidate_id = item["sk"].partition("#")
+            yield item["pk"].removeprefix(CANDIDATE_PREFIX), region, candidate_id
 
     # --- the verifier side -----------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ server access logs, kept 365 days, record every key, and they must not name a se
     sellers/{seller_key}/{region}/reports/{type}/{marketplace_id}/{report_id}.tsv  (settlement: discovered)
     sellers/{seller_key}/{region}/reports/{type}/errors/{report_id}.txt   (FATAL error documents)
     exports/{seller_key}/{request_id}.zip                                  (portability exports, 7 days)
+    notices/reauthorization/{YYYY-MM-DD}.jsonl    (operators' daily digest; names no seller in its key, 7 days)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from seller_insights.pseudonyms import seller_key
 
 SELLERS = "sellers/"
 EXPORTS = "exports/"
+NOTICES = "notices/"
 
 
 def seller_prefix(seller_id: str, region: str | None = None) -> str:
@@ -42,3 +44,8 @@ def export_prefix(seller_id: str) -> str:
 
 def export_key(seller_id: str, request_id: str) -> str:
     return f"{export_prefix(seller_id)}{request_id}.zip"
+
+
+def reauthorization_digest_key(day: str) -> str:
+    """The day's list of connections due for re-authorization (`day`: YYYY-MM-DD)."""
+    return f"{NOTICES}reauthorization/{day}.jsonl"

@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.conditions import Attr, ConditionBase, Key
+from boto3.dynamodb.conditions import Attr, Key
 
 from seller_insights import dynamo
 from seller_insights.dynamo import applied, condition_checked, conditional
@@ -158,21 +158,36 @@ class ConnectionsRepository:
             ExpressionAttributeValues={":due": due_epoch},
         ))
 
-    def refresh_due(self, until_epoch: int) -> Iterator[tuple[str, str]]:
-        """(seller, region) of ACTIVE connections whose refresh is due by `until_epoch`; no Scan."""
-        for number in range(SHARDS):
-            yield from self._query(REFRESH_DUE_INDEX,
-                                   Key("refresh_shard").eq(str(number)) & Key("refresh_due_at").lte(until_epoch))
+    def refresh_due(self, until_epoch: int, *, shards: list[str], limit: int) -> Iterator[tuple[str, str]]:
+        """(seller, region) of ACTIVE connections whose refresh is due by `until_epoch`, shard after shard in
+        the order given, at most `limit` (index pages only: keys, no item reads; no Scan)."""
+        # Imported here: seller_insights.fanout takes SHARDS from this module.
+        from seller_insights.fanout import due_items  # noqa: PLC0415
 
-    def reauthorization_due(self, until: datetime) -> Iterator[tuple[str, str]]:
-        """(seller, region) of ACTIVE connections whose yearly re-authorization is due by `until`."""
-        for number in range(SHARDS):
-            yield from self._query(REAUTHORIZATION_DUE_INDEX,
-                                   Key("reauth_shard").eq(str(number)) & Key("reauthorization_due_at").lte(iso(until)))
-
-    def _query(self, index: str, condition: ConditionBase) -> Iterator[tuple[str, str]]:
-        for item in dynamo.query(self._table, IndexName=index, KeyConditionExpression=condition):
+        for item in due_items(self._table, index=REFRESH_DUE_INDEX, shard_attribute="refresh_shard",
+                              due_attribute="refresh_due_at", until=until_epoch, shards=shards, limit=limit):
             yield parse_key(item)
+
+    def refresh_due_at(self, seller_id: str, region: str) -> int | None:
+        """When the connection's next refresh is due (consistent read); None when it is not in the refresh
+        index any more (revoked, removed, deleted)."""
+        item: dict[str, Any] | None = self._table.get_item(
+            Key=connection_key(seller_id, region), ProjectionExpression="refresh_due_at, refresh_shard",
+            ConsistentRead=True).get("Item")
+        if not item or "refresh_shard" not in item or "refresh_due_at" not in item:
+            return None
+        return int(item["refresh_due_at"])
+
+    def reauthorization_due(self, until: datetime, *, page_size: int = 1000) -> Iterator[tuple[str, str, str]]:
+        """(seller, region, reauthorization_due_at) of ACTIVE connections whose yearly re-authorization is due
+        by `until`, page by page from the index (pages of at most `page_size`; its keys hold the date: no item
+        reads), read only as far as the caller iterates."""
+        for number in range(SHARDS):
+            condition = Key("reauth_shard").eq(str(number)) & Key("reauthorization_due_at").lte(iso(until))
+            for item in dynamo.query(self._table, IndexName=REAUTHORIZATION_DUE_INDEX,
+                                     KeyConditionExpression=condition, PaginationConfig={"PageSize": page_size}):
+                seller, region = parse_key(item)
+                yield seller, region, str(item["reauthorization_due_at"])
 
     def replace_refresh_token(self, seller_id: str, region: str, sealed: Sealed) -> None:
         """LWA answered a refresh with a different refresh token: keep the new one (ACTIVE only)."""

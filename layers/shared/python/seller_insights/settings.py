@@ -3,7 +3,7 @@
 A function declares a frozen dataclass that extends `BaseSettings` and the mixins of the fields it shares
 with other functions (`ConnectionsTable`, `AuditTable`, ...: one declaration, one meaning, one check per
 variable); its own fields it declares itself. Every field is read from the environment variable of the
-same name in upper case (or `env_field(name=...)`). Supported types: str, int, bool, and `str | None` for
+same name in upper case (or `env_field(name=...)`). Supported types: str, int, float, bool, and `str | None` for
 optional values.
 """
 
@@ -156,6 +156,11 @@ def _convert(raw: str, annotation: Any) -> Any:
             return int(raw)
         except ValueError:
             raise ValueError(f"expected a whole number, got {raw!r}") from None
+    if annotation is float:
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError(f"expected a number, got {raw!r}") from None
     if annotation is str:
         return raw
     raise TypeError(f"unsupported settings type {annotation!r}")
