@@ -98,6 +98,25 @@ class RefreshFinder:
         return FindReport(found=len(due), messages=messages, limit=self._limit)
 
 
+class LwaPace:
+    """What every LWA call of a token_refresh batch passes first: enough time left in the invocation, then a
+    token of the app-wide LWA bucket (our own limit, shared by every container)."""
+
+    def __init__(self, buckets: QuotaBuckets, rate: Rate, remaining_millis: Callable[[], int]) -> None:
+        self._buckets = buckets
+        self._rate = rate
+        self._remaining_millis = remaining_millis
+
+    def refusal(self) -> str | None:
+        """None: go ahead; else why the rest of the batch is left due ("time" or "lwa_rate")."""
+        if self._remaining_millis() < SAFETY_MILLIS:
+            return "time"
+        if self._buckets.take(APP_LWA_BUCKET, self._rate):
+            count("LwaRefreshRateLimited")
+            return "lwa_rate"
+        return None
+
+
 class RefreshWork:
     """Renews the access tokens of token_refresh work items, one invocation's batch at a time. Every
     refresh also proves the refresh token still works, so a revocation is seen within one token lifetime
@@ -112,9 +131,7 @@ class RefreshWork:
                  lwa_rate: Rate, remaining_millis: Callable[[], int]) -> None:
         self._connections = connections
         self._tokens = tokens
-        self._buckets = buckets
-        self._lwa_rate = lwa_rate
-        self._remaining_millis = remaining_millis
+        self._pace = LwaPace(buckets, lwa_rate, remaining_millis)
         self.report = RefreshReport()
 
     def renew(self, items: list[dict[str, Any]]) -> None:
@@ -130,12 +147,9 @@ class RefreshWork:
         if due_at is None or due_at > clock.epoch_seconds():
             self.report.not_due += 1
             return
-        if self._remaining_millis() < SAFETY_MILLIS:
-            self._stop("time")
-            return
-        if self._buckets.take(APP_LWA_BUCKET, self._lwa_rate):
-            count("LwaRefreshRateLimited")
-            self._stop("lwa_rate")
+        refusal = self._pace.refusal()
+        if refusal is not None:
+            self._stop(refusal)
             return
         try:
             refreshed = self._tokens.refresh(seller, region)

@@ -50,13 +50,12 @@ from seller_insights.redaction import register_secret
 from seller_insights.vault import Purpose, SecretContext, Vault
 from token_refresher.marketplaces import ConsentMarketplaces
 from token_refresher.models import FindReport
-from token_refresher.service import APP_LWA_BUCKET
+from token_refresher.service import LwaPace
 
 # A run that dies mid-attempt leaves the candidate due again after this (longer than the function's timeout).
 LEASE_SECONDS = 300
 FIRST_RETRY_SECONDS = 60
 MAX_RETRY_SECONDS = 900
-SAFETY_MILLIS = 10_000
 # The verify-consents schedule's rate (infra/constructs/token_refresher.py SCHEDULES; a test keeps them equal).
 VERIFY_INTERVAL_SECONDS = 60
 # Work items of the token_refresh queue: {"consent_verification": [{"seller_id", "region", "candidate_id"}]}.
@@ -216,9 +215,7 @@ class VerificationWork:
     def __init__(self, verification: ConsentVerification, buckets: QuotaBuckets, lwa_rate: Rate,
                  remaining_millis: Callable[[], int]) -> None:
         self._verification = verification
-        self._buckets = buckets
-        self._lwa_rate = lwa_rate
-        self._remaining_millis = remaining_millis
+        self._pace = LwaPace(buckets, lwa_rate, remaining_millis)
         self.report = VerificationReport()
 
     def check(self, items: list[dict[str, Any]]) -> None:
@@ -233,12 +230,9 @@ class VerificationWork:
         if candidate is None or candidate.verify_due_at > clock.epoch_seconds():
             self.report.skipped += 1  # gone, or another run took it since it was found
             return
-        if self._remaining_millis() < SAFETY_MILLIS:
-            self._stop("time")
-            return
-        if self._buckets.take(APP_LWA_BUCKET, self._lwa_rate):
-            count("LwaRefreshRateLimited")
-            self._stop("lwa_rate")
+        refusal = self._pace.refusal()
+        if refusal is not None:
+            self._stop(refusal)
             return
         try:
             self._verification.verify(candidate, self.report)
