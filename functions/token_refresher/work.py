@@ -18,6 +18,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from seller_insights.errors import UnreadableWork
 from seller_insights.observability import get_logger
 from seller_insights.sqs_batches import consume
 from token_refresher.service import TOKEN_REFRESH_KIND
@@ -26,10 +27,6 @@ from token_refresher.verification import CONSENT_VERIFICATION_KIND
 # The string fields each kind's items carry.
 ITEM_FIELDS = {TOKEN_REFRESH_KIND: ("seller_id", "region"),
                CONSENT_VERIFICATION_KIND: ("seller_id", "region", "candidate_id")}
-
-
-class UnreadableWork(ValueError):
-    """A token_refresh message that is not a list of work items of a known kind."""
 
 
 def is_token_work(event: dict[str, Any]) -> bool:

@@ -478,7 +478,7 @@ def test_a_fatal_cooldown_is_parked_and_woken_once_by_wake_jobs(reports_env, emu
     from report_fetcher.service import MAX_DELAY_SECONDS
 
     seed(emulator, ORDERS, "FATAL", b'{"errorDetails": "bad window"}', content_type="application/json", gzip=False)
-    invoke({"task": "plan-reports"})
+    plan_reports()
     run_until_settled(reports_env, emulator, rounds=3)
     (job,) = items("JOB#")
     assert job["status"] == "COOLDOWN" and int(job["wake_at"]) == int(job["next_check_at"])
@@ -523,7 +523,7 @@ def test_throttled_job_hops_at_most_the_bound_then_is_parked_and_woken(reports_e
     from report_fetcher.service import MAX_SELF_HOPS, RETRY_SECONDS
 
     fault(emulator, "getReport", 429, 2 * MAX_SELF_HOPS + 5)
-    invoke({"task": "plan-reports"})
+    plan_reports()
     hops: list[int] = []
     parked = 0
     for _ in range(60):

@@ -313,6 +313,10 @@ class PlanningFailed(SellerInsightsError):
     """SQS refused job messages of the plan; the cursors did not move, so the next run sends them again."""
 
 
+class UnreadableWork(SellerInsightsError, ValueError):
+    """A work queue's message that is not a list of work items of a kind its consumer knows."""
+
+
 class FanOutFailed(SellerInsightsError):
     """SQS refused some work messages after every attempt; the items stay due and the next run sends them."""
 
