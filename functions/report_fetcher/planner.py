@@ -55,7 +55,7 @@ from report_fetcher.subscriptions import ReportSubscriptions
 from seller_insights import clock
 from seller_insights.coverage import Cursor, Window, aligned, iso_of, key_of, new_cursor, request_window
 from seller_insights.errors import PlanningFailed
-from seller_insights.fanout import WorkQueue, due_items, rotating_shards
+from seller_insights.fanout import FindReport, WorkQueue, due_items, rotating_shards
 from seller_insights.observability import get_logger, get_metrics, put_metric_per_type
 from seller_insights.report_catalog import CATALOG, ReportSpec, WindowKind
 from seller_insights.report_jobs import PLAN_DUE_INDEX, Job, Plan, PlanRepository, job_id
@@ -95,15 +95,6 @@ class PlanReport:
     def add(self, other: PlanReport) -> None:
         for name, value in vars(other).items():
             setattr(self, name, getattr(self, name) + value)
-
-
-@dataclass(frozen=True)
-class FindReport:
-    found: int  # due plans sent as work items (at most the limit; the rest stay due)
-    messages: int
-
-    def as_dict(self) -> dict[str, int]:
-        return dict(vars(self))
 
 
 class PlanFinder:

@@ -48,7 +48,7 @@ from seller_insights import clock
 from seller_insights.candidates import candidate_partition
 from seller_insights.data_rights import profile_key
 from seller_insights.errors import ConnectionChanged, PurgeIncomplete, PurgeOutOfTime, TransactionCancelled
-from seller_insights.fanout import WorkQueue, due_items, rotating_shards
+from seller_insights.fanout import FindReport, WorkQueue, due_items, rotating_shards
 from seller_insights.marketplaces import Region
 from seller_insights.object_keys import export_prefix, seller_prefix
 from seller_insights.observability import get_logger, get_metrics
@@ -82,15 +82,6 @@ COUNTERS = ("s3_versions", "s3_delete_markers", "multipart_uploads", "table_item
 
 def count(name: str, value: float = 1) -> None:
     get_metrics().add_metric(name=name, unit=MetricUnit.Count, value=value)
-
-
-@dataclass(frozen=True)
-class FindReport:
-    found: int  # due connections sent (at most the limit; the rest stay due for the next run)
-    messages: int
-
-    def as_dict(self) -> dict[str, int]:
-        return dict(vars(self))
 
 
 class PurgeFinder:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from seller_insights import fanout
 from seller_insights.errors import MalformedNotification
 
 SECRET_EXPIRY_TYPE = "APPLICATION_OAUTH_CLIENT_SECRET_EXPIRY"  # noqa: S105 - a notification type name
@@ -49,16 +50,12 @@ class Notification:
             raise MalformedNotification(f"{section}.{name} is not an ISO-8601 time") from None
 
 
-@dataclass
-class FindReport:
-    """One run of the refresh-tokens finder: connections found due and sent to the token_refresh queue."""
+@dataclass(frozen=True)
+class FindReport(fanout.FindReport):
+    """One run of a token finder (refresh-tokens, verify-consents): what it found due and sent to the
+    token_refresh queue, and the run's limit (the LWA bucket's capacity over the schedule's interval)."""
 
-    found: int = 0
-    messages: int = 0
     limit: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(vars(self))
 
 
 @dataclass

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Key
@@ -23,7 +24,7 @@ from boto3.dynamodb.conditions import Key
 from seller_insights.errors import FanOutFailed
 from seller_insights.repositories import SHARDS
 
-__all__ = ["FanOutFailed", "WorkQueue", "due_items", "rotating_shards"]
+__all__ = ["FanOutFailed", "FindReport", "WorkQueue", "due_items", "rotating_shards"]
 
 if TYPE_CHECKING:
     from types_boto3_dynamodb.service_resource import Table
@@ -33,6 +34,17 @@ if TYPE_CHECKING:
 SQS_BATCH = 10  # SendMessageBatch's maximum
 SEND_ATTEMPTS = 3
 MAX_DELAY_SECONDS = 900  # SQS's DelaySeconds ceiling
+
+
+@dataclass(frozen=True)
+class FindReport:
+    """One finder run: items found due and sent (at most the run's limit; the rest stay due), in `messages`."""
+
+    found: int
+    messages: int
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(vars(self))
 
 
 def rotating_shards(epoch: int, period_seconds: int) -> list[str]:
