@@ -11,6 +11,7 @@ from infra.constructs.data_requests import DataRequests
 from infra.constructs.data_stores import DataStores
 from infra.constructs.oauth_callback import OAuthCallback
 from infra.constructs.observability import Observability
+from infra.constructs.operators import Operators
 from infra.constructs.report_fetcher import LAG_ALARM_PERIODS, ReportFetcher
 from infra.constructs.retention_sweeper import RetentionSweeper
 from infra.constructs.token_refresher import TokenRefresher
@@ -135,6 +136,8 @@ class SellerInsightsStack(Stack):
         data_requests = DataRequests(self, "DataRequests", config=config, stores=stores, api=consent.api,
                                      exports=exports)
         observability.watch_function(data_requests.handler)
+        operators = Operators(self, "Operators", config=config)
+        data_requests.allow_operators(operators)
         # Last, once every duty has added its queues: the age of the oldest message, on every queue.
         observability.watch_every_queue()
 
@@ -157,7 +160,7 @@ class SellerInsightsStack(Stack):
             # What createDestination needs to send REPORT_PROCESSING_FINISHED here.
             "ReportNotificationsQueueArn": reports.notifications.queue_arn,
             # The role operators assume (with MFA) to call the /admin data-request routes.
-            "OpsSupportRoleArn": data_requests.ops_role.role_arn,
+            "OpsSupportRoleArn": operators.role.role_arn,
         }
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)

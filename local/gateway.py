@@ -320,6 +320,9 @@ class Gateway:
         self._amazon_url = amazon_url
         self._queue_urls = queue_urls  # logical id -> url, for schedules that target a queue
         self._clock_lock = threading.Lock()
+        # What `GET /_local/stack` answers (set by LocalStack once everything runs): its JSON line plus
+        # the inventory the ops fleet commands work from (ops/fleet.py).
+        self.describe: Callable[[], dict[str, Any]] | None = None
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
@@ -422,7 +425,10 @@ class Gateway:
             return self._fire(path.removeprefix("/_local/fire/"))
         if path == "/_local/drain" and method == "POST":
             return self._drain(request)
-        if path in ("/_local/clock", "/_local/fire", "/_local/drain") or path.startswith("/_local/fire/"):
+        if path == "/_local/stack" and method == "GET" and self.describe is not None:
+            return _json(200, self.describe())
+        if path in ("/_local/clock", "/_local/fire", "/_local/drain", "/_local/stack") or \
+                path.startswith("/_local/fire/"):
             return _json(405, {"message": "Method Not Allowed"})
         return _json(404, {"message": "Not Found"})
 

@@ -20,7 +20,7 @@ from local.iam import Authorizer, install, policy_set
 from local.iam.guard import set_stack_authorizer
 from local.poller import QueuePoller, mappings
 from local.scheduler import schedules
-from local.template import REGION, load_template, repo_root
+from local.template import PURPOSE_TAG, REGION, STACK_NAME, load_template, repo_root, tag
 
 log = logging.getLogger("local.stack")
 
@@ -133,6 +133,7 @@ class LocalStack:
 
         created = create_resources(template, self.amazon.credentials(), self.api_url)
         self.created = created
+        self.template = template
         self.resources = created.public()
         register_notification_queue(self.amazon, created, self.aws_url)
         register_report_notification_queue(self.amazon, created, self.aws_url)
@@ -170,6 +171,7 @@ class LocalStack:
             amazon_url=self.amazon_url,
             queue_urls=created.queue_urls,
         )
+        self.gateway.describe = self.describe
         server.serve(self.gateway)
         log.info("local API on %s (routes: %s)", self.api_url, ", ".join(r.key for r in self.gateway.routes))
 
@@ -197,6 +199,19 @@ class LocalStack:
             "resources": self.resources,
             "iam": "enforced" if self.authorizer is not None else "off",
         }
+
+    def describe(self) -> dict[str, Any]:
+        """`GET /_local/stack`: the JSON line, the stack's name and its inventory: every template resource
+        that exists here, with type, physical id (what `Ref` gives), ARN and purpose tag."""
+        resolver = self.created.resolver
+        inventory = []
+        for logical_id, resource in self.template["Resources"].items():
+            physical_id = resolver.refs.get(logical_id)
+            if physical_id is None:
+                continue
+            inventory.append({"logical_id": logical_id, "type": resource.get("Type", ""), "physical_id": physical_id,
+                              "purpose": tag(resource, PURPOSE_TAG), "arn": resolver.attrs.get((logical_id, "Arn"))})
+        return {**self.info(), "stack": STACK_NAME, "inventory": inventory}
 
     def stop(self) -> None:
         while self._stoppers:

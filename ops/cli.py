@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import json
 import os
 import re
@@ -38,6 +39,7 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from ops.api import AdminApi, OpsError, load_credentials
+from ops.fleet import LOCAL_ENV, Fleet
 
 SELLER_ID = re.compile(r"[A-Z0-9]{8,20}")
 CHUNK = 256 * 1024
@@ -46,9 +48,17 @@ WAIT_MINUTES = 30
 DRAIN_TIMEOUT = 120.0
 
 
+# Modules of fleet commands (ops/fleet.py): each has `register(commands)`, which adds its subcommands with
+# `add_fleet_options` and `set_defaults(fleet_command=run)`, where run(fleet, args, stdout, stderr) -> exit code.
+FLEET_MODULES: tuple[str, ...] = (
+)
+
+
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     out, err = stdout or sys.stdout, stderr or sys.stderr
     args = _parser().parse_args(argv)
+    if getattr(args, "fleet_command", None) is not None:
+        return _run_fleet(args, out, err)
     try:
         api_url = args.api or os.environ.get("SELLER_INSIGHTS_API")
         if not api_url:
@@ -70,6 +80,29 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
         return 130
     print(json.dumps(result, indent=2, sort_keys=True), file=out)
     return 0
+
+
+def _run_fleet(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    try:
+        fleet = Fleet.from_args(local=args.local, stage=args.stage, stack=args.stack, region=args.region,
+                                profile=args.profile)
+        return int(args.fleet_command(fleet, args, out, err))
+    except OpsError as exc:
+        print(f"error: {exc.message}", file=err)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=err)
+        return 130
+
+
+def add_fleet_options(parser: argparse.ArgumentParser) -> None:
+    """Where a fleet command acts: the deployed stack of --stage (or --stack), or the local stack."""
+    parser.add_argument("--stage", default="dev", help="the stage whose stack to act on (default: dev)")
+    parser.add_argument("--stack", help="the CloudFormation stack name (default: SellerInsights-STAGE)")
+    parser.add_argument("--local", metavar="URL",
+                        help=f"the local stack's API URL instead of AWS (default: ${LOCAL_ENV})")
+    parser.add_argument("--region", help="the stack's AWS region (default: $AWS_REGION or us-east-1)")
+    parser.add_argument("--profile", help="an AWS profile (default: botocore's chain)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -97,6 +130,8 @@ def _parser() -> argparse.ArgumentParser:
         if name == "correct":
             sub.add_argument("--email", help="the new contact e-mail")
             sub.add_argument("--name", help="the new contact name")
+    for module in FLEET_MODULES:
+        importlib.import_module(module).register(commands)
     return parser
 
 

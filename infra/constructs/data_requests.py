@@ -1,10 +1,9 @@
-"""DataRequests: the data_requests function behind the IAM-authorized ``/admin`` routes, and the ops role.
+"""DataRequests: the data_requests function behind the IAM-authorized ``/admin`` routes.
 
 Routes (docs/internal-contracts.md, "Retention and data rights") on the consent HTTP API, each with
 ``AWS_IAM`` authorization and its own throttle on the stage (``ThrottledRoutes``): access, correction,
 export, deletion request and its rollback, token removal. Callers sign with SigV4; the
-``OpsSupportRole`` is the one identity made for them: any principal of this account may assume it, but
-only with MFA, and it may invoke these seven routes and nothing else, again only with MFA.
+``OpsSupportRole`` (infra/constructs/operators.py) may invoke these seven routes, only with MFA.
 
 The function works on one seller's partition of the connections table (no index, no Scan) and records
 every request in the audit table. An export request is recorded (``EXPORT#{request_id}``) and queued on
@@ -18,7 +17,6 @@ from __future__ import annotations
 
 from aws_cdk import Duration
 from aws_cdk import aws_apigatewayv2 as apigwv2
-from aws_cdk import aws_iam as iam
 from aws_cdk.aws_apigatewayv2_authorizers import HttpIamAuthorizer
 from aws_cdk.aws_apigatewayv2_integrations import HttpLambdaIntegration
 from constructs import Construct
@@ -28,6 +26,7 @@ from infra.constructs import logical_ref
 from infra.constructs.data_exports import DataExports
 from infra.constructs.data_stores import EXPORTS_PREFIX, DataStores
 from infra.constructs.oauth_callback import API_INTEGRATION_LIMIT_SECONDS, ThrottledRoutes
+from infra.constructs.operators import Operators
 from infra.constructs.service_function import ServiceFunction
 from infra.nag import acknowledge
 
@@ -48,8 +47,6 @@ ROUTES: tuple[tuple[apigwv2.HttpMethod, str], ...] = (
     (apigwv2.HttpMethod.POST, f"{SELLER_PATH}/tokens/removal"),
 )
 AUDIT_ACTIONS = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem")
-MFA_PRESENT = {"Bool": {"aws:MultiFactorAuthPresent": "true"}}
-OPS_SESSION = Duration.hours(1)
 
 
 def execute_api_path(path: str) -> str:
@@ -101,7 +98,25 @@ class DataRequests(Construct):
         for method, path in ROUTES:
             self.routes += throttled.add(path, [method], integration, authorizer)
 
-        self.ops_role = self._ops_role(api)
+        self._api = api
+
+    def allow_operators(self, operators: Operators) -> None:
+        """Operators may invoke these routes (method and path exact), and only these of the API."""
+        api = self._api
+        # Any stage ("*"): the API has the single $default stage; "*" also stands for each {parameter}.
+        route_arns = [api.arn_for_execute_api(method.value, execute_api_path(path), "*") for method, path in ROUTES]
+        operators.allow(
+            "InvokeAdminRoutesWithMfa",
+            ["execute-api:Invoke"],
+            route_arns,
+            wildcards=[(
+                f"Resource::arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:"
+                f"<{logical_ref(api.node.default_child)}>/*/{method.value}{execute_api_path(path)}",
+                "execute-api ARN of one admin route: the stage segment is '*' (the API has only the $default "
+                "stage) and the {seller_id} path parameter must match any seller; method and path are fixed, "
+                "and the statement requires MFA.",
+            ) for method, path in ROUTES],
+        )
 
     def _grant(self, stores: DataStores) -> None:
         fn = self.handler
@@ -118,34 +133,3 @@ class DataRequests(Construct):
             "{request_id}.zip, signed by this role (ids made per request); GetObject only, on the exports/ prefix, "
             "which the bucket's lifecycle expires after 7 days.",
         )
-
-    def _ops_role(self, api: apigwv2.HttpApi) -> iam.Role:
-        """Operators' identity for the admin routes: MFA to assume it, MFA to use it, these routes only."""
-        role = iam.Role(
-            self,
-            "OpsSupportRole",
-            description="Seller Insights operators: invoke the /admin data-request routes (MFA required)",
-            assumed_by=iam.AccountRootPrincipal().with_conditions(MFA_PRESENT),
-            max_session_duration=OPS_SESSION,
-        )
-        # Any stage ("*"): the API has the single $default stage; method and path are exact, with
-        # "*" only for the {seller_id} parameter.
-        route_arns = [api.arn_for_execute_api(method.value, execute_api_path(path), "*") for method, path in ROUTES]
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="InvokeAdminRoutesWithMfa",
-                actions=["execute-api:Invoke"],
-                resources=route_arns,
-                conditions=MFA_PRESENT,
-            )
-        )
-        for method, path in ROUTES:
-            acknowledge(
-                role,
-                f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:"
-                f"<{logical_ref(api.node.default_child)}>/*/{method.value}{execute_api_path(path)}]",
-                "execute-api ARN of one admin route: the stage segment is '*' (the API has only the $default "
-                "stage) and the {seller_id} path parameter must match any seller; method and path are fixed, "
-                "and the statement requires MFA.",
-            )
-        return role
