@@ -2,52 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from seller_insights import fanout
-from seller_insights.errors import MalformedNotification
+from seller_insights.lwa_secret import NEW_SECRET_TYPE, SECRET_EXPIRY_TYPE, Notification
 
-SECRET_EXPIRY_TYPE = "APPLICATION_OAUTH_CLIENT_SECRET_EXPIRY"  # noqa: S105 - a notification type name
-NEW_SECRET_TYPE = "APPLICATION_OAUTH_CLIENT_NEW_SECRET"  # noqa: S105 - a notification type name
-
-
-@dataclass(frozen=True)
-class Notification:
-    notification_id: str
-    notification_type: str
-    payload: dict[str, Any]
-    event_time: str = ""
-
-    @classmethod
-    def parse(cls, body: str) -> Notification:
-        try:
-            message = json.loads(body)
-            metadata = message["notificationMetadata"]
-            notification_type = message["notificationType"]
-            payload = message["payload"]
-            notification_id = str(metadata["notificationId"])
-        except (ValueError, KeyError, TypeError):
-            raise MalformedNotification("not an Amazon application notification") from None
-        if not notification_id:
-            raise MalformedNotification("a notification without its notificationId")
-        if notification_type not in (SECRET_EXPIRY_TYPE, NEW_SECRET_TYPE) or not isinstance(payload, dict):
-            raise MalformedNotification(f"unsupported notification type {str(notification_type)[:64]!r}")
-        return cls(notification_id, notification_type, payload, str(message.get("eventTime") or ""))
-
-    def field(self, section: str, name: str) -> str:
-        try:
-            return str(self.payload[section][name])
-        except (KeyError, TypeError):
-            raise MalformedNotification(f"{self.notification_type} without {section}.{name}") from None
-
-    def time(self, section: str, name: str) -> datetime:
-        try:
-            return datetime.fromisoformat(self.field(section, name).replace("Z", "+00:00"))
-        except ValueError:
-            raise MalformedNotification(f"{section}.{name} is not an ISO-8601 time") from None
+# Amazon's application notifications live in the shared layer (ops recover-secret reads them too).
+__all__ = ["NEW_SECRET_TYPE", "SECRET_EXPIRY_TYPE", "DigestReport", "FindReport", "Notification", "RefreshReport"]
 
 
 @dataclass(frozen=True)

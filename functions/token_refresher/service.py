@@ -20,7 +20,6 @@ from seller_insights.errors import (
     LwaInvalidClient,
     LwaRejected,
     LwaUnavailable,
-    MalformedNotification,
     RetryLater,
     RotationFailed,
     SpApiError,
@@ -29,10 +28,10 @@ from seller_insights.errors import (
 )
 from seller_insights.events import EventPublisher
 from seller_insights.fanout import WorkQueue, rotating_shards
+from seller_insights.lwa_secret import ClientSecretStore, NewClientSecret, parse_time
 from seller_insights.object_keys import reauthorization_digest_key
 from seller_insights.observability import get_logger, get_metrics
 from seller_insights.quotas import QuotaBuckets, Rate
-from seller_insights.redaction import register_secret
 from seller_insights.repositories import ConnectionsRepository, OneTimeClaims
 from seller_insights.spapi import SpApiClient
 from seller_insights.tokens import AccessTokenProvider
@@ -240,19 +239,8 @@ class ReauthorizationDigest:
         return DigestReport(due=due, published=published, key=key)
 
 
-class SecretStore:
-    """The LWA client secret in Secrets Manager, read without a cache (rotation needs the truth)."""
-
-    def __init__(self, secrets_client: Any, secret_id: str) -> None:
-        self._client = secrets_client
-        self._secret_id = secret_id
-
-    def read(self) -> dict[str, Any]:
-        value: dict[str, Any] = json.loads(self._client.get_secret_value(SecretId=self._secret_id)["SecretString"])
-        return value
-
-    def write(self, value: dict[str, Any]) -> None:
-        self._client.put_secret_value(SecretId=self._secret_id, SecretString=json.dumps(value))
+# The store is shared with `ops recover-secret` (seller_insights.lwa_secret); the name stays for callers here.
+SecretStore = ClientSecretStore
 
 
 class SecretRotation:
@@ -328,34 +316,14 @@ class SecretRotation:
             return False
 
     def _store_new_secret(self, notification: Notification) -> str:
-        section = "applicationOAuthClientNewSecret"
-        new_secret = notification.field(section, "newClientSecret")
-        register_secret(new_secret)
-        current = self._store.read()
-        if current.get("client_secret") == new_secret:
-            return "duplicate"
-        # The new secret must be stored even if Amazon's old-secret expiry is missing or malformed:
-        # without an expiry there is simply no overlap for the old one.
-        try:
-            old_expiry: str | None = iso_millis(notification.time(section, "oldClientSecretExpiryTime"))
-        except MalformedNotification:
-            old_expiry = None
-        self._store.write({
-            "client_id": current["client_id"],
-            "application_id": current["application_id"],
-            "client_secret": new_secret,
-            "previous_client_secret": current["client_secret"],
-            "previous_client_secret_expires_at": old_expiry,
-            "stored_at": iso_millis(clock.now()),
-        })
-        self._credentials(force_fetch=True)  # this container switches at once
-        count("ClientSecretStored")
-        return "stored"
+        """Stored before the notification is acknowledged: a Secrets Manager error is raised, so the message
+        fails and comes back (after 5 receives it rests in the DLQ for `ops recover-secret`)."""
+        outcome = self._store.store_new(NewClientSecret.from_notification(notification), now=clock.now())
+        if outcome == "stored":
+            self._credentials(force_fetch=True)  # this container switches at once
+            count("ClientSecretStored")
+        return outcome
 
 
 def _parse(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def iso_millis(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return parse_time(value)

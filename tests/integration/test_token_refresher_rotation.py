@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass
 
@@ -14,8 +16,10 @@ from aws_lambda_powertools.utilities.parameters.base import clear_caches
 
 from seller_insights import clock
 from seller_insights.clock import FixedClock
+from tests.support import iam
 from tests.support.api import FakeContext
 from tests.support.iam import acting_as
+from tests.support.lwa_secret import version_count, without_the_refreshers_secret_store
 
 SELLER = "A1ROTATION00001"
 
@@ -49,12 +53,25 @@ class InvocationKilled(BaseException):
     """What Lambda does to an invocation at its deadline: nothing in the handler can catch it."""
 
 
-def consume(records, remaining_millis=10_000):
+def consume(records, remaining_millis=10_000, acting=acting_as):
     from token_refresher.handler import lambda_handler
 
     context = ContextWithTime(function_name="token_refresher", remaining_millis=remaining_millis)
-    with acting_as("token_refresher"):
+    with acting("token_refresher"):
         return lambda_handler({"Records": records}, context)
+
+
+@contextlib.contextmanager
+def without_the_store(duty):
+    """As `duty`'s role with its PutSecretValue grant cut: Secrets Manager refuses the new secret for real
+    (the local IAM guard's AccessDeniedException), as AWS would with a broken grant or an explicit deny."""
+    from local.iam import Authorizer, bind_environment, policy_set
+
+    cut = without_the_refreshers_secret_store(iam.template())
+    function = iam.function_id(duty)
+    authorizer = Authorizer(policy_set(cut, bind_environment(cut, function, os.environ)))
+    with authorizer.acting_as_function(function, session=duty):
+        yield authorizer
 
 
 def killed_while_handling(monkeypatch, records, remaining_millis):
@@ -263,3 +280,75 @@ def receive_and_consume(queue):
     records = receive(queue)
     assert consume(records) == {"batchItemFailures": []}
     return records
+
+
+# --- the new secret is stored before its notification is acknowledged ---------------------------------
+
+
+def rotated_once(queue, emulator):
+    """An expiry notice handled (Amazon rotated): the NEW_SECRET notification's records, not yet consumed."""
+    expiry_notice(emulator, 5)
+    receive_and_consume(queue)
+    return receive(queue)
+
+
+def notification_records():
+    return [item for item in idempotency_items() if item["id"].startswith("notification#")]
+
+
+def test_a_new_secret_that_cannot_be_stored_fails_its_message(queue, token_env, emulator, log_guard, capfd):
+    before = stored_secret(token_env)
+    records = rotated_once(queue, emulator)
+    log_guard.watch(emulator.client_secret)
+    handled = len(notification_records())
+    capfd.readouterr()
+
+    # Secrets Manager refuses PutSecretValue: the message is reported failed, never acknowledged.
+    assert consume(records, acting=without_the_store) == {
+        "batchItemFailures": [{"itemIdentifier": records[0]["messageId"]}]}
+    assert stored_secret(token_env) == before
+    (failed,) = [line for line in log_lines(capfd) if line["message"] == "notification failed"]
+    assert (failed["level"], failed["exception_name"]) == ("ERROR", "ClientError")
+    assert len(notification_records()) == handled  # no record kept: the redelivery tries again
+
+    # The redelivery, once storing works again, stores it.
+    assert consume(records) == {"batchItemFailures": []}
+    stored = stored_secret(token_env)
+    assert stored["client_secret"] == emulator.client_secret and stored["previous_client_secret"] == \
+        before["client_secret"]
+
+
+def test_a_secret_already_stored_is_not_stored_again(queue, token_env, emulator, log_guard):
+    records = rotated_once(queue, emulator)
+    log_guard.watch(emulator.client_secret)
+    assert consume(records) == {"batchItemFailures": []}
+    stored, versions = stored_secret(token_env), version_count(boto3.client("secretsmanager"), token_env.secret_arn)
+
+    # Its handling record gone (expired, or ops recover-secret stored it from the DLQ): still no second version.
+    table = boto3.resource("dynamodb").Table("test-idempotency")
+    for item in notification_records():
+        table.delete_item(Key={"id": item["id"]})
+    clock.get_clock().advance(5)
+    assert consume(records) == {"batchItemFailures": []}
+    assert stored_secret(token_env) == stored
+    assert version_count(boto3.client("secretsmanager"), token_env.secret_arn) == versions
+
+
+def test_an_older_secret_never_replaces_a_newer_one(queue, token_env, emulator, log_guard):
+    first = rotated_once(queue, emulator)
+    assert consume(first) == {"batchItemFailures": []}
+    clock.get_clock().advance(120)  # past the one-call-a-minute window, ours and Amazon's
+    emulator.advance_clock(120)
+    second = rotated_once(queue, emulator)
+    assert consume(second) == {"batchItemFailures": []}
+    newest = stored_secret(token_env)
+    log_guard.watch(newest["client_secret"], newest["previous_client_secret"])
+    assert newest["client_secret"] == emulator.client_secret
+
+    # The first notification again, under another id (a redrive, a recovered copy): superseded, nothing written.
+    late = json.loads(first[0]["body"])
+    late["notificationMetadata"]["notificationId"] = "a-late-copy-of-the-first-new-secret"
+    assert consume([{"messageId": "late", "body": json.dumps(late)}]) == {"batchItemFailures": []}
+    assert stored_secret(token_env) == newest
+    outcomes = [json.loads(item["data"]) for item in notification_records() if item.get("data")]
+    assert outcomes.count("superseded") == 1
