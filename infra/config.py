@@ -50,6 +50,7 @@ _REPORT_TYPE = re.compile(r"GET_[A-Z0-9_]+")
 # A route path or a prefix of one, segment by segment: "/connect", "/admin", "/admin/sellers/{seller_id}".
 _ROUTE_PATH = re.compile(r"(/[A-Za-z0-9._~{}+-]+)+")
 _REDIRECT_URI = re.compile(r"https://[^\s?#]+/callback")
+_PERMISSION_SET_NAME = re.compile(r"[\w+=,.@-]{1,32}", re.ASCII)
 # API Gateway's account-level ceilings per Region (HTTP APIs): no route limit may exceed them.
 ACCOUNT_RATE_LIMIT = 10_000
 ACCOUNT_BURST_LIMIT = 5_000
@@ -211,6 +212,19 @@ class StageConfig(_Model):
     refresh_concurrency: int = Field(ge=2, le=1000)
     lwa_refresh_rate: float = Field(ge=LWA_REFRESH_RATE_RANGE[0], le=LWA_REFRESH_RATE_RANGE[1])
     lwa_refresh_burst: int = Field(ge=LWA_REFRESH_BURST_RANGE[0], le=LWA_REFRESH_BURST_RANGE[1])
+    # The IAM Identity Center permission set whose users may assume the OpsSupportRole without IAM MFA
+    # (Identity Center's own MFA, "every time they sign in", stands in for it; cdk.json
+    # "//ops_identity_center_permission_set"). None: only principals signed in with IAM MFA.
+    ops_identity_center_permission_set: str | None = None
+
+    @field_validator("ops_identity_center_permission_set")
+    @classmethod
+    def _permission_set_name(cls, name: str | None) -> str | None:
+        # Identity Center's own rule for permission set names (1 to 32 of these characters).
+        if name is not None and not _PERMISSION_SET_NAME.fullmatch(name):
+            raise ValueError(f"must be null or a permission set name (1 to 32 of A-Z a-z 0-9 _ + = , . @ -), "
+                             f"got {name!r}")
+        return name
 
     @field_validator("redirect_uri")
     @classmethod

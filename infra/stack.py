@@ -138,6 +138,7 @@ class SellerInsightsStack(Stack):
         observability.watch_function(data_requests.handler)
         operators = Operators(self, "Operators", config=config)
         data_requests.allow_operators(operators)
+        tokens.allow_operators(operators, stores)  # ops recover-secret
         # Last, once every duty has added its queues: the age of the oldest message, on every queue.
         observability.watch_every_queue()
 

@@ -17,6 +17,8 @@ Queue, schedule and consumer shapes come from ``infra.constructs.messaging``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
@@ -39,6 +41,9 @@ from infra.constructs.data_stores import (
 from infra.constructs.messaging import TARGET_RETRY_ATTEMPTS
 from infra.constructs.service_function import METRICS_NAMESPACE, ServiceFunction
 from infra.nag import acknowledge
+
+if TYPE_CHECKING:
+    from infra.constructs.operators import Operators
 
 DUTY = "token_refresher"
 EVENT_SOURCE = "seller-insights.tokens"
@@ -145,6 +150,22 @@ class TokenRefresher(Construct):
             label=IDENTITY_MISMATCH_METRIC,
             period=Duration.minutes(5),
         )
+
+    def allow_operators(self, operators: Operators, stores: DataStores) -> None:
+        """`ops recover-secret`: read and delete the notifications DLQ's messages (the key only through SQS),
+        read the LWA client secret and store a new version of it (the key only through Secrets Manager)."""
+        region = Stack.of(self).region
+        operators.allow("RecoverSecretFromTheNotificationsDlq",
+                        ["sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage"],
+                        [self.notifications_dlq.queue_arn])
+        operators.allow("RecoverSecretNotificationsKeyViaSqs", ["kms:Decrypt"], [self.notifications_key.key_arn],
+                        conditions={"StringEquals": {"kms:ViaService": f"sqs.{region}.amazonaws.com"}})
+        operators.allow("RecoverSecretStoreTheClientSecret",
+                        ["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"],
+                        [stores.lwa_client_secret.secret_arn])
+        operators.allow("RecoverSecretSecretKeyViaSecretsManager", ["kms:Decrypt", "kms:GenerateDataKey"],
+                        [stores.key.key_arn],
+                        conditions={"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}})
 
     def keep_report_destinations(self, queue_arn: str) -> None:
         """The refresh sweep keeps a REPORT_PROCESSING_FINISHED destination for this queue (the report

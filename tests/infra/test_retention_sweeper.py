@@ -374,6 +374,8 @@ def _mfa_allows(statement: dict[str, Any], context: dict[str, str]) -> bool:
     or key fails the test: the evaluator would not know what it means.
     """
     for operator, pairs in statement.get("Condition", {}).items():
+        if set(pairs) == {"kms:ViaService"}:
+            continue  # which service may use the key for the role: no way around MFA
         assert operator in ("Bool", "BoolIfExists") and set(pairs) == {MFA_KEY}, statement
         if MFA_KEY not in context:
             if operator == "Bool":
@@ -396,10 +398,43 @@ def test_ops_role_trust_requires_mfa(raw: dict[str, Any]) -> None:
     assert trust["Condition"] == {"Bool": {MFA_KEY: "true"}}
 
 
+# Every action the OpsSupportRole may take, in ONE place: whoever gives `ops` a new command adds its actions here.
+OPS_ROLE_ACTIONS = {
+    "execute-api:Invoke",  # the /admin data-request routes
+    # ops recover-secret: the notifications DLQ, the LWA client secret, their keys (via SQS / Secrets Manager)
+    "sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage",
+    "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue",
+    "kms:Decrypt", "kms:GenerateDataKey",
+}
+
+
+def test_ops_role_actions_are_exactly_these(raw: dict[str, Any]) -> None:
+    role_id, _ = _ops_role(raw)
+    assert _by_action(_role_statements(raw, role_id)).keys() == OPS_ROLE_ACTIONS
+
+
+def test_ops_role_may_recover_the_secret_from_the_notifications_dlq_only(raw: dict[str, Any]) -> None:
+    role_id, _ = _ops_role(raw)
+    by_action = _by_action(_role_statements(raw, role_id))
+    dlq_id, _ = by_purpose(raw, "notifications_dlq")
+    secret_id, _ = by_purpose(raw, "lwa_client")
+    for action in ("sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage"):
+        assert by_action[action] == _keys(_arn(dlq_id))
+    for action in ("secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"):
+        assert by_action[action] == _keys({"Ref": secret_id})
+    notifications_key, _ = by_purpose(raw, "notifications_key")
+    data_key, _ = by_purpose(raw, "token_key")
+    assert by_action["kms:Decrypt"] == _keys(_arn(notifications_key), _arn(data_key))
+    assert by_action["kms:GenerateDataKey"] == _keys(_arn(data_key))
+    for statement in _role_statements(raw, role_id):
+        if any(a.startswith("kms:") for a in _as_list(statement["Action"])):
+            assert "kms:ViaService" in statement["Condition"]["StringEquals"], statement
+
+
 def test_ops_role_may_only_invoke_the_admin_routes(raw: dict[str, Any]) -> None:
     role_id, _ = _ops_role(raw)
     (api_id,) = resources(raw, "AWS::ApiGatewayV2::Api")
-    statements = _role_statements(raw, role_id)
+    statements = [s for s in _role_statements(raw, role_id) if _as_list(s["Action"]) == ["execute-api:Invoke"]]
     assert _by_action(statements).keys() == {"execute-api:Invoke"}
     suffixes = set()
     for statement in statements:
@@ -423,8 +458,8 @@ def test_ops_role_allows_nothing_without_mfa(raw: dict[str, Any], context: dict[
     statements = role["Properties"]["AssumeRolePolicyDocument"]["Statement"] + _role_statements(raw, role_id)
     assert all(s["Effect"] == "Allow" for s in statements)
     assert not [s for s in statements if _mfa_allows(s, context)]
-    # ...and with MFA, the trust and the invoke statement both apply.
-    assert len([s for s in statements if _mfa_allows(s, {MFA_KEY: "true"})]) == len(statements) == 2
+    # ...and with MFA, the trust and every statement apply.
+    assert len([s for s in statements if _mfa_allows(s, {MFA_KEY: "true"})]) == len(statements) > 1
 
 
 def test_outputs_name_the_audit_table_and_the_ops_role(raw: dict[str, Any]) -> None:
