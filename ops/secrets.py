@@ -16,7 +16,7 @@ rests in `notifications_dlq` (alarmed) while the old secret's last days run out.
 `--dry-run` reads and releases, and says what would be stored and deleted; it neither calls LWA nor writes.
 The secret is never printed: the output names notifications by id and times only. JSON on stdout, progress
 on stderr. Exit codes: 0 done (or nothing to recover), 1 LWA refused or could not verify the secret
-(nothing stored, nothing deleted), 3 AWS refused a call (the OpsSupportRole's grant, docs/runbook.md).
+(nothing stored, nothing deleted), 3 AWS refused a call (the OpsSupportRole's grant).
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ the template's PutSecretValue grant of the refresher is cut, so the local IAM gu
 The message fails five times (each after the queue's visibility timeout, in virtual time) and rests in
 `notifications_dlq`. `ops recover-secret --dry-run` says what it would do and changes nothing; `ops
 recover-secret` verifies the secret with the emulator's LWA, stores it and empties the DLQ; after the old
-secret's expiry the refresher renews tokens with the new one. Secret values are compared, never printed.
+secret's expiry the refresher renews tokens with the new one. Then a DLQ message whose secret LWA refuses stays
+there with nothing stored (exit 1), and one carrying the secret the recovery replaced is deleted unwritten
+("superseded"). Secret values are compared, never printed.
 """
 
 from __future__ import annotations
@@ -125,3 +127,42 @@ def test_a_secret_left_in_the_dlq_is_recovered_with_ops(stack: Serve) -> None:
     renewed = refresh_tokens(info)
     assert renewed["lwa_refreshes"] >= 1 and renewed["failed"] == 0, renewed
     assert stats(info)["lwa_errors"].get("invalid_client", 0) == invalid_before
+
+    a_refused_secret_is_not_stored_and_an_older_one_is_only_cleared(info)
+
+
+def dead_letter(info: dict[str, Any], client_id: str, secret: str, expires_at: str, notification_id: str) -> None:
+    """A NEW_SECRET notification put straight into the DLQ (as if it had failed five times)."""
+    body = {"notificationVersion": "1.0", "notificationType": "APPLICATION_OAUTH_CLIENT_NEW_SECRET",
+            "payloadVersion": "2023-11-30", "eventTime": "2026-01-01T00:00:00.000Z",
+            "payload": {"applicationOAuthClientNewSecret": {
+                "clientId": client_id, "newClientSecret": secret, "newClientSecretExpiryTime": expires_at,
+                "oldClientSecretExpiryTime": "2026-01-08T00:00:00.000Z"}},
+            "notificationMetadata": {"applicationId": "amzn1.sp.solution.e2e", "subscriptionId": "e2e",
+                                     "publishTime": "2026-01-01T00:00:00.000Z", "notificationId": notification_id}}
+    aws(info, "sqs").send_message(QueueUrl=info["resources"]["queues"]["notifications_dlq"],
+                                  MessageBody=json.dumps(body))
+
+
+def a_refused_secret_is_not_stored_and_an_older_one_is_only_cleared(info: dict[str, Any]) -> None:
+    """After a recovery: what LWA refuses stays in the DLQ, what the recovery replaced is deleted unwritten."""
+    client, arn = aws(info, "secretsmanager"), lwa_secret_arn(info)
+    current, versions = secret_value(client, arn), version_count(client, arn)
+    unknown = f"{SECRET_SHAPE}v1.{'0' * 64}"  # a secret the emulator's LWA never issued
+
+    # Newer than the stored one but refused by LWA: exit 1, nothing stored, nothing deleted.
+    dead_letter(info, current["client_id"], unknown, "2099-01-01T00:00:00.000Z", "e2e-refused")
+    code, _, progress = ops(info)
+    assert code == 1 and "LWA refused the secret of notification e2e-refused" in progress, progress
+    assert secret_value(client, arn) == current and version_count(client, arn) == versions
+    assert queue_depth(info, "notifications_dlq") == 1
+    aws(info, "sqs").purge_queue(QueueUrl=info["resources"]["queues"]["notifications_dlq"])
+
+    # The secret stored before the current one, redriven late: superseded, deleted, never written (no LWA call).
+    dead_letter(info, current["client_id"], current["previous_client_secret"], "2020-01-01T00:00:00.000Z",
+                "e2e-older")
+    code, result, progress = ops(info)
+    assert code == 0, progress
+    assert (result["outcome"], result["verified"], result["deleted"]) == ("superseded", False, ["e2e-older"])
+    assert secret_value(client, arn) == current and version_count(client, arn) == versions
+    assert queue_depth(info, "notifications_dlq") == 0
