@@ -14,7 +14,7 @@ import pytest
 
 from infra import app as infra_app
 from local.iam.evaluator import Principal, Statement, compile_statement, evaluate
-from tests.infra.conftest import synthesize
+from tests.infra.conftest import by_purpose, synthesize
 
 pytestmark = pytest.mark.slow
 
@@ -187,3 +187,59 @@ def test_the_template_without_the_key_is_what_it_was(raw: dict[str, Any]) -> Non
     assert not [s for s in statements if s["Sid"].endswith("ViaIdentityCenter")]
     _, role = ops_role(raw)
     assert len(role["Properties"]["AssumeRolePolicyDocument"]["Statement"]) == 1
+
+
+# --- what ops recover-secret does, against the role and the keys' own policies -------------------------
+
+
+def key_policy(raw: dict[str, Any], key_id: str) -> list[Statement]:
+    return [compile_statement(resolved(s), f"{key_id} policy", resource_policy=True, default_resource="*")
+            for s in raw["Resources"][key_id]["Properties"]["KeyPolicy"]["Statement"]]
+
+
+def recover_secret_requests(raw: dict[str, Any]) -> list[tuple[str, str, dict[str, list[str]], str | None]]:
+    """(action, resource, request context, the KMS key whose policy decides too) of every AWS call of
+    `ops recover-secret` (ops/secrets.py), the KMS calls SQS and Secrets Manager make on its behalf included."""
+    dlq = resolved({"Fn::GetAtt": [by_purpose(raw, "notifications_dlq")[0], "Arn"]})
+    secret = resolved({"Ref": by_purpose(raw, "lwa_client")[0]})
+    queue_key, secret_key = by_purpose(raw, "notifications_key")[0], by_purpose(raw, "token_key")[0]
+    via_sqs = {"kms:viaservice": ["sqs.us-east-1.amazonaws.com"], "kms:calleraccount": [ACCOUNT]}
+    via_secrets = {"kms:viaservice": ["secretsmanager.us-east-1.amazonaws.com"], "kms:calleraccount": [ACCOUNT],
+                   "kms:encryptioncontext:secretarn": [secret]}
+    return [
+        ("sqs:ReceiveMessage", dlq, {}, None),
+        ("kms:Decrypt", resolved({"Fn::GetAtt": [queue_key, "Arn"]}), via_sqs, queue_key),
+        ("sqs:ChangeMessageVisibility", dlq, {}, None),
+        ("sqs:DeleteMessage", dlq, {}, None),
+        ("secretsmanager:GetSecretValue", secret, {}, None),
+        ("kms:Decrypt", resolved({"Fn::GetAtt": [secret_key, "Arn"]}), via_secrets, secret_key),
+        ("secretsmanager:PutSecretValue", secret, {}, None),
+        ("kms:GenerateDataKey", resolved({"Fn::GetAtt": [secret_key, "Arn"]}), via_secrets, secret_key),
+    ]
+
+
+def recover_secret_allowed(raw: dict[str, Any], session: str, mfa: str | None) -> list[bool]:
+    identity = [compile_statement(s, "ops", resource_policy=False) for s in permissions(raw)]
+    principal = Principal.role_session(ACCOUNT, "OpsSupportRole", session)
+    answers = []
+    for action, resource, extra, key_id in recover_secret_requests(raw):
+        context = {"aws:principalarn": [principal.principal_arn], "aws:principalaccount": [ACCOUNT],
+                   "aws:userid": [f"{ROLE_ID}:{session}"], **extra}
+        if mfa is not None:
+            context["aws:multifactorauthpresent"] = [mfa]
+        decision = evaluate(principal, action, resource, context, identity=identity,
+                            resource_policy=key_policy(raw, key_id) if key_id else None,
+                            resource_account=ACCOUNT, key_policy=key_id is not None)
+        answers.append(decision.allowed)
+    return answers
+
+
+def test_recover_secret_may_do_what_it_does_along_either_path(sso_raw: dict[str, Any]) -> None:
+    assert all(recover_secret_allowed(sso_raw, "alice", "true"))
+    assert all(recover_secret_allowed(sso_raw, "identity-center-alice", None))
+    assert not any(recover_secret_allowed(sso_raw, "alice", "false"))
+
+
+def test_recover_secret_may_do_what_it_does_with_mfa(raw: dict[str, Any]) -> None:
+    assert all(recover_secret_allowed(raw, "alice", "true"))
+    assert not any(recover_secret_allowed(raw, "identity-center-alice", None))
