@@ -244,3 +244,16 @@ def test_the_token_refresh_keys_are_set_in_every_stage_and_checked() -> None:
     missing = {key: value for key, value in stages["dev"].items() if key != "refresh_concurrency"}
     with pytest.raises(ConfigError, match="refresh_concurrency' is missing"):
         StageConfig.from_context("dev", {"dev": missing})
+
+
+def test_the_ops_identity_center_permission_set_is_a_permission_set_name_or_null() -> None:
+    stages = load_cdk_context()["stages"]
+    for stage in stages:
+        assert StageConfig.from_context(stage, stages).ops_identity_center_permission_set is None
+    named = {**stages["dev"], "ops_identity_center_permission_set": "SellerInsights.Ops@team-1"}
+    assert StageConfig.from_context("dev", {"dev": named}).ops_identity_center_permission_set == \
+        "SellerInsights.Ops@team-1"
+    # A pattern would widen the trust (aws:PrincipalArn ArnLike) to other permission sets: refused.
+    for bad in ("Ops*", "Ops?", "Ops/Admin", "", "x" * 33, "Opś"):
+        with pytest.raises(ConfigError, match="ops_identity_center_permission_set"):
+            StageConfig.from_context("dev", {"dev": {**stages["dev"], "ops_identity_center_permission_set": bad}})
