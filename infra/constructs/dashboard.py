@@ -11,6 +11,8 @@ The saved queries live in the Logs Insights console under `{stack name}/...` (do
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -247,11 +249,11 @@ def _header(title: str, text: str) -> cloudwatch.TextWidget:
     return cloudwatch.TextWidget(markdown=f"{title}\n{text}", width=FULL, height=2)
 
 
-def _graph(title: str, metrics: list[cloudwatch.IMetric], width: int, *, stacked: bool = False,
+def _graph(title: str, metrics: Sequence[cloudwatch.IMetric], width: int, *, stacked: bool = False,
            annotation: tuple[float, str] | None = None) -> cloudwatch.GraphWidget:
     return cloudwatch.GraphWidget(
         title=title,
-        left=metrics,
+        left=list(metrics),
         width=width,
         height=HEIGHT,
         stacked=stacked,

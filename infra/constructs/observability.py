@@ -40,6 +40,7 @@ DLQ_AGE_FRACTION = 0.5
 RUNBOOK = "docs/runbook.md"
 # A heartbeat alarms when this many of its schedule's periods pass without a finished run.
 HEARTBEAT_PERIODS = 2
+HEARTBEAT_MIN_PERIOD = Duration.minutes(5)
 # "Sustained": a count in every one of this many 5-minute periods (TokenRefreshFailed, the fetcher's errors).
 SUSTAINED_PERIODS = 3
 
@@ -124,14 +125,15 @@ class Observability(Construct):
             metric_name="SweepCompleted",
             dimensions_map={"service": service.duty, "sweep": sweep},
             statistic=cloudwatch.Stats.SUM,
-            period=rate,
+            period=heartbeat_period(rate),
         )
-        every = _hours(int(rate.to_seconds())) if rate.to_seconds() >= 3600 else f"{int(rate.to_minutes())} minutes"
+        every = "minute" if rate.to_seconds() == 60 else _hours(int(rate.to_seconds()))
         return self._alarm(
             f"{_camel(sweep)}Heartbeat",
             heartbeat,
-            f"{service.duty}: no finished {sweep} run in {HEARTBEAT_PERIODS} of its periods (it runs every "
-            f"{every}): the schedule stopped, or its runs fail or time out",
+            f"{service.duty}: no finished {sweep} run in {HEARTBEAT_PERIODS} periods of "
+            f"{_hours(int(heartbeat_period(rate).to_seconds()))} (it runs every {every}): the schedule stopped, or "
+            "its runs fail or time out",
             threshold=1,
             comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
             evaluation_periods=HEARTBEAT_PERIODS,
@@ -266,6 +268,12 @@ class Observability(Construct):
     @staticmethod
     def _described(description: str, runbook_section: str) -> str:
         return f"{description.rstrip('.')}. Runbook: {RUNBOOK}, section `{runbook_section}`."
+
+
+def heartbeat_period(rate: Duration) -> Duration:
+    """The schedule's rate, but at least HEARTBEAT_MIN_PERIOD: EMF counts reach CloudWatch through the logs,
+    a minute or so late, and a 1-minute period whose data is late would count as missing (breaching)."""
+    return rate if rate.to_seconds() >= HEARTBEAT_MIN_PERIOD.to_seconds() else HEARTBEAT_MIN_PERIOD
 
 
 def every_function(scope: Construct) -> list[ServiceFunction]:
