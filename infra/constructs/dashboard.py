@@ -197,7 +197,8 @@ class SavedQueries(Construct):
         super().__init__(scope, construct_id)
         every = [service.log_group for service in every_function(self)]
         self.queries: dict[str, logs.QueryDefinition] = {}
-        why = "coalesce(reason, error, exception_name, lwa_error, code, status)"
+        # Why a line failed, whichever key says it (ours; Powertools' exception_name; Lambda's errorType).
+        why = "coalesce(reason, error, exception_name, errorType, lwa_error, code, status)"
         self._save("seller-story", every, logs.QueryString(
             fields=["@timestamp", "service", "level", "message", "region", "report_type", "reason", "error"],
             # The opaque key only (`ops seller-key SELLER_ID` prints it): logs never carry a seller id.
@@ -229,8 +230,8 @@ class SavedQueries(Construct):
         ))
         self._save("one-invocation", every, logs.QueryString(
             fields=["@timestamp", "service", "level", "message", "seller_key", "region", "reason", "error"],
-            # The request id of an invocation (an error line's function_request_id, a Lambda error metric's trace).
-            filter_statements=['function_request_id = "REQUEST_ID"'],
+            # The request id of an invocation (Powertools' function_request_id; Lambda's own lines say requestId).
+            filter_statements=['function_request_id = "REQUEST_ID" or requestId = "REQUEST_ID"'],
             sort="@timestamp asc",
             limit=1000,
         ))
