@@ -12,7 +12,7 @@ from infra.constructs.data_exports import DataExports
 from infra.constructs.data_requests import DataRequests
 from infra.constructs.data_stores import DataStores
 from infra.constructs.oauth_callback import OAuthCallback
-from infra.constructs.observability import Observability
+from infra.constructs.observability import SUSTAINED_PERIODS, Observability
 from infra.constructs.operators import Operators
 from infra.constructs.report_fetcher import LAG_ALARM_PERIODS, ReportFetcher
 from infra.constructs.retention_sweeper import RetentionSweeper
@@ -155,7 +155,7 @@ class SellerInsightsStack(Stack):
             "token_refresher: access-token refreshes failed for a reason of ours (vault or KMS refusal, a DynamoDB "
             "error, LWA refusing the grant request) in each of 3 consecutive 5-minute runs; a failed connection "
             "stays due and is retried every run, so one transient failure never pages, one that persists does",
-            evaluation_periods=3,
+            evaluation_periods=SUSTAINED_PERIODS,
         )
         observability.pipeline_down(
             [heartbeats["refresh-tokens"], heartbeats["plan-reports"], observability.queue_age_alarm(reports.jobs),

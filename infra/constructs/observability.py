@@ -236,10 +236,6 @@ class Observability(Construct):
         return self._alarm(construct_id, metric, description, threshold, evaluation_periods=evaluation_periods,
                            runbook=runbook)
 
-    @property
-    def alarms(self) -> list[cloudwatch.Alarm]:
-        return [child for child in self.node.children if isinstance(child, cloudwatch.Alarm)]
-
     def _alarm(self, construct_id: str, metric: cloudwatch.IMetric, description: str,
                threshold: float = 0, *, evaluation_periods: int = 1,
                comparison: cloudwatch.ComparisonOperator = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
