@@ -6,11 +6,13 @@ from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
 from infra.config import StageConfig
+from infra.constructs import report_fetcher, retention_sweeper, token_refresher
+from infra.constructs.dashboard import OperationsDashboard, SavedQueries
 from infra.constructs.data_exports import DataExports
 from infra.constructs.data_requests import DataRequests
 from infra.constructs.data_stores import DataStores
 from infra.constructs.oauth_callback import OAuthCallback
-from infra.constructs.observability import Observability
+from infra.constructs.observability import SUSTAINED_PERIODS, Observability
 from infra.constructs.operators import Operators
 from infra.constructs.report_fetcher import LAG_ALARM_PERIODS, ReportFetcher
 from infra.constructs.retention_sweeper import RetentionSweeper
@@ -84,6 +86,7 @@ class SellerInsightsStack(Stack):
                 "for a connection (its coverage cursor does not move: an outage, FAILED windows, or a backlog "
                 "beyond the quotas); GET /admin/sellers/{id} shows each connection's covered range",
                 threshold=LAG_ALARM_PERIODS,
+                runbook="ReportLagPeriods*",
             )
         observability.watch_metric(
             "ParticipationsFailed",
@@ -139,6 +142,13 @@ class SellerInsightsStack(Stack):
         operators = Operators(self, "Operators", config=config)
         data_requests.allow_operators(operators)
         tokens.allow_operators(operators, stores)  # ops recover-secret
+
+        self._watch_silence(observability, tokens, reports, retention)
+        # After the duties: these walk every function, table and queue of the stack.
+        observability.watch_every_function()
+        observability.watch_every_table()
+        SavedQueries(self, "SavedQueries", refresher=tokens.handler)
+        OperationsDashboard(self, "Dashboard", reports=reports, consent_api=consent.api)
         # Last, once every duty has added its queues: the age of the oldest message, on every queue.
         observability.watch_every_queue()
 
@@ -165,3 +175,28 @@ class SellerInsightsStack(Stack):
         }
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)
+
+    @staticmethod
+    def _watch_silence(observability: Observability, tokens: TokenRefresher, reports: ReportFetcher,
+                       retention: RetentionSweeper) -> None:
+        # Silence: each schedule's finder run that finished beats (SweepCompleted); two periods without one alarm.
+        heartbeats = {name: observability.watch_heartbeat(tokens.handler, name, rate)
+                      for name, rate, _ in token_refresher.SCHEDULES}
+        heartbeats |= {name: observability.watch_heartbeat(reports.handler, name, rate)
+                       for name, rate in report_fetcher.SCHEDULES}
+        sweep, rate, _ = retention_sweeper.SCHEDULE
+        heartbeats[sweep] = observability.watch_heartbeat(retention.handler, sweep, rate)
+        observability.watch_metric(
+            "TokenRefreshFailed",
+            tokens.refresh_failed_metric,
+            "token_refresher: access-token refreshes failed for a reason of ours (vault or KMS refusal, a DynamoDB "
+            "error, LWA refusing the grant request) in each of 3 consecutive 5-minute runs; a failed connection "
+            "stays due and is retried every run, so one transient failure never pages, one that persists does",
+            evaluation_periods=SUSTAINED_PERIODS,
+        )
+        observability.pipeline_down(
+            [heartbeats["refresh-tokens"], heartbeats["plan-reports"], observability.queue_age_alarm(reports.jobs),
+             observability.watch_errors_sustained(reports.handler)],
+            "The report pipeline is down: access tokens are not being refreshed, or reports are not being "
+            "planned, or report jobs wait more than an hour, or the report fetcher keeps failing",
+        )

@@ -20,7 +20,7 @@ from seller_insights import aws
 from seller_insights.containers import per_container
 from seller_insights.errors import ConfigurationError
 from seller_insights.fanout import WorkQueue
-from seller_insights.observability import get_logger, get_metrics, get_tracer
+from seller_insights.observability import get_logger, get_metrics, get_tracer, sweep_completed
 from seller_insights.participations import ParticipationsReader
 from seller_insights.quotas import QuotaBuckets
 from seller_insights.redaction import invocation_scope
@@ -132,9 +132,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         work = WorkQueue(aws.client("sqs"), config.report_plans_queue_url, PLANS_KIND)
         found = PlanFinder(table(), work, config.plan_find_limit).run()
         logger.info("due plans sent to report_plans", extra=found.as_dict())
+        sweep_completed("plan-reports")
         return found.as_dict()
     if event.get("task") == "wake-jobs":
-        return JobWaker(table(), aws.client("sqs"), settings().report_jobs_queue_url).run().as_dict()
+        woken = JobWaker(table(), aws.client("sqs"), settings().report_jobs_queue_url).run()
+        sweep_completed("wake-jobs")
+        return woken.as_dict()
     if "Records" in event:
         # Imported on the first queue event: Powertools' batch utility loads every event data class (some
         # 30% of a bare `import boto3`), and the plan schedule never needs it.

@@ -13,7 +13,7 @@ from retention_sweeper.settings import RetentionSweeperSettings
 from seller_insights import aws
 from seller_insights.containers import per_container
 from seller_insights.fanout import WorkQueue
-from seller_insights.observability import get_logger, get_metrics, get_tracer
+from seller_insights.observability import get_logger, get_metrics, get_tracer, sweep_completed
 from seller_insights.redaction import invocation_scope
 from seller_insights.retention import PurgeStates, Receipts, S3Purge, TableItems
 
@@ -58,6 +58,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         config = settings()
         found = PurgeFinder(aws.table(config.connections_table), work(), config.purge_find_limit).run()
         logger.info("due purges sent to retention_purges", extra=found.as_dict())
+        sweep_completed("sweep-retention")
         return found.as_dict()
     if "Records" in event:
         from seller_insights.sqs_batches import consume  # noqa: PLC0415 (only queue events need it)

@@ -3,6 +3,7 @@ notifications queue."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -18,7 +19,7 @@ from seller_insights.fanout import WorkQueue
 from seller_insights.identity import SellerIdentity
 from seller_insights.lwa import LwaClient
 from seller_insights.marketplaces import LWA_TOKEN_URL
-from seller_insights.observability import get_logger, get_metrics, get_tracer
+from seller_insights.observability import get_logger, get_metrics, get_tracer, sweep_completed
 from seller_insights.participations import ParticipationsReader
 from seller_insights.quotas import QuotaBuckets
 from seller_insights.redaction import invocation_scope
@@ -168,6 +169,35 @@ def verification_work(context: LambdaContext) -> VerificationWork:
                             settings().lwa_refresh, context.get_remaining_time_in_millis)
 
 
+def _refresh_tokens() -> dict[str, Any]:
+    finder = RefreshFinder(connections(), token_work_queue(TOKEN_REFRESH_KIND),
+                           limit=refresh_limit(settings().lwa_refresh), destinations=destinations())
+    return finder.run().as_dict()
+
+
+def _verify_consents() -> dict[str, Any]:
+    candidates = VerificationFinder(CandidateRepository(aws.table(settings().connections_table)),
+                                    token_work_queue(CONSENT_VERIFICATION_KIND),
+                                    limit=verification_limit(settings().lwa_refresh))
+    return candidates.run().as_dict()
+
+
+def _check_reauthorization() -> dict[str, Any]:
+    config = settings()
+    publisher = EventPublisher(aws.client("events"), config.event_bus_name, EVENT_SOURCE)
+    digest = ReauthorizationDigest(connections(), aws.client("s3"), config.data_bucket, publisher,
+                                   config.reauth_notice_days)
+    return digest.run().as_dict()
+
+
+# The schedules' tasks (infra/constructs/token_refresher.py SCHEDULES), each a finder run that ends in a heartbeat.
+SCHEDULED_TASKS: dict[str, Callable[[], dict[str, Any]]] = {
+    "refresh-tokens": _refresh_tokens,
+    "verify-consents": _verify_consents,
+    "check-reauthorization": _check_reauthorization,
+}
+
+
 @invocation_scope
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
@@ -185,20 +215,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
                                          "consent_verification": checks.report.as_dict()})
         return notifications().consume(event, context)
     task = event.get("task")
-    if task == "refresh-tokens":
-        finder = RefreshFinder(connections(), token_work_queue(TOKEN_REFRESH_KIND),
-                               limit=refresh_limit(settings().lwa_refresh), destinations=destinations())
-        return finder.run().as_dict()
-    if task == "verify-consents":
-        candidates = VerificationFinder(CandidateRepository(aws.table(settings().connections_table)),
-                                        token_work_queue(CONSENT_VERIFICATION_KIND),
-                                        limit=verification_limit(settings().lwa_refresh))
-        return candidates.run().as_dict()
-    if task == "check-reauthorization":
-        config = settings()
-        publisher = EventPublisher(aws.client("events"), config.event_bus_name, EVENT_SOURCE)
-        digest = ReauthorizationDigest(connections(), aws.client("s3"), config.data_bucket, publisher,
-                                       config.reauth_notice_days)
-        return digest.run().as_dict()
+    if task in SCHEDULED_TASKS:
+        report = SCHEDULED_TASKS[task]()
+        sweep_completed(task)  # only a run that finished: an exception above means no heartbeat
+        return report
     raise ValueError("unknown event: expected SQS records or a task of refresh-tokens, verify-consents or "
                      "check-reauthorization")

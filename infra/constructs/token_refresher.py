@@ -139,6 +139,9 @@ class TokenRefresher(Construct):
         self.invalid_client_metric = self._metric(INVALID_CLIENT_METRIC)
         self.verification_expired_metric = self._metric(VERIFICATION_EXPIRED_METRIC)
         self.destination_failed_metric = self._metric(DESTINATION_FAILED_METRIC)
+        # One connection's refresh failed for a reason of ours (vault, KMS, DynamoDB, a refused grant); it stays
+        # due and the next run (5 minutes later) tries it again.
+        self.refresh_failed_metric = self._metric("TokenRefreshFailed")
 
     def identity_mismatch_metric(self, consent_duty: str) -> cloudwatch.IMetric:
         """ConsentIdentityMismatch from the verifier and from the consent callback (a pending deletion's

@@ -143,6 +143,20 @@ def put_metric_per_type(name: str, report_type: str, value: float) -> None:
         metric.add_dimension(name="report_type", value=report_type)
 
 
+# The heartbeat of a schedule (docs/runbook.md, `*Heartbeat`): every finder run that finished emits it once.
+SWEEP_COMPLETED = "SweepCompleted"
+
+
+def sweep_completed(sweep: str) -> None:
+    """One `SweepCompleted` (dimensions `service` and `sweep` = the schedule's name) for a finder run that
+    finished: the stack alarms when a schedule's periods pass without one (a schedule stopped, or its runs
+    fail). Like `put_metric_per_type`, outside the function's shared EMF blob: its own dimensions."""
+    metrics = get_metrics()
+    with single_metric(name=SWEEP_COMPLETED, unit=MetricUnit.Count, value=1, namespace=metrics.namespace,
+                       default_dimensions={"service": str(metrics.service)}) as metric:
+        metric.add_dimension(name="sweep", value=sweep)
+
+
 class _NoSegment(BaseSegment):
     def close(self, end_time: int | None = None) -> None:
         pass
