@@ -17,7 +17,6 @@ from collections.abc import Sequence
 import jsii
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_apigatewayv2 as apigwv2
-from aws_cdk.aws_apigatewayv2_integrations import HttpLambdaIntegration
 from constructs import Construct, IValidation
 
 from infra.config import ConfigError, RouteLimit, StageConfig
@@ -264,11 +263,7 @@ class OAuthCallback(Construct):
         )
         self.routes = ThrottledRoutes(self.api, stage=self.stage, config=config)
 
-        integration = HttpLambdaIntegration(
-            "OAuthCallbackIntegration",
-            self.handler.function,
-            payload_format_version=apigwv2.PayloadFormatVersion.VERSION_2_0,
-        )
+        integration = self.handler.http_integration("OAuthCallbackIntegration")
         for path in ROUTES:
             for route in self.routes.add(path, [apigwv2.HttpMethod.ANY], integration):
                 acknowledge(
