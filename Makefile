@@ -4,6 +4,9 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 STAGE ?= dev
+# cdk deploy's approval of security-broadening changes: a person at a terminal; CI passes never (its
+# environment's reviewers approve instead, .github/workflows/deploy.yml).
+APPROVAL ?= broadening
 
 PYTHON_BIN ?= $(shell command -v python3.13 2>/dev/null || echo python3)
 VENV := .venv
@@ -94,7 +97,7 @@ diff: install  ## cdk diff against the account in your AWS credentials
 	@$(CDK) diff -c stage=$(STAGE)
 
 deploy: install  ## cdk deploy STAGE=dev|prod to the account in your AWS credentials
-	@$(CDK) deploy -c stage=$(STAGE) --require-approval broadening
+	@$(CDK) deploy -c stage=$(STAGE) --require-approval $(APPROVAL)
 
 rollback: $(VENV)/.installed  ## point every live alias back to its version before the last deploy (STAGE, FUNCTION=duty VERSION=n, DRY_RUN=1)
 	@$(PY) -m ops rollback --stage $(STAGE) $(if $(FUNCTION),--function $(FUNCTION)) \
