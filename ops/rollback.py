@@ -63,6 +63,9 @@ def register(commands: Any) -> None:
 
 
 def run(fleet: Fleet, args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    if fleet.local_api is not None:
+        raise OpsError("the local stack runs each function's code as it is (no versions): rollback acts on a "
+                       "deployed stack (--stage)", exit_code=2)
     if args.version is not None and args.function is None:
         raise OpsError("--version names one function's version: give --function DUTY too", exit_code=2)
     functions = select(fleet, args.function)

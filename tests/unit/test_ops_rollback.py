@@ -141,3 +141,11 @@ def test_a_function_without_an_earlier_version_stays(deployed: Deployed) -> None
     step = plan(deployed.lam, "si-new-function",
                 boto3.client("cloudformation", region_name=REGION).describe_stacks()["Stacks"][0]["CreationTime"])
     assert (step.target, step.reason) == (None, "no version from before the last deployment")
+
+
+def test_the_local_stack_has_no_versions_to_roll_back(deployed: Deployed) -> None:
+    fleet = _fleet("si-report-fetcher")
+    fleet.local_api = "http://127.0.0.1:9"
+    with pytest.raises(OpsError, match="rollback acts on a deployed stack") as error:
+        _run(fleet)
+    assert error.value.exit_code == 2
