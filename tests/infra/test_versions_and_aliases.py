@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import aws_cdk as cdk
 import pytest
 
+from infra.app import load_cdk_context
+from infra.config import StageConfig
+from infra.constructs.service_function import ServiceFunction
 from local.gateway import routes_from
 from local.scheduler import schedules
 from local.template import invoked_function, referenced_id
@@ -84,3 +88,22 @@ def test_the_local_stack_runs_the_function_behind_each_alias(raw: dict[str, Any]
     routes = routes_from(raw)
     assert routes and {route.function_id for route in routes} <= functions
     assert len({route.function_id for route in routes}) == 2  # consent and data requests
+
+
+def test_a_setting_added_after_the_function_still_publishes_a_new_version() -> None:
+    """Settings such as queue URLs are added once the queue exists (add_environment); the version must
+    follow them, or the alias would keep invoking the old configuration."""
+    config = StageConfig.from_context("dev", load_cdk_context()["stages"])
+
+    def version_ids(late: str | None) -> list[str]:
+        app = cdk.App()
+        stack = cdk.Stack(app, "Versions")
+        function = ServiceFunction(stack, "Fn", duty="data_exports", config=config, description="versions")
+        if late is not None:
+            function.add_environment("LATE_SETTING", late)
+        template = app.synth().get_stack_by_name("Versions").template
+        return [key for key, value in template["Resources"].items() if value["Type"] == "AWS::Lambda::Version"]
+
+    (none,), (one,), (two,), (again,) = version_ids(None), version_ids("1"), version_ids("2"), version_ids("2")
+    assert len({none, one, two}) == 3
+    assert again == two  # the same configuration is the same version: no new version without a change
