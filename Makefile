@@ -4,6 +4,9 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 STAGE ?= dev
+# cdk deploy's approval of security-broadening changes: a person at a terminal; CI passes never (its
+# environment's reviewers approve instead, .github/workflows/deploy.yml).
+APPROVAL ?= broadening
 
 PYTHON_BIN ?= $(shell command -v python3.13 2>/dev/null || echo python3)
 VENV := .venv
@@ -15,7 +18,7 @@ PIP_QUIET := --quiet --disable-pip-version-check
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
 .PHONY: help install demo dev test lint typecheck unit integration infra-tests e2e browser synth lint-iac \
-        layer deploy diff clean chromium
+        layer deploy diff clean chromium rollback destroy
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -94,7 +97,16 @@ diff: install  ## cdk diff against the account in your AWS credentials
 	@$(CDK) diff -c stage=$(STAGE)
 
 deploy: install  ## cdk deploy STAGE=dev|prod to the account in your AWS credentials
-	@$(CDK) deploy -c stage=$(STAGE) --require-approval broadening
+	@$(CDK) deploy -c stage=$(STAGE) --require-approval $(APPROVAL)
+
+rollback: $(VENV)/.installed  ## point every live alias back to its version before the last deploy (STAGE, FUNCTION=duty VERSION=n, DRY_RUN=1)
+	@$(PY) -m ops rollback --stage $(STAGE) $(if $(FUNCTION),--function $(FUNCTION)) \
+	  $(if $(VERSION),--version $(VERSION)) $(if $(DRY_RUN),--dry-run)
+
+destroy: install  ## cdk destroy STAGE=..., refused while the stack holds seller data (PURGE_FIRST=1: request every purge)
+	@if [ "$(STAGE)" = local ]; then echo "the local stage is never deployed: stop make dev instead" >&2; exit 2; fi
+	@$(PY) -m ops destroy-check --stage $(STAGE) $(if $(PURGE_FIRST),--purge-first)
+	@$(CDK) destroy -c stage=$(STAGE)
 
 clean:  ## remove build outputs (keeps the virtual environments)
 	rm -rf cdk.out build .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage .coverage.*

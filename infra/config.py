@@ -15,7 +15,16 @@ from typing import Annotated, Any, ClassVar, Literal
 import annotated_types
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_logs as logs
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
@@ -140,15 +149,101 @@ class ApiLimits(_Model):
         return max(covering, key=lambda limit: len(limit.path)) if covering else None
 
 
+# A DNS name of at least two labels, lowercase, no wildcard, no trailing dot.
+_DNS_NAME = re.compile(r"(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+_CERTIFICATE_ARN = re.compile(r"arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}")
+_HOSTED_ZONE_ID = re.compile(r"Z[A-Z0-9]{1,31}")
+
+
+class HostedZone(_Model):
+    """A Route 53 public hosted zone the stack may write to: the certificate's DNS validation record and the
+    domain's alias record. By id and name, because the stack is environment-agnostic (no lookups)."""
+
+    shape: ClassVar[str] = '{"id": "Z0123456789ABCDEFGHIJ", "name": "example.com"}'
+
+    id: str
+    name: str
+
+    @field_validator("id")
+    @classmethod
+    def _zone_id(cls, zone_id: str) -> str:
+        if not _HOSTED_ZONE_ID.fullmatch(zone_id):
+            raise ValueError(f"must be a Route 53 hosted zone id like 'Z0123456789ABCDEFGHIJ', got {zone_id!r}")
+        return zone_id
+
+    @field_validator("name")
+    @classmethod
+    def _zone_name(cls, name: str) -> str:
+        if not _DNS_NAME.fullmatch(name):
+            raise ValueError(f"must be the zone's domain name like 'example.com' (lowercase, no trailing dot), "
+                             f"got {name!r}")
+        return name
+
+
+class CustomDomain(_Model):
+    """``cdk.json`` → ``context.stages.<name>.domain``: the API's own domain name, so the redirect and Log-in
+    URIs registered with Amazon survive a re-created API. The certificate is ``certificate_arn`` (an ACM
+    certificate in the stack's Region) or, when that is null, one the stack requests with DNS validation in
+    ``hosted_zone``. With ``hosted_zone`` the stack also points the name at the API (an alias record); without
+    it, point a CNAME at the ``DomainTarget`` output yourself."""
+
+    shape: ClassVar[str] = ('{"name": "api.example.com", "certificate_arn": ARN or null, '
+                            '"hosted_zone": {"id": ..., "name": ...} or null}')
+
+    name: str
+    certificate_arn: str | None = None
+    hosted_zone: HostedZone | None = None
+    # With a custom domain, the execute-api URL is switched off, so the API has one address.
+    disable_execute_api_endpoint: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _domain_name(cls, name: str) -> str:
+        if not _DNS_NAME.fullmatch(name):
+            raise ValueError(f"must be a domain name like 'api.example.com' (lowercase, no wildcard, no trailing "
+                             f"dot), got {name!r}")
+        return name
+
+    @field_validator("certificate_arn")
+    @classmethod
+    def _certificate(cls, arn: str | None) -> str | None:
+        if arn is not None and not _CERTIFICATE_ARN.fullmatch(arn):
+            raise ValueError("must be null or an ACM certificate ARN like "
+                             f"'arn:aws:acm:eu-west-1:123456789012:certificate/<uuid>', got {arn!r}")
+        return arn
+
+    @field_validator("hosted_zone")
+    @classmethod
+    def _name_in_zone(cls, zone: HostedZone | None, info: ValidationInfo) -> HostedZone | None:
+        name = info.data.get("name")
+        if zone is not None and name is not None and not (name == zone.name or name.endswith("." + zone.name)):
+            raise ValueError(f"{zone.name!r} does not hold the domain {name!r}")
+        return zone
+
+    @model_validator(mode="after")
+    def _has_a_certificate(self) -> CustomDomain:
+        if self.certificate_arn is None and self.hosted_zone is None:
+            raise ValueError("needs a certificate: give certificate_arn (an ACM certificate in the stack's Region), "
+                             "or hosted_zone (the Route 53 zone in which the stack validates a new one by DNS)")
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.name}"
+
+
 class StageConfig(_Model):
     """Settings of one deployment stage (``cdk.json`` → ``context.stages.<name>``)."""
 
     # The stage's key in ``stages``; not a key of its own in cdk.json.
     name: str
-    # Draft apps need ``version=beta`` on the consent URL.
-    app_draft: bool
-    # Fixed, registered OAuth redirect URI; None = the HTTP API's execute-api URL + "/callback".
+    # Draft apps need ``version=beta`` on the consent URL. A stage that does not say is a draft: an app is
+    # published only once Amazon approved it, and a new stage is a test of one (prod says false).
+    app_draft: bool = True
+    # Fixed, registered OAuth redirect URI; None = the custom domain's (else the execute-api URL's) /callback.
     redirect_uri: str | None = None
+    # The API's own domain name, certificate and API mapping; None = the execute-api URL only.
+    domain: CustomDomain | None = None
     # Country code used by /connect without ?marketplace= (e.g. "US").
     default_marketplace: str
     # Lambda and API access-log retention; the DPP asks for >= 12 months.
@@ -232,6 +327,14 @@ class StageConfig(_Model):
         if uri is not None and not _REDIRECT_URI.fullmatch(uri):
             raise ValueError(f"must be null or an https URL ending in /callback without query or fragment, got {uri!r}")
         return uri
+
+    @field_validator("domain")
+    @classmethod
+    def _one_redirect_uri(cls, domain: CustomDomain | None, info: ValidationInfo) -> CustomDomain | None:
+        if domain is not None and info.data.get("redirect_uri") is not None:
+            raise ValueError(f"and redirect_uri are both set: with a domain the redirect URI is {domain.url}/callback"
+                             " (set redirect_uri to null)")
+        return domain
 
     @field_validator("default_marketplace")
     @classmethod
@@ -354,7 +457,7 @@ def _problem(error: ErrorDetails, loc: tuple[str, ...]) -> str:
     if kind in _KINDS:
         return f"must be {_KINDS[kind]}, got {given!r}"
     if kind in _OBJECT_TYPES:
-        expected = _expected_at(loc)[1]
+        expected = _required(_expected_at(loc)[1])
         shape = expected.shape if isinstance(expected, type) and issubclass(expected, _Model) else "an object"
         return f"must be {shape}, got {given!r}"
     if kind == "literal_error":
@@ -375,12 +478,21 @@ def _expected_at(loc: tuple[str, ...]) -> tuple[FieldInfo | None, Any]:
     field: FieldInfo | None = None
     expected: Any = StageConfig
     for part in loc:
+        expected = _required(expected)
         if isinstance(expected, type) and issubclass(expected, BaseModel):
             field = next(info for name, info in expected.model_fields.items() if part in (name, info.alias))
             expected = field.annotation
         elif typing.get_origin(expected) is dict:
             expected = typing.get_args(expected)[1]
     return field, expected
+
+
+def _required(expected: Any) -> Any:
+    """``X`` of an optional ``X | None`` (an optional object still has its shape); anything else as it is."""
+    if type(None) in typing.get_args(expected):
+        others = [arg for arg in typing.get_args(expected) if arg is not type(None)]
+        return others[0] if len(others) == 1 else expected
+    return expected
 
 
 def _bounds(field: FieldInfo) -> str:

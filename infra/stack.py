@@ -156,6 +156,8 @@ class SellerInsightsStack(Stack):
         outputs = {
             "ApiUrl": consent.url,
             "RedirectUri": consent.redirect_uri,
+            # Register this with Amazon as the app's Log-in URI (with RedirectUri as its OAuth redirect URI).
+            "LoginUri": consent.login_uri,
             "ConnectionsTableName": stores.connections.table_name,
             "OAuthStateTableName": stores.oauth_state.table_name,
             "IdempotencyTableName": stores.idempotency.table_name,
@@ -173,6 +175,9 @@ class SellerInsightsStack(Stack):
             # The role operators assume (with MFA) to call the /admin data-request routes.
             "OpsSupportRoleArn": operators.role.role_arn,
         }
+        if consent.domain is not None:
+            # Where the domain's DNS must point (the stack writes the alias record itself when given the zone).
+            outputs["DomainTarget"] = consent.domain.target
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)
 

@@ -19,6 +19,7 @@ from moto.server import ThreadedMotoServer
 from local.moto_fixes import make_dynamodb_writes_atomic, make_sqs_follow_the_product_clock
 from local.template import (
     ACCOUNT_ID,
+    ALIAS_TYPE,
     PURPOSE_TAG,
     REGION,
     Resolver,
@@ -28,6 +29,7 @@ from local.template import (
     dependencies,
     props,
     record_roles,
+    referenced_id,
     resources,
     tag,
 )
@@ -150,6 +152,12 @@ class _Creator:
         for logical_id, _ in resources(self.template, _FUNCTION_TYPE):
             name = f"si-local-{logical_id}"[:64]
             self.resolver.record(logical_id, name, f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}")
+        # An alias's Ref is its ARN (the function's, qualified); locally it runs the function itself.
+        for logical_id, resource in resources(self.template, ALIAS_TYPE):
+            function_arn = self.resolver.attrs.get((str(referenced_id(props(resource).get("FunctionName"))), "Arn"))
+            if function_arn is not None:
+                qualified = f"{function_arn}:{props(resource).get('Name')}"
+                self.resolver.record(logical_id, qualified, qualified)
         for logical_id, _ in resources(self.template, _API_TYPE):
             self.resolver.record(logical_id, API_ID)
             self.resolver.attrs[(logical_id, "ApiEndpoint")] = self.api_url

@@ -30,7 +30,7 @@ from local.aws import API_ID
 from local.functions import FunctionRuntime
 from local.poller import QueuePoller
 from local.scheduler import Schedule
-from local.template import ACCOUNT_ID, REGION, Template, dependencies, props, resources
+from local.template import ACCOUNT_ID, REGION, Template, dependencies, invoked_function, props, resources
 
 log = logging.getLogger("local.gateway")
 
@@ -122,13 +122,12 @@ class Route:
 
 
 def routes_from(template: Template) -> list[Route]:
-    functions = {lid for lid, _ in resources(template, "AWS::Lambda::Function")}
     stages = _default_stages(template)
     integrations = {}
     for logical_id, resource in resources(template, "AWS::ApiGatewayV2::Integration"):
-        targets = dependencies(props(resource).get("IntegrationUri")) & functions
-        if len(targets) == 1:
-            integrations[logical_id] = targets.pop()
+        function_id = invoked_function(template, props(resource).get("IntegrationUri"))
+        if function_id is not None:
+            integrations[logical_id] = function_id
     found = []
     for logical_id, resource in resources(template, "AWS::ApiGatewayV2::Route"):
         p = props(resource)

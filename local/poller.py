@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError
 
 from local.aws import CreatedResources
 from local.functions import FunctionRuntime
-from local.template import REGION, Template, TemplateError, props, referenced_id, resources
+from local.template import REGION, Template, TemplateError, invoked_function, props, referenced_id, resources
 
 log = logging.getLogger("local.poller")
 
@@ -65,7 +65,7 @@ def mappings(template: Template, created: CreatedResources) -> list[SqsMapping]:
     for logical_id, resource in resources(template, MAPPING_TYPE):
         p = props(resource)
         queue_id = referenced_id(p.get("EventSourceArn"))
-        function_id = referenced_id(p.get("FunctionName"))
+        function_id = invoked_function(template, p.get("FunctionName"))
         if queue_id not in created.queue_urls:
             log.warning("%s: event source is not an SQS queue of the template; not polled locally", logical_id)
             continue

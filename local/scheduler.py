@@ -17,6 +17,7 @@ from local.template import (
     SCHEDULE_TAG,
     Template,
     TemplateError,
+    invoked_function,
     props,
     referenced_id,
     resources,
@@ -68,7 +69,8 @@ def schedules(template: Template) -> dict[str, Schedule]:
         raw_targets = (p.get("Targets") or []) if resource["Type"] == RULE_TYPE else [p.get("Target") or {}]
         targets = []
         for raw in raw_targets:
-            target_id = referenced_id(raw.get("Arn"))
+            # A function's alias (or version) stands for the function; a queue for itself.
+            target_id = invoked_function(template, raw.get("Arn")) or referenced_id(raw.get("Arn"))
             if target_id is None:
                 raise TemplateError(f"{logical_id}: a schedule target whose Arn is not a resource of the template")
             targets.append(Target(target_id, raw.get("Input") if isinstance(raw.get("Input"), str) else None))

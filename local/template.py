@@ -160,6 +160,31 @@ def dependencies(value: Any) -> set[str]:
     return found
 
 
+FUNCTION_TYPE = "AWS::Lambda::Function"
+ALIAS_TYPE = "AWS::Lambda::Alias"
+VERSION_TYPE = "AWS::Lambda::Version"
+
+
+def invoked_function(template: Template, value: Any) -> str | None:
+    """The function a trigger's value (an event source's FunctionName, a rule target's Arn, an integration's
+    IntegrationUri) invokes: the function it names, or the one behind the alias or version it names. Deployed
+    triggers invoke each function's `live` alias; locally there is one warm container per function, whatever
+    its version. None unless exactly one function is meant."""
+    found = {function for logical_id in dependencies(value) if (function := _function_behind(template, logical_id))}
+    return found.pop() if len(found) == 1 else None
+
+
+def _function_behind(template: Template, logical_id: str) -> str | None:
+    resource = template["Resources"].get(logical_id) or {}
+    if resource.get("Type") == FUNCTION_TYPE:
+        return logical_id
+    if resource.get("Type") in (ALIAS_TYPE, VERSION_TYPE):
+        function_id = referenced_id(props(resource).get("FunctionName"))
+        if function_id is not None and function_id != logical_id:
+            return _function_behind(template, function_id)
+    return None
+
+
 class Resolver:
     """Turns intrinsic-function values into strings, from the physical ids of created resources."""
 

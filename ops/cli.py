@@ -52,6 +52,8 @@ DRAIN_TIMEOUT = 120.0
 # `add_fleet_options` and `set_defaults(fleet_command=run)`, where run(fleet, args, stdout, stderr) -> exit code.
 FLEET_MODULES: tuple[str, ...] = (
     "ops.secrets",
+    "ops.rollback",
+    "ops.destroy_guard",
 )
 
 

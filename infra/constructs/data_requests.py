@@ -18,7 +18,6 @@ from __future__ import annotations
 from aws_cdk import Duration
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk.aws_apigatewayv2_authorizers import HttpIamAuthorizer
-from aws_cdk.aws_apigatewayv2_integrations import HttpLambdaIntegration
 from constructs import Construct
 
 from infra.config import StageConfig
@@ -86,11 +85,7 @@ class DataRequests(Construct):
         self._grant(stores)
         exports.grant_send(self.handler)
 
-        integration = HttpLambdaIntegration(
-            "DataRequestsIntegration",
-            self.handler.function,
-            payload_format_version=apigwv2.PayloadFormatVersion.VERSION_2_0,
-        )
+        integration = self.handler.http_integration("DataRequestsIntegration")
         authorizer = HttpIamAuthorizer()
         # Each route gets its own throttle (the stage's api_limits entry for /admin) from the same call.
         throttled = ThrottledRoutes.of(api)

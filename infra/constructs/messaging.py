@@ -164,7 +164,7 @@ def consume(
     mapping = lambda_.EventSourceMapping(
         scope,
         construct_id,
-        target=consumer.function,
+        target=consumer.live,
         event_source_arn=queue.queue_arn,
         batch_size=batch_size,
         max_concurrency=max_concurrency,
@@ -207,7 +207,7 @@ def scheduled_task(
     )
     rule.add_target(
         targets.LambdaFunction(
-            consumer.function,
+            consumer.live,
             event=events.RuleTargetInput.from_object({"task": name}),
             dead_letter_queue=dead_letters,
             retry_attempts=TARGET_RETRY_ATTEMPTS,

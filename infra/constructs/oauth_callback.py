@@ -17,10 +17,10 @@ from collections.abc import Sequence
 import jsii
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_apigatewayv2 as apigwv2
-from aws_cdk.aws_apigatewayv2_integrations import HttpLambdaIntegration
 from constructs import Construct, IValidation
 
 from infra.config import ConfigError, RouteLimit, StageConfig
+from infra.constructs.api_domain import ApiDomain
 from infra.constructs.data_stores import DataStores
 from infra.constructs.log_groups import stage_log_group
 from infra.constructs.service_function import ServiceFunction
@@ -211,9 +211,13 @@ class OAuthCallback(Construct):
             description="Seller Insights consent flow (/connect, /login, /callback, /done) and the "
             "IAM-authorized /admin data-request routes",
             create_default_stage=False,
+            # With a custom domain the API has that one address (the HTTPS-only rule); /admin signs for it too.
+            disable_execute_api_endpoint=config.domain is not None and config.domain.disable_execute_api_endpoint,
         )
-        # The fixed redirect URI registered with Amazon; never built from request data (OA-07).
-        self.redirect_uri = config.redirect_uri or f"{self.api.api_endpoint}{CALLBACK_PATH}"
+        # The fixed redirect URI registered with Amazon; never built from request data (OA-07). With a custom
+        # domain it survives a re-created API.
+        base_url = config.domain.url if config.domain is not None else self.api.api_endpoint
+        self.redirect_uri = config.redirect_uri or f"{base_url}{CALLBACK_PATH}"
 
         self.handler = ServiceFunction(
             self,
@@ -263,12 +267,13 @@ class OAuthCallback(Construct):
             ),
         )
         self.routes = ThrottledRoutes(self.api, stage=self.stage, config=config)
-
-        integration = HttpLambdaIntegration(
-            "OAuthCallbackIntegration",
-            self.handler.function,
-            payload_format_version=apigwv2.PayloadFormatVersion.VERSION_2_0,
+        self.domain = (
+            ApiDomain(self, "Domain", domain=config.domain, api=self.api, stage=self.stage)
+            if config.domain is not None
+            else None
         )
+
+        integration = self.handler.http_integration("OAuthCallbackIntegration")
         for path in ROUTES:
             for route in self.routes.add(path, [apigwv2.HttpMethod.ANY], integration):
                 acknowledge(
@@ -281,4 +286,10 @@ class OAuthCallback(Construct):
 
     @property
     def url(self) -> str:
-        return self.stage.url
+        """The API's base URL, ending in '/': the custom domain's when there is one."""
+        return f"{self.domain.url}/" if self.domain is not None else self.stage.url
+
+    @property
+    def login_uri(self) -> str:
+        """The Log-in URI registered with Amazon (the app's /login route)."""
+        return f"{self.url}login"

@@ -4,6 +4,11 @@ Every function gets the same shape (docs/internal-contracts.md, architecture §4
 arm64, the ``functions/`` folder as code with every other duty left out, the shared and deps
 layers, an explicit log group with the stage's retention, JSON logging, active X-Ray tracing,
 explicit memory and timeout, the common environment, and its own role without managed policies.
+
+Every deployment publishes a version of each function and moves its ``live`` alias to it; every trigger
+(SQS event sources, schedule targets, API integrations and their invoke permissions) invokes the alias,
+never the bare function, so ``make rollback`` (ops/rollback.py) can point a function back to its previous
+version without touching a trigger.
 """
 
 from __future__ import annotations
@@ -12,10 +17,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import jsii
-from aws_cdk import Duration, Stack
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
+from aws_cdk.aws_apigatewayv2_integrations import HttpLambdaIntegration
 from constructs import Construct, IConstruct
 
 from infra import REPO_ROOT
@@ -31,6 +38,8 @@ DEPS_LAYER_DIR = REPO_ROOT / "build" / "layers" / "deps"
 METRICS_NAMESPACE = "SellerInsights"
 RUNTIME = lambda_.Runtime.PYTHON_3_13
 ARCHITECTURE = lambda_.Architecture.ARM_64
+# The alias every trigger invokes; ops/rollback.py moves it between published versions.
+LIVE_ALIAS = "live"
 
 
 class AssetMissingError(RuntimeError):
@@ -170,7 +179,13 @@ class ServiceFunction(Construct):
             logging_format=lambda_.LoggingFormat.JSON,
             application_log_level_v2=lambda_.ApplicationLogLevel.INFO,
             system_log_level_v2=lambda_.SystemLogLevel.WARN,
+            # Keep the version a deployment replaces (CloudFormation would delete it): make rollback goes back
+            # to it. Versions go with the function when the stack is deleted.
+            current_version_options=lambda_.VersionOptions(removal_policy=RemovalPolicy.RETAIN),
         )
+        # A version per deployment whose code or configuration changed (old ones retained, above).
+        self.live = lambda_.Alias(self, "LiveAlias", alias_name=LIVE_ALIAS, version=self.function.current_version,
+                                  description=f"What every trigger of the {duty} function invokes")
         if dead_letter_queue is not None and dead_letter_queue.encryption_master_key is not None:
             # Function grants only sqs:SendMessage; sending to an SSE-KMS queue also needs its key.
             iam.Grant.add_to_principal(
@@ -209,6 +224,12 @@ class ServiceFunction(Construct):
         )
         checkov_skip(
             self.function, "CKV_AWS_116", f"invoked only synchronously by {invoker}; no async events to dead-letter"
+        )
+
+    def http_integration(self, construct_id: str) -> HttpLambdaIntegration:
+        """An HTTP API integration (payload 2.0) that invokes the live alias; its permission names the alias."""
+        return HttpLambdaIntegration(
+            construct_id, self.live, payload_format_version=apigwv2.PayloadFormatVersion.VERSION_2_0
         )
 
     @property

@@ -9,6 +9,7 @@ import pytest
 from aws_cdk.assertions import Template
 
 from infra.app import build_app, stack_id
+from local.template import dependencies
 
 STAGES = ("dev", "prod")
 
@@ -80,3 +81,12 @@ def alarm_at_first_count(raw: dict[str, Any], metric: str, service: str) -> dict
     assert alarm["TreatMissingData"] == "notBreaching"
     assert alarm["AlarmActions"] == [{"Ref": topic_id}]
     return alarm
+
+
+def invokes(raw: dict[str, Any], value: Any, function_id: str) -> bool:
+    """Whether a trigger's value (a rule target's Arn, an event source's FunctionName, a permission's
+    FunctionName) invokes `function_id` through its `live` alias, as every trigger must
+    (infra/constructs/service_function.py); CDK writes an event source's as a Join of the alias's name."""
+    (alias_id,) = [alias_id for alias_id, alias in resources(raw, "AWS::Lambda::Alias").items()
+                   if alias["Properties"]["FunctionName"] == {"Ref": function_id}]
+    return dependencies(value) == {alias_id}

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from infra.app import function_environments
-from tests.infra.conftest import by_purpose, resources
+from tests.infra.conftest import by_purpose, invokes, resources
 
 pytestmark = pytest.mark.slow
 
@@ -76,7 +76,7 @@ def test_the_queue_is_encrypted_with_its_own_key_dead_lettered_and_kept_14_days(
     function_id, _ = _function(raw, WORKER)
     [mapping] = [m["Properties"] for m in resources(raw, "AWS::Lambda::EventSourceMapping").values()
                  if m["Properties"]["EventSourceArn"] == _arn(queue_id)]
-    assert mapping["FunctionName"] == {"Ref": function_id}
+    assert invokes(raw, mapping["FunctionName"], function_id)
     assert (mapping["BatchSize"], mapping["ScalingConfig"], mapping["FunctionResponseTypes"]) == (
         1, {"MaximumConcurrency": 2}, ["ReportBatchItemFailures"])
     alarms = [a["Properties"] for a in resources(raw, "AWS::CloudWatch::Alarm").values()]

@@ -63,8 +63,10 @@ def test_routes_are_the_contract(raw: dict[str, Any]) -> None:
 def _served(raw: dict[str, Any]) -> dict[str, set[str]]:
     """Handler -> the route keys the template sends to its function."""
     functions = {name: f["Properties"]["Handler"] for name, f in resources(raw, "AWS::Lambda::Function").items()}
+    # Each integration invokes its function's `live` alias (infra/constructs/service_function.py).
+    aliases = {name: a["Properties"]["FunctionName"]["Ref"] for name, a in resources(raw, "AWS::Lambda::Alias").items()}
     integrations = {
-        name: functions[i["Properties"]["IntegrationUri"]["Fn::GetAtt"][0]]
+        name: functions[aliases[i["Properties"]["IntegrationUri"]["Ref"]]]
         for name, i in resources(raw, "AWS::ApiGatewayV2::Integration").items()
     }
     served: dict[str, set[str]] = {}

@@ -10,7 +10,7 @@ import pytest
 
 from infra.app import function_environments, load_cdk_context
 from infra.config import DEFAULT_REPORT_TYPES, StageConfig
-from tests.infra.conftest import alarm_at_first_count, by_purpose, resources
+from tests.infra.conftest import alarm_at_first_count, by_purpose, invokes, resources
 
 pytestmark = pytest.mark.slow
 
@@ -116,7 +116,7 @@ def test_plan_reports_schedule_drives_the_fetcher(raw: dict[str, Any]) -> None:
         _tag(rule, "seller-insights:schedule"): rule["Properties"]
         for rule in resources(raw, "AWS::Events::Rule").values()
         if "ScheduleExpression" in rule["Properties"]
-        and any(target["Arn"] == _arn(function_id) for target in rule["Properties"]["Targets"])
+        and any(invokes(raw, target["Arn"], function_id) for target in rule["Properties"]["Targets"])
     }
     assert set(rules) == {"plan-reports", "wake-jobs"}  # wake-jobs: test_wake_jobs_runs_every_five_minutes
     rule = rules["plan-reports"]
@@ -209,7 +209,7 @@ def test_queues_feed_the_fetcher_in_bounded_partial_batches(raw: dict[str, Any],
     mappings = {
         m["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]: m["Properties"]
         for m in resources(raw, "AWS::Lambda::EventSourceMapping").values()
-        if m["Properties"]["FunctionName"] == {"Ref": function_id}
+        if invokes(raw, m["Properties"]["FunctionName"], function_id)
     }
     jobs_id, _ = by_purpose(raw, "report_jobs")
     notifications_id, _ = by_purpose(raw, "report_notifications")
@@ -259,7 +259,7 @@ def test_wake_jobs_runs_every_five_minutes(raw: dict[str, Any]) -> None:
     assert WAKE_PERIOD_SECONDS == 5 * 60
     (target,) = rule["Targets"]
     function_id, _ = _function(raw)
-    assert target["Arn"] == _arn(function_id)
+    assert invokes(raw, target["Arn"], function_id)
     assert json.loads(target["Input"]) == {"task": "wake-jobs"}
     assert target["DeadLetterConfig"] == {"Arn": _arn(by_purpose(raw, "report_events_dlq")[0])}
 

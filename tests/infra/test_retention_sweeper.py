@@ -12,7 +12,7 @@ import pytest
 
 from infra.app import function_environments, load_cdk_context
 from infra.config import StageConfig
-from tests.infra.conftest import by_purpose, resources
+from tests.infra.conftest import by_purpose, invokes, resources
 
 pytestmark = pytest.mark.slow
 
@@ -105,7 +105,7 @@ def test_sweep_retention_schedule_drives_the_sweeper(raw: dict[str, Any]) -> Non
     dlq_id, _ = by_purpose(raw, "retention_events_dlq")
     rules = [
         rule for rule in resources(raw, "AWS::Events::Rule").values()
-        if any(target["Arn"] == _arn(function_id) for target in rule["Properties"].get("Targets", []))
+        if any(invokes(raw, target["Arn"], function_id) for target in rule["Properties"].get("Targets", []))
     ]
     assert len(rules) == 1
     (rule,) = rules
@@ -291,7 +291,7 @@ def test_the_sweeper_fans_out_through_its_own_queue(raw: dict[str, Any], stage: 
     assert purges["Properties"]["VisibilityTimeout"] == 6 * function["Properties"]["Timeout"] == 6 * 900
     assert purges["Properties"]["MessageRetentionPeriod"] == 14 * 86400
     (mapping,) = [m["Properties"] for m in resources(raw, "AWS::Lambda::EventSourceMapping").values()
-                  if m["Properties"]["FunctionName"] == {"Ref": function_id}]
+                  if invokes(raw, m["Properties"]["FunctionName"], function_id)]
     assert mapping["EventSourceArn"] == _arn(purges_id)
     assert (mapping["BatchSize"], mapping["FunctionResponseTypes"]) == (1, ["ReportBatchItemFailures"])
     assert mapping["ScalingConfig"] == {"MaximumConcurrency": config.purge_concurrency}

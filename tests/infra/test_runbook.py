@@ -17,10 +17,11 @@ from tests.infra.conftest import resources
 
 pytestmark = pytest.mark.slow
 
-RUNBOOK = REPO_ROOT / "docs" / "runbook.md"
+RUNBOOK_NAME = "docs/runbook.md"
+RUNBOOK = REPO_ROOT / RUNBOOK_NAME
 HEADING = re.compile(r"^#{2,4} `([^`]+)`\s*$", re.MULTILINE)
 ALARM_TYPES = ("AWS::CloudWatch::Alarm", "AWS::CloudWatch::CompositeAlarm")
-POINTER = re.compile(r"Runbook: docs/runbook\.md, section `([^`]+)`\.$")
+POINTER = re.compile(re.escape("Runbook: " + RUNBOOK_NAME + ", section `") + r"([^`]+)`\.$")
 
 
 def sections(text: str) -> list[str]:

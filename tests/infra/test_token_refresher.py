@@ -13,7 +13,7 @@ from aws_cdk.assertions import Template
 from infra.app import load_cdk_context
 from infra.config import StageConfig
 from infra.constructs.data_stores import DataStores
-from tests.infra.conftest import alarm_at_first_count, by_purpose, resources
+from tests.infra.conftest import alarm_at_first_count, by_purpose, invokes, resources
 
 pytestmark = pytest.mark.slow
 
@@ -54,13 +54,13 @@ def test_schedules_drive_the_function_with_constant_inputs(raw: dict[str, Any]) 
         _tag(rule, "seller-insights:schedule"): rule["Properties"]
         for rule in resources(raw, "AWS::Events::Rule").values()
         if "ScheduleExpression" in rule["Properties"]
-        and rule["Properties"]["Targets"][0]["Arn"] == _arn(function_id)
+        and invokes(raw, rule["Properties"]["Targets"][0]["Arn"], function_id)
     }
     assert {name: rule["ScheduleExpression"] for name, rule in rules.items()} == SCHEDULES
     for name, rule in rules.items():
         assert rule["State"] == "ENABLED"
         (target,) = rule["Targets"]
-        assert target["Arn"] == _arn(function_id), name
+        assert invokes(raw, target["Arn"], function_id), name
         assert json.loads(target["Input"]) == {"task": name}
         assert target["DeadLetterConfig"] == {"Arn": _arn(dlq_id)}, name
         assert target["RetryPolicy"]["MaximumRetryAttempts"] >= 1, name
@@ -128,7 +128,7 @@ def test_notifications_feed_the_function_in_bounded_partial_batches(raw: dict[st
     (mapping,) = [m for m in resources(raw, "AWS::Lambda::EventSourceMapping").values()
                   if m["Properties"]["EventSourceArn"] == _arn(queue_id)]
     props = mapping["Properties"]
-    assert props["FunctionName"] == {"Ref": function_id}
+    assert invokes(raw, props["FunctionName"], function_id)
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert props["BatchSize"] == 10
     assert props["ScalingConfig"] == {"MaximumConcurrency": 2}
@@ -185,7 +185,7 @@ def test_the_token_refresh_queue_is_consumed_at_the_configured_concurrency(raw: 
     token_key_id, _ = by_purpose(raw, "token_key")
     (mapping,) = [m["Properties"] for m in resources(raw, "AWS::Lambda::EventSourceMapping").values()
                   if m["Properties"]["EventSourceArn"] == _arn(queue_id)]
-    assert mapping["FunctionName"] == {"Ref": function_id}
+    assert invokes(raw, mapping["FunctionName"], function_id)
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["BatchSize"] == 5
     assert mapping["ScalingConfig"] == {"MaximumConcurrency": _stage_config(stage).refresh_concurrency}
