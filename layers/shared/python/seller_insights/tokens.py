@@ -27,7 +27,13 @@ from boto3.dynamodb.conditions import Attr, ConditionBase
 
 from seller_insights import clock
 from seller_insights.dynamo import applied
-from seller_insights.errors import AuthorizationRevoked, ConnectionNotActive, LwaInvalidGrant, TokenUnavailable
+from seller_insights.errors import (
+    AuthorizationRevoked,
+    ConnectionNotActive,
+    LwaInvalidGrant,
+    RefreshBlocked,
+    TokenUnavailable,
+)
 from seller_insights.lwa import LwaClient
 from seller_insights.observability import get_logger, get_metrics
 from seller_insights.redaction import register_secret
@@ -159,8 +165,12 @@ class AccessTokenProvider:
         policy: TokenPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        refresh_blocked: Callable[[], bool] | None = None,
     ) -> None:
+        """`refresh_blocked`: asked before any refresh token is opened (the incident switch,
+        seller_insights.app_gate); True raises RefreshBlocked and nothing is read or changed."""
         self._connections = connections
+        self._refresh_blocked = refresh_blocked
         self._cache = cache
         self._vault = vault
         self._lwa = lwa
@@ -249,6 +259,8 @@ class AccessTokenProvider:
         return self._remember(seller, region, token)
 
     def _refresh(self, seller: str, region: str) -> AccessToken:
+        if self._refresh_blocked is not None and self._refresh_blocked():
+            raise RefreshBlocked("refresh tokens are blocked by an incident containment (ops incident restore)")
         connection = self._connections.get(seller, region)
         sealed_refresh = self._connections.sealed_refresh_token(seller, region)
         if connection is None or connection.status is not ConnectionStatus.ACTIVE or sealed_refresh is None:
