@@ -9,6 +9,7 @@ from infra.config import StageConfig
 from infra.constructs.data_exports import DataExports
 from infra.constructs.data_requests import DataRequests
 from infra.constructs.data_stores import DataStores
+from infra.constructs.incident_response import IncidentResponse
 from infra.constructs.oauth_callback import OAuthCallback
 from infra.constructs.observability import Observability
 from infra.constructs.operators import Operators
@@ -138,6 +139,15 @@ class SellerInsightsStack(Stack):
         observability.watch_function(data_requests.handler)
         operators = Operators(self, "Operators", config=config)
         data_requests.allow_operators(operators)
+        # Once every log group exists: the secret-pattern scan, its alarm, and what `ops incident` needs.
+        incident = IncidentResponse(self, "IncidentResponse", stores=stores, token_refresher=tokens.handler)
+        incident.allow_operators(operators)
+        observability.watch_metric(
+            "SecretInLogs",
+            incident.secret_pattern_metric,
+            "A log event with the shape of a token, client secret, OAuth code or presigned-URL signature was "
+            "written (redaction missed it): a security incident, see docs/incident-response.md",
+        )
         # Last, once every duty has added its queues: the age of the oldest message, on every queue.
         observability.watch_every_queue()
 
