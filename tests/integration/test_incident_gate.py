@@ -7,9 +7,10 @@ import pytest
 
 from seller_insights.app_gate import CACHE_SECONDS, CONSENT_CLOSED, GATE_KEY, REFRESH_BLOCKED, RETRY_AFTER_SECONDS
 from seller_insights.containers import forget_all
+from seller_insights.errors import RefreshBlocked
 from tests.support.api import ConsentClient
 from tests.support.flows import connect, connect_and_confirm, refresh_tokens
-from tests.support.tokens import connection_item, lwa_stats, table
+from tests.support.tokens import connection_item, lwa_stats, provider, table, token_item
 
 SELLER = "A1INCIDENT0001"
 
@@ -70,6 +71,7 @@ def test_refreshes_fail_closed_and_keep_the_connection(connected, emulator, prod
     close(connected, consent=False)
     product_clock.advance(CACHE_SECONDS)
     before = connection_item(connected, SELLER, "NA")
+    cached = token_item(connected, SELLER, "NA")
     calls = lwa_stats(emulator.base_url)["refresh_token"]
 
     report = refresh_tokens()
@@ -78,8 +80,19 @@ def test_refreshes_fail_closed_and_keep_the_connection(connected, emulator, prod
     assert report["stopped"] == ["refresh_blocked"]
     assert lwa_stats(emulator.base_url)["refresh_token"] == calls  # no refresh token was used
     assert connection_item(connected, SELLER, "NA") == before  # still ACTIVE, same sealed token, still due
+    assert token_item(connected, SELLER, "NA") == cached  # not even a refresh lease was written
 
     reopen(connected, product_clock)
     report = refresh_tokens()
     assert report["refreshed"] == 1 and not report["stopped"]
     assert lwa_stats(emulator.base_url)["refresh_token"] == calls + 1
+
+
+def test_a_caller_without_a_cached_token_is_refused_before_any_lease(connected, emulator):
+    tokens = provider(connected, emulator.base_url)
+    table(connected).delete_item(Key={"pk": f"SELLER#{SELLER}", "sk": "TOKEN#NA"})  # what contain does
+    blocked = provider(connected, emulator.base_url, refresh_blocked=lambda: True)
+    with pytest.raises(RefreshBlocked):
+        blocked.get(SELLER, "NA")
+    assert token_item(connected, SELLER, "NA") is None
+    assert tokens.get(SELLER, "NA").expires_at > 0  # unblocked, the same connection refreshes

@@ -223,6 +223,9 @@ class AccessTokenProvider:
         return self._refresh_under_lease(seller, region)
 
     def _lease(self, seller: str, region: str, *, stale_within: int) -> bool:
+        """Every refresh starts here: while refresh tokens are blocked, not even the lease item is written."""
+        if self._refresh_blocked is not None and self._refresh_blocked():
+            raise RefreshBlocked("refresh tokens are blocked by an incident containment (ops incident restore)")
         now = clock.epoch_seconds()
         return self._cache.try_lease(seller, region, self._owner, now=now, lease_seconds=self._policy.lease_seconds,
                                      stale_before=now + stale_within)
@@ -259,8 +262,6 @@ class AccessTokenProvider:
         return self._remember(seller, region, token)
 
     def _refresh(self, seller: str, region: str) -> AccessToken:
-        if self._refresh_blocked is not None and self._refresh_blocked():
-            raise RefreshBlocked("refresh tokens are blocked by an incident containment (ops incident restore)")
         connection = self._connections.get(seller, region)
         sealed_refresh = self._connections.sealed_refresh_token(seller, region)
         if connection is None or connection.status is not ConnectionStatus.ACTIVE or sealed_refresh is None:
