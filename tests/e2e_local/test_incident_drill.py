@@ -11,10 +11,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 import requests
 
@@ -26,6 +27,7 @@ from tests.support.e2e import (
     advance,
     connect,
     drain,
+    fire,
     new_seller,
     refresh_tokens,
     stats,
@@ -166,3 +168,41 @@ def test_drill_contain_affected_restore(info: dict[str, Any], tmp_path: Path) ->
     assert int(by_type["incident_affected"][0]["detail"]["sellers"]) == 2
     dumped = json.dumps(records, default=str)
     assert "drill.contact@example.com" not in dumped and contacted not in dumped
+
+
+def lwa_client_secret(info: dict[str, Any]) -> dict[str, Any]:
+    client = boto3.client("secretsmanager", endpoint_url=info["aws"], region_name=info["region"])
+    (arn,) = [entry["ARN"] for entry in client.list_secrets()["SecretList"]
+              if {"Key": "seller-insights:purpose", "Value": "lwa_client"} in entry.get("Tags", [])]
+    value: dict[str, Any] = json.loads(client.get_secret_value(SecretId=arn)["SecretString"])
+    return value
+
+
+def test_revoke_all_rotates_the_secret_and_asks_every_seller_to_authorize_again(info: dict[str, Any]) -> None:
+    seller = new_seller()
+    connect(info, seller)
+    before = lwa_client_secret(info)
+    code, _, err = run_ops(info, "revoke-all")
+    assert code == 2 and "--yes" in err
+    assert lwa_client_secret(info)["client_secret"] == before["client_secret"]
+
+    code, out, err = run_ops(info, "revoke-all", "--yes", "--reason", "drill: worst case")
+    assert code == 0, err
+    revoked = json.loads(out)
+    assert revoked["rotation"] == "rotated" and revoked["connections_marked"] >= 1
+    # Amazon sends the new secret by notification; the token refresher stores it, keeping the old one's overlap.
+    assert drain(info)["delivered"].get("notifications", 0) == 1
+    after = lwa_client_secret(info)
+    assert after["client_secret"] != before["client_secret"]
+    assert after["previous_client_secret"] == before["client_secret"]
+    # Every ACTIVE connection is due for re-authorization now: the daily digest lists them all.
+    now = virtual_now(info)
+    assert datetime.fromisoformat(connection(info, seller)["reauthorization_due_at"].replace("Z", "+00:00")) <= now
+    digest = fire(info, "check-reauthorization")
+    assert digest["due"] == revoked["connections_marked"], digest
+    # The product goes on with the new secret.
+    advance(info, 3600)
+    assert refresh_tokens(info)["failed"] == 0
+    (record,) = [r for r in incident_records(info) if r["type"] == "incident_revoke_all"]
+    assert int(record["detail"]["connections_marked"]) == revoked["connections_marked"]
+    assert record["changes"]["rotation"] == "rotated"
