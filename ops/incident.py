@@ -195,7 +195,7 @@ def contain(fleet: Fleet, args: argparse.Namespace, stdout: TextIO, stderr: Text
     prior = {name: recorded.get(name, state) for name, state in rules.items()}
     gate = {**GATE_KEY, "consent": CONSENT_CLOSED, "refresh": REFRESH_BLOCKED, "incident_id": incident_id,
             "contained_at": str((existing or {}).get("contained_at") or _iso(incident.now)),
-            "contained_by": operator, "rules": prior}
+            "contained_by": str((existing or {}).get("contained_by") or operator), "rules": prior}
     # The switch first: consent closes and refresh tokens are blocked before anything else happens.
     incident._dynamodb_call("put_item", TableName=incident.connections, Item=_typed(gate))
     print(f"consent closed and refresh tokens blocked (within {CACHE_SECONDS} s in every container)", file=stderr)
