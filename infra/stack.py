@@ -11,6 +11,7 @@ from infra.constructs.dashboard import OperationsDashboard, SavedQueries
 from infra.constructs.data_exports import DataExports
 from infra.constructs.data_requests import DataRequests
 from infra.constructs.data_stores import DataStores
+from infra.constructs.incident_response import IncidentResponse
 from infra.constructs.oauth_callback import OAuthCallback
 from infra.constructs.observability import SUSTAINED_PERIODS, Observability
 from infra.constructs.operators import Operators
@@ -149,6 +150,7 @@ class SellerInsightsStack(Stack):
         observability.watch_every_table()
         SavedQueries(self, "SavedQueries", refresher=tokens.handler)
         OperationsDashboard(self, "Dashboard", reports=reports, consent_api=consent.api)
+        self._detect_incidents(observability, operators, stores, tokens)
         # Last, once every duty has added its queues: the age of the oldest message, on every queue.
         observability.watch_every_queue()
 
@@ -204,4 +206,16 @@ class SellerInsightsStack(Stack):
              observability.watch_errors_sustained(reports.handler)],
             "The report pipeline is down: access tokens are not being refreshed, or reports are not being "
             "planned, or report jobs wait more than an hour, or the report fetcher keeps failing",
+        )
+
+    def _detect_incidents(self, observability: Observability, operators: Operators, stores: DataStores,
+                          tokens: TokenRefresher) -> None:
+        # Once every log group exists: the secret-pattern scan, its alarm, and what `ops incident` needs.
+        incident = IncidentResponse(self, "IncidentResponse", stores=stores, token_refresher=tokens.handler)
+        incident.allow_operators(operators)
+        observability.watch_metric(
+            "SecretInLogs",
+            incident.secret_pattern_metric,
+            "A log event with the shape of a token, client secret, OAuth code or presigned-URL signature was "
+            "written (redaction missed it): a security incident, see docs/incident-response.md",
         )

@@ -52,6 +52,7 @@ STATEFUL_TYPES = (
 )
 # Resources that hold no state but whose Ref or Arn functions may receive.
 _FUNCTION_TYPE = "AWS::Lambda::Function"
+_RULE_TYPE = "AWS::Events::Rule"
 _API_TYPE = "AWS::ApiGatewayV2::Api"
 _LWA_CLIENT_PURPOSE = "lwa_client"
 API_ID = "local"
@@ -103,6 +104,8 @@ class CreatedResources:
     topics: dict[str, str] = field(default_factory=dict)
     # logical id -> queue URL, for the poller and schedule targets
     queue_urls: dict[str, str] = field(default_factory=dict)
+    # logical id -> EventBridge rule name, for the schedules (the gateway fires only an ENABLED rule)
+    rule_names: dict[str, str] = field(default_factory=dict)
 
     def public(self) -> dict[str, dict[str, str]]:
         return {"tables": dict(self.tables), "buckets": dict(self.buckets), "queues": dict(self.queues)}
@@ -132,6 +135,7 @@ class _Creator:
         self.sqs = boto3.client("sqs")
         self.secretsmanager = boto3.client("secretsmanager")
         self.sns = boto3.client("sns")
+        self.events = boto3.client("events")
 
     def run(self) -> None:
         creators: dict[str, Callable[[str, Resource], None]] = {
@@ -169,6 +173,8 @@ class _Creator:
             for logical_id in ready:
                 resource = pending.pop(logical_id)
                 creators[resource["Type"]](logical_id, resource)
+        for logical_id, resource in resources(self.template, _RULE_TYPE):
+            self.schedule_rule(logical_id, resource)
 
     def purpose(self, logical_id: str, resource: Resource) -> str:
         return tag(resource, PURPOSE_TAG) or logical_id
@@ -181,6 +187,21 @@ class _Creator:
 
     def resolve(self, value: Any, logical_id: str) -> str:
         return self.resolver.resolve(value, where=logical_id)
+
+    # --- EventBridge ------------------------------------------------------------------------------
+
+    def schedule_rule(self, logical_id: str, resource: Resource) -> None:
+        """The template's schedule rules exist in moto (without targets: moto never fires them), so that
+        DisableRule/EnableRule (ops incident contain/restore) have a rule to act on and the gateway's
+        `POST /_local/fire/{name}` can refuse a DISABLED one as EventBridge would not invoke it."""
+        p = props(resource)
+        if not isinstance(p.get("ScheduleExpression"), str):
+            return  # an event-pattern rule: the product publishes, nothing fires it locally
+        name = f"si-local-{logical_id}-{self.suffix}"[:64]
+        arn = self.events.put_rule(Name=name, ScheduleExpression=p["ScheduleExpression"],
+                                   State=p.get("State", "ENABLED"))["RuleArn"]
+        self.resolver.record(logical_id, name, arn)
+        self.created.rule_names[logical_id] = name
 
     # --- KMS --------------------------------------------------------------------------------------
 

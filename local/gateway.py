@@ -305,6 +305,7 @@ class Gateway:
         admin: AdminCredentials,
         amazon_url: str,
         queue_urls: dict[str, str],
+        rule_names: dict[str, str] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         """``monotonic``: the throttles' clock. They run on real time, as API Gateway's do, never on the
@@ -318,6 +319,7 @@ class Gateway:
         self.admin = admin
         self._amazon_url = amazon_url
         self._queue_urls = queue_urls  # logical id -> url, for schedules that target a queue
+        self._rule_names = rule_names or {}  # logical id -> the schedule's EventBridge rule in moto
         self._clock_lock = threading.Lock()
         # What `GET /_local/stack` answers (set by LocalStack once everything runs): its JSON line plus
         # the inventory the ops fleet commands work from (ops/fleet.py).
@@ -426,8 +428,10 @@ class Gateway:
             return self._drain(request)
         if path == "/_local/stack" and method == "GET" and self.describe is not None:
             return _json(200, self.describe())
+        if path.startswith("/_local/invoke/") and method == "POST":
+            return self._invoke(path.removeprefix("/_local/invoke/"), request)
         if path in ("/_local/clock", "/_local/fire", "/_local/drain", "/_local/stack") or \
-                path.startswith("/_local/fire/"):
+                path.startswith(("/_local/fire/", "/_local/invoke/")):
             return _json(405, {"message": "Method Not Allowed"})
         return _json(404, {"message": "Not Found"})
 
@@ -448,6 +452,14 @@ class Gateway:
         schedule = self.schedules.get(name)
         if schedule is None:
             return _json(404, {"message": f"no schedule named {name!r}", "schedules": sorted(self.schedules)})
+        rule = self._rule_names.get(schedule.logical_id)
+        if rule is not None and boto3.client("events").describe_rule(Name=rule)["State"] != "ENABLED":
+            # EventBridge does not invoke the targets of a disabled rule (ops incident contain disables them).
+            log.info("schedule %s not fired: its rule is disabled", name)
+            return _json(409, {"message": f"the schedule {name!r} is disabled (its EventBridge rule {rule} is "
+                                          "DISABLED, e.g. by `ops incident contain`): EventBridge would not "
+                                          "invoke it; `ops incident restore` enables it again",
+                               "rule": rule, "state": "DISABLED"})
         results = []
         for target in schedule.targets:
             scheduled = schedule.event(self.clock.now(), target)
@@ -463,6 +475,24 @@ class Gateway:
                 return _json(500, {"message": "Internal Server Error", "error": type(exc).__name__})
         log.info("fired schedule %s", name)
         return _json(200, results[0] if len(results) == 1 else results)
+
+    def _invoke(self, logical_id: str, request: Request) -> Response:
+        """Lambda's synchronous Invoke of one function with the JSON body as its event (what an operator's
+        `lambda:InvokeFunction` does when deployed, e.g. `ops incident revoke-all`)."""
+        if logical_id not in self.runtime.specs:
+            return _json(404, {"message": f"no function {logical_id!r}", "functions": sorted(self.runtime.specs)})
+        try:
+            event = json.loads(request.get_data() or b"{}")
+        except ValueError:
+            return _json(400, {"message": "the body must be the JSON event"})
+        try:
+            result = self.runtime.invoke(logical_id, event)
+        except Exception as exc:
+            log.exception("invoke %s raised", logical_id)
+            # What Lambda answers for a function error: the error type, never the event.
+            return _json(200, {"FunctionError": "Unhandled", "errorType": type(exc).__name__})
+        log.info("invoked %s", logical_id)
+        return _json(200, result)
 
     def _drain(self, request: Request) -> Response:
         seconds = _number(request, "max_seconds", default=30)

@@ -170,6 +170,7 @@ class LocalStack:
             admin=self.admin,
             amazon_url=self.amazon_url,
             queue_urls=created.queue_urls,
+            rule_names=created.rule_names,
         )
         self.gateway.describe = self.describe
         server.serve(self.gateway)

@@ -54,6 +54,7 @@ FLEET_MODULES: tuple[str, ...] = (
     "ops.secrets",
     "ops.rollback",
     "ops.destroy_guard",
+    "ops.incident",
 )
 
 

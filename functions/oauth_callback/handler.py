@@ -24,6 +24,7 @@ from oauth_callback.pages import Link
 from oauth_callback.service import BINDING_COOKIE, ConsentService, Redirect
 from oauth_callback.settings import ConsentSettings
 from seller_insights import aws
+from seller_insights.app_gate import RETRY_AFTER_SECONDS, AppGate
 from seller_insights.candidates import CandidateRepository
 from seller_insights.containers import per_container
 from seller_insights.credentials import SecretsManagerCredentials
@@ -101,6 +102,13 @@ def service() -> ConsentService:
     )
 
 
+@per_container
+def app_gate() -> AppGate:
+    """The incident switch (ops incident contain): while consent is closed, the consent routes answer the
+    maintenance page."""
+    return AppGate(aws.table(settings().connections_table))
+
+
 app = HttpApi()
 
 # The metric each failure is counted under: chosen names, stable for alarms and dashboards. A failure of a
@@ -169,7 +177,29 @@ def strict_request(resolver: HttpApi, next_middleware: NextMiddleware) -> Respon
     return next_middleware(resolver)
 
 
-app.use([count_failures, strict_request])
+# The routes that start or complete a consent: closed by an incident containment (docs/incident-response.md).
+GATED_PATHS = frozenset({routes.CONNECT, routes.LOGIN, routes.CALLBACK})
+
+
+def consent_gate(resolver: HttpApi, next_middleware: NextMiddleware) -> Response[Any]:
+    """While an incident containment closes consent, /connect, /login and /callback answer the maintenance page
+    and do nothing else: no state is issued, no code is exchanged."""
+    if resolver.context.get("_path") in GATED_PATHS and app_gate().consent_closed():
+        _count("ConsentClosedForMaintenance")
+        return maintenance_page()
+    return next_middleware(resolver)
+
+
+app.use([count_failures, strict_request, consent_gate])
+
+
+def maintenance_page() -> Response[str]:
+    response = pages.page(503, "Connecting is paused",
+                          "Seller Insights is under maintenance, so new connections are paused for now. "
+                          "Nothing was sent to us and nothing about your account changed.",
+                          "Please try again later.")
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 def _request() -> ConsentRequest:

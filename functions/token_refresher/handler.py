@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from seller_insights import aws
+from seller_insights.app_gate import AppGate
 from seller_insights.candidates import CandidateRepository
 from seller_insights.containers import per_container
 from seller_insights.credentials import SecretsManagerCredentials
@@ -58,6 +59,8 @@ tracer = get_tracer()
 metrics = get_metrics()
 
 EVENT_SOURCE = "seller-insights.tokens"
+# The task `ops incident revoke-all` invokes the function with (docs/incident-response.md).
+ROTATE_CLIENT_SECRET_TASK = "rotate-client-secret"  # noqa: S105 - a task name
 TOKEN_POLICY = TokenPolicy()
 
 
@@ -82,6 +85,12 @@ def connections() -> ConnectionsRepository:
 
 
 @per_container
+def app_gate() -> AppGate:
+    """The incident switch (ops incident contain): while it blocks refresh tokens, none is opened."""
+    return AppGate(aws.table(settings().connections_table))
+
+
+@per_container
 def tokens() -> AccessTokenProvider:
     config = settings()
     return AccessTokenProvider(
@@ -91,6 +100,7 @@ def tokens() -> AccessTokenProvider:
         lwa=lwa(),
         purge_after_days=config.purge_after_days,
         policy=TOKEN_POLICY,
+        refresh_blocked=app_gate().refresh_blocked,
     )
 
 
@@ -166,7 +176,8 @@ def refresh_work(context: LambdaContext) -> RefreshWork:
 def verification_work(context: LambdaContext) -> VerificationWork:
     """One invocation's consent verifications (its report counts that batch only)."""
     return VerificationWork(verification(), QuotaBuckets(aws.table(settings().connections_table)),
-                            settings().lwa_refresh, context.get_remaining_time_in_millis)
+                            settings().lwa_refresh, context.get_remaining_time_in_millis,
+                            refresh_blocked=app_gate().refresh_blocked)
 
 
 def _refresh_tokens() -> dict[str, Any]:
@@ -219,5 +230,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         report = SCHEDULED_TASKS[task]()
         sweep_completed(task)  # only a run that finished: an exception above means no heartbeat
         return report
-    raise ValueError("unknown event: expected SQS records or a task of refresh-tokens, verify-consents or "
-                     "check-reauthorization")
+    if task == ROTATE_CLIENT_SECRET_TASK:
+        # Invoked by an operator (ops incident revoke-all), never by a schedule.
+        outcome = rotation().rotate_now()
+        logger.warning("LWA client secret rotation requested by an operator", extra={"outcome": outcome})
+        return {"rotation": outcome}
+    raise ValueError("unknown event: expected SQS records or a task of refresh-tokens, verify-consents, "
+                     f"check-reauthorization or {ROTATE_CLIENT_SECRET_TASK}")

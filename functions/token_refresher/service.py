@@ -20,6 +20,7 @@ from seller_insights.errors import (
     LwaInvalidClient,
     LwaRejected,
     LwaUnavailable,
+    RefreshBlocked,
     RetryLater,
     RotationFailed,
     SpApiError,
@@ -161,6 +162,9 @@ class RefreshWork:
             count("LwaInvalidClient")
             get_logger().error("LWA rejected our client credentials; rotation or configuration needed")
             self._stop("invalid_client")
+        except RefreshBlocked:
+            # An incident containment: nothing was opened; this item and the rest stay due.
+            self._stop("refresh_blocked")
         except (LwaUnavailable, TokenUnavailable) as exc:
             get_logger().warning("token refresh deferred", extra={"reason": type(exc).__name__})
             self.report.failed += 1
@@ -286,9 +290,17 @@ class SecretRotation:
         assert notification.notification_type == NEW_SECRET_TYPE
         return self._store_new_secret(notification)
 
+    def rotate_now(self) -> str:
+        """An operator's rotation whatever the expiry (`ops incident revoke-all`): "rotated" once Amazon took
+        the request; the new secret arrives by notification and is stored like any other."""
+        return self._rotate()
+
     def _maybe_rotate(self, expires_at: datetime) -> str:
         if expires_at - clock.now() >= self._rotate_when:
             return "not yet"
+        return self._rotate()
+
+    def _rotate(self) -> str:
         # One call per minute across every container: a claim that expires after the interval.
         if not self._claims.claim("rotation-call", owner="token_refresher", now=clock.epoch_seconds(),
                                   ttl_seconds=ROTATION_INTERVAL_SECONDS):

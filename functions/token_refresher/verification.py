@@ -213,8 +213,11 @@ class VerificationWork:
     """One invocation's consent_verification work items (its report counts that batch only)."""
 
     def __init__(self, verification: ConsentVerification, buckets: QuotaBuckets, lwa_rate: Rate,
-                 remaining_millis: Callable[[], int]) -> None:
+                 remaining_millis: Callable[[], int], refresh_blocked: Callable[[], bool] | None = None) -> None:
+        """`refresh_blocked`: the incident switch (seller_insights.app_gate); while it says so, no candidate's
+        refresh token is opened and the batch stops (the candidates stay due)."""
         self._verification = verification
+        self._refresh_blocked = refresh_blocked
         self._pace = LwaPace(buckets, lwa_rate, remaining_millis)
         self.report = VerificationReport()
 
@@ -229,6 +232,9 @@ class VerificationWork:
         candidate = self._verification.candidate(seller, region, candidate_id)
         if candidate is None or candidate.verify_due_at > clock.epoch_seconds():
             self.report.skipped += 1  # gone, or another run took it since it was found
+            return
+        if self._refresh_blocked is not None and self._refresh_blocked():
+            self._stop("refresh_blocked")
             return
         refusal = self._pace.refusal()
         if refusal is not None:

@@ -70,8 +70,10 @@ def trust(raw: dict[str, Any]) -> list[Statement]:
 
 def permissions(raw: dict[str, Any]) -> list[dict[str, Any]]:
     role_id, _ = ops_role(raw)
-    return [resolved(s) for policy in raw["Resources"].values() if policy["Type"] == "AWS::IAM::Policy"
-            and {"Ref": role_id} in policy["Properties"]["Roles"]
+    # CDK moves what does not fit the inline policy's size limit into customer-managed "overflow" policies.
+    return [resolved(s) for policy in raw["Resources"].values()
+            if policy["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")
+            and {"Ref": role_id} in policy["Properties"].get("Roles", [])
             for s in policy["Properties"]["PolicyDocument"]["Statement"]]
 
 

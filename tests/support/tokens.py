@@ -36,7 +36,8 @@ def yield_cpu(_seconds: float) -> None:
 
 
 def provider(resources: Resources, emulator_url: str, *, purge_after_days: int = 30,
-             sleep: Callable[[float], None] = yield_cpu) -> AccessTokenProvider:
+             sleep: Callable[[float], None] = yield_cpu,
+             refresh_blocked: Callable[[], bool] | None = None) -> AccessTokenProvider:
     """A fresh provider, as a new Lambda container would build it (empty memory cache)."""
     connections = table(resources)
     lwa = LwaClient(f"{emulator_url}/_hosts/api.amazon.com/auth/o2/token",
@@ -44,7 +45,8 @@ def provider(resources: Resources, emulator_url: str, *, purge_after_days: int =
                     policy=RetryPolicy(read_timeout=2.0, deadline=5.0), sleep=lambda _: None)
     return AccessTokenProvider(connections=ConnectionsRepository(connections), cache=AccessTokenCache(connections),
                                vault=Vault(boto3.client("kms"), resources.key_arn), lwa=lwa,
-                               purge_after_days=purge_after_days, policy=TokenPolicy(), sleep=sleep)
+                               purge_after_days=purge_after_days, policy=TokenPolicy(), sleep=sleep,
+                               refresh_blocked=refresh_blocked)
 
 
 def lwa_stats(emulator_url: str) -> dict[str, int]:

@@ -65,6 +65,11 @@ class TokenUnavailable(SellerInsightsError):
     """Another caller held the refresh lease longer than we could wait; try again later."""
 
 
+class RefreshBlocked(TokenUnavailable):
+    """An incident containment blocks every use of refresh tokens (seller_insights.app_gate): nothing was
+    opened or changed; the connection stays due and is renewed once the block is lifted."""
+
+
 class SpApiFailure(SellerInsightsError):
     """An SP-API call did not succeed: the family of SpApiError (an error status) and SpApiUnreachable
     (no answer). `operation` names the API operation; `rate_limit` is Amazon's x-amzn-RateLimit-Limit

@@ -27,7 +27,13 @@ from boto3.dynamodb.conditions import Attr, ConditionBase
 
 from seller_insights import clock
 from seller_insights.dynamo import applied
-from seller_insights.errors import AuthorizationRevoked, ConnectionNotActive, LwaInvalidGrant, TokenUnavailable
+from seller_insights.errors import (
+    AuthorizationRevoked,
+    ConnectionNotActive,
+    LwaInvalidGrant,
+    RefreshBlocked,
+    TokenUnavailable,
+)
 from seller_insights.lwa import LwaClient
 from seller_insights.observability import get_logger, get_metrics
 from seller_insights.redaction import register_secret
@@ -159,8 +165,12 @@ class AccessTokenProvider:
         policy: TokenPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        refresh_blocked: Callable[[], bool] | None = None,
     ) -> None:
+        """`refresh_blocked`: asked before any refresh token is opened (the incident switch,
+        seller_insights.app_gate); True raises RefreshBlocked and nothing is read or changed."""
         self._connections = connections
+        self._refresh_blocked = refresh_blocked
         self._cache = cache
         self._vault = vault
         self._lwa = lwa
@@ -213,6 +223,9 @@ class AccessTokenProvider:
         return self._refresh_under_lease(seller, region)
 
     def _lease(self, seller: str, region: str, *, stale_within: int) -> bool:
+        """Every refresh starts here: while refresh tokens are blocked, not even the lease item is written."""
+        if self._refresh_blocked is not None and self._refresh_blocked():
+            raise RefreshBlocked("refresh tokens are blocked by an incident containment (ops incident restore)")
         now = clock.epoch_seconds()
         return self._cache.try_lease(seller, region, self._owner, now=now, lease_seconds=self._policy.lease_seconds,
                                      stale_before=now + stale_within)
