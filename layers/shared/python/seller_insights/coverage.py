@@ -24,7 +24,7 @@ since its cursor less the lookback.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -287,6 +287,21 @@ def request_window(spec: ReportSpec, window: Window) -> tuple[str, str]:
     if spec.window is WindowKind.DISCOVERED:
         start = max(start, window.end - DISCOVERY_HORIZON)
     return iso_of(start), iso_of(window.end)
+
+
+def worst_lags(cursors: Iterable[Cursor], specs: Iterable[ReportSpec], marketplace_ids: list[str], now: int,
+               lags: dict[str, float]) -> None:
+    """Raise `lags[type]` to the worst lag (in periods) of a connection's cursors of each type in `specs`: its
+    live cursors only (not the history-only cursor of a late marketplace, nor one of a marketplace that left).
+    The planner's `ReportLagPeriods` and the fleet census count the same way."""
+    by_type = {spec.report_type: spec for spec in specs}
+    for cursor in cursors:
+        report_spec = by_type.get(cursor.report_type)
+        if (report_spec is None or cursor.stop is not None
+                or (cursor.scope and cursor.scope not in marketplace_ids)):
+            continue
+        lag = cursor.lag_periods(report_spec, now)
+        lags[cursor.report_type] = max(lags.get(cursor.report_type, 0.0), lag)
 
 
 def view(cursors: dict[str, Any]) -> list[dict[str, Any]]:
