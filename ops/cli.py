@@ -51,6 +51,8 @@ DRAIN_TIMEOUT = 120.0
 # Modules of fleet commands (ops/fleet.py): each has `register(commands)`, which adds its subcommands with
 # `add_fleet_options` and `set_defaults(fleet_command=run)`, where run(fleet, args, stdout, stderr) -> exit code.
 FLEET_MODULES: tuple[str, ...] = (
+    "ops.status",
+    "ops.queues",
 )
 
 

@@ -100,16 +100,18 @@ def assert_only_the_seller_key_secret(raw: dict[str, Any], by_action: dict[str, 
     assert by_action["secretsmanager:GetSecretValue"] == _keys({"Ref": seller_keys_id})
 
 
+def _sweeper_rules(raw: dict[str, Any], function_id: str) -> dict[str, dict[str, Any]]:
+    """The sweeper's schedules by name."""
+    return {_tag(rule, "seller-insights:schedule") or "": rule for rule in resources(raw, "AWS::Events::Rule").values()
+            if any(target["Arn"] == _arn(function_id) for target in rule["Properties"].get("Targets", []))}
+
+
 def test_sweep_retention_schedule_drives_the_sweeper(raw: dict[str, Any]) -> None:
     function_id, function = _function(raw, SWEEPER)
     dlq_id, _ = by_purpose(raw, "retention_events_dlq")
-    rules = [
-        rule for rule in resources(raw, "AWS::Events::Rule").values()
-        if any(target["Arn"] == _arn(function_id) for target in rule["Properties"].get("Targets", []))
-    ]
-    assert len(rules) == 1
-    (rule,) = rules
-    assert _tag(rule, "seller-insights:schedule") == "sweep-retention"
+    rules = _sweeper_rules(raw, function_id)
+    assert set(rules) == {"sweep-retention", "fleet-census"}
+    rule = rules["sweep-retention"]
     props = rule["Properties"]
     assert (props["ScheduleExpression"], props["State"]) == ("rate(1 day)", "ENABLED")
     (target,) = props["Targets"]
@@ -120,6 +122,18 @@ def test_sweep_retention_schedule_drives_the_sweeper(raw: dict[str, Any]) -> Non
     assert 3600 <= target["RetryPolicy"]["MaximumEventAgeInSeconds"] < 86400
     # Asynchronous invocations that fail every retry land in the same dead-letter queue.
     assert function["Properties"]["DeadLetterConfig"] == {"TargetArn": _arn(dlq_id)}
+
+
+def test_fleet_census_schedule_runs_hourly_on_the_sweeper(raw: dict[str, Any]) -> None:
+    function_id, _ = _function(raw, SWEEPER)
+    dlq_id, _ = by_purpose(raw, "retention_events_dlq")
+    props = _sweeper_rules(raw, function_id)["fleet-census"]["Properties"]
+    assert (props["ScheduleExpression"], props["State"]) == ("rate(1 hour)", "ENABLED")
+    (target,) = props["Targets"]
+    assert json.loads(target["Input"]) == {"task": "fleet-census"}
+    assert target["DeadLetterConfig"] == {"Arn": _arn(dlq_id)}
+    # A census older than the next one is worth nothing.
+    assert target["RetryPolicy"]["MaximumEventAgeInSeconds"] <= 3600
 
 
 def test_retention_events_dlq_is_encrypted_and_kept_two_weeks(raw: dict[str, Any]) -> None:
@@ -227,9 +241,11 @@ def test_sweeper_permissions_are_erase_only(raw: dict[str, Any]) -> None:
     audit_id, _ = by_purpose(raw, "audit")
     data_id, _ = by_purpose(raw, "data")
 
-    # Connections by key and through by_purge_due only; never a Scan.
+    # Connections by key, through by_purge_due and (the fleet census) three more sparse indexes; never a Scan.
     assert not any(action in by_action for action in UNKEYED)
-    assert by_action["dynamodb:Query"] == _keys(_arn(connections_id), _under(connections_id, "/index/by_purge_due"))
+    assert by_action["dynamodb:Query"] == _keys(_arn(connections_id), *(
+        _under(connections_id, f"/index/{index}")
+        for index in ("by_purge_due", "by_refresh_due", "by_verification_due", "by_plan_due")))
     # Deletions are transactions of DeleteItem actions under a ConditionCheck of the connection item.
     for action in ("dynamodb:GetItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem", "dynamodb:UpdateItem",
                    "dynamodb:BatchGetItem"):
