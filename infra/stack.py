@@ -9,6 +9,7 @@ from infra.config import StageConfig
 from infra.constructs.data_exports import DataExports
 from infra.constructs.data_requests import DataRequests
 from infra.constructs.data_stores import DataStores
+from infra.constructs.fleet_operations import allow_fleet_commands
 from infra.constructs.oauth_callback import OAuthCallback
 from infra.constructs.observability import Observability
 from infra.constructs.operators import Operators
@@ -138,6 +139,7 @@ class SellerInsightsStack(Stack):
         observability.watch_function(data_requests.handler)
         operators = Operators(self, "Operators", config=config)
         data_requests.allow_operators(operators)
+        allow_fleet_commands(operators, self, stores)  # ops status and ops redrive
         # Last, once every duty has added its queues: the age of the oldest message, on every queue.
         observability.watch_every_queue()
 

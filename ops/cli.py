@@ -53,6 +53,7 @@ DRAIN_TIMEOUT = 120.0
 FLEET_MODULES: tuple[str, ...] = (
     "ops.status",
     "ops.queues",
+    "ops.sellers",
 )
 
 

@@ -32,6 +32,8 @@ ADMIN_ROUTE_SUFFIXES = {
     "/*/POST/admin/sellers/*/deletion",
     "/*/DELETE/admin/sellers/*/deletion",
     "/*/POST/admin/sellers/*/tokens/removal",
+    "/*/GET/admin/sellers/*/key",
+    "/*/POST/admin/sellers/*/backfill",
 }
 
 
@@ -386,10 +388,14 @@ def _ops_role(raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 def _mfa_allows(statement: dict[str, Any], context: dict[str, str]) -> bool:
     """Whether an Allow statement's conditions hold for a request ``context`` (only the MFA key matters here).
 
-    Bool: the key must be present with that value; BoolIfExists: absent passes. Any other operator
-    or key fails the test: the evaluator would not know what it means.
+    Bool: the key must be present with that value; BoolIfExists: absent passes. Conditions on other keys
+    (kms:ViaService, dynamodb:Attributes...) only narrow a statement further: taken as met here.
     """
-    for operator, pairs in statement.get("Condition", {}).items():
+    conditions = statement.get("Condition", {})
+    assert any(MFA_KEY in pairs for pairs in conditions.values()), statement
+    for operator, pairs in conditions.items():
+        if MFA_KEY not in pairs:
+            continue
         assert operator in ("Bool", "BoolIfExists") and set(pairs) == {MFA_KEY}, statement
         if MFA_KEY not in context:
             if operator == "Bool":
@@ -412,11 +418,28 @@ def test_ops_role_trust_requires_mfa(raw: dict[str, Any]) -> None:
     assert trust["Condition"] == {"Bool": {MFA_KEY: "true"}}
 
 
-def test_ops_role_may_only_invoke_the_admin_routes(raw: dict[str, Any]) -> None:
+# Everything the OpsSupportRole may do (each statement with MFA): the one list to extend with a new command.
+OPS_ROLE_ACTIONS = {
+    "execute-api:Invoke",  # the /admin routes (ops show/export/delete/..., seller-key, backfill)
+    # ops status: the fleet census, queue depths, the LWA secret's metadata
+    "dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:Scan", "kms:Decrypt", "kms:DescribeKey",
+    "sqs:GetQueueAttributes", "secretsmanager:DescribeSecret", "secretsmanager:ListSecretVersionIds",
+    # ops redrive
+    "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:StartMessageMoveTask",
+    "sqs:ListMessageMoveTasks", "sqs:SendMessage", "kms:GenerateDataKey",
+}
+
+
+def test_ops_role_actions_are_exactly_these(raw: dict[str, Any]) -> None:
+    role_id, _ = _ops_role(raw)
+    assert set(_by_action(_role_statements(raw, role_id))) == OPS_ROLE_ACTIONS
+
+
+def test_ops_role_invokes_only_the_admin_routes(raw: dict[str, Any]) -> None:
     role_id, _ = _ops_role(raw)
     (api_id,) = resources(raw, "AWS::ApiGatewayV2::Api")
-    statements = _role_statements(raw, role_id)
-    assert _by_action(statements).keys() == {"execute-api:Invoke"}
+    statements = [s for s in _role_statements(raw, role_id) if "execute-api:Invoke" in _as_list(s["Action"])]
+    assert {a for s in statements for a in _as_list(s["Action"])} == {"execute-api:Invoke"}
     suffixes = set()
     for statement in statements:
         for arn in _as_list(statement["Resource"]):
@@ -433,14 +456,41 @@ def test_ops_role_may_only_invoke_the_admin_routes(raw: dict[str, Any]) -> None:
         assert f"/*/{method}{re.sub(r'{[a-z_]+}', '*', path)}" in suffixes, key
 
 
+def test_ops_role_fleet_grants_are_narrow(raw: dict[str, Any]) -> None:
+    role_id, _ = _ops_role(raw)
+    statements = _role_statements(raw, role_id)
+    by_action = _by_action(statements)
+    connections_id, _ = by_purpose(raw, "connections")
+    secret_id, _ = by_purpose(raw, "lwa_client")
+    # The census: four sparse indexes; the table itself only for pk, sk and status.
+    assert by_action["dynamodb:Query"] == _keys(*(_under(connections_id, f"/index/{index}") for index in (
+        "by_refresh_due", "by_purge_due", "by_verification_due", "by_plan_due")))
+    (statuses,) = [s for s in statements if "dynamodb:Scan" in _as_list(s["Action"])]
+    assert statuses["Resource"] == _arn(connections_id)
+    assert statuses["Condition"]["ForAllValues:StringEquals"] == {"dynamodb:Attributes": ["pk", "sk", "status"]}
+    assert statuses["Condition"]["StringEqualsIfExists"] == {"dynamodb:Select": "SPECIFIC_ATTRIBUTES"}
+    # Keys only through DynamoDB (the table) and SQS (the queues): no sealed token can be opened.
+    for statement in statements:
+        if any(a.startswith("kms:") for a in _as_list(statement["Action"])):
+            via = statement["Condition"]["StringEquals"]["kms:ViaService"]["Fn::Join"][1][0]
+            assert via in ("dynamodb.", "sqs."), statement
+    # The LWA client secret's metadata, never its value.
+    assert not any(a == "secretsmanager:GetSecretValue" for a in by_action)
+    assert by_action["secretsmanager:DescribeSecret"] == _keys({"Ref": secret_id})
+    # Redrive: SendMessage only to queues that have a dead-letter queue.
+    sources = {logical for logical, queue in resources(raw, "AWS::SQS::Queue").items()
+               if "RedrivePolicy" in queue["Properties"]}
+    assert by_action["sqs:SendMessage"] == _keys(*(_arn(q) for q in sources))
+
+
 @pytest.mark.parametrize("context", [{}, {MFA_KEY: "false"}], ids=["mfa-missing", "mfa-false"])
 def test_ops_role_allows_nothing_without_mfa(raw: dict[str, Any], context: dict[str, str]) -> None:
     role_id, role = _ops_role(raw)
     statements = role["Properties"]["AssumeRolePolicyDocument"]["Statement"] + _role_statements(raw, role_id)
     assert all(s["Effect"] == "Allow" for s in statements)
     assert not [s for s in statements if _mfa_allows(s, context)]
-    # ...and with MFA, the trust and the invoke statement both apply.
-    assert len([s for s in statements if _mfa_allows(s, {MFA_KEY: "true"})]) == len(statements) == 2
+    # ...and with MFA, the trust and every statement of the role apply.
+    assert len([s for s in statements if _mfa_allows(s, {MFA_KEY: "true"})]) == len(statements) > 2
 
 
 def test_outputs_name_the_audit_table_and_the_ops_role(raw: dict[str, Any]) -> None:
