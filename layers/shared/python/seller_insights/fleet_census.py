@@ -149,7 +149,7 @@ class FleetCensus:
 
     def _lags(self, now: int) -> dict[str, float]:
         lags: dict[str, float] = {}
-        for item in self._index(PLAN_DUE_INDEX, "plan_shard", projection="coverage, marketplace_ids, enabled"):
+        for item in self._index(PLAN_DUE_INDEX, "plan_shard", projection=("coverage", "marketplace_ids", "enabled")):
             cursors = [Cursor.from_item(value) for value in (item.get("coverage") or {}).values()]
             types = item.get("enabled") or {cursor.report_type for cursor in cursors}
             specs = [CATALOG[name] for name in types if name in CATALOG]
@@ -175,15 +175,18 @@ class FleetCensus:
 
     # --- reading ----------------------------------------------------------------------------------
 
-    def _index(self, index: str, shard_attribute: str, projection: str | None = None) -> Iterator[dict[str, Any]]:
-        """Every item of a sharded sparse index, shard after shard, page after page."""
+    def _index(self, index: str, shard_attribute: str,
+               projection: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
+        """Every item of a sharded sparse index, shard after shard, page after page (only the attributes
+        of `projection`, when given; names as placeholders, whatever DynamoDB reserves)."""
         for number in range(SHARDS):
+            names = {"#shard": shard_attribute, **{f"#p{n}": name for n, name in enumerate(projection)}}
             request: dict[str, Any] = {"TableName": self._table, "IndexName": index,
                                        "KeyConditionExpression": "#shard = :shard",
-                                       "ExpressionAttributeNames": {"#shard": shard_attribute},
+                                       "ExpressionAttributeNames": names,
                                        "ExpressionAttributeValues": {":shard": str(number)}}
             if projection:
-                request["ProjectionExpression"] = projection
+                request["ProjectionExpression"] = ", ".join(f"#p{n}" for n in range(len(projection)))
             for page in self._db.get_paginator("query").paginate(**request):
                 yield from page.get("Items", [])
 
