@@ -457,30 +457,36 @@ def test_ops_role_invokes_only_the_admin_routes(raw: dict[str, Any]) -> None:
 
 
 def test_ops_role_fleet_grants_are_narrow(raw: dict[str, Any]) -> None:
+    """The statements of ops status and ops redrive (infra/constructs/fleet_operations.py, Sids Fleet*)."""
     role_id, _ = _ops_role(raw)
-    statements = _role_statements(raw, role_id)
-    by_action = _by_action(statements)
+    statements = {s["Sid"]: s for s in _role_statements(raw, role_id) if s.get("Sid", "").startswith("Fleet")}
     connections_id, _ = by_purpose(raw, "connections")
     secret_id, _ = by_purpose(raw, "lwa_client")
     # The census: four sparse indexes; the table itself only for pk, sk and status.
-    assert by_action["dynamodb:Query"] == _keys(*(_under(connections_id, f"/index/{index}") for index in (
-        "by_refresh_due", "by_purge_due", "by_verification_due", "by_plan_due")))
-    (statuses,) = [s for s in statements if "dynamodb:Scan" in _as_list(s["Action"])]
-    assert statuses["Resource"] == _arn(connections_id)
-    assert statuses["Condition"]["ForAllValues:StringEquals"] == {"dynamodb:Attributes": ["pk", "sk", "status"]}
-    assert statuses["Condition"]["StringEqualsIfExists"] == {"dynamodb:Select": "SPECIFIC_ATTRIBUTES"}
+    assert _keys(*_as_list(statements["FleetCensusIndexes"]["Resource"])) == _keys(*(
+        _under(connections_id, f"/index/{index}")
+        for index in ("by_refresh_due", "by_purge_due", "by_verification_due", "by_plan_due")))
+    reads = statements["FleetCensusStatuses"]
+    assert (sorted(_as_list(reads["Action"])), reads["Resource"]) == (["dynamodb:BatchGetItem", "dynamodb:Scan"],
+                                                                      _arn(connections_id))
+    assert reads["Condition"]["ForAllValues:StringEquals"] == {"dynamodb:Attributes": ["pk", "sk", "status"]}
+    assert reads["Condition"]["StringEqualsIfExists"] == {"dynamodb:Select": "SPECIFIC_ATTRIBUTES"}
     # Keys only through DynamoDB (the table) and SQS (the queues): no sealed token can be opened.
-    for statement in statements:
-        if any(a.startswith("kms:") for a in _as_list(statement["Action"])):
-            via = statement["Condition"]["StringEquals"]["kms:ViaService"]["Fn::Join"][1][0]
-            assert via in ("dynamodb.", "sqs."), statement
-    # The LWA client secret's metadata, never its value.
-    assert not any(a == "secretsmanager:GetSecretValue" for a in by_action)
-    assert by_action["secretsmanager:DescribeSecret"] == _keys({"Ref": secret_id})
-    # Redrive: SendMessage only to queues that have a dead-letter queue.
-    sources = {logical for logical, queue in resources(raw, "AWS::SQS::Queue").items()
-               if "RedrivePolicy" in queue["Properties"]}
-    assert by_action["sqs:SendMessage"] == _keys(*(_arn(q) for q in sources))
+    for sid, service in (("FleetCensusTableKey", "dynamodb."), ("FleetRedriveQueueKeys", "sqs.")):
+        assert statements[sid]["Condition"]["StringEquals"]["kms:ViaService"]["Fn::Join"][1][0] == service
+    # The LWA client secret's metadata, not its value.
+    metadata = statements["FleetLwaSecretMetadata"]
+    assert sorted(_as_list(metadata["Action"])) == ["secretsmanager:DescribeSecret",
+                                                    "secretsmanager:ListSecretVersionIds"]
+    assert metadata["Resource"] == {"Ref": secret_id}
+    # Redrive: SendMessage only to queues that have a dead-letter queue; receive only from those DLQs.
+    queues = resources(raw, "AWS::SQS::Queue")
+    sources = [logical for logical, queue in queues.items() if "RedrivePolicy" in queue["Properties"]]
+    assert _keys(*_as_list(statements["FleetRedriveToSources"]["Resource"])) == _keys(*(_arn(q) for q in sources))
+    dead_letters = {json.dumps(queues[q]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"], sort_keys=True)
+                    for q in sources}
+    assert {json.dumps(r, sort_keys=True) for r in _as_list(statements["FleetRedriveFromDeadLetters"]["Resource"])} \
+        == dead_letters
 
 
 @pytest.mark.parametrize("context", [{}, {MFA_KEY: "false"}], ids=["mfa-missing", "mfa-false"])
