@@ -83,8 +83,12 @@ def fleet_now(fleet: Fleet) -> datetime:
     """The stack's time: the local stack has a clock of its own (GET /_local/clock); AWS has the real one."""
     if fleet.local_api is None:
         return datetime.now(UTC)
-    with urllib.request.urlopen(fleet.local_api + "/_local/clock", timeout=30) as answer:  # noqa: S310
-        value = str(json.loads(answer.read())["now"])
+    try:
+        with urllib.request.urlopen(fleet.local_api + "/_local/clock", timeout=30) as answer:  # noqa: S310
+            value = str(json.loads(answer.read())["now"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise OpsError(f"the local stack's clock did not answer ({type(exc).__name__}): is it still running?",
+                       exit_code=2) from None
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
