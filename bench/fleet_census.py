@@ -2,7 +2,8 @@
 `ops status`): DynamoDB calls, bytes DynamoDB answered, an estimate of the read capacity, wall time and
 Python's peak allocations, for N connections (moto in-process).
 
-    .venv/bin/python -m bench.fleet_census [--sizes 1000,10000] [--reports-per-connection 20]
+    .venv/bin/python -m bench.fleet_census [--sizes 1000,10000] [--reports-per-connection 20] [--output PATH]
+        [--no-scan] [--no-tracemalloc]
 
 Each size: N ACTIVE connections (NA, EU, FE in turn), each with its PLAN# item holding the cursors of five
 report types (two per-marketplace ones for two marketplaces), a TOKEN# item and `--reports-per-connection`
@@ -13,8 +14,9 @@ Read capacity: DynamoDB charges a Query by the size of the items it reads, round
 0.5 read unit per 4 KB for eventually consistent reads; a KEYS_ONLY index item is about 100 bytes. The
 estimate is the bytes of the answers (moto's JSON, a little larger than DynamoDB's item sizes) / 4096 x 0.5,
 plus 0.5 per BatchGetItem item (a CONN item is under 4 KB). The `--tokens-removed` Scan is measured too:
-it reads the whole table, report rows included (moto's TableSizeBytes / 4096 x 0.5). Seconds are moto's
-and include tracemalloc's overhead: the calls and bytes are the figures that carry over to DynamoDB.
+it reads the whole table, report rows included (the items' size / 4096 x 0.5). Seconds are moto's
+(slower under tracemalloc, which also counts moto's own allocations in the same process): the calls and
+bytes are the figures that carry over to DynamoDB.
 """
 
 from __future__ import annotations
@@ -52,14 +54,27 @@ def _setup_paths() -> None:
     os.environ.pop("AWS_ENDPOINT_URL", None)
 
 
-def seed(table: Any, size: int, reports: int) -> None:
+def seed(table: Any, size: int, reports: int) -> int:
+    """Writes the fleet; answers the table's size in bytes (the items' JSON, close to DynamoDB's item sizes)."""
     from seller_insights.coverage import new_cursor
     from seller_insights.report_catalog import CATALOG
     from seller_insights.report_jobs import Plan
     from seller_insights.repositories import connection_key, shard
 
     regions = list(MARKETPLACES)
-    with table.batch_writer() as writer:
+    written = 0
+
+    class Sized:
+        def __init__(self, writer: Any) -> None:
+            self._writer = writer
+
+        def put_item(self, Item: dict[str, Any]) -> None:
+            nonlocal written
+            written += len(json.dumps(Item, default=str))
+            self._writer.put_item(Item=Item)
+
+    with table.batch_writer() as batch:
+        writer = Sized(batch)
         for n in range(size):
             seller, region = f"A{n:013d}", regions[n % 3]
             status = "REVOKED" if n % 100 == 1 else "DELETION_REQUESTED" if n % 100 == 2 else "ACTIVE"
@@ -88,8 +103,10 @@ def seed(table: Any, size: int, reports: int) -> None:
                                       "s3_key": "sellers/" + "k" * 32 + f"/{r}", "bytes": 1000, "rows": 10,
                                       "sha256": "0" * 64, "stored_at": "2026-11-01T00:00:00Z"})
 
+    return written
 
-def measure(table: Any, *, scan_segments: int = 0) -> dict[str, Any]:
+
+def measure(table: Any, *, scan_segments: int = 0, table_bytes: int = 0, trace: bool = True) -> dict[str, Any]:
     from seller_insights.fleet_census import FleetCensus
 
     client = table.meta.client
@@ -102,23 +119,25 @@ def measure(table: Any, *, scan_segments: int = 0) -> dict[str, Any]:
             batch_items["items"] += sum(len(items) for items in parsed.get("Responses", {}).values())
 
     client.meta.events.register("after-call.dynamodb", after)
-    tracemalloc.start()
+    if trace:
+        tracemalloc.start()
     started = time.perf_counter()
     census = FleetCensus(client, table.name, scan_segments=scan_segments).count(NOW)
     seconds = time.perf_counter() - started
-    _, peak = tracemalloc.get_traced_memory()
+    peak = tracemalloc.get_traced_memory()[1] if trace else 0
     tracemalloc.stop()
     client.meta.events.unregister("after-call.dynamodb", after)
     query_bytes = answered["Query"]
     read_units = query_bytes / 4096 * 0.5 + batch_items["items"] * 0.5
     if scan_segments:  # a Scan is charged for everything it reads, whatever the filter keeps
-        read_units += client.describe_table(TableName=table.name)["Table"]["TableSizeBytes"] / 4096 * 0.5
+        read_units += table_bytes / 4096 * 0.5
     return {"connections_total": census.as_dict()["connections_total"], "calls": census.calls,
             "answer_bytes": dict(answered), "estimated_read_units": round(read_units, 1),
-            "seconds_with_tracemalloc": round(seconds, 2), "peak_python_mib": round(peak / 2**20, 2)}
+            "seconds": round(seconds, 2), "tracemalloc": trace,
+            "peak_python_mib": round(peak / 2**20, 2) if trace else None}
 
 
-def run(sizes: list[int], reports: int) -> dict[str, Any]:
+def run(sizes: list[int], reports: int, *, scan: bool = True, trace: bool = True) -> dict[str, Any]:
     from tests.support.resources import create_resources
 
     results: dict[str, Any] = {}
@@ -127,10 +146,11 @@ def run(sizes: list[int], reports: int) -> dict[str, Any]:
             resources = create_resources(boto3.session.Session(), {"client_id": "a", "client_secret": "b" * 8,
                                                                    "application_id": "c"})
             table = boto3.resource("dynamodb").Table(resources.tables["connections"])
-            seed(table, size, reports)
-            size_bytes = table.meta.client.describe_table(TableName=table.name)["Table"]["TableSizeBytes"]
-            results[str(size)] = {"table_bytes": size_bytes, "census": measure(table),
-                                  "with_tokens_removed_scan": measure(table, scan_segments=8)}
+            size_bytes = seed(table, size, reports)
+            results[str(size)] = {"table_bytes": size_bytes, "census": measure(table, trace=trace)}
+            if scan:
+                results[str(size)]["with_tokens_removed_scan"] = measure(table, scan_segments=8, table_bytes=size_bytes,
+                                                                         trace=trace)
     return results
 
 
@@ -138,12 +158,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--reports-per-connection", type=int, default=20)
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--no-scan", action="store_true", help="skip the --tokens-removed Scan")
+    parser.add_argument("--no-tracemalloc", action="store_true", help="faster; no peak allocations")
     args = parser.parse_args()
     _setup_paths()
     results = {**measured_on(), "reports_per_connection": args.reports_per_connection,
-               "sizes": run([int(s) for s in args.sizes.split(",")], args.reports_per_connection)}
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+               "sizes": run([int(s) for s in args.sizes.split(",")], args.reports_per_connection,
+                            scan=not args.no_scan, trace=not args.no_tracemalloc)}
+    args.output.parent.mkdir(exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
 
 
