@@ -11,6 +11,7 @@ from infra.constructs.dashboard import OperationsDashboard, SavedQueries
 from infra.constructs.data_exports import DataExports
 from infra.constructs.data_requests import DataRequests
 from infra.constructs.data_stores import DataStores
+from infra.constructs.fleet_operations import allow_fleet_commands
 from infra.constructs.incident_response import IncidentResponse
 from infra.constructs.oauth_callback import OAuthCallback
 from infra.constructs.observability import SUSTAINED_PERIODS, Observability
@@ -143,6 +144,7 @@ class SellerInsightsStack(Stack):
         operators = Operators(self, "Operators", config=config)
         data_requests.allow_operators(operators)
         tokens.allow_operators(operators, stores)  # ops recover-secret
+        allow_fleet_commands(operators, self, stores)  # ops status and ops redrive
 
         self._watch_silence(observability, tokens, reports, retention)
         # After the duties: these walk every function, table and queue of the stack.
@@ -191,8 +193,8 @@ class SellerInsightsStack(Stack):
                       for name, rate, _ in token_refresher.SCHEDULES}
         heartbeats |= {name: observability.watch_heartbeat(reports.handler, name, rate)
                        for name, rate in report_fetcher.SCHEDULES}
-        sweep, rate, _ = retention_sweeper.SCHEDULE
-        heartbeats[sweep] = observability.watch_heartbeat(retention.handler, sweep, rate)
+        for sweep, rate, _ in (retention_sweeper.SCHEDULE, retention_sweeper.CENSUS_SCHEDULE):
+            heartbeats[sweep] = observability.watch_heartbeat(retention.handler, sweep, rate)
         observability.watch_metric(
             "TokenRefreshFailed",
             tokens.refresh_failed_metric,

@@ -187,6 +187,7 @@ class Demo:
         expect(reports["throttled"] == 0, f"the emulator throttled {reports['throttled']} SP-API calls")
         coverage = self.coverage(sellers)
         deletion = self.deletion(first, "NA", sellers[1])
+        fleet = self.fleet_status()
         return {
             "sellers_connected": len(sellers),
             "connections": connections,
@@ -198,7 +199,22 @@ class Demo:
             "coverage": coverage,
             "lwa_calls": stats.get("lwa", stats),
             "deletion": deletion,
+            "fleet": fleet,
         }
+
+    def fleet_status(self) -> dict[str, Any]:
+        """The ending: `python -m ops status --local API`'s table on the story stream, its census in the summary."""
+        from ops.fleet import Fleet  # noqa: PLC0415 (the operator's tool, only for this last scene)
+        from ops.status import gather, render  # noqa: PLC0415
+
+        say(f"the fleet at the end (python -m ops status --local {self.api}):")
+        status = gather(Fleet.local(self.api))
+        render(status, sys.stderr)
+        expect(status["connections_total"] >= 1, "ops status counted no connection")
+        dead_letters = {name: depth["messages"] for name, depth in status["queues"].items() if depth["dead_letter"]}
+        expect(not any(dead_letters.values()), f"messages in dead-letter queues: {dead_letters}")
+        return {name: status[name] for name in ("connections", "connections_total", "report_lag_periods",
+                                                "pending_candidates", "deletions_pending", "purges_due_this_week")}
 
     def coverage(self, sellers: list[tuple[str, str]]) -> dict[str, list[dict[str, Any]]]:
         """Per seller, what the operator sees of each type's coverage (GET /admin/sellers/{id}): the covered

@@ -55,6 +55,9 @@ FLEET_MODULES: tuple[str, ...] = (
     "ops.rollback",
     "ops.destroy_guard",
     "ops.incident",
+    "ops.status",
+    "ops.queues",
+    "ops.sellers",
 )
 
 

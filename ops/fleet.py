@@ -95,6 +95,15 @@ class Fleet:
                 service, region_name=self.region, endpoint_url=self.endpoint_url, config=CLIENT_CONFIG)
         return self._clients[service]
 
+    def documents(self) -> Any:
+        """A DynamoDB client that takes and gives plain Python values (a resource's meta.client), as the
+        shared layer's repositories expect."""
+        if "dynamodb-documents" not in self._clients:
+            resource = self.session.resource("dynamodb", region_name=self.region, endpoint_url=self.endpoint_url,
+                                             config=CLIENT_CONFIG)
+            self._clients["dynamodb-documents"] = resource.meta.client
+        return self._clients["dynamodb-documents"]
+
     # --- where from -------------------------------------------------------------------------------
 
     @classmethod

@@ -41,6 +41,7 @@ from seller_insights.http_api import HttpApi, resolver_rule
 from seller_insights.observability import get_logger, get_metrics, get_tracer
 from seller_insights.pseudonyms import seller_key
 from seller_insights.redaction import invocation_scope
+from seller_insights.report_jobs import PlanRepository
 
 logger = get_logger()
 tracer = get_tracer()
@@ -60,7 +61,7 @@ def service() -> DataRequestsService:
     config = settings()
     table = aws.table(config.connections_table)
     return DataRequestsService(config, repository=DataRightsRepository(table), s3=aws.client("s3"),
-                               exports=ExportRequests(table), sqs=aws.client("sqs"))
+                               exports=ExportRequests(table), sqs=aws.client("sqs"), plans=PlanRepository(table))
 
 
 @per_container
@@ -180,6 +181,8 @@ _ACTIONS: dict[AuditType, _Action] = {
     AuditType.DELETION: lambda s, seller, r: s.request_deletion(seller),
     AuditType.DELETION_ROLLBACK: lambda s, seller, r: s.rollback_deletion(seller),
     AuditType.TOKEN_REMOVAL: lambda s, seller, r: s.remove_tokens(seller),
+    AuditType.SELLER_KEY: lambda s, seller, r: s.seller_key(seller),
+    AuditType.BACKFILL: lambda s, seller, r: s.backfill(seller, r.json_object()),
 }
 
 

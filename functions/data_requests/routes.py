@@ -39,6 +39,8 @@ ROUTES: tuple[AdminRoute, ...] = (
     AdminRoute("POST", "/deletion", AuditType.DELETION, "DataRequestDeletion"),
     AdminRoute("DELETE", "/deletion", AuditType.DELETION_ROLLBACK, "DataRequestDeletionRollback"),
     AdminRoute("POST", "/tokens/removal", AuditType.TOKEN_REMOVAL, "DataRequestTokenRemoval"),
+    AdminRoute("GET", "/key", AuditType.SELLER_KEY, "DataRequestSellerKey"),
+    AdminRoute("POST", "/backfill", AuditType.BACKFILL, "DataRequestBackfill"),
 )
 SUFFIXES: tuple[str, ...] = tuple(dict.fromkeys(route.suffix for route in ROUTES))
 

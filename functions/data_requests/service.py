@@ -32,12 +32,15 @@ from seller_insights.export_requests import MESSAGE_KIND, ExportRequests, Export
 from seller_insights.object_keys import export_key
 from seller_insights.pseudonyms import seller_key
 from seller_insights.redaction import register_secret
+from seller_insights.report_catalog import CATALOG, ReportSpec, WindowKind
+from seller_insights.report_jobs import PlanRepository
 
 if TYPE_CHECKING:
     from types_boto3_s3.client import S3Client
     from types_boto3_sqs.client import SQSClient
 
 PRESIGNED_URL_SECONDS = 900  # at most 15 minutes
+BACKFILL_SAVE_ATTEMPTS = 3
 # The bucket's lifecycle expires export ZIPs after 7 days (infra/constructs/data_stores.py).
 EXPORT_LIFETIME = timedelta(days=7)
 _EXPORT_REQUEST_ID = re.compile(r"[A-Za-z0-9=_-]{1,64}")
@@ -63,7 +66,9 @@ class Answer:
 
 class DataRequestsService:
     def __init__(self, settings: DataRequestsSettings, *, repository: DataRightsRepository, s3: S3Client,
-                 exports: ExportRequests, sqs: SQSClient) -> None:
+                 exports: ExportRequests, sqs: SQSClient, plans: PlanRepository | None = None) -> None:
+        """`plans`: the report plans (the backfill route; None: it is refused)."""
+        self._plans = plans
         self._settings = settings
         self._repository = repository
         self._s3 = s3
@@ -75,6 +80,55 @@ class DataRequestsService:
         if not snapshot.exists:
             raise UnknownSeller(UNKNOWN_SELLER)
         return snapshot
+
+    # --- operators' tools ---------------------------------------------------------------------------
+
+    def seller_key(self, seller_id: str) -> Answer:
+        """The opaque key the logs, object keys and audit records name the seller by. Any seller id has one
+        (a purged seller's old log lines too), so an unknown seller is no error."""
+        return Answer({"seller_key": seller_key(seller_id)}, {})
+
+    def backfill(self, seller_id: str, body: dict[str, Any]) -> Answer:
+        """Fetch a report type again from a date for each of the seller's connections: each cursor of the type
+        is rewound (coverage.Cursor.rewind) and the plan made due, so the next plan-reports run plans it
+        (at the planner's pace). Within the catalog's history of the type (its `backfill_days`)."""
+        report_spec, since = backfill_request(body, clock.now())
+        snapshot = self._known(seller_id)
+        if self._plans is None:
+            raise BadInput("This deployment cannot record backfills (no report plans).")
+        label = f"b{clock.epoch_seconds()}"
+        counts = {"connections": 0, "cursors": 0, "not_planned": 0}
+        for connection in snapshot.connections:
+            rewound = self._rewind(seller_id, str(connection["region"]), report_spec, since, label)
+            if rewound is None:
+                counts["not_planned"] += 1
+            else:
+                counts["connections"] += 1
+                counts["cursors"] += rewound
+        body_out: dict[str, Any] = {"report_type": report_spec.report_type, "since": since.strftime("%Y-%m-%d"),
+                                    "pull": label, **counts}
+        if not counts["cursors"]:
+            body_out["note"] = ("No connection of this seller has planned this type yet: its first plan fetches "
+                                "its history anyway; nothing was changed.")
+        return Answer(body_out, counts)
+
+    def _rewind(self, seller_id: str, region: str, report_spec: ReportSpec, since: datetime,
+                label: str) -> int | None:
+        """Cursors rewound on the connection's plan (None: no plan, the connection pulls nothing)."""
+        assert self._plans is not None
+        for _ in range(BACKFILL_SAVE_ATTEMPTS):
+            plan = self._plans.get(seller_id, region)
+            if plan is None:
+                return None
+            rewound = sum(cursor.rewind(report_spec, int(since.timestamp()), label)
+                          for cursor in plan.coverage.values() if cursor.report_type == report_spec.report_type)
+            if not rewound:
+                return 0
+            plan.next_plan_at = min(plan.next_plan_at, clock.epoch_seconds())
+            if self._plans.save(plan):
+                return rewound
+        raise ConcurrentChange("The seller's report plan kept changing while the backfill was recorded: send the "
+                               "request again.")
 
     # --- access ----------------------------------------------------------------------------------
 
@@ -240,3 +294,26 @@ def validate_correction(body: dict[str, Any]) -> dict[str, str | None]:
             raise BadInput(f"contact_name must be 1 to {MAX_NAME} characters without control characters.")
         changes[name] = value
     return changes
+
+
+def backfill_request(body: dict[str, Any], now: datetime) -> tuple[ReportSpec, datetime]:
+    """The report type and start day of a backfill request, checked against the catalog."""
+    name = body.get("report_type")
+    report_spec = CATALOG.get(str(name)) if isinstance(name, str) else None
+    if report_spec is None:
+        raise BadInput("report_type must be one of the catalog's types: " + ", ".join(sorted(CATALOG)) + ".")
+    if report_spec.window not in (WindowKind.UPDATED, WindowKind.DAY):
+        raise BadInput(f"{report_spec.report_type} has no history to fetch again (Amazon keeps only its current "
+                       "state, or the planner discovers its reports by date already).")
+    raw = body.get("since")
+    try:
+        since = datetime.strptime(str(raw), "%Y-%m-%d").replace(tzinfo=now.tzinfo)
+    except ValueError:
+        raise BadInput('since must be a date such as "2026-01-31" (UTC).') from None
+    earliest = (now - timedelta(days=report_spec.backfill_days)).replace(hour=0, minute=0, second=0, microsecond=0)
+    if since < earliest:
+        raise BadInput(f"{report_spec.report_type} reaches back {report_spec.backfill_days} days at most: since "
+                       f"must be {earliest.strftime('%Y-%m-%d')} or later.")
+    if since >= now:
+        raise BadInput("since must be in the past.")
+    return report_spec, since

@@ -53,7 +53,16 @@ from aws_lambda_powertools.metrics import MetricUnit
 from report_fetcher.participations import ParticipationsRefresh
 from report_fetcher.subscriptions import ReportSubscriptions
 from seller_insights import clock
-from seller_insights.coverage import Cursor, Window, aligned, iso_of, key_of, new_cursor, request_window
+from seller_insights.coverage import (
+    Cursor,
+    Window,
+    aligned,
+    iso_of,
+    key_of,
+    new_cursor,
+    request_window,
+    worst_lags,
+)
 from seller_insights.errors import PlanningFailed
 from seller_insights.fanout import FindReport, WorkQueue, due_items, rotating_shards
 from seller_insights.observability import get_logger, get_metrics, put_metric_per_type
@@ -290,13 +299,7 @@ class Planner:
                    scope=cursor.scope, pull=pull)
 
     def _lags(self, plan: Plan, epoch: int, lags: dict[str, float]) -> None:
-        for report_spec in self._types(plan):
-            for cursor in plan.coverage.values():
-                if (cursor.report_type != report_spec.report_type or cursor.stop is not None
-                        or (cursor.scope and cursor.scope not in plan.marketplace_ids)):
-                    continue
-                lag = cursor.lag_periods(report_spec, epoch)
-                lags[report_spec.report_type] = max(lags.get(report_spec.report_type, 0.0), lag)
+        worst_lags(plan.coverage.values(), self._types(plan), plan.marketplace_ids, epoch, lags)
 
     # --- writing ------------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """Lambda entry of the retention sweep: the daily `sweep-retention` schedule (the finder of due purges) and
-the `retention_purges` queue it fills (one purge per message)."""
+the `retention_purges` queue it fills (one purge per message); and the hourly `fleet-census` schedule (the
+fleet's gauges, seller_insights.fleet_census)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from retention_sweeper.service import PURGES_KIND, PurgeFinder, RetentionSweep, SweepReport
 from retention_sweeper.settings import RetentionSweeperSettings
-from seller_insights import aws
+from seller_insights import aws, clock, fleet_census
 from seller_insights.containers import per_container
 from seller_insights.fanout import WorkQueue
 from seller_insights.observability import get_logger, get_metrics, get_tracer, sweep_completed
@@ -60,6 +61,15 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         logger.info("due purges sent to retention_purges", extra=found.as_dict())
         sweep_completed("sweep-retention")
         return found.as_dict()
+    if event.get("task") == fleet_census.SCHEDULE:
+        config = settings()
+        census = fleet_census.FleetCensus(aws.table(config.connections_table).meta.client,
+                                          config.connections_table).count(clock.epoch_seconds())
+        fleet_census.emit(census)
+        summary = census.as_dict()
+        logger.info("fleet census", extra=summary)
+        sweep_completed(fleet_census.SCHEDULE)
+        return summary
     if "Records" in event:
         from seller_insights.sqs_batches import consume  # noqa: PLC0415 (only queue events need it)
 
@@ -72,7 +82,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
                 logger.info("retention purge message", extra=report.as_dict())
 
         return consume(event, purge, _log_failure, context)
-    raise ValueError("unknown event: expected retention_purges records or the sweep-retention task")
+    raise ValueError("unknown event: expected retention_purges records, the sweep-retention or the "
+                     "fleet-census task")
 
 
 def _log_failure(record: SQSRecord, error: BaseException) -> None:

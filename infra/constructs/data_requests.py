@@ -44,6 +44,8 @@ ROUTES: tuple[tuple[apigwv2.HttpMethod, str], ...] = (
     (apigwv2.HttpMethod.POST, f"{SELLER_PATH}/deletion"),
     (apigwv2.HttpMethod.DELETE, f"{SELLER_PATH}/deletion"),
     (apigwv2.HttpMethod.POST, f"{SELLER_PATH}/tokens/removal"),
+    (apigwv2.HttpMethod.GET, f"{SELLER_PATH}/key"),
+    (apigwv2.HttpMethod.POST, f"{SELLER_PATH}/backfill"),
 )
 AUDIT_ACTIONS = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem")
 

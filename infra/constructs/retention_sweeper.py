@@ -6,11 +6,14 @@ Triggers (docs/internal-contracts.md, "Retention and data rights"): the ``sweep-
 ``retention_purges`` queue, one a message; that queue, one message per invocation, ``purge_concurrency``
 at once. Per connection it erases every version and delete marker
 under ``sellers/{seller}/{region}/``, aborts the multipart uploads there, deletes the seller's items,
-writes a deletion receipt to the audit table and deletes the connection item last.
+writes a deletion receipt to the audit table and deletes the connection item last. The hourly
+``fleet-census`` schedule (``{"task": "fleet-census"}``) counts the fleet from the connections table's
+sparse indexes and emits the Fleet* gauges (seller_insights.fleet_census).
 
 Grants are erase-only: it can list versions and delete under ``sellers/`` and ``exports/`` (the
 portability archives, erased with a seller's last connection) but read no object, it
-works on the connections table by key and on the one index (no Scan), it only writes and reads
+works on the connections table by key and on the purge index (and, for the census, Query on three
+more indexes; no Scan), it only writes and reads
 receipts in the audit table, and it holds no token purpose of the key: it decrypts nothing. The key
 is usable only through DynamoDB, for the tables. ``retention_purges`` (and its DLQ) has a customer key
 of its own (the duty's other key is the events key EventBridge may use); the role may send to and
@@ -27,7 +30,15 @@ from constructs import Construct
 
 from infra.config import StageConfig
 from infra.constructs import logical_ref, messaging, tag_purpose
-from infra.constructs.data_stores import EXPORTS_PREFIX, PURGE_DUE_INDEX, SELLERS_PREFIX, DataStores
+from infra.constructs.data_stores import (
+    EXPORTS_PREFIX,
+    PLAN_DUE_INDEX,
+    PURGE_DUE_INDEX,
+    REFRESH_DUE_INDEX,
+    SELLERS_PREFIX,
+    VERIFICATION_DUE_INDEX,
+    DataStores,
+)
 from infra.constructs.service_function import ServiceFunction
 from infra.nag import acknowledge
 
@@ -42,6 +53,13 @@ PURGES_BATCH_SIZE = 1
 # name, rate, and how long a missed run is still worth delivering: the deadline already allows one
 # day of sweep lag (StageConfig.purge_after_days), so a late run is better than waiting a day.
 SCHEDULE = ("sweep-retention", Duration.days(1), Duration.hours(12))
+# The fleet census (seller_insights.fleet_census): hourly gauges of the whole fleet. It lives here because this
+# duty already pages the purge index, runs rarely and briefly, and holds no token purpose and no secret but
+# the seller keys': reading the other sparse indexes adds nothing it could misuse. A run older than the hour
+# is not worth delivering: the next one counts afresh.
+CENSUS_SCHEDULE = ("fleet-census", Duration.hours(1), Duration.hours(1))
+# The census reads these indexes (keys only, or the plans' coverage), never the table by Scan.
+CENSUS_INDEXES = (REFRESH_DUE_INDEX, VERIFICATION_DUE_INDEX, PLAN_DUE_INDEX)
 CONNECTION_ACTIONS = (
     "dynamodb:BatchGetItem",  # the seller's quota buckets, counted and checked by key
     "dynamodb:Query",
@@ -116,20 +134,20 @@ class RetentionSweeper(Construct):
             namespace="SellerInsights", metric_name="PurgeFailed", dimensions_map={"service": DUTY},
             statistic=cloudwatch.Stats.SUM, period=Duration.hours(1))
 
-        name, rate, max_event_age = SCHEDULE
-        messaging.scheduled_task(
-            self,
-            name=name,
-            rate=rate,
-            max_event_age=max_event_age,
-            consumer=self.handler,
-            dead_letters=self.failed_events,
-        )
+        for name, rate, max_event_age in (SCHEDULE, CENSUS_SCHEDULE):
+            messaging.scheduled_task(
+                self,
+                name=name,
+                rate=rate,
+                max_event_age=max_event_age,
+                consumer=self.handler,
+                dead_letters=self.failed_events,
+            )
 
     def _grant(self, stores: DataStores) -> None:
         fn = self.handler
         stores.grant_table_actions(fn, stores.connections, *CONNECTION_ACTIONS)
-        stores.grant_connection_index_query(fn, PURGE_DUE_INDEX)
+        stores.grant_connection_index_query(fn, PURGE_DUE_INDEX, *CENSUS_INDEXES)
         stores.grant_table_actions(fn, stores.audit, *AUDIT_ACTIONS)
         stores.grant_seller_objects_purge(fn)
         stores.grant_seller_keys(fn)

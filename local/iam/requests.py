@@ -71,6 +71,7 @@ CONTEXT_KEYS = {
     "s3:prefix", "s3:delimiter", "s3:max-keys", "s3:tlsversion", "s3:versionid",
     "kms:viaservice", "kms:calleraccount", "kms:encryptioncontextkeys",
     "events:source", "events:detail-type",
+    "dynamodb:attributes", "dynamodb:select",
 }
 CONTEXT_KEY_PREFIXES = ("kms:encryptioncontext:",)
 
@@ -129,11 +130,31 @@ def _table_key(table_arn: str, lookups: Lookups) -> list[IamRequest]:
     return _via("dynamodb", table_arn, ["Decrypt"], lookups, {"aws:dynamodb:tableName": name})
 
 
+_READS = {"GetItem", "Query", "Scan", "BatchGetItem"}
+
+
+def _read_context(params: Mapping[str, Any]) -> Context:
+    """dynamodb:Select and dynamodb:Attributes of a read: Select as asked (else SPECIFIC_ATTRIBUTES with a
+    projection, ALL_ATTRIBUTES without, DynamoDB's defaults), and the top-level attribute names the
+    projection (or AttributesToGet) and the keys name; no projection: no Attributes key."""
+    names = params.get("ExpressionAttributeNames") or {}
+    projected = [part.strip().split(".")[0].split("[")[0] for part in
+                 str(params.get("ProjectionExpression") or "").split(",") if part.strip()]
+    attributes = [names.get(name, name) for name in projected] + list(params.get("AttributesToGet") or [])
+    context: Context = {"dynamodb:select": (str(params.get("Select") or (
+        "SPECIFIC_ATTRIBUTES" if attributes else "ALL_ATTRIBUTES")),)}
+    if attributes:
+        keys = [*params.get("Key", {}), *(name for key in params.get("Keys", []) for name in key)]
+        context["dynamodb:attributes"] = tuple(dict.fromkeys([*keys, *attributes]))
+    return context
+
+
 def _dynamodb_item(action: str) -> Mapper:
     def mapper(params: Mapping[str, Any], lookups: Lookups) -> list[IamRequest]:
         table = _table_arn(params["TableName"], lookups)
         resource = f"{table}/index/{params['IndexName']}" if params.get("IndexName") else table
-        return [IamRequest(f"dynamodb:{action}", resource), *_table_key(table, lookups)]
+        context = _read_context(params) if action in _READS else {}
+        return [IamRequest(f"dynamodb:{action}", resource, context), *_table_key(table, lookups)]
 
     return mapper
 
@@ -145,9 +166,10 @@ def _dynamodb_describe(params: Mapping[str, Any], lookups: Lookups) -> list[IamR
 def _dynamodb_batch(action: str) -> Mapper:
     def mapper(params: Mapping[str, Any], lookups: Lookups) -> list[IamRequest]:
         out: list[IamRequest] = []
-        for name in params.get("RequestItems", {}):
+        for name, request in params.get("RequestItems", {}).items():
             table = _table_arn(name, lookups)
-            out += [IamRequest(f"dynamodb:{action}", table), *_table_key(table, lookups)]
+            context = _read_context(request) if action in _READS else {}
+            out += [IamRequest(f"dynamodb:{action}", table, context), *_table_key(table, lookups)]
         return out
 
     return mapper

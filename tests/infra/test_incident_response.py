@@ -117,8 +117,10 @@ def test_the_saved_query_covers_every_log_group_and_shows_no_message(raw: dict[s
 
 def _ops_statements(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
     role_id = raw["Outputs"]["OpsSupportRoleArn"]["Value"]["Fn::GetAtt"][0]
-    return {s["Sid"]: s for policy in resources(raw, "AWS::IAM::Policy").values()
-            if {"Ref": role_id} in policy["Properties"]["Roles"]
+    # CDK moves what does not fit the inline policy's size limit into customer-managed "overflow" policies.
+    policies = [*resources(raw, "AWS::IAM::Policy").values(), *resources(raw, "AWS::IAM::ManagedPolicy").values()]
+    return {s["Sid"]: s for policy in policies
+            if {"Ref": role_id} in policy["Properties"].get("Roles", [])
             for s in policy["Properties"]["PolicyDocument"]["Statement"] if s.get("Sid", "").startswith("Incident")}
 
 

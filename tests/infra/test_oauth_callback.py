@@ -43,6 +43,8 @@ ADMIN_ROUTES = {
     "POST /admin/sellers/{seller_id}/deletion",
     "DELETE /admin/sellers/{seller_id}/deletion",
     "POST /admin/sellers/{seller_id}/tokens/removal",
+    "GET /admin/sellers/{seller_id}/key",
+    "POST /admin/sellers/{seller_id}/backfill",
 }
 HANDLERS = {
     "oauth_callback.handler.lambda_handler": CONSENT_ROUTES,

@@ -30,6 +30,11 @@ OPS_ROLE_ACTIONS = {
     # ops recover-secret: the notifications DLQ, the LWA client secret, their keys (via SQS / Secrets Manager)
     "sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage",
     "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue",
+    # ops status: the fleet census, queue depths, the LWA secret's metadata
+    "dynamodb:Query", "dynamodb:BatchGetItem", "sqs:GetQueueAttributes", "secretsmanager:DescribeSecret",
+    "secretsmanager:ListSecretVersionIds",
+    # ops redrive
+    "sqs:StartMessageMoveTask", "sqs:ListMessageMoveTasks", "sqs:SendMessage",
     # ops incident (infra/constructs/incident_response.py)
     "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem",
     "dynamodb:Scan", "kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey",
@@ -43,6 +48,8 @@ ADMIN_ROUTE_SUFFIXES = {
     "/*/POST/admin/sellers/*/deletion",
     "/*/DELETE/admin/sellers/*/deletion",
     "/*/POST/admin/sellers/*/tokens/removal",
+    "/*/GET/admin/sellers/*/key",
+    "/*/POST/admin/sellers/*/backfill",
 }
 
 
@@ -113,16 +120,18 @@ def assert_only_the_seller_key_secret(raw: dict[str, Any], by_action: dict[str, 
     assert by_action["secretsmanager:GetSecretValue"] == _keys({"Ref": seller_keys_id})
 
 
+def _sweeper_rules(raw: dict[str, Any], function_id: str) -> dict[str, dict[str, Any]]:
+    """The sweeper's schedules by name."""
+    return {_tag(rule, "seller-insights:schedule") or "": rule for rule in resources(raw, "AWS::Events::Rule").values()
+            if any(invokes(raw, target["Arn"], function_id) for target in rule["Properties"].get("Targets", []))}
+
+
 def test_sweep_retention_schedule_drives_the_sweeper(raw: dict[str, Any]) -> None:
     function_id, function = _function(raw, SWEEPER)
     dlq_id, _ = by_purpose(raw, "retention_events_dlq")
-    rules = [
-        rule for rule in resources(raw, "AWS::Events::Rule").values()
-        if any(invokes(raw, target["Arn"], function_id) for target in rule["Properties"].get("Targets", []))
-    ]
-    assert len(rules) == 1
-    (rule,) = rules
-    assert _tag(rule, "seller-insights:schedule") == "sweep-retention"
+    rules = _sweeper_rules(raw, function_id)
+    assert set(rules) == {"sweep-retention", "fleet-census"}
+    rule = rules["sweep-retention"]
     props = rule["Properties"]
     assert (props["ScheduleExpression"], props["State"]) == ("rate(1 day)", "ENABLED")
     (target,) = props["Targets"]
@@ -133,6 +142,18 @@ def test_sweep_retention_schedule_drives_the_sweeper(raw: dict[str, Any]) -> Non
     assert 3600 <= target["RetryPolicy"]["MaximumEventAgeInSeconds"] < 86400
     # Asynchronous invocations that fail every retry land in the same dead-letter queue.
     assert function["Properties"]["DeadLetterConfig"] == {"TargetArn": _arn(dlq_id)}
+
+
+def test_fleet_census_schedule_runs_hourly_on_the_sweeper(raw: dict[str, Any]) -> None:
+    function_id, _ = _function(raw, SWEEPER)
+    dlq_id, _ = by_purpose(raw, "retention_events_dlq")
+    props = _sweeper_rules(raw, function_id)["fleet-census"]["Properties"]
+    assert (props["ScheduleExpression"], props["State"]) == ("rate(1 hour)", "ENABLED")
+    (target,) = props["Targets"]
+    assert json.loads(target["Input"]) == {"task": "fleet-census"}
+    assert target["DeadLetterConfig"] == {"Arn": _arn(dlq_id)}
+    # A census older than the next one is worth nothing.
+    assert target["RetryPolicy"]["MaximumEventAgeInSeconds"] <= 3600
 
 
 def test_retention_events_dlq_is_encrypted_and_kept_two_weeks(raw: dict[str, Any]) -> None:
@@ -240,9 +261,11 @@ def test_sweeper_permissions_are_erase_only(raw: dict[str, Any]) -> None:
     audit_id, _ = by_purpose(raw, "audit")
     data_id, _ = by_purpose(raw, "data")
 
-    # Connections by key and through by_purge_due only; never a Scan.
+    # Connections by key, through by_purge_due and (the fleet census) three more sparse indexes; never a Scan.
     assert not any(action in by_action for action in UNKEYED)
-    assert by_action["dynamodb:Query"] == _keys(_arn(connections_id), _under(connections_id, "/index/by_purge_due"))
+    assert by_action["dynamodb:Query"] == _keys(_arn(connections_id), *(
+        _under(connections_id, f"/index/{index}")
+        for index in ("by_purge_due", "by_refresh_due", "by_verification_due", "by_plan_due")))
     # Deletions are transactions of DeleteItem actions under a ConditionCheck of the connection item.
     for action in ("dynamodb:GetItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem", "dynamodb:UpdateItem",
                    "dynamodb:BatchGetItem"):
@@ -383,13 +406,14 @@ def _ops_role(raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 def _mfa_allows(statement: dict[str, Any], context: dict[str, str]) -> bool:
     """Whether an Allow statement's conditions hold for a request ``context`` (only the MFA key matters here).
 
-    Bool: the key must be present with that value; BoolIfExists: absent passes. StringEquals on
-    kms:ViaService only narrows a statement and is skipped. Any other operator or key fails the test: the
-    evaluator would not know what it means.
+    Bool: the key must be present with that value; BoolIfExists: absent passes. Conditions on other keys
+    (kms:ViaService, dynamodb:Attributes...) only narrow a statement further: taken as met here.
     """
-    for operator, pairs in statement.get("Condition", {}).items():
-        if operator == "StringEquals" and set(pairs) == {"kms:ViaService"}:
-            continue  # narrows the statement further (a key used through one service only)
+    conditions = statement.get("Condition", {})
+    assert any(MFA_KEY in pairs for pairs in conditions.values()), statement
+    for operator, pairs in conditions.items():
+        if MFA_KEY not in pairs:
+            continue
         assert operator in ("Bool", "BoolIfExists") and set(pairs) == {MFA_KEY}, statement
         if MFA_KEY not in context:
             if operator == "Bool":
@@ -421,7 +445,7 @@ def test_ops_role_actions_are_exactly_these(raw: dict[str, Any]) -> None:
 
 def test_ops_role_may_recover_the_secret_from_the_notifications_dlq_only(raw: dict[str, Any]) -> None:
     role_id, _ = _ops_role(raw)
-    by_action = _by_action(_role_statements(raw, role_id))
+    by_action = _by_action([s for s in _role_statements(raw, role_id) if s["Sid"].startswith("RecoverSecret")])
     dlq_id, _ = by_purpose(raw, "notifications_dlq")
     secret_id, _ = by_purpose(raw, "lwa_client")
     for action in ("sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage"):
@@ -458,6 +482,39 @@ def test_ops_role_may_invoke_only_the_admin_routes(raw: dict[str, Any]) -> None:
         assert f"/*/{method}{re.sub(r'{[a-z_]+}', '*', path)}" in suffixes, key
 
 
+def test_ops_role_fleet_grants_are_narrow(raw: dict[str, Any]) -> None:
+    """The statements of ops status and ops redrive (infra/constructs/fleet_operations.py, Sids Fleet*)."""
+    role_id, _ = _ops_role(raw)
+    statements = {s["Sid"]: s for s in _role_statements(raw, role_id) if s.get("Sid", "").startswith("Fleet")}
+    connections_id, _ = by_purpose(raw, "connections")
+    secret_id, _ = by_purpose(raw, "lwa_client")
+    # The census: four sparse indexes; the table itself only for pk, sk and status.
+    assert _keys(*_as_list(statements["FleetCensusIndexes"]["Resource"])) == _keys(*(
+        _under(connections_id, f"/index/{index}")
+        for index in ("by_refresh_due", "by_purge_due", "by_verification_due", "by_plan_due")))
+    reads = statements["FleetCensusStatuses"]
+    assert (sorted(_as_list(reads["Action"])), reads["Resource"]) == (["dynamodb:BatchGetItem", "dynamodb:Scan"],
+                                                                      _arn(connections_id))
+    assert reads["Condition"]["ForAllValues:StringEquals"] == {"dynamodb:Attributes": ["pk", "sk", "status"]}
+    assert reads["Condition"]["StringEqualsIfExists"] == {"dynamodb:Select": "SPECIFIC_ATTRIBUTES"}
+    # Keys only through DynamoDB (the table) and SQS (the queues): no sealed token can be opened.
+    for sid, service in (("FleetCensusTableKey", "dynamodb."), ("FleetRedriveQueueKeys", "sqs.")):
+        assert statements[sid]["Condition"]["StringEquals"]["kms:ViaService"]["Fn::Join"][1][0] == service
+    # The LWA client secret's metadata, not its value.
+    metadata = statements["FleetLwaSecretMetadata"]
+    assert sorted(_as_list(metadata["Action"])) == ["secretsmanager:DescribeSecret",
+                                                    "secretsmanager:ListSecretVersionIds"]
+    assert metadata["Resource"] == {"Ref": secret_id}
+    # Redrive: SendMessage only to queues that have a dead-letter queue; receive only from those DLQs.
+    queues = resources(raw, "AWS::SQS::Queue")
+    sources = [logical for logical, queue in queues.items() if "RedrivePolicy" in queue["Properties"]]
+    assert _keys(*_as_list(statements["FleetRedriveToSources"]["Resource"])) == _keys(*(_arn(q) for q in sources))
+    dead_letters = {json.dumps(queues[q]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"], sort_keys=True)
+                    for q in sources}
+    assert {json.dumps(r, sort_keys=True) for r in _as_list(statements["FleetRedriveFromDeadLetters"]["Resource"])} \
+        == dead_letters
+
+
 @pytest.mark.parametrize("context", [{}, {MFA_KEY: "false"}], ids=["mfa-missing", "mfa-false"])
 def test_ops_role_allows_nothing_without_mfa(raw: dict[str, Any], context: dict[str, str]) -> None:
     role_id, role = _ops_role(raw)
@@ -465,7 +522,7 @@ def test_ops_role_allows_nothing_without_mfa(raw: dict[str, Any], context: dict[
     assert all(s["Effect"] == "Allow" for s in statements)
     assert not [s for s in statements if _mfa_allows(s, context)]
     # ...and with MFA, the trust and every statement apply.
-    assert len([s for s in statements if _mfa_allows(s, {MFA_KEY: "true"})]) == len(statements) > 1
+    assert len([s for s in statements if _mfa_allows(s, {MFA_KEY: "true"})]) == len(statements) > 2
 
 
 def test_outputs_name_the_audit_table_and_the_ops_role(raw: dict[str, Any]) -> None:

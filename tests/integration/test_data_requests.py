@@ -916,3 +916,58 @@ def test_access_lists_coverage_per_type_and_marketplace(env):
          "backfill_left_days": 0.0, "last_stored_at": "2026-11-25T01:00:00Z", "windows_in_flight": 0,
          "windows_failed": 0, "history_only": False},
     ]
+
+
+# --- operators' tools: the seller key and backfills -------------------------------------------------------
+
+
+def test_the_seller_key_route_answers_the_opaque_key_audited(env):
+    status, body = call("GET", f"/admin/sellers/{SELLER}/key")
+    assert (status, body) == (200, {"seller_key": seller_key(SELLER)})
+    # A purged (or never seen) seller's old log lines are named by a key too.
+    status, body = call("GET", "/admin/sellers/A9NEVERSEEN0001/key")
+    assert (status, body) == (200, {"seller_key": seller_key("A9NEVERSEEN0001")})
+    records = audit_records(env)
+    assert sorted(r["type"] for r in records) == ["seller_key", "seller_key"]
+    assert {r["outcome"] for r in records} == {"done"}
+
+
+def test_a_backfill_rewinds_the_types_cursors_and_makes_the_plan_due(env):
+    from seller_insights.coverage import DAY, Cursor, epoch_of
+    from seller_insights.report_jobs import PlanRepository
+
+    orders_type = "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_LAST_UPDATE_GENERAL"
+    orders = Cursor(orders_type, None, epoch_of("2026-10-01T00:00:00Z"), epoch_of("2026-11-29T11:00:00Z"),
+                    epoch_of("2026-10-01T00:00:00Z"))
+    env["connections"].update_item(
+        Key={"pk": f"SELLER#{SELLER}", "sk": "PLAN#NA"}, UpdateExpression="SET coverage = :c, version = :v",
+        ExpressionAttributeValues={":c": {orders.key: orders.to_item()}, ":v": 4})
+
+    status, body = call("POST", f"/admin/sellers/{SELLER}/backfill", {"report_type": orders_type,
+                                                                    "since": "2026-11-20"})
+
+    assert status == 200, body
+    # Both connections have a plan; only NA's has planned orders yet.
+    assert body["connections"] == 2 and body["cursors"] == 1 and body["not_planned"] == 0
+    assert body["pull"] == f"b{int(NOW.timestamp())}"
+    plan = PlanRepository(env["connections"]).get(SELLER, "NA")
+    assert plan is not None and plan.next_plan_at <= int(NOW.timestamp())
+    cursor = plan.coverage[orders_type]
+    assert (cursor.covered_from, cursor.covered_until) == (epoch_of("2026-10-01T00:00:00Z"),
+                                                           epoch_of("2026-11-20T00:00:00Z"))
+    assert cursor.refetch == (epoch_of("2026-11-29T11:00:00Z"), body["pull"])
+    assert cursor.covered_until - epoch_of("2026-11-20T00:00:00Z") < DAY
+    (record,) = [r for r in audit_records(env) if r["type"] == "backfill"]
+    assert record["outcome"] == "done" and record["seller_key"] == seller_key(SELLER)
+
+
+@pytest.mark.parametrize(("body", "needle"), [
+    ({"report_type": "GET_NOTHING", "since": "2026-11-20"}, "catalog"),
+    ({"report_type": "GET_MERCHANT_LISTINGS_ALL_DATA", "since": "2026-11-20"}, "no history"),
+    ({"report_type": "GET_FBA_FULFILLMENT_CUSTOMER_RETURNS_DATA", "since": "2024-01-01"}, "545 days at most"),
+    ({"report_type": "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_LAST_UPDATE_GENERAL", "since": "20.11.2026"}, "a date"),
+    ({"report_type": "GET_FLAT_FILE_ALL_ORDERS_DATA_BY_LAST_UPDATE_GENERAL", "since": "2026-12-01"}, "past"),
+])
+def test_a_backfill_beyond_the_types_history_or_malformed_is_refused(env, body, needle):
+    status, answer = call("POST", f"/admin/sellers/{SELLER}/backfill", body)
+    assert status == 400 and needle in answer["message"], answer

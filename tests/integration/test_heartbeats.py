@@ -62,6 +62,7 @@ def schedules_env(token_env: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     ("report_fetcher", "plan-reports"),
     ("report_fetcher", "wake-jobs"),
     ("retention_sweeper", "sweep-retention"),
+    ("retention_sweeper", "fleet-census"),
 ])
 def test_each_finished_schedule_run_emits_one_heartbeat_named_after_it(schedules_env: Any, capfd: Any,
                                                                        duty: str, task: str) -> None:

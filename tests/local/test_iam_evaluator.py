@@ -466,3 +466,16 @@ def test_what_the_guard_cannot_evaluate_stops_the_policy_load() -> None:
         "PolicyDocument": {"Statement": [allow("s3:*", {"Fn::Sub": "arn:aws:s3:::${Data}"})]}}})
     with pytest.raises(TemplateError, match="Fn::Sub"):
         policy_set(sub, bound(sub))
+
+
+def test_dynamodb_reads_carry_select_and_the_projected_attributes() -> None:
+    from local.iam.requests import _read_context
+
+    assert _read_context({"TableName": "t", "ProjectionExpression": "sk, #s, coverage.x",
+                          "ExpressionAttributeNames": {"#s": "status"}}) == {
+        "dynamodb:select": ("SPECIFIC_ATTRIBUTES",), "dynamodb:attributes": ("sk", "status", "coverage")}
+    batch = _read_context({"Keys": [{"pk": "a", "sk": "b"}], "ProjectionExpression": "#s",
+                           "ExpressionAttributeNames": {"#s": "status"}})
+    assert batch["dynamodb:attributes"] == ("pk", "sk", "status")
+    assert _read_context({"TableName": "t"}) == {"dynamodb:select": ("ALL_ATTRIBUTES",)}
+    assert _read_context({"TableName": "t", "Select": "COUNT"}) == {"dynamodb:select": ("COUNT",)}

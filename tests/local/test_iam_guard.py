@@ -129,11 +129,12 @@ def test_a_function_calling_a_table_it_has_no_grant_on_is_denied(env: Resources)
     # A Scan is granted to no duty; a Query only on the indexes each duty owns.
     with acting_as("retention_sweeper"), pytest.raises(ClientError, match="dynamodb:Scan"):
         db.scan(TableName=env.tables["connections"])
-    query = {"KeyConditionExpression": "refresh_shard = :s", "ExpressionAttributeValues": {":s": {"S": "0"}}}
-    with acting_as("retention_sweeper"), pytest.raises(ClientError, match="index/by_refresh_due"):
-        db.query(TableName=env.tables["connections"], IndexName="by_refresh_due", **query)
+    # (The sweeper's fleet census reads by_refresh_due, by_verification_due and by_plan_due, never this one.)
+    query = {"KeyConditionExpression": "reauth_shard = :s", "ExpressionAttributeValues": {":s": {"S": "0"}}}
+    with acting_as("retention_sweeper"), pytest.raises(ClientError, match="index/by_reauthorization_due"):
+        db.query(TableName=env.tables["connections"], IndexName="by_reauthorization_due", **query)
     with acting_as("token_refresher"):
-        db.query(TableName=env.tables["connections"], IndexName="by_refresh_due", **query)
+        db.query(TableName=env.tables["connections"], IndexName="by_reauthorization_due", **query)
 
 
 def test_nothing_is_evaluated_outside_a_function(env: Resources) -> None:

@@ -361,3 +361,42 @@ def test_a_type_that_keeps_failing_stops_planning_before_its_cursor_outgrows_the
     cursor = plans.plans[0].coverage[ORDERS]
     assert len(cursor.windows) == MAX_OPEN_WINDOWS
     assert cursor.lag_periods(CATALOG[ORDERS], clock.epoch_seconds()) > 2  # and the lag alarm says so
+
+
+def test_a_backfill_fetches_the_days_again_from_its_date_as_new_pulls(fixed_clock: FixedClock) -> None:
+    plans, run = world((FBA_RETURNS,))
+    for _ in range(5):  # five days fetched, each day's job done
+        for job in run():
+            plans.end(job)
+        fixed_clock.advance(DAY)
+    for job in run():
+        plans.end(job)
+    cursor = plans.plans[0].coverage[key_of(FBA_RETURNS, US)]
+    present = cursor.covered_until
+    since = present - 3 * DAY
+
+    assert cursor.rewind(CATALOG[FBA_RETURNS], since + 7 * HOUR, "b1")  # aligned down to the day
+    plans.plans[0].next_plan_at = clock.epoch_seconds()
+    assert cursor.lag_periods(CATALOG[FBA_RETURNS], clock.epoch_seconds()) == 0  # fetched once: not a lag
+    again = run()
+
+    assert [span(job) for job in again] == [(iso_of(since + n * DAY), iso_of(since + (n + 1) * DAY))
+                                           for n in range(3)]
+    assert {job["pull"] for job in again} == {"b1"}
+    assert all(job["job_id"] == job_id(SELLER, "NA", FBA_RETURNS, *span(job), scope=US, pull="b1") for job in again)
+    for job in again:
+        plans.end(job)
+    assert (cursor.covered_until, cursor.refetch) == (present, None)  # done: back to normal planning
+    assert run() == []
+
+
+def test_a_backfill_is_refused_for_types_without_history() -> None:
+    now = int(datetime(2026, 11, 29, tzinfo=UTC).timestamp())
+    from seller_insights.coverage import new_cursor
+
+    for name in (LISTINGS, SETTLEMENT):
+        cursor = new_cursor(CATALOG[name], None, now, 0)
+        assert not cursor.rewind(CATALOG[name], now - 3 * DAY, "b1")
+    stored = new_cursor(CATALOG[ORDERS], None, now, 30)
+    assert stored.rewind(CATALOG[ORDERS], now - 3 * DAY, "b1")
+    assert type(stored).from_item(json.loads(json.dumps(stored.to_item()))) == stored

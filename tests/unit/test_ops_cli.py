@@ -76,6 +76,11 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.startswith("/download/"):  # the "presigned" URL: not SigV4-signed
             self._answer(200, self.server.zip, "application/zip")
             return
+        if self.path == "/_local/stack" and self.command == "GET":  # the fleet commands' inventory (--local)
+            stack = {"stack": "SellerInsights-local", "region": "eu-west-1", "aws": self.server.url,
+                     "admin": {"access_key_id": ACCESS_KEY, "secret_access_key": SECRET_KEY}, "inventory": []}
+            self._answer(200, json.dumps(stack).encode())
+            return
         if self.path == "/_local/drain" and self.command == "POST":  # the local stack's control endpoint
             self.server.drains += 1
             self._answer(200, b'{"delivered": 1, "failed": 0, "left": {}}')
@@ -96,6 +101,8 @@ class _Handler(BaseHTTPRequestHandler):
             ("DELETE", "/deletion"): {"connections": 1},
             ("POST", "/tokens/removal"): {"connections": 1},
             ("PATCH", ""): json.loads(body or b"{}"),
+            ("GET", "/key"): {"seller_key": "0" * 32},
+            ("POST", "/backfill"): {"connections": 1, "cursors": 1, **json.loads(body or b"{}")},
             ("POST", "/export"): {"request_id": "req1", "status": "QUEUED", "objects_total": 2,
                                   "bytes_total": 1_200_000, "status_path": f"/admin/sellers/{SELLER}/export/req1"},
         }
@@ -153,6 +160,10 @@ def test_the_commands_call_exactly_the_declared_admin_routes(api, tmp_path):
     for argv in (["show"], ["delete"], ["undelete"], ["remove-tokens"], ["correct", "--email", "new@example.com"],
                  ["export", "--out", str(tmp_path / "export.zip")]):
         assert run(argv[0], SELLER, "--api", api.url, *argv[1:])[0] == 0, argv
+    # The fleet's seller commands find the API from the stack (here: the local stack's URL).
+    for argv in (["seller-key"], ["backfill", "--type", "GET_V2_SETTLEMENT_REPORT_DATA_FLAT_FILE", "--since",
+                                  "2026-11-01"]):
+        assert run(argv[0], SELLER, "--local", api.url, *argv[1:])[0] == 0, argv
     called = {(call["method"], route_suffix(call["path"].removeprefix(f"/admin/sellers/{SELLER}"))[0])
               for call in api.calls}
     assert called == {(route.method, route.suffix) for route in ROUTES}

@@ -24,7 +24,7 @@ since its cursor less the lookback.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -69,9 +69,12 @@ class Window:
     state: str = PLANNED
     at: int = 0  # when it was (last) sent, or when it failed
     tries: int = 0  # 0: the first pull; n: the n-th retry after FAILED (pull "r{n}")
+    label: str | None = None  # a window fetched again (an operator's backfill): its pull, "b{epoch}"
 
     @property
     def pull(self) -> str | None:
+        if self.label:
+            return f"{self.label}r{self.tries}" if self.tries else self.label
         return f"r{self.tries}" if self.tries else None
 
 
@@ -88,6 +91,8 @@ class Cursor:
     marketplaces: list[str] = field(default_factory=list)  # shared cursor: marketplaces its windows carry
     windows: dict[int, Window] = field(default_factory=dict)  # by end
     since: int = 0  # the aligned present when the cursor was made (its lag counts from there at most)
+    # An operator's backfill (`rewind`): windows ending at or before `until` are fetched again as pull `pull`.
+    refetch: tuple[int, str] | None = None
 
     @property
     def key(self) -> str:
@@ -98,8 +103,10 @@ class Cursor:
     def to_item(self) -> dict[str, Any]:
         item: dict[str, Any] = {"type": self.report_type, "from": self.covered_from, "until": self.covered_until,
                                 "target": self.target, "restated": self.restated, "since": self.since,
-                                "windows": {str(end): [w.start, w.state, w.at, w.tries]
+                                "windows": {str(end): [w.start, w.state, w.at, w.tries, *([w.label] if w.label else [])]
                                             for end, w in self.windows.items()}}
+        if self.refetch is not None:
+            item["refetch"] = {"until": self.refetch[0], "pull": self.refetch[1]}
         for name, value in (("scope", self.scope), ("stop", self.stop), ("stored", self.last_stored_at)):
             if value is not None:
                 item[name] = value
@@ -109,14 +116,17 @@ class Cursor:
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Cursor:
-        windows = {int(end): Window(int(v[0]), int(end), str(v[1]), int(v[2]), int(v[3]))
+        windows = {int(end): Window(int(v[0]), int(end), str(v[1]), int(v[2]), int(v[3]),
+                                    str(v[4]) if len(v) > 4 and v[4] else None)
                    for end, v in item.get("windows", {}).items()}
+        refetch = item.get("refetch")
         return cls(report_type=str(item["type"]), scope=item.get("scope"), covered_from=int(item["from"]),
                    covered_until=int(item["until"]), target=int(item["target"]),
                    stop=int(item["stop"]) if item.get("stop") is not None else None,
                    last_stored_at=int(item["stored"]) if item.get("stored") is not None else None,
                    restated=int(item.get("restated", 0)), marketplaces=list(item.get("marketplaces", [])),
-                   windows=windows, since=int(item.get("since", 0)))
+                   windows=windows, since=int(item.get("since", 0)),
+                   refetch=(int(refetch["until"]), str(refetch["pull"])) if refetch else None)
 
     # --- the fetcher's side: a job ended -------------------------------------------------------
 
@@ -159,6 +169,8 @@ class Cursor:
                 else:
                     continue
                 del self.windows[end]
+        if self.refetch is not None and self.covered_until >= self.refetch[0]:
+            self.refetch = None  # fetched again up to where it had been
 
     # --- the planner's side ------------------------------------------------------------------
 
@@ -184,7 +196,8 @@ class Cursor:
         start = frontier
         while start < limit:
             end = min(limit, start + step)
-            yield Window(start, end)
+            again = self.refetch is not None and end <= self.refetch[0]
+            yield Window(start, end, label=self.refetch[1] if again and self.refetch else None)
             start = end
 
     def backfill_windows(self, spec: ReportSpec, now: int, backfill_days: int) -> Iterator[Window]:
@@ -245,8 +258,29 @@ class Cursor:
         """Whole cadence periods the cursor is behind, beyond the period that has just become due. A new
         cursor is not behind for the history it has yet to fetch (settlement discovery starts 90 days back)."""
         cadence = int(spec.cadence.total_seconds())
-        edge = max(self.covered_until, self.since - cadence)
+        # A backfill fetching windows again is not a lag: they were fetched once, up to refetch's end.
+        edge = max(self.covered_until, self.since - cadence, self.refetch[0] if self.refetch else 0)
         return max(0.0, (aligned(now, cadence) - edge) / cadence - 1)
+
+    def rewind(self, spec: ReportSpec, since: int, label: str) -> bool:
+        """An operator's backfill: fetch everything from `since` (aligned down to the type's piece) to the
+        present again, as pull `label` (new job ids: the fetcher would otherwise find the first pulls done),
+        oldest first at the planner's pace. History never fetched below the covered range keeps its plan;
+        windows in flight after `since` are forgotten (their jobs end without moving the cursor). False for
+        a type without history (SNAPSHOT, settlement) or a history-only cursor (`stop`)."""
+        if spec.window not in (WindowKind.UPDATED, WindowKind.DAY) or self.stop is not None:
+            return False
+        start = aligned(since, DAY if spec.window is WindowKind.DAY else int(spec.cadence.total_seconds()))
+        frontier = max([self.covered_until, *self.windows])
+        start = min(start, self.covered_until)  # never skip what was not fetched yet
+        self.windows = {end: w for end, w in self.windows.items() if end <= start and w.start < self.covered_from}
+        self.refetch = (max(frontier, self.refetch[0] if self.refetch else 0), label)
+        self.covered_until = start
+        if start < self.covered_from:  # history not fetched yet down there: all of it is fetched forwards now
+            self.covered_from = start
+            self.windows = {}
+        self.target = min(self.target, start)
+        return True
 
     def add(self, window: Window, now: int) -> None:
         window.at = now
@@ -287,6 +321,21 @@ def request_window(spec: ReportSpec, window: Window) -> tuple[str, str]:
     if spec.window is WindowKind.DISCOVERED:
         start = max(start, window.end - DISCOVERY_HORIZON)
     return iso_of(start), iso_of(window.end)
+
+
+def worst_lags(cursors: Iterable[Cursor], specs: Iterable[ReportSpec], marketplace_ids: list[str], now: int,
+               lags: dict[str, float]) -> None:
+    """Raise `lags[type]` to the worst lag (in periods) of a connection's cursors of each type in `specs`: its
+    live cursors only (not the history-only cursor of a late marketplace, nor one of a marketplace that left).
+    The planner's `ReportLagPeriods` and the fleet census count the same way."""
+    by_type = {spec.report_type: spec for spec in specs}
+    for cursor in cursors:
+        report_spec = by_type.get(cursor.report_type)
+        if (report_spec is None or cursor.stop is not None
+                or (cursor.scope and cursor.scope not in marketplace_ids)):
+            continue
+        lag = cursor.lag_periods(report_spec, now)
+        lags[cursor.report_type] = max(lags.get(cursor.report_type, 0.0), lag)
 
 
 def view(cursors: dict[str, Any]) -> list[dict[str, Any]]:

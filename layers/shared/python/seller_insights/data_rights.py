@@ -445,6 +445,8 @@ class AuditType(StrEnum):
     DELETION_ROLLBACK = "deletion_rollback"
     TOKEN_REMOVAL = "token_removal"  # noqa: S105 - a request type, not a secret
     CORRECTION = "correction"
+    SELLER_KEY = "seller_key"  # an operator asked for the opaque key to search logs with
+    BACKFILL = "backfill"  # an operator asked for a report type to be fetched again from a date
     CONSENT = "consent"  # a consent refused at the callback (the seller's deletion is pending)
     CONSENT_VERIFICATION = "consent_verification"  # what became of a consent Amazon was asked about
 
