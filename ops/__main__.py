@@ -1,4 +1,4 @@
-"""`python -m ops show|export|delete|undelete|remove-tokens|correct SELLER_ID [--api URL]`."""
+"""`python -m ops COMMAND ...`: the operators' commands (ops/cli.py; `python -m ops --help`)."""
 
 from __future__ import annotations
 

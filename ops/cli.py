@@ -1,4 +1,6 @@
-"""The operator's data-request commands.
+"""The operators' commands: a seller's data-subject requests, and the fleet.
+
+Seller requests (the signed /admin API):
 
     python -m ops show SELLER_ID            what is stored (connections with their coverage per report type
                                             and marketplace, report counts, contact)
@@ -18,6 +20,11 @@ us-east-1). Results are printed as JSON on stdout, progress on stderr. Exit code
 The export's presigned URL is a bearer link to the seller's data: it is never printed, only downloaded.
 `--drain` is for the local stack only: there no event source runs the export worker, so the command asks
 the stack to drain its queues (`POST {api}/_local/drain`, docs/local-stack.md) before each status check.
+
+Fleet commands act with the operator's credentials on the stack's resources (ops/fleet.py: the deployed
+stack of `--stage`/`--stack`, or the local stack with `--local URL`): `status`, `redrive QUEUE`,
+`seller-key SELLER_ID`, `backfill SELLER_ID --type T --since DATE`, `recover-secret`, `incident ...`,
+`rollback`, `destroy-check`; `python -m ops COMMAND --help` says more, docs/runbook.md says when.
 """
 
 from __future__ import annotations
@@ -51,13 +58,13 @@ DRAIN_TIMEOUT = 120.0
 # Modules of fleet commands (ops/fleet.py): each has `register(commands)`, which adds its subcommands with
 # `add_fleet_options` and `set_defaults(fleet_command=run)`, where run(fleet, args, stdout, stderr) -> exit code.
 FLEET_MODULES: tuple[str, ...] = (
-    "ops.secrets",
-    "ops.rollback",
-    "ops.destroy_guard",
-    "ops.incident",
-    "ops.status",
-    "ops.queues",
-    "ops.sellers",
+    "ops.status",  # status
+    "ops.queues",  # redrive
+    "ops.sellers",  # seller-key, backfill
+    "ops.secrets",  # recover-secret
+    "ops.incident",  # incident contain|restore|revoke-all|affected
+    "ops.rollback",  # rollback (make rollback)
+    "ops.destroy_guard",  # destroy-check (make destroy)
 )
 
 
@@ -113,7 +120,8 @@ def add_fleet_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ops", description="Seller Insights data-subject requests.")
+    parser = argparse.ArgumentParser(prog="python -m ops",
+                                     description="Seller Insights operations: data-subject requests and the fleet.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     helps = {"show": "show what is stored about a seller (access request)",
              "export": "build, download and verify the seller's portability export",
