@@ -75,9 +75,10 @@ def test_the_query_finds_what_the_metric_filter_cannot() -> None:
         assert not _as_python(LEAK_FILTER_PATTERN).search(line), line
         assert query.search(line), line
         assert not query.search(redact(line)), line
-    # JSON inside a JSON string (escaped quotes): redaction's JSON rule does not see it, the query does.
+    # JSON inside a JSON string (escaped quotes): redaction scrubs it, and the query would find it otherwise.
     nested = r'{"message":"exchange failed","detail":"{\"code\": \"ANdKzzXYwvQ1\"}"}'
     assert query.search(nested)
+    assert not query.search(redact(nested))
 
 
 def test_every_log_group_has_the_secret_pattern_filter(raw: dict[str, Any]) -> None:

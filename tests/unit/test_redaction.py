@@ -17,6 +17,8 @@ from seller_insights.redaction import REDACTED, redact, register_secret
     "GET /callback?state=abcdef123456&spapi_oauth_code=ANxyzCODE123&selling_partner_id=A1",
     '{"refresh_token": "whatever-value", "client_secret": "s3cr3t-value"}',
     "{'access_token': 'whatever-value'}",
+    # JSON quoted inside a JSON string (an upstream error body logged as a field)
+    r'{"message": "exchange failed", "detail": "{\"code\": \"ANxyzCODE123\", \"error\": \"invalid_grant\"}"}',
     "https://bucket.s3.amazonaws.com/k?X-Amz-Signature=abc123&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F",
     "key AKIAIOSFODNN7EXAMPLE",
     "Authorization: Bearer abc.def.ghi",

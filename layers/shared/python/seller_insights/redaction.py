@@ -54,6 +54,8 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(rf"(?i)\b({_SENSITIVE_PARAMS})=[^&\s\"'<>]*"), rf"\1={REDACTED}"),
     # "key": "value" in JSON
     (re.compile(rf"(?i)\"({_SENSITIVE_PARAMS})\"\s*:\s*\"[^\"]*\""), rf'"\1": "{REDACTED}"'),
+    # \"key\": \"value\" in JSON nested inside a JSON string (an error body quoted in a log field)
+    (re.compile(rf"(?i)\\\"({_SENSITIVE_PARAMS})\\\"\s*:\s*\\\".*?\\\""), rf'\\"\1\\": \\"{REDACTED}\\"'),
     # 'key': 'value' in Python reprs
     (re.compile(rf"(?i)'({_SENSITIVE_PARAMS})'\s*:\s*'[^']*'"), rf"'\1': '{REDACTED}'"),
     (re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), REDACTED),
