@@ -200,16 +200,24 @@ def contain(fleet: Fleet, args: argparse.Namespace, stdout: TextIO, stderr: Text
     incident._dynamodb_call("put_item", TableName=incident.connections, Item=_typed(gate))
     print(f"consent closed and refresh tokens blocked (within {CACHE_SECONDS} s in every container)", file=stderr)
     events = fleet.client("events")
-    disabled = []
-    for name, state in sorted(rules.items()):
-        if state != "DISABLED":
-            _events_call(events, "disable_rule", name)
-            disabled.append(name)
-    print(f"schedules disabled: {len(disabled)} (of {len(rules)})", file=stderr)
-    if args.settle > 0:
-        print(f"waiting {args.settle:g} s for refreshes already under way to finish", file=stderr)
-        time.sleep(args.settle)
-    deleted = delete_access_tokens(incident)
+    disabled: list[str] = []
+    try:
+        for name, state in sorted(rules.items()):
+            if state != "DISABLED":
+                _events_call(events, "disable_rule", name)
+                disabled.append(name)
+        print(f"schedules disabled: {len(disabled)} (of {len(rules)})", file=stderr)
+        if args.settle > 0:
+            print(f"waiting {args.settle:g} s for refreshes already under way to finish", file=stderr)
+            time.sleep(args.settle)
+        deleted = delete_access_tokens(incident)
+    except OpsError:
+        # A partial containment is audited too: what was done before the refusal (the switch holds the rules'
+        # prior states, so restore undoes exactly this).
+        _audit_failure(incident, "contain", operator=operator, reason=args.reason, stderr=stderr,
+                       detail={"rules_disabled": len(disabled)},
+                       changes={"incident_id": incident_id, "rules_disabled": disabled})
+        raise
     print(f"access tokens deleted from the shared cache: {deleted}", file=stderr)
     record = incident.audit("contain", operator=operator, reason=args.reason,
                             detail={"rules_disabled": len(disabled), "access_tokens_deleted": deleted},
@@ -252,22 +260,37 @@ def restore(fleet: Fleet, args: argparse.Namespace, stdout: TextIO, stderr: Text
         print(json.dumps({"restored": False, "contained": False}, indent=2), file=stdout)
         return 0
     events = fleet.client("events")
-    enabled = []
-    for name, state in sorted((gate.get("rules") or {}).items()):
-        if state == "ENABLED":
-            _events_call(events, "enable_rule", name)
-            enabled.append(name)
-    print(f"schedules enabled again: {len(enabled)}", file=stderr)
-    # Last: consent opens and refresh tokens are usable again (within CACHE_SECONDS in every container).
-    incident._dynamodb_call("delete_item", TableName=incident.connections, Key=_typed(GATE_KEY),
-                            ConditionExpression="incident_id = :id",
-                            ExpressionAttributeValues=_typed({":id": gate["incident_id"]}))
+    enabled: list[str] = []
+    try:
+        for name, state in sorted((gate.get("rules") or {}).items()):
+            if state == "ENABLED":
+                _events_call(events, "enable_rule", name)
+                enabled.append(name)
+        print(f"schedules enabled again: {len(enabled)}", file=stderr)
+        # Last: consent opens and refresh tokens are usable again (within CACHE_SECONDS in every container).
+        incident._dynamodb_call("delete_item", TableName=incident.connections, Key=_typed(GATE_KEY),
+                                ConditionExpression="incident_id = :id",
+                                ExpressionAttributeValues=_typed({":id": gate["incident_id"]}))
+    except OpsError:
+        _audit_failure(incident, "restore", operator=operator, reason=args.reason, stderr=stderr,
+                       detail={"rules_enabled": len(enabled)},
+                       changes={"incident_id": gate["incident_id"], "rules_enabled": enabled})
+        raise
     print(f"consent open and refresh tokens usable again (within {CACHE_SECONDS} s)", file=stderr)
     record = incident.audit("restore", operator=operator, reason=args.reason, detail={"rules_enabled": len(enabled)},
                             changes={"incident_id": gate["incident_id"], "rules_enabled": enabled})
     print(json.dumps({"restored": True, "incident_id": gate["incident_id"], "schedules_enabled": enabled,
                       "audit_record": record}, indent=2, sort_keys=True), file=stdout)
     return 0
+
+
+def _audit_failure(incident: Incident, action: str, *, operator: str, reason: str, stderr: TextIO,
+                   detail: dict[str, int], changes: dict[str, Any]) -> None:
+    """The audit record of a command that stopped part way (outcome `failed`); the command's own error follows."""
+    try:
+        incident.audit(action, operator=operator, reason=reason, detail=detail, changes=changes, outcome="failed")
+    except OpsError as exc:
+        print(f"the audit record of this failed {action} could not be written either: {exc.message}", file=stderr)
 
 
 def _events_call(events: Any, operation: str, name: str) -> None:
